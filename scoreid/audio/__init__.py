@@ -1,0 +1,1 @@
+"""Audio input and the spectrogram front end of the feature contract."""

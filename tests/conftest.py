@@ -1,0 +1,118 @@
+"""Shared fixtures for real components: a real ``redis-server`` and an in-process gRPC server.
+
+Nothing here fakes Redis or gRPC: ``redis_server`` starts the real binary on a free port in a
+temp dir, and ``grpc_server`` starts a real gRPC server on a free localhost port.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    host: str
+    port: int
+    dir: Path
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def client(self):
+        import redis
+
+        return redis.Redis(host=self.host, port=self.port, decode_responses=False)
+
+
+def start_redis(workdir: Path, port: int | None = None, appendonly: bool = True) -> RedisServer:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed; run ./setup.sh")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+           "--save", "", "--appendonly", "yes" if appendonly else "no",
+           "--appendfsync", "always", "--daemonize", "no", "--protected-mode", "yes"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = RedisServer("127.0.0.1", port, workdir, proc)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"redis-server exited with {proc.returncode}")
+        try:
+            if server.client().ping():
+                return server
+        except Exception:
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail("redis-server did not answer within 10 s")
+
+
+def stop_redis(server: RedisServer) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port with its data dir in a temp dir (AOF on)."""
+    server = start_redis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        stop_redis(server)
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.Server
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def grpc_server() -> Iterator[Callable[..., GrpcServer]]:
+    """Factory: ``grpc_server(register)`` starts a real in-process gRPC server on a free port.
+
+    ``register(server)`` adds servicers before start. Every started server is stopped at teardown.
+    """
+    from concurrent import futures
+
+    started: list[grpc.Server] = []
+
+    def start(register: Callable[[grpc.Server], None], max_workers: int = 8) -> GrpcServer:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+        register(server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        started.append(server)
+        return GrpcServer(server, port)
+
+    yield start
+    for s in started:
+        s.stop(grace=None)

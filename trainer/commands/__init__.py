@@ -1,0 +1,1 @@
+"""One module per ``trainer/run.py`` subcommand (same shape as ``scoreid.commands``)."""
