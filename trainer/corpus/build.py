@@ -122,6 +122,8 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
                                  "splits": splits, "skipped": dict(sorted(res.skipped.items())),
                                  "build": build_info})  # fmt: skip
 
+    # build in round-robin order over the sources, so a partial corpus already covers every source
+    todo = limit_round_robin(todo, len(todo))
     ctx = mp.get_context("fork")
     running: dict[str, tuple[Any, Any, float]] = {}
     queue = list(todo)
