@@ -18,6 +18,7 @@ from scoreid.cli import build_parser, run_parser  # noqa: E402
 
 #: Command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "trainer.commands.corpus",
     "trainer.commands.pretrain",
     "trainer.commands.finetune",
     "trainer.commands.eval",
