@@ -17,20 +17,22 @@ PCM_FLOAT32: Encoding
 PCM_INT16: Encoding
 
 class SessionOptions(_message.Message):
-    __slots__ = ("sample_rate", "encoding", "library", "hop_seconds", "top_k", "client_name")
+    __slots__ = ("sample_rate", "encoding", "library", "hop_seconds", "top_k", "client_name", "resume_session")
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     LIBRARY_FIELD_NUMBER: _ClassVar[int]
     HOP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    RESUME_SESSION_FIELD_NUMBER: _ClassVar[int]
     sample_rate: int
     encoding: Encoding
     library: str
     hop_seconds: float
     top_k: int
     client_name: str
-    def __init__(self, sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ..., top_k: _Optional[int] = ..., client_name: _Optional[str] = ...) -> None: ...
+    resume_session: str
+    def __init__(self, sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ..., top_k: _Optional[int] = ..., client_name: _Optional[str] = ..., resume_session: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("data",)
