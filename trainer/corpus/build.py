@@ -1,0 +1,184 @@
+"""The corpus build: collect sources, split, build pieces in crash-proof workers, write the index.
+
+Every piece is built in its own forked subprocess (at most ``workers`` at a time), so a Verovio
+segfault or a hung file costs only that piece: it is skipped with a one-line reason, logged, and
+listed under ``"skipped"`` in ``index.json``. A piece is finished when ``pieces/<pid>.npz``
+exists; an interrupted build started again with the same arguments skips finished pieces
+(resume). The index is rewritten (atomically) every few pieces and at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from scoreid.errors import UserError
+from trainer.corpus.piece import BuildConfig, build_piece, index_entry
+from trainer.corpus.sources import SourceItem, collect, limit_round_robin
+from trainer.corpus.splits import assign_splits
+from trainer.corpus.store import INDEX, SPLITS, Corpus, piece_path, read_meta, write_json
+
+log = logging.getLogger("trainer.corpus.build")
+PIECE_TIMEOUT_S = 1800
+
+
+@dataclass
+class BuildResult:
+    built: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    excluded: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path, fps: frozenset[str]) -> None:
+    try:
+        entry = build_piece(item, split, cfg, out, fps)
+        conn.send(("ok", entry))
+    except Exception as e:  # every failure of one piece becomes its skip reason
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, UserError):
+            msg = f"{type(e).__name__}: {msg}"
+            log.debug("piece %s failed:\n%s", item.pid, traceback.format_exc())
+        conn.send(("skip", msg))
+    finally:
+        conn.close()
+
+
+def _exclusions(dirs: list[Path]) -> tuple[set[str], frozenset[str], set[str]]:
+    keys: set[str] = set()
+    fps: set[str] = set()
+    titles: set[str] = set()
+    for d in dirs:
+        for entry in Corpus(d).pieces.values():
+            keys.update(entry.get("keys", []))
+            if entry.get("fingerprint"):
+                fps.add(entry["fingerprint"])
+    return keys, frozenset(fps), titles
+
+
+def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None = None,
+          unaligned: bool = False, exclude: list[Path] | None = None, cfg: BuildConfig | None = None,
+          valid: float = 0.08, test: float = 0.15, balance: bool = True,
+          progress: bool = True) -> BuildResult:  # fmt: skip
+    """Build (or resume) a corpus in ``out``; see the module docstring."""
+    cfg = cfg or BuildConfig()
+    t0 = time.time()
+    items = collect(sources)
+    res = BuildResult()
+    if exclude:
+        ex_keys, ex_fps, _ = _exclusions(exclude)
+        kept = []
+        for it in items:
+            if set(it.keys) & ex_keys:
+                res.excluded.append(it.pid)
+            else:
+                kept.append(it)
+        items = kept
+    else:
+        ex_fps = frozenset()
+    if limit is not None:
+        items = limit_round_robin(items, limit)
+    if not items:
+        raise UserError("nothing to build: no score files left after --limit/--exclude")
+    if unaligned:
+        split_of = {it.pid: "pool" for it in items}
+    else:
+        split_of = assign_splits({it.pid: it.keys for it in items}, {it.pid: it.composer for it in items},
+                                 seed=cfg.seed, valid=valid, test=test, balance=balance)  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, dict[str, Any]] = {}
+    todo: list[SourceItem] = []
+    for it in items:
+        p = piece_path(out, it.pid)
+        if p.is_file():
+            try:
+                meta = read_meta(p)
+                if meta.get("split") == split_of[it.pid] and meta.get("build") == cfg.to_dict():
+                    entries[it.pid] = index_entry(meta)
+                    res.resumed.append(it.pid)
+                    continue
+            except Exception:
+                pass  # unreadable partial file: rebuild it
+        todo.append(it)
+    build_info = {"sources": sources, "unaligned": unaligned, "config": cfg.to_dict(), "limit": limit,
+                  "valid": valid, "test": test, "balance": balance,
+                  "exclude": [str(e) for e in exclude or []]}  # fmt: skip
+
+    def write_index() -> None:
+        splits: dict[str, list[str]] = {s: [] for s in SPLITS}
+        for pid in sorted(entries):
+            splits[entries[pid]["split"]].append(pid)
+        write_json(out / INDEX, {"version": 1, "pieces": {k: entries[k] for k in sorted(entries)},
+                                 "splits": splits, "skipped": dict(sorted(res.skipped.items())),
+                                 "build": build_info})  # fmt: skip
+
+    ctx = mp.get_context("fork")
+    running: dict[str, tuple[Any, Any, float]] = {}
+    queue = list(todo)
+    bar = tqdm(total=len(items), initial=len(res.resumed), desc="corpus", unit="piece",
+               disable=not progress, dynamic_ncols=True)  # fmt: skip
+    last_index = time.time()
+    try:
+        while queue or running:
+            while queue and len(running) < max(1, workers):
+                it = queue.pop(0)
+                parent, child = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(child, it, split_of[it.pid], cfg, out, ex_fps))
+                proc.start()
+                child.close()
+                running[it.pid] = (proc, parent, time.time())
+            ready = mp.connection.wait([r[1] for r in running.values()] + [r[0].sentinel for r in running.values()],
+                                       timeout=5.0)  # fmt: skip
+            for pid in list(running):
+                proc, conn, started = running[pid]
+                msg = None
+                if conn in ready or proc.sentinel in ready:
+                    try:
+                        if conn.poll():
+                            msg = conn.recv()
+                    except (EOFError, OSError):
+                        msg = None
+                    proc.join(timeout=10)
+                    if msg is None:
+                        code = proc.exitcode
+                        msg = (
+                            "skip",
+                            f"worker crashed (exit code {code})" if code is not None else "worker hung",
+                        )
+                elif time.time() - started > PIECE_TIMEOUT_S:
+                    proc.kill()
+                    proc.join()
+                    msg = ("skip", f"timed out after {PIECE_TIMEOUT_S} s")
+                else:
+                    continue
+                del running[pid]
+                conn.close()
+                status, payload = msg
+                if status == "ok":
+                    entries[pid] = payload
+                    res.built.append(pid)
+                else:
+                    res.skipped[pid] = str(payload)
+                    if progress:
+                        tqdm.write(f"skipped {pid}: {payload}")
+                    log.warning("skipped %s: %s", pid, payload)
+                bar.update(1)
+                if time.time() - last_index > 30:
+                    write_index()
+                    last_index = time.time()
+    finally:
+        for proc, _conn, _ in running.values():
+            proc.kill()
+            proc.join()
+        bar.close()
+        write_index()
+    res.seconds = time.time() - t0
+    return res
