@@ -1,5 +1,6 @@
-"""Fixtures for the encoder service tests (imported by the test modules): a RANDOMLY INITIALISED audio encoder (exported to ONNX
-inside the test session, never shipped), a synthetic three-piece library embedded with that same
+"""Fixtures for the encoder service tests (imported by the test modules): a RANDOMLY INITIALISED
+CrossModalNet exported with ``trainer.export`` inside the test session (never shipped) and loaded
+with the service's backend loader, a synthetic three-piece library embedded with that same
 random model, and the whole stack on localhost (real redis-server, real gRPC servers).
 
 The random model makes identification meaningful without a trained model: the library rows are
@@ -21,6 +22,7 @@ import torch
 from aggregator_svc.server import AggregatorServicer
 from aggregator_svc.server import register as register_aggregator
 from aggregator_svc.store import RedisTallies
+from encoder_svc.backend import load_encoder
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer
 from encoder_svc.server import register as register_encoder
 from index_svc.library import RowMeta, ServedLibrary
@@ -34,40 +36,21 @@ PIECES = ("alpha", "beta", "gamma")
 SECONDS = 6.0
 
 
-class RandomOnnxAudioEncoder:
-    """A randomly initialised conv net exported to ONNX and run with ONNX Runtime (test only)."""
+def export_random_model(out: Path, seed: int = 0) -> Path:
+    """A RANDOMLY INITIALISED CrossModalNet exported like a trained one (test only, never shipped)."""
+    from scoreid.models import CrossModalNet
+    from trainer.export import export_model
 
-    def __init__(self, path: Path, seed: int = 0):
-        import onnxruntime as ort
-
-        torch.manual_seed(seed)
-        net = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 8, 5, stride=(4, 4)), torch.nn.ReLU(), torch.nn.Flatten(),
-            torch.nn.LazyLinear(C.EMBED_DIM),
-        )  # fmt: skip
-        x = torch.zeros(2, 1, C.N_BINS, C.AUDIO_WINDOW_FRAMES)
-        net(x)
-
-        class Norm(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, s: torch.Tensor) -> torch.Tensor:
-                return torch.nn.functional.normalize(self.inner(s), dim=1)
-
-        torch.onnx.export(Norm(net).eval(), (x,), str(path), input_names=["spec"], output_names=["embedding"],
-                          dynamic_axes={"spec": {0: "batch"}, "embedding": {0: "batch"}}, dynamo=False)  # fmt: skip
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.contract = C.DEFAULT
-
-    def embed_audio(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        if x.ndim != 4 or x.shape[1:] != (1, C.N_BINS, C.AUDIO_WINDOW_FRAMES):
-            raise ValueError(f"audio input must have shape (batch, 1, 92, 84), got {x.shape}")
-        return self.session.run(["embedding"], {"spec": x})[0]
+    torch.manual_seed(seed)
+    net = CrossModalNet().eval()
+    with torch.no_grad():  # non-trivial CCA buffers, as after training
+        a, s = (
+            torch.rand(64, 1, C.N_BINS, C.AUDIO_WINDOW_FRAMES),
+            torch.rand(64, 1, C.SHEET_NET_H, C.SHEET_NET_W),
+        )
+        net.cca.refit(net.pre_cca_audio(a), net.pre_cca_sheet(s))
+    export_model(net, out, {"preset": "random-test-model", "seed": seed}, tensorrt=False, log=lambda m: None)
+    return out
 
 
 def piece_audio(i: int, seconds: float = SECONDS, sr: int = C.SAMPLE_RATE) -> np.ndarray:
@@ -83,7 +66,7 @@ def piece_audio(i: int, seconds: float = SECONDS, sr: int = C.SAMPLE_RATE) -> np
     return np.concatenate(out).astype(np.float32)
 
 
-def build_library(encoder: RandomOnnxAudioEncoder) -> ServedLibrary:
+def build_library(encoder) -> ServedLibrary:
     vecs, metas = [], []
     for i, _ in enumerate(PIECES):
         spec = spectrogram(piece_audio(i))
@@ -101,9 +84,15 @@ def build_library(encoder: RandomOnnxAudioEncoder) -> ServedLibrary:
 
 
 @pytest.fixture(scope="session")
-def random_encoder(tmp_path_factory) -> RandomOnnxAudioEncoder:
+def random_model_dir(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
-    return RandomOnnxAudioEncoder(tmp_path_factory.mktemp("random-model") / "audio.onnx")
+    return export_random_model(tmp_path_factory.mktemp("random-model"))
+
+
+@pytest.fixture(scope="session")
+def random_encoder(random_model_dir):
+    """The encoder service's backend loader on the random model (ONNX Runtime, CPU)."""
+    return load_encoder(random_model_dir, "onnx")
 
 
 @pytest.fixture(scope="session")

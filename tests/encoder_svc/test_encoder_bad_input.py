@@ -10,7 +10,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from svc_fixtures import channel_to, make_stack, piece_audio, random_encoder, random_library  # noqa: F401  (fixtures)
+from svc_fixtures import channel_to, make_stack, piece_audio, random_encoder, random_library, random_model_dir  # noqa: F401  (fixtures)
 
 from encoder_svc.server import EmbedderServicer, register
 from proto.scoreid.v1 import scoreid_pb2 as pb
