@@ -228,7 +228,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
         STAGE_SECONDS.labels(SERVICE, "total").observe(stamps["total"] / 1000)
         titles = self.titles(opts.library)
         msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=final,
-                                top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score)
+                                top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
                                      for t in vote.top], latency_ms=stamps)  # fmt: skip
         if vote.HasField("position"):
             msg.position.CopyFrom(vote.position)
@@ -332,7 +332,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
                 raise _rpc_abort("aggregator", e) from None
             titles = self.titles(opts.library)
             msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=True,
-                                    top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score)
+                                    top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
                                          for t in st.top])  # fmt: skip
             if st.HasField("position"):
                 msg.position.CopyFrom(st.position)

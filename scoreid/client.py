@@ -67,31 +67,37 @@ def stream_audio(address: str, samples: np.ndarray, sample_rate: int, *, token: 
         yield from stub.Stream(requests(samples, sample_rate, **kw), metadata=md, timeout=timeout)
 
 
-def identification_to_dict(msg: pb.Identification, source: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "file": source,
-        "session": msg.session_id,
-        "seq": msg.seq,
-        "seconds": round(msg.seconds, 3),
-        "top": [{"piece": t.piece, "title": t.title, "score": round(t.score, 6)} for t in msg.top],
-        "final": msg.final,
-    }
-    if msg.HasField("position"):
-        p = msg.position
-        out["position"] = {"piece": p.piece, "page": p.page, "system": p.system, "x": round(p.x, 1),
-                           "y0": round(p.y0, 1), "y1": round(p.y1, 1)}  # fmt: skip
-    if msg.latency_ms:
-        out["latency_ms"] = {k: round(v, 3) for k, v in sorted(msg.latency_ms.items())}
+def identification_to_dict(msg: pb.Identification, details: bool = False) -> dict[str, Any]:
+    """The offline ``scoreid identify`` line: {"t", "top": [{piece, score, votes[, page, system, x]}][, "final"]}.
+
+    ``score`` is the piece's share of all votes, ``votes`` its decayed tally; the followed
+    position is attached to its piece. ``details`` adds session, seq, title and stage latencies.
+    """
+    top = []
+    for t in msg.top:
+        entry: dict[str, Any] = {"piece": t.piece, "score": round(t.score, 4), "votes": round(t.votes, 3)}
+        if msg.HasField("position") and msg.position.piece == t.piece:
+            p = msg.position
+            entry.update({"page": p.page, "system": p.system, "x": p.x})
+        if details:
+            entry["title"] = t.title
+        top.append(entry)
+    out: dict[str, Any] = {"t": round(msg.seconds, 3), "top": top}
+    if msg.final:
+        out["final"] = True
+    if details:
+        out.update({"session": msg.session_id, "seq": msg.seq,
+                    "latency_ms": {k: round(v, 3) for k, v in sorted(msg.latency_ms.items())}})  # fmt: skip
     return out
 
 
-def identification_to_json(msg: pb.Identification, source: str = "") -> str:
-    return json.dumps(identification_to_dict(msg, source))
+def identification_to_json(msg: pb.Identification, details: bool = False) -> str:
+    return json.dumps(identification_to_dict(msg, details))
 
 
 def identify_files(address: str, paths: list[str], *, speed: float = 1.0, token: str = "",
                    tls_ca: str | None = None, library: str = "", hop_s: float = 0.0,
-                   top_k: int = 0, final_only: bool = False) -> Iterator[str]:  # fmt: skip
+                   top_k: int = 0, final_only: bool = False, details: bool = False) -> Iterator[str]:  # fmt: skip
     """JSON lines for each file streamed to the server (the ``scoreid identify --server`` path)."""
     from scoreid.audio.io import load_audio
     from scoreid.contract import SAMPLE_RATE
@@ -102,7 +108,7 @@ def identify_files(address: str, paths: list[str], *, speed: float = 1.0, token:
             for msg in stream_audio(address, x, SAMPLE_RATE, token=token, tls_ca=tls_ca, speed=speed,
                                     library=library, hop_s=hop_s, top_k=top_k):  # fmt: skip
                 if msg.final or not final_only:
-                    yield identification_to_json(msg, str(path))
+                    yield identification_to_json(msg, details)
         except grpc.RpcError as e:
             code = e.code().name if hasattr(e, "code") else "UNKNOWN"
             details = e.details() if hasattr(e, "details") else str(e)

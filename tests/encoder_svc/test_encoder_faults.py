@@ -50,11 +50,11 @@ def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(make_stack, 
                     proc.wait()
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "aggregator unavailable" in e.value.details()
         sid = got[-1].session_id
-        tally_before = {t.piece: t.score for t in got[-1].top}
+        tally_before = {t.piece: t.votes for t in got[-1].top}
         proc = start_aggregator(redis_server.url, port)
         resumed = list(stream_audio(stack.address, x[SR * 3 :], SR, speed=0, resume_session=sid))
         assert {m.session_id for m in resumed} == {sid}
-        assert resumed[0].top[0].score > tally_before["alpha"] * 0.5  # the earlier votes are still there
+        assert resumed[0].top[0].votes > tally_before["alpha"] * 0.5  # the earlier votes are still there
         assert resumed[-1].final and resumed[-1].top[0].piece == "alpha"
         # an unknown session cannot be resumed
         with pytest.raises(grpc.RpcError) as e:
