@@ -111,5 +111,5 @@ def identify_files(address: str, paths: list[str], *, speed: float = 1.0, token:
                     yield identification_to_json(msg, details)
         except grpc.RpcError as e:
             code = e.code().name if hasattr(e, "code") else "UNKNOWN"
-            details = e.details() if hasattr(e, "details") else str(e)
-            raise UserError(f"{address}: {code}: {details}") from None
+            why = e.details() if hasattr(e, "details") else str(e)
+            raise UserError(f"{address}: {code}: {why}") from None
