@@ -39,7 +39,10 @@ def votes_from_hits(hits: Any) -> tuple[dict[str, float], dict[str, dict[str, An
 
 
 def state_to_pb(st: TallyState) -> pb.VoteResponse:
-    resp = pb.VoteResponse(top=[pb.PieceScore(piece=p, score=s) for p, s in st.top])
+    total = st.total or 1.0
+    resp = pb.VoteResponse(
+        top=[pb.PieceScore(piece=p, score=v / total, votes=v) for p, v in st.top], total=st.total
+    )
     if st.t_last is not None:
         resp.t_seconds = st.t_last
     if st.position:
@@ -76,6 +79,8 @@ class AggregatorServicer(pbg.AggregatorServicer):
                       latency_ms=round(dt * 1000, 3))  # fmt: skip
 
     def Vote(self, request: pb.VoteRequest, context: grpc.ServicerContext) -> pb.VoteResponse:
+        if not request.hits.hits:  # a silent window casts no vote (as the offline identifier)
+            return self.Get(pb.GetRequest(session_id=request.session_id, top_k=request.top_k), context)
         votes, positions = votes_from_hits(request.hits.hits)
         hl = request.half_life or self.half_life_s
         k = request.top_k or self.top_k

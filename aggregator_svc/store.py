@@ -37,14 +37,15 @@ class TallyState:
     t_last: float | None
     top: list[tuple[str, float]]
     position: dict[str, Any] | None
+    total: float = 0.0  # sum of all tallies
 
 
 def _decode(reply: list[Any]) -> TallyState:
-    t_raw, flat, pos = reply
+    t_raw, flat, pos, total = reply
     t_s = t_raw.decode() if isinstance(t_raw, bytes) else str(t_raw)
     items = [(flat[i].decode(), float(flat[i + 1])) for i in range(0, len(flat), 2)]
     position = json.loads(pos) if pos else None
-    return TallyState(float(t_s) if t_s else None, items, position)
+    return TallyState(float(t_s) if t_s else None, items, position, float(total))
 
 
 class RedisTallies:

@@ -3,7 +3,7 @@
 -- KEYS[1] tally hash (piece -> tally), KEYS[2] meta hash (t_last), KEYS[3] position hash (piece -> pos)
 -- ARGV: t, half_life ("inf" = no decay), ttl_s, top_k, n_votes, piece_1, vote_1, ..., n_pos,
 --       piece_1, pos_1, ...
--- Returns {t_last, {piece, tally, ...} best first (ties by piece id), pos of top-1 or ""}.
+-- Returns {t_last, {piece, tally, ...} best first (ties by piece id), pos of top-1 or "", total}.
 -- Numbers are stored and returned as "%.17g" strings so doubles round-trip exactly.
 local t = tonumber(ARGV[1])
 local hl_s = ARGV[2]
@@ -51,8 +51,10 @@ redis.call("HSET", KEYS[2], "t_last", string.format(fmt, t), "half_life", hl_s)
 
 local flat = redis.call("HGETALL", KEYS[1])
 local items = {}
+local total = 0
 for j = 1, #flat, 2 do
   items[#items + 1] = {flat[j], tonumber(flat[j + 1])}
+  total = total + items[#items][2]
 end
 table.sort(items, function(a, b)
   if a[2] ~= b[2] then return a[2] > b[2] end
@@ -72,4 +74,4 @@ if ttl > 0 then
     if redis.call("EXISTS", KEYS[k]) == 1 then redis.call("EXPIRE", KEYS[k], ttl) end
   end
 end
-return {string.format(fmt, t), top, pos}
+return {string.format(fmt, t), top, pos, string.format(fmt, total)}

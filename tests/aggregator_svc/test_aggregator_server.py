@@ -46,7 +46,7 @@ def test_two_replicas_serve_the_same_sessions(redis_server, grpc_server):
             votes[p] = votes.get(p, 0) + 1
         ref.update(votes, i * 0.5)
         resp = stubs[i % 2].Vote(pb.VoteRequest(session_id="shared", t_seconds=i * 0.5, hits=hits(*pieces)))
-        assert [(t.piece, pytest.approx(t.score)) for t in resp.top] == ref.top(3)
+        assert [(t.piece, pytest.approx(t.votes)) for t in resp.top] == ref.top(3)
         assert resp.position.piece == ref.top(1)[0][0]
     got = stubs[0].Get(pb.GetRequest(session_id="shared"))
     assert [t.piece for t in got.top] == [p for p, _ in ref.top(3)]
@@ -115,7 +115,7 @@ def test_kill_9_mid_stream_is_unavailable_and_a_restart_continues_from_redis(red
             pb.VoteRequest(session_id="live", t_seconds=3.5, hits=hits("y")), wait_for_ready=True, timeout=10
         )
         ref.update({"y": 1}, 3.5)
-        assert [(t.piece, pytest.approx(t.score)) for t in resp.top] == ref.top(5)
+        assert [(t.piece, pytest.approx(t.votes)) for t in resp.top] == ref.top(5)
     finally:
         channel.close()
         proc.terminate()
@@ -125,3 +125,11 @@ def test_kill_9_mid_stream_is_unavailable_and_a_restart_continues_from_redis(red
             proc.kill()
             proc.wait()
         time.sleep(0)
+
+
+def test_a_window_without_hits_changes_nothing(redis_server, grpc_server):
+    s = grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 2.0)))
+    stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
+    a = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=1.0, hits=hits("a", "a", "b")))
+    b = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=9.0, hits=pb.HitList()))
+    assert b == a and a.total == pytest.approx(3.0) and a.top[0].score == pytest.approx(2 / 3)

@@ -17,20 +17,22 @@ PCM_FLOAT32: Encoding
 PCM_INT16: Encoding
 
 class SessionOptions(_message.Message):
-    __slots__ = ("sample_rate", "encoding", "library", "hop_seconds", "top_k", "client_name")
+    __slots__ = ("sample_rate", "encoding", "library", "hop_seconds", "top_k", "client_name", "resume_session")
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     LIBRARY_FIELD_NUMBER: _ClassVar[int]
     HOP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    RESUME_SESSION_FIELD_NUMBER: _ClassVar[int]
     sample_rate: int
     encoding: Encoding
     library: str
     hop_seconds: float
     top_k: int
     client_name: str
-    def __init__(self, sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ..., top_k: _Optional[int] = ..., client_name: _Optional[str] = ...) -> None: ...
+    resume_session: str
+    def __init__(self, sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ..., top_k: _Optional[int] = ..., client_name: _Optional[str] = ..., resume_session: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("data",)
@@ -47,14 +49,16 @@ class StreamRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[SessionOptions, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ...) -> None: ...
 
 class PieceScore(_message.Message):
-    __slots__ = ("piece", "title", "score")
+    __slots__ = ("piece", "title", "score", "votes")
     PIECE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
     piece: str
     title: str
     score: float
-    def __init__(self, piece: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    votes: float
+    def __init__(self, piece: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., votes: _Optional[float] = ...) -> None: ...
 
 class Position(_message.Message):
     __slots__ = ("piece", "page", "system", "x", "y0", "y1", "similarity")
@@ -235,14 +239,16 @@ class VoteRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., t_seconds: _Optional[float] = ..., half_life: _Optional[float] = ..., hits: _Optional[_Union[HitList, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class VoteResponse(_message.Message):
-    __slots__ = ("top", "position", "t_seconds")
+    __slots__ = ("top", "position", "t_seconds", "total")
     TOP_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     T_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
     top: _containers.RepeatedCompositeFieldContainer[PieceScore]
     position: Position
     t_seconds: float
-    def __init__(self, top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., t_seconds: _Optional[float] = ...) -> None: ...
+    total: float
+    def __init__(self, top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., t_seconds: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("session_id", "top_k")

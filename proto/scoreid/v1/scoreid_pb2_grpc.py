@@ -363,6 +363,7 @@ class AggregatorServicer:
 
     def Vote(self, request, context):
         """Atomically decay a session's tallies to t_seconds, add one vote per hit, return top-k.
+        A request with no hits (a silent window) changes nothing and returns the current state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
