@@ -17,7 +17,14 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 from scoreid.cli import build_parser, run_parser  # noqa: E402
 
 #: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("trainer.commands.corpus",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "trainer.commands.corpus",
+    "trainer.commands.pretrain",
+    "trainer.commands.finetune",
+    "trainer.commands.eval",
+    "trainer.commands.export",
+    "trainer.commands.pipeline",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

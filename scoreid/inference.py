@@ -1,0 +1,249 @@
+"""Load an exported model directory and embed audio excerpts and sheet windows with it.
+
+``load_model(model_dir, backend="onnx" | "torch" | "tensorrt") -> Encoders`` reads
+``manifest.json`` (written by ``trainer/run.py export``), refuses a model whose feature contract
+differs from this code's (:class:`~scoreid.contract.ContractError` naming the fields), and runs:
+
+- ``onnx``: ``audio.onnx`` / ``sheet.onnx`` with onnxruntime (CPU, or CUDA when available and
+  ``device="cuda"``);
+- ``torch``: ``model.pt`` with the shared definitions in :mod:`scoreid.models`;
+- ``tensorrt``: ``audio.fp16.plan`` / ``sheet.fp16.plan`` (or ``fp32`` with
+  ``precision="fp32"``) via :mod:`scoreid.tensorrt_backend`; without TensorRT or a GPU a
+  :class:`~scoreid.tensorrt_backend.BackendUnavailable` says what to install.
+
+Inputs: audio float32 (B, 1, 92, F) with F = the contract's audio window (84 by default);
+sheet float32 (B, 1, 80, 100) in [0, 1], ink = 1 (see :mod:`scoreid.sheet.strip`). Outputs:
+float32 (B, 32), L2-normalised. A wrongly shaped input raises ``ContractError``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scoreid import contract as C
+from scoreid.contract import Contract, ContractError
+from scoreid.errors import UserError
+from scoreid.tensorrt_backend import BackendUnavailable
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "scoreid-model/1"
+AUDIO_INPUT = "spec"
+SHEET_INPUT = "image"
+OUTPUT = "embedding"
+BACKENDS = ("onnx", "torch", "tensorrt")
+#: rows per forward pass in the onnx and torch backends (bounds memory for huge batches)
+CHUNK = 512
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def sheet_input_shape() -> tuple[int, int, int]:
+    return (1, C.SHEET_NET_H, C.SHEET_NET_W)
+
+
+def audio_input_shape(frames: int) -> tuple[int, int, int]:
+    return (1, C.N_BINS, frames)
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The current git commit of the repository (``"unknown"`` outside git)."""
+    try:
+        cwd = repo or Path(__file__).resolve().parents[1]
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def make_manifest(contract: Contract, files: dict[str, str], training: dict[str, Any]) -> dict[str, Any]:
+    """The manifest dict of the shared ``scoreid-model/1`` format (see BRIEF / README)."""
+    frames = contract.audio_window_frames
+    return {
+        "format": MANIFEST_FORMAT,
+        "contract": contract.to_dict(),
+        "files": dict(files),
+        "inputs": {
+            "audio": {"name": AUDIO_INPUT, "shape": ["batch", *audio_input_shape(frames)]},
+            "sheet": {"name": SHEET_INPUT, "shape": ["batch", *sheet_input_shape()]},
+        },
+        "output": {"name": OUTPUT, "dim": contract.embed_dim},
+        "training": dict(training),
+    }
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, Any]:
+    """Parse and validate ``model_dir/manifest.json`` (UserError when missing or malformed)."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{model_dir}: not a model directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise UserError(
+            f"{path}: unknown model format {manifest.get('format') if isinstance(manifest, dict) else None!r}, expected {MANIFEST_FORMAT!r}"
+        )
+    for key in ("contract", "files"):
+        if not isinstance(manifest.get(key), dict):
+            raise UserError(f"{path}: manifest has no {key!r} object")
+    return manifest
+
+
+def _check_batch(x: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim != 4 or tuple(arr.shape[1:]) != shape:
+        raise ContractError(
+            f"{what} input must have shape (batch, {', '.join(map(str, shape))}), got {arr.shape}"
+        )
+    return np.ascontiguousarray(arr)
+
+
+class Encoders:
+    """The two encoders of one exported model, on one backend."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        manifest: dict[str, Any],
+        contract: Contract,
+        backend: str,
+        audio: Runner,
+        sheet: Runner,
+    ):
+        self.model_dir = model_dir
+        self.manifest = manifest
+        self.contract = contract
+        self.backend = backend
+        self._audio = audio
+        self._sheet = sheet
+        self.audio_shape = audio_input_shape(contract.audio_window_frames)
+        self.sheet_shape = sheet_input_shape()
+        self.dim = contract.embed_dim
+
+    @property
+    def audio_frames(self) -> int:
+        return self.contract.audio_window_frames
+
+    def _run(self, runner: Runner, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] == 0:
+            return np.zeros((0, self.dim), np.float32)
+        out = runner(x)
+        return np.asarray(out, dtype=np.float32).reshape(x.shape[0], self.dim)
+
+    def embed_audio(self, x: Any) -> np.ndarray:
+        """float32 (B, 1, 92, F) spectrogram excerpts -> (B, 32) L2-normalised embeddings."""
+        return self._run(self._audio, _check_batch(x, self.audio_shape, "audio"))
+
+    def embed_sheet(self, x: Any) -> np.ndarray:
+        """float32 (B, 1, 80, 100) sheet windows (ink = 1) -> (B, 32) L2-normalised embeddings."""
+        return self._run(self._sheet, _check_batch(x, self.sheet_shape, "sheet"))
+
+
+def _file(model_dir: Path, manifest: dict[str, Any], key: str) -> Path:
+    name = manifest["files"].get(key)
+    if not name:
+        raise UserError(f"{model_dir}: the manifest lists no {key!r} file")
+    path = model_dir / name
+    if not path.is_file():
+        raise UserError(f"{model_dir}: {name} is listed in the manifest but missing")
+    return path
+
+
+def _chunked(fn: Runner) -> Runner:
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([fn(x[i : i + CHUNK]) for i in range(0, x.shape[0], CHUNK)])
+
+    return run
+
+
+def _onnx_runners(model_dir: Path, manifest: dict[str, Any], device: str) -> tuple[Runner, Runner]:
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BackendUnavailable(
+                "onnxruntime has no CUDA provider here; install onnxruntime-gpu or use device 'cpu'"
+            )
+        providers.insert(0, "CUDAExecutionProvider")
+
+    def runner(key: str, name: str) -> Runner:
+        opts = ort.SessionOptions()
+        sess = ort.InferenceSession(str(_file(model_dir, manifest, key)), opts, providers=providers)
+        return _chunked(lambda x: sess.run(None, {name: x})[0])
+
+    return runner("audio_onnx", AUDIO_INPUT), runner("sheet_onnx", SHEET_INPUT)
+
+
+def _torch_runners(model_dir: Path, manifest: dict[str, Any], device: str) -> tuple[Runner, Runner]:
+    import torch
+
+    from scoreid.models import load_checkpoint
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailable("no CUDA device is available for the torch backend; use device 'cpu'")
+    net = load_checkpoint(_file(model_dir, manifest, "torch"), map_location=device)
+    dev = torch.device(device)
+
+    def runner(fn: Callable[[Any], Any]) -> Runner:
+        @torch.inference_mode()
+        def run(x: np.ndarray) -> np.ndarray:
+            return fn(torch.from_numpy(x).to(dev)).float().cpu().numpy()
+
+        return _chunked(run)
+
+    return runner(net.embed_audio), runner(net.embed_sheet)
+
+
+def _tensorrt_runners(
+    model_dir: Path, manifest: dict[str, Any], device: str, precision: str
+) -> tuple[Runner, Runner]:
+    from scoreid.tensorrt_backend import TrtEncoder, import_tensorrt
+
+    import_tensorrt()  # clear message first when the package is missing
+    if precision not in ("fp16", "fp32"):
+        raise UserError(f"TensorRT precision must be fp16 or fp32, got {precision!r}")
+    audio = TrtEncoder(_file(model_dir, manifest, f"audio_trt_{precision}"), device=device)
+    sheet = TrtEncoder(_file(model_dir, manifest, f"sheet_trt_{precision}"), device=device)
+    return audio, sheet
+
+
+def load_model(
+    model_dir: str | Path,
+    backend: str = "onnx",
+    *,
+    device: str | None = None,
+    precision: str = "fp16",
+    expected: Contract | None = None,
+) -> Encoders:
+    """Open an exported model directory on ``backend`` ("onnx", "torch" or "tensorrt").
+
+    ``expected`` is the contract this code serves (default :data:`scoreid.contract.DEFAULT`);
+    pass ``contract.with_audio_window(n)`` to serve a 42- or 168-frame model. ``device`` defaults
+    to "cpu" for onnx/torch and "cuda" for tensorrt; ``precision`` picks the TensorRT plan.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    mdir = Path(model_dir)
+    manifest = read_manifest(mdir)
+    try:
+        contract = Contract.from_dict(manifest["contract"])
+    except (TypeError, ValueError) as e:
+        raise ContractError(f"{mdir}: manifest contract is malformed ({e})") from None
+    (expected or C.DEFAULT).check_compatible(contract, what=f"model {mdir}")
+    if backend == "onnx":
+        audio, sheet = _onnx_runners(mdir, manifest, device or "cpu")
+    elif backend == "torch":
+        audio, sheet = _torch_runners(mdir, manifest, device or "cpu")
+    else:
+        audio, sheet = _tensorrt_runners(mdir, manifest, device or "cuda", precision)
+    return Encoders(mdir, manifest, contract, backend, audio, sheet)

@@ -1,0 +1,109 @@
+"""The fine-tuned cross-modal network and the single-modality wrappers that get exported.
+
+:class:`CrossModalNet`: audio encoder + linear head, sheet encoder + linear head, a shared
+:class:`~scoreid.models.cca.CCALayer`, then L2 normalisation -> 32-d embeddings in which the
+cosine similarity (= dot product) of an audio excerpt and its sheet window is high.
+
+:class:`AudioEmbedder` / :class:`SheetEmbedder` wrap one pathway in eval mode (input tensor ->
+L2-normalised embedding); they are what ``trainer/run.py export`` writes to ONNX and what the
+torch backend of :mod:`scoreid.inference` runs.
+
+Torch checkpoints (``model.pt``) are ``{"format": TORCH_FORMAT, "config": {...},
+"state_dict": {...}}`` and load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scoreid import contract as C
+from scoreid.models.cca import CCALayer
+from scoreid.models.encoders import audio_encoder, sheet_encoder
+from scoreid.models.heads import EmbeddingHead
+
+TORCH_FORMAT = "scoreid-torch/1"
+
+
+class CrossModalNet(nn.Module):
+    """Both pathways with the CCA layer; ``forward(audio, sheet) -> (emb_audio, emb_sheet)``."""
+
+    def __init__(self, audio_frames: int = C.AUDIO_WINDOW_FRAMES, dim: int = C.EMBED_DIM):
+        super().__init__()
+        if audio_frames not in C.AUDIO_WINDOW_CHOICES:
+            raise ValueError(f"audio window must be one of {C.AUDIO_WINDOW_CHOICES}, got {audio_frames}")
+        self.audio_frames = audio_frames
+        self.audio_encoder = audio_encoder(audio_frames)
+        self.sheet_encoder = sheet_encoder()
+        self.audio_head = EmbeddingHead(self.audio_encoder.out_dim, dim)
+        self.sheet_head = EmbeddingHead(self.sheet_encoder.out_dim, dim)
+        self.cca = CCALayer(dim)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"audio_frames": self.audio_frames, "dim": self.cca.dim}
+
+    def forward(self, audio: torch.Tensor, sheet: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.audio_head(self.audio_encoder(audio))
+        s = self.sheet_head(self.sheet_encoder(sheet))
+        a, s = self.cca(a, s)
+        return F.normalize(a, dim=1), F.normalize(s, dim=1)
+
+    def pre_cca_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.audio_head(self.audio_encoder(audio))
+
+    def pre_cca_sheet(self, sheet: torch.Tensor) -> torch.Tensor:
+        return self.sheet_head(self.sheet_encoder(sheet))
+
+    def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """Eval-mode audio embedding (uses the CCA buffers)."""
+        return F.normalize(self.cca.project_a(self.pre_cca_audio(audio)), dim=1)
+
+    def embed_sheet(self, sheet: torch.Tensor) -> torch.Tensor:
+        """Eval-mode sheet embedding (uses the CCA buffers)."""
+        return F.normalize(self.cca.project_b(self.pre_cca_sheet(sheet)), dim=1)
+
+
+class AudioEmbedder(nn.Module):
+    """(B, 1, 92, F) -> (B, 32) L2-normalised; the exported audio pathway."""
+
+    def __init__(self, net: CrossModalNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.net.embed_audio(spec)
+
+
+class SheetEmbedder(nn.Module):
+    """(B, 1, 80, 100) -> (B, 32) L2-normalised; the exported sheet pathway."""
+
+    def __init__(self, net: CrossModalNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net.embed_sheet(image)
+
+
+def save_checkpoint(net: CrossModalNet, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write ``net`` as a torch checkpoint loadable by :func:`load_checkpoint`."""
+    payload: dict[str, Any] = {"format": TORCH_FORMAT, "config": net.config, "state_dict": net.state_dict()}
+    if extra:
+        payload["extra"] = extra
+    torch.save(payload, str(path))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> CrossModalNet:
+    """A :class:`CrossModalNet` in eval mode from a checkpoint written by :func:`save_checkpoint`."""
+    payload = torch.load(str(path), map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != TORCH_FORMAT:
+        raise ValueError(f"{path}: not a scoreid torch checkpoint (format {TORCH_FORMAT})")
+    cfg = payload["config"]
+    net = CrossModalNet(audio_frames=int(cfg["audio_frames"]), dim=int(cfg["dim"]))
+    net.load_state_dict(payload["state_dict"])
+    return net.eval()

@@ -1,0 +1,103 @@
+"""Augmentations: shapes, ranges, the identity when switched off, and what each transform does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.augment import (
+    AudioAugment,
+    AudioFinetuneAugment,
+    PerlinNoise,
+    SheetAugment,
+    SheetFinetuneAugment,
+    centre_crop,
+    perlin_noise,
+    to_linear,
+)
+
+OFF = dict(p_stretch=0, p_shift=0, p_gain=0, p_noise=0, p_eq=0, p_time_mask=0, p_freq_mask=0)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def _specs(b: int = 8, w: int = 168) -> torch.Tensor:
+    return torch.rand(b, 1, 92, w) * 0.8 + 0.1
+
+
+def test_audio_augment_switched_off_is_the_centre_crop():
+    x = _specs()
+    assert torch.allclose(AudioAugment(84, **OFF)(x), centre_crop(x, 84), atol=1e-4)
+
+
+def test_audio_gain_spans_plus_minus_20_db_and_is_uniform_per_excerpt():
+    x = _specs(64)
+    aug = AudioAugment(84, **{**OFF, "p_gain": 1.0})
+    ratio = to_linear(aug(x)) / to_linear(centre_crop(x, 84))
+    db = 20 * torch.log10(ratio.flatten(1))
+    assert torch.allclose(db.min(1).values, db.max(1).values, atol=1e-2)  # one gain per excerpt
+    assert db.min() < -15 and db.max() > 15 and db.abs().max() <= 24.01
+
+
+def test_audio_masks_silence_runs_of_at_most_20_percent():
+    x = _specs(32)
+    t = AudioAugment(84, **{**OFF, "p_time_mask": 1.0})(x)
+    silent_frames = (t == 0).all(dim=2).squeeze(1).sum(1)
+    assert silent_frames.max() <= int(0.2 * 84) and silent_frames.sum() > 0
+    f = AudioAugment(84, **{**OFF, "p_freq_mask": 1.0})(x)
+    silent_bins = (f == 0).all(dim=3).squeeze(1).sum(1)
+    assert silent_bins.max() <= int(0.2 * 92) and silent_bins.sum() > 0
+
+
+def test_audio_time_stretch_reads_a_scaled_span_of_the_context():
+    # a ramp over time: after stretching by r around the centre, the slope is multiplied by r
+    w = 168
+    ramp = torch.linspace(0, 1, w).expand(4, 1, 92, w).contiguous() * 0.5
+    out = AudioAugment(84, **{**OFF, "p_stretch": 1.0})(ramp)
+    slopes = (out[..., 60] - out[..., 20]).mean(dim=(1, 2)) / (ramp[..., 1] - ramp[..., 0]).mean() / 40
+    assert ((slopes > 0.49) & (slopes < 1.81)).all() and slopes.std() > 0
+
+
+def test_audio_outputs_stay_valid_log_magnitudes_with_everything_on():
+    out = AudioAugment(84)(_specs(64))
+    assert out.shape == (64, 1, 92, 84)
+    assert torch.isfinite(out).all() and out.min() >= 0
+
+
+def test_finetune_augments_shapes():
+    assert AudioFinetuneAugment(84)(_specs(4, 106)).shape == (4, 1, 92, 84)
+    s = (torch.rand(4, 1, 80, 100) < 0.1).float()
+    y = SheetFinetuneAugment()(s)
+    assert y.shape == s.shape and 0 <= y.min() and y.max() <= 1
+
+
+def test_sheet_augment_range_and_blank_page_stays_nearly_blank_without_noise():
+    s = (torch.rand(32, 1, 80, 100) < 0.1).float()
+    y = SheetAugment()(s)
+    assert y.shape == s.shape and y.min() >= 0 and y.max() <= 1
+    assert not torch.equal(y, s)
+    blank = torch.zeros(16, 1, 80, 100)
+    geo = SheetAugment()
+    geo.ops = geo.ops[:5]  # shifts, scale, rotation, elastic: zero fill = white paper
+    assert geo(blank).abs().max() == 0
+
+
+def test_perlin_noise_is_smooth_and_bounded():
+    n = perlin_noise(2, 80, 100)
+    assert n.shape == (2, 1, 80, 100) and n.abs().max() < 1.0
+    assert (n[..., 1:] - n[..., :-1]).abs().max() < 0.1  # neighbouring pixels: smooth
+    x = torch.full((50, 1, 80, 100), 0.5)
+    changed = (PerlinNoise(p=0.2)(x) != 0.5).flatten(1).any(1).float().mean()
+    assert 0.02 < changed < 0.5
+
+
+def test_augmentations_are_deterministic_under_a_seed():
+    x = _specs(4)
+    torch.manual_seed(3)
+    a = AudioAugment(84)(x)
+    torch.manual_seed(3)
+    assert torch.equal(a, AudioAugment(84)(x))

@@ -1,0 +1,63 @@
+"""NT-Xent and the ranking loss against values computed by hand on tiny inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainer.losses import nt_xent, ranking_loss
+
+
+def test_nt_xent_matches_hand_computation():
+    # two samples, 2-d: views z1 = [e1, e2], z2 = [e1, (e1+e2)/sqrt2]
+    r = 1 / math.sqrt(2)
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z2 = torch.tensor([[1.0, 0.0], [r, r]])
+    tau = 0.5
+    # all 4 views: v0=e1, v1=e2, v2=e1, v3=(r, r); partner of v0 is v2, v1<->v3
+    v = [(1.0, 0.0), (0.0, 1.0), (1.0, 0.0), (r, r)]
+    partner = [2, 3, 0, 1]
+    total = 0.0
+    for i in range(4):
+        sims = {j: (v[i][0] * v[j][0] + v[i][1] * v[j][1]) / tau for j in range(4) if j != i}
+        total += -(sims[partner[i]] - math.log(sum(math.exp(s) for s in sims.values())))
+    expected = total / 4
+    assert nt_xent(z1, z2, tau).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_is_low_for_identical_well_separated_views():
+    z = torch.eye(4)
+    assert nt_xent(z, z, 0.1).item() < nt_xent(z, torch.roll(z, 1, 0), 0.1).item()
+
+
+def test_ranking_loss_matches_hand_computation():
+    r = 1 / math.sqrt(2)
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[r, r], [0.0, 1.0]])
+    m = 0.6
+    # scores s[i][j] = a_i . b_j
+    s = [[r, 0.0], [r, 1.0]]
+    total = 0.0
+    for i in range(2):
+        for j in range(2):
+            if i == j:
+                continue
+            total += max(0.0, m - s[i][i] + s[i][j])  # a_i: wrong sheet b_j
+            total += max(0.0, m - s[j][j] + s[i][j])  # b_j: wrong audio a_i
+    expected = total / 4  # mean over the 2 x 2 matrix
+    assert ranking_loss(a, b, m).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ranking_loss_is_zero_when_pairs_beat_negatives_by_the_margin():
+    e = torch.eye(3)
+    assert ranking_loss(e, e, 0.6).item() == 0.0
+    assert ranking_loss(e, e, 1.5).item() > 0.0
+
+
+def test_losses_reject_mismatched_shapes():
+    with pytest.raises(ValueError):
+        nt_xent(torch.zeros(2, 3), torch.zeros(3, 3), 0.5)
+    with pytest.raises(ValueError):
+        ranking_loss(torch.zeros(2, 3), torch.zeros(2, 4))

@@ -1,0 +1,260 @@
+"""Cross-modal fine-tuning: ``trainer/run.py finetune [--init-audio RUN] [--init-sheet RUN]``.
+
+The network (:class:`scoreid.models.CrossModalNet`) is trained on aligned (audio excerpt, sheet
+window) pairs of the training split, condition "same", with the symmetric hinge ranking loss over
+all in-batch negatives (margin 0.6, cosine similarity; :func:`trainer.losses.ranking_loss`). The
+CCA layer uses batch statistics in training. Fine-tuning augmentation: sheet window +-5 px
+horizontally (cut by the loader), scale 0.95-1.05 and +-5 px vertically; audio tempo 0.9-1.1 and
++-1 frame (:mod:`trainer.augment`).
+
+Schedule: Adam; LR halved when the validation metric (audio->sheet MRR on ``val_size`` evenly
+sampled valid-split pairs) has not improved for ``lr_patience`` epochs; early stop after
+``early_stop`` such epochs. Then ``refine_rounds`` refinement rounds, each restarting from the best
+checkpoint with the LR x ``refine_lr_factor`` (cumulative). Finally the CCA layer is refitted on
+``cca_refit_pairs`` training pairs (no augmentation, eval mode) and the network is validated again.
+
+Run directory: ``best.pt`` (best so far), ``model.pt`` (final, CCA refitted; what
+``trainer/run.py export`` takes), ``state.pt`` (for ``--resume``), ``metrics.{csv,json,png}``,
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from scoreid.errors import UserError
+from scoreid.inference import git_commit
+from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
+from trainer import distributed as D
+from trainer.augment import AudioFinetuneAugment, SheetFinetuneAugment
+from trainer.data import PairSet, context_frames, open_corpus
+from trainer.losses import ranking_loss
+from trainer.metrics import both_directions
+from trainer.presets import FinetuneConfig
+from trainer.pretrain import load_encoder
+from trainer.runlog import MetricsLog, restore_rng, rng_state, seed_everything
+
+
+class PairBatches:
+    """Augmented training batches of aligned pairs."""
+
+    def __init__(self, cfg: FinetuneConfig, pairs: PairSet):
+        self.cfg, self.pairs = cfg, pairs
+        self.width = context_frames(cfg.audio_frames, cfg.context_factor)
+        self.audio_aug = AudioFinetuneAugment(cfg.audio_frames)
+        self.sheet_aug = SheetFinetuneAugment()
+
+    def __call__(
+        self, n: int, rng: np.random.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = rng.integers(0, len(self.pairs), size=n)
+        sheet = torch.from_numpy(self.pairs.sheet_batch(idx, self.cfg.sheet_jitter_px, rng))
+        audio = torch.from_numpy(self.pairs.audio_batch(idx, self.width))
+        return self.audio_aug(audio).to(device), self.sheet_aug(sheet).to(device)
+
+
+def train_step(
+    model: nn.Module, opt: torch.optim.Optimizer, audio: torch.Tensor, sheet: torch.Tensor, margin: float
+) -> float:
+    """One optimisation step of the ranking loss on a batch of pairs; returns the loss."""
+    model.train()
+    a, s = model(audio, sheet)
+    loss = ranking_loss(a, s, margin)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.item())
+
+
+@torch.no_grad()
+def embed_pairs(
+    net: CrossModalNet, pairs: PairSet, idx: np.ndarray, frames: int, device: torch.device,
+    pre_cca: bool = False, chunk: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Eval-mode embeddings of the given pairs (pre-CCA features with ``pre_cca``)."""
+    net.eval()
+    fa = net.pre_cca_audio if pre_cca else net.embed_audio
+    fs = net.pre_cca_sheet if pre_cca else net.embed_sheet
+    outa, outs = [], []
+    for i in range(0, len(idx), chunk):
+        j = idx[i : i + chunk]
+        outa.append(fa(torch.from_numpy(pairs.audio_batch(j, frames)).to(device)).cpu().numpy())
+        outs.append(fs(torch.from_numpy(pairs.sheet_batch(j)).to(device)).cpu().numpy())
+    return np.concatenate(outa), np.concatenate(outs)
+
+
+def validate(
+    net: CrossModalNet, pairs: PairSet, idx: np.ndarray, frames: int, device: torch.device
+) -> dict[str, float]:
+    a, s = embed_pairs(net, pairs, idx, frames, device)
+    res = both_directions(a, s)
+    a2s, s2a = res["audio_to_sheet"], res["sheet_to_audio"]
+    return {"val_MRR": a2s["MRR"], "val_R@1": a2s["R@1"], "val_R@10": a2s["R@10"], "val_MRR_s2a": s2a["MRR"]}
+
+
+def refit_cca(net: CrossModalNet, pairs: PairSet, n: int, frames: int, device: torch.device) -> list[float]:
+    """Refit the CCA layer on ``n`` evenly sampled pairs; returns the canonical correlations."""
+    idx = pairs.evenly(n)
+    a, s = embed_pairs(net, pairs, idx, frames, device, pre_cca=True)
+    corr = net.cca.refit(torch.from_numpy(a).to(device), torch.from_numpy(s).to(device))
+    return [round(float(c), 4) for c in corr.cpu()]
+
+
+def run(
+    cfg: FinetuneConfig,
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    init_audio: str | Path | None = None,
+    init_sheet: str | Path | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    device_name: str | None = None,
+    preset: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Fine-tune (+ refinement rounds + CCA refit); returns the summary written to summary.json."""
+    out = Path(out_dir)
+    device = D.local_device(device_name)
+    rank, world = D.setup(device)
+    rng = seed_everything(seed + rank)
+    corpus = open_corpus(corpus_dir)
+    train = PairSet.from_corpus(corpus, "train", "same").require("the train split")
+    valid = PairSet.from_corpus(corpus, "valid", "same").require("the valid split")
+    val_idx = valid.evenly(cfg.val_size)
+    batches = PairBatches(cfg, train)
+    log(
+        f"finetune: {len(train)} training pairs ({len(train.piece_ids)} pieces), {len(val_idx)} validation pairs"
+    )
+
+    net = CrossModalNet(audio_frames=cfg.audio_frames).to(device)
+    if init_audio:
+        net.audio_encoder.load_state_dict(load_encoder(init_audio, "audio", cfg.audio_frames))
+    if init_sheet:
+        net.sheet_encoder.load_state_dict(load_encoder(init_sheet, "sheet", cfg.audio_frames))
+    config = {"title": "finetune", "seed": seed, "corpus": str(corpus_dir), "preset": preset,
+              "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
+              "train_pairs": len(train), "val_pairs": len(val_idx), **dataclasses.asdict(cfg)}  # fmt: skip
+    metrics = MetricsLog(out, config)
+    stage, stage_epoch, total_epoch, best, bad, stage_elapsed, total_elapsed = 0, 0, 0, -1.0, 0, 0.0, 0.0
+
+    def make_opt(lr: float) -> tuple[torch.optim.Optimizer, Any]:
+        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=0.5, patience=cfg.lr_patience
+        )
+
+    opt, sched = make_opt(cfg.lr)
+    state_path = out / "state.pt"
+    if resume:
+        if not state_path.is_file():
+            raise UserError(f"{out}: nothing to resume (no state.pt)")
+        st = torch.load(str(state_path), map_location=device, weights_only=False)
+        net.load_state_dict(st["model"])
+        opt, sched = make_opt(st["lr0"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        restore_rng(rng, st["rng"])
+        stage, stage_epoch, total_epoch = st["stage"], st["stage_epoch"], st["total_epoch"]
+        best, bad, stage_elapsed, total_elapsed = (
+            st["best"],
+            st["bad"],
+            st["stage_elapsed"],
+            st["total_elapsed"],
+        )
+        metrics = MetricsLog(out, config, st["rows"])
+        log(f"resumed {out} at stage {stage} epoch {stage_epoch} (best val MRR {best:.4f})")
+    out.mkdir(parents=True, exist_ok=True)
+    train_model = D.wrap(net, device)
+    local_batch = max(2, cfg.batch // world)
+    steps = max(1, cfg.samples_per_epoch // cfg.batch)
+
+    while stage <= cfg.refine_rounds:
+        main = stage == 0
+        max_epochs = cfg.max_epochs if main else cfg.refine_max_epochs
+        patience = cfg.early_stop if main else cfg.refine_early_stop
+        budget = cfg.time_budget_s if main else cfg.refine_budget_s
+        lr0 = cfg.lr * cfg.refine_lr_factor**stage
+        while (
+            stage_epoch < max_epochs
+            and bad < patience
+            and not (budget is not None and stage_elapsed >= budget)
+        ):
+            t0 = time.monotonic()
+            losses = []
+            desc = f"finetune {'main' if main else f'refine {stage}'} epoch {stage_epoch + 1}"
+            bar = tqdm(range(steps), desc=desc, disable=rank != 0, leave=False)
+            for _ in bar:
+                audio, sheet = batches(local_batch, rng, device)
+                losses.append(train_step(train_model, opt, audio, sheet, cfg.margin))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            stage_epoch += 1
+            total_epoch += 1
+            dt = time.monotonic() - t0
+            stage_elapsed += dt
+            total_elapsed += dt
+            val = validate(net, valid, val_idx, cfg.audio_frames, device) if rank == 0 else {"val_MRR": 0.0}
+            metric = D.broadcast_float(val["val_MRR"], device)
+            sched.step(metric)
+            if metric > best:
+                best, bad = metric, 0
+                if rank == 0:
+                    save_checkpoint(net, out / "best.pt", {"epoch": total_epoch, "val_MRR": metric})
+            else:
+                bad += 1
+            if rank == 0:
+                row = {"epoch": total_epoch, "stage": stage, "train_loss": float(np.mean(losses)), **val,
+                       "lr": opt.param_groups[0]["lr"], "seconds": round(total_elapsed, 1)}  # fmt: skip
+                metrics.add(row)
+                log(f"{desc}: loss {row['train_loss']:.4f} val a2s MRR {val['val_MRR']:.4f} R@1 {val['val_R@1']:.3f} "
+                    f"lr {row['lr']:.2g} ({total_elapsed:.0f} s)")  # fmt: skip
+                torch.save(
+                    {"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "lr0": lr0,
+                     "rng": rng_state(rng), "stage": stage, "stage_epoch": stage_epoch, "total_epoch": total_epoch,
+                     "best": best, "bad": bad, "stage_elapsed": stage_elapsed, "total_elapsed": total_elapsed,
+                     "rows": metrics.rows},
+                    str(state_path),
+                )  # fmt: skip
+            D.barrier()
+        # next refinement round: restart from the best checkpoint with a lower LR
+        stage += 1
+        if stage > cfg.refine_rounds:
+            break
+        D.barrier()
+        best_net = load_checkpoint(out / "best.pt", map_location=device)
+        net.load_state_dict(best_net.state_dict())
+        stage_epoch, bad, stage_elapsed = 0, 0, 0.0
+        opt, sched = make_opt(cfg.lr * cfg.refine_lr_factor**stage)
+        if rank == 0:
+            log(
+                f"refinement round {stage}: from best (val MRR {best:.4f}), lr {opt.param_groups[0]['lr']:.2g}"
+            )
+
+    summary: dict[str, Any] = {}
+    if rank == 0:
+        final = load_checkpoint(out / "best.pt", map_location=device)
+        corr = refit_cca(final, train, cfg.cca_refit_pairs, cfg.audio_frames, device)
+        val = validate(final, valid, val_idx, cfg.audio_frames, device)
+        summary = {
+            "preset": preset, "corpus": str(Path(corpus_dir).resolve()), "seed": seed, "git_commit": git_commit(),
+            "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
+            "epochs": total_epoch, "seconds": round(total_elapsed, 1), "best_val_MRR_before_refit": best,
+            "val_after_refit": val, "val_pairs": len(val_idx), "cca_refit_pairs": int(min(cfg.cca_refit_pairs, len(train))),
+            "cca_correlations": corr, "train_pairs": len(train), "audio_frames": cfg.audio_frames,
+        }  # fmt: skip
+        save_checkpoint(final, out / "model.pt", summary)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        log(
+            f"finetune done: val a2s MRR after CCA refit {val['val_MRR']:.4f} (before {best:.4f}); wrote {out / 'model.pt'}"
+        )
+    D.barrier()
+    return summary

@@ -1,0 +1,49 @@
+"""The two training losses of the method.
+
+- :func:`nt_xent` (SimCLR pre-training, REFERENCE "Losses"): for a batch of N samples with two
+  augmented views, the 2N L2-normalised projections are compared by cosine similarity divided by
+  the temperature ``tau``; each view must pick out its partner among the other 2N - 1 views
+  (cross-entropy). Temperatures: audio 0.6, sheet 0.5.
+- :func:`ranking_loss` (cross-modal fine-tuning; Dorfer et al. 2018): pairwise hinge over all
+  in-batch negatives with cosine similarity ``s`` (= dot product of L2-normalised embeddings)::
+
+      L = mean over the N x N matrix of [ max(0, m - s(a_i, b_i) + s(a_i, b_j))
+                                        + max(0, m - s(a_j, b_j) + s(a_i, b_j)) ],  i != j
+
+  (the diagonal contributes 0), margin ``m`` = 0.6. Both retrieval directions are penalised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+TAU_AUDIO = 0.6  #: NT-Xent temperature for audio pre-training
+TAU_SHEET = 0.5  #: NT-Xent temperature for sheet pre-training
+MARGIN = 0.6  #: hinge margin of the fine-tuning ranking loss
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
+    """NT-Xent of two views (N, d) each (normalised here, so raw projections are fine)."""
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"views must have equal shape (N, d), got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / tau
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def ranking_loss(a: torch.Tensor, b: torch.Tensor, margin: float = MARGIN) -> torch.Tensor:
+    """Symmetric pairwise hinge loss of paired L2-normalised embeddings ``a``, ``b`` (N, d)."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"embeddings must have equal shape (N, d), got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    scores = a @ b.T  # scores[i, j] = s(a_i, b_j)
+    pos = scores.diagonal()
+    cost_b = (margin - pos.unsqueeze(1) + scores).clamp_min(0)  # a_i against wrong sheets b_j
+    cost_a = (margin - pos.unsqueeze(0) + scores).clamp_min(0)  # b_j against wrong audio a_i
+    off = ~torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
+    return ((cost_a + cost_b) * off).mean()

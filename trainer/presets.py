@@ -1,0 +1,211 @@
+"""Training presets: every hyper-parameter of a run, in one place, by name.
+
+- ``smoke``: CI scale; the whole pipeline (pre-train both, fine-tune, eval, export) in well under
+  3 minutes on the tiny corpus. Numbers it produces only show that the pipeline runs.
+- ``cpu``: the shipped model; the whole pipeline within 2 hours on 2 cores. Each stage has a
+  wall-clock budget (it stops at the end of the first epoch past it; fix ``--max-epochs`` to
+  reproduce a run exactly). Batches are smaller than the paper's (measured: a 128-pair
+  fine-tuning step takes ~13 s on one core, see BENCHMARKS.md), learning rates are the paper's.
+- ``gpu``: paper scale (REFERENCE "Losses and schedules"): audio pre-training batch 128, Adam 1e-3,
+  65 536 samples/epoch, LR halved after 15 epochs without improvement; sheet batch 256, Adam 5e-4,
+  32 768 samples/epoch, patience 10; fine-tuning batch 128, Adam 4e-4, patience 30, then 5
+  refinement rounds at LR x 0.5 from the best checkpoint; CCA refit on 25 000 training pairs.
+  Works under ``torchrun`` (DDP).
+
+Early stopping: a stage ends after ``early_stop`` epochs without a better validation metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from scoreid import contract as C
+from scoreid.errors import UserError
+from trainer.losses import MARGIN, TAU_AUDIO, TAU_SHEET
+
+
+@dataclass
+class PretrainConfig:
+    modality: str  #: "audio" or "sheet"
+    batch: int
+    lr: float
+    tau: float  #: NT-Xent temperature
+    samples_per_epoch: int
+    max_epochs: int
+    lr_patience: int  #: halve the LR after this many epochs without improvement
+    early_stop: int  #: stop after this many epochs without improvement
+    val_size: int  #: validation samples (two augmented views each, fixed seed)
+    weight_decay: float = 1e-5
+    time_budget_s: float | None = None
+    audio_frames: int = C.AUDIO_WINDOW_FRAMES
+    context_factor: float = 2.0  #: audio context excerpt = factor x frames (room for stretch/shift)
+
+
+@dataclass
+class FinetuneConfig:
+    batch: int
+    lr: float
+    samples_per_epoch: int
+    max_epochs: int
+    lr_patience: int
+    early_stop: int
+    val_size: int  #: validation pairs (valid split, condition "same"), evenly sampled
+    refine_rounds: int  #: rounds restarting from the best checkpoint with LR x refine_lr_factor
+    refine_max_epochs: int
+    refine_early_stop: int
+    cca_refit_pairs: int  #: training pairs the CCA layer is refitted on after training
+    margin: float = MARGIN
+    weight_decay: float = 0.0
+    refine_lr_factor: float = 0.5
+    sheet_jitter_px: float = 5.0  #: horizontal system shift of the sheet window
+    audio_frames: int = C.AUDIO_WINDOW_FRAMES
+    context_factor: float = 1.25  #: audio context for tempo 0.9-1.1 and +-1 frame shift
+    time_budget_s: float | None = None
+    refine_budget_s: float | None = None  #: per refinement round
+
+
+@dataclass
+class EvalConfig:
+    n_pairs: int = 2000  #: snippet retrieval: evenly sampled test pairs (always reported)
+    windows_per_recording: int = 100  #: piece identification: audio windows over each recording
+    k: int = 25  #: neighbours that vote
+    db_stride_px: float = 50.0  #: database sheet windows every 50 px of the strip
+    curve_seconds: tuple[float, ...] = tuple(float(s) for s in range(2, 31, 2))
+    curve_starts: int = 5  #: excerpt start positions per recording for the seconds curve
+    curve_hop_frames: int = 5  #: audio window hop inside an excerpt (0.25 s)
+
+
+@dataclass
+class Preset:
+    name: str
+    threads: int | None
+    pretrain_audio: PretrainConfig
+    pretrain_sheet: PretrainConfig
+    finetune: FinetuneConfig
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _smoke() -> Preset:
+    common = dict(samples_per_epoch=32, max_epochs=2, lr_patience=1, early_stop=2, val_size=32)
+    return Preset(
+        name="smoke",
+        threads=1,
+        pretrain_audio=PretrainConfig("audio", batch=16, lr=1e-3, tau=TAU_AUDIO, **common),  # type: ignore[arg-type]
+        pretrain_sheet=PretrainConfig("sheet", batch=16, lr=5e-4, tau=TAU_SHEET, **common),  # type: ignore[arg-type]
+        finetune=FinetuneConfig(
+            batch=40,
+            lr=4e-4,
+            samples_per_epoch=80,
+            max_epochs=2,
+            lr_patience=1,
+            early_stop=2,
+            val_size=64,
+            refine_rounds=1,
+            refine_max_epochs=1,
+            refine_early_stop=1,
+            cca_refit_pairs=256,
+        ),  # fmt: skip
+        eval=EvalConfig(n_pairs=200, windows_per_recording=20, curve_seconds=(2.0, 4.0, 8.0), curve_starts=2),
+    )
+
+
+def _cpu() -> Preset:
+    return Preset(
+        name="cpu",
+        threads=2,
+        pretrain_audio=PretrainConfig(
+            "audio",
+            batch=64,
+            lr=1e-3,
+            tau=TAU_AUDIO,
+            samples_per_epoch=2048,
+            max_epochs=200,
+            lr_patience=4,
+            early_stop=8,
+            val_size=512,
+            time_budget_s=1200,
+        ),  # fmt: skip
+        pretrain_sheet=PretrainConfig(
+            "sheet",
+            batch=64,
+            lr=5e-4,
+            tau=TAU_SHEET,
+            samples_per_epoch=2048,
+            max_epochs=200,
+            lr_patience=4,
+            early_stop=8,
+            val_size=512,
+            time_budget_s=1200,
+        ),  # fmt: skip
+        finetune=FinetuneConfig(
+            batch=64,
+            lr=4e-4,
+            samples_per_epoch=2048,
+            max_epochs=200,
+            lr_patience=4,
+            early_stop=8,
+            val_size=1000,
+            refine_rounds=2,
+            refine_max_epochs=50,
+            refine_early_stop=3,
+            cca_refit_pairs=10000,
+            time_budget_s=2400,
+            refine_budget_s=450,
+        ),  # fmt: skip
+    )
+
+
+def _gpu() -> Preset:
+    return Preset(
+        name="gpu",
+        threads=None,
+        pretrain_audio=PretrainConfig(
+            "audio",
+            batch=128,
+            lr=1e-3,
+            tau=TAU_AUDIO,
+            samples_per_epoch=65536,
+            max_epochs=500,
+            lr_patience=15,
+            early_stop=31,
+            val_size=4096,
+        ),  # fmt: skip
+        pretrain_sheet=PretrainConfig(
+            "sheet",
+            batch=256,
+            lr=5e-4,
+            tau=TAU_SHEET,
+            samples_per_epoch=32768,
+            max_epochs=500,
+            lr_patience=10,
+            early_stop=21,
+            val_size=4096,
+        ),  # fmt: skip
+        finetune=FinetuneConfig(
+            batch=128,
+            lr=4e-4,
+            samples_per_epoch=32768,
+            max_epochs=1000,
+            lr_patience=30,
+            early_stop=61,
+            val_size=2000,
+            refine_rounds=5,
+            refine_max_epochs=200,
+            refine_early_stop=15,
+            cca_refit_pairs=25000,
+        ),  # fmt: skip
+    )
+
+
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "gpu": _gpu}
+
+
+def get(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

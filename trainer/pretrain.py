@@ -1,0 +1,225 @@
+"""Self-supervised (SimCLR) pre-training of one encoder: ``trainer/run.py pretrain --modality M``.
+
+Samples come from the training split of the corpus AND the unlabeled pool corpora (no alignment
+needed): sheet windows at random strip positions, audio context excerpts at random frames. Each
+sample is augmented twice (:mod:`trainer.augment`); encoder + :class:`ProjectionHead` map both
+views to 32-d and NT-Xent (temperature per modality, :mod:`trainer.losses`) pulls them together.
+
+Validation (early stopping, LR halving on plateau): a fixed set of ``val_size`` samples from the
+valid split, two augmented views each drawn once with a fixed seed; metric = MRR of retrieving
+view 2 from view 1 (also R@1 and the NT-Xent loss). Files in the run directory:
+
+- ``encoder.pt``: the best encoder (``{"format": ENCODER_FORMAT, "modality", "audio_frames",
+  "state_dict"}``), what ``finetune --init-audio/--init-sheet`` loads;
+- ``state.pt``: everything ``--resume`` needs (model, head, optimiser, scheduler, RNG, epoch, log);
+- ``metrics.csv`` / ``metrics.json`` / ``metrics.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from scoreid.errors import UserError
+from scoreid.models import ProjectionHead, audio_encoder, sheet_encoder
+from trainer import distributed as D
+from trainer.augment import AudioAugment, SheetAugment
+from trainer.data import SnippetSource, context_frames, open_corpus
+from trainer.losses import nt_xent
+from trainer.metrics import summarize, true_ranks
+from trainer.presets import PretrainConfig
+from trainer.runlog import MetricsLog, restore_rng, rng_state, seed_everything
+
+ENCODER_FORMAT = "scoreid-encoder/1"
+
+
+class PretrainNet(nn.Module):
+    """Encoder + SimCLR projection head."""
+
+    def __init__(self, modality: str, audio_frames: int):
+        super().__init__()
+        self.encoder = audio_encoder(audio_frames) if modality == "audio" else sheet_encoder()
+        self.head = ProjectionHead(self.encoder.out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+class Views:
+    """Draws batches of two augmented views for one modality."""
+
+    def __init__(self, cfg: PretrainConfig, source: SnippetSource):
+        self.cfg, self.source = cfg, source
+        if cfg.modality == "audio":
+            self.aug: nn.Module = AudioAugment(cfg.audio_frames)
+            self.width = context_frames(cfg.audio_frames, cfg.context_factor)
+        else:
+            self.aug = SheetAugment()
+
+    def __call__(
+        self, n: int, rng: np.random.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.modality == "audio":
+            base = torch.from_numpy(self.source.audio_excerpts(n, self.width, rng))
+        else:
+            base = torch.from_numpy(self.source.sheet_windows(n, rng))
+        return self.aug(base).to(device), self.aug(base).to(device)
+
+
+def train_step(
+    model: nn.Module, opt: torch.optim.Optimizer, v1: torch.Tensor, v2: torch.Tensor, tau: float
+) -> float:
+    """One optimisation step of NT-Xent on a batch of view pairs; returns the loss."""
+    model.train()
+    loss = nt_xent(model(v1), model(v2), tau)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.item())
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, v1: torch.Tensor, v2: torch.Tensor, tau: float, chunk: int = 256
+) -> dict[str, float]:
+    model.eval()
+    z1 = torch.cat([model(v1[i : i + chunk]) for i in range(0, len(v1), chunk)])
+    z2 = torch.cat([model(v2[i : i + chunk]) for i in range(0, len(v2), chunk)])
+    s = summarize(true_ranks(z1.cpu().numpy(), z2.cpu().numpy()))
+    return {"val_loss": float(nt_xent(z1, z2, tau).item()), "val_R@1": s["R@1"], "val_MRR": s["MRR"]}
+
+
+def save_encoder(model: PretrainNet, cfg: PretrainConfig, path: Path, extra: dict[str, Any]) -> None:
+    torch.save(
+        {"format": ENCODER_FORMAT, "modality": cfg.modality, "audio_frames": cfg.audio_frames,
+         "state_dict": model.encoder.state_dict(), "extra": extra},
+        str(path),
+    )  # fmt: skip
+
+
+def load_encoder(path: str | Path, modality: str, audio_frames: int) -> dict[str, torch.Tensor]:
+    """The encoder state dict of a pre-training run (``encoder.pt`` or its directory)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "encoder.pt"
+    if not p.is_file():
+        raise UserError(f"{path}: no pre-trained encoder (expected encoder.pt)")
+    payload = torch.load(str(p), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
+        raise UserError(f"{p}: not a pre-trained encoder ({ENCODER_FORMAT})")
+    if payload["modality"] != modality:
+        raise UserError(f"{p}: a {payload['modality']} encoder, expected {modality}")
+    if modality == "audio" and int(payload["audio_frames"]) != audio_frames:
+        raise UserError(f"{p}: audio encoder for {payload['audio_frames']} frames, expected {audio_frames}")
+    return dict(payload["state_dict"])
+
+
+def run(
+    cfg: PretrainConfig,
+    corpus_dir: str | Path,
+    pool_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    seed: int = 0,
+    resume: bool = False,
+    device_name: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Pre-train one encoder; returns a summary (best metric, epochs, files)."""
+    out = Path(out_dir)
+    device = D.local_device(device_name)
+    rank, world = D.setup(device)
+    rng = seed_everything(seed + rank)
+    corpus = open_corpus(corpus_dir)
+    sources: list[tuple[Any, list[str | None]]] = [(corpus, ["train"])]
+    sources += [(open_corpus(p), [None]) for p in pool_dirs]
+    source = SnippetSource.from_corpora(sources)
+    val_source = SnippetSource.from_corpora([(corpus, ["valid"])])
+    if not val_source.strips or not val_source.specs:
+        raise UserError(
+            f"{corpus_dir}: the valid split has no pieces; pre-training needs it for early stopping"
+        )
+    views = Views(cfg, source)
+    # fixed validation views (their own seed; the training RNG streams are untouched)
+    torch_state = torch.get_rng_state()
+    torch.manual_seed(seed + 10_000)
+    val_v1, val_v2 = Views(cfg, val_source)(cfg.val_size, np.random.default_rng(seed + 10_000), device)
+    torch.set_rng_state(torch_state)
+
+    model = PretrainNet(cfg.modality, cfg.audio_frames).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
+    config = {"title": f"pretrain {cfg.modality}", "seed": seed, "corpus": str(corpus_dir),
+              "pool": [str(p) for p in pool_dirs], **dataclasses.asdict(cfg)}  # fmt: skip
+    metrics = MetricsLog(out, config)
+    epoch, best, bad, elapsed = 0, -1.0, 0, 0.0
+    state_path = out / "state.pt"
+    if resume:
+        if not state_path.is_file():
+            raise UserError(f"{out}: nothing to resume (no state.pt)")
+        st = torch.load(str(state_path), map_location=device, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        restore_rng(rng, st["rng"])
+        epoch, best, bad, elapsed = st["epoch"], st["best"], st["bad"], st["elapsed"]
+        metrics = MetricsLog(out, config, st["rows"])
+        log(f"resumed {out} at epoch {epoch} (best val MRR {best:.4f})")
+    out.mkdir(parents=True, exist_ok=True)
+    train_model = D.wrap(model, device)
+    local_batch = max(2, cfg.batch // world)
+    steps = max(1, cfg.samples_per_epoch // cfg.batch)
+    stop = cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s
+    while epoch < cfg.max_epochs and bad < cfg.early_stop and not stop:
+        t0 = time.monotonic()
+        losses = []
+        bar = tqdm(
+            range(steps), desc=f"pretrain {cfg.modality} epoch {epoch + 1}", disable=rank != 0, leave=False
+        )
+        for _ in bar:
+            v1, v2 = views(local_batch, rng, device)
+            losses.append(train_step(train_model, opt, v1, v2, cfg.tau))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        epoch += 1
+        elapsed += time.monotonic() - t0
+        val = validate(model, val_v1, val_v2, cfg.tau) if rank == 0 else {"val_MRR": 0.0}
+        metric = D.broadcast_float(val["val_MRR"], device)
+        sched.step(metric)
+        if metric > best:
+            best, bad = metric, 0
+            if rank == 0:
+                save_encoder(
+                    model, cfg, out / "encoder.pt", {"epoch": epoch, "val_MRR": metric, "seed": seed}
+                )
+        else:
+            bad += 1
+        if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
+            stop = True
+        if rank == 0:
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), **val,
+                   "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 1)}  # fmt: skip
+            metrics.add(row)
+            log(f"pretrain {cfg.modality} epoch {epoch}: loss {row['train_loss']:.4f} val MRR {val['val_MRR']:.4f} "
+                f"R@1 {val['val_R@1']:.3f} lr {row['lr']:.2g} ({elapsed:.0f} s)")  # fmt: skip
+            torch.save(
+                {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                 "rng": rng_state(rng), "epoch": epoch, "best": best, "bad": bad, "elapsed": elapsed,
+                 "rows": metrics.rows},
+                str(state_path),
+            )  # fmt: skip
+        D.barrier()
+    reason = "early stop" if bad >= cfg.early_stop else "time budget" if stop else "max epochs"
+    summary = {"best_val_MRR": best, "epochs": epoch, "stopped": reason, "seconds": round(elapsed, 1),
+               "encoder": str(out / "encoder.pt")}  # fmt: skip
+    if rank == 0:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        log(f"pretrain {cfg.modality} done: {summary}")
+    return summary
