@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "scoreid.commands.demo",
     "scoreid.commands.info",
     "scoreid.commands.spectrogram",
+    "scoreid.commands.up",
+    "scoreid.commands.down",
 )
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, AudioError, ContractError, SynthError)
