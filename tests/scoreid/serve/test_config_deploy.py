@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port
+from svc_helpers import free_port
 
 from scoreid.errors import UserError
 from scoreid.serve import metrics
