@@ -133,6 +133,12 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
             w = [(e["piece"], e["votes"]) for e in want[-1]["top"]][: len(g)]
             assert [p for p, _ in g] == [p for p, _ in w], (g, w)
             assert np.allclose([v for _, v in g], [v for _, v in w], atol=2e-3)
+        # the command-line client: one final line per file, same answer
+        r = subprocess.run([sys.executable, "-m", "scoreid.client", address, str(wavs[0]), "--speed", "0", "--final-only"],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (line,) = r.stdout.splitlines()
+        assert json.loads(line)["top"][0]["piece"] == online[wavs[0]][-1]["top"][0]["piece"]
         # admin ingestion: a new piece from page images, searchable right away
         pages = sorted((sheets_dir / "joplin-maple-leaf").glob("*.png"))
         with grpc.insecure_channel(f"127.0.0.1:{conf['index']['port']}") as ch:
