@@ -260,15 +260,25 @@ def find_lines(
 
     proj = hmask.sum(axis=1).astype(np.float64)
     r = max(1, int(space / 3))
-    peaks = np.flatnonzero((proj >= min_count) & (proj >= maximum_filter1d(proj, 2 * r + 1, mode="constant")))
+    cand = np.flatnonzero((proj >= min_count) & (proj >= maximum_filter1d(proj, 2 * r + 1, mode="constant")))
+    # non-maximum suppression, strongest first, so weak rows (beams) never mask a line
+    taken: list[int] = []
+    for y in sorted((int(v) for v in cand), key=lambda v: -proj[v]):
+        if all(abs(y - t) > r for t in taken):
+            taken.append(y)
+    taken.sort()
     centres: list[float] = []
     strength: list[float] = []
-    reach = int(np.ceil(thick)) + 1
-    for y in (int(v) for v in peaks):
-        if centres and y - centres[-1] <= r:
-            continue  # plateau of a line already taken
-        a, b = max(0, y - reach), min(len(proj), y + reach + 1)
-        w = proj[a:b] * (proj[a:b] >= 0.5 * proj[y])
+    reach = int(np.ceil(thick)) + 2
+    for y in taken:
+        # the contiguous rows around the peak holding at least half of it
+        a = y
+        while a > max(0, y - reach) and proj[a - 1] >= 0.5 * proj[y]:
+            a -= 1
+        b = y + 1
+        while b < min(len(proj), y + reach + 1) and proj[b] >= 0.5 * proj[y]:
+            b += 1
+        w = proj[a:b]
         centres.append(float(np.dot(np.arange(a, b), w) / w.sum()))
         strength.append(float(proj[y]))
     return np.asarray(centres), np.asarray(strength)

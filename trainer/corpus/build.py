@@ -9,6 +9,7 @@ exists; an interrupted build started again with the same arguments skips finishe
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing as mp
 import time
@@ -39,6 +40,7 @@ class BuildResult:
 
 
 def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path, fps: frozenset[str]) -> None:
+    faulthandler.disable()  # a crash here is reported as this piece's skip reason, not a stack dump
     try:
         entry = build_piece(item, split, cfg, out, fps)
         conn.send(("ok", entry))
