@@ -73,6 +73,18 @@ def _resolve(path: str) -> Path:
     return p if p.is_absolute() or p.exists() else REPO / p
 
 
+def demo_library(model: Path) -> Path:
+    """The library `scoreid demo` builds (and caches) for ``model``: served when none is configured."""
+    from scoreid.commands.demo import default_cache
+    from scoreid.library.build import model_fingerprint
+
+    lib = default_cache() / f"library-{model_fingerprint(model)[:12]}"
+    if not (lib / "library.json").is_file():
+        raise UserError(f"no library configured and no demo library at {lib}: run `scoreid demo` once "
+                        "(it builds it), or set index.libraries {name: LIB_DIR} in a config file")  # fmt: skip
+    return lib
+
+
 def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     """Start everything; returns the stack record (``address`` is the client-facing host:port)."""
     from scoreid.serve.grpc_server import wait_healthy
@@ -83,18 +95,19 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         raise UserError(
             f"a stack is already running from {state} (address {current['address']}); run `scoreid down`"
         )
-    if not cfg["index"]["libraries"]:
-        raise UserError("no library configured: set index.libraries {name: LIB_DIR} in the config file")
-    for name, lib in cfg["index"]["libraries"].items():
-        if not (_resolve(str(lib)) / "library.json").is_file():
-            raise UserError(
-                f"library {name!r}: {lib} is not a library directory (build one with `scoreid library build`)"
-            )
     model = _resolve(str(cfg["encoder"]["model"]))
     if not (model / "manifest.json").is_file():
         raise UserError(
             f"model {cfg['encoder']['model']} not found (no manifest.json); export one with trainer/run.py export"
         )
+    if not cfg["index"]["libraries"]:
+        cfg = json.loads(json.dumps(cfg))
+        cfg["index"]["libraries"] = {"demo": str(demo_library(model))}
+    for name, lib in cfg["index"]["libraries"].items():
+        if not (_resolve(str(lib)) / "library.json").is_file():
+            raise UserError(
+                f"library {name!r}: {lib} is not a library directory (build one with `scoreid library build`)"
+            )
     cfg = json.loads(json.dumps(cfg))  # a copy with resolved paths for the children
     cfg["encoder"]["model"] = str(model)
     cfg["index"]["libraries"] = {n: str(_resolve(str(p))) for n, p in cfg["index"]["libraries"].items()}

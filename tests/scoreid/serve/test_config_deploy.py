@@ -92,3 +92,25 @@ def test_metrics_endpoint_serves_stage_histograms():
         pass
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'scoreid_stage_seconds_bucket{le="0.0005",service="encoder",stage="resample"}' in body
+
+
+def test_up_without_a_library_points_at_the_demo_and_bad_inputs_are_one_line(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from scoreid.serve.stack import start_stack
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text("{}")
+    cfg = load_config(
+        None, environ={"SCOREID__STATE_DIR": str(tmp_path / "state"), "SCOREID__ENCODER__MODEL": str(model)}
+    )
+    with pytest.raises(UserError, match="scoreid demo"):
+        start_stack(cfg)
+    env = {"SCOREID__STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+    for args, text in ((["up"], "model models/default not found"), (["down"], "no stack is running")):
+        r = subprocess.run([sys.executable, "-m", "scoreid", *args], capture_output=True, text=True, cwd=ROOT,
+                           env=env, timeout=120)  # fmt: skip
+        assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr
