@@ -251,6 +251,9 @@ class IdentifyServicer(pbg.IdentifyServicer):
         stamps["total"] = (time.perf_counter() - t_chunk) * 1000
         STAGE_SECONDS.labels(SERVICE, "total").observe(stamps["total"] / 1000)
         titles = self.titles(opts.library)
+        if any(t.piece not in titles for t in vote.top):  # a piece ingested since: refresh once
+            self._titles.pop(opts.library, None)
+            titles = self.titles(opts.library)
         msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=final,
                                 top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
                                      for t in vote.top], latency_ms=stamps)  # fmt: skip
