@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         server, port = build_server(
             register(identify, EmbedderServicer(encoder, str(e["model"]))),
             f"{cfg['host']}:{e['port']}",
-            workers=e["workers"],
+            # each open stream holds a thread: room for every admitted session plus unary calls
+            workers=max(e["workers"], e["max_sessions"] + 16),
+            maximum_concurrent_rpcs=max(e["workers"], e["max_sessions"] + 16),
             max_message_bytes=e["max_message_bytes"],
             token=e["token"],
             tls_cert=e["tls_cert"],

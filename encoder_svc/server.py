@@ -70,6 +70,14 @@ class EncoderSettings:
         return cls(**{k: enc[k] for k in cls.__dataclass_fields__ if k in enc})
 
 
+def model_sha256(encoder: Any) -> str:
+    """The fingerprint libraries record for the model (empty when the encoder has no model dir)."""
+    from scoreid.library.build import model_fingerprint
+
+    d = getattr(encoder, "model_dir", None)
+    return model_fingerprint(d) if d is not None and (d / "manifest.json").is_file() else ""
+
+
 def is_silent(excerpt: np.ndarray, hop_frames: int) -> bool:
     """The offline identifier's rule: the window's newest hop has no frame above SILENCE_LEVEL."""
     return float(excerpt[-hop_frames:].mean(axis=1).max()) < SILENCE_LEVEL
@@ -177,6 +185,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
                                       self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE)  # fmt: skip
         self.gate = SessionGate(self.s.max_sessions_per_client, self.s.max_sessions)
         self._titles: dict[str, dict[str, str]] = {}
+        self.model_sha256 = model_sha256(encoder)
 
     def close(self) -> None:
         self.batcher.stop()
@@ -185,12 +194,18 @@ class IdentifyServicer(pbg.IdentifyServicer):
 
     # ------------------------------------------------------------------ helpers
     def titles(self, library: str) -> dict[str, str]:
+        """The library's titles; refuses a library embedded with another model than this encoder's."""
         if library not in self._titles:
             try:
                 info = self.index.Info(pb.InfoRequest(library=library), timeout=self.s.rpc_timeout_s)
-                self._titles[library] = dict(info.libraries[0].titles) if info.libraries else {}
             except grpc.RpcError as e:
                 raise _rpc_abort("index", e) from None
+            li = info.libraries[0] if info.libraries else pb.LibraryInfo()
+            if li.model_sha256 and self.model_sha256 and li.model_sha256 != self.model_sha256:
+                raise StreamAbort(grpc.StatusCode.FAILED_PRECONDITION,
+                                  f"library {li.name!r} was embedded with another model than the encoder serves; "
+                                  "rebuild the library with the encoder's model")  # fmt: skip
+            self._titles[library] = dict(li.titles)
         return self._titles[library]
 
     def options(self, first: pb.StreamRequest | None) -> StreamOptions:
@@ -236,6 +251,9 @@ class IdentifyServicer(pbg.IdentifyServicer):
         stamps["total"] = (time.perf_counter() - t_chunk) * 1000
         STAGE_SECONDS.labels(SERVICE, "total").observe(stamps["total"] / 1000)
         titles = self.titles(opts.library)
+        if any(t.piece not in titles for t in vote.top):  # a piece ingested since: refresh once
+            self._titles.pop(opts.library, None)
+            titles = self.titles(opts.library)
         msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=final,
                                 top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
                                      for t in vote.top], latency_ms=stamps)  # fmt: skip

@@ -53,6 +53,7 @@ class ServedLibrary:
     lock: threading.RLock = field(default_factory=threading.RLock)
     path: Path | None = None  # the library directory (ingestion writes new pieces there)
     model_dir: Path | None = None  # the model that embedded the library
+    model_sha256: str = ""  # its fingerprint (scoreid.library.build.model_fingerprint)
 
     def __post_init__(self) -> None:
         if len(self.vectors) != len(self.meta):
@@ -78,6 +79,7 @@ class ServedLibrary:
         out = cls(name, lib.vectors, rows, piece_ids, titles, backend, dict(options))
         out.path = Path(path)
         out.model_dir = Path(lib.index["model"]["dir"])
+        out.model_sha256 = str(lib.index["model"].get("sha256", ""))
         return out
 
     def __len__(self) -> int:

@@ -86,8 +86,9 @@ class IndexServicer(pbg.IndexServicer):
         for n in names:
             lib = self.library(n, context)
             resp.libraries.append(
-                pb.LibraryInfo(name=n, vectors=len(lib), backend=lib.backend, titles=lib.titles)
-            )
+                pb.LibraryInfo(name=n, vectors=len(lib), backend=lib.backend, titles=lib.titles,
+                               model_sha256=lib.model_sha256)
+            )  # fmt: skip
         return resp
 
     def Ingest(self, request: pb.IngestRequest, context: grpc.ServicerContext) -> pb.IngestResponse:

@@ -76,6 +76,7 @@ def build_server(
     tls_cert: str = "",
     tls_key: str = "",
     options: list[tuple[str, Any]] | None = None,
+    maximum_concurrent_rpcs: int | None = None,
 ) -> tuple[grpc.Server, int]:
     """A server (not yet started) bound to ``address``; returns (server, bound port).
 
@@ -89,7 +90,10 @@ def build_server(
         *(options or []),
     ]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers), interceptors=interceptors, options=opts
+        futures.ThreadPoolExecutor(max_workers=workers),
+        interceptors=interceptors,
+        options=opts,
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs,  # beyond it: RESOURCE_EXHAUSTED, not a hang
     )
     register(server)
     if tls_cert or tls_key:

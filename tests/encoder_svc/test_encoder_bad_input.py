@@ -178,3 +178,14 @@ def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path):
         assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     finally:
         server.stop(None)
+
+
+def test_a_library_embedded_with_another_model_is_refused(make_stack, random_library):
+    random_library.model_sha256 = "0" * 64  # as recorded by a library built with another model
+    try:
+        stack = make_stack()
+        with pytest.raises(grpc.RpcError) as e:
+            list(stream_audio(stack.address, piece_audio(0, 1.0), SR, speed=0))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "another model" in e.value.details()
+    finally:
+        random_library.model_sha256 = ""

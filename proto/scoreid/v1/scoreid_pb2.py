@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/scoreid/v1/scoreid.proto\x12\nscoreid.v1\"\xaf\x01\n\x0eSessionOptions\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12&\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x14.scoreid.v1.Encoding\x12\x0f\n\x07library\x18\x03 \x01(\t\x12\x13\n\x0bhop_seconds\x18\x04 \x01(\x01\x12\r\n\x05top_k\x18\x05 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x06 \x01(\t\x12\x16\n\x0eresume_session\x18\x07 \x01(\t\"\x1a\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"n\n\rStreamRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.scoreid.v1.SessionOptionsH\x00\x12\'\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x16.scoreid.v1.AudioChunkH\x00\x42\x05\n\x03msg\"H\n\nPieceScore\x12\r\n\x05piece\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05votes\x18\x04 \x01(\x01\"n\n\x08Position\x12\r\n\x05piece\x18\x01 \x01(\t\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\x0e\n\x06system\x18\x03 \x01(\x05\x12\t\n\x01x\x18\x04 \x01(\x01\x12\n\n\x02y0\x18\x05 \x01(\x01\x12\n\n\x02y1\x18\x06 \x01(\x01\x12\x12\n\nsimilarity\x18\x07 \x01(\x01\"\x8f\x02\n\x0eIdentification\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12#\n\x03top\x18\x04 \x03(\x0b\x32\x16.scoreid.v1.PieceScore\x12&\n\x08position\x18\x05 \x01(\x0b\x32\x14.scoreid.v1.Position\x12=\n\nlatency_ms\x18\x06 \x03(\x0b\x32).scoreid.v1.Identification.LatencyMsEntry\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"%\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"1\n\x0c\x45mbedRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.scoreid.v1.Tensor\"F\n\rEmbedResponse\x12&\n\nembeddings\x18\x01 \x01(\x0b\x32\x12.scoreid.v1.Tensor\x12\r\n\x05model\x18\x02 \x01(\t\"P\n\rSearchRequest\x12\x0f\n\x07library\x18\x01 \x01(\t\x12#\n\x07queries\x18\x02 \x01(\x0b\x32\x12.scoreid.v1.Tensor\x12\t\n\x01k\x18\x03 \x01(\r\"q\n\x03Hit\x12\x0b\n\x03row\x18\x01 \x01(\x03\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05piece\x18\x03 \x01(\t\x12\x0c\n\x04page\x18\x04 \x01(\x05\x12\x0e\n\x06system\x18\x05 \x01(\x05\x12\t\n\x01x\x18\x06 \x01(\x01\x12\n\n\x02y0\x18\x07 \x01(\x01\x12\n\n\x02y1\x18\x08 \x01(\x01\"(\n\x07HitList\x12\x1d\n\x04hits\x18\x01 \x03(\x0b\x32\x0f.scoreid.v1.Hit\"6\n\x0eSearchResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.scoreid.v1.HitList\"\x1e\n\x0bInfoRequest\x12\x0f\n\x07library\x18\x01 \x01(\t\"\xa1\x01\n\x0bLibraryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07vectors\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x33\n\x06titles\x18\x04 \x03(\x0b\x32#.scoreid.v1.LibraryInfo.TitlesEntry\x1a-\n\x0bTitlesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x0cInfoResponse\x12*\n\tlibraries\x18\x01 \x03(\x0b\x32\x17.scoreid.v1.LibraryInfo\x12\x17\n\x0f\x64\x65\x66\x61ult_library\x18\x02 \x01(\t\"l\n\rIngestRequest\x12\x0f\n\x07library\x18\x01 \x01(\t\x12\r\n\x05piece\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x63omposer\x18\x04 \x01(\t\x12\x0b\n\x03pdf\x18\x05 \x01(\x0c\x12\r\n\x05pages\x18\x06 \x03(\x0c\"6\n\x0eIngestResponse\x12\r\n\x05piece\x18\x01 \x01(\t\x12\x15\n\rvectors_added\x18\x02 \x01(\x04\"y\n\x0bVoteRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tt_seconds\x18\x02 \x01(\x01\x12\x11\n\thalf_life\x18\x03 \x01(\x01\x12!\n\x04hits\x18\x04 \x01(\x0b\x32\x13.scoreid.v1.HitList\x12\r\n\x05top_k\x18\x05 \x01(\r\"}\n\x0cVoteResponse\x12#\n\x03top\x18\x01 \x03(\x0b\x32\x16.scoreid.v1.PieceScore\x12&\n\x08position\x18\x02 \x01(\x0b\x32\x14.scoreid.v1.Position\x12\x11\n\tt_seconds\x18\x03 \x01(\x01\x12\r\n\x05total\x18\x04 \x01(\x01\"/\n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\"\"\n\x0c\x43loseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\" \n\rCloseResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08*D\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPCM_FLOAT32\x10\x01\x12\r\n\tPCM_INT16\x10\x02\x32O\n\x08Identify\x12\x43\n\x06Stream\x12\x19.scoreid.v1.StreamRequest\x1a\x1a.scoreid.v1.Identification(\x01\x30\x01\x32M\n\x08\x45mbedder\x12\x41\n\nEmbedBatch\x12\x18.scoreid.v1.EmbedRequest\x1a\x19.scoreid.v1.EmbedResponse2\xc4\x01\n\x05Index\x12?\n\x06Search\x12\x19.scoreid.v1.SearchRequest\x1a\x1a.scoreid.v1.SearchResponse\x12\x39\n\x04Info\x12\x17.scoreid.v1.InfoRequest\x1a\x18.scoreid.v1.InfoResponse\x12?\n\x06Ingest\x12\x19.scoreid.v1.IngestRequest\x1a\x1a.scoreid.v1.IngestResponse2\xbe\x01\n\nAggregator\x12\x39\n\x04Vote\x12\x17.scoreid.v1.VoteRequest\x1a\x18.scoreid.v1.VoteResponse\x12\x37\n\x03Get\x12\x16.scoreid.v1.GetRequest\x1a\x18.scoreid.v1.VoteResponse\x12<\n\x05\x43lose\x12\x18.scoreid.v1.CloseRequest\x1a\x19.scoreid.v1.CloseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/scoreid/v1/scoreid.proto\x12\nscoreid.v1\"\xaf\x01\n\x0eSessionOptions\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12&\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x14.scoreid.v1.Encoding\x12\x0f\n\x07library\x18\x03 \x01(\t\x12\x13\n\x0bhop_seconds\x18\x04 \x01(\x01\x12\r\n\x05top_k\x18\x05 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x06 \x01(\t\x12\x16\n\x0eresume_session\x18\x07 \x01(\t\"\x1a\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"n\n\rStreamRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.scoreid.v1.SessionOptionsH\x00\x12\'\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x16.scoreid.v1.AudioChunkH\x00\x42\x05\n\x03msg\"H\n\nPieceScore\x12\r\n\x05piece\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05votes\x18\x04 \x01(\x01\"n\n\x08Position\x12\r\n\x05piece\x18\x01 \x01(\t\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\x0e\n\x06system\x18\x03 \x01(\x05\x12\t\n\x01x\x18\x04 \x01(\x01\x12\n\n\x02y0\x18\x05 \x01(\x01\x12\n\n\x02y1\x18\x06 \x01(\x01\x12\x12\n\nsimilarity\x18\x07 \x01(\x01\"\x8f\x02\n\x0eIdentification\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12#\n\x03top\x18\x04 \x03(\x0b\x32\x16.scoreid.v1.PieceScore\x12&\n\x08position\x18\x05 \x01(\x0b\x32\x14.scoreid.v1.Position\x12=\n\nlatency_ms\x18\x06 \x03(\x0b\x32).scoreid.v1.Identification.LatencyMsEntry\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\x1a\x30\n\x0eLatencyMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"%\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"1\n\x0c\x45mbedRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.scoreid.v1.Tensor\"F\n\rEmbedResponse\x12&\n\nembeddings\x18\x01 \x01(\x0b\x32\x12.scoreid.v1.Tensor\x12\r\n\x05model\x18\x02 \x01(\t\"P\n\rSearchRequest\x12\x0f\n\x07library\x18\x01 \x01(\t\x12#\n\x07queries\x18\x02 \x01(\x0b\x32\x12.scoreid.v1.Tensor\x12\t\n\x01k\x18\x03 \x01(\r\"q\n\x03Hit\x12\x0b\n\x03row\x18\x01 \x01(\x03\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05piece\x18\x03 \x01(\t\x12\x0c\n\x04page\x18\x04 \x01(\x05\x12\x0e\n\x06system\x18\x05 \x01(\x05\x12\t\n\x01x\x18\x06 \x01(\x01\x12\n\n\x02y0\x18\x07 \x01(\x01\x12\n\n\x02y1\x18\x08 \x01(\x01\"(\n\x07HitList\x12\x1d\n\x04hits\x18\x01 \x03(\x0b\x32\x0f.scoreid.v1.Hit\"6\n\x0eSearchResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.scoreid.v1.HitList\"\x1e\n\x0bInfoRequest\x12\x0f\n\x07library\x18\x01 \x01(\t\"\xb7\x01\n\x0bLibraryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07vectors\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x33\n\x06titles\x18\x04 \x03(\x0b\x32#.scoreid.v1.LibraryInfo.TitlesEntry\x12\x14\n\x0cmodel_sha256\x18\x05 \x01(\t\x1a-\n\x0bTitlesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x0cInfoResponse\x12*\n\tlibraries\x18\x01 \x03(\x0b\x32\x17.scoreid.v1.LibraryInfo\x12\x17\n\x0f\x64\x65\x66\x61ult_library\x18\x02 \x01(\t\"l\n\rIngestRequest\x12\x0f\n\x07library\x18\x01 \x01(\t\x12\r\n\x05piece\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x63omposer\x18\x04 \x01(\t\x12\x0b\n\x03pdf\x18\x05 \x01(\x0c\x12\r\n\x05pages\x18\x06 \x03(\x0c\"6\n\x0eIngestResponse\x12\r\n\x05piece\x18\x01 \x01(\t\x12\x15\n\rvectors_added\x18\x02 \x01(\x04\"y\n\x0bVoteRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tt_seconds\x18\x02 \x01(\x01\x12\x11\n\thalf_life\x18\x03 \x01(\x01\x12!\n\x04hits\x18\x04 \x01(\x0b\x32\x13.scoreid.v1.HitList\x12\r\n\x05top_k\x18\x05 \x01(\r\"}\n\x0cVoteResponse\x12#\n\x03top\x18\x01 \x03(\x0b\x32\x16.scoreid.v1.PieceScore\x12&\n\x08position\x18\x02 \x01(\x0b\x32\x14.scoreid.v1.Position\x12\x11\n\tt_seconds\x18\x03 \x01(\x01\x12\r\n\x05total\x18\x04 \x01(\x01\"/\n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\"\"\n\x0c\x43loseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\" \n\rCloseResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08*D\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPCM_FLOAT32\x10\x01\x12\r\n\tPCM_INT16\x10\x02\x32O\n\x08Identify\x12\x43\n\x06Stream\x12\x19.scoreid.v1.StreamRequest\x1a\x1a.scoreid.v1.Identification(\x01\x30\x01\x32M\n\x08\x45mbedder\x12\x41\n\nEmbedBatch\x12\x18.scoreid.v1.EmbedRequest\x1a\x19.scoreid.v1.EmbedResponse2\xc4\x01\n\x05Index\x12?\n\x06Search\x12\x19.scoreid.v1.SearchRequest\x1a\x1a.scoreid.v1.SearchResponse\x12\x39\n\x04Info\x12\x17.scoreid.v1.InfoRequest\x1a\x18.scoreid.v1.InfoResponse\x12?\n\x06Ingest\x12\x19.scoreid.v1.IngestRequest\x1a\x1a.scoreid.v1.IngestResponse2\xbe\x01\n\nAggregator\x12\x39\n\x04Vote\x12\x17.scoreid.v1.VoteRequest\x1a\x18.scoreid.v1.VoteResponse\x12\x37\n\x03Get\x12\x16.scoreid.v1.GetRequest\x1a\x18.scoreid.v1.VoteResponse\x12<\n\x05\x43lose\x12\x18.scoreid.v1.CloseRequest\x1a\x19.scoreid.v1.CloseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTIFICATION_LATENCYMSENTRY']._serialized_options = b'8\001'
   _globals['_LIBRARYINFO_TITLESENTRY']._loaded_options = None
   _globals['_LIBRARYINFO_TITLESENTRY']._serialized_options = b'8\001'
-  _globals['_ENCODING']._serialized_start=2097
-  _globals['_ENCODING']._serialized_end=2165
+  _globals['_ENCODING']._serialized_start=2119
+  _globals['_ENCODING']._serialized_end=2187
   _globals['_SESSIONOPTIONS']._serialized_start=47
   _globals['_SESSIONOPTIONS']._serialized_end=222
   _globals['_AUDIOCHUNK']._serialized_start=224
@@ -68,31 +68,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFOREQUEST']._serialized_start=1281
   _globals['_INFOREQUEST']._serialized_end=1311
   _globals['_LIBRARYINFO']._serialized_start=1314
-  _globals['_LIBRARYINFO']._serialized_end=1475
-  _globals['_LIBRARYINFO_TITLESENTRY']._serialized_start=1430
-  _globals['_LIBRARYINFO_TITLESENTRY']._serialized_end=1475
-  _globals['_INFORESPONSE']._serialized_start=1477
-  _globals['_INFORESPONSE']._serialized_end=1560
-  _globals['_INGESTREQUEST']._serialized_start=1562
-  _globals['_INGESTREQUEST']._serialized_end=1670
-  _globals['_INGESTRESPONSE']._serialized_start=1672
-  _globals['_INGESTRESPONSE']._serialized_end=1726
-  _globals['_VOTEREQUEST']._serialized_start=1728
-  _globals['_VOTEREQUEST']._serialized_end=1849
-  _globals['_VOTERESPONSE']._serialized_start=1851
-  _globals['_VOTERESPONSE']._serialized_end=1976
-  _globals['_GETREQUEST']._serialized_start=1978
-  _globals['_GETREQUEST']._serialized_end=2025
-  _globals['_CLOSEREQUEST']._serialized_start=2027
-  _globals['_CLOSEREQUEST']._serialized_end=2061
-  _globals['_CLOSERESPONSE']._serialized_start=2063
-  _globals['_CLOSERESPONSE']._serialized_end=2095
-  _globals['_IDENTIFY']._serialized_start=2167
-  _globals['_IDENTIFY']._serialized_end=2246
-  _globals['_EMBEDDER']._serialized_start=2248
-  _globals['_EMBEDDER']._serialized_end=2325
-  _globals['_INDEX']._serialized_start=2328
-  _globals['_INDEX']._serialized_end=2524
-  _globals['_AGGREGATOR']._serialized_start=2527
-  _globals['_AGGREGATOR']._serialized_end=2717
+  _globals['_LIBRARYINFO']._serialized_end=1497
+  _globals['_LIBRARYINFO_TITLESENTRY']._serialized_start=1452
+  _globals['_LIBRARYINFO_TITLESENTRY']._serialized_end=1497
+  _globals['_INFORESPONSE']._serialized_start=1499
+  _globals['_INFORESPONSE']._serialized_end=1582
+  _globals['_INGESTREQUEST']._serialized_start=1584
+  _globals['_INGESTREQUEST']._serialized_end=1692
+  _globals['_INGESTRESPONSE']._serialized_start=1694
+  _globals['_INGESTRESPONSE']._serialized_end=1748
+  _globals['_VOTEREQUEST']._serialized_start=1750
+  _globals['_VOTEREQUEST']._serialized_end=1871
+  _globals['_VOTERESPONSE']._serialized_start=1873
+  _globals['_VOTERESPONSE']._serialized_end=1998
+  _globals['_GETREQUEST']._serialized_start=2000
+  _globals['_GETREQUEST']._serialized_end=2047
+  _globals['_CLOSEREQUEST']._serialized_start=2049
+  _globals['_CLOSEREQUEST']._serialized_end=2083
+  _globals['_CLOSERESPONSE']._serialized_start=2085
+  _globals['_CLOSERESPONSE']._serialized_end=2117
+  _globals['_IDENTIFY']._serialized_start=2189
+  _globals['_IDENTIFY']._serialized_end=2268
+  _globals['_EMBEDDER']._serialized_start=2270
+  _globals['_EMBEDDER']._serialized_end=2347
+  _globals['_INDEX']._serialized_start=2350
+  _globals['_INDEX']._serialized_end=2546
+  _globals['_AGGREGATOR']._serialized_start=2549
+  _globals['_AGGREGATOR']._serialized_end=2739
 # @@protoc_insertion_point(module_scope)

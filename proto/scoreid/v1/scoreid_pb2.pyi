@@ -174,7 +174,7 @@ class InfoRequest(_message.Message):
     def __init__(self, library: _Optional[str] = ...) -> None: ...
 
 class LibraryInfo(_message.Message):
-    __slots__ = ("name", "vectors", "backend", "titles")
+    __slots__ = ("name", "vectors", "backend", "titles", "model_sha256")
     class TitlesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -186,11 +186,13 @@ class LibraryInfo(_message.Message):
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     TITLES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     vectors: int
     backend: str
     titles: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., vectors: _Optional[int] = ..., backend: _Optional[str] = ..., titles: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    model_sha256: str
+    def __init__(self, name: _Optional[str] = ..., vectors: _Optional[int] = ..., backend: _Optional[str] = ..., titles: _Optional[_Mapping[str, str]] = ..., model_sha256: _Optional[str] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
     __slots__ = ("libraries", "default_library")

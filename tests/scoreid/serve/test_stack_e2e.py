@@ -28,11 +28,13 @@ import yaml
 
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from scoreid.audio.io import resample
 from scoreid.client import identify_files
 from scoreid.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = ROOT / "models" / "default"
+RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
 SOURCES = {
     "schoenberg-19-2": "schoenberg/opus19/movement2",
     "chopin-mazurka-6-2": "chopin/mazurka06-2",
@@ -117,9 +119,12 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
         again = cli("up", "--config", cfg)
         assert again.returncode == 2 and "already running" in again.stderr
         wavs = []
-        for i, sr in enumerate((22050, 44100, 16000)):
+        for i, sr in enumerate((22050, 44100)):
             wavs.append(tmp_path / f"rec{i}.wav")
             sf.write(wavs[-1], tones(6.0, sr, seed=10 + i), sr)
+        wavs.append(tmp_path / "rec2.flac")  # 8 s of the committed recording, at 16 kHz
+        x, sr = sf.read(RECORDING, dtype="float32")
+        sf.write(wavs[-1], resample(x[: 8 * sr], sr, 16000), 16000)
         online = stream_concurrently(address, wavs, speed=4.0)
         for wav in wavs:
             got, want = online[wav], offline(random_lib, random_model, wav)
@@ -177,8 +182,10 @@ def test_trained_model_three_clients_right_piece_within_10_s_and_as_offline(tmp_
     lib = tmp_path / "lib"
     r = cli("library", "build", sheets_dir, "--out", lib, "--model", DEFAULT_MODEL)
     assert r.returncode == 0, r.stderr
-    wavs = {}
+    wavs = {"chopin-mazurka-6-2": RECORDING}  # the committed recording (held-out conditions)
     for i, (pid, src) in enumerate(SOURCES.items()):
+        if pid in wavs:
+            continue
         notes = [n for n in engrave(src).midi_notes if n.onset_s < 20.0]
         audio = perform(notes, PerformOptions(soundfont="fluidr3", seed=i)).audio[: 20 * 22050]
         wavs[pid] = tmp_path / f"{pid}.wav"

@@ -1,0 +1,120 @@
+"""End-to-end streaming benchmark: `scoreid up` on loopback, then bench/loadgen.py at rising N.
+
+    python bench/stack_streams.py --streams 5 20 50 --seconds 20 [--model models/default]
+
+Sets up under --work (default /work/data/bench/stack): the model (``--model``; without one, a
+randomly initialised CrossModalNet exported with trainer.export — latency does not depend on the
+weights, identification quality does), three engraved music21 pieces and their library
+(`scoreid library build`), a performance of one piece as the streamed audio; then starts the stack,
+runs the load generator (table + bench/results/streams.json) and stops the stack. Everything is
+on this machine's loopback; bounded by the load generator's limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PIECES = ("joplin/maple_leaf_rag", "chopin/mazurka06-2", "schoenberg/opus19/movement2")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: object) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "scoreid", *map(str, args)], capture_output=True, text=True, cwd=ROOT
+    )
+    if r.returncode != 0:
+        raise SystemExit(f"scoreid {args[0]} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def setup(work: Path, model: Path | None) -> tuple[Path, Path, Path]:
+    import soundfile as sf
+
+    from scoreid import contract as C
+    from scoreid.demo_data import engrave_piece, notes_of, piece_id
+    from scoreid.perform import PerformOptions, perform
+
+    if model is None:
+        model = work / "random-model"
+        if not (model / "manifest.json").is_file():
+            import torch
+
+            from scoreid.models import CrossModalNet
+            from trainer.export import export_model
+
+            torch.manual_seed(0)
+            export_model(CrossModalNet().eval(), model, {"preset": "random-init-benchmark"}, tensorrt=False,
+                         log=lambda m: None)  # fmt: skip
+    sheets = work / "sheets"
+    for src in PIECES:
+        if not (sheets / piece_id(src) / "piece.json").is_file():
+            engrave_piece(src, sheets / piece_id(src))
+    lib = work / f"library-{model.name}"
+    if not (lib / "library.json").is_file():
+        cli("library", "build", sheets, "--out", lib, "--model", model)
+    wav = work / "stream.wav"
+    if not wav.is_file():
+        perf = perform(notes_of(sheets / piece_id(PIECES[0])), PerformOptions(seed=1))
+        sf.write(wav, perf.audio[: 60 * C.SAMPLE_RATE], C.SAMPLE_RATE)
+    return model, lib, wav
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, nargs="+", default=[5, 20, 50])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--work", type=Path, default=Path("/work/data/bench/stack"))
+    ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    model, lib, wav = setup(args.work, args.model)
+    cfg = {"state_dir": str(args.work / "state"), "redis": {"port": free_port()},
+           "aggregator": {"port": free_port(), "metrics_port": free_port()},
+           "index": {"port": free_port(), "metrics_port": free_port(), "libraries": {"bench": str(lib)}},
+           "encoder": {"port": free_port(), "metrics_port": free_port(), "model": str(model),
+                       "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+                       "max_sessions_per_client": 1000}}  # fmt: skip
+    cfg_path = args.work / "scoreid.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    address = cli("up", "--config", cfg_path).strip()
+    try:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("loadgen", ROOT / "bench" / "loadgen.py")
+        assert spec and spec.loader
+        lg = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(lg)
+        rc = lg.main(["--address", address, "--streams", *map(str, args.streams), "--seconds", str(args.seconds),
+                      "--audio", str(wav), "--out", str(args.out)])  # fmt: skip
+    finally:
+        cli("down", "--config", cfg_path)
+    res = json.loads(args.out.read_text())
+    res["setup"] = {
+        "model": str(model),
+        "library": str(lib),
+        "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms,
+    }
+    args.out.write_text(json.dumps(res, indent=1))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
