@@ -165,7 +165,32 @@ def _chunked(fn: Runner) -> Runner:
     return run
 
 
-def _onnx_runners(model_dir: Path, manifest: dict[str, Any], device: str) -> tuple[Runner, Runner]:
+def ort_session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime session options for these encoders (measured by ``bench/encoder.py``).
+
+    Full graph optimisation (BatchNorm folded into the convolutions, NCHWc convolution kernels),
+    sequential execution (the graph is a chain: no inter-op parallelism to gain), memory-pattern
+    planning, ``threads`` intra-op threads (None or 0: one per core) and no spin-waiting: the
+    encoders share a small machine with the other services, and spinning worker threads burn
+    the cores those need (measured in BENCHMARKS.md "Encoder").
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_mem_pattern = True
+    opts.enable_cpu_mem_arena = True
+    opts.intra_op_num_threads = int(threads or 0)
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
+def _onnx_runners(
+    model_dir: Path, manifest: dict[str, Any], device: str, threads: int | None = None
+) -> tuple[Runner, Runner]:
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -177,7 +202,7 @@ def _onnx_runners(model_dir: Path, manifest: dict[str, Any], device: str) -> tup
         providers.insert(0, "CUDAExecutionProvider")
 
     def runner(key: str, name: str) -> Runner:
-        opts = ort.SessionOptions()
+        opts = ort_session_options(threads)
         sess = ort.InferenceSession(str(_file(model_dir, manifest, key)), opts, providers=providers)
         return _chunked(lambda x: sess.run(None, {name: x})[0])
 
@@ -224,12 +249,14 @@ def load_model(
     device: str | None = None,
     precision: str = "fp16",
     expected: Contract | None = None,
+    threads: int | None = None,
 ) -> Encoders:
     """Open an exported model directory on ``backend`` ("onnx", "torch" or "tensorrt").
 
     ``expected`` is the contract this code serves (default :data:`scoreid.contract.DEFAULT`);
     pass ``contract.with_audio_window(n)`` to serve a 42- or 168-frame model. ``device`` defaults
     to "cpu" for onnx/torch and "cuda" for tensorrt; ``precision`` picks the TensorRT plan.
+    ``threads``: intra-op CPU threads of the onnx backend (None: one per core).
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -241,7 +268,7 @@ def load_model(
         raise ContractError(f"{mdir}: manifest contract is malformed ({e})") from None
     (expected or C.DEFAULT).check_compatible(contract, what=f"model {mdir}")
     if backend == "onnx":
-        audio, sheet = _onnx_runners(mdir, manifest, device or "cpu")
+        audio, sheet = _onnx_runners(mdir, manifest, device or "cpu", threads)
     elif backend == "torch":
         audio, sheet = _torch_runners(mdir, manifest, device or "cpu")
     else:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from scoreid.errors import UserError
+from scoreid.serve.blas import single_thread_blas
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_FILE = "stack.json"
@@ -121,6 +122,7 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREID__")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    single_thread_blas(env)  # see scoreid.serve.blas
     procs: list[dict[str, Any]] = []
 
     def fail(msg: str) -> UserError:
