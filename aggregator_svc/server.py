@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import redis
 
-from aggregator_svc.store import RedisTallies, TallyState, TimeWentBackwards
+from aggregator_svc.store import RedisTallies, TallyState, TimeWentBackwards, VoteUpdate
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid.serve.grpc_server import add_standard_services
@@ -89,6 +89,49 @@ class AggregatorServicer(pbg.AggregatorServicer):
             lambda: self.tallies.update(request.session_id, votes, request.t_seconds, hl, k, positions),
         )  # fmt: skip
         return state_to_pb(st)
+
+    def VoteBatch(self, request: pb.VoteBatchRequest, context: grpc.ServicerContext) -> pb.VoteBatchResponse:
+        """Every vote of the request in one Redis pipeline; per-vote errors go in its result."""
+        updates: list[VoteUpdate | None] = []
+        results = [pb.VoteResult() for _ in request.votes]
+        seen: set[str] = set()
+        for r, v in zip(results, request.votes):
+            if not v.session_id or v.session_id in seen:
+                r.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                r.error = (
+                    "session_id is required"
+                    if not v.session_id
+                    else f"session {v.session_id}: one vote per call"
+                )
+                updates.append(None)
+                continue
+            seen.add(v.session_id)
+            votes, positions = votes_from_hits(v.hits.hits)
+            updates.append(VoteUpdate(v.session_id, votes, v.t_seconds, v.half_life or self.half_life_s,
+                                      v.top_k or self.top_k, positions))  # fmt: skip
+        todo = [u for u in updates if u is not None]
+        t0 = time.perf_counter()
+        try:
+            states = iter(self.tallies.update_many(todo))
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self._fail(context, grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {e}")
+        finally:
+            RPC_SECONDS.labels(SERVICE, "VoteBatch").observe(time.perf_counter() - t0)
+        for r, u in zip(results, updates):
+            if u is None:
+                continue
+            st = next(states)
+            if isinstance(st, TallyState):
+                r.response.CopyFrom(state_to_pb(st))
+            else:
+                code = (
+                    grpc.StatusCode.INVALID_ARGUMENT
+                    if isinstance(st, ValueError)
+                    else grpc.StatusCode.INTERNAL
+                )
+                r.code, r.error = code.value[0], f"session {u.session_id}: {st}"
+                ERRORS.labels(SERVICE, code.name).inc()
+        return pb.VoteBatchResponse(results=results)
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.VoteResponse:
         k = request.top_k or self.top_k

@@ -73,6 +73,23 @@ def setup(work: Path, model: Path | None) -> tuple[Path, Path, Path]:
     return model, lib, wav
 
 
+def stage_means(metrics_port: int) -> dict[str, dict[str, float]]:
+    """Per-stage totals of the encoder's ``scoreid_stage_seconds`` histogram (count, sum s, mean ms)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    acc: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        for suffix in ("_sum", "_count"):
+            if line.startswith("scoreid_stage_seconds" + suffix + "{"):
+                labels, value = line[len("scoreid_stage_seconds" + suffix) :].rsplit(" ", 1)
+                stage = labels.split('stage="', 1)[1].split('"', 1)[0]
+                acc.setdefault(stage, {})[suffix[1:]] = float(value)
+    return {k: {"count": v.get("count", 0.0), "sum_s": round(v.get("sum", 0.0), 3),
+                "mean_ms": round(1000 * v.get("sum", 0.0) / max(v.get("count", 0.0), 1.0), 3)}
+            for k, v in sorted(acc.items())}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, nargs="+", default=[5, 20, 50])
@@ -103,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         spec.loader.exec_module(lg)
         rc = lg.main(["--address", address, "--streams", *map(str, args.streams), "--seconds", str(args.seconds),
                       "--audio", str(wav), "--out", str(args.out)])  # fmt: skip
+        stages = stage_means(cfg["encoder"]["metrics_port"])
     finally:
         cli("down", "--config", cfg_path)
     res = json.loads(args.out.read_text())
@@ -112,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms,
     }
+    res["encoder_stages"] = stages  # summed over all steps of this run
+    print(
+        "encoder stages (all steps): "
+        + ", ".join(f"{k} {v['mean_ms']:.2f} ms x {v['count']:.0f}" for k, v in stages.items())
+    )
     args.out.write_text(json.dumps(res, indent=1))
     return rc
 

@@ -98,38 +98,73 @@ def _rpc_abort(what: str, e: grpc.RpcError) -> StreamAbort:
     return StreamAbort(code, f"{what}: {details}")
 
 
-class Pipeline:
-    """The batch function: encode windows, then search each library once for its windows."""
+STATUS_BY_CODE = {c.value[0]: c for c in grpc.StatusCode}
 
-    def __init__(self, encoder: AudioEncoder, index: pbg.IndexStub, timeout_s: float):
+
+@dataclass
+class WindowJob:
+    """One non-silent window of one session, as submitted to the batcher."""
+
+    excerpt: np.ndarray  # (frames, bins)
+    library: str
+    k: int  # neighbours to retrieve
+    session_id: str
+    t: float  # audio time of the window (session time)
+    top_k: int  # pieces to return
+
+
+class Pipeline:
+    """The batch function: encode windows, search each library once, then one VoteBatch for all.
+
+    One aggregator call per batch instead of one per window: the aggregator runs the batch's
+    votes in one Redis pipeline (BENCHMARKS.md "Streaming capacity").
+    """
+
+    def __init__(self, encoder: AudioEncoder, index: pbg.IndexStub, aggregator: pbg.AggregatorStub,
+                 timeout_s: float):  # fmt: skip
         self.encoder = encoder
         self.index = index
+        self.aggregator = aggregator
         self.timeout_s = timeout_s
 
-    def __call__(self, items: Sequence[tuple[np.ndarray, str, int]]) -> list[tuple[Any, dict[str, float]]]:
-        """Per item: (HitList, stamps), or (the grpc.RpcError of its library's search, stamps)."""
+    def __call__(self, items: Sequence[WindowJob]) -> list[tuple[Any, Any, dict[str, float]]]:
+        """Per item: (HitList or the index's grpc.RpcError, VoteResult or the aggregator's grpc.RpcError, stamps)."""
         t0 = time.perf_counter()
-        emb = self.encoder.embed_audio(audio_to_network(np.stack([it[0] for it in items])))
+        emb = self.encoder.embed_audio(audio_to_network(np.stack([it.excerpt for it in items])))
         t1 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "encode").observe(t1 - t0)
-        out: list[Any] = [None] * len(items)
+        hits: list[Any] = [None] * len(items)
         groups: dict[tuple[str, int], list[int]] = {}
-        for i, (_, lib, k) in enumerate(items):
-            groups.setdefault((lib, k), []).append(i)
+        for i, it in enumerate(items):
+            groups.setdefault((it.library, it.k), []).append(i)
         for (lib, k), idx in groups.items():
             try:
                 resp = self.index.Search(pb.SearchRequest(library=lib, queries=to_tensor(emb[idx]), k=k),
                                          timeout=self.timeout_s)  # fmt: skip
             except grpc.RpcError as e:  # only the sessions of this library see the error
                 for i in idx:
-                    out[i] = e
+                    hits[i] = e
                 continue
             for i, hl in zip(idx, resp.results):
-                out[i] = hl
+                hits[i] = hl
         t2 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "search").observe(t2 - t1)
-        stamps = {"encode": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "batch": float(len(items))}
-        return [(hl, stamps) for hl in out]
+        votes: list[Any] = [None] * len(items)
+        todo = [i for i, hl in enumerate(hits) if not isinstance(hl, grpc.RpcError)]
+        if todo:
+            req = pb.VoteBatchRequest(votes=[pb.VoteRequest(session_id=items[i].session_id, t_seconds=items[i].t,
+                                                            hits=hits[i], top_k=items[i].top_k) for i in todo])  # fmt: skip
+            try:
+                results: Sequence[Any] = self.aggregator.VoteBatch(req, timeout=self.timeout_s).results
+            except grpc.RpcError as e:
+                results = [e] * len(todo)
+            for i, r in zip(todo, results):
+                votes[i] = r
+        t3 = time.perf_counter()
+        STAGE_SECONDS.labels(SERVICE, "vote_batch").observe(t3 - t2)
+        stamps = {"encode": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "vote": (t3 - t2) * 1000,
+                  "batch": float(len(items))}  # fmt: skip
+        return [(hl, v, stamps) for hl, v in zip(hits, votes)]
 
 
 class SessionGate:
@@ -181,7 +216,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
         self._channels = [grpc.insecure_channel(index_address), grpc.insecure_channel(aggregator_address)]
         self.index = pbg.IndexStub(self._channels[0])
         self.aggregator = pbg.AggregatorStub(self._channels[1])
-        self.batcher = DynamicBatcher(Pipeline(encoder, self.index, self.s.rpc_timeout_s),
+        self.batcher = DynamicBatcher(Pipeline(encoder, self.index, self.aggregator, self.s.rpc_timeout_s),
                                       self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE)  # fmt: skip
         self.gate = SessionGate(self.s.max_sessions_per_client, self.s.max_sessions)
         self._titles: dict[str, dict[str, str]] = {}
@@ -226,27 +261,29 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def identify(self, sid: str, seq: int, opts: StreamOptions, w: Window, stream: AudioStream,
                  t_chunk: float, final: bool) -> pb.Identification:  # fmt: skip
         stamps = dict(stream.stamps)
-        if is_silent(w.excerpt, opts.hop_frames):
-            hl = pb.HitList()  # silence casts no vote (as the offline identifier)
-        else:
+        if is_silent(w.excerpt, opts.hop_frames):  # silence casts no vote (as the offline identifier)
+            t0 = time.perf_counter()
             try:
-                hits, info = self.batcher.submit((w.excerpt, opts.library, self.s.k)).result()
+                vote = self.aggregator.Vote(pb.VoteRequest(session_id=sid, t_seconds=w.t, hits=pb.HitList(),
+                                                           top_k=opts.top_k), timeout=self.s.rpc_timeout_s)  # fmt: skip
             except grpc.RpcError as e:
-                raise _rpc_abort("index", e) from None
+                raise _rpc_abort("aggregator", e) from None
+            stamps["vote"] = (time.perf_counter() - t0) * 1000
+        else:
+            job = WindowJob(w.excerpt, opts.library, self.s.k, sid, w.t, opts.top_k)
+            try:
+                (hl, result, bstamps), wait = self.batcher.submit(job).result()
             except BatcherClosed as e:
                 raise StreamAbort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
-            (hl, bstamps), wait = hits, info
             if isinstance(hl, grpc.RpcError):
                 raise _rpc_abort("index", hl)
+            if isinstance(result, grpc.RpcError):
+                raise _rpc_abort("aggregator", result)
+            if result.code != 0:
+                raise StreamAbort(STATUS_BY_CODE.get(result.code, grpc.StatusCode.UNKNOWN), result.error)
+            vote = result.response
             stamps.update(bstamps)
             stamps["queue_wait"] = wait * 1000
-        t0 = time.perf_counter()
-        try:
-            vote = self.aggregator.Vote(pb.VoteRequest(session_id=sid, t_seconds=w.t, hits=hl, top_k=opts.top_k),
-                                        timeout=self.s.rpc_timeout_s)  # fmt: skip
-        except grpc.RpcError as e:
-            raise _rpc_abort("aggregator", e) from None
-        stamps["vote"] = (time.perf_counter() - t0) * 1000
         STAGE_SECONDS.labels(SERVICE, "vote").observe(stamps["vote"] / 1000)
         stamps["total"] = (time.perf_counter() - t_chunk) * 1000
         STAGE_SECONDS.labels(SERVICE, "total").observe(stamps["total"] / 1000)

@@ -133,3 +133,47 @@ def test_a_window_without_hits_changes_nothing(redis_server, grpc_server):
     a = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=1.0, hits=hits("a", "a", "b")))
     b = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=9.0, hits=pb.HitList()))
     assert b == a and a.total == pytest.approx(3.0) and a.top[0].score == pytest.approx(2 / 3)
+
+
+def test_vote_batch_equals_single_votes_and_isolates_bad_votes(redis_server, grpc_server):
+    s = grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3)))
+    stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
+    windows = [hits("a", "b", "a"), hits("b", "b", "c"), hits(), hits("c", "a", "c")]
+    for step, hl in enumerate(windows):  # sessions "one-*" by VoteBatch, "single-*" by Vote
+        batch = [
+            pb.VoteRequest(session_id=f"one-{i}", t_seconds=0.5 * step + i, hits=hl, top_k=3)
+            for i in range(3)
+        ]
+        got = stub.VoteBatch(pb.VoteBatchRequest(votes=batch)).results
+        assert len(got) == 3
+        for i, r in enumerate(got):
+            assert r.code == 0, r.error
+            ref = stub.Vote(
+                pb.VoteRequest(session_id=f"single-{i}", t_seconds=0.5 * step + i, hits=hl, top_k=3)
+            )
+            assert r.response == ref
+    bad = [
+        pb.VoteRequest(session_id="one-0", t_seconds=0.0, hits=hits("a")),  # time went backwards
+        pb.VoteRequest(session_id="", t_seconds=9.0, hits=hits("a")),
+        pb.VoteRequest(session_id="one-1", t_seconds=9.0, hits=hits("a")),  # fine
+        pb.VoteRequest(session_id="one-1", t_seconds=9.5, hits=hits("a")),  # a second vote for one session
+    ]
+    res = stub.VoteBatch(pb.VoteBatchRequest(votes=bad)).results
+    invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert [r.code for r in res] == [invalid, invalid, 0, invalid]
+    assert "backwards" in res[0].error and "session_id" in res[1].error and "one vote" in res[3].error
+    assert res[2].response.t_seconds == 9.0 and res[2].response.top[0].piece == "a"
+    assert stub.VoteBatch(pb.VoteBatchRequest()).results == []
+
+
+def test_vote_batch_with_redis_down_is_unavailable(grpc_server):
+    import redis as redis_lib
+
+    client = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    s = grpc_server(register(AggregatorServicer(RedisTallies(client))))
+    stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.VoteBatch(
+            pb.VoteBatchRequest(votes=[pb.VoteRequest(session_id="s", t_seconds=0, hits=hits("a"))])
+        )
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "redis" in e.value.details()

@@ -252,6 +252,28 @@ class VoteResponse(_message.Message):
     total: float
     def __init__(self, top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., t_seconds: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
 
+class VoteBatchRequest(_message.Message):
+    __slots__ = ("votes",)
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    votes: _containers.RepeatedCompositeFieldContainer[VoteRequest]
+    def __init__(self, votes: _Optional[_Iterable[_Union[VoteRequest, _Mapping]]] = ...) -> None: ...
+
+class VoteResult(_message.Message):
+    __slots__ = ("response", "code", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: VoteResponse
+    code: int
+    error: str
+    def __init__(self, response: _Optional[_Union[VoteResponse, _Mapping]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class VoteBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[VoteResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[VoteResult, _Mapping]]] = ...) -> None: ...
+
 class GetRequest(_message.Message):
     __slots__ = ("session_id", "top_k")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -346,6 +346,11 @@ class AggregatorStub:
                 request_serializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteRequest.SerializeToString,
                 response_deserializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteResponse.FromString,
                 _registered_method=True)
+        self.VoteBatch = channel.unary_unary(
+                '/scoreid.v1.Aggregator/VoteBatch',
+                request_serializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteBatchRequest.SerializeToString,
+                response_deserializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteBatchResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/scoreid.v1.Aggregator/Get',
                 request_serializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.GetRequest.SerializeToString,
@@ -364,6 +369,16 @@ class AggregatorServicer:
     def Vote(self, request, context):
         """Atomically decay a session's tallies to t_seconds, add one vote per hit, return top-k.
         A request with no hits (a silent window) changes nothing and returns the current state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoteBatch(self, request, context):
+        """Many sessions' votes in one call (the encoder sends one per batch of windows); the server
+        runs them in one Redis pipeline, each still atomic. At most one vote per session per call.
+        A vote that fails on its own (time went backwards) gets its code and message in its result;
+        Redis down fails the whole call with UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -388,6 +403,11 @@ def add_AggregatorServicer_to_server(servicer, server):
                     servicer.Vote,
                     request_deserializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteRequest.FromString,
                     response_serializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteResponse.SerializeToString,
+            ),
+            'VoteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoteBatch,
+                    request_deserializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteBatchRequest.FromString,
+                    response_serializer=proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteBatchResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -427,6 +447,33 @@ class Aggregator:
             '/scoreid.v1.Aggregator/Vote',
             proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteRequest.SerializeToString,
             proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/scoreid.v1.Aggregator/VoteBatch',
+            proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteBatchRequest.SerializeToString,
+            proto_dot_scoreid_dot_v1_dot_scoreid__pb2.VoteBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
