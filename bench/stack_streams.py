@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/work/data/bench/stack"))
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--batch-workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the encoder")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
            "index": {"port": free_port(), "metrics_port": free_port(), "libraries": {"bench": str(lib)}},
            "encoder": {"port": free_port(), "metrics_port": free_port(), "model": str(model),
                        "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+                       "batch_workers": args.batch_workers, "threads": args.threads,
                        "max_sessions_per_client": 1000}}  # fmt: skip
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "library": str(lib),
         "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms,
+        "batch_workers": args.batch_workers,
+        "threads": args.threads,
     }
     res["encoder_stages"] = stages  # summed over all steps of this run
     print(

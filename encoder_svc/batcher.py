@@ -1,10 +1,12 @@
 """Dynamic batching: windows from all sessions are grouped into one encoder call.
 
-``DynamicBatcher(run, max_batch, max_wait_s)``: ``submit(item)`` returns a Future; one worker
-thread takes the oldest items, waits at most ``max_wait_s`` after the oldest arrived for the
+``DynamicBatcher(run, max_batch, max_wait_s, workers=1)``: ``submit(item)`` returns a Future;
+each of ``workers`` threads takes the oldest items, waits at most ``max_wait_s`` after the oldest arrived for the
 batch to fill up to ``max_batch``, then calls ``run(items) -> results`` (one per item) outside
 the lock. An exception from ``run`` is set on every future of that batch. Each future's result
-is ``(result, queue_wait_s)``.
+is ``(result, queue_wait_s)``. With two workers one batch is encoded while the previous one waits
+for its search and vote RPCs (and two encodes can run on two cores); a session has at most one
+window in flight, so its windows stay in order.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ class DynamicBatcher:
         max_batch: int = 64,
         max_wait_s: float = 0.005,
         service: str = "encoder",
+        workers: int = 1,
     ):
-        if max_batch < 1 or max_wait_s < 0:
-            raise ValueError(f"need max_batch >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}")
+        if max_batch < 1 or max_wait_s < 0 or workers < 1:
+            raise ValueError(
+                f"need max_batch >= 1, max_wait_s >= 0 and workers >= 1, got {max_batch}, {max_wait_s}, {workers}"
+            )
         self.run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -40,8 +45,12 @@ class DynamicBatcher:
         self._q: deque[tuple[Any, Future, float]] = deque()
         self._cv = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"dynamic-batcher-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
 
     def submit(self, item: Any) -> Future:
         fut: Future = Future()
@@ -57,7 +66,8 @@ class DynamicBatcher:
         with self._cv:
             self._stopped = True
             self._cv.notify_all()
-        self._thread.join(5)
+        for t in self._threads:
+            t.join(5)
 
     def _take(self) -> list[tuple[Any, Future, float]] | None:
         with self._cv:

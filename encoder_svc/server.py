@@ -59,6 +59,7 @@ class EncoderSettings:
     k: int = 25
     max_batch: int = 64
     max_wait_ms: float = 5.0
+    batch_workers: int = 1
     max_chunk_seconds: float = 10.0
     max_session_s: float = 3600.0
     max_sessions_per_client: int = 16
@@ -217,7 +218,8 @@ class IdentifyServicer(pbg.IdentifyServicer):
         self.index = pbg.IndexStub(self._channels[0])
         self.aggregator = pbg.AggregatorStub(self._channels[1])
         self.batcher = DynamicBatcher(Pipeline(encoder, self.index, self.aggregator, self.s.rpc_timeout_s),
-                                      self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE)  # fmt: skip
+                                      self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE,
+                                      self.s.batch_workers)  # fmt: skip
         self.gate = SessionGate(self.s.max_sessions_per_client, self.s.max_sessions)
         self._titles: dict[str, dict[str, str]] = {}
         self.model_sha256 = model_sha256(encoder)
