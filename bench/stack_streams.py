@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/work/data/bench/stack"))
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
-    ap.add_argument("--batch-workers", type=int, default=1)
+    ap.add_argument("--batch-workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the encoder")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     args = ap.parse_args(argv)

@@ -59,7 +59,7 @@ class EncoderSettings:
     k: int = 25
     max_batch: int = 64
     max_wait_ms: float = 5.0
-    batch_workers: int = 1
+    batch_workers: int = 2
     max_chunk_seconds: float = 10.0
     max_session_s: float = 3600.0
     max_sessions_per_client: int = 16

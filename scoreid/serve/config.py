@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "threads": 1,  # intra-op CPU threads of the onnx backend (0: one per core); see BENCHMARKS.md "Encoder"
         "max_batch": 64,
         "max_wait_ms": 5.0,
-        "batch_workers": 1,  # batches in flight at once (encode one while the last one searches/votes)
+        "batch_workers": 2,  # batches in flight at once (encode one while the last one searches/votes)
         "hop_s": 0.5,
         "k": 25,
         "workers": 64,
