@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "scoreid.commands.info",
     "scoreid.commands.library",
     "scoreid.commands.spectrogram",
+    "scoreid.commands.up",
+    "scoreid.commands.down",
 )
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, AudioError, ContractError, SynthError)

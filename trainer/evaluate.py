@@ -11,7 +11,7 @@
    database windows vote for their piece; pieces are ranked by votes. Top-1 accuracy and MRR over
    the recordings (a piece with as many votes as the true one ranks ahead of it).
 3. Piece-ID accuracy vs seconds of audio (2 ... 30 s): from ``curve_starts`` evenly spaced starts
-   per recording, only the first d seconds are heard: audio windows every ``curve_hop_frames``
+   in each piece's first ``curve_recordings_per_piece`` recordings, only the first d seconds are heard: audio windows every ``curve_hop_frames``
    whose centres lie in the excerpt, cut from the excerpt alone (zero padded outside it), vote as
    above. Written as a PNG plot next to the JSON.
 
@@ -113,12 +113,18 @@ def piece_identification(
         "k": cfg.k, "db_stride_px": cfg.db_stride_px, "db_windows": len(index),
         "top1": float((r == 1).mean()), "MRR": float((1 / r).mean()),
     }  # fmt: skip
-    # accuracy vs seconds of audio
+    # accuracy vs seconds of audio (the first curve_recordings_per_piece recordings of each piece)
+    per_piece: dict[int, int] = {}
+    curve_recordings = []
+    for pno, spec in recordings:
+        if per_piece.get(pno, 0) < cfg.curve_recordings_per_piece:
+            per_piece[pno] = per_piece.get(pno, 0) + 1
+            curve_recordings.append((pno, spec))
     acc = []
     for secs in tqdm(cfg.curve_seconds, desc=f"seconds curve ({condition})", leave=False):
         d = int(round(secs * C.FPS))
         hits = []
-        for pno, spec in recordings:
+        for pno, spec in curve_recordings:
             t = len(spec)
             for s0 in np.unique(np.linspace(0, max(0, t - d), cfg.curve_starts).round().astype(int)):
                 excerpt = spec[s0 : s0 + d]

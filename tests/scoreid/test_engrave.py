@@ -108,3 +108,14 @@ def test_parse_midi_roundtrip(piece):
     eng = engrave(piece)
     assert parse_midi(b"MThd\x00\x00\x00\x06\x00\x00\x00\x00\x01\xe0") == []
     assert len(eng.midi_notes) == len({(m.pitch, round(m.onset_s, 3)) for m in eng.midi_notes})
+
+
+def test_music21_names_and_conversion(tmp_path):
+    from scoreid.engrave import resolve_source
+
+    assert resolve_source("joplin/maple_leaf_rag").suffix == ".mxl"
+    abc = tmp_path / "tune.abc"  # not a Verovio input here: converted to MusicXML with music21
+    abc.write_text("X:1\nT:Tune\nM:4/4\nL:1/4\nQ:1/4=120\nK:C\nC E G c | G E C2 |]\n")
+    eng = engrave(abc)
+    assert [n.pitch for n in eng.notes] == [60, 64, 67, 72, 67, 64, 60]
+    assert noteheads_on_ink(eng) >= 0.98

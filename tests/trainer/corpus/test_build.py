@@ -167,3 +167,27 @@ def test_pool_excludes_works_of_the_aligned_corpus(built, tmp_path):
     assert res.built == ["pool-src.fresh"]
     assert "same work" in res.skipped["pool-src.renamed"]
     assert Corpus(tmp_path / "pool").ids("pool") == ["pool-src.fresh"]
+
+
+def test_show_and_stats(built, tmp_path, capsys):
+    root, _, _ = built
+    data = root / "data"
+    pid = Corpus(data).ids("test")[0]
+    out = tmp_path / "show.png"
+    assert run.main(["corpus", "show", pid, "--data", str(data), "--out", str(out), "--render", "1"]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size[0] > 500
+    assert run.main(["corpus", "show", "nope", "--data", str(data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no piece 'nope'" in err and "Traceback" not in err
+    assert run.main(["corpus", "stats", str(data), "--json", str(tmp_path / "s.json")]) == 0
+    text = capsys.readouterr().out
+    assert "train" in text and "valid" in text and "test" in text
+    import json
+
+    st = json.loads((tmp_path / "s.json").read_text())
+    corpus = Corpus(data)
+    assert st["splits"]["all"]["pieces"] == 3
+    assert st["splits"]["all"]["pairs"] == sum(e["n_pairs"] for e in corpus.pieces.values())
+    assert st["splits"]["all"]["hours"] > 0

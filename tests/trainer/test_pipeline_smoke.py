@@ -1,0 +1,129 @@
+"""The smoke preset end to end on a corpus built inside the test: pretrain both encoders,
+fine-tune, evaluate both conditions, export; then the exported model is loaded and re-evaluated,
+a pre-training run is resumed, and user errors print one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scoreid.inference import load_model
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = [sys.executable, str(REPO / "trainer" / "run.py")]
+
+
+def _corpora() -> Path:
+    for cand in (
+        os.environ.get("SCOREID_CORPORA"),
+        REPO.parent / "shared" / "corpora",
+        Path("/work/shared/corpora"),
+    ):
+        if cand and (Path(cand) / "hummel-preludes").is_dir():
+            return Path(cand)
+    pytest.fail("the shared symbolic corpora are missing (../shared/corpora or $SCOREID_CORPORA)")
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*RUN, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "data"
+    src = _corpora() / "hummel-preludes"
+    _run("corpus", "build", "--source", str(src), "--limit", "3", "--looks", "1", "--performances", "1",
+         "--out", str(out), "--no-progress")  # fmt: skip
+    splits = json.loads((out / "index.json").read_text())["splits"]
+    assert splits["train"] and splits["valid"] and splits["test"]
+    return out
+
+
+def test_smoke_pipeline_end_to_end(corpus, tmp_path):
+    runs, model = tmp_path / "runs", tmp_path / "model"
+    proc = _run("pipeline", "--preset", "smoke", "--data", str(corpus), "--pool", str(corpus),
+                "--out", str(runs), "--export", str(model))  # fmt: skip
+    for stage in ("pretrain-audio", "pretrain-sheet", "finetune-both"):
+        for f in ("metrics.csv", "metrics.json", "metrics.png", "state.pt", "summary.json"):
+            assert (runs / stage / f).is_file(), f"{stage}/{f}"
+    assert (runs / "pretrain-audio" / "encoder.pt").is_file()
+    summary = json.loads((runs / "finetune-both" / "summary.json").read_text())
+    assert (
+        summary["init_audio"].endswith("pretrain-audio") and summary["epochs"] == 3
+    )  # 2 main + 1 refinement
+    assert len(summary["cca_correlations"]) == 32
+    for cond in ("same", "shifted"):
+        res = json.loads((runs / "finetune-both" / f"eval-{cond}.json").read_text())
+        sr, pi = res["snippet_retrieval"], res["piece_identification"]
+        assert sr["N"] > 0 and set(sr["audio_to_sheet"]) == {"R@1", "R@10", "R@25", "MRR", "MR"}
+        assert 0 <= sr["audio_to_sheet"]["MRR"] <= 1 and pi["windows_per_recording"] == 20 and pi["k"] == 25
+        assert len(pi["accuracy_vs_seconds"]["top1"]) == 3
+        assert (runs / "finetune-both" / f"eval-{cond}.png").is_file()
+    assert "| both | same |" in (runs / "ablation.md").read_text()
+    assert "parity audio.onnx vs torch: max abs diff" in proc.stdout
+    assert "TensorRT plans skipped" in proc.stdout or (model / "audio.fp16.plan").is_file()
+
+    # the exported model serves and `eval` on it reproduces the pipeline's numbers
+    enc = load_model(model)
+    assert enc.embed_audio(np.zeros((2, 1, 92, 84), np.float32)).shape == (2, 32)
+    assert (model / "eval-same.json").is_file()
+    _run("eval", "--preset", "smoke", "--model", str(model), "--data", str(corpus), "--condition", "same",
+         "--out", str(tmp_path / "again.json"))  # fmt: skip
+    a = json.loads((tmp_path / "again.json").read_text())
+    b = json.loads((model / "eval-same.json").read_text())
+    for d in ("audio_to_sheet", "sheet_to_audio"):
+        assert a["snippet_retrieval"][d]["MRR"] == pytest.approx(b["snippet_retrieval"][d]["MRR"], abs=0.02)
+    assert a["piece_identification"]["top1"] == b["piece_identification"]["top1"]
+
+
+def test_pretrain_resume_continues_the_run(corpus, tmp_path):
+    out = tmp_path / "pre"
+    args = ["pretrain", "--modality", "audio", "--preset", "smoke", "--data", str(corpus), "--out", str(out)]
+    _run(*args, "--max-epochs", "1")
+    proc = _run(*args, "--max-epochs", "2", "--resume")
+    assert "resumed" in proc.stderr + proc.stdout
+    rows = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def test_user_errors_are_one_line(corpus, tmp_path):
+    for args, msg in (
+        (
+            ["eval", "--model", str(tmp_path), "--data", str(corpus), "--out", str(tmp_path / "x.json")],
+            "no fine-tuned model",
+        ),
+        (["finetune", "--data", str(tmp_path), "--out", str(tmp_path / "ft")], "not a corpus"),
+        (
+            [
+                "pretrain",
+                "--modality",
+                "sheet",
+                "--data",
+                str(corpus),
+                "--out",
+                str(tmp_path / "p"),
+                "--resume",
+            ],
+            "nothing to resume",
+        ),
+        (
+            ["export", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "m")],
+            "no fine-tuned model",
+        ),
+    ):
+        proc = _run(*args, check=False)
+        assert proc.returncode == 2, proc.stderr
+        err = proc.stderr.strip().splitlines()
+        assert err[-1].startswith("scoreid: error:") and msg in err[-1] and "Traceback" not in proc.stderr
