@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--hop and --seconds must be positive")
     if args.services:
         raise UserError(
-            "--services needs the scoreid services (`scoreid up`), which this build does not have yet"
+            "demo --services is not implemented yet; run the services with `scoreid up --config "
+            "deploy/scoreid.yaml` and stream a recording with `python -m scoreid.client ADDRESS FILE`"
         )
     from scoreid.demo_data import DEMO_PIECES
 
