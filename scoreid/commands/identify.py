@@ -141,7 +141,11 @@ def plot_history(history: list, lib, out: Path, title: str = "") -> None:  # typ
         return
     top = history[-1].ranking[0][0] if history[-1].ranking else None
     pieces = [pid for pid, _s, _v in history[-1].ranking[:5]]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7), gridspec_kw={"height_ratios": [1, 1.3]})
+    fig = plt.figure(figsize=(15, 8))
+    a1 = fig.add_subplot(2, 3, (1, 2))
+    a2 = fig.add_subplot(2, 3, (4, 5))
+    a3 = fig.add_subplot(1, 3, 3)
+    a3.axis("off")
     ts = [u.t for u in history]
     for pid in pieces:
         sc = [next((s for p, s, _v in u.ranking if p == pid), 0.0) for u in history]
@@ -168,8 +172,33 @@ def plot_history(history: list, lib, out: Path, title: str = "") -> None:  # typ
             a2.plot(tx, xs, "r.-")
         a2.set_title(f"followed position in {lib.title(top)} (unrolled strip)")
         a2.set_yticks([])
+        if rows:
+            draw_page_path(a3, lib, top, rows)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
     print(f"wrote {out}", file=sys.stderr)
+
+
+def draw_page_path(ax, lib, pid: str, rows: list) -> None:  # type: ignore[no-untyped-def]
+    """The page where the followed path spent most hops, with the path drawn on it."""
+    from scoreid.sheet.pages import PageError, load_pages
+    from scoreid.sheet.systems import rotate_page
+
+    pages = lib.pieces[pid]["pages"]
+    counts = np.bincount([r["page"] for r in rows], minlength=len(pages))
+    k = int(np.argmax(counts))
+    pg = pages[k]
+    try:
+        img = rotate_page(load_pages(pg["path"])[pg["page"]].image, -pg["angle_deg"])
+    except (PageError, IndexError, KeyError):
+        ax.set_title(f"page {k + 1}: source page not available")
+        return
+    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+    on = [r for r in rows if r["page"] == k]
+    xs = [r["x"] for r in on]
+    ys = [(r["y0"] + r["y1"]) / 2 for r in on]
+    ax.plot(xs, ys, "r-", lw=0.8, alpha=0.6)
+    ax.scatter(xs, ys, c=np.arange(len(xs)), cmap="autumn", s=12, zorder=3)
+    ax.set_title(f"{pg['file']} page {pg['page'] + 1}: followed path ({len(on)} hops)", fontsize=9)
