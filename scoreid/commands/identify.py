@@ -27,8 +27,17 @@ HELP = "identify recordings against a sheet library, streaming (JSON lines with 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("lib", type=Path, help="library folder (scoreid library build)")
-    p.add_argument("audio", type=Path, nargs="+", help="audio files (WAV, FLAC, OGG, MP3; any rate)")
+    p.add_argument(
+        "paths", type=Path, nargs="+", metavar="[LIB_DIR] AUDIO",
+        help="library folder (scoreid library build), then audio files (WAV, FLAC, OGG, MP3; any rate); "
+        "with --server only audio files",
+    )  # fmt: skip
+    p.add_argument("--server", metavar="HOST:PORT", help="stream to a running stack (scoreid up) instead")
+    p.add_argument(
+        "--speed", type=float, default=1.0, help="with --server: times real time (0: as fast as possible)"
+    )
+    p.add_argument("--token", default="", help="with --server: bearer token, when the server requires one")
+    p.add_argument("--tls-ca", default=None, help="with --server: CA certificate (PEM) of a TLS server")
     p.add_argument("--json", action="store_true", help="one JSON line per hop, then a final ranking line")
     p.add_argument("--hop", type=float, default=0.5, help="seconds of audio between updates (default 0.5)")
     p.add_argument("--half-life", type=float, default=20.0, help="vote decay half-life, seconds of audio")
@@ -57,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.hop <= 0:
         raise UserError("--hop must be positive")
+    if args.server:
+        return run_remote(args)
+    if len(args.paths) < 2:
+        raise UserError("give a library folder and at least one audio file (or --server HOST:PORT AUDIO...)")
+    args.lib, args.audio = args.paths[0], args.paths[1:]
     lib = Library.open(args.lib)
     if len(lib) == 0:
         raise UserError(f"{args.lib}: the library has no pieces")
@@ -113,6 +127,26 @@ def run(args: argparse.Namespace) -> int:
                 else args.plot.with_name(f"{args.plot.stem}-{path.stem}.png")
             )
             plot_history(history, lib, plot_path, title=str(path.name))
+    if ok == 0:
+        raise UserError("no audio file could be identified")
+    return 0
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    """Stream each file to a running stack and print the same JSON lines as offline."""
+    from scoreid.client import identify_files
+
+    if args.speed < 0:
+        raise UserError("--speed must be >= 0")
+    ok = 0
+    for path in args.paths:
+        try:
+            for line in identify_files(args.server, [str(path)], speed=args.speed, token=args.token,
+                                       tls_ca=args.tls_ca, hop_s=args.hop, final_only=not args.json):  # fmt: skip
+                print(line, flush=True)
+            ok += 1
+        except AudioError as e:
+            print(f"scoreid: error: {e}", file=sys.stderr)
     if ok == 0:
         raise UserError("no audio file could be identified")
     return 0

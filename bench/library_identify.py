@@ -1,6 +1,6 @@
 """Benchmark: library build speed (pages/s) and streaming identification speed (x real time).
 
-    python benchmarks/library_identify.py --model models/default [--pieces 10] [--json out.json]
+    python bench/library_identify.py --model models/default [--pieces 10] [--json out.json]
 
 Engraves demo pieces (music21 corpus, cached, not timed), builds a library from their page
 images (timed: staff-system detection + cutting, and sheet embedding, separately), then streams a
