@@ -71,6 +71,8 @@ def train_step(
     a, s = model(audio, sheet)
     loss = ranking_loss(a, s, margin)
     opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):  # a degenerate batch (e.g. CCA on collapsed features): skip it
+        return float("nan")
     loss.backward()
     opt.step()
     return float(loss.item())
@@ -212,7 +214,7 @@ def run(
             else:
                 bad += 1
             if rank == 0:
-                row = {"epoch": total_epoch, "stage": stage, "train_loss": float(np.mean(losses)), **val,
+                row = {"epoch": total_epoch, "stage": stage, "train_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"), **val,
                        "lr": opt.param_groups[0]["lr"], "seconds": round(total_elapsed, 1)}  # fmt: skip
                 metrics.add(row)
                 log(f"{desc}: loss {row['train_loss']:.4f} val a2s MRR {val['val_MRR']:.4f} R@1 {val['val_R@1']:.3f} "

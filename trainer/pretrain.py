@@ -82,6 +82,8 @@ def train_step(
     model.train()
     loss = nt_xent(model(v1), model(v2), tau)
     opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):  # a degenerate batch: skip it rather than poison the weights
+        return float("nan")
     loss.backward()
     opt.step()
     return float(loss.item())
@@ -204,7 +206,7 @@ def run(
         if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
             stop = True
         if rank == 0:
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), **val,
+            row = {"epoch": epoch, "train_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"), **val,
                    "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 1)}  # fmt: skip
             metrics.add(row)
             log(f"pretrain {cfg.modality} epoch {epoch}: loss {row['train_loss']:.4f} val MRR {val['val_MRR']:.4f} "
