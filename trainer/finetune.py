@@ -199,6 +199,9 @@ def run(
                 audio, sheet = batches(local_batch, rng, device)
                 losses.append(train_step(train_model, opt, audio, sheet, cfg.margin))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                # single process: the budget may end an epoch early (DDP ranks stop at epoch ends only)
+                if world == 1 and budget is not None and stage_elapsed + time.monotonic() - t0 >= budget:
+                    break
             stage_epoch += 1
             total_epoch += 1
             dt = time.monotonic() - t0

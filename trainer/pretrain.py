@@ -190,6 +190,13 @@ def run(
             v1, v2 = views(local_batch, rng, device)
             losses.append(train_step(train_model, opt, v1, v2, cfg.tau))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            # single process: the budget may end an epoch early (DDP ranks stop at epoch ends only)
+            if (
+                world == 1
+                and cfg.time_budget_s is not None
+                and elapsed + time.monotonic() - t0 >= cfg.time_budget_s
+            ):
+                break
         epoch += 1
         elapsed += time.monotonic() - t0
         val = validate(model, val_v1, val_v2, cfg.tau) if rank == 0 else {"val_MRR": 0.0}

@@ -137,3 +137,12 @@ def test_user_errors_are_one_line(corpus, tmp_path, capfd):
         assert code == 2, stderr
         err = stderr.strip().splitlines()
         assert err[-1].startswith("scoreid: error:") and msg in err[-1] and "Traceback" not in stderr
+
+
+def test_time_budget_ends_a_stage_after_the_step_that_crosses_it(corpus, tmp_path, capfd):
+    out = tmp_path / "budget"
+    code, _, _ = _main(capfd, "pretrain", "--modality", "sheet", "--preset", "smoke", "--data", str(corpus),
+                       "--out", str(out), "--max-epochs", "5", "--time-budget", "0.01")  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "time budget" and summary["epochs"] == 1
