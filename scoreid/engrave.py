@@ -339,97 +339,129 @@ def parse_midi(data: bytes) -> list[MidiNote]:
 
 
 # --------------------------------------------------------------------------- engraving
+class LoadedScore:
+    """A score loaded into Verovio once: its timing (timemap, MIDI) and metadata, rendered per look.
+
+    Loading dominates Verovio's cost, so several looks of one piece share one load
+    (``render(options)`` changes the font / page size and redoes the layout). Note ids, onsets and
+    MIDI do not depend on the look.
+    """
+
+    def __init__(self, source: str | Path, options: EngraveOptions | None = None):
+        import verovio
+
+        self.path = resolve_source(source)
+        if hasattr(verovio, "enableLog"):
+            verovio.enableLog(verovio.LOG_OFF)
+        self.tk = verovio.toolkit()
+        self.tk.setOptions((options or EngraveOptions()).verovio())
+        _load(self.tk, self.path)
+        self._loaded_options = options or EngraveOptions()
+        mei = self.tk.getMEI()
+        self.title, self.composer = _metadata(self.path, mei)
+        timemap = self.tk.renderToTimemap()
+        self.counts = Counter(i for ev in timemap for i in ev.get("on", []))
+        self.onset_ms: dict[str, float] = {}
+        for ev in timemap:
+            for nid in ev.get("on", []):
+                if self.counts[nid] == 1:
+                    self.onset_ms[nid] = float(ev["tstamp"])
+        self.midi_notes = parse_midi(base64.b64decode(self.tk.renderToMIDI()))
+        if not self.midi_notes:
+            raise EngraveError(f"{self.path}: the score has no sounding notes")
+        self.tie_ends = set(re.findall(r'<tie\b[^>]*endid="#([^"]+)"', mei))
+        self.tie_ends |= set(re.findall(r'<note\b[^>]*xml:id="([^"]+)"[^>]*\btie="[mt]"', mei))
+        self.on_index: dict[int, np.ndarray] = {}
+        for pitch in {n.pitch for n in self.midi_notes}:
+            self.on_index[pitch] = np.array([n.onset_s * 1000 for n in self.midi_notes if n.pitch == pitch])
+        self._pitch: dict[str, int] = {}
+
+    def pitch_of(self, nid: str) -> int:
+        if nid not in self._pitch:
+            try:
+                self._pitch[nid] = int(self.tk.getMIDIValuesForElement(nid).get("pitch", -1))
+            except Exception:
+                self._pitch[nid] = -1
+        return self._pitch[nid]
+
+    def render(self, options: EngraveOptions | None = None) -> Engraving:
+        """Pages, systems and aligned noteheads of one look."""
+        options = options or self._loaded_options
+        if options != self._loaded_options:
+            self.tk.setOptions(options.verovio())
+            self.tk.redoLayout()
+            self._loaded_options = options
+        tk, path = self.tk, self.path
+        pages: list[np.ndarray] = []
+        systems: list[SystemBox] = []
+        notes: list[Notehead] = []
+        dropped: Counter[str] = Counter(repeated=sum(1 for c in self.counts.values() if c > 1))
+        svgs = [tk.renderToSVG(p) for p in range(1, tk.getPageCount() + 1)]
+        parsed = [parse_page_svg(s) for s in svgs]
+        all_spaces = [s for pg in parsed for s in pg.staff_spaces if s > 0]
+        if not all_spaces:
+            raise EngraveError(f"{path}: engraving has no staves")
+        space_units = float(np.median(all_spaces))
+        px_per_unit = C.STAFF_SPACE_PX / space_units
+        for pi, (svg, pg) in enumerate(zip(svgs, parsed, strict=True)):
+            pages.append(rasterise_svg(svg, zoom=px_per_unit * pg.width_units / _outer_width_px(svg)))
+            ox, oy = pg.origin
+            base = len(systems)
+            for top, bottom, left, right in pg.systems:
+                systems.append(
+                    SystemBox(
+                        pi,
+                        (top + oy) * px_per_unit,
+                        (bottom + oy) * px_per_unit,
+                        (left + ox) * px_per_unit,
+                        (right + ox) * px_per_unit,
+                    )  # fmt: skip
+                )
+            for nid, si, x, y, w, h in pg.notes:
+                if nid in self.tie_ends:
+                    dropped["tie"] += 1
+                    continue
+                if nid not in self.onset_ms:
+                    dropped["no_onset"] += 1
+                    continue
+                ons = self.on_index.get(self.pitch_of(nid))
+                if ons is None or np.min(np.abs(ons - self.onset_ms[nid])) > ONSET_TOLERANCE_MS:
+                    dropped["no_note_on"] += 1
+                    continue
+                if np.isnan(systems[base + si].top):
+                    dropped["no_system"] += 1
+                    continue
+                notes.append(
+                    Notehead(
+                        nid,
+                        pi,
+                        base + si,
+                        (x + ox) * px_per_unit,
+                        (y + oy) * px_per_unit,
+                        w * px_per_unit,
+                        h * px_per_unit,
+                        self.onset_ms[nid] / 1000.0,
+                        self.pitch_of(nid),
+                    )  # fmt: skip
+                )
+        if not notes:
+            raise EngraveError(f"{path}: no notehead could be aligned with an onset")
+        notes.sort(key=lambda n: (n.onset_s, n.pitch, n.id))
+        return Engraving(pages, systems, notes, list(self.midi_notes), self.title, self.composer, options,
+                         space_units, dict(dropped))  # fmt: skip
+
+
 def engrave(source: str | Path, options: EngraveOptions | None = None) -> Engraving:
     """Engrave one score with one look (see the module docstring)."""
-    import verovio
+    return LoadedScore(source, options).render(options)
 
-    options = options or EngraveOptions()
-    path = resolve_source(source)
-    verovio.enableLog(verovio.LOG_OFF) if hasattr(verovio, "enableLog") else None
-    tk = verovio.toolkit()
-    tk.setOptions(options.verovio())
-    _load(tk, path)
-    mei = tk.getMEI()
-    title, composer = _metadata(path, mei)
 
-    # onsets per note id, MIDI pitch per note id, MIDI notes
-    timemap = tk.renderToTimemap()
-    counts = Counter(i for ev in timemap for i in ev.get("on", []))
-    onset_ms: dict[str, float] = {}
-    for ev in timemap:
-        for nid in ev.get("on", []):
-            if counts[nid] == 1:
-                onset_ms[nid] = float(ev["tstamp"])
-    midi_notes = parse_midi(base64.b64decode(tk.renderToMIDI()))
-    if not midi_notes:
-        raise EngraveError(f"{path}: the score has no sounding notes")
-    tie_ends = set(re.findall(r'<tie\b[^>]*endid="#([^"]+)"', mei))
-    tie_ends |= set(re.findall(r'<note\b[^>]*xml:id="([^"]+)"[^>]*\btie="[mt]"', mei))
-    on_index: dict[int, np.ndarray] = {}
-    for pitch in {n.pitch for n in midi_notes}:
-        on_index[pitch] = np.array([n.onset_s * 1000 for n in midi_notes if n.pitch == pitch])
-
-    pages: list[np.ndarray] = []
-    systems: list[SystemBox] = []
-    notes: list[Notehead] = []
-    dropped: Counter[str] = Counter(repeated=sum(1 for c in counts.values() if c > 1))
-    svgs = [tk.renderToSVG(p) for p in range(1, tk.getPageCount() + 1)]
-    parsed = [parse_page_svg(s) for s in svgs]
-    all_spaces = [s for pg in parsed for s in pg.staff_spaces if s > 0]
-    if not all_spaces:
-        raise EngraveError(f"{path}: engraving has no staves")
-    space_units = float(np.median(all_spaces))
-    px_per_unit = C.STAFF_SPACE_PX / space_units
-    for pi, (svg, pg) in enumerate(zip(svgs, parsed, strict=True)):
-        img = rasterise_svg(svg, zoom=px_per_unit * pg.width_units / _outer_width_px(svg))
-        pages.append(img)
-        ox, oy = pg.origin
-        base = len(systems)
-        for top, bottom, left, right in pg.systems:
-            systems.append(
-                SystemBox(
-                    pi,
-                    (top + oy) * px_per_unit,
-                    (bottom + oy) * px_per_unit,
-                    (left + ox) * px_per_unit,
-                    (right + ox) * px_per_unit,
-                )  # fmt: skip
-            )
-        for nid, si, x, y, w, h in pg.notes:
-            if nid in tie_ends:
-                dropped["tie"] += 1
-                continue
-            if nid not in onset_ms:
-                dropped["no_onset"] += 1
-                continue
-            try:
-                pitch = int(tk.getMIDIValuesForElement(nid).get("pitch", -1))
-            except Exception:
-                pitch = -1
-            ons = on_index.get(pitch)
-            if ons is None or np.min(np.abs(ons - onset_ms[nid])) > ONSET_TOLERANCE_MS:
-                dropped["no_note_on"] += 1
-                continue
-            if np.isnan(systems[base + si].top):
-                dropped["no_system"] += 1
-                continue
-            notes.append(
-                Notehead(
-                    nid,
-                    pi,
-                    base + si,
-                    (x + ox) * px_per_unit,
-                    (y + oy) * px_per_unit,
-                    w * px_per_unit,
-                    h * px_per_unit,
-                    onset_ms[nid] / 1000.0,
-                    pitch,
-                )  # fmt: skip
-            )
-    if not notes:
-        raise EngraveError(f"{path}: no notehead could be aligned with an onset")
-    notes.sort(key=lambda n: (n.onset_s, n.pitch, n.id))
-    return Engraving(pages, systems, notes, midi_notes, title, composer, options, space_units, dict(dropped))
+def engrave_looks(source: str | Path, looks: list[EngraveOptions]) -> list[Engraving]:
+    """Engrave one score with several looks, loading it once."""
+    if not looks:
+        raise ValueError("no looks to engrave")
+    score = LoadedScore(source, looks[0])
+    return [score.render(o) for o in looks]
 
 
 def _outer_width_px(svg: str) -> float:

@@ -9,6 +9,7 @@ exists; an interrupted build started again with the same arguments skips finishe
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing as mp
 import time
@@ -39,6 +40,7 @@ class BuildResult:
 
 
 def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path, fps: frozenset[str]) -> None:
+    faulthandler.disable()  # a crash here is reported as this piece's skip reason, not a stack dump
     try:
         entry = build_piece(item, split, cfg, out, fps)
         conn.send(("ok", entry))
@@ -52,16 +54,16 @@ def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path,
         conn.close()
 
 
-def _exclusions(dirs: list[Path]) -> tuple[set[str], frozenset[str], set[str]]:
+def _exclusions(dirs: list[Path]) -> tuple[set[str], frozenset[str]]:
+    """Work keys and note fingerprints of every piece of the given corpora."""
     keys: set[str] = set()
     fps: set[str] = set()
-    titles: set[str] = set()
     for d in dirs:
         for entry in Corpus(d).pieces.values():
             keys.update(entry.get("keys", []))
             if entry.get("fingerprint"):
                 fps.add(entry["fingerprint"])
-    return keys, frozenset(fps), titles
+    return keys, frozenset(fps)
 
 
 def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None = None,
@@ -74,7 +76,7 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
     items = collect(sources)
     res = BuildResult()
     if exclude:
-        ex_keys, ex_fps, _ = _exclusions(exclude)
+        ex_keys, ex_fps = _exclusions(exclude)
         kept = []
         for it in items:
             if set(it.keys) & ex_keys:
@@ -120,6 +122,8 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
                                  "splits": splits, "skipped": dict(sorted(res.skipped.items())),
                                  "build": build_info})  # fmt: skip
 
+    # build in round-robin order over the sources, so a partial corpus already covers every source
+    todo = limit_round_robin(todo, len(todo))
     ctx = mp.get_context("fork")
     running: dict[str, tuple[Any, Any, float]] = {}
     queue = list(todo)

@@ -23,7 +23,7 @@ import numpy as np
 
 from scoreid import contract as C
 from scoreid.audio.spectrogram import spectrogram
-from scoreid.engrave import EngraveError, EngraveOptions, Engraving, engrave
+from scoreid.engrave import EngraveError, EngraveOptions, Engraving, engrave_looks
 from scoreid.perform import PerformOptions, perform
 from scoreid.sheet.strip import cut_system, unroll
 from scoreid.synth import SHIFTED_SOUNDFONTS, TRAIN_SOUNDFONTS
@@ -110,14 +110,15 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
 
 
 def fingerprint(eng: Engraving, n: int = 40) -> str:
-    """A hash of the pitch sets of the first ``n`` onsets: equal for the same work's encodings."""
+    """A hash of the pitch sets of the first ``n`` onsets, in order (tempo-independent): equal for
+    encodings of the same work."""
     by_onset: dict[int, set[int]] = {}
     for m in eng.midi_notes:
-        key = int(round(m.onset_s * 20))
+        key = int(round(m.onset_s * 1000))
         if key not in by_onset and len(by_onset) >= n:
             break
         by_onset.setdefault(key, set()).add(m.pitch)
-    seq = [sorted(by_onset[k]) for k in sorted(by_onset)][:n]
+    seq = [sorted(by_onset[k]) for k in sorted(by_onset)]
     return hashlib.sha1(json.dumps(seq).encode()).hexdigest()[:16]
 
 
@@ -133,9 +134,7 @@ def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
                 exclude_fingerprints: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
     """Build one piece; returns its index entry. Raises EngraveError (etc.) to skip it."""
     plan = plan_piece(item.pid, split, cfg)
-    engravings = []
-    for rp in plan.renders:
-        engravings.append(engrave(item.path, rp.options))
+    engravings = engrave_looks(item.path, [rp.options for rp in plan.renders])
     base = engravings[0]
     fp = fingerprint(base)
     if fp in exclude_fingerprints:

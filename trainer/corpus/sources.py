@@ -51,10 +51,15 @@ def krn_title(path: Path) -> tuple[str, str]:
 
 
 def work_keys(composer: str, stem: str, title: str = "") -> list[str]:
-    """Keys that identify a work across encodings: composer surname + file stem / title."""
+    """Keys that identify a work across encodings: composer surname + file stem / title.
+
+    The file stem also counts as a title (music21's ``joplin/maple_leaf_rag.mxl`` has no title
+    record we can read cheaply; it meets ``joplin/mapleleaf.krn`` through the latter's title
+    "Maple Leaf Rag").
+    """
     surname = _norm(re.split(r"[,\s]", composer.strip())[0]) if composer.strip() else ""
-    keys = [f"{surname}:{_norm(stem)}"]
-    if title:
+    keys = [f"{surname}:{_norm(stem)}", f"{surname}:t:{_norm(stem)}"]
+    if title and f"{surname}:t:{_norm(title)}" not in keys:
         keys.append(f"{surname}:t:{_norm(title)}")
     return keys
 

@@ -1,0 +1,55 @@
+"""Run the aggregator service: ``python -m aggregator_svc [--config FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+import redis
+
+from aggregator_svc.server import AggregatorServicer, register
+from aggregator_svc.store import RedisTallies
+from scoreid.errors import UserError
+from scoreid.serve.config import load_config
+from scoreid.serve.grpc_server import build_server
+from scoreid.serve.logs import log_event, setup_json_logging
+from scoreid.serve.metrics import serve_metrics
+
+log = logging.getLogger("scoreid.aggregator")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="aggregator_svc", description=__doc__)
+    ap.add_argument("--config", help="YAML configuration file")
+    args = ap.parse_args(argv)
+    setup_json_logging()
+    try:
+        cfg = load_config(args.config)
+    except UserError as e:
+        print(f"aggregator_svc: error: {e}", file=sys.stderr)
+        return 2
+    a = cfg["aggregator"]
+    client = redis.Redis.from_url(cfg["redis"]["url"], socket_timeout=cfg["redis"]["timeout_s"],
+                                  socket_connect_timeout=cfg["redis"]["timeout_s"])  # fmt: skip
+    servicer = AggregatorServicer(
+        RedisTallies(client, ttl_s=a["session_ttl_s"]), a["half_life_s"], a["top_k"]
+    )
+    server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"])
+    serve_metrics(a["metrics_port"], cfg["host"])
+    server.start()
+    log_event(
+        log, "listening", service="aggregator", address=f"{cfg['host']}:{port}", redis=cfg["redis"]["url"]
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=2).wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

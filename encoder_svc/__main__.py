@@ -1,0 +1,61 @@
+"""Run the encoder service (client-facing): ``python -m encoder_svc [--config FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from encoder_svc.backend import load_encoder
+from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer, register
+from scoreid.audio.io import AudioError
+from scoreid.contract import ContractError
+from scoreid.errors import UserError
+from scoreid.serve.config import load_config
+from scoreid.serve.grpc_server import build_server
+from scoreid.serve.logs import log_event, setup_json_logging
+from scoreid.serve.metrics import serve_metrics
+
+log = logging.getLogger("scoreid.encoder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="encoder_svc", description=__doc__)
+    ap.add_argument("--config", help="YAML configuration file")
+    args = ap.parse_args(argv)
+    setup_json_logging()
+    try:
+        cfg = load_config(args.config)
+        e = cfg["encoder"]
+        encoder = load_encoder(e["model"], e["backend"])
+        identify = IdentifyServicer(encoder, cfg["index"]["address"], cfg["aggregator"]["address"],
+                                    EncoderSettings.from_config(e))  # fmt: skip
+        server, port = build_server(
+            register(identify, EmbedderServicer(encoder, str(e["model"]))),
+            f"{cfg['host']}:{e['port']}",
+            workers=e["workers"],
+            max_message_bytes=e["max_message_bytes"],
+            token=e["token"],
+            tls_cert=e["tls_cert"],
+            tls_key=e["tls_key"],
+        )
+    except (UserError, ContractError, AudioError, OSError) as err:
+        print(f"encoder_svc: error: {err}", file=sys.stderr)
+        return 2
+    serve_metrics(e["metrics_port"], cfg["host"])
+    server.start()
+    log_event(log, "listening", service="encoder", address=f"{cfg['host']}:{port}", model=str(e["model"]),
+              backend=e["backend"])  # fmt: skip
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=2).wait()
+    identify.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Loading the audio encoder for the service through the core runtime ``scoreid.inference``.
+
+Backends: ``onnx`` (ONNX Runtime, CPU, the default), ``tensorrt`` (an engine from
+``trainer/run.py export``; needs tensorrt and a GPU) and ``torch``. The model's manifest contract
+must equal this code's (for its audio window length) or the model is refused with a
+``ContractError`` naming the differing fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scoreid import contract as C
+from scoreid.errors import UserError
+
+
+def load_encoder(model_dir: str | Path, backend: str = "onnx"):  # -> scoreid.inference.Encoders
+    try:
+        from scoreid.inference import load_model
+    except ImportError as e:  # pragma: no cover - only before the trainer's runtime is merged
+        raise UserError(f"the model runtime scoreid.inference is not available ({e})") from None
+    enc = load_model(Path(model_dir), backend=backend)
+    expected = C.with_audio_window(enc.contract.audio_window_frames)
+    expected.check_compatible(enc.contract, what=f"model {model_dir}")
+    return enc

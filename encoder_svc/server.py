@@ -1,0 +1,368 @@
+"""The client-facing Identify service (and the internal Embedder): stream in, identifications out.
+
+Per stream: validate the options, admit the session (per-client and global caps), then for
+every chunk run :class:`~encoder_svc.stream.AudioStream`; each hop window goes through the
+shared :class:`~encoder_svc.batcher.DynamicBatcher` (encode a batch with the audio encoder, then
+one Index.Search per library for the batch), then Aggregator.Vote for the session, and an
+``Identification`` goes back. On half-close the last window is processed and the final answer is
+sent with ``final = true`` and the session's tallies are deleted.
+
+Errors are gRPC statuses for that stream only: bad input -> INVALID_ARGUMENT, session caps ->
+RESOURCE_EXHAUSTED, session too long -> DEADLINE_EXCEEDED, index or aggregator down ->
+UNAVAILABLE (the tallies stay in Redis for the TTL; the client can resume with
+``SessionOptions.resume_session``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+import numpy as np
+
+from encoder_svc.batcher import BatcherClosed, DynamicBatcher
+from encoder_svc.stream import AudioStream, StreamError, StreamOptions, Window
+from proto.scoreid.v1 import scoreid_pb2 as pb
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from proto.tensor import from_tensor, to_tensor
+from scoreid import contract as C
+from scoreid.serve.grpc_server import add_standard_services
+from scoreid.serve.logs import log_event
+from scoreid.serve.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
+from scoreid.sheet.strip import audio_to_network
+
+SERVICE = "encoder"
+SERVICE_NAMES = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Identify", "Embedder")]
+log = logging.getLogger("scoreid.encoder")
+
+
+class AudioEncoder(Protocol):
+    """What the service needs of ``scoreid.inference.Encoders``."""
+
+    contract: C.Contract
+
+    def embed_audio(self, x: Any) -> np.ndarray: ...
+
+
+@dataclass
+class EncoderSettings:
+    hop_s: float = 0.5
+    top_k: int = 5
+    k: int = 25
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    max_chunk_seconds: float = 10.0
+    max_session_s: float = 3600.0
+    max_sessions_per_client: int = 16
+    max_sessions: int = 1000
+    rpc_timeout_s: float = 5.0
+
+    @classmethod
+    def from_config(cls, enc: dict[str, Any]) -> EncoderSettings:
+        return cls(**{k: enc[k] for k in cls.__dataclass_fields__ if k in enc})
+
+
+class StreamAbort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _rpc_abort(what: str, e: grpc.RpcError) -> StreamAbort:
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = e.details() if hasattr(e, "details") else str(e)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return StreamAbort(grpc.StatusCode.UNAVAILABLE, f"{what} unavailable: {details}")
+    return StreamAbort(code, f"{what}: {details}")
+
+
+class Pipeline:
+    """The batch function: encode windows, then search each library once for its windows."""
+
+    def __init__(self, encoder: AudioEncoder, index: pbg.IndexStub, timeout_s: float):
+        self.encoder = encoder
+        self.index = index
+        self.timeout_s = timeout_s
+
+    def __call__(self, items: Sequence[tuple[np.ndarray, str, int]]) -> list[tuple[Any, dict[str, float]]]:
+        """Per item: (HitList, stamps), or (the grpc.RpcError of its library's search, stamps)."""
+        t0 = time.perf_counter()
+        emb = self.encoder.embed_audio(audio_to_network(np.stack([it[0] for it in items])))
+        t1 = time.perf_counter()
+        STAGE_SECONDS.labels(SERVICE, "encode").observe(t1 - t0)
+        out: list[Any] = [None] * len(items)
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, (_, lib, k) in enumerate(items):
+            groups.setdefault((lib, k), []).append(i)
+        for (lib, k), idx in groups.items():
+            try:
+                resp = self.index.Search(pb.SearchRequest(library=lib, queries=to_tensor(emb[idx]), k=k),
+                                         timeout=self.timeout_s)  # fmt: skip
+            except grpc.RpcError as e:  # only the sessions of this library see the error
+                for i in idx:
+                    out[i] = e
+                continue
+            for i, hl in zip(idx, resp.results):
+                out[i] = hl
+        t2 = time.perf_counter()
+        STAGE_SECONDS.labels(SERVICE, "search").observe(t2 - t1)
+        stamps = {"encode": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "batch": float(len(items))}
+        return [(hl, stamps) for hl in out]
+
+
+class SessionGate:
+    """Global and per-client caps on concurrent sessions."""
+
+    def __init__(self, per_client: int, total: int):
+        self.per_client, self.total = per_client, total
+        self.by_client: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def admit(self, client: str) -> None:
+        with self.lock:
+            if sum(self.by_client.values()) >= self.total:
+                raise StreamAbort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"server is at its limit of {self.total} sessions"
+                )
+            if self.by_client[client] >= self.per_client:
+                raise StreamAbort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"client {client} already has {self.per_client} open sessions (the limit)")  # fmt: skip
+            self.by_client[client] += 1
+
+    def release(self, client: str) -> None:
+        with self.lock:
+            self.by_client[client] -= 1
+            if self.by_client[client] <= 0:
+                del self.by_client[client]
+
+    @property
+    def active(self) -> int:
+        with self.lock:
+            return sum(self.by_client.values())
+
+
+def client_of(context: grpc.ServicerContext) -> str:
+    """The caller's host (``ipv4:127.0.0.1:5555`` -> ``127.0.0.1``) for the per-client cap."""
+    peer = context.peer() or "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rsplit(":", 1)[0]
+    return peer
+
+
+class IdentifyServicer(pbg.IdentifyServicer):
+    def __init__(self, encoder: AudioEncoder, index_address: str, aggregator_address: str,
+                 settings: EncoderSettings | None = None):  # fmt: skip
+        self.encoder = encoder
+        self.s = settings or EncoderSettings()
+        self.frames = encoder.contract.audio_window_frames
+        self._channels = [grpc.insecure_channel(index_address), grpc.insecure_channel(aggregator_address)]
+        self.index = pbg.IndexStub(self._channels[0])
+        self.aggregator = pbg.AggregatorStub(self._channels[1])
+        self.batcher = DynamicBatcher(Pipeline(encoder, self.index, self.s.rpc_timeout_s),
+                                      self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE)  # fmt: skip
+        self.gate = SessionGate(self.s.max_sessions_per_client, self.s.max_sessions)
+        self._titles: dict[str, dict[str, str]] = {}
+
+    def close(self) -> None:
+        self.batcher.stop()
+        for ch in self._channels:
+            ch.close()
+
+    # ------------------------------------------------------------------ helpers
+    def titles(self, library: str) -> dict[str, str]:
+        if library not in self._titles:
+            try:
+                info = self.index.Info(pb.InfoRequest(library=library), timeout=self.s.rpc_timeout_s)
+                self._titles[library] = dict(info.libraries[0].titles) if info.libraries else {}
+            except grpc.RpcError as e:
+                raise _rpc_abort("index", e) from None
+        return self._titles[library]
+
+    def options(self, first: pb.StreamRequest | None) -> StreamOptions:
+        if first is None:
+            raise StreamAbort(
+                grpc.StatusCode.INVALID_ARGUMENT, "empty stream: the first message must be SessionOptions"
+            )
+        if first.WhichOneof("msg") != "options":
+            raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT,
+                              "the first message must be SessionOptions (got audio before options)")  # fmt: skip
+        o = first.options
+        try:
+            return StreamOptions.validate(o.sample_rate, o.encoding, o.hop_seconds, o.top_k, o.library,
+                                          self.s.hop_s, self.s.top_k)  # fmt: skip
+        except StreamError as e:
+            raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+
+    def identify(self, sid: str, seq: int, opts: StreamOptions, w: Window, stream: AudioStream,
+                 t_chunk: float, final: bool) -> pb.Identification:  # fmt: skip
+        stamps = dict(stream.stamps)
+        try:
+            hits, info = self.batcher.submit((w.excerpt, opts.library, self.s.k)).result()
+        except grpc.RpcError as e:
+            raise _rpc_abort("index", e) from None
+        except BatcherClosed as e:
+            raise StreamAbort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+        (hl, bstamps), wait = hits, info
+        if isinstance(hl, grpc.RpcError):
+            raise _rpc_abort("index", hl)
+        stamps.update(bstamps)
+        stamps["queue_wait"] = wait * 1000
+        t0 = time.perf_counter()
+        try:
+            vote = self.aggregator.Vote(pb.VoteRequest(session_id=sid, t_seconds=w.t, hits=hl, top_k=opts.top_k),
+                                        timeout=self.s.rpc_timeout_s)  # fmt: skip
+        except grpc.RpcError as e:
+            raise _rpc_abort("aggregator", e) from None
+        stamps["vote"] = (time.perf_counter() - t0) * 1000
+        STAGE_SECONDS.labels(SERVICE, "vote").observe(stamps["vote"] / 1000)
+        stamps["total"] = (time.perf_counter() - t_chunk) * 1000
+        STAGE_SECONDS.labels(SERVICE, "total").observe(stamps["total"] / 1000)
+        titles = self.titles(opts.library)
+        msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=final,
+                                top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
+                                     for t in vote.top], latency_ms=stamps)  # fmt: skip
+        if vote.HasField("position"):
+            msg.position.CopyFrom(vote.position)
+        UPDATES.labels(SERVICE).inc()
+        log_event(log, "update", level=logging.DEBUG, session=sid, seq=seq, stage="total",
+                  latency_ms=round(stamps["total"], 3), top=msg.top[0].piece if msg.top else "")  # fmt: skip
+        return msg
+
+    # ------------------------------------------------------------------ the RPC
+    def Stream(
+        self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.Identification]:
+        client = client_of(context)
+        sid = ""
+        admitted = False
+        clean_end = False
+        try:
+            first = next(request_iterator, None)
+            opts = self.options(first)
+            self.gate.admit(client)
+            admitted = True
+            SESSIONS.labels(SERVICE).inc()
+            ACTIVE_SESSIONS.labels(SERVICE).set(self.gate.active)
+            assert first is not None
+            self.titles(opts.library)  # an unknown library fails here, before any audio
+            sid, t_offset = (
+                self.resume(first.options.resume_session)
+                if first.options.resume_session
+                else (uuid.uuid4().hex, 0.0)
+            )
+            yield from self._session(request_iterator, opts, sid, t_offset, time.monotonic())
+            clean_end = True
+        except StreamAbort as e:
+            ERRORS.labels(SERVICE, e.code.name).inc()
+            log_event(log, "stream error", level=logging.WARNING, session=sid, client=client, code=e.code.name,
+                      error=e.message)  # fmt: skip
+            context.abort(e.code, e.message)
+        except grpc.RpcError:  # reading the client's stream failed: the client went away
+            ERRORS.labels(SERVICE, "CANCELLED").inc()
+            log_event(log, "client vanished", level=logging.WARNING, session=sid, client=client)
+        finally:
+            if admitted:
+                self.gate.release(client)
+                ACTIVE_SESSIONS.labels(SERVICE).set(self.gate.active)
+            if clean_end and sid:
+                try:
+                    self.aggregator.Close(pb.CloseRequest(session_id=sid), timeout=self.s.rpc_timeout_s)
+                except grpc.RpcError:
+                    pass  # the TTL removes it
+        return
+
+    def resume(self, sid: str) -> tuple[str, float]:
+        """Continue a session kept in Redis: its id and the audio time of its last vote."""
+        try:
+            st = self.aggregator.Get(pb.GetRequest(session_id=sid, top_k=1), timeout=self.s.rpc_timeout_s)
+        except grpc.RpcError as e:
+            raise _rpc_abort("aggregator", e) from None
+        if not st.top and st.t_seconds == 0:
+            raise StreamAbort(
+                grpc.StatusCode.NOT_FOUND, f"session {sid} is unknown or expired; start a new one"
+            )
+        return sid, st.t_seconds
+
+    def _session(self, requests: Iterator[pb.StreamRequest], opts: StreamOptions, sid: str, t_offset: float,
+                 started: float) -> Iterator[pb.Identification]:  # fmt: skip
+        stream = AudioStream(opts, self.frames, t_offset, self.s.max_chunk_seconds)
+        seq = 0
+        log_event(
+            log, "session start", session=sid, rate=opts.sample_rate, hop_s=opts.hop_s, library=opts.library
+        )
+        for req in requests:
+            t_chunk = time.perf_counter()
+            if time.monotonic() - started > self.s.max_session_s:
+                raise StreamAbort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"session exceeded the maximum duration of {self.s.max_session_s:g} s")  # fmt: skip
+            kind = req.WhichOneof("msg")
+            if kind != "audio":
+                raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT,
+                                  "SessionOptions may be sent only once, as the first message" if kind
+                                  else "empty StreamRequest (neither options nor audio)")  # fmt: skip
+            try:
+                windows = stream.push(req.audio.data)
+            except StreamError as e:
+                raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+            STAGE_SECONDS.labels(SERVICE, "resample").observe(stream.stamps["resample"] / 1000)
+            STAGE_SECONDS.labels(SERVICE, "spectrogram").observe(stream.stamps["spectrogram"] / 1000)
+            for w in windows:
+                yield self.identify(sid, seq, opts, w, stream, t_chunk, final=False)
+                seq += 1
+        t_chunk = time.perf_counter()
+        windows = stream.finish()
+        for i, w in enumerate(windows):
+            yield self.identify(sid, seq, opts, w, stream, t_chunk, final=i == len(windows) - 1)
+            seq += 1
+        if not windows:  # nothing new since the last update: repeat the current answer as final
+            try:
+                st = self.aggregator.Get(
+                    pb.GetRequest(session_id=sid, top_k=opts.top_k), timeout=self.s.rpc_timeout_s
+                )
+            except grpc.RpcError as e:
+                raise _rpc_abort("aggregator", e) from None
+            titles = self.titles(opts.library)
+            msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=True,
+                                    top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
+                                         for t in st.top])  # fmt: skip
+            if st.HasField("position"):
+                msg.position.CopyFrom(st.position)
+            yield msg
+        log_event(log, "session end", session=sid, seconds=round(stream.seconds, 3), updates=seq)
+
+
+class EmbedderServicer(pbg.EmbedderServicer):
+    """Internal: embed a batch of audio encoder inputs directly (no dynamic batching)."""
+
+    def __init__(self, encoder: AudioEncoder, name: str = ""):
+        self.encoder = encoder
+        self.name = name
+
+    def EmbedBatch(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedResponse:
+        try:
+            x = from_tensor(request.audio)
+            emb = self.encoder.embed_audio(x)
+        except ValueError as e:  # ContractError is a ValueError: wrong shape
+            ERRORS.labels(SERVICE, "INVALID_ARGUMENT").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return pb.EmbedResponse(embeddings=to_tensor(emb), model=self.name)
+
+
+def register(identify: IdentifyServicer, embedder: EmbedderServicer) -> Any:
+    """``register(server)`` callback: Identify + Embedder plus health and reflection."""
+
+    def add(server: grpc.Server) -> None:
+        pbg.add_IdentifyServicer_to_server(identify, server)
+        pbg.add_EmbedderServicer_to_server(embedder, server)
+        add_standard_services(server, SERVICE_NAMES)
+
+    return add

@@ -1,0 +1,160 @@
+"""One client stream's audio path: decode PCM bytes, resample, incremental spectrogram, hop windows.
+
+:class:`StreamOptions` validates the session options; :class:`AudioStream` turns chunks into
+the audio encoder's windows: the last ``F`` spectrogram frames (zero padded before the start)
+every ``hop`` frames, each stamped with its audio time ``t = end frame / FPS`` (plus the offset
+of a resumed session). Spectrogram frames are computed once, as they complete
+(:class:`~scoreid.audio.spectrogram.OnlineSpectrogram`); only the last ``F`` are kept.
+Invalid input raises :class:`StreamError` with a message meant for the client.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from scoreid import contract as C
+from scoreid.audio.io import StreamResampler
+from scoreid.audio.spectrogram import OnlineSpectrogram
+
+MIN_RATE, MAX_RATE = 8000, 192000
+MIN_HOP_S, MAX_HOP_S = 0.05, 10.0
+MAX_TOP_K = 50
+ENCODINGS = {1: ("float32", "<f4", 4), 2: ("int16", "<i2", 2)}  # proto Encoding -> (name, dtype, bytes)
+
+
+class StreamError(ValueError):
+    """Bad input on a client stream (becomes INVALID_ARGUMENT with this message)."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    sample_rate: int
+    encoding: int
+    hop_s: float
+    top_k: int
+    library: str = ""
+
+    @classmethod
+    def validate(cls, sample_rate: int, encoding: int, hop_s: float, top_k: int, library: str,
+                 default_hop_s: float, default_top_k: int) -> StreamOptions:  # fmt: skip
+        if encoding not in ENCODINGS:
+            raise StreamError(f"unsupported encoding {encoding}: use PCM_FLOAT32 (1) or PCM_INT16 (2)")
+        if not (MIN_RATE <= sample_rate <= MAX_RATE):
+            raise StreamError(f"unsupported sample rate {sample_rate} Hz: must be {MIN_RATE}..{MAX_RATE}")
+        hop = hop_s or default_hop_s
+        if not (math.isfinite(hop) and MIN_HOP_S <= hop <= MAX_HOP_S):
+            raise StreamError(f"hop_seconds must be {MIN_HOP_S}..{MAX_HOP_S}, got {hop_s}")
+        k = top_k or default_top_k
+        if k > MAX_TOP_K:
+            raise StreamError(f"top_k must be <= {MAX_TOP_K}, got {top_k}")
+        return cls(int(sample_rate), int(encoding), float(hop), int(k), library)
+
+    @property
+    def hop_frames(self) -> int:
+        return max(1, int(round(self.hop_s * C.FPS)))
+
+
+@dataclass
+class Window:
+    """One encoder input: (frames, bins) excerpt ending at spectrogram frame ``end``."""
+
+    excerpt: np.ndarray
+    end: int
+    t: float  # seconds of audio at the window's end (session time)
+
+
+def decode(data: bytes, encoding: int, sample_rate: int, max_chunk_s: float) -> np.ndarray:
+    """PCM bytes -> float32 samples in [-1, 1]; StreamError for empty, ragged, huge or non-finite chunks."""
+    name, dtype, width = ENCODINGS[encoding]
+    if len(data) == 0:
+        raise StreamError("empty audio chunk (0 bytes)")
+    if len(data) % width:
+        raise StreamError(f"audio chunk of {len(data)} bytes is not a whole number of {name} samples")
+    n = len(data) // width
+    if n > max_chunk_s * sample_rate:
+        raise StreamError(f"audio chunk of {n} samples is longer than {max_chunk_s:g} s; send smaller chunks")
+    x = np.frombuffer(data, dtype=dtype)
+    if encoding == 2:
+        return x.astype(np.float32) / 32768.0
+    if not np.all(np.isfinite(x)):
+        raise StreamError("audio chunk contains NaN or infinite samples")
+    return x.astype(np.float32)
+
+
+class AudioStream:
+    """Chunks in, hop windows out, for one session."""
+
+    def __init__(self, opts: StreamOptions, frames: int = C.AUDIO_WINDOW_FRAMES, t_offset: float = 0.0,
+                 max_chunk_s: float = 10.0):  # fmt: skip
+        self.opts = opts
+        self.frames = frames
+        self.t_offset = t_offset
+        self.max_chunk_s = max_chunk_s
+        self.resampler = StreamResampler(opts.sample_rate)
+        self.spec = OnlineSpectrogram()
+        self.recent = np.zeros((frames, C.N_BINS), np.float32)  # the last `frames` frames, oldest first
+        self.n_frames = 0
+        self.last_end = 0  # end frame of the last emitted window
+        self.samples_in = 0
+        self.stamps: dict[str, float] = {}
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of client audio consumed."""
+        return self.samples_in / self.opts.sample_rate
+
+    def push(self, data: bytes) -> list[Window]:
+        """Decode and process one chunk; returns the windows that completed (possibly none)."""
+        x = decode(data, self.opts.encoding, self.opts.sample_rate, self.max_chunk_s)
+        self.samples_in += len(x)
+        t0 = time.perf_counter()
+        y = self.resampler.push(x)
+        t1 = time.perf_counter()
+        frames = self.spec.push(y)
+        t2 = time.perf_counter()
+        self.stamps = {"resample": (t1 - t0) * 1000, "spectrogram": (t2 - t1) * 1000}
+        return self._windows(frames)
+
+    def finish(self) -> list[Window]:
+        """End of stream: flush resampler and spectrogram; a last window if frames arrived since."""
+        t0 = time.perf_counter()
+        y = self.resampler.push(np.zeros(0, np.float32), last=True)
+        t1 = time.perf_counter()
+        frames = np.concatenate([self.spec.push(y), self.spec.flush()])
+        t2 = time.perf_counter()
+        self.stamps = {"resample": (t1 - t0) * 1000, "spectrogram": (t2 - t1) * 1000}
+        out = self._windows(frames)
+        if self.n_frames > self.last_end:
+            out.append(self._window())
+        return out
+
+    def _window(self) -> Window:
+        self.last_end = self.n_frames
+        return Window(self.recent.copy(), self.n_frames, self.t_offset + self.n_frames / C.FPS)
+
+    def _windows(self, frames: np.ndarray) -> list[Window]:
+        out = []
+        hop = self.opts.hop_frames
+        i = 0
+        while i < len(frames):
+            # advance to the next hop boundary (or the end of the new frames)
+            to_boundary = hop - (self.n_frames % hop)
+            take = frames[i : i + to_boundary]
+            self._append(take)
+            i += len(take)
+            if self.n_frames % hop == 0:
+                out.append(self._window())
+        return out
+
+    def _append(self, frames: np.ndarray) -> None:
+        n = len(frames)
+        if n >= self.frames:
+            self.recent[:] = frames[-self.frames :]
+        elif n:
+            self.recent[:-n] = self.recent[n:]
+            self.recent[-n:] = frames
+        self.n_frames += n

@@ -1,0 +1,110 @@
+"""A library as the index service serves it: vectors, per-row positions, titles and a search backend.
+
+``ServedLibrary.from_arrays`` builds one from arrays (used by ingestion and tests);
+``ServedLibrary.open(dir)`` loads a library written by ``scoreid library build`` through the core
+API ``scoreid.library.Library.open``. ``hits(scores, rows)`` turns search results into the
+per-row positions (piece, page, system, page x, system band) the aggregator votes with.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scoreid.search.backends import SearchIndex, make_index
+
+
+@dataclass
+class RowMeta:
+    """Per-row position of each library window (arrays of equal length)."""
+
+    piece: np.ndarray  # int32 index into ``piece_ids``
+    page: np.ndarray
+    system: np.ndarray
+    x: np.ndarray
+    y0: np.ndarray
+    y1: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.piece)
+
+    @staticmethod
+    def concat(a: RowMeta, b: RowMeta) -> RowMeta:
+        return RowMeta(
+            *(np.concatenate([getattr(a, f), getattr(b, f)]) for f in RowMeta.__dataclass_fields__)
+        )
+
+
+@dataclass
+class ServedLibrary:
+    name: str
+    vectors: np.ndarray
+    meta: RowMeta
+    piece_ids: list[str]
+    titles: dict[str, str]
+    backend: str = "exact"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    index: SearchIndex | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        if len(self.vectors) != len(self.meta):
+            raise ValueError(f"{len(self.vectors)} vectors but {len(self.meta)} metadata rows")
+        if self.index is None:
+            self.index = make_index(self.backend, self.vectors, **self.backend_options)
+
+    @classmethod
+    def open(cls, path: str | Path, name: str, backend: str = "exact", **options: Any) -> ServedLibrary:
+        """Load a library directory with the core library API."""
+        from scoreid.library import Library  # the library builder's reader (core)
+
+        lib = Library.open(Path(path))
+        meta = lib.meta
+        pieces = lib.pieces
+        piece_ids = list(pieces.keys()) if isinstance(pieces, dict) else [str(p) for p in pieces]
+        raw_piece = np.asarray(meta["piece"])
+        if raw_piece.dtype.kind in "iu":
+            piece = raw_piece.astype(np.int32)
+        else:
+            lookup = {p: i for i, p in enumerate(piece_ids)}
+            piece = np.array([lookup[str(p)] for p in raw_piece], np.int32)
+        titles = {}
+        if isinstance(pieces, dict):
+            titles = {pid: str((info or {}).get("title", pid)) for pid, info in pieces.items()}
+        rows = RowMeta(piece, *(np.asarray(meta[f]) for f in ("page", "system", "x", "y0", "y1")))
+        return cls(name, np.asarray(lib.vectors, np.float32), rows, piece_ids, titles, backend, dict(options))
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            assert self.index is not None
+            return self.index.search(queries, k)
+
+    def add_piece(self, piece_id: str, title: str, vectors: np.ndarray, meta: RowMeta) -> None:
+        """Append a piece's windows (ingestion); the search backend is extended in place or rebuilt."""
+        with self.lock:
+            if piece_id in self.piece_ids:
+                raise ValueError(f"piece {piece_id!r} is already in library {self.name!r}")
+            self.piece_ids.append(piece_id)
+            self.titles[piece_id] = title
+            meta = RowMeta(np.full(len(vectors), len(self.piece_ids) - 1, np.int32), meta.page, meta.system,
+                           meta.x, meta.y0, meta.y1)  # fmt: skip
+            self.vectors = np.concatenate([self.vectors, np.asarray(vectors, np.float32)])
+            self.meta = RowMeta.concat(self.meta, meta)
+            add = getattr(self.index, "add", None)
+            if add is not None:
+                add(np.asarray(vectors, np.float32))
+            else:
+                self.index = make_index(self.backend, self.vectors, **self.backend_options)
+
+    def hit(self, row: int, score: float) -> dict[str, Any]:
+        m = self.meta
+        return {"row": int(row), "score": float(score), "piece": self.piece_ids[int(m.piece[row])],
+                "page": int(m.page[row]), "system": int(m.system[row]), "x": float(m.x[row]),
+                "y0": float(m.y0[row]), "y1": float(m.y1[row])}  # fmt: skip

@@ -1,0 +1,1 @@
+"""Namespace of the scoreid gRPC API versions."""

@@ -1,0 +1,115 @@
+"""Streaming client of the Identify service: a file (or samples) in, identification updates out.
+
+``stream_audio(address, samples, sample_rate, speed=1.0)`` sends float32 PCM chunks paced in real
+time (``speed`` times faster; 0 = as fast as possible) and yields each ``Identification``;
+``identification_to_json`` renders one as the JSON line ``scoreid identify`` prints. Used by
+``scoreid identify --server HOST:PORT``, the tests and the load generator.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from proto.scoreid.v1 import scoreid_pb2 as pb
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from scoreid.errors import UserError
+
+CHUNK_S = 0.1
+
+
+def channel(address: str, tls_ca: str | Path | None = None, max_message_bytes: int = 4 << 20) -> grpc.Channel:
+    opts = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if tls_ca:
+        creds = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
+        return grpc.secure_channel(address, creds, options=opts)
+    return grpc.insecure_channel(address, options=opts)
+
+
+def requests(samples: np.ndarray, sample_rate: int, *, speed: float = 1.0, chunk_s: float = CHUNK_S,
+             library: str = "", hop_s: float = 0.0, top_k: int = 0, resume_session: str = "",
+             stop: threading.Event | None = None) -> Iterator[pb.StreamRequest]:  # fmt: skip
+    """Options first, then float32 chunks of ``chunk_s`` seconds, paced at ``speed`` x real time."""
+    yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=sample_rate, encoding=pb.PCM_FLOAT32,
+                                                     library=library, hop_seconds=hop_s, top_k=top_k,
+                                                     resume_session=resume_session))  # fmt: skip
+    x = np.ascontiguousarray(samples, dtype="<f4")
+    step = max(1, int(round(chunk_s * sample_rate)))
+    t0 = time.monotonic()
+    for i, s in enumerate(range(0, len(x), step)):
+        if stop is not None and stop.is_set():
+            return
+        if speed > 0:
+            due = t0 + i * chunk_s / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        yield pb.StreamRequest(audio=pb.AudioChunk(data=x[s : s + step].tobytes()))
+
+
+def stream_audio(address: str, samples: np.ndarray, sample_rate: int, *, token: str = "",
+                 tls_ca: str | Path | None = None, timeout: float | None = None,
+                 **kw: Any) -> Iterator[pb.Identification]:  # fmt: skip
+    """Stream ``samples`` to the server at ``address``; yields every update (the last is final)."""
+    md = [("authorization", f"Bearer {token}")] if token else None
+    with channel(address, tls_ca) as ch:
+        stub = pbg.IdentifyStub(ch)
+        yield from stub.Stream(requests(samples, sample_rate, **kw), metadata=md, timeout=timeout)
+
+
+def identification_to_dict(msg: pb.Identification, details: bool = False) -> dict[str, Any]:
+    """The offline ``scoreid identify`` line: {"t", "top": [{piece, score, votes[, page, system, x]}][, "final"]}.
+
+    ``score`` is the piece's share of all votes, ``votes`` its decayed tally; the followed
+    position is attached to its piece. ``details`` adds session, seq, title and stage latencies.
+    """
+    top = []
+    for t in msg.top:
+        entry: dict[str, Any] = {"piece": t.piece, "score": round(t.score, 4), "votes": round(t.votes, 3)}
+        if msg.HasField("position") and msg.position.piece == t.piece:
+            p = msg.position
+            entry.update({"page": p.page, "system": p.system, "x": p.x})
+        if details:
+            entry["title"] = t.title
+        top.append(entry)
+    out: dict[str, Any] = {"t": round(msg.seconds, 3), "top": top}
+    if msg.final:
+        out["final"] = True
+    if details:
+        out.update({"session": msg.session_id, "seq": msg.seq,
+                    "latency_ms": {k: round(v, 3) for k, v in sorted(msg.latency_ms.items())}})  # fmt: skip
+    return out
+
+
+def identification_to_json(msg: pb.Identification, details: bool = False) -> str:
+    return json.dumps(identification_to_dict(msg, details))
+
+
+def identify_files(address: str, paths: list[str], *, speed: float = 1.0, token: str = "",
+                   tls_ca: str | None = None, library: str = "", hop_s: float = 0.0,
+                   top_k: int = 0, final_only: bool = False, details: bool = False) -> Iterator[str]:  # fmt: skip
+    """JSON lines for each file streamed to the server (the ``scoreid identify --server`` path)."""
+    from scoreid.audio.io import load_audio
+    from scoreid.contract import SAMPLE_RATE
+
+    for path in paths:
+        x = load_audio(path)
+        try:
+            for msg in stream_audio(address, x, SAMPLE_RATE, token=token, tls_ca=tls_ca, speed=speed,
+                                    library=library, hop_s=hop_s, top_k=top_k):  # fmt: skip
+                if msg.final or not final_only:
+                    yield identification_to_json(msg, details)
+        except grpc.RpcError as e:
+            code = e.code().name if hasattr(e, "code") else "UNKNOWN"
+            why = e.details() if hasattr(e, "details") else str(e)
+            raise UserError(f"{address}: {code}: {why}") from None

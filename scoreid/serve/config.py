@@ -1,0 +1,125 @@
+"""Service configuration: one YAML file, defaults for every key, environment overrides.
+
+``load_config(path)`` deep-merges the file over :data:`DEFAULTS`, then applies environment
+variables named ``SCOREID__<SECTION>__<KEY>`` (values parsed as YAML scalars), e.g.
+``SCOREID__ENCODER__MAX_BATCH=32`` or ``SCOREID__REDIS__URL=redis://host:6379/0``.
+Unknown sections or keys are an error (a typo must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scoreid.errors import UserError
+
+ENV_PREFIX = "SCOREID__"
+
+DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "state_dir": "~/.cache/scoreid/stack",
+    "redis": {
+        "url": "",  # empty: `scoreid up` starts redis-server on `port` and uses it
+        "port": 6391,
+        "conf": "deploy/redis/redis.conf",
+        "timeout_s": 2.0,
+    },
+    "aggregator": {
+        "address": "",  # empty: host:port
+        "port": 50053,
+        "metrics_port": 9103,
+        "half_life_s": 20.0,
+        "session_ttl_s": 300,
+        "top_k": 5,
+        "workers": 8,
+    },
+    "index": {
+        "address": "",
+        "port": 50052,
+        "metrics_port": 9102,
+        "libraries": {},  # name -> library dir
+        "default_library": "",
+        "backend": "exact",  # exact | faiss | milvus
+        "milvus_uri": "",  # empty: a milvus-lite file in state_dir
+        "k": 25,
+        "workers": 8,
+    },
+    "encoder": {
+        "port": 50051,
+        "metrics_port": 9101,
+        "model": "models/default",
+        "backend": "onnx",  # onnx | tensorrt | torch
+        "max_batch": 64,
+        "max_wait_ms": 5.0,
+        "hop_s": 0.5,
+        "k": 25,
+        "workers": 64,
+        "tls_cert": "",
+        "tls_key": "",
+        "token": "",  # bearer token required on the client-facing port when set
+        "max_message_bytes": 1 << 20,
+        "max_chunk_seconds": 10.0,
+        "max_session_s": 3600.0,
+        "max_sessions_per_client": 16,
+        "max_sessions": 1000,
+    },
+}
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """``base`` updated by ``over`` recursively; keys absent from ``base`` are an error."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if k not in out:
+            raise UserError(f"unknown configuration key {where}{k}")
+        if isinstance(out[k], dict) and out[k] and isinstance(v, Mapping):
+            out[k] = deep_merge(out[k], v, f"{where}{k}.")
+        elif isinstance(out[k], dict) and not isinstance(v, Mapping):
+            raise UserError(f"configuration key {where}{k} must be a mapping")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from ``SCOREID__A__B=value`` variables."""
+    over: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        node = over
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return over
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Defaults <- YAML file (optional) <- environment. Returns a plain nested dict."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{p}: no such configuration file")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{p}: the configuration must be a mapping")
+        cfg = deep_merge(cfg, data)
+    cfg = deep_merge(cfg, env_overrides(os.environ if environ is None else environ))
+    for svc in ("aggregator", "index"):
+        if not cfg[svc]["address"]:
+            cfg[svc]["address"] = f"{cfg['host']}:{cfg[svc]['port']}"
+    if not cfg["redis"]["url"]:
+        cfg["redis"]["url"] = f"redis://{cfg['host']}:{cfg['redis']['port']}/0"
+    return cfg

@@ -1,0 +1,146 @@
+"""Fixtures for the encoder service tests (imported by the test modules): a RANDOMLY INITIALISED
+CrossModalNet exported with ``trainer.export`` inside the test session (never shipped) and loaded
+with the service's backend loader, a synthetic three-piece library embedded with that same
+random model, and the whole stack on localhost (real redis-server, real gRPC servers).
+
+The random model makes identification meaningful without a trained model: the library rows are
+the random model's embeddings of the very windows the stream will produce, so the right piece
+must win if every stage (decode, resample, spectrogram, windowing, batching, search, vote) works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+from aggregator_svc.server import AggregatorServicer
+from aggregator_svc.server import register as register_aggregator
+from aggregator_svc.store import RedisTallies
+from encoder_svc.backend import load_encoder
+from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer
+from encoder_svc.server import register as register_encoder
+from index_svc.library import RowMeta, ServedLibrary
+from index_svc.server import IndexServicer
+from index_svc.server import register as register_index
+from scoreid import contract as C
+from scoreid.audio.spectrogram import spectrogram
+from scoreid.sheet.strip import audio_to_network, audio_window
+
+PIECES = ("alpha", "beta", "gamma")
+SECONDS = 6.0
+
+
+def export_random_model(out: Path, seed: int = 0) -> Path:
+    """A RANDOMLY INITIALISED CrossModalNet exported like a trained one (test only, never shipped)."""
+    from scoreid.models import CrossModalNet
+    from trainer.export import export_model
+
+    torch.manual_seed(seed)
+    net = CrossModalNet().eval()
+    with torch.no_grad():  # non-trivial CCA buffers, as after training
+        a, s = (
+            torch.rand(64, 1, C.N_BINS, C.AUDIO_WINDOW_FRAMES),
+            torch.rand(64, 1, C.SHEET_NET_H, C.SHEET_NET_W),
+        )
+        net.cca.refit(net.pre_cca_audio(a), net.pre_cca_sheet(s))
+    export_model(net, out, {"preset": "random-test-model", "seed": seed}, tensorrt=False, log=lambda m: None)
+    return out
+
+
+def piece_audio(i: int, seconds: float = SECONDS, sr: int = C.SAMPLE_RATE) -> np.ndarray:
+    """A deterministic 'piece': a random melody of decaying harmonic tones (seeded by piece index)."""
+    rng = np.random.default_rng(100 + i)
+    note_s = 0.25
+    t = np.arange(int(note_s * sr)) / sr
+    out = []
+    for _ in range(int(seconds / note_s)):
+        f = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+        tone = sum(np.sin(2 * np.pi * f * h * t) / h for h in (1, 2, 3)) * np.exp(-6 * t)
+        out.append(0.3 * tone)
+    return np.concatenate(out).astype(np.float32)
+
+
+def build_library(encoder) -> ServedLibrary:
+    vecs, metas = [], []
+    for i, _ in enumerate(PIECES):
+        spec = spectrogram(piece_audio(i))
+        ends = np.arange(2, len(spec) + 1, 2)
+        wins = np.stack([audio_window(spec, e - C.AUDIO_WINDOW_FRAMES / 2) for e in ends])
+        vecs.append(encoder.embed_audio(audio_to_network(wins)))
+        n = len(ends)
+        metas.append(RowMeta(np.full(n, i, np.int32), np.ones(n, np.int32), (ends // 40).astype(np.int32),
+                             ends.astype(np.float64) * 3, np.full(n, 100.0), np.full(n, 260.0)))  # fmt: skip
+    meta = metas[0]
+    for m in metas[1:]:
+        meta = RowMeta.concat(meta, m)
+    titles = {p: f"Piece {p.title()}" for p in PIECES}
+    return ServedLibrary("test", np.concatenate(vecs), meta, list(PIECES), titles)
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return export_random_model(tmp_path_factory.mktemp("random-model"))
+
+
+@pytest.fixture(scope="session")
+def random_encoder(random_model_dir):
+    """The encoder service's backend loader on the random model (ONNX Runtime, CPU)."""
+    return load_encoder(random_model_dir, "onnx")
+
+
+@pytest.fixture(scope="session")
+def random_library(random_encoder) -> ServedLibrary:
+    return build_library(random_encoder)
+
+
+@dataclass
+class Stack:
+    address: str
+    identify: IdentifyServicer
+    redis: object
+    index_address: str
+    aggregator_address: str
+
+
+@pytest.fixture
+def make_stack(redis_server, grpc_server, random_encoder, random_library) -> Iterator:
+    """Factory: ``make_stack(**EncoderSettings overrides, ttl_s=..., aggregator_address=...)``."""
+    made: list[IdentifyServicer] = []
+
+    def make(ttl_s: int = 60, aggregator_address: str | None = None, **settings) -> Stack:
+        if aggregator_address is None:
+            agg = grpc_server(
+                register_aggregator(AggregatorServicer(RedisTallies(redis_server.client(), ttl_s=ttl_s)))
+            )
+            aggregator_address = agg.address
+        idx = grpc_server(register_index(IndexServicer({"test": random_library})))
+        ident = IdentifyServicer(random_encoder, idx.address, aggregator_address,
+                                 EncoderSettings(**{"max_wait_ms": 2.0, "k": 5, **settings}))  # fmt: skip
+        made.append(ident)
+        enc = grpc_server(register_encoder(ident, EmbedderServicer(random_encoder, "random")), max_workers=16)
+        return Stack(enc.address, ident, redis_server, idx.address, aggregator_address)
+
+    yield make
+    for m in made:
+        m.close()
+
+
+@pytest.fixture
+def channel_to():
+    chans: list[grpc.Channel] = []
+
+    def open_(address: str) -> grpc.Channel:
+        ch = grpc.insecure_channel(address)
+        chans.append(ch)
+        return ch
+
+    yield open_
+    for c in chans:
+        c.close()

@@ -1,0 +1,156 @@
+"""Bad input on the Identify stream (RANDOMLY INITIALISED test model): each mistake ends that
+stream with a clear gRPC status while a concurrent good session is unaffected; a vanished client
+leaves no session state after the TTL; session caps, bearer token and message size limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from svc_fixtures import channel_to, make_stack, piece_audio, random_encoder, random_library, random_model_dir  # noqa: F401  (fixtures)
+
+from encoder_svc.server import EmbedderServicer, register
+from proto.scoreid.v1 import scoreid_pb2 as pb
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from scoreid import contract as C
+from scoreid.client import requests, stream_audio
+from scoreid.serve.grpc_server import build_server
+
+SR = 22050
+
+
+def opts(**kw) -> pb.StreamRequest:
+    o = {"sample_rate": SR, "encoding": pb.PCM_FLOAT32, **kw}
+    return pb.StreamRequest(options=pb.SessionOptions(**o))
+
+
+def audio(data: bytes) -> pb.StreamRequest:
+    return pb.StreamRequest(audio=pb.AudioChunk(data=data))
+
+
+GOOD = np.zeros(SR // 10, "<f4").tobytes()
+
+CASES = {
+    "empty stream": ([], "first message must be SessionOptions"),
+    "audio before options": ([audio(GOOD)], "first message must be SessionOptions"),
+    "unspecified encoding": ([opts(encoding=pb.ENCODING_UNSPECIFIED)], "unsupported encoding"),
+    "unsupported sample rate": ([opts(sample_rate=1000)], "unsupported sample rate"),
+    "bad hop": ([opts(hop_seconds=-1.0)], "hop_seconds"),
+    "nan samples": ([opts(), audio(GOOD), audio(np.array([0.1, np.nan], "<f4").tobytes())], "NaN"),
+    "inf samples": ([opts(), audio(np.array([np.inf] * 10, "<f4").tobytes())], "infinite"),
+    "zero-byte chunk": ([opts(), audio(GOOD), audio(b"")], "empty audio chunk (0 bytes)"),
+    "ragged chunk": ([opts(), audio(b"\x00" * 7)], "not a whole number"),
+    "oversized chunk": ([opts(), audio(np.zeros(SR * 3, "<f4").tobytes())], "longer than 2 s"),
+    "options twice": ([opts(), audio(GOOD), opts()], "only once"),
+    "empty request": ([opts(), pb.StreamRequest()], "neither options nor audio"),
+    "unknown library": ([opts(library="nope"), audio(np.zeros(SR, "<f4").tobytes())], "unknown library"),
+}
+
+
+def test_bad_input_gets_a_clear_status_and_other_sessions_are_unaffected(make_stack, channel_to):
+    stack = make_stack(max_chunk_seconds=2.0)
+    good: list[pb.Identification] = []
+    errors: list[BaseException] = []
+
+    def run_good() -> None:
+        try:
+            good.extend(stream_audio(stack.address, piece_audio(0, 4.0), SR, speed=4.0))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    t = threading.Thread(target=run_good)
+    t.start()
+    stub = pbg.IdentifyStub(channel_to(stack.address))
+    for name, (msgs, text) in CASES.items():
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Stream(iter(msgs), timeout=20))
+        want = grpc.StatusCode.NOT_FOUND if name == "unknown library" else grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.code() == want, (name, e.value.code(), e.value.details())
+        assert text in e.value.details(), (name, e.value.details())
+    t.join(60)
+    assert not errors, errors
+    assert good and good[-1].final and good[-1].top[0].piece == "alpha"
+    assert stack.identify.gate.active == 0
+
+
+def test_int16_encoding_gives_the_same_answer(make_stack):
+    stack = make_stack()
+    x = piece_audio(1, 4.0)
+    x16 = np.clip(np.round(x * 32767), -32768, 32767).astype("<i2")
+
+    def reqs():
+        yield opts(encoding=pb.PCM_INT16)
+        for s in range(0, len(x16), 2205):
+            yield audio(x16[s : s + 2205].tobytes())
+
+    with grpc.insecure_channel(stack.address) as ch:
+        msgs = list(pbg.IdentifyStub(ch).Stream(reqs(), timeout=60))
+    f32 = list(stream_audio(stack.address, x, SR, speed=0))
+    assert msgs[-1].top[0].piece == f32[-1].top[0].piece == "beta"
+
+
+def test_vanished_client_is_cleaned_up_and_its_state_expires(make_stack):
+    stack = make_stack(ttl_s=1)
+    stop = threading.Event()
+    with grpc.insecure_channel(stack.address) as ch:
+        call = pbg.IdentifyStub(ch).Stream(requests(piece_audio(2), SR, speed=4.0, stop=stop))
+        got = []
+        for m in call:
+            got.append(m)
+            if len(got) == 3:
+                call.cancel()  # the client disappears mid-stream
+                break
+    other = list(stream_audio(stack.address, piece_audio(0, 3.0), SR, speed=0))
+    assert other[-1].final
+    deadline = time.monotonic() + 10
+    while stack.identify.gate.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.identify.gate.active == 0
+    time.sleep(1.5)  # the session TTL
+    assert stack.redis.client().dbsize() == 0
+
+
+def test_per_client_session_cap(make_stack):
+    stack = make_stack(max_sessions_per_client=1)
+    stop = threading.Event()
+    with grpc.insecure_channel(stack.address) as ch:
+        first = pbg.IdentifyStub(ch).Stream(requests(piece_audio(0), SR, speed=1.0, stop=stop))
+        assert next(first).seq == 0
+        with pytest.raises(grpc.RpcError) as e:
+            list(stream_audio(stack.address, piece_audio(1, 1.0), SR, speed=0))
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit" in e.value.details()
+        stop.set()
+        first.cancel()
+
+
+def test_max_session_duration(make_stack):
+    stack = make_stack(max_session_s=0.5)
+    with pytest.raises(grpc.RpcError) as e:
+        list(stream_audio(stack.address, piece_audio(0, 3.0), SR, speed=2.0))
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "maximum duration" in e.value.details()
+
+
+def test_bearer_token_and_max_message_size(make_stack, random_encoder):
+    stack = make_stack()
+    server, port = build_server(register(stack.identify, EmbedderServicer(random_encoder)), "127.0.0.1:0",
+                                token="s3cret", max_message_bytes=64 * 1024)  # fmt: skip
+    server.start()
+    try:
+        addr = f"127.0.0.1:{port}"
+        x = piece_audio(0, 1.0)
+        with pytest.raises(grpc.RpcError) as e:
+            list(stream_audio(addr, x, SR, speed=0))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as e:
+            list(stream_audio(addr, x, SR, speed=0, token="wrong"))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert list(stream_audio(addr, x, SR, speed=0, token="s3cret"))[-1].final
+        with pytest.raises(grpc.RpcError) as e:  # one 1 s chunk of float32 = 88 kB > 64 kB
+            list(stream_audio(addr, x, SR, speed=0, token="s3cret", chunk_s=1.0))
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        server.stop(None)
+    assert C.SAMPLE_RATE == SR

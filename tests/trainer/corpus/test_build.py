@@ -1,0 +1,193 @@
+"""The corpus build end to end on tiny scores: alignment, bad input, determinism, resume, crashes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+from scorefixtures import isolated_onsets, onset_agreement, write_piece
+
+from scoreid import contract as C
+from scoreid.sheet.strip import window_at
+from trainer import run
+from trainer.corpus import build as build_mod
+from trainer.corpus.build import build
+from trainer.corpus.piece import BuildConfig
+from trainer.corpus.store import Corpus
+
+CFG = BuildConfig(looks=1, performances=1, seed=0)
+
+
+def make_sources(root):
+    src = root / "tiny-src"
+    src.mkdir()
+    write_piece(src / "alpha.krn", title="Alpha", tempo=120)
+    write_piece(src / "beta.krn", title="Beta", tempo=132, variant=1)
+    write_piece(src / "gamma.krn", title="Gamma", tempo=108)
+    return src
+
+
+def add_bad_files(src):
+    (src / "empty.krn").write_text("")
+    (src / "broken.musicxml").write_text("<score-partwise><part")
+    (src / "notes.png").write_bytes(b"\x89PNG\r\n not music")
+
+
+def all_files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    src = make_sources(root)
+    res = build([str(src)], root / "data", workers=2, cfg=CFG, progress=False)
+    return root, src, res
+
+
+def test_build_makes_three_splits_with_conditions(built):
+    root, _, res = built
+    assert sorted(res.built) == ["tiny-src.alpha", "tiny-src.beta", "tiny-src.gamma"] and not res.skipped
+    corpus = Corpus(root / "data")
+    splits = {s: corpus.ids(s) for s in ("train", "valid", "test", "pool")}
+    assert sorted(sum(splits.values(), [])) == corpus.ids()
+    assert len(splits["train"]) == 1 and len(splits["valid"]) == 1 and len(splits["test"]) == 1
+    for pid in corpus.ids():
+        piece = corpus.load(pid)
+        conds_r = {r.condition for r in piece.renders}
+        conds_p = {p.condition for p in piece.performances}
+        if pid in splits["train"]:
+            assert conds_r == conds_p == {"same"}
+        else:
+            assert conds_r == conds_p == {"same", "shifted"}
+            shifted = [p for p in piece.performances if p.condition == "shifted"][0]
+            assert shifted.soundfont == "csound" and not 0.8 <= shifted.tempo_factor <= 1.25
+            assert [r.font for r in piece.renders if r.condition == "shifted"] == ["Petaluma"]
+        for r in piece.renders:
+            assert r.strip.dtype == np.uint8 and r.strip.shape[0] == C.SHEET_WINDOW_H
+            assert all(p.is_file() for p in r.page_paths)
+        for p in piece.performances:
+            assert p.spec.dtype == np.float16 and p.spec.shape[1] == C.N_BINS
+        assert len(piece.pairs(0, 0)) >= 18
+
+
+def test_aligned_noteheads_lie_on_ink_of_page_and_strip(built):
+    root, _, _ = built
+    corpus = Corpus(root / "data")
+    on_page, on_strip, n = 0, 0, 0
+    for pid in corpus.ids():
+        piece = corpus.load(pid)
+        for r in piece.renders:
+            pages = [r.page(i) for i in range(len(r.page_paths))]
+            for k in np.flatnonzero(np.isfinite(r.note_x)):
+                x, y = r.note_page_xy[k]
+                page = pages[int(r.note_page[k])]
+                on_page += (page[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 3 : int(round(x)) + 4] < 128).mean() >= 0.4  # fmt: skip
+                sx, sy = r.note_x[k], r.note_y[k]
+                win = window_at(r.strip, sx)  # the sheet window the trainer cuts for this note
+                c = sx - int(round(sx - C.SHEET_WINDOW_W / 2.0))  # the note's column in the window
+                patch = win[int(round(sy)) - 2 : int(round(sy)) + 3, int(round(c)) - 3 : int(round(c)) + 4]
+                on_strip += (patch < 128).mean() >= 0.4
+                n += 1
+    assert n > 50
+    assert on_page / n >= 0.98 and on_strip / n >= 0.98
+
+
+def test_stored_onset_frames_agree_with_stored_spectrogram(built):
+    root, _, _ = built
+    corpus = Corpus(root / "data")
+    for pid in corpus.ids():
+        piece = corpus.load(pid)
+        iso = np.isin(np.round(piece.note_onset_s, 3), isolated_onsets(piece.note_onset_s))
+        for p in piece.performances:
+            assert onset_agreement(p.spec, p.note_frame[iso]) >= 0.9, (pid, p.name)
+
+
+def test_cli_skips_bad_files_with_reasons_and_exit_code(tmp_path, capsys):
+    src = make_sources(tmp_path)
+    add_bad_files(src)
+    rc = run.main(["corpus", "build", "--source", str(src), "--out", str(tmp_path / "d"), "--workers", "2",
+                   "--looks", "1", "--performances", "1", "--limit", "6", "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 3
+    assert "3 built" in out and "3 skipped" in out
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith("skipped ")]
+    assert len(lines) == 3
+    assert any("empty.krn: empty file" in ln for ln in lines)
+    assert any("notes.png: not a score file" in ln for ln in lines)
+    assert any("broken.musicxml" in ln for ln in lines)
+    corpus = Corpus(tmp_path / "d")
+    assert len(corpus.ids()) == 3 and len(corpus.index["skipped"]) == 3
+
+
+def test_same_inputs_same_bytes_and_resume(built, tmp_path):
+    root, src, _ = built
+    first = all_files(root / "data")
+    again = build([str(src)], tmp_path / "again", workers=1, cfg=CFG, progress=False)
+    assert len(again.built) == 3
+    assert all_files(tmp_path / "again") == first  # byte-identical, whatever the worker count
+
+    # resume: a finished piece is not rebuilt; a missing one is, identically
+    (tmp_path / "again" / "pieces" / "tiny-src.beta.npz").unlink()
+    shutil.rmtree(tmp_path / "again" / "pages" / "tiny-src.beta")
+    res = build([str(src)], tmp_path / "again", workers=2, cfg=CFG, progress=False)
+    assert res.built == ["tiny-src.beta"] and sorted(res.resumed) == ["tiny-src.alpha", "tiny-src.gamma"]
+    assert all_files(tmp_path / "again") == first
+
+
+def test_a_crashing_worker_skips_only_its_piece(tmp_path, monkeypatch):
+    src = make_sources(tmp_path)
+    real = build_mod.build_piece
+
+    def crash_on_beta(item, *a, **k):
+        if item.pid.endswith("beta"):
+            os.kill(os.getpid(), signal.SIGSEGV)  # what Verovio does on some files
+        return real(item, *a, **k)
+
+    monkeypatch.setattr(build_mod, "build_piece", crash_on_beta)
+    res = build([str(src)], tmp_path / "d", workers=2, cfg=CFG, progress=False)
+    assert sorted(res.built) == ["tiny-src.alpha", "tiny-src.gamma"]
+    assert res.skipped == {"tiny-src.beta": f"worker crashed (exit code {-signal.SIGSEGV})"}
+
+
+def test_pool_excludes_works_of_the_aligned_corpus(built, tmp_path):
+    root, src, _ = built
+    # a renamed copy of alpha: a different file name, the same notes -> excluded by fingerprint
+    other = tmp_path / "pool-src"
+    other.mkdir()
+    write_piece(other / "renamed.krn", title="Renamed", tempo=120)
+    write_piece(other / "fresh.krn", title="Fresh", tempo=90, variant=2)
+    shutil.copy(src / "gamma.krn", other / "gamma.krn")  # same name and title -> excluded by key
+    res = build([str(other)], tmp_path / "pool", workers=1, unaligned=True, exclude=[root / "data"],
+                cfg=CFG, progress=False)  # fmt: skip
+    assert res.excluded == ["pool-src.gamma"]
+    assert res.built == ["pool-src.fresh"]
+    assert "same work" in res.skipped["pool-src.renamed"]
+    assert Corpus(tmp_path / "pool").ids("pool") == ["pool-src.fresh"]
+
+
+def test_show_and_stats(built, tmp_path, capsys):
+    root, _, _ = built
+    data = root / "data"
+    pid = Corpus(data).ids("test")[0]
+    out = tmp_path / "show.png"
+    assert run.main(["corpus", "show", pid, "--data", str(data), "--out", str(out), "--render", "1"]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size[0] > 500
+    assert run.main(["corpus", "show", "nope", "--data", str(data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no piece 'nope'" in err and "Traceback" not in err
+    assert run.main(["corpus", "stats", str(data), "--json", str(tmp_path / "s.json")]) == 0
+    text = capsys.readouterr().out
+    assert "train" in text and "valid" in text and "test" in text
+    import json
+
+    st = json.loads((tmp_path / "s.json").read_text())
+    corpus = Corpus(data)
+    assert st["splits"]["all"]["pieces"] == 3
+    assert st["splits"]["all"]["pairs"] == sum(e["n_pairs"] for e in corpus.pieces.values())
+    assert st["splits"]["all"]["hours"] > 0
