@@ -33,6 +33,7 @@ from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
+from scoreid.identify.stream import SILENCE_LEVEL
 from scoreid.serve.grpc_server import add_standard_services
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
@@ -67,6 +68,11 @@ class EncoderSettings:
     @classmethod
     def from_config(cls, enc: dict[str, Any]) -> EncoderSettings:
         return cls(**{k: enc[k] for k in cls.__dataclass_fields__ if k in enc})
+
+
+def is_silent(excerpt: np.ndarray, hop_frames: int) -> bool:
+    """The offline identifier's rule: the window's newest hop has no frame above SILENCE_LEVEL."""
+    return float(excerpt[-hop_frames:].mean(axis=1).max()) < SILENCE_LEVEL
 
 
 class StreamAbort(Exception):
@@ -205,17 +211,20 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def identify(self, sid: str, seq: int, opts: StreamOptions, w: Window, stream: AudioStream,
                  t_chunk: float, final: bool) -> pb.Identification:  # fmt: skip
         stamps = dict(stream.stamps)
-        try:
-            hits, info = self.batcher.submit((w.excerpt, opts.library, self.s.k)).result()
-        except grpc.RpcError as e:
-            raise _rpc_abort("index", e) from None
-        except BatcherClosed as e:
-            raise StreamAbort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
-        (hl, bstamps), wait = hits, info
-        if isinstance(hl, grpc.RpcError):
-            raise _rpc_abort("index", hl)
-        stamps.update(bstamps)
-        stamps["queue_wait"] = wait * 1000
+        if is_silent(w.excerpt, opts.hop_frames):
+            hl = pb.HitList()  # silence casts no vote (as the offline identifier)
+        else:
+            try:
+                hits, info = self.batcher.submit((w.excerpt, opts.library, self.s.k)).result()
+            except grpc.RpcError as e:
+                raise _rpc_abort("index", e) from None
+            except BatcherClosed as e:
+                raise StreamAbort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+            (hl, bstamps), wait = hits, info
+            if isinstance(hl, grpc.RpcError):
+                raise _rpc_abort("index", hl)
+            stamps.update(bstamps)
+            stamps["queue_wait"] = wait * 1000
         t0 = time.perf_counter()
         try:
             vote = self.aggregator.Vote(pb.VoteRequest(session_id=sid, t_seconds=w.t, hits=hl, top_k=opts.top_k),

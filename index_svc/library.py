@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from scoreid import contract as C
 from scoreid.search.backends import SearchIndex, make_index
 
 
@@ -50,6 +51,8 @@ class ServedLibrary:
     backend_options: dict[str, Any] = field(default_factory=dict)
     index: SearchIndex | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
+    path: Path | None = None  # the library directory (ingestion writes new pieces there)
+    model_dir: Path | None = None  # the model that embedded the library
 
     def __post_init__(self) -> None:
         if len(self.vectors) != len(self.meta):
@@ -59,24 +62,23 @@ class ServedLibrary:
 
     @classmethod
     def open(cls, path: str | Path, name: str, backend: str = "exact", **options: Any) -> ServedLibrary:
-        """Load a library directory with the core library API."""
-        from scoreid.library import Library  # the library builder's reader (core)
+        """Load a library directory with the core library API (``scoreid.library.Library``)."""
+        from scoreid.library import Library
 
         lib = Library.open(Path(path))
-        meta = lib.meta
-        pieces = lib.pieces
-        piece_ids = list(pieces.keys()) if isinstance(pieces, dict) else [str(p) for p in pieces]
-        raw_piece = np.asarray(meta["piece"])
-        if raw_piece.dtype.kind in "iu":
-            piece = raw_piece.astype(np.int32)
-        else:
-            lookup = {p: i for i, p in enumerate(piece_ids)}
-            piece = np.array([lookup[str(p)] for p in raw_piece], np.int32)
-        titles = {}
-        if isinstance(pieces, dict):
-            titles = {pid: str((info or {}).get("title", pid)) for pid, info in pieces.items()}
-        rows = RowMeta(piece, *(np.asarray(meta[f]) for f in ("page", "system", "x", "y0", "y1")))
-        return cls(name, np.asarray(lib.vectors, np.float32), rows, piece_ids, titles, backend, dict(options))
+        C.with_audio_window(lib.contract.audio_window_frames).check_compatible(
+            lib.contract, what=f"library {path}"
+        )
+        piece_ids = list(lib.piece_ids)
+        lookup = {p: i for i, p in enumerate(piece_ids)}
+        m = lib.meta
+        piece = np.array([lookup[str(p)] for p in m["piece"]], np.int32)
+        rows = RowMeta(piece, *(np.asarray(m[f]) for f in ("page", "system", "x", "y0", "y1")))
+        titles = {pid: lib.title(pid) for pid in piece_ids}
+        out = cls(name, lib.vectors, rows, piece_ids, titles, backend, dict(options))
+        out.path = Path(path)
+        out.model_dir = Path(lib.index["model"]["dir"])
+        return out
 
     def __len__(self) -> int:
         return len(self.vectors)

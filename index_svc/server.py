@@ -1,4 +1,4 @@
-"""The Index gRPC servicer: Search (batched queries, top-k hits with positions) and Info.
+"""The Index gRPC servicer: Search (batched queries, top-k hits with positions), Info, Ingest (admin).
 
 Libraries are loaded at start (name -> :class:`ServedLibrary`); an empty library name means the
 default one. Errors: unknown library -> NOT_FOUND, wrong query shape / k -> INVALID_ARGUMENT.
@@ -18,6 +18,7 @@ from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
 from scoreid.serve.grpc_server import add_standard_services
+from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ERRORS, INDEX_VECTORS, RPC_SECONDS, STAGE_SECONDS
 
 SERVICE = "index"
@@ -88,6 +89,20 @@ class IndexServicer(pbg.IndexServicer):
                 pb.LibraryInfo(name=n, vectors=len(lib), backend=lib.backend, titles=lib.titles)
             )
         return resp
+
+    def Ingest(self, request: pb.IngestRequest, context: grpc.ServicerContext) -> pb.IngestResponse:
+        from index_svc.ingest import IngestError, ingest
+
+        lib = self.library(request.library, context)
+        t0 = time.perf_counter()
+        try:
+            n = ingest(lib, request.piece, request.title, request.composer, request.pdf, list(request.pages))
+        except IngestError as e:
+            return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        INDEX_VECTORS.labels(SERVICE, lib.name).set(len(lib))
+        RPC_SECONDS.labels(SERVICE, "Ingest").observe(time.perf_counter() - t0)
+        log_event(log, "ingested", library=lib.name, piece=request.piece, vectors=n)
+        return pb.IngestResponse(piece=request.piece, vectors_added=n)
 
 
 def register(servicer: IndexServicer) -> Any:

@@ -23,8 +23,12 @@ from scoreid.synth import SynthError
 #: Command modules, in the order ``scoreid --help`` lists them.
 COMMAND_MODULES = (
     "scoreid.commands.demo",
+    "scoreid.commands.identify",
     "scoreid.commands.info",
+    "scoreid.commands.library",
     "scoreid.commands.spectrogram",
+    "scoreid.commands.up",
+    "scoreid.commands.down",
 )
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, AudioError, ContractError, SynthError)

@@ -113,3 +113,41 @@ def identify_files(address: str, paths: list[str], *, speed: float = 1.0, token:
             code = e.code().name if hasattr(e, "code") else "UNKNOWN"
             why = e.details() if hasattr(e, "details") else str(e)
             raise UserError(f"{address}: {code}: {why}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scoreid.client HOST:PORT AUDIO... [--speed N]``: the JSON lines of ``scoreid identify``."""
+    import argparse
+    import sys
+
+    from scoreid.audio.io import AudioError
+
+    ap = argparse.ArgumentParser(
+        prog="python -m scoreid.client", description="stream audio files to a scoreid server"
+    )
+    ap.add_argument("server", help="HOST:PORT printed by `scoreid up`")
+    ap.add_argument("audio", nargs="+", help="audio files")
+    ap.add_argument("--speed", type=float, default=1.0, help="times real time (0: as fast as possible)")
+    ap.add_argument("--token", default="", help="bearer token, when the server requires one")
+    ap.add_argument("--tls-ca", default=None, help="CA certificate (PEM) for a TLS server")
+    ap.add_argument("--library", default="", help="library name (default: the server's)")
+    ap.add_argument("--hop", type=float, default=0.0, help="seconds between updates (default: the server's)")
+    ap.add_argument("--final-only", action="store_true", help="print only the final line of each file")
+    ap.add_argument("--details", action="store_true", help="add session, latency per stage and titles")
+    args = ap.parse_args(argv)
+    if args.speed < 0:
+        print("scoreid: error: --speed must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        for line in identify_files(args.server, args.audio, speed=args.speed, token=args.token, tls_ca=args.tls_ca,
+                                   library=args.library, hop_s=args.hop, final_only=args.final_only,
+                                   details=args.details):  # fmt: skip
+            print(line, flush=True)
+    except (UserError, AudioError) as e:
+        print(f"scoreid: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

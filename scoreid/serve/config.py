@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "port": 6391,
         "conf": "deploy/redis/redis.conf",
         "timeout_s": 2.0,
+        "managed": False,  # set by load_config: true when `scoreid up` runs its own redis-server
     },
     "aggregator": {
         "address": "",  # empty: host:port
@@ -76,6 +77,8 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -
     out = copy.deepcopy(base)
     for k, v in over.items():
         if k not in out:
+            if where == "redis." and k == "managed":
+                continue  # derived, never read from a file
             raise UserError(f"unknown configuration key {where}{k}")
         if isinstance(out[k], dict) and out[k] and isinstance(v, Mapping):
             out[k] = deep_merge(out[k], v, f"{where}{k}.")
@@ -120,6 +123,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     for svc in ("aggregator", "index"):
         if not cfg[svc]["address"]:
             cfg[svc]["address"] = f"{cfg['host']}:{cfg[svc]['port']}"
-    if not cfg["redis"]["url"]:
+    if not cfg["redis"]["url"]:  # `scoreid up` starts (and `scoreid down` stops) this redis-server
         cfg["redis"]["url"] = f"redis://{cfg['host']}:{cfg['redis']['port']}/0"
+        cfg["redis"]["managed"] = True
     return cfg

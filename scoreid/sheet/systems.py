@@ -38,6 +38,9 @@ LINE_MIN_SPACES = 3.0  #: a staff-line run spans at least this many staff spaces
 SPACING_TOL = 0.22  #: relative tolerance of line spacing within a staff
 MIN_STAFF_SPACE_PX = 3.0  #: below this a page is too coarse to read staves
 MIN_INK_CONTRAST = 40  #: grey levels between paper and ink; less is a blank page
+MIN_PAPER_FRACTION = 0.5  #: at least this much of a page is paper (within 25 grey levels of the median)
+MAX_INK_FRACTION = 0.35  #: engraved or scanned music pages are mostly paper
+MIN_STAFF_WIDTH = 0.15  #: a staff spans at least this fraction of the page width
 
 
 class NoSystemsError(ValueError):
@@ -113,6 +116,8 @@ def ink_levels(grey: np.ndarray) -> tuple[float, float, bool]:
     ink_level = float(np.percentile(sample, 0.1))
     if paper - ink_level < MIN_INK_CONTRAST:
         raise NoSystemsError("blank page (no ink)")
+    if np.mean(np.abs(sample.astype(np.float32) - paper) <= 25) < MIN_PAPER_FRACTION:
+        raise NoSystemsError("no staff lines found (not a sheet-music page: no uniform paper background)")
     return paper, ink_level, inverted
 
 
@@ -255,15 +260,25 @@ def find_lines(
 
     proj = hmask.sum(axis=1).astype(np.float64)
     r = max(1, int(space / 3))
-    peaks = np.flatnonzero((proj >= min_count) & (proj >= maximum_filter1d(proj, 2 * r + 1, mode="constant")))
+    cand = np.flatnonzero((proj >= min_count) & (proj >= maximum_filter1d(proj, 2 * r + 1, mode="constant")))
+    # non-maximum suppression, strongest first, so weak rows (beams) never mask a line
+    taken: list[int] = []
+    for y in sorted((int(v) for v in cand), key=lambda v: -proj[v]):
+        if all(abs(y - t) > r for t in taken):
+            taken.append(y)
+    taken.sort()
     centres: list[float] = []
     strength: list[float] = []
-    reach = int(np.ceil(thick)) + 1
-    for y in (int(v) for v in peaks):
-        if centres and y - centres[-1] <= r:
-            continue  # plateau of a line already taken
-        a, b = max(0, y - reach), min(len(proj), y + reach + 1)
-        w = proj[a:b] * (proj[a:b] >= 0.5 * proj[y])
+    reach = int(np.ceil(thick)) + 2
+    for y in taken:
+        # the contiguous rows around the peak holding at least half of it
+        a = y
+        while a > max(0, y - reach) and proj[a - 1] >= 0.5 * proj[y]:
+            a -= 1
+        b = y + 1
+        while b < min(len(proj), y + reach + 1) and proj[b] >= 0.5 * proj[y]:
+            b += 1
+        w = proj[a:b]
         centres.append(float(np.dot(np.arange(a, b), w) / w.sum()))
         strength.append(float(proj[y]))
     return np.asarray(centres), np.asarray(strength)
@@ -297,6 +312,8 @@ def find_staves(centres: np.ndarray, strength: np.ndarray, space: float) -> list
                 best, best_score = k, score
         idx = chain[best : best + 5]
         if strength[idx].min() < 0.25 * strength[idx].max():
+            continue
+        if np.diff(centres[idx]).std() > 0.1 * space + 0.5:  # staff lines are evenly spaced
             continue
         used[chain] = True
         staves.append(centres[idx])
@@ -397,6 +414,8 @@ def detect_systems(grey: np.ndarray, max_skew_deg: float = MAX_SKEW_DEG) -> Page
     if grey.ndim != 2 or min(grey.shape) < 32:
         raise NoSystemsError(f"page too small ({grey.shape})")
     ink = binarise(grey)
+    if ink.mean() > MAX_INK_FRACTION:
+        raise NoSystemsError(f"no staff lines found (not sheet music: {ink.mean():.0%} of the page is dark)")
     # deskew on a reduced copy (speed); angle resolution is unaffected at these sizes
     step = max(1, int(max(grey.shape) // 1600))
     angle = estimate_skew(ink[::step, ::step], max_skew_deg) if max_skew_deg > 0 else 0.0
@@ -425,7 +444,10 @@ def detect_systems(grey: np.ndarray, max_skew_deg: float = MAX_SKEW_DEG) -> Page
     for ls in line_sets:
         left, right = staff_extent(hmask, ls, thick, space)
         st = Staff(ls, left, right)
-        if right - left >= 6 * space and thin_line_fraction(hink, st, space, thick) >= 0.4:
+        if (
+            right - left >= max(6 * space, MIN_STAFF_WIDTH * grey.shape[1])
+            and thin_line_fraction(hink, st, space, thick) >= 0.4
+        ):
             staves.append(st)
     if not staves:
         raise NoSystemsError("no staff lines found (not sheet music?)")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from svc_helpers import free_port
 
 from aggregator_svc.server import AggregatorServicer, register
 from aggregator_svc.store import RedisTallies

@@ -7,7 +7,7 @@ import random
 import time
 
 import pytest
-from conftest import start_redis, stop_redis
+from svc_helpers import start_redis, stop_redis
 
 from aggregator_svc.store import RedisTallies, TimeWentBackwards, keys
 from scoreid.identify.tally import VoteTally

@@ -154,3 +154,27 @@ def test_bearer_token_and_max_message_size(make_stack, random_encoder):
     finally:
         server.stop(None)
     assert C.SAMPLE_RATE == SR
+
+
+def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path):
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is part of the base system"
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)  # fmt: skip
+    stack = make_stack()
+    server, port = build_server(register(stack.identify, EmbedderServicer(random_encoder)), "127.0.0.1:0",
+                                tls_cert=str(cert), tls_key=str(key))  # fmt: skip
+    server.start()
+    try:
+        x = piece_audio(2, 1.0)
+        assert list(stream_audio(f"127.0.0.1:{port}", x, SR, speed=0, tls_ca=cert))[-1].final
+        with pytest.raises(grpc.RpcError) as e:  # plaintext against a TLS port
+            list(stream_audio(f"127.0.0.1:{port}", x, SR, speed=0, timeout=5))
+        assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    finally:
+        server.stop(None)

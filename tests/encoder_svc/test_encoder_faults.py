@@ -14,8 +14,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port
 from svc_fixtures import channel_to, make_stack, piece_audio, random_encoder, random_library, random_model_dir  # noqa: F401  (fixtures)
+from svc_helpers import free_port
 
 from encoder_svc.backend import load_encoder
 from scoreid.client import stream_audio

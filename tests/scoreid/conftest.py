@@ -99,3 +99,43 @@ def engrave_pages(source: str, width: int = 1240, **opts) -> list[EngravedPage]:
 @pytest.fixture(scope="session")
 def engrave():
     return engrave_pages
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory) -> Path:
+    """A randomly initialised model exported in the test (a plumbing fixture, never shipped)."""
+    import torch
+
+    from scoreid.models import CrossModalNet
+    from trainer.export import export_model
+
+    torch.manual_seed(0)
+    net = CrossModalNet().eval()
+    out = tmp_path_factory.mktemp("random-model")
+    export_model(
+        net, out, training={"preset": "random-init-test-fixture"}, tensorrt=False, log=lambda s: None
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def sheets_dir(tmp_path_factory) -> Path:
+    """A folder of three pieces as a user would have it: PNG pages, a PDF, a piece.json."""
+    import json
+
+    root = tmp_path_factory.mktemp("sheets")
+    for pid, src in (("schoenberg-19-2", "schoenberg/opus19/movement2"),
+                     ("chopin-mazurka-6-2", "chopin/mazurka06-2"),
+                     ("joplin-maple-leaf", "joplin/maple_leaf_rag")):  # fmt: skip
+        d = root / pid
+        d.mkdir()
+        pages = engrave_pages(src, width=1240)[:2]
+        if pid.startswith("chopin"):  # as a 2-page PDF
+            ims = [Image.fromarray(p.image) for p in pages]
+            ims[0].save(d / "score.pdf", save_all=True, append_images=ims[1:], resolution=150.0)
+        else:
+            for i, p in enumerate(pages):
+                Image.fromarray(p.image).save(d / f"page{i + 1}.png")
+    (root / "joplin-maple-leaf" / "piece.json").write_text(json.dumps({"title": "Maple Leaf Rag",
+                                                                       "composer": "Scott Joplin"}))  # fmt: skip
+    return root

@@ -1,0 +1,158 @@
+"""Load generator for the Identify stream (issue 7): N concurrent real-time streams on loopback.
+
+    python bench/loadgen.py --address 127.0.0.1:50051 --streams 10 20 50 --seconds 20 [--audio FILE]
+
+For each N it opens N streams (threads, one gRPC channel each), sends float32 PCM in chunks of
+``--chunk`` seconds paced in real time, and measures the client-observed update latency: time
+from sending the chunk that completed a hop to receiving that hop's update (the last chunk sent
+before the update arrived). Reports per N: updates, missed hops (expected - received), errors,
+latency p50/p95/p99; prints a table and writes JSON (``--out``, default
+bench/results/streams.json) with "max_streams_p99_100ms" and "p99_ms_at_200" when measured.
+Bounded: at most --max-streams streams and --seconds per step; loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
+from scoreid import contract as C  # noqa: E402
+
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def synthetic_audio(seconds: float, seed: int) -> np.ndarray:
+    """Decaying harmonic tones (a stand-in for piano audio when no file is given)."""
+    rng = np.random.default_rng(seed)
+    sr, note = C.SAMPLE_RATE, 0.25
+    t = np.arange(int(note * sr)) / sr
+    tones = []
+    for _ in range(int(math.ceil(seconds / note))):
+        f = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+        tones.append(0.3 * sum(np.sin(2 * np.pi * f * h * t) / h for h in (1, 2, 3)) * np.exp(-6 * t))
+    return np.concatenate(tones).astype(np.float32)[: int(seconds * sr)]
+
+
+class StreamStats:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.updates = 0
+        self.error = ""
+
+
+def run_stream(address: str, audio: np.ndarray, chunk_s: float, hop_s: float, stats: StreamStats) -> None:
+    last_send = [0.0]
+    lock = threading.Lock()
+
+    def reqs():
+        yield pb.StreamRequest(
+            options=pb.SessionOptions(sample_rate=C.SAMPLE_RATE, encoding=pb.PCM_FLOAT32, hop_seconds=hop_s)
+        )
+        step = int(chunk_s * C.SAMPLE_RATE)
+        t0 = time.monotonic()
+        for i, s in enumerate(range(0, len(audio), step)):
+            delay = t0 + i * chunk_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            msg = pb.StreamRequest(audio=pb.AudioChunk(data=audio[s : s + step].tobytes()))
+            with lock:
+                last_send[0] = time.perf_counter()
+            yield msg
+
+    try:
+        with grpc.insecure_channel(address) as ch:
+            for m in pbg.IdentifyStub(ch).Stream(reqs()):
+                now = time.perf_counter()
+                stats.updates += 1
+                if not m.final:
+                    with lock:
+                        stats.latencies.append(now - last_send[0])
+    except grpc.RpcError as e:
+        stats.error = f"{e.code().name}: {e.details()}"
+
+
+def step(address: str, n: int, seconds: float, chunk_s: float, hop_s: float, audio: np.ndarray) -> dict:
+    stats = [StreamStats() for _ in range(n)]
+    threads = []
+    for i in range(n):
+        # stagger starts over one hop so hops do not all land at the same instant
+        offset = int((i * 7919) % len(audio))
+        a = np.roll(audio, -offset)[: int(seconds * C.SAMPLE_RATE)]
+        th = threading.Thread(target=run_stream, args=(address, a, chunk_s, hop_s, stats[i]), daemon=True)
+        threads.append(th)
+        th.start()
+        time.sleep(hop_s / max(n, 1))
+    for th in threads:
+        th.join(seconds * 3 + 30)
+    lat = np.array([x for s in stats for x in s.latencies]) * 1000
+    expected = n * int(seconds / hop_s)
+    received = sum(s.updates for s in stats)
+
+    def pct(q: float) -> float:
+        return float(np.percentile(lat, q)) if len(lat) else float("nan")
+
+    return {"streams": n, "updates": received, "missed_hops": max(0, expected - received),
+            "errors": sum(1 for s in stats if s.error), "first_error": next((s.error for s in stats if s.error), ""),
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--address", default="127.0.0.1:50051")
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 5, 10])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per message")
+    ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--audio", help="audio file to stream (default: synthetic tones)")
+    ap.add_argument("--max-streams", type=int, default=400)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
+    args = ap.parse_args(argv)
+    if args.address.rsplit(":", 1)[0] not in LOOPBACK:
+        print("loadgen: error: loopback addresses only", file=sys.stderr)
+        return 2
+    if max(args.streams) > args.max_streams or args.seconds > 600:
+        print(f"loadgen: error: at most {args.max_streams} streams and 600 s per step", file=sys.stderr)
+        return 2
+    if args.audio:
+        from scoreid.audio.io import load_audio
+
+        audio = load_audio(args.audio)
+    else:
+        audio = synthetic_audio(max(args.seconds, 10.0), 0)
+    rows = []
+    print(
+        f"{'streams':>8} {'updates':>8} {'missed':>7} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+    )
+    for n in args.streams:
+        r = step(args.address, n, args.seconds, args.chunk, args.hop, audio)
+        rows.append(r)
+        print(
+            f"{n:>8} {r['updates']:>8} {r['missed_hops']:>7} {r['errors']:>7} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f}"
+        )
+    ok = [r["streams"] for r in rows if r["p99_ms"] <= 100 and r["missed_hops"] == 0 and r["errors"] == 0]
+    at200 = next((r["p99_ms"] for r in rows if r["streams"] == 200), None)
+    out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node() + " " + platform.machine(),
+           "command": " ".join(sys.argv), "steps": rows, "max_streams_p99_100ms": max(ok) if ok else 0, "p99_ms_at_200": at200}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""``scoreid library build|add|remove|show``: the sheet library from folders of pages or PDFs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from scoreid.errors import UserError
+
+NAME = "library"
+HELP = "build a searchable sheet library from page images / PDFs (build, add, remove, show)"
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = sub.add_parser("build", help="build or update a library from SHEETS_DIR (one sub-folder per piece)")
+    b.add_argument("sheets", type=Path, help="folder with one sub-folder of pages/PDFs per piece")
+    b.add_argument("--out", type=Path, required=True, help="library folder to write")
+    _model_args(b)
+    a = sub.add_parser("add", help="add (or refresh) piece folders in an existing library")
+    a.add_argument("lib", type=Path)
+    a.add_argument("folders", type=Path, nargs="+", help="piece folders (the folder name is the piece id)")
+    _model_args(a)
+    r = sub.add_parser("remove", help="remove pieces from a library")
+    r.add_argument("lib", type=Path)
+    r.add_argument("pieces", nargs="+")
+    s = sub.add_parser("show", help="draw a piece's pages with the detected systems")
+    s.add_argument("lib", type=Path)
+    s.add_argument("piece")
+    s.add_argument("--out", type=Path, required=True, help="PNG to write")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=None, help=f"model directory (default {DEFAULT_MODEL})")
+    p.add_argument(
+        "--stride", type=float, default=None, help="px between sheet windows on the strip (default 50)"
+    )
+    p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
+    p.add_argument("--force", action="store_true", help="re-embed pieces even when unchanged")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _model_dir(args: argparse.Namespace, lib: Path | None) -> Path:
+    if args.model is not None:
+        return Path(args.model)
+    if lib is not None and (lib / "library.json").exists():
+        from scoreid.library.store import read_index
+
+        return Path(read_index(lib)["model"]["dir"])
+    if not (DEFAULT_MODEL / "manifest.json").exists():
+        raise UserError(f"no trained model in {DEFAULT_MODEL}; pass --model DIR (README, 'Training')")
+    return DEFAULT_MODEL
+
+
+def _add(lib: Path, folders: list[Path], args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from scoreid.inference import load_model
+    from scoreid.library.build import add_folder, open_or_create
+
+    model_dir = _model_dir(args, lib)
+    enc = load_model(model_dir, args.backend)
+    index = open_or_create(lib, enc, model_dir, args.stride)
+    counts: dict[str, int] = {}
+    t0 = time.perf_counter()
+    n_pages = 0
+    for folder in tqdm(folders, desc="pieces", unit="piece", file=sys.stderr, disable=len(folders) < 3):
+        if not folder.is_dir():
+            log(f"warning: {folder}: not a folder; skipped")
+            counts["skipped"] = counts.get("skipped", 0) + 1
+            continue
+        status = add_folder(index, lib, folder, enc, log, force=args.force)
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("added", "updated"):
+            n_pages += len(index["pieces"][folder.name]["pages"])
+    dt = time.perf_counter() - t0
+    from scoreid.library.store import write_index
+
+    write_index(lib, index)
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    rate = f", {n_pages / dt:.2f} pages/s" if n_pages else ""
+    print(f"{lib}: {len(index['pieces'])} pieces ({summary}) in {dt:.1f} s{rate}")
+    if not index["pieces"]:
+        raise UserError(f"{lib}: nothing could be built (no piece had a readable page with staff systems)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from scoreid.library.build import piece_folders, remove_piece
+
+    if args.action == "build":
+        return _add(args.out, piece_folders(args.sheets), args)
+    if args.action == "add":
+        if not (args.lib / "library.json").exists():
+            raise UserError(f"{args.lib}: not a scoreid library; create one with `scoreid library build`")
+        return _add(args.lib, args.folders, args)
+    if args.action == "remove":
+        for pid in args.pieces:
+            remove_piece(args.lib, pid)
+            print(f"{args.lib}: removed {pid}")
+        return 0
+    return show(args.lib, args.piece, args.out)
+
+
+def show(lib: Path, pid: str, out: Path) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from scoreid.library.store import read_index
+    from scoreid.sheet.pages import PageError, load_pages
+    from scoreid.sheet.systems import rotate_page
+
+    index = read_index(lib)
+    if pid not in index["pieces"]:
+        raise UserError(f"{lib}: no piece {pid!r} (have: {', '.join(sorted(index['pieces'])) or 'none'})")
+    pages = index["pieces"][pid]["pages"]
+    cache: dict[str, list] = {}
+    n = len(pages)
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 5.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, pg in enumerate(pages):
+        ax = axes.flat[i]
+        try:
+            loaded = cache.setdefault(pg["path"], load_pages(pg["path"]))
+        except PageError as e:
+            raise UserError(f"{pid}: the source pages are needed to draw them ({e})") from None
+        img = rotate_page(loaded[pg["page"]].image, -pg["angle_deg"])
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+        for k, (top, bottom, left, right) in enumerate(pg["systems"]):
+            ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, ec="red", lw=1.2))
+            ax.text(left, top - 4, str(k), color="red", fontsize=8, va="bottom")
+        ax.set_title(f"{pg['file']} p{pg['page'] + 1}: {len(pg['systems'])} systems", fontsize=9)
+    fig.suptitle(f"{pid}: detected staff systems", fontsize=11)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,157 @@
+"""Streaming identification: audio in, running identity and score position out.
+
+:class:`Identifier` consumes audio samples (22 050 Hz mono) chunk by chunk through the same
+incremental front end the encoder service uses (:class:`scoreid.audio.spectrogram.OnlineSpectrogram`).
+Every ``hop_s`` seconds of audio it embeds the latest audio window (the contract's 84 frames
+ending at the newest frame, zero padded at the start of the stream), retrieves the top-25 sheet
+windows (:class:`scoreid.search.exact.ExactIndex`), lets each vote for its piece into a decaying
+:class:`~scoreid.identify.tally.VoteTally`, and advances the :class:`ScoreFollower`.
+
+Silent windows (nothing above the level normaliser's floor) cast no votes, so silence never
+produces an identity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from scoreid import contract as C
+from scoreid.audio.spectrogram import OnlineSpectrogram
+from scoreid.identify.follow import ScoreFollower
+from scoreid.identify.tally import DEFAULT_HALF_LIFE_S, VoteTally
+from scoreid.library.store import Library
+from scoreid.search.exact import ExactIndex
+from scoreid.sheet import strip as S
+
+TOP_K = 25  #: neighbours per audio window (published)
+DEFAULT_HOP_S = 0.5
+#: a window whose loudest frame has a log-spectrum mean below this is silence (no vote)
+SILENCE_LEVEL = 0.01
+
+
+class AudioEncoder(Protocol):
+    def embed_audio(self, x: Any) -> np.ndarray: ...
+
+
+@dataclass
+class Update:
+    """The state after one hop: ``t`` seconds of audio, ranking [(piece, score, votes)], positions."""
+
+    t: float
+    ranking: list[tuple[str, float, float]]
+    positions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    silent: bool = False
+
+    def to_json(self, k: int | None = 5, final: bool = False) -> dict[str, Any]:
+        top = []
+        for pid, score, votes in self.ranking[: k if k else None]:
+            entry: dict[str, Any] = {"piece": pid, "score": round(score, 4), "votes": round(votes, 3)}
+            pos = self.positions.get(pid)
+            if pos:
+                entry.update({"page": pos["page"], "system": pos["system"], "x": pos["x"]})
+            top.append(entry)
+        out: dict[str, Any] = {"t": round(self.t, 3), "top": top}
+        if final:
+            out["final"] = True
+        return out
+
+
+class Identifier:
+    """Running identification of one audio stream against a library."""
+
+    def __init__(self, library: Library, encoder: AudioEncoder, hop_s: float = DEFAULT_HOP_S,
+                 half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K):  # fmt: skip
+        if hop_s <= 0:
+            raise ValueError(f"hop must be positive, got {hop_s}")
+        if len(library) == 0:
+            raise ValueError("the library is empty")
+        self.library = library
+        self.encoder = encoder
+        self.index = ExactIndex(library.vectors)
+        self.k = k
+        self.hop_frames = max(1, int(round(hop_s * C.FPS)))
+        self.frames_window = library.contract.audio_window_frames
+        self.front = OnlineSpectrogram()
+        self.spec = np.zeros((0, C.N_BINS), np.float32)
+        self.tally = VoteTally(half_life)
+        self.follower = ScoreFollower(library.rows, library.stride, self.hop_frames / C.FPS)
+        self.next_frame = self.hop_frames
+        self.n_windows = 0
+        self.n_voting = 0
+        self._offset = 0  # frames dropped from the front of ``spec``
+
+    def push(self, samples: np.ndarray) -> list[Update]:
+        """Feed audio samples; returns one :class:`Update` per completed hop."""
+        self._append(self.front.push(samples))
+        return self._drain()
+
+    def finish(self) -> list[Update]:
+        """End of stream: flush the front end (and process a last partial hop)."""
+        self._append(self.front.flush())
+        ups = self._drain()
+        if len(self.spec) and self.next_frame - self.hop_frames < len(self.spec):
+            ups.append(self._step(len(self.spec)))
+        return ups
+
+    def _append(self, frames: np.ndarray) -> None:
+        if len(frames):
+            self.spec = np.concatenate([self.spec, frames])
+            # keep only what the next window needs
+            keep = self.frames_window + self.hop_frames
+            if len(self.spec) > 4 * keep:
+                drop = len(self.spec) - keep
+                self.spec = self.spec[drop:]
+                self._offset += drop
+
+    def _drain(self) -> list[Update]:
+        ups = []
+        while self._offset + len(self.spec) >= self.next_frame:
+            ups.append(self._step(self.next_frame - self._offset))
+            self.next_frame += self.hop_frames
+        return ups
+
+    def _step(self, end: int) -> Update:
+        """One audio window ending at local frame ``end``."""
+        t = (end + self._offset) / C.FPS
+        win = S.audio_window(self.spec[:end], end - self.frames_window / 2.0, self.frames_window)
+        self.n_windows += 1
+        recent = win[-self.hop_frames :]
+        silent = float(recent.mean(axis=1).max()) < SILENCE_LEVEL
+        if not silent:
+            self.n_voting += 1
+            emb = self.encoder.embed_audio(S.audio_to_network(win))
+            _sims, rows = self.index.search(emb, self.k)
+            votes: dict[str, float] = {}
+            for r in rows[0]:
+                pid = str(self.library.meta["piece"][r])
+                votes[pid] = votes.get(pid, 0.0) + 1.0
+            self.tally.update(votes, t)
+            self.follower.update(self.library.vectors @ emb[0])
+        return self.snapshot(t, silent)
+
+    def snapshot(self, t: float, silent: bool = False) -> Update:
+        ranked = self.tally.top(len(self.library.piece_ids))
+        total = sum(v for _, v in ranked) or 1.0
+        ranking = [(pid, v / total, v) for pid, v in ranked]
+        positions = {}
+        for pid, _s, _v in ranking[:5]:
+            row = self.follower.position(pid)
+            if row is not None:
+                positions[pid] = self.library.row(row)
+        return Update(t, ranking, positions, silent)
+
+    def confident(self) -> bool:
+        """Whether the current top piece stands out: at least twice the runner-up's tally and
+        well above an even spread of votes over the library."""
+        ranked = self.tally.top(2)
+        if not ranked:
+            return False
+        total = sum(self.tally.tallies.values())
+        n = len(self.library.piece_ids)
+        first = ranked[0][1]
+        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        return first >= 2 * second and first / max(total, 1e-9) >= min(0.5, 3.0 / n) and not math.isnan(first)

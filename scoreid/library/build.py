@@ -1,0 +1,248 @@
+"""Building a library from a folder of sheet music: one sub-folder per piece (its name is the
+piece id) holding page images and/or PDFs, and optionally ``piece.json`` with title/composer.
+
+For each piece: pages -> staff systems (:mod:`scoreid.sheet.systems`) -> system bands at the
+contract scale -> one unrolled strip (:func:`scoreid.sheet.strip.unroll`) -> windows every
+``stride`` px (:func:`~scoreid.sheet.strip.window_centres`) -> sheet embeddings. Pieces are
+stored separately (:mod:`scoreid.library.store`), so ``build`` again on the same folder only
+re-embeds pieces whose files changed, ``add`` embeds only the new pieces, and ``remove`` deletes
+one without touching the others.
+
+Problems with single pages (blank, not music, unreadable) are reported as warnings naming the
+file and page; a piece with no usable page is skipped with a message; only when nothing at all
+could be built is it an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from scoreid import contract as C
+from scoreid.library.store import (
+    FORMAT,
+    INDEX,
+    LibraryError,
+    PieceVectors,
+    piece_file,
+    read_index,
+    save_piece,
+    write_index,
+)
+from scoreid.sheet import strip as S
+from scoreid.sheet.pages import PageError, load_pages, page_files
+from scoreid.sheet.systems import NoSystemsError, detect_systems, extract_systems
+
+DEFAULT_STRIDE = 50.0  #: px on the strip between database windows (REFERENCE: every 50 px)
+EMBED_BATCH = 256
+PIECE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+Log = Callable[[str], None]
+
+
+class SheetEncoder(Protocol):
+    contract: C.Contract
+    manifest: dict[str, Any]
+
+    def embed_sheet(self, x: Any) -> np.ndarray: ...
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """sha256 of the model's manifest (which names its files and training run)."""
+    return hashlib.sha256((Path(model_dir) / "manifest.json").read_bytes()).hexdigest()
+
+
+def folder_fingerprint(files: list[Path], stride: float, model_sha: str) -> str:
+    h = hashlib.sha256(f"{stride}|{model_sha}|{C.STAFF_SPACE_PX}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def piece_metadata(folder: Path) -> tuple[str, str]:
+    """(title, composer) from ``piece.json`` when present, else (folder name, "")."""
+    path = folder / "piece.json"
+    if path.is_file():
+        try:
+            d = json.loads(path.read_text())
+            return str(d.get("title") or folder.name), str(d.get("composer") or "")
+        except (OSError, json.JSONDecodeError, AttributeError) as e:
+            raise LibraryError(f"{path}: unreadable piece.json ({e})") from None
+    return folder.name, ""
+
+
+@dataclass
+class CutPiece:
+    """A piece's systems at the contract scale, before embedding."""
+
+    strip: np.ndarray
+    offsets: list[int]
+    pages: list[dict[str, Any]]  # per page: file, page, angle, staff space, system boxes
+    system_page: list[tuple[int, int, float, tuple[float, float, float, float]]]  # (page, sys, scale, box)
+    warnings: list[str]
+
+
+def cut_piece(folder: Path, files: list[Path], log: Log) -> CutPiece:
+    """Detect and cut every system of every page of one piece folder."""
+    bands: list[np.ndarray] = []
+    pages: list[dict[str, Any]] = []
+    system_page: list[tuple[int, int, float, tuple[float, float, float, float]]] = []
+    warnings: list[str] = []
+    page_no = 0
+    for f in files:
+        try:
+            loaded = load_pages(f)
+        except PageError as e:
+            warnings.append(str(e))
+            log(f"warning: {e}")
+            continue
+        for pg in loaded:
+            try:
+                layout = detect_systems(pg.image)
+            except NoSystemsError as e:
+                msg = f"{f}: page {pg.index + 1}: {e}; skipped"
+                warnings.append(msg)
+                log(f"warning: {msg}")
+                continue
+            cuts = extract_systems(layout)
+            pages.append({
+                "file": f.name, "path": str(f.resolve()), "page": pg.index, "angle_deg": layout.angle_deg,
+                "staff_space": layout.staff_space, "size": list(pg.image.shape),
+                "systems": [[round(v, 2) for v in c.box] for c in cuts],
+            })  # fmt: skip
+            for c in cuts:
+                bands.append(c.band)
+                system_page.append((page_no, c.index, c.scale, c.box))
+            page_no += 1
+    if not bands:
+        raise NoSystemsError(f"{folder}: no staff systems found on any page")
+    strip, offsets = S.unroll(bands)
+    return CutPiece(strip, offsets, pages, system_page, warnings)
+
+
+def windows_of(cut: CutPiece, stride: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Window centres along the strip with their (page, system, x, y0, y1, strip_x) metadata."""
+    xs = S.window_centres(cut.strip.shape[1], stride)
+    offs = np.asarray(cut.offsets)
+    k = np.clip(np.searchsorted(offs, xs, side="right") - 1, 0, len(offs) - 1)
+    page = np.zeros(len(xs), np.int16)
+    system = np.zeros(len(xs), np.int16)
+    px = np.zeros(len(xs), np.float32)
+    y0 = np.zeros(len(xs), np.float32)
+    y1 = np.zeros(len(xs), np.float32)
+    half = C.SHEET_WINDOW_H / 2.0
+    for i, (x, kk) in enumerate(zip(xs, k)):
+        p, s, f, (top, bottom, left, _right) = cut.system_page[int(kk)]
+        page[i], system[i] = p, s
+        px[i] = left + (x - offs[kk]) / f
+        centre = (top + bottom) / 2.0
+        y0[i], y1[i] = centre - half / f, centre + half / f
+    return xs, {"page": page, "system": system, "x": px, "y0": y0, "y1": y1, "strip_x": xs.astype(np.float32)}
+
+
+def embed_strip(
+    encoder: SheetEncoder, strip: np.ndarray, xs: np.ndarray, batch: int = EMBED_BATCH
+) -> np.ndarray:
+    out = []
+    for i in range(0, len(xs), batch):
+        wins = np.stack([S.window_at(strip, float(x)) for x in xs[i : i + batch]])
+        out.append(encoder.embed_sheet(S.sheet_to_network(wins)))
+    return np.concatenate(out).astype(np.float32)
+
+
+def piece_folders(sheets_dir: Path) -> list[Path]:
+    if not sheets_dir.is_dir():
+        raise LibraryError(f"{sheets_dir}: no such folder")
+    folders = sorted(p for p in sheets_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise LibraryError(f"{sheets_dir}: no piece folders (expected one sub-folder of pages per piece)")
+    return folders
+
+
+def new_index(encoder: SheetEncoder, model_dir: Path, stride: float) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "contract": encoder.contract.to_dict(),
+        "model": {
+            "dir": str(Path(model_dir).resolve()),
+            "sha256": model_fingerprint(model_dir),
+            "training": encoder.manifest.get("training", {}),
+        },  # fmt: skip
+        "stride": float(stride),
+        "pieces": {},
+    }
+
+
+def open_or_create(
+    lib_dir: Path, encoder: SheetEncoder, model_dir: Path, stride: float | None
+) -> dict[str, Any]:
+    """The existing index (checked against the model and stride), or a new one."""
+    if (lib_dir / INDEX).exists():
+        index = read_index(lib_dir)
+        sha = model_fingerprint(model_dir)
+        if index["model"]["sha256"] != sha:
+            raise LibraryError(
+                f"{lib_dir}: built with another model ({index['model']['dir']}); "
+                "use that model or build a new library with --out"
+            )
+        if stride is not None and float(stride) != float(index["stride"]):
+            raise LibraryError(
+                f"{lib_dir}: built with stride {index['stride']}, not {stride}; build a new library"
+            )
+        return index
+    return new_index(encoder, model_dir, stride if stride is not None else DEFAULT_STRIDE)
+
+
+def add_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder, log: Log,
+               force: bool = False) -> str:  # fmt: skip
+    """Embed one piece folder into the library (skipped when unchanged). Returns a status word."""
+    pid = folder.name
+    if not PIECE_ID.match(pid):
+        log(f"warning: {folder}: folder name is not a usable piece id (letters, digits, . _ -); skipped")
+        return "skipped"
+    files = page_files(folder)
+    if not files:
+        log(f"warning: {folder}: no page images or PDFs; skipped")
+        return "skipped"
+    fp = folder_fingerprint(files, index["stride"], index["model"]["sha256"])
+    old = index["pieces"].get(pid)
+    if old and old.get("fingerprint") == fp and piece_file(lib_dir, pid).exists() and not force:
+        return "unchanged"
+    title, composer = piece_metadata(folder)
+    try:
+        cut = cut_piece(folder, files, log)
+    except NoSystemsError as e:
+        log(f"warning: {e}; piece {pid} skipped")
+        return "skipped"
+    xs, meta = windows_of(cut, index["stride"])
+    vectors = embed_strip(encoder, cut.strip, xs)
+    save_piece(lib_dir, pid, PieceVectors(vectors, meta), cut.strip)
+    index["pieces"][pid] = {
+        "title": title, "composer": composer, "source": str(folder.resolve()), "fingerprint": fp,
+        "pages": cut.pages, "n_windows": len(vectors), "system_offsets": cut.offsets,
+        "strip_width": int(cut.strip.shape[1]), "warnings": cut.warnings,
+    }  # fmt: skip
+    write_index(lib_dir, index)
+    n_sys = len(cut.offsets)
+    log(f"{pid}: {len(cut.pages)} pages, {n_sys} systems, {len(vectors)} windows")
+    return "updated" if old else "added"
+
+
+def remove_piece(lib_dir: Path, pid: str) -> None:
+    index = read_index(lib_dir)
+    if pid not in index["pieces"]:
+        raise LibraryError(
+            f"{lib_dir}: no piece {pid!r} (have: {', '.join(sorted(index['pieces'])) or 'none'})"
+        )
+    del index["pieces"][pid]
+    write_index(lib_dir, index)
+    for suffix in (".npz", ".png"):
+        piece_file(lib_dir, pid, suffix).unlink(missing_ok=True)

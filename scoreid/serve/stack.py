@@ -1,0 +1,206 @@
+"""Running the whole service stack locally: ``scoreid up`` / ``scoreid down``.
+
+``start_stack(cfg)`` launches redis-server on a private port (AOF on, data under
+``state_dir/redis``) unless ``redis.url`` points at an existing one, then the index, aggregator and
+encoder services as detached processes (``python -m <svc> --config state_dir/config.yaml``, logs
+in ``state_dir/logs/``), waits until each answers its gRPC health check, and records the pids in
+``state_dir/stack.json``. ``stop_stack(state_dir)`` stops them in reverse order (SIGTERM, then
+SIGKILL after a timeout), checking each pid is still the process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scoreid.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_FILE = "stack.json"
+SERVICES = (("index", "index_svc"), ("aggregator", "aggregator_svc"), ("encoder", "encoder_svc"))
+
+
+def _alive(pid: int, marker: str) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return marker in cmd
+
+
+def read_stack(state_dir: Path) -> dict[str, Any] | None:
+    p = state_dir / STACK_FILE
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-300:] if lines else ""
+
+
+def _tcp_ready(host: str, port: int, timeout: float) -> bool:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or p.exists() else REPO / p
+
+
+def demo_library(model: Path) -> Path:
+    """The library `scoreid demo` builds (and caches) for ``model``: served when none is configured."""
+    from scoreid.commands.demo import default_cache
+    from scoreid.library.build import model_fingerprint
+
+    lib = default_cache() / f"library-{model_fingerprint(model)[:12]}"
+    if not (lib / "library.json").is_file():
+        raise UserError(f"no library configured and no demo library at {lib}: run `scoreid demo` once "
+                        "(it builds it), or set index.libraries {name: LIB_DIR} in a config file")  # fmt: skip
+    return lib
+
+
+def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    """Start everything; returns the stack record (``address`` is the client-facing host:port)."""
+    from scoreid.serve.grpc_server import wait_healthy
+
+    state = Path(cfg["state_dir"]).expanduser().resolve()
+    current = read_stack(state)
+    if current and any(_alive(p["pid"], p["marker"]) for p in current["processes"]):
+        raise UserError(
+            f"a stack is already running from {state} (address {current['address']}); run `scoreid down`"
+        )
+    model = _resolve(str(cfg["encoder"]["model"]))
+    if not (model / "manifest.json").is_file():
+        raise UserError(
+            f"model {cfg['encoder']['model']} not found (no manifest.json); export one with trainer/run.py export"
+        )
+    if not cfg["index"]["libraries"]:
+        cfg = json.loads(json.dumps(cfg))
+        cfg["index"]["libraries"] = {"demo": str(demo_library(model))}
+    for name, lib in cfg["index"]["libraries"].items():
+        if not (_resolve(str(lib)) / "library.json").is_file():
+            raise UserError(
+                f"library {name!r}: {lib} is not a library directory (build one with `scoreid library build`)"
+            )
+    cfg = json.loads(json.dumps(cfg))  # a copy with resolved paths for the children
+    cfg["encoder"]["model"] = str(model)
+    cfg["index"]["libraries"] = {n: str(_resolve(str(p))) for n, p in cfg["index"]["libraries"].items()}
+    cfg["state_dir"] = str(state)
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    config_path = state / "config.yaml"
+    saved = json.loads(json.dumps(cfg))
+    saved["redis"].pop("managed", None)  # derived by load_config, not a file key
+    config_path.write_text(yaml.safe_dump(saved, sort_keys=False))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREID__")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    procs: list[dict[str, Any]] = []
+
+    def fail(msg: str) -> UserError:
+        stop_processes(procs)
+        return UserError(msg)
+
+    host = cfg["host"]
+    if cfg["redis"].get("managed"):
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise UserError("redis-server is not installed (apt-get install redis-server), or set redis.url")
+        rdir = state / "redis"
+        rdir.mkdir(parents=True, exist_ok=True)
+        conf = _resolve(str(cfg["redis"]["conf"]))
+        cmd = [exe, *([str(conf)] if conf.is_file() else []), "--port", str(cfg["redis"]["port"]), "--bind", host,
+               "--dir", str(rdir), "--daemonize", "no", "--appendonly", "yes"]  # fmt: skip
+        log = logs / "redis.log"
+        p = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append({"name": "redis", "pid": p.pid, "marker": "redis-server", "log": str(log)})
+        if not _tcp_ready(host, int(cfg["redis"]["port"]), 10):
+            raise fail(f"redis-server did not start on port {cfg['redis']['port']}: {_last_line(log)}")
+    for name, module in SERVICES:
+        log = logs / f"{name}.log"
+        p = subprocess.Popen([sys.executable, "-m", module, "--config", str(config_path)], env=env, cwd=str(REPO),
+                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        procs.append({"name": name, "pid": p.pid, "marker": module, "log": str(log),
+                      "port": cfg[name]["port"], "metrics_port": cfg[name]["metrics_port"]})  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            if p.poll() is not None:
+                raise fail(f"{name} service exited with code {p.returncode}: {_last_line(log)}")
+            try:
+                wait_healthy(f"{host}:{cfg[name]['port']}", timeout=1.0)
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise fail(
+                        f"{name} service not healthy within {timeout:g} s: {_last_line(log)}"
+                    ) from None
+    record = {"address": f"{host}:{cfg['encoder']['port']}", "state_dir": str(state), "config": str(config_path),
+              "redis": cfg["redis"]["url"], "processes": procs,
+              "metrics": {n: f"http://{host}:{cfg[n]['metrics_port']}/metrics" for n, _ in SERVICES}}  # fmt: skip
+    (state / STACK_FILE).write_text(json.dumps(record, indent=1))
+    return record
+
+
+def stop_processes(procs: list[dict[str, Any]], timeout: float = 10.0) -> list[str]:
+    """SIGTERM each live process (last started first), SIGKILL the ones still alive after ``timeout``."""
+    stopped = []
+    for p in reversed(procs):
+        pid = int(p["pid"])
+        if not _alive(pid, p["marker"]):
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + timeout
+        while _alive(pid, p["marker"]) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.05)
+        if _alive(pid, p["marker"]):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+        stopped.append(p["name"])
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop_stack(state_dir: str | Path) -> list[str]:
+    state = Path(state_dir).expanduser().resolve()
+    record = read_stack(state)
+    if record is None:
+        raise UserError(f"no stack is running from {state} (no {STACK_FILE})")
+    stopped = stop_processes(record["processes"])
+    (state / STACK_FILE).unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,126 @@
+"""Library build/add/remove/show from page folders and PDFs, with a randomly initialised model
+exported in the test (plumbing only; quality needs the shipped model, see tests/scoreid/identify)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scoreid import contract as C
+from scoreid.library import Library
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scoreid", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+def test_build_open_incremental_add_remove_show(tmp_path, sheets_dir, random_model):
+    src = tmp_path / "sheets"
+    shutil.copytree(sheets_dir, src)
+    lib = tmp_path / "lib"
+    res = cli("library", "build", src, "--out", lib, "--model", random_model, "--stride", 40)
+    assert res.returncode == 0, res.stderr
+    assert "3 pieces" in res.stdout and "Traceback" not in res.stderr
+    L = Library.open(lib)
+    assert L.piece_ids == ["chopin-mazurka-6-2", "joplin-maple-leaf", "schoenberg-19-2"]
+    assert L.vectors.shape == (len(L), C.EMBED_DIM) and L.vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(L.vectors, axis=1), 1, atol=1e-4)
+    assert L.pieces["joplin-maple-leaf"]["title"] == "Maple Leaf Rag"
+    assert L.pieces["schoenberg-19-2"]["title"] == "schoenberg-19-2"
+    assert len(L.pieces["chopin-mazurka-6-2"]["pages"]) == 2  # both PDF pages
+    # metadata: strip x every 40 px, page x inside the page, windows cover their systems
+    s, e = L.rows["joplin-maple-leaf"]
+    assert np.allclose(np.diff(L.meta["strip_x"][s:e]), 40)
+    assert set(L.meta["piece"][s:e]) == {"joplin-maple-leaf"}
+    n_sys = sum(len(p["systems"]) for p in L.pieces["joplin-maple-leaf"]["pages"])
+    assert n_sys == 12 and set(L.meta["system"][s:e]) <= set(range(6))
+    assert (L.meta["x"][s:e] > 0).all() and (L.meta["x"][s:e] < 1240).all()
+    row = L.row(s + 3)
+    assert set(row) == {"piece", "page", "system", "x", "y0", "y1", "strip_x"}
+
+    # rebuilding the same folder recomputes nothing; adding a piece leaves the others' files alone
+    before = {p: (lib / "pieces" / f"{p}.npz").stat().st_mtime_ns for p in L.piece_ids}
+    res = cli("library", "build", src, "--out", lib)
+    assert res.returncode == 0 and "3 unchanged" in res.stdout, res.stdout + res.stderr
+    new = src / "schoenberg-copy"
+    shutil.copytree(src / "schoenberg-19-2", new)
+    res = cli("library", "add", lib, new)
+    assert res.returncode == 0 and "1 added" in res.stdout, res.stderr
+    after = {p: (lib / "pieces" / f"{p}.npz").stat().st_mtime_ns for p in L.piece_ids}
+    assert after == before
+    L2 = Library.open(lib)
+    a, b = L2.rows["schoenberg-19-2"], L2.rows["schoenberg-copy"]
+    assert np.allclose(L2.vectors[a[0] : a[1]], L2.vectors[b[0] : b[1]])  # deterministic embedding
+    res = cli("library", "remove", lib, "schoenberg-copy")
+    assert res.returncode == 0
+    assert (
+        Library.open(lib).piece_ids == L.piece_ids and not (lib / "pieces" / "schoenberg-copy.npz").exists()
+    )
+    res = cli("library", "remove", lib, "nope")
+    assert res.returncode != 0 and "no piece 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+    png = tmp_path / "show.png"
+    res = cli("library", "show", lib, "joplin-maple-leaf", "--out", png)
+    assert res.returncode == 0, res.stderr
+    assert Image.open(png).size[0] > 500
+
+
+def test_bad_sheet_inputs_are_named_and_skipped(tmp_path, sheets_dir, random_model):
+    src = tmp_path / "sheets"
+    src.mkdir()
+    shutil.copytree(sheets_dir / "schoenberg-19-2", src / "good")
+    (src / "good" / "broken.pdf").write_bytes(b"%PDF-1.4\n garbage that is not a pdf")
+    (src / "empty").mkdir()
+    blank = src / "blank"
+    blank.mkdir()
+    Image.fromarray(np.full((1100, 850), 255, np.uint8)).save(blank / "p1.png")
+    photo = src / "photo"
+    photo.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((600, 800)) * 255).astype(np.uint8)).save(photo / "cat.jpg")
+    lib = tmp_path / "lib"
+    res = cli("library", "build", src, "--out", lib, "--model", random_model)
+    assert res.returncode == 0, res.stderr  # something could be built: exit 0, with warnings
+    err = res.stderr
+    assert "Traceback" not in err
+    assert "broken.pdf: not a readable PDF" in err
+    assert "empty: no page images or PDFs" in err
+    assert "p1.png: page 1: blank page" in err
+    assert "cat.jpg: page 1: no staff lines found" in err
+    assert Library.open(lib).piece_ids == ["good"]
+
+    # nothing usable at all -> non-zero, one line, no traceback
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    shutil.copytree(blank, only_bad / "blank")
+    res = cli("library", "build", only_bad, "--out", tmp_path / "lib2", "--model", random_model)
+    assert res.returncode != 0 and "nothing could be built" in res.stderr and "Traceback" not in res.stderr
+    res = cli("library", "build", tmp_path / "nowhere", "--out", tmp_path / "lib3", "--model", random_model)
+    assert res.returncode != 0 and "no such folder" in res.stderr
+    empty = tmp_path / "emptyroot"
+    empty.mkdir()
+    res = cli("library", "build", empty, "--out", tmp_path / "lib4", "--model", random_model)
+    assert res.returncode != 0 and "no piece folders" in res.stderr
+    res = cli("library", "show", tmp_path / "nowhere", "x", "--out", tmp_path / "x.png")
+    assert res.returncode != 0 and "not a scoreid library" in res.stderr
+
+
+def test_library_json_is_documented_format(tmp_path, sheets_dir, random_model):
+    lib = tmp_path / "lib"
+    src = tmp_path / "s"
+    src.mkdir()
+    shutil.copytree(sheets_dir / "schoenberg-19-2", src / "a")
+    assert cli("library", "build", src, "--out", lib, "--model", random_model).returncode == 0
+    index = json.loads((lib / "library.json").read_text())
+    assert index["format"] == "scoreid-library/1" and index["stride"] == 50.0
+    assert index["contract"]["staff_space_px"] == C.STAFF_SPACE_PX
+    assert Path(index["model"]["dir"]) == Path(random_model).resolve()
+    assert (lib / "pieces" / "a.png").exists()
+    assert not list(Path(lib).glob("**/*.tmp*"))

@@ -1,0 +1,116 @@
+"""Service configuration (YAML + env overrides), the shipped deploy files, and the metrics endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from svc_helpers import free_port
+
+from scoreid.errors import UserError
+from scoreid.serve import metrics
+from scoreid.serve.config import load_config
+
+ROOT = Path(__file__).resolve().parents[3]
+DEPLOY = ROOT / "deploy"
+
+
+def test_defaults_file_and_env_overrides(tmp_path):
+    cfg = load_config(None, environ={})
+    assert cfg["redis"]["managed"] and cfg["redis"]["url"] == "redis://127.0.0.1:6391/0"
+    assert cfg["aggregator"]["address"] == "127.0.0.1:50053"
+    f = tmp_path / "c.yaml"
+    f.write_text("encoder: {max_batch: 8}\nredis: {url: 'redis://h:1/0'}\n")
+    cfg = load_config(
+        f, environ={"SCOREID__ENCODER__MAX_WAIT_MS": "2.5", "SCOREID__INDEX__LIBRARIES": "{a: /x}"}
+    )
+    assert cfg["encoder"]["max_batch"] == 8 and cfg["encoder"]["max_wait_ms"] == 2.5
+    assert cfg["index"]["libraries"] == {"a": "/x"} and not cfg["redis"]["managed"]
+    f.write_text("encoder: {max_bach: 8}\n")
+    with pytest.raises(UserError, match="encoder.max_bach"):
+        load_config(f, environ={})
+    f.write_text("- a list\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_config(f, environ={})
+    with pytest.raises(UserError, match="no such"):
+        load_config(tmp_path / "missing.yaml", environ={})
+
+
+def test_shipped_configs_load():
+    assert load_config(DEPLOY / "scoreid.yaml", environ={})["index"]["libraries"]
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "scoreid.yaml").read_text()))
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    inner = DEPLOY / "k8s-config.yaml"
+    try:
+        inner.write_text(cm["data"]["scoreid.yaml"])
+        assert load_config(inner, environ={})["redis"]["url"] == "redis://redis:6379/0"
+    finally:
+        inner.unlink()
+    assert "appendonly yes" in cm["data"]["redis.conf"]
+    assert {d["kind"] for d in docs} >= {"Deployment", "Service", "StatefulSet", "HorizontalPodAutoscaler"}
+    assert re.search(r"^appendonly yes$", (DEPLOY / "redis" / "redis.conf").read_text(), re.M)
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert {"redis", "index", "aggregator", "encoder"} <= set(compose["services"])
+    assert yaml.safe_load((DEPLOY / "k8s" / "milvus.yaml").read_text())["kind"] == "Milvus"
+
+
+def test_dashboard_queries_only_metrics_that_exist():
+    dash = json.loads((DEPLOY / "grafana" / "scoreid-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    names = set(re.findall(r"scoreid_[a-z_]+", " ".join(exprs)))
+    known = set()
+    for m in (
+        metrics.STAGE_SECONDS,
+        metrics.RPC_SECONDS,
+        metrics.ERRORS,
+        metrics.ACTIVE_SESSIONS,
+        metrics.UPDATES,
+        metrics.BATCH_SIZE,
+        metrics.QUEUE_DEPTH,
+        metrics.REDIS_SECONDS,
+        metrics.INDEX_VECTORS,
+        metrics.SESSIONS,
+    ):
+        for fam in m.collect():
+            suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",)}.get(
+                fam.type, ("",)
+            )
+            known |= {fam.name + s for s in suffixes}
+    assert names and names <= known, names - known
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert len(prom["scrape_configs"]) >= 3
+
+
+def test_metrics_endpoint_serves_stage_histograms():
+    port = free_port()
+    metrics.serve_metrics(port)
+    with metrics.timed("encoder", "resample"):
+        pass
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'scoreid_stage_seconds_bucket{le="0.0005",service="encoder",stage="resample"}' in body
+
+
+def test_up_without_a_library_points_at_the_demo_and_bad_inputs_are_one_line(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from scoreid.serve.stack import start_stack
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text("{}")
+    cfg = load_config(
+        None, environ={"SCOREID__STATE_DIR": str(tmp_path / "state"), "SCOREID__ENCODER__MODEL": str(model)}
+    )
+    with pytest.raises(UserError, match="scoreid demo"):
+        start_stack(cfg)
+    env = {"SCOREID__STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+    for args, text in ((["up"], "model models/default not found"), (["down"], "no stack is running")):
+        r = subprocess.run([sys.executable, "-m", "scoreid", *args], capture_output=True, text=True, cwd=ROOT,
+                           env=env, timeout=120)  # fmt: skip
+        assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr
