@@ -78,8 +78,12 @@ def engrave_piece(source: str, folder: Path, font: str = DEMO_FONT) -> list[Midi
     for i, page in enumerate(eng.pages):
         # upscale 2x: like a 150-200 dpi scan rather than the contract's own render scale
         im = Image.fromarray(page)
-        im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC).save(folder / f"page{i + 1:02d}.png")
-    notes = [{"pitch": n.pitch, "on": n.onset_s, "off": n.offset_s, "vel": n.velocity} for n in eng.midi_notes]
+        im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC).save(
+            folder / f"page{i + 1:02d}.png"
+        )
+    notes = [
+        {"pitch": n.pitch, "on": n.onset_s, "off": n.offset_s, "vel": n.velocity} for n in eng.midi_notes
+    ]
     (folder / "piece.json").write_text(json.dumps({"title": eng.title or source, "composer": eng.composer,
                                                    "source": source, "notes": notes}))  # fmt: skip
     return eng.midi_notes

@@ -10,11 +10,14 @@ x/y shift             .65   up to 10 % of the width (= 20 px of the 200 px windo
 scale                 .45   0.9 - 1.1
 rotation              .35   +-4 degrees
 Perlin noise          .2    gradient noise on a 4 x 5 lattice, amplitude 0.05 - 0.3 (own code)
-small elastic         .2    kornia elastic, kernel 21, sigma 4, alpha 1  (~2 px local wobble)
-large elastic         .2    kornia elastic, kernel 63, sigma 16, alpha 6 (~3 px smooth warps)
+small elastic         .2    kornia elastic, kernel 21, sigma 4, alpha 0.35 (~1 px local wobble)
+large elastic         .2    kornia elastic, kernel 63, sigma 16, alpha 3 (~2 px smooth warps)
 Gaussian noise        .25   std 0.05
 blur                  .25   Gaussian, kernel 5, sigma 0.3 - 1.2
 ====================  ====  ==========================================================
+
+The elastic strengths were chosen by looking at real windows (alpha 1 / 6, tried first, turned
+noteheads and staff lines into unreadable waves; 0.35 / 3 keep the music legible).
 
 Audio: the corpus stores contract spectrograms (level-normalised, log10(1 + x)), not waveforms,
 so the waveform augmentations are done in the *linear magnitude* spectrogram domain: invert
@@ -111,8 +114,8 @@ class SheetAugment(nn.Module):
             K.RandomAffine(degrees=0.0, translate=(0.1, 0.05), p=0.65),
             K.RandomAffine(degrees=0.0, scale=(0.9, 1.1), p=0.45),
             K.RandomRotation(degrees=4.0, p=0.35),
-            K.RandomElasticTransform(kernel_size=(21, 21), sigma=(4.0, 4.0), alpha=(1.0, 1.0), p=0.2),
-            K.RandomElasticTransform(kernel_size=(63, 63), sigma=(16.0, 16.0), alpha=(6.0, 6.0), p=0.2),
+            K.RandomElasticTransform(kernel_size=(21, 21), sigma=(4.0, 4.0), alpha=(0.35, 0.35), p=0.2),
+            K.RandomElasticTransform(kernel_size=(63, 63), sigma=(16.0, 16.0), alpha=(3.0, 3.0), p=0.2),
             PerlinNoise(p=0.2),
             K.RandomGaussianNoise(std=0.05, p=0.25),
             K.RandomGaussianBlur((5, 5), sigma=(0.3, 1.2), p=0.25),

@@ -82,6 +82,8 @@ def train_step(
     model.train()
     loss = nt_xent(model(v1), model(v2), tau)
     opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):  # a degenerate batch: skip it rather than poison the weights
+        return float("nan")
     loss.backward()
     opt.step()
     return float(loss.item())
@@ -188,6 +190,13 @@ def run(
             v1, v2 = views(local_batch, rng, device)
             losses.append(train_step(train_model, opt, v1, v2, cfg.tau))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            # single process: the budget may end an epoch early (DDP ranks stop at epoch ends only)
+            if (
+                world == 1
+                and cfg.time_budget_s is not None
+                and elapsed + time.monotonic() - t0 >= cfg.time_budget_s
+            ):
+                break
         epoch += 1
         elapsed += time.monotonic() - t0
         val = validate(model, val_v1, val_v2, cfg.tau) if rank == 0 else {"val_MRR": 0.0}
@@ -204,7 +213,7 @@ def run(
         if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
             stop = True
         if rank == 0:
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), **val,
+            row = {"epoch": epoch, "train_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"), **val,
                    "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 1)}  # fmt: skip
             metrics.add(row)
             log(f"pretrain {cfg.modality} epoch {epoch}: loss {row['train_loss']:.4f} val MRR {val['val_MRR']:.4f} "

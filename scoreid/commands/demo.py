@@ -37,8 +37,12 @@ def default_cache() -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for the plot (default demo-out/)")
-    p.add_argument("--piece", default=DEMO_PIECE, help=f"music21 corpus piece to perform (default {DEMO_PIECE})")
+    p.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="folder for the plot (default demo-out/)"
+    )
+    p.add_argument(
+        "--piece", default=DEMO_PIECE, help=f"music21 corpus piece to perform (default {DEMO_PIECE})"
+    )
     p.add_argument("--pieces", type=int, default=30, help="library size (default 30)")
     p.add_argument("--seconds", type=float, default=40.0, help="seconds of the performance to stream")
     p.add_argument("--hop", type=float, default=0.5, help="seconds of audio per streamed chunk")
@@ -51,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.hop <= 0 or args.seconds <= 0:
         raise UserError("--hop and --seconds must be positive")
     if args.services:
-        raise UserError("--services needs the scoreid services (`scoreid up`), which this build does not have yet")
+        raise UserError(
+            "demo --services is not implemented yet; run the services with `scoreid up --config "
+            "deploy/scoreid.yaml` and stream a recording with `python -m scoreid.client ADDRESS FILE`"
+        )
     from scoreid.demo_data import DEMO_PIECES
 
     pieces = list(DEMO_PIECES[: max(1, args.pieces)])
@@ -79,7 +86,9 @@ def front_end_only(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "demo-spectrogram.png"
     plot_spectrogram(spec, png, title=f"{args.piece} (soundfont csound)")
-    print(f"demo: streamed {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s -> {len(spec)} frames; wrote {png}")
+    print(
+        f"demo: streamed {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s -> {len(spec)} frames; wrote {png}"
+    )
     print(f"demo: no trained model in {args.model} yet, so no identification is shown; "
           "train one with trainer/run.py (README, 'Training')")  # fmt: skip
     return 0

@@ -27,8 +27,17 @@ HELP = "identify recordings against a sheet library, streaming (JSON lines with 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("lib", type=Path, help="library folder (scoreid library build)")
-    p.add_argument("audio", type=Path, nargs="+", help="audio files (WAV, FLAC, OGG, MP3; any rate)")
+    p.add_argument(
+        "paths", type=Path, nargs="+", metavar="[LIB_DIR] AUDIO",
+        help="library folder (scoreid library build), then audio files (WAV, FLAC, OGG, MP3; any rate); "
+        "with --server only audio files",
+    )  # fmt: skip
+    p.add_argument("--server", metavar="HOST:PORT", help="stream to a running stack (scoreid up) instead")
+    p.add_argument(
+        "--speed", type=float, default=1.0, help="with --server: times real time (0: as fast as possible)"
+    )
+    p.add_argument("--token", default="", help="with --server: bearer token, when the server requires one")
+    p.add_argument("--tls-ca", default=None, help="with --server: CA certificate (PEM) of a TLS server")
     p.add_argument("--json", action="store_true", help="one JSON line per hop, then a final ranking line")
     p.add_argument("--hop", type=float, default=0.5, help="seconds of audio between updates (default 0.5)")
     p.add_argument("--half-life", type=float, default=20.0, help="vote decay half-life, seconds of audio")
@@ -57,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.hop <= 0:
         raise UserError("--hop must be positive")
+    if args.server:
+        return run_remote(args)
+    if len(args.paths) < 2:
+        raise UserError("give a library folder and at least one audio file (or --server HOST:PORT AUDIO...)")
+    args.lib, args.audio = args.paths[0], args.paths[1:]
     lib = Library.open(args.lib)
     if len(lib) == 0:
         raise UserError(f"{args.lib}: the library has no pieces")
@@ -118,6 +132,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_remote(args: argparse.Namespace) -> int:
+    """Stream each file to a running stack and print the same JSON lines as offline."""
+    from scoreid.client import identify_files
+
+    if args.speed < 0:
+        raise UserError("--speed must be >= 0")
+    ok = 0
+    for path in args.paths:
+        try:
+            for line in identify_files(args.server, [str(path)], speed=args.speed, token=args.token,
+                                       tls_ca=args.tls_ca, hop_s=args.hop, final_only=not args.json):  # fmt: skip
+                print(line, flush=True)
+            ok += 1
+        except AudioError as e:
+            print(f"scoreid: error: {e}", file=sys.stderr)
+    if ok == 0:
+        raise UserError("no audio file could be identified")
+    return 0
+
+
 def status_line(u, lib) -> str:  # type: ignore[no-untyped-def]
     if not u.ranking:
         return f"t={u.t:6.1f}s  (listening...)"
@@ -141,7 +175,11 @@ def plot_history(history: list, lib, out: Path, title: str = "") -> None:  # typ
         return
     top = history[-1].ranking[0][0] if history[-1].ranking else None
     pieces = [pid for pid, _s, _v in history[-1].ranking[:5]]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7), gridspec_kw={"height_ratios": [1, 1.3]})
+    fig = plt.figure(figsize=(15, 8))
+    a1 = fig.add_subplot(2, 3, (1, 2))
+    a2 = fig.add_subplot(2, 3, (4, 5))
+    a3 = fig.add_subplot(1, 3, 3)
+    a3.axis("off")
     ts = [u.t for u in history]
     for pid in pieces:
         sc = [next((s for p, s, _v in u.ranking if p == pid), 0.0) for u in history]
@@ -168,8 +206,33 @@ def plot_history(history: list, lib, out: Path, title: str = "") -> None:  # typ
             a2.plot(tx, xs, "r.-")
         a2.set_title(f"followed position in {lib.title(top)} (unrolled strip)")
         a2.set_yticks([])
+        if rows:
+            draw_page_path(a3, lib, top, rows)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
     print(f"wrote {out}", file=sys.stderr)
+
+
+def draw_page_path(ax, lib, pid: str, rows: list) -> None:  # type: ignore[no-untyped-def]
+    """The page where the followed path spent most hops, with the path drawn on it."""
+    from scoreid.sheet.pages import PageError, load_pages
+    from scoreid.sheet.systems import rotate_page
+
+    pages = lib.pieces[pid]["pages"]
+    counts = np.bincount([r["page"] for r in rows], minlength=len(pages))
+    k = int(np.argmax(counts))
+    pg = pages[k]
+    try:
+        img = rotate_page(load_pages(pg["path"])[pg["page"]].image, -pg["angle_deg"])
+    except (PageError, IndexError, KeyError):
+        ax.set_title(f"page {k + 1}: source page not available")
+        return
+    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+    on = [r for r in rows if r["page"] == k]
+    xs = [r["x"] for r in on]
+    ys = [(r["y0"] + r["y1"]) / 2 for r in on]
+    ax.plot(xs, ys, "r-", lw=0.8, alpha=0.6)
+    ax.scatter(xs, ys, c=np.arange(len(xs)), cmap="autumn", s=12, zorder=3)
+    ax.set_title(f"{pg['file']} page {pg['page'] + 1}: followed path ({len(on)} hops)", fontsize=9)

@@ -63,7 +63,7 @@ def _add(lib: Path, folders: list[Path], args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from scoreid.inference import load_model
-    from scoreid.library.build import add_folder, open_or_create
+    from scoreid.library.build import add_folder, open_or_create, piece_id_for
 
     model_dir = _model_dir(args, lib)
     enc = load_model(model_dir, args.backend)
@@ -79,7 +79,7 @@ def _add(lib: Path, folders: list[Path], args: argparse.Namespace) -> int:
         status = add_folder(index, lib, folder, enc, log, force=args.force)
         counts[status] = counts.get(status, 0) + 1
         if status in ("added", "updated"):
-            n_pages += len(index["pieces"][folder.name]["pages"])
+            n_pages += len(index["pieces"][piece_id_for(folder)]["pages"])
     dt = time.perf_counter() - t0
     from scoreid.library.store import write_index
 

@@ -67,6 +67,12 @@ def folder_fingerprint(files: list[Path], stride: float, model_sha: str) -> str:
     return h.hexdigest()
 
 
+def piece_id_for(folder: Path) -> str:
+    """The piece id of a folder: its name, with runs of other characters than letters, digits,
+    ``.``, ``_`` and ``-`` replaced by ``-`` (so "Op. 28 No 4" -> "Op.-28-No-4")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-.")
+
+
 def piece_metadata(folder: Path) -> tuple[str, str]:
     """(title, composer) from ``piece.json`` when present, else (folder name, "")."""
     path = folder / "piece.json"
@@ -204,9 +210,9 @@ def open_or_create(
 def add_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder, log: Log,
                force: bool = False) -> str:  # fmt: skip
     """Embed one piece folder into the library (skipped when unchanged). Returns a status word."""
-    pid = folder.name
+    pid = piece_id_for(folder)
     if not PIECE_ID.match(pid):
-        log(f"warning: {folder}: folder name is not a usable piece id (letters, digits, . _ -); skipped")
+        log(f"warning: {folder}: folder name gives no usable piece id (letters, digits, . _ -); skipped")
         return "skipped"
     files = page_files(folder)
     if not files:

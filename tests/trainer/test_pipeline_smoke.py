@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from scoreid.inference import load_model
+from trainer.run import main as trainer_main
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = [sys.executable, str(REPO / "trainer" / "run.py")]
@@ -40,6 +41,13 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def _main(capfd, *args: str) -> tuple[int, str, str]:
+    """Run a trainer command in this process (saves the interpreter start-up); (code, out, err)."""
+    code = trainer_main(list(args))
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "data"
@@ -53,6 +61,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     runs, model = tmp_path / "runs", tmp_path / "model"
+    # the pipeline runs as a real process, as CI and users run it
     proc = _run("pipeline", "--preset", "smoke", "--data", str(corpus), "--pool", str(corpus),
                 "--out", str(runs), "--export", str(model))  # fmt: skip
     for stage in ("pretrain-audio", "pretrain-sheet", "finetune-both"):
@@ -79,8 +88,9 @@ def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     enc = load_model(model)
     assert enc.embed_audio(np.zeros((2, 1, 92, 84), np.float32)).shape == (2, 32)
     assert (model / "eval-same.json").is_file()
-    _run("eval", "--preset", "smoke", "--model", str(model), "--data", str(corpus), "--condition", "same",
-         "--out", str(tmp_path / "again.json"))  # fmt: skip
+    code = trainer_main(["eval", "--preset", "smoke", "--model", str(model), "--data", str(corpus),
+                         "--condition", "same", "--out", str(tmp_path / "again.json")])  # fmt: skip
+    assert code == 0
     a = json.loads((tmp_path / "again.json").read_text())
     b = json.loads((model / "eval-same.json").read_text())
     for d in ("audio_to_sheet", "sheet_to_audio"):
@@ -88,17 +98,17 @@ def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     assert a["piece_identification"]["top1"] == b["piece_identification"]["top1"]
 
 
-def test_pretrain_resume_continues_the_run(corpus, tmp_path):
+def test_pretrain_resume_continues_the_run(corpus, tmp_path, capfd):
     out = tmp_path / "pre"
     args = ["pretrain", "--modality", "audio", "--preset", "smoke", "--data", str(corpus), "--out", str(out)]
-    _run(*args, "--max-epochs", "1")
-    proc = _run(*args, "--max-epochs", "2", "--resume")
-    assert "resumed" in proc.stderr + proc.stdout
+    assert _main(capfd, *args, "--max-epochs", "1")[0] == 0
+    code, stdout, stderr = _main(capfd, *args, "--max-epochs", "2", "--resume")
+    assert code == 0 and "resumed" in stderr + stdout
     rows = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [r["epoch"] for r in rows] == [1, 2]
 
 
-def test_user_errors_are_one_line(corpus, tmp_path):
+def test_user_errors_are_one_line(corpus, tmp_path, capfd):
     for args, msg in (
         (
             ["eval", "--model", str(tmp_path), "--data", str(corpus), "--out", str(tmp_path / "x.json")],
@@ -123,7 +133,16 @@ def test_user_errors_are_one_line(corpus, tmp_path):
             "no fine-tuned model",
         ),
     ):
-        proc = _run(*args, check=False)
-        assert proc.returncode == 2, proc.stderr
-        err = proc.stderr.strip().splitlines()
-        assert err[-1].startswith("scoreid: error:") and msg in err[-1] and "Traceback" not in proc.stderr
+        code, _, stderr = _main(capfd, *args)
+        assert code == 2, stderr
+        err = stderr.strip().splitlines()
+        assert err[-1].startswith("scoreid: error:") and msg in err[-1] and "Traceback" not in stderr
+
+
+def test_time_budget_ends_a_stage_after_the_step_that_crosses_it(corpus, tmp_path, capfd):
+    out = tmp_path / "budget"
+    code, _, _ = _main(capfd, "pretrain", "--modality", "sheet", "--preset", "smoke", "--data", str(corpus),
+                       "--out", str(out), "--max-epochs", "5", "--time-budget", "0.01")  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "time budget" and summary["epochs"] == 1

@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--valid", type=float, default=0.08, help="fraction of works in valid")
     b.add_argument("--test", type=float, default=0.15, help="fraction of works in test")
     b.add_argument("--no-balance", action="store_true", help="split without balancing composers")
+    b.add_argument("--keep-audio", action="store_true", help="also keep each performance as FLAC")
     b.add_argument("--no-progress", action="store_true")
     s = sub.add_parser(
         "show", help="PNG: a page with aligned noteheads, spectrogram with onsets, strip window"
@@ -82,7 +83,9 @@ def _build(args: argparse.Namespace) -> int:
         raise UserError("--workers must be >= 1")
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
-    cfg = BuildConfig(looks=args.looks, performances=args.performances, seed=args.seed)
+    cfg = BuildConfig(
+        looks=args.looks, performances=args.performances, seed=args.seed, keep_audio=args.keep_audio
+    )
     if cfg.looks < 1 or cfg.performances < 1:
         raise UserError("--looks and --performances must be >= 1")
     res = build(args.source, args.out, workers=args.workers, limit=args.limit, unaligned=args.unaligned,

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--time-budget", type=float, default=None, help="override the main stage's wall-clock budget (s)"
     )
+    p.add_argument(
+        "--refine-budget", type=float, default=None, help="override each refinement round's budget (s)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, max_epochs=args.max_epochs)
     if args.time_budget is not None:
         cfg = dataclasses.replace(cfg, time_budget_s=args.time_budget)
+    if args.refine_budget is not None:
+        cfg = dataclasses.replace(cfg, refine_budget_s=args.refine_budget)
     finetune.run(cfg, args.data, args.out, init_audio=args.init_audio, init_sheet=args.init_sheet, seed=args.seed,
                  resume=args.resume, device_name=args.device, preset=preset.name)  # fmt: skip
     return 0

@@ -28,7 +28,15 @@ from scoreid.perform import PerformOptions, perform
 from scoreid.sheet.strip import cut_system, unroll
 from scoreid.synth import SHIFTED_SOUNDFONTS, TRAIN_SOUNDFONTS
 from trainer.corpus.sources import SourceItem
-from trainer.corpus.store import atomic_write_bytes, npz_bytes, page_path, piece_path, png_bytes
+from trainer.corpus.store import (
+    atomic_write_bytes,
+    audio_path,
+    flac_bytes,
+    npz_bytes,
+    page_path,
+    piece_path,
+    png_bytes,
+)
 
 SAME_FONTS = ("Leipzig", "Bravura", "Gootville")
 SHIFTED_FONTS = ("Petaluma",)
@@ -44,9 +52,13 @@ class BuildConfig:
     shifted_looks: int = 1  #: for valid/test pieces
     shifted_performances: int = 1
     seed: int = 0
+    keep_audio: bool = False  #: also write each performance as FLAC (audio/<pid>/<perf>.flac)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options that decide a piece's content (keep_audio only adds files beside it)."""
+        d = asdict(self)
+        d.pop("keep_audio")
+        return d
 
 
 @dataclass
@@ -185,6 +197,8 @@ def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
     perfs_meta = []
     for j, pp_ in enumerate(plan.performances):
         perf = perform(base.midi_notes, pp_.options)
+        if cfg.keep_audio:
+            atomic_write_bytes(audio_path(out, item.pid, pp_.name), flac_bytes(perf.audio))
         spec = spectrogram(perf.audio)
         frame = (perf.time_map.to_perf(onset.astype(np.float64)) * C.FPS).astype(np.float32)
         frame[~(frame < len(spec))] = np.nan

@@ -5,6 +5,7 @@ Layout (see BRIEF.md "Corpus on disk")::
     DATA_DIR/index.json               {"version": 1, "pieces": {pid: {...}}, "splits": {...}, "build": {...}}
     DATA_DIR/pieces/<pid>.npz         arrays (below) + "meta" (a JSON string)
     DATA_DIR/pages/<pid>/<render>-p<NNN>.png
+    DATA_DIR/audio/<pid>/<perf>.flac  only with ``corpus build --keep-audio``
 
 Arrays in a piece file: ``note_onset_s`` float32 [N] and ``note_pitch`` int16 [N]; per render i
 ``r{i}.strip`` uint8 [160, W], ``r{i}.note_x`` float32 [N] (nan: not aligned), ``r{i}.note_y``
@@ -66,6 +67,17 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def flac_bytes(audio: np.ndarray) -> bytes:
+    """Mono float audio at the contract rate as 16-bit FLAC."""
+    import soundfile as sf
+
+    from scoreid import contract as C
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1.0, 1.0), C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
@@ -76,6 +88,11 @@ def piece_path(data_dir: Path, pid: str) -> Path:
 
 def page_path(data_dir: Path, pid: str, render: str, page: int) -> Path:
     return Path(data_dir) / "pages" / pid / f"{render}-p{page + 1:03d}.png"
+
+
+def audio_path(data_dir: Path, pid: str, perf: str) -> Path:
+    """Where ``--keep-audio`` puts a performance's waveform."""
+    return Path(data_dir) / "audio" / pid / f"{perf}.flac"
 
 
 def read_meta(path: Path) -> dict[str, Any]:

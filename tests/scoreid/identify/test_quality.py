@@ -18,7 +18,9 @@ from scoreid.library.build import add_folder, open_or_create
 from scoreid.library.store import Library, write_index
 
 #: the shipped model; SCOREID_QUALITY_MODEL points the test at a candidate model instead
-MODEL = Path(os.environ.get("SCOREID_QUALITY_MODEL") or Path(__file__).resolve().parents[3] / "models" / "default")
+MODEL = Path(
+    os.environ.get("SCOREID_QUALITY_MODEL") or Path(__file__).resolve().parents[3] / "models" / "default"
+)
 pytestmark = pytest.mark.skipif(
     not (MODEL / "manifest.json").exists(),
     reason=f"no shipped model in {MODEL} (models/default/manifest.json) yet; trained by the trainer issue",

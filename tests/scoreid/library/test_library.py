@@ -49,19 +49,20 @@ def test_build_open_incremental_add_remove_show(tmp_path, sheets_dir, random_mod
     before = {p: (lib / "pieces" / f"{p}.npz").stat().st_mtime_ns for p in L.piece_ids}
     res = cli("library", "build", src, "--out", lib)
     assert res.returncode == 0 and "3 unchanged" in res.stdout, res.stdout + res.stderr
-    new = src / "schoenberg-copy"
+    new = src / "schoenberg copy (2)"  # a folder name with spaces: id "schoenberg-copy-2"
     shutil.copytree(src / "schoenberg-19-2", new)
     res = cli("library", "add", lib, new)
     assert res.returncode == 0 and "1 added" in res.stdout, res.stderr
     after = {p: (lib / "pieces" / f"{p}.npz").stat().st_mtime_ns for p in L.piece_ids}
     assert after == before
     L2 = Library.open(lib)
-    a, b = L2.rows["schoenberg-19-2"], L2.rows["schoenberg-copy"]
+    assert L2.pieces["schoenberg-copy-2"]["title"] == "schoenberg copy (2)"
+    a, b = L2.rows["schoenberg-19-2"], L2.rows["schoenberg-copy-2"]
     assert np.allclose(L2.vectors[a[0] : a[1]], L2.vectors[b[0] : b[1]])  # deterministic embedding
-    res = cli("library", "remove", lib, "schoenberg-copy")
+    res = cli("library", "remove", lib, "schoenberg-copy-2")
     assert res.returncode == 0
     assert (
-        Library.open(lib).piece_ids == L.piece_ids and not (lib / "pieces" / "schoenberg-copy.npz").exists()
+        Library.open(lib).piece_ids == L.piece_ids and not (lib / "pieces" / "schoenberg-copy-2.npz").exists()
     )
     res = cli("library", "remove", lib, "nope")
     assert res.returncode != 0 and "no piece 'nope'" in res.stderr and "Traceback" not in res.stderr

@@ -144,6 +144,16 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
         assert r.returncode == 0, r.stderr
         (line,) = r.stdout.splitlines()
         assert json.loads(line)["top"][0]["piece"] == online[wavs[0]][-1]["top"][0]["piece"]
+        # the same through `scoreid identify --server` (JSON lines: every hop, then the final line)
+        r = subprocess.run([sys.executable, "-m", "scoreid", "identify", "--server", address, str(wavs[0]),
+                            "--speed", "0", "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        lines = [json.loads(x) for x in r.stdout.splitlines()]
+        assert len(lines) > 2 and lines[-1]["final"] and not lines[0].get("final")
+        assert lines[-1]["top"][0]["piece"] == online[wavs[0]][-1]["top"][0]["piece"]
+        r = subprocess.run([sys.executable, "-m", "scoreid", "identify", "--server", address, str(tmp_path / "nope.wav")],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+        assert r.returncode == 2 and "nope.wav" in r.stderr and "Traceback" not in r.stderr
         # admin ingestion: a new piece from page images, searchable right away
         pages = sorted((sheets_dir / "joplin-maple-leaf").glob("*.png"))
         with grpc.insecure_channel(f"127.0.0.1:{conf['index']['port']}") as ch:

@@ -110,7 +110,7 @@ def test_cli_skips_bad_files_with_reasons_and_exit_code(tmp_path, capsys):
     src = make_sources(tmp_path)
     add_bad_files(src)
     rc = run.main(["corpus", "build", "--source", str(src), "--out", str(tmp_path / "d"), "--workers", "2",
-                   "--looks", "1", "--performances", "1", "--limit", "6", "--no-progress"])  # fmt: skip
+                   "--looks", "1", "--performances", "1", "--limit", "6", "--keep-audio", "--no-progress"])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 3
     assert "3 built" in out and "3 skipped" in out
@@ -121,6 +121,14 @@ def test_cli_skips_bad_files_with_reasons_and_exit_code(tmp_path, capsys):
     assert any("broken.musicxml" in ln for ln in lines)
     corpus = Corpus(tmp_path / "d")
     assert len(corpus.ids()) == 3 and len(corpus.index["skipped"]) == 3
+    # --keep-audio: the FLAC of a performance gives back its stored spectrogram
+    from scoreid.audio.io import load_audio
+    from scoreid.audio.spectrogram import spectrogram
+
+    piece = corpus.load(corpus.ids()[0])
+    perf = piece.performances[0]
+    audio = load_audio(tmp_path / "d" / "audio" / piece.id / f"{perf.name}.flac")
+    np.testing.assert_allclose(spectrogram(audio), perf.spec.astype(np.float32), atol=0.02)
 
 
 def test_same_inputs_same_bytes_and_resume(built, tmp_path):
