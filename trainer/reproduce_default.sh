@@ -36,7 +36,7 @@ for c in bach beethoven mozart haydn schumann_robert schumann_clara schubert han
   pool_sources+=(--source "music21:$c/*")
 done
 ok_or_skipped "$PY" trainer/run.py corpus build --unaligned "${pool_sources[@]}" \
-  --exclude "$DATA/corpus" --limit 250 --looks 1 --performances 1 --out "$DATA/pool" --workers 2 --seed 0
+  --exclude "$DATA/corpus" --limit 150 --looks 1 --performances 1 --out "$DATA/pool" --workers 2 --seed 0
 
 echo "reproduce: 3/3 cpu pipeline -> $RUNS, export -> models/default"
 "$PY" trainer/run.py pipeline --preset cpu --data "$DATA/corpus" --pool "$DATA/pool" \
