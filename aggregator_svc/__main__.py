@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 import redis
 
@@ -14,7 +12,7 @@ from aggregator_svc.server import AggregatorServicer, register
 from aggregator_svc.store import RedisTallies
 from scoreid.errors import UserError
 from scoreid.serve.config import load_config
-from scoreid.serve.grpc_server import build_server
+from scoreid.serve.grpc_server import build_server, serve_until_signal
 from scoreid.serve.logs import log_event, setup_json_logging
 from scoreid.serve.metrics import serve_metrics
 
@@ -43,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     log_event(
         log, "listening", service="aggregator", address=f"{cfg['host']}:{port}", redis=cfg["redis"]["url"]
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    server.stop(grace=2).wait()
+    serve_until_signal(server)
     return 0
 
 

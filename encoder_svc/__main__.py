@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 from encoder_svc.backend import load_encoder
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer, register
@@ -14,7 +12,7 @@ from scoreid.audio.io import AudioError
 from scoreid.contract import ContractError
 from scoreid.errors import UserError
 from scoreid.serve.config import load_config
-from scoreid.serve.grpc_server import build_server
+from scoreid.serve.grpc_server import build_server, serve_until_signal
 from scoreid.serve.logs import log_event, setup_json_logging
 from scoreid.serve.metrics import serve_metrics
 
@@ -50,11 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     log_event(log, "listening", service="encoder", address=f"{cfg['host']}:{port}", model=str(e["model"]),
               backend=e["backend"])  # fmt: skip
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    server.stop(grace=2).wait()
+    serve_until_signal(server)
     identify.close()
     return 0
 

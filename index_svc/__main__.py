@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from index_svc.library import ServedLibrary
 from index_svc.server import IndexServicer, register
 from scoreid.errors import UserError
 from scoreid.serve.config import load_config
-from scoreid.serve.grpc_server import build_server
+from scoreid.serve.grpc_server import build_server, serve_until_signal
 from scoreid.serve.logs import log_event, setup_json_logging
 from scoreid.serve.metrics import serve_metrics
 
@@ -54,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_metrics(ic["metrics_port"], cfg["host"])
     server.start()
     log_event(log, "listening", service="index", address=f"{cfg['host']}:{port}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    server.stop(grace=2).wait()
+    serve_until_signal(server)
     return 0
 
 

@@ -122,3 +122,15 @@ def wait_healthy(address: str, timeout: float = 10.0, service: str = "") -> None
                 last = e
             time.sleep(0.05)
     raise TimeoutError(f"{address} not healthy within {timeout} s ({last})")
+
+
+def serve_until_signal(server: grpc.Server, grace: float = 2.0) -> None:
+    """Block until SIGTERM or SIGINT, then stop ``server`` letting in-flight RPCs finish (``grace`` s)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=grace).wait()
