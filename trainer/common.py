@@ -27,6 +27,16 @@ def add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the preset's)")
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A 4-d batch in NHWC memory layout (same values and shape).
+
+    Training runs the networks and their batches channels-last: measured on the 2-core build VM
+    (one thread, batch 64, forward + backward + Adam of ``CrossModalNet``) 2.8 s -> 1.95 s per step
+    (oneDNN's NHWC convolution kernels). Exported models are unaffected (ONNX has no layout).
+    """
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def set_threads(args: argparse.Namespace, preset: presets.Preset) -> None:
     n = args.threads or preset.threads
     if n:

@@ -44,6 +44,7 @@ from scoreid.inference import git_commit
 from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
 from trainer import distributed as D
 from trainer.augment import AudioFinetuneAugment, SheetFinetuneAugment
+from trainer.common import channels_last
 from trainer.data import PairSet, context_frames, open_corpus
 from trainer.losses import ranking_loss
 from trainer.metrics import both_directions
@@ -67,7 +68,9 @@ class PairBatches:
         idx = rng.integers(0, len(self.pairs), size=n)
         sheet = torch.from_numpy(self.pairs.sheet_batch(idx, self.cfg.sheet_jitter_px, rng))
         audio = torch.from_numpy(self.pairs.audio_batch(idx, self.width))
-        return self.audio_aug(audio).to(device), self.sheet_aug(sheet).to(device)
+        return channels_last(self.audio_aug(audio).to(device)), channels_last(
+            self.sheet_aug(sheet).to(device)
+        )
 
 
 def train_step(
@@ -146,6 +149,7 @@ def run(
     )
 
     net = CrossModalNet(audio_frames=cfg.audio_frames).to(device)
+    net = net.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
     if init_audio:
         net.audio_encoder.load_state_dict(load_encoder(init_audio, "audio", cfg.audio_frames))
     if init_sheet:

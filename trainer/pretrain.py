@@ -33,6 +33,7 @@ from scoreid.errors import UserError
 from scoreid.models import ProjectionHead, audio_encoder, sheet_encoder
 from trainer import distributed as D
 from trainer.augment import AudioAugment, SheetAugment
+from trainer.common import channels_last
 from trainer.data import SnippetSource, context_frames, open_corpus
 from trainer.losses import nt_xent
 from trainer.metrics import summarize, true_ranks
@@ -72,7 +73,7 @@ class Views:
             base = torch.from_numpy(self.source.audio_excerpts(n, self.width, rng))
         else:
             base = torch.from_numpy(self.source.sheet_windows(n, rng))
-        return self.aug(base).to(device), self.aug(base).to(device)
+        return channels_last(self.aug(base).to(device)), channels_last(self.aug(base).to(device))
 
 
 def train_step(
@@ -157,6 +158,7 @@ def run(
     torch.set_rng_state(torch_state)
 
     model = PretrainNet(cfg.modality, cfg.audio_frames).to(device)
+    model = model.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
     config = {"title": f"pretrain {cfg.modality}", "seed": seed, "corpus": str(corpus_dir),
