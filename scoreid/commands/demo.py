@@ -7,6 +7,9 @@
    (csound GM bank), a tempo (1.25x) and tempo curve outside the training range, a room and noise.
 3. Streams it hop by hop through the same incremental code the services use, printing the running
    identity and score position, and writes a plot (confidence over time + followed path).
+   With ``--services`` the same performance goes through the real stack instead: redis-server and
+   the index, aggregator and encoder services started on free loopback ports (a private state
+   folder, stopped afterwards), streamed by the gRPC client at ``--speed`` x real time.
 
 Without a trained model in ``models/default`` it says so and shows only the front end (the
 spectrogram of the streamed performance): it never prints an identity it did not compute.
@@ -48,23 +51,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=float, default=0.5, help="seconds of audio per streamed chunk")
     p.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {default_cache()})")
     p.add_argument("--model", type=Path, default=MODEL_DIR, help="model directory (default models/default)")
-    p.add_argument("--services", action="store_true", help="run through `scoreid up` (the services)")
+    p.add_argument(
+        "--services", action="store_true", help="run through the services (`scoreid up`) on loopback"
+    )
+    p.add_argument("--speed", type=float, default=4.0,
+                   help="with --services: stream at N x real time (0: as fast as possible; default 4)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     if args.hop <= 0 or args.seconds <= 0:
         raise UserError("--hop and --seconds must be positive")
-    if args.services:
-        raise UserError(
-            "demo --services is not implemented yet; run the services with `scoreid up --config "
-            "deploy/scoreid.yaml` and stream a recording with `python -m scoreid.client ADDRESS FILE`"
-        )
+    if args.speed < 0:
+        raise UserError("--speed must be >= 0")
     from scoreid.demo_data import DEMO_PIECES
 
     pieces = list(DEMO_PIECES[: max(1, args.pieces)])
     if args.piece not in pieces:
         pieces = [args.piece, *pieces[: max(0, args.pieces - 1)]]
     if not (Path(args.model) / "manifest.json").exists():
+        if args.services:
+            raise UserError(f"demo --services needs a trained model (no manifest.json in {args.model})")
         return front_end_only(args)
     return identify_demo(args, pieces)
 
@@ -100,7 +106,7 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     from scoreid.commands.identify import plot_history, status_line
     from scoreid.demo_data import engrave_piece, notes_of, piece_id, shifted_performance
     from scoreid.engrave import EngraveError
-    from scoreid.identify.stream import Identifier
+    from scoreid.identify.stream import Identifier, Update
     from scoreid.inference import load_model
     from scoreid.library.build import add_folder, model_fingerprint, open_or_create
     from scoreid.library.store import Library, write_index
@@ -133,22 +139,29 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     audio = perf.audio[: int(args.seconds * C.SAMPLE_RATE)]
     print(f"demo: performing {args.piece} [{target}]: csound soundfont, tempo 1.25x with a tempo curve, "
           f"room and noise; streaming {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s")  # fmt: skip
-    ident = Identifier(lib, enc, hop_s=args.hop)
-    chunk = int(args.hop * C.SAMPLE_RATE)
-    history = []
+    history: list[Update] = []
     t_first = None
+
+    def show(u: Update) -> None:
+        nonlocal t_first
+        history.append(u)
+        right = bool(u.ranking) and u.ranking[0][0] == target
+        if right and t_first is None:
+            t_first = u.t
+        if not right:
+            t_first = None
+        if abs(u.t - round(u.t)) < 1e-6 and int(round(u.t)) % 2 == 0:
+            print(("  OK " if right else "     ") + status_line(u, lib), flush=True)
+
     t1 = time.perf_counter()
-    for s in range(0, len(audio) + chunk, chunk):
-        ups = ident.push(audio[s : s + chunk]) if s < len(audio) else ident.finish()
-        for u in ups:
-            history.append(u)
-            right = bool(u.ranking) and u.ranking[0][0] == target
-            if right and t_first is None:
-                t_first = u.t
-            if not right:
-                t_first = None
-            if abs(u.t - round(u.t)) < 1e-6 and int(round(u.t)) % 2 == 0:
-                print(("  OK " if right else "     ") + status_line(u, lib), flush=True)
+    if args.services:
+        stream_services(args, lib, lib_dir, audio, show)
+    else:
+        ident = Identifier(lib, enc, hop_s=args.hop)
+        chunk = int(args.hop * C.SAMPLE_RATE)
+        for s in range(0, len(audio) + chunk, chunk):
+            for u in ident.push(audio[s : s + chunk]) if s < len(audio) else ident.finish():
+                show(u)
     dt = time.perf_counter() - t1
     final = history[-1] if history else None
     got = final.ranking[0][0] if final and final.ranking else None
@@ -156,9 +169,65 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     verdict = "correct" if got == target else f"WRONG (expected {target})"
     print(f"demo: final identity {got} -> {verdict}; "
           + (f"identified after {t_first:.1f} s of audio and stayed; " if t_first is not None and got == target else "")
-          + f"{secs / max(dt, 1e-9):.0f}x real time")  # fmt: skip
+          + f"{secs / max(dt, 1e-9):.0f}x real time" + (" (paced by the client)" if args.services else ""))  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "demo-identify.png"
     plot_history(history, lib, png, title=f"{args.piece} (held-out performance)")
     print(f"demo: wrote {png}")
     return 0
+
+
+def stream_services(args: argparse.Namespace, lib, lib_dir: Path, audio: np.ndarray, show) -> None:  # type: ignore[no-untyped-def]
+    """Start the stack (redis-server + the three services, free loopback ports, a private state
+    folder) serving the demo library, stream ``audio`` to it with the gRPC client, hand every
+    update to ``show`` as an offline-style :class:`Update`, and stop the stack again."""
+    import tempfile
+
+    import grpc
+
+    from scoreid.client import stream_audio
+    from scoreid.serve.config import load_config
+    from scoreid.serve.stack import free_ports, start_stack, stop_stack
+
+    cfg = load_config(None, environ={})
+    ports = free_ports(7)
+    cfg["redis"]["port"] = ports[0]
+    cfg["redis"]["url"] = f"redis://{cfg['host']}:{ports[0]}/0"
+    for i, svc in enumerate(("index", "aggregator", "encoder")):
+        cfg[svc]["port"], cfg[svc]["metrics_port"] = ports[1 + 2 * i], ports[2 + 2 * i]
+    for svc in ("aggregator", "index"):
+        cfg[svc]["address"] = f"{cfg['host']}:{cfg[svc]['port']}"
+    cfg["encoder"]["model"] = str(Path(args.model).resolve())
+    cfg["index"]["libraries"] = {"demo": str(lib_dir)}
+    with tempfile.TemporaryDirectory(prefix="scoreid-demo-stack-") as state:
+        cfg["state_dir"] = state
+        print("demo: starting the services (redis-server, index, aggregator, encoder) on loopback ...")
+        record = start_stack(cfg)
+        try:
+            print(f"demo: stack up at {record['address']}; metrics {record['metrics']['encoder']}; "
+                  f"streaming at {args.speed:g}x real time")  # fmt: skip
+            for msg in stream_audio(
+                record["address"], audio, C.SAMPLE_RATE, speed=args.speed, hop_s=args.hop
+            ):
+                show(update_of(msg, lib))
+        except grpc.RpcError as e:
+            raise UserError(f"demo --services: {e.code().name}: {e.details()}") from None
+        finally:
+            stop_stack(state)
+            print("demo: services stopped")
+
+
+def update_of(msg, lib):  # type: ignore[no-untyped-def]
+    """An ``Identification`` from the services as the offline :class:`Update` (for the same
+    status lines and plot); the followed position is mapped back to its library window."""
+    from scoreid.identify.stream import Update
+
+    ranking = [(t.piece, float(t.score), float(t.votes)) for t in msg.top]
+    positions = {}
+    if msg.HasField("position") and msg.position.piece in lib.pieces:
+        p = msg.position
+        m = lib.meta
+        rows = np.flatnonzero((m["piece"] == p.piece) & (m["page"] == p.page) & (m["system"] == p.system))
+        if len(rows):
+            positions[p.piece] = lib.row(int(rows[np.argmin(np.abs(m["x"][rows] - p.x))]))
+    return Update(t=float(msg.seconds), ranking=ranking, positions=positions)

@@ -69,6 +69,22 @@ def _tcp_ready(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on loopback (held open together, so they differ)."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _resolve(path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() or p.exists() else REPO / p

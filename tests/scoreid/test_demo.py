@@ -29,3 +29,22 @@ def test_demo_with_model_streams_and_plots(tmp_path, random_model):
     assert (tmp_path / "out" / "demo-identify.png").exists()
     again = cli(*args)  # cached: nothing engraved or embedded again
     assert again.returncode == 0 and "engraving" not in again.stdout
+
+
+def test_demo_through_services(tmp_path, random_model):
+    """``demo --services``: the same performance through a real stack (redis-server + the three
+    services on free loopback ports), the same status lines and plot, and the stack stopped after."""
+    args = ("demo", "--services", "--speed", 0, "--model", random_model, "--pieces", 2, "--seconds", 6,
+            "--cache", tmp_path / "cache", "--out", tmp_path / "out", "--piece", "schoenberg/opus19/movement2")  # fmt: skip
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "stack up at 127.0.0.1:" in res.stdout and "services stopped" in res.stdout
+    assert "t=   2.0s" in res.stdout and "final identity" in res.stdout
+    assert (tmp_path / "out" / "demo-identify.png").exists()
+    ps = subprocess.run(["pgrep", "-f", "encoder_svc --config .*scoreid-demo-stack"], capture_output=True)
+    assert ps.returncode == 1, "a service of the demo stack is still running"
+
+
+def test_demo_services_without_model_is_a_clear_error(tmp_path):
+    res = cli("demo", "--services", "--model", tmp_path / "none", "--out", tmp_path / "out")
+    assert res.returncode == 2 and "needs a trained model" in res.stderr and "Traceback" not in res.stderr
