@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         e = cfg["encoder"]
-        encoder = load_encoder(e["model"], e["backend"], e["threads"])
+        encoder = load_encoder(e["model"], e["backend"], e["threads"], e["precision"])
         identify = IdentifyServicer(encoder, cfg["index"]["address"], cfg["aggregator"]["address"],
                                     EncoderSettings.from_config(e))  # fmt: skip
         server, port = build_server(

@@ -5,7 +5,9 @@
 differs from this code's (:class:`~scoreid.contract.ContractError` naming the fields), and runs:
 
 - ``onnx``: ``audio.onnx`` / ``sheet.onnx`` with onnxruntime (CPU, or CUDA when available and
-  ``device="cuda"``);
+  ``device="cuda"``); ``precision="int8"`` runs the audio encoder from ``audio.int8.onnx`` (static
+  int8 quantisation written by ``trainer/run.py export``; ~1.7x the windows/s on AVX2 CPUs, see
+  BENCHMARKS.md) and the sheet encoder in fp32;
 - ``torch``: ``model.pt`` with the shared definitions in :mod:`scoreid.models`;
 - ``tensorrt``: ``audio.fp16.plan`` / ``sheet.fp16.plan`` (or ``fp32`` with
   ``precision="fp32"``) via :mod:`scoreid.tensorrt_backend`; without TensorRT or a GPU a
@@ -189,7 +191,11 @@ def ort_session_options(threads: int | None = None) -> Any:
 
 
 def _onnx_runners(
-    model_dir: Path, manifest: dict[str, Any], device: str, threads: int | None = None
+    model_dir: Path,
+    manifest: dict[str, Any],
+    device: str,
+    threads: int | None = None,
+    precision: str = "fp32",
 ) -> tuple[Runner, Runner]:
     import onnxruntime as ort
 
@@ -206,7 +212,14 @@ def _onnx_runners(
         sess = ort.InferenceSession(str(_file(model_dir, manifest, key)), opts, providers=providers)
         return _chunked(lambda x: sess.run(None, {name: x})[0])
 
-    return runner("audio_onnx", AUDIO_INPUT), runner("sheet_onnx", SHEET_INPUT)
+    if precision not in ("fp32", "int8"):
+        raise UserError(f"ONNX precision must be fp32 or int8, got {precision!r}")
+    if precision == "int8" and not manifest["files"].get("audio_onnx_int8"):
+        raise UserError(
+            f"{model_dir}: no int8 audio model (export it with trainer/run.py export --int8-calibration N)"
+        )
+    audio_key = "audio_onnx_int8" if precision == "int8" else "audio_onnx"
+    return runner(audio_key, AUDIO_INPUT), runner("sheet_onnx", SHEET_INPUT)
 
 
 def _torch_runners(model_dir: Path, manifest: dict[str, Any], device: str) -> tuple[Runner, Runner]:
@@ -247,7 +260,7 @@ def load_model(
     backend: str = "onnx",
     *,
     device: str | None = None,
-    precision: str = "fp16",
+    precision: str | None = None,
     expected: Contract | None = None,
     threads: int | None = None,
 ) -> Encoders:
@@ -255,7 +268,8 @@ def load_model(
 
     ``expected`` is the contract this code serves (default :data:`scoreid.contract.DEFAULT`);
     pass ``contract.with_audio_window(n)`` to serve a 42- or 168-frame model. ``device`` defaults
-    to "cpu" for onnx/torch and "cuda" for tensorrt; ``precision`` picks the TensorRT plan.
+    to "cpu" for onnx/torch and "cuda" for tensorrt; ``precision`` picks the TensorRT plan
+    ("fp16", the default, or "fp32") or the ONNX audio encoder ("fp32", the default, or "int8").
     ``threads``: intra-op CPU threads of the onnx backend (None: one per core).
     """
     if backend not in BACKENDS:
@@ -268,9 +282,9 @@ def load_model(
         raise ContractError(f"{mdir}: manifest contract is malformed ({e})") from None
     (expected or C.DEFAULT).check_compatible(contract, what=f"model {mdir}")
     if backend == "onnx":
-        audio, sheet = _onnx_runners(mdir, manifest, device or "cpu", threads)
+        audio, sheet = _onnx_runners(mdir, manifest, device or "cpu", threads, precision or "fp32")
     elif backend == "torch":
         audio, sheet = _torch_runners(mdir, manifest, device or "cpu")
     else:
-        audio, sheet = _tensorrt_runners(mdir, manifest, device or "cuda", precision)
+        audio, sheet = _tensorrt_runners(mdir, manifest, device or "cuda", precision or "fp16")
     return Encoders(mdir, manifest, contract, backend, audio, sheet)

@@ -8,6 +8,12 @@ Writes into ``out_dir``:
 - with TensorRT importable: ``audio.fp16.onnx`` / ``sheet.fp16.onnx`` (the same graphs in half
   precision with float32 inputs/outputs, because TensorRT 11 builds strongly typed networks) and
   the plans ``{audio,sheet}.{fp16,fp32}.plan``; without it, a message says what to install;
+- with ``int8_calibration`` (real spectrogram excerpts): ``audio.int8.onnx``, the audio encoder
+  statically quantised by ONNX Runtime (QDQ, int8 per-channel weights, uint8 activations
+  calibrated on those excerpts) for the CPU serving path (``load_model(..., precision="int8")``);
+  its embeddings are compared with torch's by cosine similarity and it is kept only when the mean
+  is >= ``int8_min_cos`` (default ``INT8_MIN_COS``; otherwise left out with a message);
+  the retrieval cost of the quantisation is measured by ``trainer/run.py eval --precision int8``;
 - ``manifest.json``: format, feature contract, files, inputs/output, training info.
 
 Every ONNX file is checked against torch on the parity inputs (real corpus excerpts when given):
@@ -48,6 +54,7 @@ PARITY_TOL = 1e-4
 TRT_TOL = {"fp32": 1e-3, "fp16": 2e-2}
 TRT_MAX_BATCH = 256
 TRT_OPT_BATCH = 64
+INT8_MIN_COS = 0.98  #: mean cosine similarity of int8 vs torch embeddings on the calibration check
 
 
 class ParityError(RuntimeError):
@@ -93,6 +100,41 @@ def onnx_max_diff(path: Path, input_name: str, module: nn.Module, x: np.ndarray)
     return float(np.abs(got - ref).max())
 
 
+def quantize_int8(src: Path, dst: Path, input_name: str, calibration: np.ndarray, batch: int = 32) -> Path:
+    """Static int8 quantisation of an ONNX encoder with ONNX Runtime's tooling (QDQ format,
+    per-channel int8 weights, uint8 activations, min/max calibration on ``calibration``)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            x = np.ascontiguousarray(calibration, np.float32)
+            self.batches = iter([{input_name: x[i : i + batch]} for i in range(0, len(x), batch)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre))
+        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    onnx.checker.check_model(onnx.load(str(dst)))
+    return dst
+
+
+def mean_cosine(path: Path, input_name: str, module: nn.Module, x: np.ndarray) -> tuple[float, float]:
+    """Mean and min cosine similarity between onnxruntime's and torch's embeddings of ``x``."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {input_name: x})[0]
+    with torch.inference_mode():
+        ref = module(torch.from_numpy(x)).numpy()
+    cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
+    return float(cos.mean()), float(cos.min())
+
+
 def random_inputs(frames: int, n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Stand-in parity inputs in the input ranges (spectrogram-like >= 0; sheet in [0, 1])."""
     rng = np.random.default_rng(seed)
@@ -110,6 +152,8 @@ def export_model(
     tensorrt: bool = True,
     log: Callable[[str], None] = print,
     trt_device: str = "cuda",
+    int8_calibration: np.ndarray | None = None,
+    int8_min_cos: float = INT8_MIN_COS,
 ) -> dict[str, Any]:
     """Write the model directory; returns the manifest (raises :class:`ParityError` on mismatch).
 
@@ -145,6 +189,21 @@ def export_model(
         )
         if not diff <= PARITY_TOL:
             raise ParityError(f"{mod}.onnx differs from torch by {diff:.3g} > {PARITY_TOL:g}")
+
+    if int8_calibration is not None and len(int8_calibration):
+        module, name, _shape, _x = paths["audio"]
+        calib = np.ascontiguousarray(int8_calibration, np.float32)
+        q = quantize_int8(out / "audio.onnx", out / "audio.int8.onnx", name, calib)
+        mean, low = mean_cosine(q, name, module, parity_audio)
+        parity["audio_onnx_int8_mean_cos"] = mean
+        parity["audio_onnx_int8_min_cos"] = low
+        log(f"int8 {q.name} vs torch: cosine mean {mean:.4f}, min {low:.4f} over {len(parity_audio)} {what} "
+            f"(calibrated on {len(calib)} excerpts; kept when the mean is >= {int8_min_cos})")  # fmt: skip
+        if mean >= int8_min_cos:
+            files["audio_onnx_int8"] = q.name
+        else:  # the fp32 model is what matters: an inaccurate int8 one is left out, not fatal
+            q.unlink()
+            log(f"int8 {q.name} left out: mean cosine {mean:.4f} < {int8_min_cos}")
 
     if tensorrt:
         try:

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "metrics_port": 9101,
         "model": "models/default",
         "backend": "onnx",  # onnx | tensorrt | torch
+        "precision": "",  # empty: the backend's default (onnx fp32, tensorrt fp16); onnx int8 = audio.int8.onnx
         "threads": 1,  # intra-op CPU threads of the onnx backend (0: one per core); see BENCHMARKS.md "Encoder"
         "max_batch": 64,
         "max_wait_ms": 5.0,

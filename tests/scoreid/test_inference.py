@@ -256,3 +256,38 @@ def test_tensorrt_export_and_backend_with_gpu_mocked(tmp_path, monkeypatch):
     enc16 = load_model(tmp_path, backend="tensorrt", device="cpu")
     assert np.abs(enc16.embed_audio(a) - ra).max() <= 2e-2
     assert enc16.embed_sheet(s).shape == (9, 32)
+
+
+def test_int8_audio_model_exported_checked_and_selectable(tmp_path, model_dir):
+    """``int8_calibration``: audio.int8.onnx is written, compared with torch by cosine in the
+    manifest, and served with precision="int8" (sheet stays fp32); a model without it says so."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(2)
+    calib = np.abs(rng.normal(0, 0.5, (64, 1, 92, 84))).astype(np.float32)
+    logs: list[str] = []
+    # (a random network quantises worse than a trained one: mean cosine ~0.97 here)
+    m = export_model(_trained_like_net(), tmp_path, {"preset": "test"}, tensorrt=False, log=logs.append,
+                     int8_calibration=calib, int8_min_cos=0.95)  # fmt: skip
+    assert m["files"]["audio_onnx_int8"] == "audio.int8.onnx"
+    assert m["training"]["parity_max_abs_diff"]["audio_onnx_int8_mean_cos"] >= 0.95
+    assert any(line.startswith("int8 audio.int8.onnx vs torch: cosine mean") for line in logs)
+    q, f = load_model(tmp_path, precision="int8"), load_model(tmp_path)
+    a = np.abs(rng.normal(0, 0.5, (8, 1, 92, 84))).astype(np.float32)
+    cos = np.sum(q.embed_audio(a) * f.embed_audio(a), axis=1)
+    assert cos.min() > 0.9 and not np.array_equal(q.embed_audio(a), f.embed_audio(a))
+    s = _inputs()[1]
+    assert np.array_equal(q.embed_sheet(s), f.embed_sheet(s))
+    with pytest.raises(UserError, match="no int8 audio model"):
+        load_model(model_dir, precision="int8")
+    with pytest.raises(UserError, match="fp32 or int8"):
+        load_model(model_dir, precision="fp16")
+
+
+def test_inaccurate_int8_model_is_left_out_not_fatal(tmp_path):
+    calib = np.abs(np.random.default_rng(3).normal(0, 0.5, (32, 1, 92, 84))).astype(np.float32)
+    logs: list[str] = []
+    m = export_model(_trained_like_net(), tmp_path, {"preset": "test"}, tensorrt=False, log=logs.append,
+                     int8_calibration=calib, int8_min_cos=0.99999)  # fmt: skip
+    assert "audio_onnx_int8" not in m["files"] and not (tmp_path / "audio.int8.onnx").exists()
+    assert any("left out" in line for line in logs)
+    assert load_model(tmp_path).embed_audio(calib[:2]).shape == (2, 32)

@@ -83,6 +83,7 @@ def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     assert "| both | same |" in (runs / "ablation.md").read_text()
     assert "parity audio.onnx vs torch: max abs diff" in proc.stdout
     assert "TensorRT plans skipped" in proc.stdout or (model / "audio.fp16.plan").is_file()
+    assert "int8 audio.int8.onnx vs torch: cosine mean" in proc.stdout  # calibrated on the corpus
 
     # the exported model serves and `eval` on it reproduces the pipeline's numbers
     enc = load_model(model)

@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"),
                    help="backend for an exported model directory")  # fmt: skip
+    p.add_argument("--precision", default=None, choices=("fp32", "int8", "fp16"),
+                   help="onnx: fp32 (default) or int8 audio encoder; tensorrt: fp16 (default) or fp32")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     enc: Embedder
     if (model / MANIFEST).is_file():
-        loaded = load_model(model, backend=args.backend)
+        loaded = load_model(model, backend=args.backend, precision=args.precision)
         enc, frames = loaded, loaded.audio_frames
     else:
         net = load_net(model)

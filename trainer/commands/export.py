@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scoreid.errors import UserError
 from trainer.common import find_checkpoint, load_net
 from trainer.data import PairSet, open_corpus
 from trainer.export import export_model
@@ -25,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--parity-n", type=int, default=32, help="real input pairs for the parity check")
     p.add_argument("--no-tensorrt", action="store_true", help="do not try to build TensorRT plans")
+    p.add_argument("--int8-calibration", type=int, default=512, metavar="N",
+                   help="also write audio.int8.onnx, calibrated on N training excerpts (0: no int8 model)")  # fmt: skip
 
 
 def parity_inputs(data: str | None, frames: int, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -39,6 +42,16 @@ def parity_inputs(data: str | None, frames: int, n: int) -> tuple[np.ndarray | N
     return None, None
 
 
+def calibration_inputs(data: str | None, frames: int, n: int) -> np.ndarray | None:
+    """``n`` audio excerpts evenly over the training split (condition "same") for int8 calibration."""
+    if n <= 0 or not data or not (Path(data) / "index.json").is_file():
+        return None
+    pairs = PairSet.from_corpus(open_corpus(data), "train", "same")
+    if not len(pairs):
+        return None
+    return pairs.audio_batch(pairs.evenly(n), frames)
+
+
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     ckpt = find_checkpoint(args.model)
@@ -50,5 +63,11 @@ def run(args: argparse.Namespace) -> int:
         training = json.loads(summary.read_text())
     training.setdefault("checkpoint", str(ckpt))
     audio, sheet = parity_inputs(args.data or training.get("corpus"), net.audio_frames, args.parity_n)
-    export_model(net, args.out, training, audio, sheet, tensorrt=not args.no_tensorrt)
+    if args.int8_calibration < 0:
+        raise UserError("--int8-calibration must be >= 0")
+    data = args.data or training.get("corpus")
+    calib = calibration_inputs(data, net.audio_frames, args.int8_calibration)
+    if args.int8_calibration > 0 and calib is None:
+        print("int8 audio model skipped: no corpus to calibrate on (give --data)")
+    export_model(net, args.out, training, audio, sheet, tensorrt=not args.no_tensorrt, int8_calibration=calib)
     return 0

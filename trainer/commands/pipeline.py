@@ -17,7 +17,7 @@ from typing import Any
 
 from scoreid.errors import UserError
 from trainer import finetune, presets, pretrain
-from trainer.commands.export import parity_inputs
+from trainer.commands.export import calibration_inputs, parity_inputs
 from trainer.common import TorchEmbedder, add_common, load_net, set_threads
 from trainer.data import CONDITIONS, open_corpus
 from trainer.evaluate import evaluate
@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         net = load_net(run_dir)
         summary = json.loads((run_dir / "summary.json").read_text())
         audio, sheet = parity_inputs(args.data, net.audio_frames, 32)
-        export_model(net, args.export, summary, audio, sheet)
+        calib = calibration_inputs(args.data, net.audio_frames, 512)
+        export_model(net, args.export, summary, audio, sheet, int8_calibration=calib)
         for cond in conditions:
             src = run_dir / f"eval-{cond}.json"
             if src.is_file():
