@@ -89,6 +89,16 @@ class Identifier:
         self._append(self.front.push(samples))
         return self._drain()
 
+    def push_frames(self, frames: np.ndarray) -> list[Update]:
+        """Feed contract spectrogram frames (T, 92) instead of audio, e.g. a stored corpus
+        spectrogram: the same as pushing the audio they were computed from (the online front end
+        reproduces the offline spectrogram exactly). Do not mix with :meth:`push` in one stream."""
+        frames = np.asarray(frames, np.float32)
+        if frames.ndim != 2 or frames.shape[1] != C.N_BINS:
+            raise ValueError(f"frames must be (T, {C.N_BINS}), got {frames.shape}")
+        self._append(frames)
+        return self._drain()
+
     def finish(self) -> list[Update]:
         """End of stream: flush the front end (and process a last partial hop)."""
         self._append(self.front.flush())

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +75,38 @@ def test_identify_streaming_equals_chunking(lib, random_model):
     ub = [u for s in range(0, len(x), 777) for u in b.push(x[s : s + 777])] + b.finish()
     assert [u.t for u in ua] == [u.t for u in ub]
     assert [u.ranking[:3] for u in ua][-1] == [u.ranking[:3] for u in ub][-1]
+
+
+def test_push_frames_equals_pushing_the_audio(lib, random_model):
+    """A spectrogram fed frame by frame (as bench/identify.py feeds stored corpus spectrograms)
+    gives the same updates as the audio it was computed from."""
+    from scoreid.audio.spectrogram import spectrogram
+
+    L = Library.open(lib)
+    enc = load_model(random_model)
+    x = tones(6.0, 22050, seed=2)
+    a, b = Identifier(L, enc, hop_s=0.5), Identifier(L, enc, hop_s=0.5)
+    ua = [u for s in range(0, len(x), 11025) for u in a.push(x[s : s + 11025])]
+    spec = spectrogram(x)
+    ub = [u for s in range(0, len(spec), 10) for u in b.push_frames(spec[s : s + 10])]
+    n = min(len(ua), len(ub))
+    assert n >= 10 and [u.t for u in ua[:n]] == [u.t for u in ub[:n]]
+    for u, v in zip(ua[:n], ub[:n], strict=True):
+        assert [p for p, _s, _v in u.ranking[:3]] == [p for p, _s, _v in v.ranking[:3]]
+        assert np.allclose([s for _p, s, _v in u.ranking[:3]], [s for _p, s, _v in v.ranking[:3]], atol=1e-4)
+    with pytest.raises(ValueError, match="frames must be"):
+        b.push_frames(np.zeros((4, 7), np.float32))
+
+
+def test_time_to_identify_rule():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+    from identify import time_to_identify
+
+    ts = [0.5, 1.0, 1.5, 2.0, 2.5]
+    assert time_to_identify(ts, [False, True, False, True, True]) == 2.0  # right and stays right from 2.0
+    assert time_to_identify(ts, [True] * 5) == 0.5
+    assert time_to_identify(ts, [True, True, True, True, False]) == float("inf")  # wrong at the end
+    assert time_to_identify([], []) == float("inf")
 
 
 def test_identify_bad_audio(tmp_path, lib):

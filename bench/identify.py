@@ -1,0 +1,205 @@
+"""Benchmark: time to identify — seconds of audio until the top-1 piece is right and stays right.
+
+``python bench/identify.py --model models/default --data DATA/corpus [--split test]
+[--condition shifted] [--max-seconds 60] [--starts 0,0.5] [--out bench/results/identify.json]``
+
+1. Builds a sheet library from the split's page images of the condition's look (``shifted``: the
+   Petaluma font, never seen in training) with the product path — staff systems detected from
+   pixels, snippets embedded by the model's sheet encoder (``scoreid.library.build``); cached in
+   ``--work`` per model.
+2. Streams every recording of the condition (``shifted``: csound soundfont, tempo outside the
+   training range, room and noise) through :class:`scoreid.identify.stream.Identifier` in hops of
+   ``--hop`` s — the stored corpus spectrogram is fed frame-exactly (``push_frames``), from each
+   start in ``--starts`` (fractions of the recording: 0 = from the first bar, 0.5 = joining in the
+   middle) for at most ``--max-seconds``.
+3. Time to identify of a stream: the earliest hop from which the top-1 is the right piece at every
+   later hop of the stream (a stream never right at its end counts as not identified, +inf).
+   Reports the median over streams, the share identified, and accuracy (top-1 right) vs seconds;
+   prints a table, writes JSON (``median_seconds_to_identify``, ``date``, ``machine``) and a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scoreid import contract as C  # noqa: E402
+from scoreid.identify.stream import Identifier  # noqa: E402
+from scoreid.inference import load_model  # noqa: E402
+from scoreid.library.build import add_folder, model_fingerprint, open_or_create  # noqa: E402
+from scoreid.library.store import Library, write_index  # noqa: E402
+from trainer.corpus.store import Corpus  # noqa: E402
+
+
+def build_library(
+    corpus: Corpus, pids: list[str], condition: str, model: Path, work: Path, stride: float
+) -> Library:
+    lib_dir = work / f"library-{condition}-{model_fingerprint(model)[:12]}"
+    enc = load_model(model)
+    index = open_or_create(lib_dir, enc, model, stride)
+    for pid in pids:
+        piece = corpus.load(pid)
+        render = next((r for r in piece.renders if r.condition == condition), None)
+        if render is None or not render.page_paths:
+            continue
+        folder = work / "sheets" / condition / pid
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            for pg in render.page_paths:
+                shutil.copyfile(pg, folder / pg.name)
+            meta = piece.meta
+            (folder / "piece.json").write_text(json.dumps({"title": meta.get("title", pid),
+                                                           "composer": meta.get("composer", "")}))  # fmt: skip
+        add_folder(index, lib_dir, folder, enc, lambda m: print(f"library: {m}", file=sys.stderr))
+    write_index(lib_dir, index)
+    return Library.open(lib_dir)
+
+
+def stream_times(
+    lib: Library, enc, spec: np.ndarray, truth: str, hop_s: float
+) -> tuple[list[float], list[bool]]:  # type: ignore[no-untyped-def]
+    ident = Identifier(lib, enc, hop_s=hop_s)
+    step = max(1, int(round(hop_s * C.FPS)))
+    ts, right = [], []
+    for s in range(0, len(spec), step):
+        for u in ident.push_frames(spec[s : s + step]):
+            ts.append(u.t)
+            right.append(bool(u.ranking) and u.ranking[0][0] == truth)
+    return ts, right
+
+
+def time_to_identify(ts: list[float], right: list[bool]) -> float:
+    if not right or not right[-1]:
+        return float("inf")
+    k = len(right) - 1
+    while k > 0 and right[k - 1]:
+        k -= 1
+    return ts[k]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=ROOT / "models" / "default")
+    p.add_argument("--data", type=Path, required=True, help="corpus directory (trainer/run.py corpus build)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--condition", default="shifted", choices=("same", "shifted"))
+    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--starts", default="0,0.5", help="stream start positions, fractions of each recording")
+    p.add_argument(
+        "--stride", type=float, default=None, help="library window stride px (default the library's)"
+    )
+    p.add_argument(
+        "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-identify"
+    )
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "identify.json")
+    args = p.parse_args(argv)
+    if not (args.model / "manifest.json").is_file():
+        raise SystemExit(f"bench/identify: no model at {args.model} (manifest.json)")
+    corpus = Corpus(args.data)
+    pids = corpus.ids(args.split)
+    if not pids:
+        raise SystemExit(f"bench/identify: no {args.split} pieces in {args.data}")
+    starts = [float(x) for x in args.starts.split(",") if x.strip()]
+    t0 = time.perf_counter()
+    lib = build_library(corpus, pids, args.condition, args.model, args.work, args.stride)
+    t_lib = time.perf_counter() - t0
+    enc = load_model(args.model, threads=1)
+    streams = []
+    t1 = time.perf_counter()
+    for pid in pids:
+        if pid not in lib.pieces:
+            continue
+        for j, perf in enumerate(corpus.load(pid).performances):
+            if perf.condition != args.condition:
+                continue
+            spec = perf.spec.astype(np.float32)
+            for start in starts:
+                a = int(start * len(spec))
+                part = spec[a : a + int(args.max_seconds * C.FPS)]
+                if len(part) < C.AUDIO_WINDOW_FRAMES:
+                    continue
+                ts, right = stream_times(lib, enc, part, pid, args.hop)
+                streams.append({"piece": pid, "performance": j, "start": start, "seconds": len(part) / C.FPS,
+                                "tti": time_to_identify(ts, right), "t": ts, "right": right})  # fmt: skip
+    t_id = time.perf_counter() - t1
+    if not streams:
+        raise SystemExit("bench/identify: no recordings of that split and condition in the library")
+    grid = np.arange(args.hop, args.max_seconds + 1e-9, args.hop)
+    acc = []
+    for g in grid:
+        vals = [s["right"][min(int(round(g / args.hop)) - 1, len(s["right"]) - 1)] for s in streams if s["t"]]
+        acc.append(float(np.mean(vals)))
+    rows = []
+    for start in starts:
+        tt = np.array([s["tti"] for s in streams if s["start"] == start])
+        rows.append({"start": start, "streams": int(len(tt)), "median_s": float(np.median(tt)),
+                     "identified": float(np.isfinite(tt).mean()),
+                     "p75_s": float(np.percentile(tt, 75)), "within_5s": float((tt <= 5).mean()),
+                     "within_10s": float((tt <= 10).mean())})  # fmt: skip
+    all_tt = np.array([s["tti"] for s in streams])
+    audio_s = sum(s["seconds"] for s in streams)
+    result = {
+        "median_seconds_to_identify": float(np.median(all_tt)),
+        "identified": float(np.isfinite(all_tt).mean()),
+        "streams": len(streams),
+        "pieces_in_library": len(lib.piece_ids),
+        "library_windows": len(lib),
+        "per_start": rows,
+        "accuracy_vs_seconds": {"seconds": grid.round(3).tolist(), "top1": [round(a, 4) for a in acc]},
+        "split": args.split, "condition": args.condition, "hop_s": args.hop, "max_seconds": args.max_seconds,
+        "model": str(args.model), "library_build_s": round(t_lib, 1),
+        "identify_x_real_time": round(audio_s / max(t_id, 1e-9), 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
+    }  # fmt: skip
+    print(f"time to identify ({args.split}/{args.condition}, {len(lib.piece_ids)} pieces in the library, "
+          f"hop {args.hop} s, at most {args.max_seconds:g} s per stream)")  # fmt: skip
+    print("| start | streams | median s | p75 s | identified | within 5 s | within 10 s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['start']:g} | {r['streams']} | {r['median_s']:.1f} | {r['p75_s']:.1f} | {r['identified']:.1%} "
+              f"| {r['within_5s']:.1%} | {r['within_10s']:.1%} |")  # fmt: skip
+    print(f"median over all {len(streams)} streams: {result['median_seconds_to_identify']:.1f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+    plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+def plot(result: dict, path: Path) -> None:  # type: ignore[type-arg]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    c = result["accuracy_vs_seconds"]
+    ax.plot(c["seconds"], c["top1"], "b.-", ms=3)
+    ax.axvline(result["median_seconds_to_identify"], color="r", ls="--",
+               label=f"median time to identify {result['median_seconds_to_identify']:.1f} s")  # fmt: skip
+    ax.set_xlabel("seconds of audio streamed")
+    ax.set_ylabel("top-1 correct (share of streams)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{result['split']}/{result['condition']}: {result['streams']} streams, "
+                 f"{result['pieces_in_library']} pieces")  # fmt: skip
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
