@@ -66,11 +66,31 @@ def setup(work: Path, model: Path | None) -> tuple[Path, Path, Path]:
     lib = work / f"library-{model.name}"
     if not (lib / "library.json").is_file():
         cli("library", "build", sheets, "--out", lib, "--model", model)
-    wav = work / "stream.wav"
-    if not wav.is_file():
-        perf = perform(notes_of(sheets / piece_id(PIECES[0])), PerformOptions(seed=1))
-        sf.write(wav, perf.audio[: 60 * C.SAMPLE_RATE], C.SAMPLE_RATE)
-    return model, lib, wav
+    for i, src in enumerate(PIECES):  # one performance per piece (stream.wav: the first piece's)
+        wav = work / ("stream.wav" if i == 0 else f"stream-{i}.wav")
+        if not wav.is_file():
+            perf = perform(notes_of(sheets / piece_id(src)), PerformOptions(seed=1))
+            sf.write(wav, perf.audio[: 60 * C.SAMPLE_RATE], C.SAMPLE_RATE)
+    return model, lib, work / "stream.wav"
+
+
+def piece_streams(work: Path) -> list[tuple[str, Path]]:
+    """(piece id, performance file) for each library piece, as written by :func:`setup`."""
+    from scoreid.demo_data import piece_id
+
+    return [
+        (piece_id(src), work / ("stream.wav" if i == 0 else f"stream-{i}.wav"))
+        for i, src in enumerate(PIECES)
+    ]
+
+
+def stack_config(work: Path, model: Path, lib: Path, **encoder: object) -> dict:  # type: ignore[type-arg]
+    """A `scoreid up` config on free loopback ports serving ``lib`` as library "bench"."""
+    return {"state_dir": str(work / "state"), "redis": {"port": free_port()},
+            "aggregator": {"port": free_port(), "metrics_port": free_port()},
+            "index": {"port": free_port(), "metrics_port": free_port(), "libraries": {"bench": str(lib)}},
+            "encoder": {"port": free_port(), "metrics_port": free_port(), "model": str(model),
+                        "max_sessions_per_client": 1000, **encoder}}  # fmt: skip
 
 
 def stage_means(metrics_port: int) -> dict[str, dict[str, float]]:
@@ -104,13 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     model, lib, wav = setup(args.work, args.model)
-    cfg = {"state_dir": str(args.work / "state"), "redis": {"port": free_port()},
-           "aggregator": {"port": free_port(), "metrics_port": free_port()},
-           "index": {"port": free_port(), "metrics_port": free_port(), "libraries": {"bench": str(lib)}},
-           "encoder": {"port": free_port(), "metrics_port": free_port(), "model": str(model),
-                       "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-                       "batch_workers": args.batch_workers, "threads": args.threads,
-                       "max_sessions_per_client": 1000}}  # fmt: skip
+    cfg = stack_config(args.work, model, lib, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                       batch_workers=args.batch_workers, threads=args.threads)  # fmt: skip
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     address = cli("up", "--config", cfg_path).strip()

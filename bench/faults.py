@@ -1,0 +1,308 @@
+"""Faults under load: kill -9 each service and Redis in turn while N streams run; measure recovery.
+
+    python bench/faults.py [--streams 20] [--model models/default] [--between 15] [--out bench/results/faults.json]
+
+Starts the stack (`scoreid up`, loopback, free ports) on the three-piece bench library of
+``bench/stack_streams.py``, opens N real-time streams (hop 0.5 s; each plays one piece, round
+robin) and, after a warm-up, kills with SIGKILL in turn the index, the aggregator, the encoder and
+redis-server. This script plays the supervisor a deployment has (Kubernetes / compose restart the
+container): it restarts the killed process with its own command line and environment after
+``--down`` seconds — nothing else is touched by hand. The clients behave as a real client should:
+on ``UNAVAILABLE`` they wait 0.5 s and reconnect with ``resume_session``, sending audio again from
+the last update's time.
+
+Checked and reported per fault:
+- every error a client saw is a clean gRPC status (``UNAVAILABLE`` with a message); any other code
+  counts as unclean;
+- every stream's session came back (resume answered, never ``NOT_FOUND``) and the stream went on;
+- tallies intact across the outage: for every piece, the first update after the resume has at
+  least the last update's votes decayed over the audio time between them (votes only add), i.e.
+  nothing was lost;
+- Redis: with writes paused (``CLIENT PAUSE WRITE``), every session key is snapshotted, redis-server
+  is killed, restarted from its AOF on a private port and compared key by key with the snapshot,
+  then put back on its own port.
+Prints a table, writes JSON (``--out``). Bounded: N streams, about 4 x ``--between`` + 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from stack_streams import cli, free_port, piece_streams, setup, stack_config  # noqa: E402
+
+from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
+from scoreid import contract as C  # noqa: E402
+
+HOP_S = 0.5
+CHUNK_S = 0.1
+TARGETS = ("index", "aggregator", "encoder", "redis")
+
+
+class Client:
+    """One real-time stream that reconnects with ``resume_session`` after UNAVAILABLE."""
+
+    def __init__(self, address: str, audio: np.ndarray, piece: str, stop: threading.Event):
+        self.address, self.audio, self.piece, self.stop = address, audio, piece, stop
+        self.sid = ""
+        self.updates: list[dict] = []  # {"wall", "t", "seq", "sid", "votes": {piece: votes}}
+        self.errors: list[dict] = []  # {"wall", "code", "details"}
+        self.resumes: list[dict] = []  # {"wall", "ok", "code"}
+        self.finished = False
+
+    def requests(self, start: int):  # type: ignore[no-untyped-def]
+        yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=C.SAMPLE_RATE, encoding=pb.PCM_FLOAT32,
+                                                         hop_seconds=HOP_S, resume_session=self.sid))  # fmt: skip
+        step = int(CHUNK_S * C.SAMPLE_RATE)
+        t0 = time.monotonic()
+        for i, s in enumerate(range(start, len(self.audio), step)):
+            if self.stop.is_set():
+                return
+            delay = t0 + i * CHUNK_S - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            yield pb.StreamRequest(audio=pb.AudioChunk(data=self.audio[s : s + step].tobytes()))
+
+    def run(self) -> None:
+        start = 0
+        while not self.stop.is_set() and start < len(self.audio):
+            resuming, got = bool(self.sid), False
+            try:
+                with grpc.insecure_channel(self.address) as ch:
+                    for m in pbg.IdentifyStub(ch).Stream(self.requests(start)):
+                        if resuming and not got:
+                            self.resumes.append(
+                                {"wall": time.time(), "ok": m.session_id == self.sid, "code": "OK"}
+                            )
+                        got = True
+                        self.sid = m.session_id
+                        self.updates.append({"wall": time.time(), "t": m.seconds, "seq": m.seq, "sid": m.session_id,
+                                             "final": m.final, "votes": {t.piece: t.votes for t in m.top}})  # fmt: skip
+                self.finished = True
+                return
+            except grpc.RpcError as e:
+                code = e.code().name
+                self.errors.append({"wall": time.time(), "code": code, "details": e.details() or ""})
+                if resuming and not got:
+                    self.resumes.append({"wall": time.time(), "ok": False, "code": code})
+                if code == "NOT_FOUND":
+                    return  # the session is gone: a lost session (reported)
+                time.sleep(0.5 if code == "UNAVAILABLE" else 1.5)
+                if self.updates:
+                    start = int(self.updates[-1]["t"] * C.SAMPLE_RATE)
+
+
+def proc_info(pid: int) -> tuple[list[str], dict[str, str]]:
+    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return [c.decode() for c in cmd if c], dict(e.decode().split("=", 1) for e in env if b"=" in e)
+
+
+def tcp_ready(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def snapshot(client) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    out: dict[str, object] = {}
+    for k in client.scan_iter(match="scoreid:session:*", count=1000):
+        kind = client.type(k).decode()
+        out[k.decode()] = client.hgetall(k) if kind == "hash" else client.get(k) if kind == "string" else kind
+    return out
+
+
+def restart(proc: dict, state: Path, cmd: list[str], env: dict[str, str]) -> int:  # type: ignore[type-arg]
+    log = open(proc["log"], "ab")  # noqa: SIM115 - handed to the child
+    p = subprocess.Popen(
+        cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    proc["pid"] = p.pid
+    rec = json.loads((state / "stack.json").read_text())
+    for q in rec["processes"]:
+        if q["name"] == proc["name"]:
+            q["pid"] = p.pid
+    (state / "stack.json").write_text(json.dumps(rec, indent=1))
+    return p.pid
+
+
+def kill_redis_and_check(proc: dict, state: Path, redis_port: int, down_s: float) -> dict:  # type: ignore[type-arg]
+    """Pause writes, snapshot, kill -9, reload the AOF on a private port, compare, restart on its port."""
+    import redis
+
+    cmd, env = proc_info(proc["pid"])
+    r = redis.Redis(port=redis_port)
+    r.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
+    before = snapshot(r)
+    os.kill(proc["pid"], signal.SIGKILL)
+    t_kill = time.time()
+    time.sleep(down_s)
+    private = free_port()
+    pcmd = [*cmd, "--port", str(private)]  # a later --port wins: the services cannot reach it
+    chk = subprocess.Popen(pcmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        if not tcp_ready(private, 30):
+            raise SystemExit("bench/faults: redis-server did not come back from its AOF")
+        rc = redis.Redis(port=private)
+        while rc.info("persistence").get("loading", 0):
+            time.sleep(0.05)
+        after = snapshot(rc)
+        rc.shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass
+    finally:
+        chk.wait(10)
+    restart(proc, state, cmd, env)
+    if not tcp_ready(redis_port, 30):
+        raise SystemExit("bench/faults: redis-server did not restart on its port")
+    same = sum(1 for k, v in before.items() if after.get(k) == v)
+    return {"t_kill": t_kill, "keys_before": len(before), "keys_identical_after": same,
+            "intact": same == len(before) and len(after) == len(before)}  # fmt: skip
+
+
+def check_streams(clients: list[Client], t_kill: float, t_next: float, half_life: float) -> dict:  # type: ignore[type-arg]
+    """Errors, resumes and tally continuity of the outage that started at ``t_kill``."""
+    errs = [e for c in clients for e in c.errors if t_kill <= e["wall"] < t_next]
+    interrupted = [c for c in clients if any(t_kill <= e["wall"] < t_next for e in c.errors)]
+    lost = sum(1 for c in interrupted if any(t_kill <= r["wall"] < t_next and r["code"] == "NOT_FOUND"
+                                             for r in c.resumes))  # fmt: skip
+    resumed = sum(1 for c in interrupted if any(t_kill <= r["wall"] < t_next and r["ok"] for r in c.resumes))
+    intact, checked = 0, 0
+    for c in interrupted:
+        before = [u for u in c.updates if u["wall"] < t_kill and not u["final"]]
+        after = [
+            u for u in c.updates if u["wall"] >= t_kill and u["sid"] == (before[-1]["sid"] if before else "")
+        ]
+        if not before or not after:
+            continue
+        b, a = before[-1], after[0]
+        decay = 2.0 ** (-(a["t"] - b["t"]) / half_life)
+        checked += 1
+        intact += all(a["votes"].get(p, 0.0) >= v * decay - 1e-3 for p, v in b["votes"].items())
+    codes: dict[str, int] = {}
+    for e in errs:
+        codes[e["code"]] = codes.get(e["code"], 0) + 1
+    return {"streams_interrupted": len(interrupted), "errors_by_code": codes,
+            "unclean_errors": sum(n for k, n in codes.items() if k != "UNAVAILABLE"),
+            "error_example": errs[0]["details"][:160] if errs else "",
+            "resumed": resumed, "lost_sessions": lost, "tallies_checked": checked, "tallies_intact": intact,
+            "recovery_s": max((min((u["wall"] for u in c.updates if u["wall"] > t_kill), default=float("nan"))
+                               - t_kill for c in interrupted), default=0.0)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, default=20)
+    ap.add_argument("--model", type=Path, default=None, help="model dir (default: models/default if shipped)")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds before the first kill")
+    ap.add_argument("--between", type=float, default=15.0, help="seconds between kills")
+    ap.add_argument("--down", type=float, default=1.0, help="seconds a killed process stays down")
+    ap.add_argument("--work", type=Path, default=Path("/work/data/bench/stack"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.json")
+    args = ap.parse_args(argv)
+    if not 1 <= args.streams <= 200:
+        raise SystemExit("--streams must be 1..200")
+    model = args.model
+    if model is None and (ROOT / "models" / "default" / "manifest.json").is_file():
+        model = ROOT / "models" / "default"
+    args.work.mkdir(parents=True, exist_ok=True)
+    model, lib, _wav = setup(args.work, model)
+    import soundfile as sf
+
+    tracks = [(pid, sf.read(str(w), dtype="float32")[0]) for pid, w in piece_streams(args.work)]
+    cfg = stack_config(args.work, model, lib)
+    cfg["aggregator"]["session_ttl_s"] = 600
+    cfg_path = args.work / "faults.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    state = Path(cfg["state_dir"]).resolve()
+    address = cli("up", "--config", cfg_path).strip()
+    total_s = args.warmup + len(TARGETS) * args.between + 10
+    stop = threading.Event()
+    clients = []
+    for i in range(args.streams):
+        pid, audio = tracks[i % len(tracks)]
+        reps = int(np.ceil(total_s * C.SAMPLE_RATE / len(audio))) + 1
+        clients.append(Client(address, np.tile(audio, reps)[: int(total_s * C.SAMPLE_RATE)], pid, stop))
+    threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
+    faults = []
+    try:
+        for th in threads:
+            th.start()
+            time.sleep(HOP_S / len(threads))
+        time.sleep(args.warmup)
+        rec = json.loads((state / "stack.json").read_text())
+        procs = {p["name"]: p for p in rec["processes"]}
+        for name in TARGETS:
+            proc = procs[name]
+            print(f"faults: kill -9 {name} (pid {proc['pid']}) under {args.streams} streams", flush=True)
+            if name == "redis":
+                red = kill_redis_and_check(proc, state, cfg["redis"]["port"], args.down)
+                t_kill = red.pop("t_kill")
+            else:
+                cmd, env = proc_info(proc["pid"])
+                os.kill(proc["pid"], signal.SIGKILL)
+                t_kill, red = time.time(), {}
+                time.sleep(args.down)
+                restart(proc, state, cmd, env)
+            time.sleep(args.between)
+            faults.append({"target": name, "t_kill": t_kill, **red})
+        stop.set()
+        for th in threads:
+            th.join(30)
+    finally:
+        stop.set()
+        cli("down", "--config", cfg_path)
+    rows = []
+    for k, f in enumerate(faults):
+        t_next = faults[k + 1]["t_kill"] if k + 1 < len(faults) else float("inf")
+        row = {"target": f["target"], **check_streams(clients, f["t_kill"], t_next, 20.0)}
+        if f["target"] == "redis":
+            row["redis_keys"] = f["keys_before"]
+            row["redis_keys_identical_after_restart"] = f["keys_identical_after"]
+        rows.append(row)
+    crossed = sum(1 for c in clients for u in c.updates if c.sid and u["sid"] != c.updates[0]["sid"])
+    result = {"streams": args.streams, "faults": rows, "crossed_updates": crossed,
+              "streams_finished": sum(c.finished for c in clients), "model": str(model),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})"}  # fmt: skip
+    print(
+        "| killed | streams hit | errors (codes) | unclean | resumed | lost sessions | tallies intact | recovery s |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        codes = ", ".join(f"{k} {n}" for k, n in r["errors_by_code"].items()) or "-"
+        extra = (f" (redis keys {r['redis_keys_identical_after_restart']}/{r['redis_keys']} identical)"
+                 if r["target"] == "redis" else "")  # fmt: skip
+        print(f"| {r['target']} | {r['streams_interrupted']} | {codes} | {r['unclean_errors']} | {r['resumed']} "
+              f"| {r['lost_sessions']} | {r['tallies_intact']}/{r['tallies_checked']}{extra} | {r['recovery_s']:.1f} |")  # fmt: skip
+    print(f"streams finished: {result['streams_finished']}/{args.streams}; crossed updates: {crossed}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
