@@ -9,7 +9,7 @@ redis-server. This script plays the supervisor a deployment has (Kubernetes / co
 container): it restarts the killed process with its own command line and environment after
 ``--down`` seconds — nothing else is touched by hand. The clients behave as a real client should:
 on ``UNAVAILABLE`` they wait 0.5 s and reconnect with ``resume_session``, sending audio again from
-the last update's time.
+the last chunk acknowledged by an update.
 
 Checked and reported per fault:
 - every error a client saw is a clean gRPC status (``UNAVAILABLE`` with a message); any other code
@@ -67,6 +67,8 @@ class Client:
         self.errors: list[dict] = []  # {"wall", "code", "details"}
         self.resumes: list[dict] = []  # {"wall", "ok", "code"}
         self.finished = False
+        self.sent = 0  # audio samples sent so far on the current connection (absolute index)
+        self.acked = 0  # samples sent when the last update arrived: where a reconnect resumes
 
     def requests(self, start: int):  # type: ignore[no-untyped-def]
         yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=C.SAMPLE_RATE, encoding=pb.PCM_FLOAT32,
@@ -79,6 +81,7 @@ class Client:
             delay = t0 + i * CHUNK_S - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            self.sent = s + step
             yield pb.StreamRequest(audio=pb.AudioChunk(data=self.audio[s : s + step].tobytes()))
 
     def run(self) -> None:
@@ -93,6 +96,7 @@ class Client:
                                 {"wall": time.time(), "ok": m.session_id == self.sid, "code": "OK"}
                             )
                         got = True
+                        self.acked = self.sent
                         self.sid = m.session_id
                         self.updates.append({"wall": time.time(), "t": m.seconds, "seq": m.seq, "sid": m.session_id,
                                              "final": m.final, "votes": {t.piece: t.votes for t in m.top}})  # fmt: skip
@@ -106,14 +110,13 @@ class Client:
                 if code == "NOT_FOUND":
                     return  # the session is gone: a lost session (reported)
                 time.sleep(0.5 if code == "UNAVAILABLE" else 1.5)
-                if self.updates:
-                    start = int(self.updates[-1]["t"] * C.SAMPLE_RATE)
+                start = self.acked
 
 
-def proc_info(pid: int) -> tuple[list[str], dict[str, str]]:
-    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return [c.decode() for c in cmd if c], dict(e.decode().split("=", 1) for e in env if b"=" in e)
+def proc_info(proc: dict) -> tuple[list[str], dict[str, str]]:  # type: ignore[type-arg]
+    """The command line `scoreid up` started ``proc`` with (stack.json) and its environment."""
+    env = Path(f"/proc/{proc['pid']}/environ").read_bytes().split(b"\0")
+    return list(proc["cmd"]), dict(e.decode().split("=", 1) for e in env if b"=" in e)
 
 
 def tcp_ready(port: int, timeout: float) -> bool:
@@ -152,7 +155,7 @@ def kill_redis_and_check(proc: dict, state: Path, redis_port: int, down_s: float
     """Pause writes, snapshot, kill -9, reload the AOF on a private port, compare, restart on its port."""
     import redis
 
-    cmd, env = proc_info(proc["pid"])
+    cmd, env = proc_info(proc)
     r = redis.Redis(port=redis_port)
     r.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
     before = snapshot(r)
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 red = kill_redis_and_check(proc, state, cfg["redis"]["port"], args.down)
                 t_kill = red.pop("t_kill")
             else:
-                cmd, env = proc_info(proc["pid"])
+                cmd, env = proc_info(proc)
                 os.kill(proc["pid"], signal.SIGKILL)
                 t_kill, red = time.time(), {}
                 time.sleep(args.down)

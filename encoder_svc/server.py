@@ -293,7 +293,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
         if any(t.piece not in titles for t in vote.top):  # a piece ingested since: refresh once
             self._titles.pop(opts.library, None)
             titles = self.titles(opts.library)
-        msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=final,
+        msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.session_seconds, final=final,
                                 top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
                                      for t in vote.top], latency_ms=stamps)  # fmt: skip
         if vote.HasField("position"):
@@ -397,7 +397,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
             except grpc.RpcError as e:
                 raise _rpc_abort("aggregator", e) from None
             titles = self.titles(opts.library)
-            msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.seconds, final=True,
+            msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.session_seconds, final=True,
                                     top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
                                          for t in st.top])  # fmt: skip
             if st.HasField("position"):

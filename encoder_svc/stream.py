@@ -104,8 +104,13 @@ class AudioStream:
 
     @property
     def seconds(self) -> float:
-        """Seconds of client audio consumed."""
+        """Seconds of client audio consumed on this connection."""
         return self.samples_in / self.opts.sample_rate
+
+    @property
+    def session_seconds(self) -> float:
+        """The session's audio time: a resumed session continues from its last vote's time."""
+        return self.t_offset + self.seconds
 
     def push(self, data: bytes) -> list[Window]:
         """Decode and process one chunk; returns the windows that completed (possibly none)."""

@@ -157,14 +157,15 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
                "--dir", str(rdir), "--daemonize", "no", "--appendonly", "yes"]  # fmt: skip
         log = logs / "redis.log"
         p = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append({"name": "redis", "pid": p.pid, "marker": "redis-server", "log": str(log)})
+        procs.append({"name": "redis", "pid": p.pid, "marker": "redis-server", "log": str(log), "cmd": cmd})
         if not _tcp_ready(host, int(cfg["redis"]["port"]), 10):
             raise fail(f"redis-server did not start on port {cfg['redis']['port']}: {_last_line(log)}")
     for name, module in SERVICES:
         log = logs / f"{name}.log"
-        p = subprocess.Popen([sys.executable, "-m", module, "--config", str(config_path)], env=env, cwd=str(REPO),
-                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        procs.append({"name": name, "pid": p.pid, "marker": module, "log": str(log),
+        cmd = [sys.executable, "-m", module, "--config", str(config_path)]
+        p = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
+        procs.append({"name": name, "pid": p.pid, "marker": module, "log": str(log), "cmd": cmd,
                       "port": cfg[name]["port"], "metrics_port": cfg[name]["metrics_port"]})  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:

@@ -54,6 +54,7 @@ def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(make_stack, 
         proc = start_aggregator(redis_server.url, port)
         resumed = list(stream_audio(stack.address, x[SR * 3 :], SR, speed=0, resume_session=sid))
         assert {m.session_id for m in resumed} == {sid}
+        assert resumed[0].seconds > got[-1].seconds  # the session's audio time goes on from its last vote
         assert resumed[0].top[0].votes > tally_before["alpha"] * 0.5  # the earlier votes are still there
         assert resumed[-1].final and resumed[-1].top[0].piece == "alpha"
         # an unknown session cannot be resumed
