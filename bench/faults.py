@@ -5,9 +5,8 @@
 Starts the stack (`scoreid up`, loopback, free ports) on the three-piece bench library of
 ``bench/stack_streams.py``, opens N real-time streams (hop 0.5 s; each plays one piece, round
 robin) and, after a warm-up, kills with SIGKILL in turn the index, the aggregator, the encoder and
-redis-server. This script plays the supervisor a deployment has (Kubernetes / compose restart the
-container): it restarts the killed process with its own command line and environment after
-``--down`` seconds — nothing else is touched by hand. The clients behave as a real client should:
+redis-server. Nothing is restarted by hand: the stack's supervisor (``scoreid.serve.supervisor``,
+as Kubernetes or compose would) starts the killed process again. The clients behave as a real client should:
 on ``UNAVAILABLE`` they wait 0.5 s and reconnect with ``resume_session``, sending audio again from
 the last chunk acknowledged by an update.
 
@@ -18,9 +17,9 @@ Checked and reported per fault:
 - tallies intact across the outage: for every piece, the first update after the resume has at
   least the last update's votes decayed over the audio time between them (votes only add), i.e.
   nothing was lost;
-- Redis: with writes paused (``CLIENT PAUSE WRITE``), every session key is snapshotted, redis-server
-  is killed, restarted from its AOF on a private port and compared key by key with the snapshot,
-  then put back on its own port.
+- Redis: with writes paused (``CLIENT PAUSE WRITE``), every session key is snapshotted and
+  redis-server is killed; its AOF, copied while it is down, is loaded by a second redis-server on
+  a private port and compared key by key with the snapshot.
 Prints a table, writes JSON (``--out``). Bounded: N streams, about 4 x ``--between`` + 30 s.
 """
 
@@ -113,12 +112,6 @@ class Client:
                 start = self.acked
 
 
-def proc_info(proc: dict) -> tuple[list[str], dict[str, str]]:  # type: ignore[type-arg]
-    """The command line `scoreid up` started ``proc`` with (stack.json) and its environment."""
-    env = Path(f"/proc/{proc['pid']}/environ").read_bytes().split(b"\0")
-    return list(proc["cmd"]), dict(e.decode().split("=", 1) for e in env if b"=" in e)
-
-
 def tcp_ready(port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,52 +130,56 @@ def snapshot(client) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return out
 
 
-def restart(proc: dict, state: Path, cmd: list[str], env: dict[str, str]) -> int:  # type: ignore[type-arg]
-    log = open(proc["log"], "ab")  # noqa: SIM115 - handed to the child
-    p = subprocess.Popen(
-        cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    proc["pid"] = p.pid
-    rec = json.loads((state / "stack.json").read_text())
-    for q in rec["processes"]:
-        if q["name"] == proc["name"]:
-            q["pid"] = p.pid
-    (state / "stack.json").write_text(json.dumps(rec, indent=1))
-    return p.pid
+def kill_redis_and_check(proc: dict, state: Path, redis_port: int) -> dict:  # type: ignore[type-arg]
+    """Pause writes, snapshot, kill -9, load a copy of the AOF on a private port and compare."""
+    import shutil
+    import tempfile
 
-
-def kill_redis_and_check(proc: dict, state: Path, redis_port: int, down_s: float) -> dict:  # type: ignore[type-arg]
-    """Pause writes, snapshot, kill -9, reload the AOF on a private port, compare, restart on its port."""
     import redis
 
-    cmd, env = proc_info(proc)
     r = redis.Redis(port=redis_port)
     r.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
     before = snapshot(r)
     os.kill(proc["pid"], signal.SIGKILL)
     t_kill = time.time()
-    time.sleep(down_s)
-    private = free_port()
-    pcmd = [*cmd, "--port", str(private)]  # a later --port wins: the services cannot reach it
-    chk = subprocess.Popen(pcmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        if not tcp_ready(private, 30):
-            raise SystemExit("bench/faults: redis-server did not come back from its AOF")
-        rc = redis.Redis(port=private)
-        while rc.info("persistence").get("loading", 0):
-            time.sleep(0.05)
-        after = snapshot(rc)
-        rc.shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass
-    finally:
-        chk.wait(10)
-    restart(proc, state, cmd, env)
-    if not tcp_ready(redis_port, 30):
-        raise SystemExit("bench/faults: redis-server did not restart on its port")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(state / "redis" / "appendonlydir", Path(tmp) / "appendonlydir")
+        private = free_port()
+        cmd = [*proc["cmd"], "--port", str(private), "--dir", tmp]  # later options win
+        chk = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            if not tcp_ready(private, 30):
+                raise SystemExit("bench/faults: redis-server could not load the copied AOF")
+            rc = redis.Redis(port=private)
+            while True:
+                try:
+                    if not rc.info("persistence").get("loading", 0):
+                        break
+                except redis.BusyLoadingError:
+                    pass
+                time.sleep(0.05)
+            after = snapshot(rc)
+        finally:
+            chk.kill()
+            chk.wait(10)
     same = sum(1 for k, v in before.items() if after.get(k) == v)
     return {"t_kill": t_kill, "keys_before": len(before), "keys_identical_after": same,
             "intact": same == len(before) and len(after) == len(before)}  # fmt: skip
+
+
+def wait_restarted(state: Path, proc: dict, timeout: float = 60.0) -> float:  # type: ignore[type-arg]
+    """Seconds until the supervisor has started ``proc`` again (its new pid in stack.json, port open)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        now = next(
+            p
+            for p in json.loads((state / "stack.json").read_text())["processes"]
+            if p["name"] == proc["name"]
+        )
+        if now["pid"] != proc["pid"] and (not now.get("port") or tcp_ready(int(now["port"]), 0.2)):
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    raise SystemExit(f"bench/faults: {proc['name']} was not restarted by the supervisor within {timeout:g} s")
 
 
 def check_streams(clients: list[Client], t_kill: float, t_next: float, half_life: float) -> dict:  # type: ignore[type-arg]
@@ -221,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="model dir (default: models/default if shipped)")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds before the first kill")
     ap.add_argument("--between", type=float, default=15.0, help="seconds between kills")
-    ap.add_argument("--down", type=float, default=1.0, help="seconds a killed process stays down")
     ap.add_argument("--work", type=Path, default=Path("/work/data/bench/stack"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.json")
     args = ap.parse_args(argv)
@@ -255,20 +251,18 @@ def main(argv: list[str] | None = None) -> int:
             th.start()
             time.sleep(HOP_S / len(threads))
         time.sleep(args.warmup)
-        rec = json.loads((state / "stack.json").read_text())
-        procs = {p["name"]: p for p in rec["processes"]}
         for name in TARGETS:
+            procs = {p["name"]: p for p in json.loads((state / "stack.json").read_text())["processes"]}
             proc = procs[name]
             print(f"faults: kill -9 {name} (pid {proc['pid']}) under {args.streams} streams", flush=True)
             if name == "redis":
-                red = kill_redis_and_check(proc, state, cfg["redis"]["port"], args.down)
+                red = kill_redis_and_check(proc, state, cfg["redis"]["port"])
                 t_kill = red.pop("t_kill")
             else:
-                cmd, env = proc_info(proc)
                 os.kill(proc["pid"], signal.SIGKILL)
                 t_kill, red = time.time(), {}
-                time.sleep(args.down)
-                restart(proc, state, cmd, env)
+            wait_restarted(state, proc)
+            red["restarted_after_s"] = round(time.time() - t_kill, 2)
             time.sleep(args.between)
             faults.append({"target": name, "t_kill": t_kill, **red})
         stop.set()
@@ -280,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k, f in enumerate(faults):
         t_next = faults[k + 1]["t_kill"] if k + 1 < len(faults) else float("inf")
-        row = {"target": f["target"], **check_streams(clients, f["t_kill"], t_next, 20.0)}
+        row = {"target": f["target"], "restarted_after_s": f["restarted_after_s"],
+               **check_streams(clients, f["t_kill"], t_next, 20.0)}  # fmt: skip
         if f["target"] == "redis":
             row["redis_keys"] = f["keys_before"]
             row["redis_keys_identical_after_restart"] = f["keys_identical_after"]
@@ -291,14 +286,15 @@ def main(argv: list[str] | None = None) -> int:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})"}  # fmt: skip
     print(
-        "| killed | streams hit | errors (codes) | unclean | resumed | lost sessions | tallies intact | recovery s |"
+        "| killed | restarted after s | streams hit | errors (codes) | unclean | resumed | lost sessions "
+        "| tallies intact | updates again after s |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         codes = ", ".join(f"{k} {n}" for k, n in r["errors_by_code"].items()) or "-"
         extra = (f" (redis keys {r['redis_keys_identical_after_restart']}/{r['redis_keys']} identical)"
                  if r["target"] == "redis" else "")  # fmt: skip
-        print(f"| {r['target']} | {r['streams_interrupted']} | {codes} | {r['unclean_errors']} | {r['resumed']} "
+        print(f"| {r['target']} | {r['restarted_after_s']:.1f} | {r['streams_interrupted']} | {codes} | {r['unclean_errors']} | {r['resumed']} "
               f"| {r['lost_sessions']} | {r['tallies_intact']}/{r['tallies_checked']}{extra} | {r['recovery_s']:.1f} |")  # fmt: skip
     print(f"streams finished: {result['streams_finished']}/{args.streams}; crossed updates: {crossed}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,13 @@ DEFAULTS: dict[str, Any] = {
         "timeout_s": 2.0,
         "managed": False,  # set by load_config: true when `scoreid up` runs its own redis-server
     },
+    "supervisor": {  # `scoreid up` restarts a service or redis-server that dies (scoreid.serve.supervisor)
+        "enabled": True,
+        "interval_s": 0.5,
+        "restart_delay_s": 1.0,
+        "max_restarts": 5,  # within window_s; more is a crash loop and the process is left down
+        "window_s": 60.0,
+    },
     "aggregator": {
         "address": "",  # empty: host:port
         "port": 50053,

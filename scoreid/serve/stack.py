@@ -3,9 +3,11 @@
 ``start_stack(cfg)`` launches redis-server on a private port (AOF on, data under
 ``state_dir/redis``) unless ``redis.url`` points at an existing one, then the index, aggregator and
 encoder services as detached processes (``python -m <svc> --config state_dir/config.yaml``, logs
-in ``state_dir/logs/``), waits until each answers its gRPC health check, and records the pids in
-``state_dir/stack.json``. ``stop_stack(state_dir)`` stops them in reverse order (SIGTERM, then
-SIGKILL after a timeout), checking each pid is still the process it started.
+in ``state_dir/logs/``), waits until each answers its gRPC health check, starts the supervisor
+(:mod:`scoreid.serve.supervisor`: restarts any of them that dies) and records the pids and command
+lines in ``state_dir/stack.json``. ``stop_stack(state_dir)`` stops the supervisor, then the rest
+in reverse order (SIGTERM, then SIGKILL after a timeout), checking each pid is still the process
+it started.
 """
 
 from __future__ import annotations
@@ -179,6 +181,17 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
                     raise fail(
                         f"{name} service not healthy within {timeout:g} s: {_last_line(log)}"
                     ) from None
+    sv = cfg.get("supervisor", {})
+    if sv.get("enabled", True):  # restarts a crashed process (scoreid.serve.supervisor)
+        log = logs / "supervisor.log"
+        cmd = [sys.executable, "-m", "scoreid.serve.supervisor", "--state", str(state),
+               "--interval", str(sv.get("interval_s", 0.5)), "--restart-delay", str(sv.get("restart_delay_s", 1.0)),
+               "--max-restarts", str(sv.get("max_restarts", 5)), "--window", str(sv.get("window_s", 60.0))]  # fmt: skip
+        p = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
+        procs.append(
+            {"name": "supervisor", "pid": p.pid, "marker": "scoreid.serve.supervisor", "log": str(log)}
+        )
     record = {"address": f"{host}:{cfg['encoder']['port']}", "state_dir": str(state), "config": str(config_path),
               "redis": cfg["redis"]["url"], "processes": procs,
               "metrics": {n: f"http://{host}:{cfg[n]['metrics_port']}/metrics" for n, _ in SERVICES}}  # fmt: skip
@@ -220,6 +233,9 @@ def stop_stack(state_dir: str | Path) -> list[str]:
     record = read_stack(state)
     if record is None:
         raise UserError(f"no stack is running from {state} (no {STACK_FILE})")
-    stopped = stop_processes(record["processes"])
+    # the supervisor first, so that it restarts nothing; then the pids it may have written since
+    stopped = stop_processes([p for p in record["processes"] if p["name"] == "supervisor"])
+    record = read_stack(state) or record
+    stopped += stop_processes([p for p in record["processes"] if p["name"] != "supervisor"])
     (state / STACK_FILE).unlink(missing_ok=True)
     return stopped
