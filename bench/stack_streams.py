@@ -120,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--batch-workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the encoder")
+    ap.add_argument("--precision", default="", help="encoder precision: '' (fp32) or int8 (audio.int8.onnx)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     model, lib, wav = setup(args.work, args.model)
     cfg = stack_config(args.work, model, lib, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                       batch_workers=args.batch_workers, threads=args.threads)  # fmt: skip
+                       batch_workers=args.batch_workers, threads=args.threads, precision=args.precision)  # fmt: skip
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     address = cli("up", "--config", cfg_path).strip()
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_wait_ms": args.max_wait_ms,
         "batch_workers": args.batch_workers,
         "threads": args.threads,
+        "precision": args.precision or "fp32",
     }
     res["encoder_stages"] = stages  # summed over all steps of this run
     print(
