@@ -42,11 +42,12 @@ from tqdm import tqdm
 from scoreid.errors import UserError
 from scoreid.inference import git_commit
 from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
+from scoreid.models.cca import CCALayer
 from trainer import distributed as D
 from trainer.augment import AudioFinetuneAugment, SheetFinetuneAugment
 from trainer.common import channels_last
 from trainer.data import PairSet, context_frames, open_corpus
-from trainer.losses import ranking_loss
+from trainer.losses import TAU_FINETUNE, contrastive_loss, ranking_loss
 from trainer.metrics import both_directions
 from trainer.presets import FinetuneConfig
 from trainer.pretrain import load_encoder
@@ -74,12 +75,17 @@ class PairBatches:
 
 
 def train_step(
-    model: nn.Module, opt: torch.optim.Optimizer, audio: torch.Tensor, sheet: torch.Tensor, margin: float
-) -> float:
-    """One optimisation step of the ranking loss on a batch of pairs; returns the loss."""
+    model: nn.Module, opt: torch.optim.Optimizer, audio: torch.Tensor, sheet: torch.Tensor, margin: float,
+    loss_name: str = "hinge", tau: float = TAU_FINETUNE, cca_in_training: bool = True,
+) -> float:  # fmt: skip
+    """One optimisation step on a batch of pairs (hinge ranking or contrastive loss); returns the loss."""
     model.train()
+    if not cca_in_training:  # the CCA layer in eval mode: its buffers (identity until refitted)
+        for m in model.modules():
+            if isinstance(m, CCALayer):
+                m.eval()
     a, s = model(audio, sheet)
-    loss = ranking_loss(a, s, margin)
+    loss = contrastive_loss(a, s, tau) if loss_name == "contrastive" else ranking_loss(a, s, margin)
     opt.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):  # a degenerate batch (e.g. CCA on collapsed features): skip it
         return float("nan")
@@ -208,7 +214,8 @@ def run(
             bar = tqdm(range(steps), desc=desc, disable=rank != 0, leave=False)
             for _ in bar:
                 audio, sheet = batches(local_batch, rng, device)
-                losses.append(train_step(train_model, opt, audio, sheet, cfg.margin))
+                losses.append(train_step(train_model, opt, audio, sheet, cfg.margin, cfg.loss, cfg.tau,
+                                         cfg.cca_in_training))  # fmt: skip
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 # single process: the budget may end an epoch early (DDP ranks stop at epoch ends only)
                 if world == 1 and budget is not None and stage_elapsed + time.monotonic() - t0 >= budget:
@@ -258,14 +265,23 @@ def run(
     summary: dict[str, Any] = {}
     if rank == 0:
         final = load_checkpoint(out / "best.pt", map_location=device)
+        val_before = validate(final, valid, val_idx, cfg.audio_frames, device)
         corr = refit_cca(final, train, cfg.cca_refit_pairs, cfg.audio_frames, device)
         val = validate(final, valid, val_idx, cfg.audio_frames, device)
+        cca = "refit"
+        if not cfg.cca_in_training and val["val_MRR"] < val_before["val_MRR"]:
+            # trained without CCA and the refit does not help: keep the identity layer it was trained with
+            log(f"CCA refit lowered val MRR to {val['val_MRR']:.4f} (from {val_before['val_MRR']:.4f}): "
+                "kept the identity layer")  # fmt: skip
+            final = load_checkpoint(out / "best.pt", map_location=device)
+            val, cca = val_before, "identity (the refit lowered validation MRR)"
         summary = {
             "preset": preset, "corpus": str(Path(corpus_dir).resolve()), "seed": seed, "git_commit": git_commit(),
             "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
             "epochs": total_epoch, "seconds": round(total_elapsed, 1), "best_val_MRR_before_refit": best,
             "val_after_refit": val, "val_pairs": len(val_idx), "cca_refit_pairs": int(min(cfg.cca_refit_pairs, len(train))),
-            "cca_correlations": corr, "train_pairs": len(train), "audio_frames": cfg.audio_frames,
+            "cca_correlations": corr, "cca": cca, "val_before_refit": val_before, "loss": cfg.loss,
+            "train_pairs": len(train), "audio_frames": cfg.audio_frames,
         }  # fmt: skip
         save_checkpoint(final, out / "model.pt", summary)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -11,6 +11,11 @@
                                         + max(0, m - s(a_j, b_j) + s(a_i, b_j)) ],  i != j
 
   (the diagonal contributes 0), margin ``m`` = 0.6. Both retrieval directions are penalised.
+- :func:`contrastive_loss` (our fine-tuning choice, measured in RESULTS.md): symmetric InfoNCE over
+  the in-batch cosine similarities divided by ``tau`` — each audio excerpt must pick out its sheet
+  window among the batch's, and each window its excerpt (cross-entropy both ways). Every negative
+  is weighted by how close it comes (softmax), so the hard ones dominate the gradient; the hinge
+  above weighs all violating negatives alike.
 """
 
 from __future__ import annotations
@@ -33,6 +38,20 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(sim, target)
+
+
+TAU_FINETUNE = 0.1  #: temperature of the fine-tuning contrastive loss
+
+
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, tau: float = TAU_FINETUNE) -> torch.Tensor:
+    """Symmetric InfoNCE of paired L2-normalised embeddings ``a``, ``b`` (N, d)."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"embeddings must have equal shape (N, d), got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    logits = a @ b.T / tau
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 def ranking_loss(a: torch.Tensor, b: torch.Tensor, margin: float = MARGIN) -> torch.Tensor:

@@ -56,6 +56,25 @@ def test_ranking_loss_is_zero_when_pairs_beat_negatives_by_the_margin():
     assert ranking_loss(e, e, 1.5).item() > 0.0
 
 
+def test_contrastive_loss_matches_hand_computation():
+    from trainer.losses import contrastive_loss
+
+    r = 1 / math.sqrt(2)
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[r, r], [0.0, 1.0]])
+    tau = 0.5
+    s = [[r, 0.0], [r, 1.0]]  # s[i][j] = a_i . b_j
+
+    def ce(row: list[float], k: int) -> float:  # -log softmax(row / tau)[k]
+        return -math.log(math.exp(row[k] / tau) / sum(math.exp(v / tau) for v in row))
+
+    a2b = (ce(s[0], 0) + ce(s[1], 1)) / 2  # each audio row picks its sheet
+    b2a = (ce([s[0][0], s[1][0]], 0) + ce([s[0][1], s[1][1]], 1)) / 2  # each sheet column its audio
+    assert contrastive_loss(a, b, tau).item() == pytest.approx((a2b + b2a) / 2, rel=1e-6)
+    with pytest.raises(ValueError):
+        contrastive_loss(a, b[:1], tau)
+
+
 def test_losses_reject_mismatched_shapes():
     with pytest.raises(ValueError):
         nt_xent(torch.zeros(2, 3), torch.zeros(3, 3), 0.5)

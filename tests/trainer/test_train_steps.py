@@ -45,3 +45,25 @@ def test_pretrain_steps_lower_nt_xent():
     with torch.no_grad():
         after = nt_xent(net(v1), net(v2), 0.5).item()
     assert after < before
+
+
+def test_finetune_steps_lower_the_contrastive_loss_without_cca_in_training():
+    """The cpu preset's objective: InfoNCE with the CCA layer left as it is (identity) in training."""
+    from trainer.losses import contrastive_loss
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = CrossModalNet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    audio = torch.rand(32, 1, 92, 84)
+    sheet = torch.nn.functional.interpolate(audio, size=(80, 100)).clamp(0, 1)
+    net.train()
+    net.cca.eval()
+    with torch.no_grad():
+        before = contrastive_loss(*net(audio, sheet)).item()
+    for _ in range(3):
+        finetune_step(net, opt, audio, sheet, 0.6, loss_name="contrastive", tau=0.1, cca_in_training=False)
+    assert not net.cca.training and torch.equal(net.cca.proj_a, torch.eye(32))  # never touched
+    with torch.no_grad():
+        after = contrastive_loss(*net(audio, sheet)).item()
+    assert after < before
