@@ -13,6 +13,11 @@ sampled valid-split pairs) has not improved for ``lr_patience`` epochs; early st
 checkpoint with the LR x ``refine_lr_factor`` (cumulative). Finally the CCA layer is refitted on
 ``cca_refit_pairs`` training pairs (no augmentation, eval mode) and the network is validated again.
 
+Options (``FinetuneConfig``): ``loss="contrastive"`` trains with the symmetric InfoNCE loss
+(:func:`trainer.losses.contrastive_loss`) instead of the hinge; ``cca_in_training=False`` leaves the
+CCA layer out of training (identity) and keeps its after-training refit only if the validation
+MRR improves (the ``cpu`` preset does both; RESULTS.md "Fine-tuning objective").
+
 Batch size matters for the CCA layer: with batch statistics it aligns any two batches, so the
 in-batch positives look similar even for unrelated features. Measured on independent random
 32-d features (``CCALayer`` in training mode, then L2): mean positive cosine 0.86 at batch 40
@@ -280,13 +285,14 @@ def run(
             "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
             "epochs": total_epoch, "seconds": round(total_elapsed, 1), "best_val_MRR_before_refit": best,
             "val_after_refit": val, "val_pairs": len(val_idx), "cca_refit_pairs": int(min(cfg.cca_refit_pairs, len(train))),
-            "cca_correlations": corr, "cca": cca, "val_before_refit": val_before, "loss": cfg.loss,
+            "cca_correlations": corr if cca == "refit" else [], "cca_refit_correlations": corr, "cca": cca, "val_before_refit": val_before, "loss": cfg.loss,
             "train_pairs": len(train), "audio_frames": cfg.audio_frames,
         }  # fmt: skip
         save_checkpoint(final, out / "model.pt", summary)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         log(
-            f"finetune done: val a2s MRR after CCA refit {val['val_MRR']:.4f} (before {best:.4f}); wrote {out / 'model.pt'}"
+            f"finetune done: val a2s MRR {val['val_MRR']:.4f} with the CCA layer {cca} (best before the refit "
+            f"{best:.4f}); wrote {out / 'model.pt'}"
         )
     D.barrier()
     return summary
