@@ -45,11 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stack_streams import cli, free_port, piece_streams, setup, stack_config  # noqa: E402
+from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
 
 from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
+from scoreid.serve.stack import free_ports  # noqa: E402
 
 HOP_S = 0.5
 CHUNK_S = 0.1
@@ -144,7 +145,7 @@ def kill_redis_and_check(proc: dict, state: Path, redis_port: int) -> dict:  # t
     t_kill = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(state / "redis" / "appendonlydir", Path(tmp) / "appendonlydir")
-        private = free_port()
+        private = free_ports(1)[0]
         cmd = [*proc["cmd"], "--port", str(private), "--dir", tmp]  # later options win
         chk = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:

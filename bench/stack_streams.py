@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +23,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PIECES = ("joplin/maple_leaf_rag", "chopin/mazurka06-2", "schoenberg/opus19/movement2")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(*args: object) -> str:
@@ -86,10 +79,13 @@ def piece_streams(work: Path) -> list[tuple[str, Path]]:
 
 def stack_config(work: Path, model: Path, lib: Path, **encoder: object) -> dict:  # type: ignore[type-arg]
     """A `scoreid up` config on free loopback ports serving ``lib`` as library "bench"."""
-    return {"state_dir": str(work / "state"), "redis": {"port": free_port()},
-            "aggregator": {"port": free_port(), "metrics_port": free_port()},
-            "index": {"port": free_port(), "metrics_port": free_port(), "libraries": {"bench": str(lib)}},
-            "encoder": {"port": free_port(), "metrics_port": free_port(), "model": str(model),
+    from scoreid.serve.stack import free_ports
+
+    p = free_ports(7)
+    return {"state_dir": str(work / "state"), "redis": {"port": p[0]},
+            "aggregator": {"port": p[1], "metrics_port": p[2]},
+            "index": {"port": p[3], "metrics_port": p[4], "libraries": {"bench": str(lib)}},
+            "encoder": {"port": p[5], "metrics_port": p[6], "model": str(model),
                         "max_sessions_per_client": 1000, **encoder}}  # fmt: skip
 
 
