@@ -1,7 +1,9 @@
 """The Aggregator gRPC servicer: Vote / Get / Close over :class:`RedisTallies`.
 
-Each hit of a window votes 1 for its piece (``votes_from_hits``); the best hit of each piece
-in the window becomes that piece's followed position. Errors map to gRPC statuses: bad
+The hits of a window vote for their pieces (``votes_from_hits``: the core's
+:func:`scoreid.identify.tally.window_votes` — similarity-weighted, normalised for piece length by
+each hit's ``chance_weight``); the best hit of each piece in the window becomes that piece's
+followed position. Errors map to gRPC statuses: bad
 arguments -> INVALID_ARGUMENT, Redis down -> UNAVAILABLE.
 """
 
@@ -17,6 +19,7 @@ import redis
 from aggregator_svc.store import RedisTallies, TallyState, TimeWentBackwards, VoteUpdate
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from scoreid.identify.tally import VOTE_TEMPERATURE, window_votes
 from scoreid.serve.grpc_server import add_standard_services
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ERRORS, RPC_SECONDS
@@ -26,12 +29,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Aggregator"].full_name
 log = logging.getLogger("scoreid.aggregator")
 
 
-def votes_from_hits(hits: Any) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-    """One vote per hit for its piece; the best (first) hit of each piece is its position."""
-    votes: dict[str, float] = {}
+def votes_from_hits(
+    hits: Any, temperature: float = VOTE_TEMPERATURE
+) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """The window's votes (:func:`window_votes`); the best hit of each piece is its position."""
+    votes = window_votes(((h.piece, float(h.score), float(h.chance_weight)) for h in hits), temperature)
     positions: dict[str, dict[str, Any]] = {}
-    for h in hits:
-        votes[h.piece] = votes.get(h.piece, 0.0) + 1.0
+    for h in sorted(hits, key=lambda h: -float(h.score)):
         if h.piece not in positions:
             positions[h.piece] = {"piece": h.piece, "page": h.page, "system": h.system, "x": h.x,
                                   "y0": h.y0, "y1": h.y1, "similarity": float(h.score)}  # fmt: skip

@@ -79,14 +79,10 @@ def piece_streams(work: Path) -> list[tuple[str, Path]]:
 
 def stack_config(work: Path, model: Path, lib: Path, **encoder: object) -> dict:  # type: ignore[type-arg]
     """A `scoreid up` config on free loopback ports serving ``lib`` as library "bench"."""
-    from scoreid.serve.stack import free_ports
+    from scoreid.serve.stack import loopback_config
 
-    p = free_ports(7)
-    return {"state_dir": str(work / "state"), "redis": {"port": p[0]},
-            "aggregator": {"port": p[1], "metrics_port": p[2]},
-            "index": {"port": p[3], "metrics_port": p[4], "libraries": {"bench": str(lib)}},
-            "encoder": {"port": p[5], "metrics_port": p[6], "model": str(model),
-                        "max_sessions_per_client": 1000, **encoder}}  # fmt: skip
+    return loopback_config(work / "state", model, {"bench": lib},
+                           encoder={"max_sessions_per_client": 1000, **encoder})  # fmt: skip
 
 
 def stage_means(metrics_port: int) -> dict[str, dict[str, float]]:

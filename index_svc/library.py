@@ -3,7 +3,9 @@
 ``ServedLibrary.from_arrays`` builds one from arrays (used by ingestion and tests);
 ``ServedLibrary.open(dir)`` loads a library written by ``scoreid library build`` through the core
 API ``scoreid.library.Library.open``. ``hits(scores, rows)`` turns search results into the
-per-row positions (piece, page, system, page x, system band) the aggregator votes with.
+per-row positions (piece, page, system, page x, system band) the aggregator votes with, and each
+hit's piece ``chance_weight`` (mean windows per piece / the piece's windows,
+:func:`scoreid.identify.tally.chance_weights`) so votes are normalised for piece length.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from scoreid import contract as C
+from scoreid.identify.tally import chance_weights
 from scoreid.search.backends import SearchIndex, make_index
 
 
@@ -54,6 +57,7 @@ class ServedLibrary:
     path: Path | None = None  # the library directory (ingestion writes new pieces there)
     model_dir: Path | None = None  # the model that embedded the library
     model_sha256: str = ""  # its fingerprint (scoreid.library.build.model_fingerprint)
+    _chance: np.ndarray | None = None  # per piece index: chance weight (recomputed after a change)
 
     def __post_init__(self) -> None:
         if len(self.vectors) != len(self.meta):
@@ -101,14 +105,27 @@ class ServedLibrary:
                            meta.x, meta.y0, meta.y1)  # fmt: skip
             self.vectors = np.concatenate([self.vectors, np.asarray(vectors, np.float32)])
             self.meta = RowMeta.concat(self.meta, meta)
+            self._chance = None
             add = getattr(self.index, "add", None)
             if add is not None:
                 add(np.asarray(vectors, np.float32))
             else:
                 self.index = make_index(self.backend, self.vectors, **self.backend_options)
 
+    def chance(self) -> np.ndarray:
+        """Chance weight of every piece index (see the module docstring)."""
+        c = self._chance
+        if c is None:
+            counts = np.bincount(self.meta.piece, minlength=len(self.piece_ids))
+            w = chance_weights({str(i): int(n) for i, n in enumerate(counts)})
+            c = np.array([w.get(str(i), 1.0) for i in range(len(counts))], np.float64)
+            self._chance = c
+        return c
+
     def hit(self, row: int, score: float) -> dict[str, Any]:
         m = self.meta
-        return {"row": int(row), "score": float(score), "piece": self.piece_ids[int(m.piece[row])],
+        k = int(m.piece[row])
+        return {"row": int(row), "score": float(score), "piece": self.piece_ids[k],
                 "page": int(m.page[row]), "system": int(m.system[row]), "x": float(m.x[row]),
-                "y0": float(m.y0[row]), "y1": float(m.y1[row])}  # fmt: skip
+                "y0": float(m.y0[row]), "y1": float(m.y1[row]),
+                "chance_weight": float(self.chance()[k])}  # fmt: skip

@@ -187,20 +187,11 @@ def stream_services(args: argparse.Namespace, lib, lib_dir: Path, audio: np.ndar
 
     from scoreid.client import stream_audio
     from scoreid.serve.config import load_config
-    from scoreid.serve.stack import free_ports, start_stack, stop_stack
+    from scoreid.serve.stack import loopback_config, start_stack, stop_stack
 
-    cfg = load_config(None, environ={})
-    ports = free_ports(7)
-    cfg["redis"]["port"] = ports[0]
-    cfg["redis"]["url"] = f"redis://{cfg['host']}:{ports[0]}/0"
-    for i, svc in enumerate(("index", "aggregator", "encoder")):
-        cfg[svc]["port"], cfg[svc]["metrics_port"] = ports[1 + 2 * i], ports[2 + 2 * i]
-    for svc in ("aggregator", "index"):
-        cfg[svc]["address"] = f"{cfg['host']}:{cfg[svc]['port']}"
-    cfg["encoder"]["model"] = str(Path(args.model).resolve())
-    cfg["index"]["libraries"] = {"demo": str(lib_dir)}
     with tempfile.TemporaryDirectory(prefix="scoreid-demo-stack-") as state:
-        cfg["state_dir"] = state
+        model = Path(args.model).resolve()
+        cfg = load_config(None, environ={}, overrides=loopback_config(state, model, {"demo": lib_dir}))
         print("demo: starting the services (redis-server, index, aggregator, encoder) on loopback ...")
         record = start_stack(cfg)
         try:

@@ -5,7 +5,8 @@ incremental front end the encoder service uses (:class:`scoreid.audio.spectrogra
 Every ``hop_s`` seconds of audio it embeds the latest audio window (the contract's 84 frames
 ending at the newest frame, zero padded at the start of the stream), retrieves the top-25 sheet
 windows (:class:`scoreid.search.exact.ExactIndex`), lets each vote for its piece into a decaying
-:class:`~scoreid.identify.tally.VoteTally`, and advances the :class:`ScoreFollower`.
+:class:`~scoreid.identify.tally.VoteTally` (votes weighted by similarity and normalised for piece
+length: :func:`~scoreid.identify.tally.window_votes`), and advances the :class:`ScoreFollower`.
 
 Silent windows (nothing above the level normaliser's floor) cast no votes, so silence never
 produces an identity.
@@ -22,7 +23,14 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.audio.spectrogram import OnlineSpectrogram
 from scoreid.identify.follow import ScoreFollower
-from scoreid.identify.tally import DEFAULT_HALF_LIFE_S, VoteTally
+from scoreid.identify.tally import (
+    CHANCE_EXPONENT,
+    DEFAULT_HALF_LIFE_S,
+    VOTE_TEMPERATURE,
+    VoteTally,
+    chance_weights,
+    window_votes,
+)
 from scoreid.library.store import Library
 from scoreid.search.exact import ExactIndex
 from scoreid.sheet import strip as S
@@ -64,7 +72,9 @@ class Identifier:
     """Running identification of one audio stream against a library."""
 
     def __init__(self, library: Library, encoder: AudioEncoder, hop_s: float = DEFAULT_HOP_S,
-                 half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K):  # fmt: skip
+                 half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K,
+                 vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT):  # fmt: skip
+        """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme."""
         if hop_s <= 0:
             raise ValueError(f"hop must be positive, got {hop_s}")
         if len(library) == 0:
@@ -73,6 +83,11 @@ class Identifier:
         self.encoder = encoder
         self.index = ExactIndex(library.vectors)
         self.k = k
+        if not vote_temperature > 0:
+            raise ValueError(f"vote temperature must be positive, got {vote_temperature}")
+        self.vote_temperature = vote_temperature
+        windows = {pid: e - s for pid, (s, e) in library.rows.items()}
+        self.chance = chance_weights(windows, chance_exponent)
         self.hop_frames = max(1, int(round(hop_s * C.FPS)))
         self.frames_window = library.contract.audio_window_frames
         self.front = OnlineSpectrogram()
@@ -134,12 +149,10 @@ class Identifier:
         if not silent:
             self.n_voting += 1
             emb = self.encoder.embed_audio(S.audio_to_network(win))
-            _sims, rows = self.index.search(emb, self.k)
-            votes: dict[str, float] = {}
-            for r in rows[0]:
-                pid = str(self.library.meta["piece"][r])
-                votes[pid] = votes.get(pid, 0.0) + 1.0
-            self.tally.update(votes, t)
+            sims, rows = self.index.search(emb, self.k)
+            pieces = [str(self.library.meta["piece"][r]) for r in rows[0]]
+            hits = [(p, float(sv), self.chance.get(p, 1.0)) for p, sv in zip(pieces, sims[0])]
+            self.tally.update(window_votes(hits, self.vote_temperature), t)
             self.follower.update(self.library.vectors @ emb[0])
         return self.snapshot(t, silent)
 

@@ -7,14 +7,73 @@ in seconds of audio, so the answer can change when the music changes piece:
 
 ``half_life = inf`` means no decay (the published offline scheme: plain vote counts). The
 aggregator service implements the same update in Redis and is tested against this class.
+
+What one window votes (:func:`window_votes`) goes beyond the published scheme (each of the top-25
+neighbours votes 1 for its piece) in two measured ways (BENCHMARKS.md "Time to identify"; chosen on
+the validation split, reported on test):
+
+* **chance normalisation** — a piece with many windows collects many votes from a wrong match by
+  chance alone, so a long piece out-polls a short right one. Each vote is weighted by
+  ``chance_weight = (mean_windows / windows) ** CHANCE_EXPONENT`` (exponent 1 would make every
+  piece's expected vote count under a random match the same; 0.75 leaves long pieces some of their
+  right matches' weight — 1 over-corrected in a 10-piece library with 8x size ratios), clipped to
+  ``[1 / MAX_CHANCE_WEIGHT, MAX_CHANCE_WEIGHT]`` so a tiny piece (a few bars) cannot win on a
+  handful of chance matches;
+* **similarity weighting** — a neighbour votes ``exp((s - s_best) / VOTE_TEMPERATURE)`` with ``s``
+  its cosine similarity and ``s_best`` the window's best, so near-ties count fully and the tail of the
+  25 counts little.
+
+With ``temperature=inf`` and no chance weights it is the published scheme (what ``trainer/run.py
+eval`` reports as piece identification, to stay comparable with the paper).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 DEFAULT_HALF_LIFE_S = 20.0
+#: similarity temperature of a neighbour's vote (cosine similarity units); inf = every vote 1
+VOTE_TEMPERATURE = 0.02
+#: chance weight = (mean windows per piece / windows of the piece) ** this
+CHANCE_EXPONENT = 0.75
+#: chance weights are clipped to [1 / this, this]
+MAX_CHANCE_WEIGHT = 3.0
+
+
+def chance_weights(windows: Mapping[str, int], exponent: float = CHANCE_EXPONENT) -> dict[str, float]:
+    """Per-piece vote weight ``(mean windows per piece / windows of the piece) ** exponent``
+    (1.0 for an average piece; all 1.0 for exponent 0), clipped to ``[1 / MAX_CHANCE_WEIGHT,
+    MAX_CHANCE_WEIGHT]``."""
+    counts = {p: int(n) for p, n in windows.items() if int(n) > 0}
+    if not counts:
+        return {}
+    mean = sum(counts.values()) / len(counts)
+    lo, hi = 1.0 / MAX_CHANCE_WEIGHT, MAX_CHANCE_WEIGHT
+    return {p: min(hi, max(lo, (mean / n) ** exponent)) for p, n in counts.items()}
+
+
+def window_votes(
+    hits: Iterable[tuple[str, float, float]], temperature: float = VOTE_TEMPERATURE
+) -> dict[str, float]:
+    """Votes of one audio window from its neighbours ``(piece, similarity, chance_weight)``.
+
+    Each neighbour votes ``chance_weight * exp((similarity - best) / temperature)`` for its piece;
+    ``temperature = inf`` gives every neighbour the weight ``chance_weight`` (1 = published scheme).
+    A non-positive or non-finite chance weight counts as 1 (unknown piece size).
+    """
+    hits = list(hits)
+    if not hits:
+        return {}
+    if not temperature > 0:
+        raise ValueError(f"vote temperature must be positive, got {temperature}")
+    best = max(float(s) for _, s, _ in hits)
+    votes: dict[str, float] = {}
+    for piece, sim, w in hits:
+        w = float(w) if math.isfinite(w) and w > 0 else 1.0
+        v = w if math.isinf(temperature) else w * math.exp((float(sim) - best) / temperature)
+        votes[piece] = votes.get(piece, 0.0) + v
+    return votes
 
 
 def decay_factor(dt: float, half_life: float) -> float:

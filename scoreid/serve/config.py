@@ -115,8 +115,13 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return over
 
 
-def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Defaults <- YAML file (optional) <- environment. Returns a plain nested dict."""
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Defaults <- YAML file (optional) <- ``overrides`` (optional) <- environment. Returns a plain
+    nested dict."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         p = Path(path)
@@ -129,6 +134,8 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         if not isinstance(data, dict):
             raise UserError(f"{p}: the configuration must be a mapping")
         cfg = deep_merge(cfg, data)
+    if overrides:
+        cfg = deep_merge(cfg, dict(overrides))
     cfg = deep_merge(cfg, env_overrides(os.environ if environ is None else environ))
     for svc in ("aggregator", "index"):
         if not cfg[svc]["address"]:

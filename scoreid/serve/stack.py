@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,29 @@ def demo_library(model: Path) -> Path:
         raise UserError(f"no library configured and no demo library at {lib}: run `scoreid demo` once "
                         "(it builds it), or set index.libraries {name: LIB_DIR} in a config file")  # fmt: skip
     return lib
+
+
+def loopback_config(
+    state_dir: str | Path,
+    model: str | Path,
+    libraries: Mapping[str, str | Path],
+    **sections: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A `scoreid up` configuration (overrides on the defaults, for :func:`load_config` or a YAML
+    file) running everything on this machine: redis-server and each service on its own free
+    loopback port (metrics too), state in ``state_dir``, ``model`` on the encoder, ``libraries``
+    ({name: library dir}) on the index. ``sections`` ({"encoder": {...}, ...}) add to a section."""
+    p = free_ports(7)
+    cfg: dict[str, Any] = {
+        "state_dir": str(state_dir),
+        "redis": {"port": p[0]},
+        "aggregator": {"port": p[1], "metrics_port": p[2]},
+        "index": {"port": p[3], "metrics_port": p[4], "libraries": {k: str(v) for k, v in libraries.items()}},
+        "encoder": {"port": p[5], "metrics_port": p[6], "model": str(model)},
+    }
+    for name, extra in sections.items():
+        cfg.setdefault(name, {}).update(extra)
+    return cfg
 
 
 def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from svc_helpers import free_port
@@ -18,7 +19,7 @@ from aggregator_svc.server import AggregatorServicer, register
 from aggregator_svc.store import RedisTallies
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
-from scoreid.identify.tally import VoteTally
+from scoreid.identify.tally import VoteTally, window_votes
 from scoreid.serve.grpc_server import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,11 @@ def hits(*pieces: str) -> pb.HitList:
     )
 
 
+def ref_votes(*pieces: str) -> dict[str, float]:
+    """What ``hits(*pieces)`` votes, by the core's rule (chance weight unset = 1; scores are float32)."""
+    return window_votes([(p, float(np.float32(0.9 - 0.01 * i)), 0.0) for i, p in enumerate(pieces)])
+
+
 def test_two_replicas_serve_the_same_sessions(redis_server, grpc_server):
     servers = [
         grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3)))
@@ -41,10 +47,7 @@ def test_two_replicas_serve_the_same_sessions(redis_server, grpc_server):
     ref = VoteTally(half_life=4.0)
     for i in range(20):
         pieces = ("a", "a", "b") if i < 10 else ("c", "c", "c", "b")
-        votes: dict[str, float] = {}
-        for p in pieces:
-            votes[p] = votes.get(p, 0) + 1
-        ref.update(votes, i * 0.5)
+        ref.update(ref_votes(*pieces), i * 0.5)
         resp = stubs[i % 2].Vote(pb.VoteRequest(session_id="shared", t_seconds=i * 0.5, hits=hits(*pieces)))
         assert [(t.piece, pytest.approx(t.votes)) for t in resp.top] == ref.top(3)
         assert resp.position.piece == ref.top(1)[0][0]
@@ -104,7 +107,7 @@ def test_kill_9_mid_stream_is_unavailable_and_a_restart_continues_from_redis(red
     try:
         for i in range(6):
             stub.Vote(pb.VoteRequest(session_id="live", t_seconds=i * 0.5, hits=hits("x", "y", "x")))
-            ref.update({"x": 2, "y": 1}, i * 0.5)
+            ref.update(ref_votes("x", "y", "x"), i * 0.5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         with pytest.raises(grpc.RpcError) as e:
@@ -114,7 +117,7 @@ def test_kill_9_mid_stream_is_unavailable_and_a_restart_continues_from_redis(red
         resp = stub.Vote(
             pb.VoteRequest(session_id="live", t_seconds=3.5, hits=hits("y")), wait_for_ready=True, timeout=10
         )
-        ref.update({"y": 1}, 3.5)
+        ref.update(ref_votes("y"), 3.5)
         assert [(t.piece, pytest.approx(t.votes)) for t in resp.top] == ref.top(5)
     finally:
         channel.close()
@@ -132,7 +135,9 @@ def test_a_window_without_hits_changes_nothing(redis_server, grpc_server):
     stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
     a = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=1.0, hits=hits("a", "a", "b")))
     b = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=9.0, hits=pb.HitList()))
-    assert b == a and a.total == pytest.approx(3.0) and a.top[0].score == pytest.approx(2 / 3)
+    want = ref_votes("a", "a", "b")
+    assert b == a and a.total == pytest.approx(sum(want.values()))
+    assert a.top[0].score == pytest.approx(want["a"] / sum(want.values()))
 
 
 def test_vote_batch_equals_single_votes_and_isolates_bad_votes(redis_server, grpc_server):

@@ -48,6 +48,7 @@ def test_search_matches_exact_with_positions(grpc_server, tmp_path, backend):
         assert h.row == erow[0] and h.score == pytest.approx(srow[0], abs=1e-5)
         assert h.piece == lib.piece_ids[lib.meta.piece[h.row]] and h.x == pytest.approx(h.row * 2.5)
         assert h.page == h.row % 4 and h.system == h.row % 7 and h.y1 == 170.0
+        assert h.chance_weight == pytest.approx(1.0)  # three pieces of 200 windows each
     info = stub.Info(pb.InfoRequest())
     assert info.default_library == "lib" and info.libraries[0].vectors == 600
     assert dict(info.libraries[0].titles) == {"p0": "Zero", "p1": "One", "p2": "Two"}
@@ -93,10 +94,16 @@ def test_add_piece_extends_every_backend(tmp_path):
         rng = np.random.default_rng(9)
         v = rng.standard_normal((20, 32)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
+        assert lib.hit(0, 1.0)["chance_weight"] == pytest.approx(1.0)  # before: 3 pieces of 100
         n = 20
         lib.add_piece("new", "New piece", v, RowMeta(np.zeros(n, np.int32), np.ones(n), np.zeros(n), np.arange(n) * 1.0,
                                                      np.zeros(n), np.ones(n)))  # fmt: skip
         s, r = lib.search(v[3], 1)
-        assert r[0, 0] == 303 and lib.hit(int(r[0, 0]), float(s[0, 0]))["piece"] == "new"
+        hit = lib.hit(int(r[0, 0]), float(s[0, 0]))
+        assert r[0, 0] == 303 and hit["piece"] == "new"
+        # chance weights follow the change: mean (3 x 100 + 20) / 4 = 80 windows per piece
+        assert hit["chance_weight"] == pytest.approx(4.0**0.75)
+        assert lib.hit(0, 1.0)["chance_weight"] == pytest.approx(0.8**0.75)
+
         with pytest.raises(ValueError, match="already"):
             lib.add_piece("new", "x", v, lib.meta)

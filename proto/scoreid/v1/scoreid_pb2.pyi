@@ -136,7 +136,7 @@ class SearchRequest(_message.Message):
     def __init__(self, library: _Optional[str] = ..., queries: _Optional[_Union[Tensor, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("row", "score", "piece", "page", "system", "x", "y0", "y1")
+    __slots__ = ("row", "score", "piece", "page", "system", "x", "y0", "y1", "chance_weight")
     ROW_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     PIECE_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,7 @@ class Hit(_message.Message):
     X_FIELD_NUMBER: _ClassVar[int]
     Y0_FIELD_NUMBER: _ClassVar[int]
     Y1_FIELD_NUMBER: _ClassVar[int]
+    CHANCE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     row: int
     score: float
     piece: str
@@ -153,7 +154,8 @@ class Hit(_message.Message):
     x: float
     y0: float
     y1: float
-    def __init__(self, row: _Optional[int] = ..., score: _Optional[float] = ..., piece: _Optional[str] = ..., page: _Optional[int] = ..., system: _Optional[int] = ..., x: _Optional[float] = ..., y0: _Optional[float] = ..., y1: _Optional[float] = ...) -> None: ...
+    chance_weight: float
+    def __init__(self, row: _Optional[int] = ..., score: _Optional[float] = ..., piece: _Optional[str] = ..., page: _Optional[int] = ..., system: _Optional[int] = ..., x: _Optional[float] = ..., y0: _Optional[float] = ..., y1: _Optional[float] = ..., chance_weight: _Optional[float] = ...) -> None: ...
 
 class HitList(_message.Message):
     __slots__ = ("hits",)

@@ -74,7 +74,11 @@ def test_identify_streaming_equals_chunking(lib, random_model):
     ua = [u for s in range(0, len(x), 11025) for u in a.push(x[s : s + 11025])] + a.finish()
     ub = [u for s in range(0, len(x), 777) for u in b.push(x[s : s + 777])] + b.finish()
     assert [u.t for u in ua] == [u.t for u in ub]
-    assert [u.ranking[:3] for u in ua][-1] == [u.ranking[:3] for u in ub][-1]
+    # same pieces in the same order; tallies equal up to float32 rounding of the spectrogram
+    # (similarity-weighted votes: exp(ds / 0.02) turns a 1e-7 difference into ~1e-8 relative)
+    ra, rb = ua[-1].ranking[:3], ub[-1].ranking[:3]
+    assert [p for p, _, _ in ra] == [p for p, _, _ in rb]
+    assert [v for _, _, v in ra] == pytest.approx([v for _, _, v in rb], rel=1e-5)
 
 
 def test_push_frames_equals_pushing_the_audio(lib, random_model):

@@ -52,16 +52,10 @@ def identify(lib, enc, audio: np.ndarray, seconds: float) -> str:
     return ups[-1].ranking[0][0] if ups else ident.snapshot(seconds).ranking[0][0]
 
 
-# Known miss of the shipped model (2026-11-30, RESULTS.md): Schoenberg op. 19/6 — nine bars of sparse
-# chords, 18 s at 1.25x, heard from 5 s on — is taken for its sibling op. 19/2 at every hop.
-KNOWN_MISSES = {"schoenberg/opus19/movement6": "confused with op. 19/2 (RESULTS.md: known misses)"}
-
-
-@pytest.mark.parametrize(
-    "src",
-    [pytest.param(q, marks=pytest.mark.xfail(reason=KNOWN_MISSES[q], strict=True)) if q in KNOWN_MISSES else q
-     for q in QUERIES],
-)  # fmt: skip
+# Schoenberg op. 19/6 (nine bars of sparse chords, 18 s at 1.25x, heard from 5 s on) was taken for its
+# sibling op. 19/2 with the published vote scheme (one vote per neighbour); similarity-weighted,
+# length-normalised votes (scoreid.identify.tally.window_votes) identify it (2026-11-30).
+@pytest.mark.parametrize("src", QUERIES)
 def test_held_out_performance_identified_within_10s(built, src):
     lib, enc, sheets = built
     perf = shifted_performance(notes_of(sheets / piece_id(src)), tempo_factor=1.25, seed=3)

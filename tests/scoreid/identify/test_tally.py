@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scoreid.identify.tally import VoteTally, decay_factor
+from scoreid.identify.tally import VoteTally, chance_weights, decay_factor, window_votes
 
 
 def test_half_life_halves_old_votes():
@@ -41,3 +41,27 @@ def test_errors():
     with pytest.raises(ValueError, match="backwards"):
         t.update({}, 4.0)
     assert decay_factor(0, 1.0) == 1.0
+
+
+def test_chance_weights_shrink_the_chance_advantage_of_long_pieces():
+    w = chance_weights({"long": 300, "short": 100, "empty": 0})  # mean 200 windows
+    assert w == {"long": pytest.approx((200 / 300) ** 0.75), "short": pytest.approx(2.0**0.75)}
+    # a random neighbour lands in a piece in proportion to its windows: 3x unweighted, 3**0.25 weighted
+    assert (300 * w["long"]) / (100 * w["short"]) == pytest.approx(3**0.25)
+    # clipped at 3x either way: a 10-window fragment among 1 000-window pieces gets 3, not 67**0.75
+    w = chance_weights({"big": 1000, "big2": 1000, "tiny": 10})
+    assert w["tiny"] == pytest.approx(3.0) and w["big"] == pytest.approx(0.67**0.75)
+
+
+def test_window_votes_hand_computed():
+    hits = [("a", 0.90, 1.0), ("b", 0.88, 2.0), ("a", 0.86, 1.0)]
+    v = window_votes(hits, temperature=0.02)
+    assert v["a"] == pytest.approx(1.0 + math.exp(-2.0))
+    assert v["b"] == pytest.approx(2.0 * math.exp(-1.0))
+    # the published scheme: every neighbour votes 1
+    assert window_votes([(p, s, 1.0) for p, s, _ in hits], temperature=math.inf) == {"a": 2.0, "b": 1.0}
+    # unknown chance weights (0, NaN) count as 1; no hits, no votes
+    assert window_votes([("a", 0.5, 0.0), ("a", 0.5, math.nan)], math.inf) == {"a": 2.0}
+    assert window_votes([]) == {}
+    with pytest.raises(ValueError, match="temperature"):
+        window_votes(hits, temperature=0.0)

@@ -13,7 +13,6 @@ processes, clients streaming over gRPC, compared with the offline ``scoreid iden
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid.audio.io import resample
 from scoreid.client import identify_files
 from scoreid.errors import UserError
+from scoreid.serve.stack import loopback_config
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = ROOT / "models" / "default"
@@ -42,22 +42,14 @@ SOURCES = {
 }  # fmt: skip  (as the sheets_dir fixture)
 
 
-def port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scoreid", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)  # fmt: skip
 
 
 def stack_config(tmp: Path, lib: Path, model: Path) -> Path:
-    cfg = {"state_dir": str(tmp / "state"), "redis": {"port": port()},
-           "aggregator": {"port": port(), "metrics_port": port(), "session_ttl_s": 30},
-           "index": {"port": port(), "metrics_port": port(), "libraries": {"test": str(lib)}},
-           "encoder": {"port": port(), "metrics_port": port(), "model": str(model), "max_wait_ms": 3.0}}  # fmt: skip
+    cfg = loopback_config(tmp / "state", model, {"test": lib}, aggregator={"session_ttl_s": 30},
+                          encoder={"max_wait_ms": 3.0})  # fmt: skip
     path = tmp / "scoreid.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
