@@ -11,8 +11,10 @@ In one run, on this machine:
   with forward hooks on the real modules);
 - windows/s of the audio (1, 92, 84) and sheet (1, 80, 100) encoders at batch 1, 8, 32, 128 for:
   ``torch`` eager (``inference_mode``), ``ort-default`` (an ``InferenceSession`` with default
-  options, what ``scoreid.inference`` used before this benchmark: a thread per core, spinning), and ``ort`` (the session
-  options :func:`scoreid.inference.ort_session_options` now applies);
+  options, what ``scoreid.inference`` used before this benchmark: a thread per core, spinning), ``ort`` (the session
+  options :func:`scoreid.inference.ort_session_options` now applies) and, for the audio encoder,
+  ``ort-int8`` (the shipped model's statically quantised ``audio.int8.onnx``, ``--int8``; same
+  options; its GFLOP/s count the fp32 network's FLOPs, so "of peak" is an effective figure);
 - the streaming front end: the incremental spectrogram's cost per hop (0.5 s) per stream at
   22.05 kHz, and with resampling from 44.1 kHz.
 
@@ -159,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-time", type=float, default=0.4, help="seconds per configuration per round")
     p.add_argument("--out", type=Path, default=RESULTS / "encoder.json")
+    p.add_argument("--int8", type=Path, default=RESULTS.parents[1] / "models" / "default" / "audio.int8.onnx",
+                   help="int8 audio encoder to time as ort-int8 (skipped when the file is missing)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -186,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     runners: dict[tuple[str, str, int], Callable[[], object]] = {}
     for m in shapes:
         sessions = {"ort-default": ort_default(m), "ort": ort_tuned(m)}
+        if m == "audio" and args.int8.is_file():
+            o = ort_session_options(args.threads)
+            sessions["ort-int8"] = ort.InferenceSession(str(args.int8), o, providers=["CPUExecutionProvider"])
         for b in args.batches:
             x = np.abs(rng.normal(0, 0.5, (b, *shapes[m]))).astype(np.float32)
             tx = torch.from_numpy(x)
@@ -238,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "ort_vs_torch_b32": round(rates[("audio", "ort", b32)] / rates[("audio", "torch", b32)], 3),
         "flops_fraction_b32": round(rates[("audio", "ort", b32)] * flops["audio"] / 1e9 / peak, 3),
+        "ort_int8_vs_ort_b32": round(rates[("audio", "ort-int8", b32)] / rates[("audio", "ort", b32)], 3)
+        if ("audio", "ort-int8", b32) in rates
+        else None,
         "peak_gflops": {k: round(v, 2) for k, v in peaks.items()},
         "mflops_per_window": {m: round(v / 1e6, 2) for m, v in flops.items()},
         **{k: round(v, 4) for k, v in spec.items()},
