@@ -112,6 +112,8 @@ def piece_identification(
         "pieces": n, "recordings": len(recordings), "windows_per_recording": cfg.windows_per_recording,
         "k": cfg.k, "db_stride_px": cfg.db_stride_px, "db_windows": len(index),
         "top1": float((r == 1).mean()), "MRR": float((1 / r).mean()),
+        # which recordings miss: every recording's piece and the rank of its piece in the vote
+        "per_recording": [{"piece": pieces[pno], "rank": int(rk)} for (pno, _), rk in zip(recordings, ranks)],
     }  # fmt: skip
     # accuracy vs seconds of audio (the first curve_recordings_per_piece recordings of each piece)
     per_piece: dict[int, int] = {}
