@@ -17,6 +17,9 @@ Checked and reported per fault:
 - tallies intact across the outage: for every piece, the first update after the resume has at
   least the last update's votes decayed over the audio time between them (votes only add), i.e.
   nothing was lost;
+- the same from the server's side, exactly: ``Aggregator.Get`` (all pieces, the tally's own vote
+  time) for every live session just before the kill and again at the end of the fault's window;
+  every piece's later tally must be at least the earlier one decayed over the vote-time difference;
 - Redis: with writes paused (``CLIENT PAUSE WRITE``), every session key is snapshotted and
   redis-server is killed; its AOF, copied while it is down, is loaded by a second redis-server on
   a private port and compared key by key with the snapshot.
@@ -183,6 +186,30 @@ def wait_restarted(state: Path, proc: dict, timeout: float = 60.0) -> float:  # 
     raise SystemExit(f"bench/faults: {proc['name']} was not restarted by the supervisor within {timeout:g} s")
 
 
+def server_tallies(address: str, sids: list[str]) -> dict[str, tuple[float, dict[str, float]]]:
+    """``Aggregator.Get`` of each session: (time of its last vote, {piece: tally}) for all pieces."""
+    out: dict[str, tuple[float, dict[str, float]]] = {}
+    with grpc.insecure_channel(address) as ch:
+        stub = pbg.AggregatorStub(ch)
+        for sid in sids:
+            try:
+                r = stub.Get(pb.GetRequest(session_id=sid, top_k=1000), timeout=5, wait_for_ready=True)
+            except grpc.RpcError:
+                continue
+            out[sid] = (r.t_seconds, {t.piece: t.votes for t in r.top})
+    return out
+
+
+def server_tallies_intact(before: dict, after: dict, half_life: float) -> tuple[int, int]:  # type: ignore[type-arg]
+    """(intact, checked): sessions whose every tally survived (later >= earlier x decay)."""
+    ok = 0
+    for sid, (t0, v0) in before.items():
+        t1, v1 = after.get(sid, (t0, {}))
+        decay = 2.0 ** (-max(0.0, t1 - t0) / half_life)
+        ok += all(v1.get(p, 0.0) >= v * decay * (1 - 1e-9) - 1e-6 for p, v in v0.items())
+    return ok, len(before)
+
+
 def check_streams(clients: list[Client], t_kill: float, t_next: float, half_life: float) -> dict:  # type: ignore[type-arg]
     """Errors, resumes and tally continuity of the outage that started at ``t_kill``."""
     errs = [e for c in clients for e in c.errors if t_kill <= e["wall"] < t_next]
@@ -234,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     tracks = [(pid, sf.read(str(w), dtype="float32")[0]) for pid, w in piece_streams(args.work)]
     cfg = stack_config(args.work, model, lib)
     cfg["aggregator"]["session_ttl_s"] = 600
+    agg_address = f"127.0.0.1:{cfg['aggregator']['port']}"
     cfg_path = args.work / "faults.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     state = Path(cfg["state_dir"]).resolve()
@@ -256,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             procs = {p["name"]: p for p in json.loads((state / "stack.json").read_text())["processes"]}
             proc = procs[name]
             print(f"faults: kill -9 {name} (pid {proc['pid']}) under {args.streams} streams", flush=True)
+            sids = sorted({c.sid for c in clients if c.sid and not c.finished})
+            tallies_before = server_tallies(agg_address, sids)
             if name == "redis":
                 red = kill_redis_and_check(proc, state, cfg["redis"]["port"])
                 t_kill = red.pop("t_kill")
@@ -265,7 +295,11 @@ def main(argv: list[str] | None = None) -> int:
             wait_restarted(state, proc)
             red["restarted_after_s"] = round(time.time() - t_kill, 2)
             time.sleep(args.between)
-            faults.append({"target": name, "t_kill": t_kill, **red})
+            ok, checked = server_tallies_intact(
+                tallies_before, server_tallies(agg_address, list(tallies_before)), 20.0
+            )
+            faults.append({"target": name, "t_kill": t_kill, "server_tallies_intact": ok,
+                           "server_tallies_checked": checked, **red})  # fmt: skip
         stop.set()
         for th in threads:
             th.join(30)
@@ -276,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, f in enumerate(faults):
         t_next = faults[k + 1]["t_kill"] if k + 1 < len(faults) else float("inf")
         row = {"target": f["target"], "restarted_after_s": f["restarted_after_s"],
+               "server_tallies_intact": f["server_tallies_intact"],
+               "server_tallies_checked": f["server_tallies_checked"],
                **check_streams(clients, f["t_kill"], t_next, 20.0)}  # fmt: skip
         if f["target"] == "redis":
             row["redis_keys"] = f["keys_before"]
@@ -288,15 +324,16 @@ def main(argv: list[str] | None = None) -> int:
               "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})"}  # fmt: skip
     print(
         "| killed | restarted after s | streams hit | errors (codes) | unclean | resumed | lost sessions "
-        "| tallies intact | updates again after s |"
+        "| tallies intact (client bound) | tallies intact (Aggregator.Get) | updates again after s |"
     )
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         codes = ", ".join(f"{k} {n}" for k, n in r["errors_by_code"].items()) or "-"
         extra = (f" (redis keys {r['redis_keys_identical_after_restart']}/{r['redis_keys']} identical)"
                  if r["target"] == "redis" else "")  # fmt: skip
         print(f"| {r['target']} | {r['restarted_after_s']:.1f} | {r['streams_interrupted']} | {codes} | {r['unclean_errors']} | {r['resumed']} "
-              f"| {r['lost_sessions']} | {r['tallies_intact']}/{r['tallies_checked']}{extra} | {r['recovery_s']:.1f} |")  # fmt: skip
+              f"| {r['lost_sessions']} | {r['tallies_intact']}/{r['tallies_checked']}{extra} "
+              f"| {r['server_tallies_intact']}/{r['server_tallies_checked']} | {r['recovery_s']:.1f} |")  # fmt: skip
     print(f"streams finished: {result['streams_finished']}/{args.streams}; crossed updates: {crossed}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
