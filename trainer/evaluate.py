@@ -9,7 +9,10 @@
    each recording (every performance of the condition) is queried with ``windows_per_recording``
    (100) audio windows spread evenly over the whole recording; each window's ``k`` (25) nearest
    database windows vote for their piece; pieces are ranked by votes. Top-1 accuracy and MRR over
-   the recordings (a piece with as many votes as the true one ranks ahead of it).
+   the recordings (a piece with as many votes as the true one ranks ahead of it). Reported beside
+   it, from the same windows and neighbours, under ``product_votes``: the product's vote scheme
+   (:func:`scoreid.identify.tally.window_votes`: similarity-weighted, normalised for piece length),
+   what ``scoreid identify`` and the services use — not the published protocol, never mixed with it.
 3. Piece-ID accuracy vs seconds of audio (2 ... 30 s): from ``curve_starts`` evenly spaced starts
    in each piece's first ``curve_recordings_per_piece`` recordings, only the first d seconds are heard: audio windows every ``curve_hop_frames``
    whose centres lie in the excerpt, cut from the excerpt alone (zero padded outside it), vote as
@@ -32,6 +35,7 @@ from tqdm import tqdm
 
 from scoreid import contract as C
 from scoreid.errors import UserError
+from scoreid.identify.tally import chance_weights, window_votes
 from scoreid.search.exact import ExactIndex
 from scoreid.sheet.strip import audio_to_network, audio_window, sheet_to_network, window_at, window_centres
 from trainer.corpus.store import Corpus
@@ -72,6 +76,17 @@ def _vote_rank(neighbours: np.ndarray, owner: np.ndarray, n_pieces: int, true_pi
     return int(1 + (votes > votes[true_piece]).sum()) if votes[true_piece] > 0 else n_pieces
 
 
+def _product_rank(sims: np.ndarray, neighbours: np.ndarray, owner: np.ndarray, weights: np.ndarray,
+                  true_piece: int) -> int:  # fmt: skip
+    """Rank of the true piece under the product's vote scheme (whole recording, no decay)."""
+    votes = np.zeros(len(weights))
+    for srow, nrow in zip(sims, neighbours):
+        hits = [(str(owner[r]), float(sv), float(weights[owner[r]])) for r, sv in zip(nrow, srow)]
+        for k, v in window_votes(hits).items():
+            votes[int(k)] += v
+    return int(1 + (votes > votes[true_piece]).sum()) if votes[true_piece] > 0 else len(weights)
+
+
 def audio_windows(spec: np.ndarray, centres: np.ndarray, frames: int) -> np.ndarray:
     return audio_to_network(np.stack([audio_window(spec, c, frames) for c in centres]))
 
@@ -100,20 +115,26 @@ def piece_identification(
     index = ExactIndex(np.concatenate(db))
     own = np.concatenate(owner)
     n = len(pieces)
-    ranks = []
+    cw = chance_weights({str(i): int(c) for i, c in enumerate(np.bincount(own, minlength=n))})
+    weights = np.array([cw.get(str(i), 1.0) for i in range(n)])
+    ranks, product = [], []
     for pno, spec in tqdm(recordings, desc=f"identify ({condition})", leave=False):
         t = len(spec)
         lo, hi = frames / 2, max(frames / 2, t - frames / 2)
         centres = np.linspace(lo, hi, cfg.windows_per_recording)
-        _, nn = index.search(_chunks(enc.embed_audio, audio_windows(spec, centres, frames)), cfg.k)
+        sims, nn = index.search(_chunks(enc.embed_audio, audio_windows(spec, centres, frames)), cfg.k)
         ranks.append(_vote_rank(nn, own, n, pno))
+        product.append(_product_rank(sims, nn, own, weights, pno))
     r = np.asarray(ranks, np.float64)
+    pr = np.asarray(product, np.float64)
     result: dict[str, Any] = {
         "pieces": n, "recordings": len(recordings), "windows_per_recording": cfg.windows_per_recording,
         "k": cfg.k, "db_stride_px": cfg.db_stride_px, "db_windows": len(index),
         "top1": float((r == 1).mean()), "MRR": float((1 / r).mean()),
         # which recordings miss: every recording's piece and the rank of its piece in the vote
-        "per_recording": [{"piece": pieces[pno], "rank": int(rk)} for (pno, _), rk in zip(recordings, ranks)],
+        "per_recording": [{"piece": pieces[pno], "rank": int(rk), "product_rank": int(pk)}
+                          for (pno, _), rk, pk in zip(recordings, ranks, product)],
+        "product_votes": {"top1": float((pr == 1).mean()), "MRR": float((1 / pr).mean())},
     }  # fmt: skip
     # accuracy vs seconds of audio (the first curve_recordings_per_piece recordings of each piece)
     per_piece: dict[int, int] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.evaluate import _vote_rank
+from trainer.evaluate import _product_rank, _vote_rank
 from trainer.metrics import summarize, true_ranks
 
 
@@ -33,3 +33,14 @@ def test_vote_rank_counts_neighbour_pieces():
     assert _vote_rank(nn, owner, 3, 0) == 2
     assert _vote_rank(nn, owner, 3, 2) == 3
     assert _vote_rank(np.array([[0, 1]]), owner, 3, 2) == 3  # no votes: last
+
+
+def test_product_rank_weights_similarity_and_piece_length():
+    # piece 0 is long (8 windows), piece 1 short (2): chance weights (5/8)**0.75 and (5/2)**0.75
+    owner = np.array([0] * 8 + [1] * 2)
+    weights = np.array([(5 / 8) ** 0.75, (5 / 2) ** 0.75])
+    nn = np.array([[8, 0, 1], [9, 2, 3]])  # each window: best neighbour in piece 1, two in piece 0
+    sims = np.array([[0.90, 0.89, 0.88], [0.90, 0.89, 0.88]])
+    assert _vote_rank(nn, owner, 2, 1) == 2  # published: 4 votes for piece 0, 2 for piece 1
+    assert _product_rank(sims, nn, owner, weights, 1) == 1  # product: the short piece's best matches win
+    assert _product_rank(sims, nn, owner, weights, 0) == 2

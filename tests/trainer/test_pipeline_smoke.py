@@ -79,6 +79,7 @@ def test_smoke_pipeline_end_to_end(corpus, tmp_path):
         assert sr["N"] > 0 and set(sr["audio_to_sheet"]) == {"R@1", "R@10", "R@25", "MRR", "MR"}
         assert 0 <= sr["audio_to_sheet"]["MRR"] <= 1 and pi["windows_per_recording"] == 20 and pi["k"] == 25
         assert len(pi["accuracy_vs_seconds"]["top1"]) == 3
+        assert 0 <= pi["product_votes"]["top1"] <= 1 and 0 < pi["product_votes"]["MRR"] <= 1
         ranks = [r["rank"] for r in pi["per_recording"]]
         assert len(ranks) == pi["recordings"] and pi["top1"] == pytest.approx(
             sum(r == 1 for r in ranks) / len(ranks)
