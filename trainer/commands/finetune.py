@@ -18,6 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-audio", default=None, help="pre-trained audio encoder (run dir or encoder.pt)")
     p.add_argument("--init-sheet", default=None, help="pre-trained sheet encoder (run dir or encoder.pt)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
+    add_finetune_overrides(p)
+
+
+def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
+    """Budget overrides of the fine-tuning stage (``finetune`` and ``pipeline``). A step budget
+    (``--max-epochs N --time-budget 1e9 --refine-budget 1e9``) makes a run independent of the
+    machine's speed and load, e.g. for ablation rows that must get the same budget."""
     p.add_argument(
         "--max-epochs", type=int, default=None, help="override the preset's main-stage epoch limit"
     )
@@ -29,9 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    preset = presets.get(args.preset)
-    set_threads(args, preset)
+def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets.FinetuneConfig:
+    """The preset's fine-tuning config with the command line's overrides applied."""
     cfg = preset.finetune
     if args.max_epochs is not None:
         cfg = dataclasses.replace(cfg, max_epochs=args.max_epochs)
@@ -39,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, time_budget_s=args.time_budget)
     if args.refine_budget is not None:
         cfg = dataclasses.replace(cfg, refine_budget_s=args.refine_budget)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = presets.get(args.preset)
+    set_threads(args, preset)
+    cfg = finetune_config(preset, args)
     finetune.run(cfg, args.data, args.out, init_audio=args.init_audio, init_sheet=args.init_sheet, seed=args.seed,
                  resume=args.resume, device_name=args.device, preset=preset.name)  # fmt: skip
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 from scoreid.errors import UserError
 from trainer import finetune, presets, pretrain
 from trainer.commands.export import calibration_inputs, parity_inputs
+from trainer.commands.finetune import add_finetune_overrides, finetune_config
 from trainer.common import TorchEmbedder, add_common, load_net, set_threads
 from trainer.data import CONDITIONS, open_corpus
 from trainer.evaluate import evaluate
@@ -35,19 +36,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", default="both", help="comma list of none,audio,sheet,both (default both)")
     p.add_argument("--conditions", default="same,shifted", help="comma list of evaluation conditions")
     p.add_argument("--export", default=None, help="model directory to export the 'both' variant to")
+    add_finetune_overrides(p)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| pre-training | condition | N | a→s R@1 | a→s R@10 | a→s R@25 | a→s MRR | a→s MR | s→a R@1 | s→a MRR "
-            "| s→a MR | piece-ID top-1 | piece-ID MRR | recordings |")  # fmt: skip
+            "| s→a MR | piece-ID top-1 | piece-ID MRR | recordings | piece-ID top-1, product votes |")  # fmt: skip
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         sr, pi = r["snippet_retrieval"], r["piece_identification"]
         a, s = sr["audio_to_sheet"], sr["sheet_to_audio"]
+        prod = pi.get("product_votes", {}).get("top1")
         lines.append(
             f"| {r['variant']} | {r['condition']} | {sr['N']} | {a['R@1']:.3f} | {a['R@10']:.3f} | {a['R@25']:.3f} "
             f"| {a['MRR']:.3f} | {a['MR']:.0f} | {s['R@1']:.3f} | {s['MRR']:.3f} | {s['MR']:.0f} | {pi['top1']:.3f} "
-            f"| {pi['MRR']:.3f} | {pi['recordings']} |"
+            f"| {pi['MRR']:.3f} | {pi['recordings']} | {'-' if prod is None else f'{prod:.3f}'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if not (run_dir / "model.pt").is_file():
             init_a = out / "pretrain-audio" if v in ("audio", "both") else None
             init_s = out / "pretrain-sheet" if v in ("sheet", "both") else None
-            finetune.run(preset.finetune, args.data, run_dir, init_audio=init_a, init_sheet=init_s, seed=args.seed,
+            finetune.run(finetune_config(preset, args), args.data, run_dir, init_audio=init_a, init_sheet=init_s, seed=args.seed,
                          resume=(run_dir / "state.pt").is_file(), device_name=args.device, preset=preset.name)  # fmt: skip
         net = load_net(run_dir)
         for cond in conditions:
