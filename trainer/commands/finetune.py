@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
     """Budget overrides of the fine-tuning stage (``finetune`` and ``pipeline``). A step budget
-    (``--max-epochs N --time-budget 1e9 --refine-budget 1e9``) makes a run independent of the
+    (``--max-epochs N --refine-max-epochs M --time-budget 1e9 --refine-budget 1e9``) makes a run independent of the
     machine's speed and load, e.g. for ablation rows that must get the same budget."""
     p.add_argument(
         "--max-epochs", type=int, default=None, help="override the preset's main-stage epoch limit"
@@ -33,6 +33,9 @@ def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--refine-budget", type=float, default=None, help="override each refinement round's budget (s)"
+    )
+    p.add_argument(
+        "--refine-max-epochs", type=int, default=None, help="override each refinement round's epoch limit"
     )
 
 
@@ -45,6 +48,8 @@ def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets
         cfg = dataclasses.replace(cfg, time_budget_s=args.time_budget)
     if args.refine_budget is not None:
         cfg = dataclasses.replace(cfg, refine_budget_s=args.refine_budget)
+    if args.refine_max_epochs is not None:
+        cfg = dataclasses.replace(cfg, refine_max_epochs=args.refine_max_epochs)
     return cfg
 
 
