@@ -117,8 +117,8 @@ class ServedLibrary:
         c = self._chance
         if c is None:
             counts = np.bincount(self.meta.piece, minlength=len(self.piece_ids))
-            w = chance_weights({str(i): int(n) for i, n in enumerate(counts)})
-            c = np.array([w.get(str(i), 1.0) for i in range(len(counts))], np.float64)
+            w = chance_weights({i: int(n) for i, n in enumerate(counts)})
+            c = np.array([w.get(i, 1.0) for i in range(len(counts))], np.float64)
             self._chance = c
         return c
 

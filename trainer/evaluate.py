@@ -81,9 +81,9 @@ def _product_rank(sims: np.ndarray, neighbours: np.ndarray, owner: np.ndarray, w
     """Rank of the true piece under the product's vote scheme (whole recording, no decay)."""
     votes = np.zeros(len(weights))
     for srow, nrow in zip(sims, neighbours):
-        hits = [(str(owner[r]), float(sv), float(weights[owner[r]])) for r, sv in zip(nrow, srow)]
+        hits = [(int(owner[r]), float(sv), float(weights[owner[r]])) for r, sv in zip(nrow, srow)]
         for k, v in window_votes(hits).items():
-            votes[int(k)] += v
+            votes[k] += v
     return int(1 + (votes > votes[true_piece]).sum()) if votes[true_piece] > 0 else len(weights)
 
 
@@ -115,8 +115,8 @@ def piece_identification(
     index = ExactIndex(np.concatenate(db))
     own = np.concatenate(owner)
     n = len(pieces)
-    cw = chance_weights({str(i): int(c) for i, c in enumerate(np.bincount(own, minlength=n))})
-    weights = np.array([cw.get(str(i), 1.0) for i in range(n)])
+    cw = chance_weights({i: int(c) for i, c in enumerate(np.bincount(own, minlength=n))})
+    weights = np.array([cw.get(i, 1.0) for i in range(n)])
     ranks, product = [], []
     for pno, spec in tqdm(recordings, desc=f"identify ({condition})", leave=False):
         t = len(spec)

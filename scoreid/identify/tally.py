@@ -30,7 +30,8 @@ eval`` reports as piece identification, to stay comparable with the paper).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
 
 DEFAULT_HALF_LIFE_S = 20.0
 #: similarity temperature of a neighbour's vote (cosine similarity units); inf = every vote 1
@@ -40,8 +41,10 @@ CHANCE_EXPONENT = 0.75
 #: chance weights are clipped to [1 / this, this]
 MAX_CHANCE_WEIGHT = 3.0
 
+K = TypeVar("K", bound=Hashable)  #: a piece key: its id, or an index
 
-def chance_weights(windows: Mapping[str, int], exponent: float = CHANCE_EXPONENT) -> dict[str, float]:
+
+def chance_weights(windows: Mapping[K, int], exponent: float = CHANCE_EXPONENT) -> dict[K, float]:
     """Per-piece vote weight ``(mean windows per piece / windows of the piece) ** exponent``
     (1.0 for an average piece; all 1.0 for exponent 0), clipped to ``[1 / MAX_CHANCE_WEIGHT,
     MAX_CHANCE_WEIGHT]``."""
@@ -54,8 +57,8 @@ def chance_weights(windows: Mapping[str, int], exponent: float = CHANCE_EXPONENT
 
 
 def window_votes(
-    hits: Iterable[tuple[str, float, float]], temperature: float = VOTE_TEMPERATURE
-) -> dict[str, float]:
+    hits: Iterable[tuple[K, float, float]], temperature: float = VOTE_TEMPERATURE
+) -> dict[K, float]:
     """Votes of one audio window from its neighbours ``(piece, similarity, chance_weight)``.
 
     Each neighbour votes ``chance_weight * exp((similarity - best) / temperature)`` for its piece;
@@ -68,7 +71,7 @@ def window_votes(
     if not temperature > 0:
         raise ValueError(f"vote temperature must be positive, got {temperature}")
     best = max(float(s) for _, s, _ in hits)
-    votes: dict[str, float] = {}
+    votes: dict[K, float] = {}
     for piece, sim, w in hits:
         w = float(w) if math.isfinite(w) and w > 0 else 1.0
         v = w if math.isinf(temperature) else w * math.exp((float(sim) - best) / temperature)
