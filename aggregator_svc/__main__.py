@@ -32,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     a = cfg["aggregator"]
     client = redis.Redis.from_url(cfg["redis"]["url"], socket_timeout=cfg["redis"]["timeout_s"],
                                   socket_connect_timeout=cfg["redis"]["timeout_s"])  # fmt: skip
-    servicer = AggregatorServicer(
-        RedisTallies(client, ttl_s=a["session_ttl_s"]), a["half_life_s"], a["top_k"]
-    )
+    try:
+        servicer = AggregatorServicer(RedisTallies(client, ttl_s=a["session_ttl_s"]), a["half_life_s"], a["top_k"],
+                                      vote_temperature=float(a["vote_temperature"]))  # fmt: skip
+    except (TypeError, ValueError) as e:
+        print(f"aggregator_svc: error: aggregator.vote_temperature: {e}", file=sys.stderr)
+        return 2
     server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"])
     serve_metrics(a["metrics_port"], cfg["host"])
     server.start()

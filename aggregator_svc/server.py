@@ -55,10 +55,16 @@ def state_to_pb(st: TallyState) -> pb.VoteResponse:
 
 
 class AggregatorServicer(pbg.AggregatorServicer):
-    def __init__(self, tallies: RedisTallies, half_life_s: float = 20.0, top_k: int = 5):
+    def __init__(self, tallies: RedisTallies, half_life_s: float = 20.0, top_k: int = 5,
+                 vote_temperature: float = VOTE_TEMPERATURE):  # fmt: skip
+        if not vote_temperature > 0:
+            raise ValueError(
+                f"vote_temperature must be > 0 (inf: the published one-vote-per-hit), got {vote_temperature}"
+            )
         self.tallies = tallies
         self.half_life_s = half_life_s
         self.top_k = top_k
+        self.vote_temperature = float(vote_temperature)
 
     def _fail(self, context: grpc.ServicerContext, code: grpc.StatusCode, msg: str) -> None:
         ERRORS.labels(SERVICE, code.name).inc()
@@ -85,7 +91,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
     def Vote(self, request: pb.VoteRequest, context: grpc.ServicerContext) -> pb.VoteResponse:
         if not request.hits.hits:  # a silent window casts no vote (as the offline identifier)
             return self.Get(pb.GetRequest(session_id=request.session_id, top_k=request.top_k), context)
-        votes, positions = votes_from_hits(request.hits.hits)
+        votes, positions = votes_from_hits(request.hits.hits, self.vote_temperature)
         hl = request.half_life or self.half_life_s
         k = request.top_k or self.top_k
         st = self._run(
@@ -110,7 +116,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
                 updates.append(None)
                 continue
             seen.add(v.session_id)
-            votes, positions = votes_from_hits(v.hits.hits)
+            votes, positions = votes_from_hits(v.hits.hits, self.vote_temperature)
             updates.append(VoteUpdate(v.session_id, votes, v.t_seconds, v.half_life or self.half_life_s,
                                       v.top_k or self.top_k, positions))  # fmt: skip
         todo = [u for u in updates if u is not None]

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "port": 50053,
         "metrics_port": 9103,
         "half_life_s": 20.0,
+        "vote_temperature": 0.02,  # similarity temperature of a window's votes (scoreid.identify.tally)
         "session_ttl_s": 300,
         "top_k": 5,
         "workers": 8,

@@ -219,8 +219,15 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     record = {"address": f"{host}:{cfg['encoder']['port']}", "state_dir": str(state), "config": str(config_path),
               "redis": cfg["redis"]["url"], "processes": procs,
               "metrics": {n: f"http://{host}:{cfg[n]['metrics_port']}/metrics" for n, _ in SERVICES}}  # fmt: skip
-    (state / STACK_FILE).write_text(json.dumps(record, indent=1))
+    write_stack(state, record)
     return record
+
+
+def write_stack(state: Path, record: dict[str, Any]) -> None:
+    """Replace ``state/stack.json`` atomically (the supervisor reads it while it is rewritten)."""
+    tmp = state / f".{STACK_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, state / STACK_FILE)
 
 
 def stop_processes(procs: list[dict[str, Any]], timeout: float = 10.0) -> list[str]:

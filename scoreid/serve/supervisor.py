@@ -14,7 +14,6 @@ down (a crash loop; logged once). Every restart is a JSON line in ``STATE_DIR/lo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -26,16 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from scoreid.serve.logs import log_event, setup_json_logging
-from scoreid.serve.stack import REPO, STACK_FILE, _alive, read_stack
+from scoreid.serve.stack import REPO, _alive, read_stack, write_stack
 
 log = logging.getLogger("scoreid.supervisor")
 NAME = "supervisor"
-
-
-def write_stack(state: Path, record: dict[str, Any]) -> None:
-    tmp = state / f".{STACK_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, state / STACK_FILE)
 
 
 class Supervisor:

@@ -182,3 +182,31 @@ def test_vote_batch_with_redis_down_is_unavailable(grpc_server):
             pb.VoteBatchRequest(votes=[pb.VoteRequest(session_id="s", t_seconds=0, hits=hits("a"))])
         )
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "redis" in e.value.details()
+
+
+def test_vote_temperature_is_the_servers_setting(redis_server, grpc_server):
+    """``aggregator.vote_temperature``: inf is the published scheme (one vote per hit)."""
+    published = grpc_server(
+        register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3, float("inf")))
+    )
+    sharp = grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3, 0.02)))
+    window = hits("a", "b", "b")
+    got = pbg.AggregatorStub(grpc.insecure_channel(published.address)).Vote(
+        pb.VoteRequest(session_id="pub", t_seconds=1.0, hits=window)
+    )
+    assert {t.piece: t.votes for t in got.top} == pytest.approx({"a": 1.0, "b": 2.0})
+    got = pbg.AggregatorStub(grpc.insecure_channel(sharp.address)).Vote(
+        pb.VoteRequest(session_id="sharp", t_seconds=1.0, hits=window)
+    )
+    want = ref_votes("a", "b", "b")
+    assert want["a"] > want["b"] and {t.piece: t.votes for t in got.top} == pytest.approx(want)
+    with pytest.raises(ValueError, match="vote_temperature"):
+        AggregatorServicer(RedisTallies(redis_server.client()), vote_temperature=0.0)
+
+
+def test_a_bad_vote_temperature_in_the_config_is_a_one_line_error(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("aggregator:\n  vote_temperature: -1\n")
+    p = subprocess.run([sys.executable, "-m", "aggregator_svc", "--config", str(cfg)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 2 and "vote_temperature" in p.stderr and "Traceback" not in p.stderr
