@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="model dir (default: models/default if shipped)")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds before the first kill")
     ap.add_argument("--between", type=float, default=15.0, help="seconds between kills")
+    ap.add_argument("--precision", default="", help="encoder precision: '' (fp32) or int8 (audio.int8.onnx)")
     ap.add_argument("--work", type=Path, default=Path("/work/data/bench/stack"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faults.json")
     args = ap.parse_args(argv)
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
 
     tracks = [(pid, sf.read(str(w), dtype="float32")[0]) for pid, w in piece_streams(args.work)]
-    cfg = stack_config(args.work, model, lib)
+    cfg = stack_config(args.work, model, lib, precision=args.precision)
     cfg["aggregator"]["session_ttl_s"] = 600
     agg_address = f"127.0.0.1:{cfg['aggregator']['port']}"
     cfg_path = args.work / "faults.yaml"
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     crossed = sum(1 for c in clients for u in c.updates if c.sid and u["sid"] != c.updates[0]["sid"])
     result = {"streams": args.streams, "faults": rows, "crossed_updates": crossed,
-              "streams_finished": sum(c.finished for c in clients), "model": str(model),
+              "streams_finished": sum(c.finished for c in clients), "model": str(model), "precision": args.precision or "fp32",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})"}  # fmt: skip
     print(

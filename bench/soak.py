@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--session-seconds", type=float, default=30.0, help="audio per session")
     ap.add_argument("--ttl", type=int, default=20, help="aggregator session TTL (s)")
     ap.add_argument("--model", type=Path, default=None, help="model dir (default: models/default if shipped)")
+    ap.add_argument("--precision", default="", help="encoder precision: '' (fp32) or int8 (audio.int8.onnx)")
     ap.add_argument("--work", type=Path, default=Path("/work/data/bench/stack"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.json")
     args = ap.parse_args(argv)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tracks = [(pid, sf.read(str(w), dtype="float32")[0][: int(args.session_seconds * C.SAMPLE_RATE)])
               for pid, w in piece_streams(args.work)]  # fmt: skip
-    cfg = stack_config(args.work, model, lib)
+    cfg = stack_config(args.work, model, lib, precision=args.precision)
     cfg["aggregator"]["session_ttl_s"] = args.ttl
     cfg_path = args.work / "soak.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb_at_end": {k: round(v, 1) for k, v in last.items() if k != "t"},
         "rss_growth_pct": growth, "redis_session_keys_at_end": keys_at_end,
         "redis_session_keys_after_ttl": keys_after_ttl, "latency_per_minute": per_minute,
-        "rss_samples": rss, "model": str(model),
+        "rss_samples": rss, "model": str(model), "precision": args.precision or "fp32",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
     }  # fmt: skip
