@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import threading
@@ -46,6 +47,25 @@ def synthetic_audio(seconds: float, seed: int) -> np.ndarray:
         f = 110.0 * 2 ** (rng.integers(0, 36) / 12)
         tones.append(0.3 * sum(np.sin(2 * np.pi * f * h * t) / h for h in (1, 2, 3)) * np.exp(-6 * t))
     return np.concatenate(tones).astype(np.float32)[: int(seconds * sr)]
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def proc_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 class StreamStats:
@@ -86,7 +106,13 @@ def run_stream(address: str, audio: np.ndarray, chunk_s: float, hop_s: float, st
         stats.error = f"{e.code().name}: {e.details()}"
 
 
-def step(address: str, n: int, seconds: float, chunk_s: float, hop_s: float, audio: np.ndarray) -> dict:
+def step(
+    address: str, n: int, seconds: float, chunk_s: float, hop_s: float, audio: np.ndarray,
+    procs: dict[str, int] | None = None,
+) -> dict:  # fmt: skip
+    """One load step; ``procs`` (name -> pid) are sampled for CPU (% of one core over the step) and RSS."""
+    procs = {**(procs or {}), "loadgen": os.getpid()}
+    cpu0, t_cpu0 = {k: proc_cpu_s(p) for k, p in procs.items()}, time.monotonic()
     stats = [StreamStats() for _ in range(n)]
     threads = []
     for i in range(n):
@@ -99,6 +125,9 @@ def step(address: str, n: int, seconds: float, chunk_s: float, hop_s: float, aud
         time.sleep(hop_s / max(n, 1))
     for th in threads:
         th.join(seconds * 3 + 30)
+    wall = time.monotonic() - t_cpu0
+    cpu = {k: round(100 * (proc_cpu_s(p) - cpu0[k]) / wall, 1) for k, p in procs.items()}
+    rss = {k: round(proc_rss_mb(p), 1) for k, p in procs.items()}
     lat = np.array([x for s in stats for x in s.latencies]) * 1000
     expected = n * int(seconds / hop_s)
     received = sum(s.updates for s in stats)
@@ -108,7 +137,8 @@ def step(address: str, n: int, seconds: float, chunk_s: float, hop_s: float, aud
 
     return {"streams": n, "updates": received, "missed_hops": max(0, expected - received),
             "errors": sum(1 for s in stats if s.error), "first_error": next((s.error for s in stats if s.error), ""),
-            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99)}  # fmt: skip
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "wall_s": round(wall, 1),
+            "cpu_pct": cpu, "rss_mb": rss}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", help="audio file to stream (default: synthetic tones)")
     ap.add_argument("--max-streams", type=int, default=400)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
+    ap.add_argument("--pid", action="append", default=[], metavar="NAME=PID",
+                    help="a server process to report CPU and RSS for (repeatable)")  # fmt: skip
     args = ap.parse_args(argv)
+    try:
+        procs = {k: int(v) for k, v in (x.split("=", 1) for x in args.pid)}
+    except ValueError:
+        print("loadgen: error: --pid takes NAME=PID", file=sys.stderr)
+        return 2
     if args.address.rsplit(":", 1)[0] not in LOOPBACK:
         print("loadgen: error: loopback addresses only", file=sys.stderr)
         return 2
@@ -139,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{'streams':>8} {'updates':>8} {'missed':>7} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
     )
     for n in args.streams:
-        r = step(args.address, n, args.seconds, args.chunk, args.hop, audio)
+        r = step(args.address, n, args.seconds, args.chunk, args.hop, audio, procs)
         rows.append(r)
         print(
             f"{n:>8} {r['updates']:>8} {r['missed_hops']:>7} {r['errors']:>7} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f}"
+            + "  cpu% "
+            + " ".join(f"{k} {v:.0f}" for k, v in r["cpu_pct"].items())
         )
     ok = [r["streams"] for r in rows if r["p99_ms"] <= 100 and r["missed_hops"] == 0 and r["errors"] == 0]
     at200 = next((r["p99_ms"] for r in rows if r["streams"] == 200), None)

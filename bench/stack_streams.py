@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the encoder")
     ap.add_argument("--precision", default="", help="encoder precision: '' (fp32) or int8 (audio.int8.onnx)")
+    ap.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per client message")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -129,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         assert spec and spec.loader
         lg = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(lg)
+        stack = json.loads((Path(cfg["state_dir"]) / "stack.json").read_text())
+        pids = [f"--pid={p['name']}={p['pid']}" for p in stack["processes"] if p["name"] != "supervisor"]
         rc = lg.main(["--address", address, "--streams", *map(str, args.streams), "--seconds", str(args.seconds),
-                      "--audio", str(wav), "--out", str(args.out)])  # fmt: skip
+                      "--chunk", str(args.chunk), "--audio", str(wav), "--out", str(args.out), *pids])  # fmt: skip
         stages = stage_means(cfg["encoder"]["metrics_port"])
     finally:
         cli("down", "--config", cfg_path)
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_workers": args.batch_workers,
         "threads": args.threads,
         "precision": args.precision or "fp32",
+        "chunk_s": args.chunk,
     }
     res["encoder_stages"] = stages  # summed over all steps of this run
     print(

@@ -130,10 +130,12 @@ class Pipeline:
 
     def __call__(self, items: Sequence[WindowJob]) -> list[tuple[Any, Any, dict[str, float]]]:
         """Per item: (HitList or the index's grpc.RpcError, VoteResult or the aggregator's grpc.RpcError, stamps)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         emb = self.encoder.embed_audio(audio_to_network(np.stack([it.excerpt for it in items])))
         t1 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "encode").observe(t1 - t0)
+        # CPU time of this thread in the encoder call: far below `encode` = waiting for a core or the GIL
+        STAGE_SECONDS.labels(SERVICE, "encode_cpu").observe(time.thread_time() - c0)
         hits: list[Any] = [None] * len(items)
         groups: dict[tuple[str, int], list[int]] = {}
         for i, it in enumerate(items):
