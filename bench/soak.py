@@ -211,8 +211,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['minute']} | {row['updates']} | {row['p50_ms']} | {row['p99_ms']} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
+
+
+def plot(result: dict, png: Path) -> None:  # type: ignore[type-arg]
+    """RSS of each process over time, and update latency p50/p99 per minute (from a soak JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    samples = result["rss_samples"]
+    for name in (k for k in samples[0] if k != "t"):
+        a.plot([x["t"] / 60 for x in samples], [x[name] for x in samples], label=name)
+    a.set(xlabel="minutes", ylabel="RSS (MB)", title=f"RSS, {result['streams']} streams")
+    a.legend(fontsize=8)
+    pm = result["latency_per_minute"]
+    for q in ("p50_ms", "p99_ms"):
+        b.plot([r["minute"] for r in pm], [r[q] for r in pm], marker="o", label=q[:3])
+    b.set(
+        xlabel="minute",
+        ylabel="update latency (ms)",
+        title=f"{result['sessions']} sessions, {result['date']}",
+    )
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
