@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(redis-server fluidsynth fluid-soundfont-gm fluidr3mono-gm-soundfont timgm6mb-soundfont
-              csound-soundfont librsvg2-bin libsndfile1)
+              csound-soundfont librsvg2-bin libsndfile1 prometheus qemu-user)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -13,8 +13,12 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log=$(mktemp)
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+           --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2; echo "setup: apt-get failed (log above)" >&2; exit 1
+  fi
+  rm -f "$log"
 fi
 
 PY=${PYTHON:-python3}
@@ -27,10 +31,12 @@ stamp=.venv/.scoreid-setup-stamp
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python dependencies into .venv (first run takes a few minutes)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
-    | grep -v -E "^WARNING: Location .* is ignored" || true
-  .venv/bin/python -c "import scoreid, torch, onnxruntime, verovio, grpc, redis" \
-    || { echo "setup: Python install failed" >&2; exit 1; }
+  log=.venv/setup-pip.log  # pip's and the build backend's chatter; shown only when it fails
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >"$log" 2>&1 || true
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >>"$log" 2>&1 \
+     || ! .venv/bin/python -c "import scoreid, torch, onnxruntime, verovio, grpc, redis" >>"$log" 2>&1; then
+    tail -n 40 "$log" >&2; echo "setup: Python install failed (full log: $log)" >&2; exit 1
+  fi
   echo "$want" > "$stamp"
+  echo "setup: done (.venv/bin/scoreid, .venv/bin/python; or: source .venv/bin/activate)"
 fi
