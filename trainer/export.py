@@ -9,8 +9,15 @@ Writes into ``out_dir``:
   precision with float32 inputs/outputs, because TensorRT 11 builds strongly typed networks) and
   the plans ``{audio,sheet}.{fp16,fp32}.plan``; without it, a message says what to install;
 - with ``int8_calibration`` (real spectrogram excerpts): ``audio.int8.onnx``, the audio encoder
-  statically quantised by ONNX Runtime (QDQ, int8 per-channel weights, uint8 activations
-  calibrated on those excerpts) for the CPU serving path (``load_model(..., precision="int8")``);
+  statically quantised by ONNX Runtime (QDQ, per-channel weights in 7 bits of int8 —
+  ``reduce_range`` —, uint8 activations calibrated on those excerpts) for the CPU serving path
+  (``load_model(..., precision="int8")``). The 7-bit weights make the result independent of the
+  CPU: without them ONNX Runtime's U8S8 kernels on AVX2 CPUs without VNNI (AMD EPYC, most
+  laptops) sum pairs of u8 x s8 products in saturating int16 (``vpmaddubsw``) and the embeddings
+  fall apart (cosine 0.38 to fp32, measured), while VNNI CPUs compute in int32; with weights in
+  [-64, 63] a pair can no longer overflow, so both kernel families give bit-identical embeddings
+  at the VNNI speed (tested under an emulated AVX2 CPU; BENCHMARKS.md "int8 on every x86-64
+  CPU"). U8U8 is also exact but runs at fp32 speed, S8S8 saturates like U8S8;
   its embeddings are compared with torch's by cosine similarity and it is kept only when the mean
   is >= ``int8_min_cos`` (default ``INT8_MIN_COS``; otherwise left out with a message);
   the retrieval cost of the quantisation is measured by ``trainer/run.py eval --precision int8``;
@@ -102,7 +109,8 @@ def onnx_max_diff(path: Path, input_name: str, module: nn.Module, x: np.ndarray)
 
 def quantize_int8(src: Path, dst: Path, input_name: str, calibration: np.ndarray, batch: int = 32) -> Path:
     """Static int8 quantisation of an ONNX encoder with ONNX Runtime's tooling (QDQ format,
-    per-channel int8 weights, uint8 activations, min/max calibration on ``calibration``)."""
+    per-channel 7-bit int8 weights (``reduce_range``: exact on AVX2 and VNNI kernels alike),
+    uint8 activations, min/max calibration on ``calibration``)."""
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -120,7 +128,8 @@ def quantize_int8(src: Path, dst: Path, input_name: str, calibration: np.ndarray
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre))
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+                        reduce_range=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)  # fmt: skip
     onnx.checker.check_model(onnx.load(str(dst)))
     return dst
 

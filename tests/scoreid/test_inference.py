@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -281,6 +282,52 @@ def test_int8_audio_model_exported_checked_and_selectable(tmp_path, model_dir):
         load_model(model_dir, precision="int8")
     with pytest.raises(UserError, match="fp32 or int8"):
         load_model(model_dir, precision="fp16")
+
+
+EMULATED_AVX2 = ["qemu-x86_64", "-cpu", "Haswell"]  # AVX2 + FMA, no AVX-512, no VNNI (as AMD EPYC Zen 2/3)
+INT8_ON_CPU = """
+import sys, numpy as np, onnxruntime as ort
+from numpy._core._multiarray_umath import __cpu_features__ as f
+o = ort.SessionOptions(); o.intra_op_num_threads = 1
+s = ort.InferenceSession(sys.argv[1], o, providers=["CPUExecutionProvider"])
+np.save(sys.argv[3], s.run(None, {s.get_inputs()[0].name: np.load(sys.argv[2])})[0])
+print(" ".join(k for k in ("AVX2", "AVX512F", "AVX512_CNL", "AVX512_ICL") if f.get(k)))
+"""
+
+
+def test_int8_audio_model_is_the_same_on_avx2_and_avx512_vnni_cpus(tmp_path):
+    """The int8 audio encoder must not depend on the CPU: ONNX Runtime's U8S8 kernels saturate on
+    AVX2 CPUs without VNNI unless the weights use 7 bits (reduce_range). The model is run on this
+    CPU and on an emulated AVX2-only CPU (qemu-x86_64 -cpu Haswell, whatever the host is), and
+    both must give the same embeddings, close to fp32."""
+    assert shutil.which(EMULATED_AVX2[0]), "qemu-x86_64 missing: run ./setup.sh (Debian package qemu-user)"
+    rng = np.random.default_rng(2)
+    calib = np.abs(rng.normal(0, 0.5, (64, 1, 92, 84))).astype(np.float32)
+    export_model(_trained_like_net(), tmp_path, {"preset": "test"}, tensorrt=False, log=lambda s: None,
+                 int8_calibration=calib, int8_min_cos=0.0)  # fmt: skip
+    x = np.abs(rng.normal(0, 0.5, (8, 1, 92, 84))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    got, isa = {}, {}
+    for kind, prefix in (("host", []), ("avx2", EMULATED_AVX2)):
+        out = tmp_path / f"{kind}.npy"
+        cmd = [
+            *prefix,
+            sys.executable,
+            "-c",
+            INT8_ON_CPU,
+            str(tmp_path / "audio.int8.onnx"),
+            str(tmp_path / "x.npy"),
+            str(out),
+        ]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got[kind], isa[kind] = np.load(out), r.stdout.split()
+    assert "AVX2" in isa["avx2"] and "AVX512F" not in isa["avx2"], isa  # the emulated CPU is AVX2-only
+    fp32 = load_model(tmp_path).embed_audio(x)
+    for kind, e in got.items():
+        cos = np.sum(e * fp32, axis=1) / np.linalg.norm(e, axis=1)
+        assert cos.mean() >= 0.95 and cos.min() > 0.9, (kind, isa[kind], cos)
+    assert np.abs(got["host"] - got["avx2"]).max() <= 1e-5, isa
 
 
 def test_inaccurate_int8_model_is_left_out_not_fatal(tmp_path):
