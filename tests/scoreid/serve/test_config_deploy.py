@@ -83,6 +83,9 @@ def test_dashboard_queries_only_metrics_that_exist():
     assert names and names <= known, names - known
     prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     assert len(prom["scrape_configs"]) >= 3
+    k8s = yaml.safe_load((DEPLOY / "prometheus" / "prometheus-k8s.yml").read_text())
+    (job,) = k8s["scrape_configs"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}] and job["honor_labels"] is True
 
 
 def test_metrics_endpoint_serves_stage_histograms():
