@@ -51,8 +51,8 @@ def build_parser(prog: str, description: str, modules: tuple[str, ...]) -> argpa
 def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse, configure logging, run the chosen command; user errors become one line + exit code."""
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+    logging.basicConfig(  # the console gets warnings (-v: everything); commands print what they do
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

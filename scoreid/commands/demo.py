@@ -116,7 +116,8 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     todo = [s for s in pieces if not (sheets / piece_id(s) / "piece.json").exists()]
     if todo:
         print(f"demo: engraving {len(todo)} pieces into {sheets} (once; cached)")
-    for src in tqdm(todo, desc="engrave", unit="piece", file=sys.stderr, disable=not todo):
+    tty = sys.stderr.isatty()  # progress bars on a terminal only; a log gets the lines around them
+    for src in tqdm(todo, desc="engrave", unit="piece", file=sys.stderr, disable=not (todo and tty)):
         try:
             engrave_piece(src, sheets / piece_id(src))
         except (EngraveError, Exception) as e:  # a corpus file Verovio cannot take: leave it out
@@ -126,7 +127,7 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     index = open_or_create(lib_dir, enc, args.model, None)
     folders = [sheets / piece_id(s) for s in pieces if (sheets / piece_id(s) / "piece.json").exists()]
     t0 = time.perf_counter()
-    for f in tqdm(folders, desc="library", unit="piece", file=sys.stderr):
+    for f in tqdm(folders, desc="library", unit="piece", file=sys.stderr, disable=not tty):
         add_folder(index, lib_dir, f, enc, lambda m: print(f"demo: {m}", file=sys.stderr))
     write_index(lib_dir, index)
     lib = Library.open(lib_dir)
@@ -141,6 +142,7 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
           f"room and noise; streaming {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s")  # fmt: skip
     history: list[Update] = []
     t_first = None
+    shown: set[float] = set()  # the final update repeats the last hop's time: one line per time
 
     def show(u: Update) -> None:
         nonlocal t_first
@@ -150,7 +152,8 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
             t_first = u.t
         if not right:
             t_first = None
-        if abs(u.t - round(u.t)) < 1e-6 and int(round(u.t)) % 2 == 0:
+        if abs(u.t - round(u.t)) < 1e-6 and int(round(u.t)) % 2 == 0 and round(u.t) not in shown:
+            shown.add(round(u.t))
             print(("  OK " if right else "     ") + status_line(u, lib), flush=True)
 
     t1 = time.perf_counter()

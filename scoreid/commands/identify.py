@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.hop <= 0:
         raise UserError("--hop must be positive")
+    if args.plot:
+        from scoreid.commands.outputs import output_file
+
+        output_file(args.plot, ".png", "--plot")
     if args.server:
         return run_remote(args)
     if len(args.paths) < 2:
@@ -85,13 +89,17 @@ def run(args: argparse.Namespace) -> int:
             continue
         ident = Identifier(lib, enc, hop_s=args.hop, half_life=args.half_life)
         t0 = time.perf_counter()
+        held: list[str] = []  # JSON lines of the silent start, printed once sound arrives
 
-        def emit(u, path=path) -> None:  # type: ignore[no-untyped-def]
+        def emit(u, path=path, held=held, ident=ident) -> None:  # type: ignore[no-untyped-def]
             if args.json:
                 d = u.to_json()
                 if len(args.audio) > 1:
                     d["file"] = str(path)
-                print(json.dumps(d), flush=True)
+                held.append(json.dumps(d))
+                if ident.n_voting:
+                    print("\n".join(held), flush=True)
+                    held.clear()
             elif sys.stderr.isatty():
                 print("\r" + status_line(u, lib), end="", file=sys.stderr, flush=True)
 
@@ -99,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         dt = time.perf_counter() - t0
         secs = len(audio) / C.SAMPLE_RATE
         if ident.n_voting == 0:
+            if sys.stderr.isatty() and not args.json:
+                print(file=sys.stderr)
             print(f"scoreid: error: {path}: no audible sound (silence); nothing to identify", file=sys.stderr)
             continue
         ok += 1
@@ -127,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
                 else args.plot.with_name(f"{args.plot.stem}-{path.stem}.png")
             )
             plot_history(history, lib, plot_path, title=str(path.name))
-    if ok == 0:
-        raise UserError("no audio file could be identified")
+            print(f"wrote {plot_path}", file=sys.stderr)
+    if ok == 0:  # every file's reason is printed above: only the exit code is left to give
+        return 2
     return 0
 
 
@@ -147,8 +158,8 @@ def run_remote(args: argparse.Namespace) -> int:
             ok += 1
         except AudioError as e:
             print(f"scoreid: error: {e}", file=sys.stderr)
-    if ok == 0:
-        raise UserError("no audio file could be identified")
+    if ok == 0:  # every file's reason is printed above
+        return 2
     return 0
 
 
@@ -161,78 +172,6 @@ def status_line(u, lib) -> str:  # type: ignore[no-untyped-def]
     return f"t={u.t:6.1f}s  {lib.title(pid)} [{pid}] {score:.0%}  {where}"
 
 
-def plot_history(history: list, lib, out: Path, title: str = "") -> None:  # type: ignore[no-untyped-def]
-    """Identity confidence over time and the followed path on the top piece's strip."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    from scoreid.library.store import piece_file
-
-    if not history:
-        return
-    top = history[-1].ranking[0][0] if history[-1].ranking else None
-    pieces = [pid for pid, _s, _v in history[-1].ranking[:5]]
-    fig = plt.figure(figsize=(15, 8))
-    a1 = fig.add_subplot(2, 3, (1, 2))
-    a2 = fig.add_subplot(2, 3, (4, 5))
-    a3 = fig.add_subplot(1, 3, 3)
-    a3.axis("off")
-    ts = [u.t for u in history]
-    for pid in pieces:
-        sc = [next((s for p, s, _v in u.ranking if p == pid), 0.0) for u in history]
-        a1.plot(ts, sc, label=lib.title(pid)[:40])
-    a1.set_xlabel("seconds of audio")
-    a1.set_ylabel("share of votes")
-    a1.set_ylim(0, 1)
-    a1.legend(fontsize=8, loc="upper right")
-    a1.set_title(f"{title}: running identity")
-    if top is not None:
-        strip_png = piece_file(lib.dir, top, ".png")
-        xs = [u.positions[top]["x"] for u in history if top in u.positions]
-        tx = [u.t for u in history if top in u.positions]
-        rows = [u.positions[top] for u in history if top in u.positions]
-        sx = [r["strip_x"] for r in rows]
-        if strip_png.exists():
-            strip = np.asarray(Image.open(strip_png))
-            a2.imshow(strip, cmap="gray", aspect="auto", extent=(0, strip.shape[1], strip.shape[0], 0))
-            a2b = a2.twinx()
-            a2b.plot(sx, tx, "r.-", ms=3, lw=0.8)
-            a2b.set_ylabel("seconds of audio", color="r")
-            a2.set_xlim(0, strip.shape[1])
-        else:
-            a2.plot(tx, xs, "r.-")
-        a2.set_title(f"followed position in {lib.title(top)} (unrolled strip)")
-        a2.set_yticks([])
-        if rows:
-            draw_page_path(a3, lib, top, rows)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    print(f"wrote {out}", file=sys.stderr)
-
-
-def draw_page_path(ax, lib, pid: str, rows: list) -> None:  # type: ignore[no-untyped-def]
-    """The page where the followed path spent most hops, with the path drawn on it."""
-    from scoreid.sheet.pages import PageError, load_pages
-    from scoreid.sheet.systems import rotate_page
-
-    pages = lib.pieces[pid]["pages"]
-    counts = np.bincount([r["page"] for r in rows], minlength=len(pages))
-    k = int(np.argmax(counts))
-    pg = pages[k]
-    try:
-        img = rotate_page(load_pages(pg["path"])[pg["page"]].image, -pg["angle_deg"])
-    except (PageError, IndexError, KeyError):
-        ax.set_title(f"page {k + 1}: source page not available")
-        return
-    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-    on = [r for r in rows if r["page"] == k]
-    xs = [r["x"] for r in on]
-    ys = [(r["y0"] + r["y1"]) / 2 for r in on]
-    ax.plot(xs, ys, "r-", lw=0.8, alpha=0.6)
-    ax.scatter(xs, ys, c=np.arange(len(xs)), cmap="autumn", s=12, zorder=3)
-    ax.set_title(f"{pg['file']} page {pg['page'] + 1}: followed path ({len(on)} hops)", fontsize=9)
+# The plot (running identity, the followed path on the strip and on every visited page) lives in
+# its own module; ``plot_history`` stays importable from here (scoreid demo uses it).
+from scoreid.commands.plot_identify import plot_history  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,31 +65,33 @@ def _add(lib: Path, folders: list[Path], args: argparse.Namespace) -> int:
 
     from scoreid.inference import load_model
     from scoreid.library.build import add_folder, open_or_create, piece_id_for
+    from scoreid.library.store import write_index
 
+    not_folders = [f for f in folders if not f.is_dir()]
+    if not_folders:
+        raise UserError(", ".join(f"{f}: no such folder" for f in not_folders))
     model_dir = _model_dir(args, lib)
     enc = load_model(model_dir, args.backend)
+    existed = lib.exists()
     index = open_or_create(lib, enc, model_dir, args.stride)
     counts: dict[str, int] = {}
     t0 = time.perf_counter()
     n_pages = 0
-    for folder in tqdm(folders, desc="pieces", unit="piece", file=sys.stderr, disable=len(folders) < 3):
-        if not folder.is_dir():
-            log(f"warning: {folder}: not a folder; skipped")
-            counts["skipped"] = counts.get("skipped", 0) + 1
-            continue
+    quiet = not sys.stderr.isatty() or len(folders) < 3  # a bar on a terminal only, never in a log
+    for folder in tqdm(folders, desc="pieces", unit="piece", file=sys.stderr, disable=quiet):
         status = add_folder(index, lib, folder, enc, log, force=args.force)
         counts[status] = counts.get(status, 0) + 1
         if status in ("added", "updated"):
             n_pages += len(index["pieces"][piece_id_for(folder)]["pages"])
     dt = time.perf_counter() - t0
-    from scoreid.library.store import write_index
-
+    if not index["pieces"]:  # nothing to write: leave no empty library behind
+        if not existed and lib.is_dir():
+            shutil.rmtree(lib)
+        raise UserError(f"{lib}: nothing could be built (no piece had a readable page with staff systems)")
     write_index(lib, index)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     rate = f", {n_pages / dt:.2f} pages/s" if n_pages else ""
     print(f"{lib}: {len(index['pieces'])} pieces ({summary}) in {dt:.1f} s{rate}")
-    if not index["pieces"]:
-        raise UserError(f"{lib}: nothing could be built (no piece had a readable page with staff systems)")
     return 0
 
 
@@ -116,10 +119,12 @@ def show(lib: Path, pid: str, out: Path) -> int:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from scoreid.commands.outputs import output_file
     from scoreid.library.store import read_index
     from scoreid.sheet.pages import PageError, load_pages
     from scoreid.sheet.systems import rotate_page
 
+    output_file(out, ".png", "--out")
     index = read_index(lib)
     if pid not in index["pieces"]:
         raise UserError(f"{lib}: no piece {pid!r} (have: {', '.join(sorted(index['pieces'])) or 'none'})")

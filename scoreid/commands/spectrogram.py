@@ -43,6 +43,12 @@ def plot_spectrogram(spec: np.ndarray, out: Path, title: str = "") -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.out and not args.npy:
         raise UserError("nothing to do: give --out FILE.png and/or --npy FILE.npy")
+    from scoreid.commands.outputs import output_file
+
+    if args.out:
+        output_file(args.out, ".png", "--out")
+    if args.npy:
+        output_file(args.npy, ".npy", "--npy")
     spec = spectrogram(load_audio(args.audio))
     if args.npy:
         np.save(args.npy, spec)

@@ -13,6 +13,15 @@ def cli(*args) -> subprocess.CompletedProcess:
                           timeout=600)  # fmt: skip
 
 
+def assert_clean_output(res: subprocess.CompletedProcess) -> None:
+    """A log reader's view: no line twice, no progress bars (not a terminal), no library INFO chatter."""
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    dup = sorted({ln for ln in lines if lines.count(ln) > 1})
+    assert not dup, f"printed twice: {dup}"
+    assert "\r" not in res.stderr and "it/s" not in res.stderr and "piece/s" not in res.stderr, res.stderr
+    assert not [ln for ln in lines if " INFO " in ln], res.stderr
+
+
 def test_demo_without_model_says_so(tmp_path):
     res = cli("demo", "--model", tmp_path / "none", "--seconds", 4, "--out", tmp_path / "out")
     assert res.returncode == 0, res.stderr
@@ -27,6 +36,7 @@ def test_demo_with_model_streams_and_plots(tmp_path, random_model):
     assert res.returncode == 0, res.stderr
     assert "t=   2.0s" in res.stdout and "final identity" in res.stdout
     assert (tmp_path / "out" / "demo-identify.png").exists()
+    assert_clean_output(res)
     again = cli(*args)  # cached: nothing engraved or embedded again
     assert again.returncode == 0 and "engraving" not in again.stdout
 
@@ -41,6 +51,7 @@ def test_demo_through_services(tmp_path, random_model):
     assert "stack up at 127.0.0.1:" in res.stdout and "services stopped" in res.stdout
     assert "t=   2.0s" in res.stdout and "final identity" in res.stdout
     assert (tmp_path / "out" / "demo-identify.png").exists()
+    assert_clean_output(res)
     ps = subprocess.run(["pgrep", "-f", "encoder_svc --config .*scoreid-demo-stack"], capture_output=True)
     assert ps.returncode == 1, "a service of the demo stack is still running"
 
