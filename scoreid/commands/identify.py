@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{path}: {status_line(final, lib)} ({secs:.1f} s of audio, {secs / max(dt, 1e-9):.0f}x real time)"
             )
         if not confident:
-            print(f"scoreid: warning: {path}: no confident identification (votes spread over pieces; "
-                  "is it one of the library's pieces?)", file=sys.stderr)  # fmt: skip
+            print(f"scoreid: warning: {path}: unknown: no piece identified (votes spread over pieces, or "
+                  "a stream that does not follow one piece; is it in the library?)", file=sys.stderr)  # fmt: skip
         if args.plot:
             plot_path = (
                 args.plot
@@ -169,7 +169,8 @@ def status_line(u, lib) -> str:  # type: ignore[no-untyped-def]
     pid, score, _v = u.ranking[0]
     pos = u.positions.get(pid)
     where = f"page {pos['page'] + 1}, system {pos['system'] + 1}, x {pos['x']:.0f}" if pos else ""
-    return f"t={u.t:6.1f}s  {lib.title(pid)} [{pid}] {score:.0%}  {where}"
+    state = f"p={u.confidence:.2f}" if u.identity else f"unknown (best guess, p={u.confidence:.2f}):"
+    return f"t={u.t:6.1f}s  {state} {lib.title(pid)} [{pid}] {score:.0%}  {where}"
 
 
 # The plot (running identity, the followed path on the strip and on every visited page) lives in

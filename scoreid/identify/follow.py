@@ -1,90 +1,248 @@
-"""Score following: where in the top piece the music is, moving forward through the score.
+"""Score following of the candidate pieces: where in each the music is *now*.
 
-Beyond the published (offline, per-window) method. Each library window is an HMM state; a piece's
-states are ordered along its unrolled strip. Every audio window (one per hop) updates a filtered
-log-probability over all states:
+The vote tally says which pieces are candidates; :class:`CandidateFollower` follows only those (the
+top ``max_candidates`` of the tally), so a hop costs the same whatever the library's size. Each
+candidate has a :class:`PieceTrack`: a filter over the piece's sheet windows in strip order.
 
-    alpha'[i] = emission[i] + log( sum_{d=0..J} alpha[i - d] * p_step(d)  +  eps * (jump anywhere) )
+Per hop (one audio window), for a piece with windows ``x_0 < x_1 < …`` (strip px, ``stride``
+apart) and ``sim_i`` the cosine similarity of the audio window to window ``i``::
 
-with the emission the cosine similarity of the audio embedding to window i divided by a
-temperature, steps of 0..J windows forward within the same piece (J covers the fastest plausible
-reading speed for one hop), and a small probability ``eps`` of a jump anywhere in the piece
-(repeats, a performer starting elsewhere). The reported position of a piece is its state with the
-highest filtered probability. Without the transition term this reduces to the raw best match of
-the current window, which jumps between similar-looking bars; the forward model keeps the
-position moving forward and stable.
+    alpha'[i] = sim_i / T + log( (1 - eps) * sum_d alpha[i - d] * step(d) + eps * mean(alpha) )
+
+``step(d)`` is the chance of advancing ``d`` windows in one hop. Kinds of track:
+
+- ``best``: no filter, the best-matching window of the latest audio window (what the published
+  method gives; it jumps between look-alike bars);
+- ``hmm``: a fixed kernel favouring small advances (0..J windows; the follower before this module);
+- ``tempo``: the kernel is centred on the advance the current tempo predicts (a Gaussian around
+  ``v * hop / stride`` mixed with the broad ``hmm`` kernel), ``v`` the piece's speed in strip px per
+  second of audio, fitted to the track's own recent path; the position is the posterior mean around
+  the best state (sub-window resolution); and it reports where the music is *now*: the audio
+  window that ends at ``t`` is centred on the music of ``t - LAG_S`` (half a window), so the
+  matched position is moved on by ``v * LAG_S``. A jump (repeat, cut, a performer starting
+  elsewhere) is reported only when the filter has held it for ``CONFIRM_HOPS`` hops, and small
+  backward moves are held, so the reported position does not jitter backwards.
+
+A piece that becomes a candidate is caught up on the recent audio windows (a ring buffer of
+embeddings), so its position is known at once.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-#: emission temperature on cosine similarity
-TEMPERATURE = 0.1
-#: probability mass for a jump anywhere within the piece, per hop
-JUMP_PROB = 0.02
-#: fastest reading speed covered by a forward step, strip px (contract scale) per second of audio
-MAX_SPEED_PX_S = 160.0
+from scoreid import contract as C
+
+TEMPERATURE = 0.1  #: emission temperature on cosine similarity
+JUMP_PROB = 0.02  #: chance per hop of a jump anywhere within the piece (a repeat, a cut, a new start)
+MAX_SPEED_PX_S = (
+    300.0  #: fastest reading speed of the broad kernel, strip px per second of audio (2x a fast engraving)
+)
+#: how far back the matched audio window's centre lies: half the contract's audio window
+LAG_S = C.AUDIO_WINDOW_FRAMES / 2.0 / C.FPS
+DEFAULT_SPEED_PX_S = 80.0  #: speed assumed before a track has a path to fit one
+SPEED_FIT_S = 8.0  #: seconds of path the speed is fitted to
+MIN_FIT_HOPS = 6  #: hops of path needed before the speed is trusted
+TEMPO_MIX = 0.25  #: weight of the broad kernel in the tempo kernel
+CONFIRM_HOPS = 2  #: hops a jump must hold before it is reported
+JUMP_WINDOWS = 4.0  #: a move this many windows away from the prediction is a jump
+HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
+COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
+MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
+KINDS = ("best", "hmm", "tempo")
 
 
-class ScoreFollower:
-    """Filtered position over all library windows; pieces are contiguous row ranges."""
+def broad_kernel(max_step: int) -> np.ndarray:
+    """log step(d), d = 0..max_step: small advances favoured (the ``hmm`` kernel)."""
+    w = np.exp(-np.arange(max_step + 1) / max(1.0, max_step / 2.0))
+    return np.log(w / w.sum())
 
-    def __init__(self, rows: dict[str, tuple[int, int]], stride_px: float, hop_s: float):
-        self.rows = rows
-        n = max((e for _, e in rows.values()), default=0)
-        self.n = n
-        self.piece_of = np.zeros(n, np.int32)
-        self.starts = np.zeros(n, np.int64)
-        self.ids = sorted(rows)
-        for k, pid in enumerate(self.ids):
-            s, e = rows[pid]
-            self.piece_of[s:e] = k
-            self.starts[s:e] = s
-        self.max_step = max(1, int(math.ceil(MAX_SPEED_PX_S * hop_s / stride_px)))
-        # forward steps 0..J, favouring small advances
-        w = np.exp(-np.arange(self.max_step + 1) / max(1.0, self.max_step / 2.0))
-        self.log_step = np.log(w / w.sum())
-        self.alpha: np.ndarray | None = None
 
-    def update(self, sims: np.ndarray) -> None:
-        """Advance by one hop given the audio window's cosine similarity to every library row."""
+def tempo_kernel(expected: float, max_step: int) -> np.ndarray:
+    """log step(d): a Gaussian around ``expected`` windows per hop, mixed with the broad kernel."""
+    d = np.arange(max_step + 1, dtype=np.float64)
+    sd = 0.35 + 0.25 * expected
+    g = np.exp(-0.5 * ((d - expected) / sd) ** 2)
+    g /= g.sum()
+    w = (1 - TEMPO_MIX) * g + TEMPO_MIX * np.exp(broad_kernel(max_step))
+    return np.log(w / w.sum())
+
+
+@dataclass
+class PieceTrack:
+    """The filter of one piece: ``strip_x`` (n,) window centres in strip order."""
+
+    strip_x: np.ndarray
+    stride: float
+    hop_s: float
+    kind: str = "tempo"
+    alpha: np.ndarray | None = None
+    path: deque = field(default_factory=lambda: deque(maxlen=64))  # (t, x) of the matched position
+    speed: float = DEFAULT_SPEED_PX_S
+    reported: float | None = None
+    pending: tuple[float, int] | None = None  # a jump target (x) and for how many hops it held
+    steady: deque = field(default_factory=lambda: deque(maxlen=COHERENCE_HOPS))  # matched where predicted?
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"follower kind must be one of {KINDS}, got {self.kind!r}")
+        speed_max = max(MAX_SPEED_PX_S, 2.5 * DEFAULT_SPEED_PX_S)
+        self.max_step = max(1, int(math.ceil(speed_max * self.hop_s / self.stride)) + 1)
+        self.log_broad = broad_kernel(self.max_step)
+
+    def update(self, t: float, sims: np.ndarray) -> None:
         emit = np.asarray(sims, np.float64) / TEMPERATURE
-        if self.alpha is None:
-            self.alpha = self._normalise(emit)
+        if self.kind == "best" or self.alpha is None:
+            self.alpha = emit - emit.max()
+            self.alpha -= math.log(np.exp(self.alpha).sum())
+        else:
+            kernel = self.log_broad
+            if self.kind == "tempo" and self._speed_known():
+                kernel = tempo_kernel(self.speed * self.hop_s / self.stride, self.max_step)
+            self.alpha = self._predict(self.alpha, kernel) + emit
+            self.alpha -= self.alpha.max()
+            self.alpha -= math.log(np.exp(self.alpha).sum())
+        self._observe(t)
+
+    def _predict(self, a: np.ndarray, log_step: np.ndarray) -> np.ndarray:
+        """log of (1 - eps) * (forward steps) + eps * (jump anywhere), computed in the linear domain
+        relative to the best state (one convolution instead of a log-sum per step)."""
+        top = float(a.max())
+        p = np.exp(a - top)
+        moved = np.convolve(p, np.exp(log_step))[: len(p)]
+        pred = (1 - JUMP_PROB) * moved + JUMP_PROB * p.mean()
+        return np.log(np.maximum(pred, 1e-300)) + top
+
+    def _speed_known(self) -> bool:
+        return len(self.path) >= MIN_FIT_HOPS
+
+    def matched_x(self) -> float:
+        """Strip x of the audio window's centre: the best state, refined by the posterior mean
+        over its neighbours (``best`` and ``hmm``: the best state's centre)."""
+        assert self.alpha is not None
+        i = int(np.argmax(self.alpha))
+        if self.kind != "tempo":
+            return float(self.strip_x[i])
+        lo, hi = max(0, i - 2), min(len(self.alpha), i + 3)
+        p = np.exp(self.alpha[lo:hi] - self.alpha[i])
+        return float(np.dot(p, self.strip_x[lo:hi]) / p.sum())
+
+    def _observe(self, t: float) -> None:
+        x = self.matched_x()
+        if self.path:  # the music of a piece that is playing moves on at its tempo
+            t0, x0 = self.path[-1]
+            near = abs(x - (x0 + self.speed * (t - t0))) <= JUMP_WINDOWS * self.stride
+            self.steady.append(near and self._speed_known() and self.speed >= MIN_MOVING_PX_S)
+        if self.kind != "tempo":
+            self.reported = x
+            self.path.append((t, x))
+            self._fit_speed()
             return
-        a = self.alpha
-        # forward steps within the same piece
-        acc = np.full(self.n, -np.inf)
-        for d in range(self.max_step + 1):
-            shifted = np.full(self.n, -np.inf)
-            shifted[d:] = a[: self.n - d] if d else a
-            same = np.zeros(self.n, bool)
-            same[d:] = self.piece_of[d:] == self.piece_of[: self.n - d] if d else True
-            acc = np.logaddexp(acc, np.where(same, shifted + self.log_step[d], -np.inf))
-        # jump anywhere within the piece: (1 - eps) * step + eps * mean over the piece
-        jump = np.zeros(self.n)
-        for _pid, (s, e) in self.rows.items():
-            if e > s:
-                jump[s:e] = np.logaddexp.reduce(a[s:e]) - math.log(e - s)
-        pred = np.logaddexp(math.log(1 - JUMP_PROB) + acc, math.log(JUMP_PROB) + jump)
-        self.alpha = self._normalise(pred + emit)
+        now = x + self.speed * LAG_S
+        if self.reported is None:
+            self._accept(t, x, now)
+            return
+        predicted = self.reported + self.speed * self.hop_s
+        if abs(now - predicted) > JUMP_WINDOWS * self.stride:  # a jump: report it once it holds
+            if self.pending is not None and abs(self.pending[0] - now) <= JUMP_WINDOWS * self.stride:
+                self.pending = (now, self.pending[1] + 1)
+            else:
+                self.pending = (now, 1)
+            if self.pending[1] >= CONFIRM_HOPS:
+                self.path.clear()
+                self.pending = None
+                self._accept(t, x, now)
+            else:
+                self.reported = predicted
+            return
+        self.pending = None
+        self.path.append((t, x))
+        self._fit_speed()
+        now = x + self.speed * LAG_S
+        self.reported = max(now, self.reported) if now > self.reported - self.stride else now
 
-    def _normalise(self, x: np.ndarray) -> np.ndarray:
-        """Normalise within each piece (the identity comes from the vote tally, not from here)."""
-        out = np.array(x, np.float64)
-        for s, e in self.rows.values():
-            if e > s:
-                out[s:e] -= np.logaddexp.reduce(out[s:e])
-        return out
+    def _accept(self, t: float, x: float, now: float) -> None:
+        self.path.append((t, x))
+        self.reported = now
 
-    def position(self, pid: str) -> int | None:
-        """Library row of the followed position in piece ``pid`` (None before the first update)."""
-        if self.alpha is None or pid not in self.rows:
+    def _fit_speed(self) -> None:
+        if not self._speed_known():
+            return
+        t_end = self.path[-1][0]
+        pts = np.array(self.path)
+        pts = pts[pts[:, 0] >= t_end - SPEED_FIT_S]
+        if len(pts) < MIN_FIT_HOPS:
+            return
+        dt, dx = pts[:, 0] - pts[:, 0].mean(), pts[:, 1] - pts[:, 1].mean()
+        slope = float(np.dot(dt, dx) / max(float(np.dot(dt, dt)), 1e-12))  # least squares
+        self.speed = float(np.clip(slope, 0.0, 3.0 * MAX_SPEED_PX_S))
+
+    def coherence(self) -> float:
+        """Share of the recent hops whose match lay where the track's tempo predicted, while the
+        track moves on (0 before any): high while the piece is really playing, low for chance
+        matches that scatter over the piece and for a match that stands still (noise, a held
+        sound)."""
+        return float(np.mean(self.steady)) if self.steady else 0.0
+
+    def position_x(self) -> float | None:
+        """Reported strip x (where the music is now), clipped to the strip."""
+        if self.reported is None:
             return None
-        s, e = self.rows[pid]
-        if e <= s:
-            return None
-        return s + int(np.argmax(self.alpha[s:e]))
+        return float(np.clip(self.reported, self.strip_x[0], self.strip_x[-1]))
+
+
+class CandidateFollower:
+    """Follows the candidate pieces of a library (rows contiguous per piece, in strip order)."""
+
+    def __init__(self, rows: dict[str, tuple[int, int]], strip_x: np.ndarray, stride: float, hop_s: float,
+                 kind: str = "tempo", max_candidates: int = 5):  # fmt: skip
+        if kind not in KINDS:
+            raise ValueError(f"follower kind must be one of {KINDS}, got {kind!r}")
+        self.rows = rows
+        self.strip_x = np.asarray(strip_x, np.float64)
+        self.stride = float(stride)
+        self.hop_s = float(hop_s)
+        self.kind = kind
+        self.max_candidates = max_candidates
+        self.tracks: dict[str, PieceTrack] = {}
+        self.history: deque = deque(maxlen=HISTORY_HOPS)  # (t, embedding)
+
+    def update(self, t: float, emb: np.ndarray, candidates: Sequence[str],
+               sims_of: Callable[[str, np.ndarray], np.ndarray]) -> None:  # fmt: skip
+        """One audio window at ``t`` with embedding ``emb``; ``sims_of(pid, embs)`` gives the
+        cosine similarities (len(embs), n_windows) of embeddings to the piece's windows."""
+        emb = np.asarray(emb, np.float32).reshape(-1)
+        self.history.append((t, emb))
+        keep = [p for p in candidates[: self.max_candidates] if p in self.rows]
+        for pid in list(self.tracks):
+            if pid not in keep:
+                del self.tracks[pid]
+        for pid in keep:
+            track = self.tracks.get(pid)
+            if track is None:  # a new candidate: catch up on the recent windows
+                s, e = self.rows[pid]
+                track = PieceTrack(self.strip_x[s:e], self.stride, self.hop_s, self.kind)
+                ts = [h[0] for h in self.history]
+                sims = sims_of(pid, np.stack([h[1] for h in self.history]))
+                for tt, row in zip(ts, sims):
+                    track.update(tt, row)
+                self.tracks[pid] = track
+            else:
+                track.update(t, sims_of(pid, emb[None])[0])
+
+    def position_x(self, pid: str) -> float | None:
+        track = self.tracks.get(pid)
+        return None if track is None else track.position_x()
+
+    def speed(self, pid: str) -> float | None:
+        track = self.tracks.get(pid)
+        return None if track is None else track.speed
+
+    def coherence(self, pid: str) -> float:
+        track = self.tracks.get(pid)
+        return 0.0 if track is None else track.coherence()

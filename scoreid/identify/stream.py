@@ -6,15 +6,17 @@ Every ``hop_s`` seconds of audio it embeds the latest audio window (the contract
 ending at the newest frame, zero padded at the start of the stream), retrieves the top-25 sheet
 windows (:class:`scoreid.search.exact.ExactIndex`), lets each vote for its piece into a decaying
 :class:`~scoreid.identify.tally.VoteTally` (votes weighted by similarity and normalised for piece
-length: :func:`~scoreid.identify.tally.window_votes`), and advances the :class:`ScoreFollower`.
+length: :func:`~scoreid.identify.tally.window_votes`), and advances the score follower of the
+candidate pieces (:class:`~scoreid.identify.follow.CandidateFollower`, the tally's top 5).
 
 Silent windows (nothing above the level normaliser's floor) cast no votes, so silence never
-produces an identity.
+produces an identity. Every update carries the *identity*: the top piece when the calibrated
+probability that it is the piece playing (:mod:`scoreid.identify.confidence`) reaches the
+threshold, otherwise ``None`` (unknown: nothing identified yet, or music not in the library).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from scoreid import contract as C
 from scoreid.audio.spectrogram import OnlineSpectrogram
-from scoreid.identify.follow import ScoreFollower
+from scoreid.identify import confidence as K
+from scoreid.identify.follow import CandidateFollower
 from scoreid.identify.tally import (
     CHANCE_EXPONENT,
     DEFAULT_HALF_LIFE_S,
@@ -47,12 +50,15 @@ class AudioEncoder(Protocol):
 
 @dataclass
 class Update:
-    """The state after one hop: ``t`` seconds of audio, ranking [(piece, score, votes)], positions."""
+    """The state after one hop: ``t`` seconds of audio, ranking [(piece, score, votes)], positions,
+    and the identity (the top piece once it is identified, else ``None``) with its probability."""
 
     t: float
     ranking: list[tuple[str, float, float]]
     positions: dict[str, dict[str, Any]] = field(default_factory=dict)
     silent: bool = False
+    identity: str | None = None
+    confidence: float = 0.0
 
     def to_json(self, k: int | None = 5, final: bool = False) -> dict[str, Any]:
         top = []
@@ -62,7 +68,8 @@ class Update:
             if pos:
                 entry.update({"page": pos["page"], "system": pos["system"], "x": pos["x"]})
             top.append(entry)
-        out: dict[str, Any] = {"t": round(self.t, 3), "top": top}
+        out: dict[str, Any] = {"t": round(self.t, 3), "identity": self.identity,
+                               "confidence": round(self.confidence, 4), "top": top}  # fmt: skip
         if final:
             out["final"] = True
         return out
@@ -73,8 +80,10 @@ class Identifier:
 
     def __init__(self, library: Library, encoder: AudioEncoder, hop_s: float = DEFAULT_HOP_S,
                  half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K,
-                 vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT):  # fmt: skip
-        """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme."""
+                 vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT,
+                 follower: str = "tempo"):  # fmt: skip
+        """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme;
+        ``follower``: ``tempo`` (default), ``hmm`` or ``best`` (:mod:`scoreid.identify.follow`)."""
         if hop_s <= 0:
             raise ValueError(f"hop must be positive, got {hop_s}")
         if len(library) == 0:
@@ -93,7 +102,8 @@ class Identifier:
         self.front = OnlineSpectrogram()
         self.spec = np.zeros((0, C.N_BINS), np.float32)
         self.tally = VoteTally(half_life)
-        self.follower = ScoreFollower(library.rows, library.stride, self.hop_frames / C.FPS)
+        self.follower = CandidateFollower(library.rows, library.meta["strip_x"], library.stride,
+                                          self.hop_frames / C.FPS, kind=follower)  # fmt: skip
         self.next_frame = self.hop_frames
         self.n_windows = 0
         self.n_voting = 0
@@ -153,8 +163,13 @@ class Identifier:
             pieces = [str(self.library.meta["piece"][r]) for r in rows[0]]
             hits = [(p, float(sv), self.chance.get(p, 1.0)) for p, sv in zip(pieces, sims[0])]
             self.tally.update(window_votes(hits, self.vote_temperature), t)
-            self.follower.update(self.library.vectors @ emb[0])
+            candidates = [pid for pid, _v in self.tally.top(self.follower.max_candidates)]
+            self.follower.update(t, emb[0], candidates, self._sims)
         return self.snapshot(t, silent)
+
+    def _sims(self, pid: str, embs: np.ndarray) -> np.ndarray:
+        s, e = self.library.rows[pid]
+        return np.asarray(embs, np.float32) @ self.library.vectors[s:e].T
 
     def snapshot(self, t: float, silent: bool = False) -> Update:
         ranked = self.tally.top(len(self.library.piece_ids))
@@ -162,19 +177,20 @@ class Identifier:
         ranking = [(pid, v / total, v) for pid, v in ranked]
         positions = {}
         for pid, _s, _v in ranking[:5]:
-            row = self.follower.position(pid)
-            if row is not None:
-                positions[pid] = self.library.row(row)
-        return Update(t, ranking, positions, silent)
+            x = self.follower.position_x(pid)
+            if x is not None:
+                positions[pid] = self.library.at_strip_x(pid, x)
+        p = K.probability(self.evidence())
+        identity = ranking[0][0] if ranking and p >= K.THRESHOLD else None
+        return Update(t, ranking, positions, silent, identity, p)
+
+    def evidence(self) -> K.Evidence:
+        """What the identity rests on now (:class:`scoreid.identify.confidence.Evidence`)."""
+        ranked = self.tally.top(2)
+        coherence = self.follower.coherence(ranked[0][0]) if ranked else 0.0
+        return K.evidence_of(self.n_voting, ranked, sum(self.tally.tallies.values()), coherence)
 
     def confident(self) -> bool:
-        """Whether the current top piece stands out: at least twice the runner-up's tally and
-        well above an even spread of votes over the library."""
-        ranked = self.tally.top(2)
-        if not ranked:
-            return False
-        total = sum(self.tally.tallies.values())
-        n = len(self.library.piece_ids)
-        first = ranked[0][1]
-        second = ranked[1][1] if len(ranked) > 1 else 0.0
-        return first >= 2 * second and first / max(total, 1e-9) >= min(0.5, 3.0 / n) and not math.isnan(first)
+        """Whether the top piece is identified: the calibrated probability that it is the piece
+        playing is at least the threshold (:mod:`scoreid.identify.confidence`)."""
+        return K.probability(self.evidence()) >= K.THRESHOLD

@@ -156,5 +156,30 @@ class Library:
             out[k] = int(v) if k in ("page", "system") else round(float(v), 1)
         return out
 
+    def at_strip_x(self, pid: str, strip_x: float) -> dict[str, Any]:
+        """The position ``strip_x`` (px on the piece's unrolled strip, any value, not only a window
+        centre) as page, system, page x and band: from the nearest window of the piece, moved
+        along its system at the system's page/strip scale."""
+        s, e = self.rows[pid]
+        sx = self.meta["strip_x"][s:e]
+        i = s + int(np.clip(np.searchsorted(sx, strip_x), 0, e - s - 1))
+        if i > s and abs(float(self.meta["strip_x"][i - 1]) - strip_x) < abs(
+            float(self.meta["strip_x"][i]) - strip_x
+        ):
+            i -= 1
+        out = self.row(i)
+        same = np.flatnonzero(
+            (self.meta["page"][s:e] == out["page"]) & (self.meta["system"][s:e] == out["system"])
+        )
+        a, b = s + same[0], s + same[-1]
+        scale = 1.0
+        if b > a:
+            scale = float(
+                (self.meta["x"][b] - self.meta["x"][a]) / (self.meta["strip_x"][b] - self.meta["strip_x"][a])
+            )
+        out["x"] = round(float(self.meta["x"][i] + (strip_x - float(self.meta["strip_x"][i])) * scale), 1)
+        out["strip_x"] = round(float(strip_x), 1)
+        return out
+
     def title(self, pid: str) -> str:
         return str(self.pieces[pid].get("title") or pid)

@@ -1,29 +1,103 @@
-"""Score following: the filtered position moves forward and resists look-alike bars."""
+"""Score following: the filtered position moves forward, resists look-alike bars, reports where the
+music is now (not half a window ago), takes real jumps, and follows only the candidate pieces."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from scoreid.identify.follow import ScoreFollower
+from scoreid.identify.follow import LAG_S, CandidateFollower, PieceTrack
+
+STRIDE, HOP = 50.0, 0.5
 
 
-def test_follower_tracks_forward_and_ignores_lookalikes():
+def sims_at(n: int, centre_x: float, rng: np.random.Generator, width: float = 60.0) -> np.ndarray:
+    """Cosine-like similarities of an audio window centred on strip x ``centre_x`` to n windows."""
+    xs = np.arange(n) * STRIDE
+    return 0.3 + 0.5 * np.exp(-0.5 * ((xs - centre_x) / width) ** 2) + rng.normal(0, 0.04, n)
+
+
+def test_hmm_track_moves_forward_and_ignores_lookalikes():
     rng = np.random.default_rng(0)
-    rows = {"a": (0, 60), "b": (60, 100)}
-    f = ScoreFollower(rows, stride_px=50.0, hop_s=0.5)
-    raw, followed = [], []
+    n = 60
+    hmm, best = (
+        PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "hmm"),
+        PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "best"),
+    )
+    truth, got_hmm, got_best = [], [], []
     for step in range(40):
         true = 5 + step  # one window per hop
-        sims = rng.normal(0.0, 0.05, 100)
+        sims = rng.normal(0.0, 0.05, n)
         sims[true] += 0.5
-        if step % 3 == 0:  # a repeated bar elsewhere in the piece looks even better now and then
+        if step % 3 == 0:  # a repeated bar elsewhere looks even better now and then
             sims[50 - step % 7] += 0.6
-        f.update(sims)
-        raw.append(int(np.argmax(sims[:60])))
-        followed.append(f.position("a"))
-    followed_arr = np.asarray(followed[3:])
-    truth = np.arange(8, 45)
-    assert np.mean(np.abs(followed_arr - truth) <= 1) >= 0.95
-    assert np.mean(np.abs(np.asarray(raw[3:]) - truth) <= 1) < 0.8  # the raw best match jumps
-    assert f.position("b") is not None and 60 <= f.position("b") < 100
-    assert f.position("zzz") is None
+        hmm.update(step * HOP, sims)
+        best.update(step * HOP, sims)
+        truth.append(true * STRIDE)
+        got_hmm.append(hmm.position_x())
+        got_best.append(best.position_x())
+    t, h, b = np.asarray(truth[3:]), np.asarray(got_hmm[3:]), np.asarray(got_best[3:])
+    assert np.mean(np.abs(h - t) <= STRIDE) >= 0.95
+    assert np.mean(np.abs(b - t) <= STRIDE) < 0.8  # the raw best match jumps
+
+
+def run_tempo(
+    speed: float, seconds: float, jump_at: float | None = None, jump_to: float = 0.0, seed: int = 1
+):
+    rng = np.random.default_rng(seed)
+    n = 200
+    track = PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "tempo")
+    out = []
+    for k in range(int(seconds / HOP)):
+        t = (k + 1) * HOP
+        now = 500.0 + speed * t  # strip x of the music at audio time t
+        if jump_at is not None and t >= jump_at:
+            now = jump_to + speed * (t - jump_at)
+        centre = now - speed * LAG_S  # what the audio window (ending at t) matches
+        track.update(t, sims_at(n, centre, rng))
+        out.append((t, now, track.position_x()))
+    return np.array(out, dtype=float)
+
+
+def test_tempo_track_reports_the_music_of_now_without_lag():
+    for speed in (40.0, 90.0, 150.0):  # 0.5x .. 2x of a typical engraving's reading speed
+        r = run_tempo(speed, 40.0)
+        late = r[r[:, 0] >= 8.0]
+        err_s = (late[:, 2] - late[:, 1]) / speed
+        assert abs(np.median(err_s)) < 0.25, (speed, np.median(err_s))  # no half-window lag
+        assert np.mean(np.abs(err_s) <= 0.5) >= 0.9, speed
+        assert np.all(np.diff(late[:, 2]) >= -1e-6), speed  # never backwards
+
+
+def test_tempo_track_takes_a_real_repeat_but_not_noise():
+    r = run_tempo(80.0, 40.0, jump_at=20.0, jump_to=600.0)
+    after = r[r[:, 0] >= 20.0 + 3 * HOP + 4.0]  # caught up a few hops after the jump
+    assert np.mean(np.abs(after[:, 2] - after[:, 1]) <= 80.0 * 0.5) >= 0.9
+    before = r[(r[:, 0] >= 8.0) & (r[:, 0] < 20.0)]
+    assert np.all(np.diff(before[:, 2]) >= -1e-6)
+    backwards = np.flatnonzero(np.diff(r[:, 2]) < -2 * STRIDE)
+    assert len(backwards) == 1  # exactly the repeat
+
+
+def test_candidate_follower_follows_only_candidates_and_catches_up_a_new_one():
+    rng = np.random.default_rng(2)
+    rows = {"a": (0, 100), "b": (100, 180), "c": (180, 300)}
+    strip_x = np.concatenate([np.arange(e - s) * STRIDE for s, e in rows.values()])
+    calls: list[str] = []
+
+    def sims_of(pid: str, embs: np.ndarray) -> np.ndarray:
+        calls.append(pid)
+        s, e = rows[pid]
+        centre = 300.0 + 60.0 * embs[:, 0:1]  # the "embedding" carries the time here
+        xs = np.arange(e - s)[None, :] * STRIDE
+        return 0.3 + 0.5 * np.exp(-0.5 * ((xs - centre) / 60.0) ** 2) + rng.normal(0, 0.02, xs.shape)
+
+    f = CandidateFollower(rows, strip_x, STRIDE, HOP, kind="tempo", max_candidates=2)
+    for k in range(20):
+        t = (k + 1) * HOP
+        f.update(t, np.array([t, 0.0], np.float32), ["a", "c"] if k < 15 else ["b", "a"], sims_of)
+    assert set(f.tracks) == {"a", "b"} and "c" not in f.tracks  # c dropped out: not followed any more
+    assert calls.count("b") == 5  # one catch-up on the buffered windows, then one call per hop
+    assert calls.count("c") == 15
+    xb = f.position_x("b")
+    assert xb is not None and abs(xb - (300.0 + 60.0 * 10.0 + f.speed("b") * LAG_S)) < 3 * STRIDE
+    assert f.position_x("c") is None and f.position_x("zzz") is None

@@ -72,3 +72,35 @@ def test_level_robustness_same_top1(built):
     tops = {db: identify(lib, enc, audio * 10 ** (db / 20), 15.0) for db in (-30, -15, 0, 6)}
     assert len(set(tops.values())) == 1, tops
     assert tops[0] == piece_id(src)
+
+
+@pytest.mark.parametrize(
+    "name", ["silence_10s", "white_noise_3s", "white_noise_10s", "pink_noise_10s", "sine_0.1s", "sine_5s"]
+)
+def test_no_music_is_never_identified(built, name):
+    """Silence, noise and audio shorter than a few windows stay *unknown* at every hop (the
+    calibrated identity of scoreid.identify.confidence), whatever the tally's top piece is."""
+    lib, enc, _ = built
+    sr, rng = C.SAMPLE_RATE, np.random.default_rng(0)
+    kind, secs = name.rsplit("_", 1)
+    n = int(float(secs[:-1]) * sr)
+    if kind == "silence":
+        audio = np.zeros(n, np.float32)
+    elif kind == "white_noise":
+        audio = 0.1 * rng.normal(size=n)
+    elif kind == "pink_noise":
+        spec = np.fft.rfft(rng.normal(size=n)) / np.sqrt(np.arange(1, n // 2 + 2))
+        audio = np.fft.irfft(spec, n)
+        audio *= 0.1 / audio.std()
+    else:
+        audio = 0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / sr)
+    ident = Identifier(lib, enc, hop_s=0.5)
+    chunk = int(0.5 * sr)
+    named = []
+    for s in range(0, n, chunk):
+        for u in ident.push(np.asarray(audio[s : s + chunk], np.float32)):
+            if u.identity is not None:
+                named.append((u.t, u.identity, round(u.confidence, 3), ident.evidence()))
+    named += [(u.t, u.identity, round(u.confidence, 3)) for u in ident.finish() if u.identity is not None]
+    assert not named
+    assert not ident.confident()

@@ -1,0 +1,68 @@
+"""How sure the identifier is: the probability that the top piece is the piece playing.
+
+The tally alone cannot say it: votes always go somewhere, so music that is not in the library (or
+noise) still gives a top piece with a large share. The evidence of one hop
+(:class:`Evidence`) is combined by a logistic model fitted on the validation pieces under an open
+set (``python bench/openset.py --split valid --fit``: a library of half the valid pieces, streams of
+all of them, so half the streams are of music that is not in the library):
+
+- how much was heard: voting (non-silent) windows so far;
+- how the votes fall: the top piece's share of the decayed votes and its log ratio to the
+  runner-up;
+- whether the top piece is really being played: the coherence of its score-following track (the
+  share of recent hops whose best match lay where the track's tempo predicted it —
+  :meth:`scoreid.identify.follow.PieceTrack.coherence`); chance matches scatter over the piece.
+
+``identified`` requires at least ``MIN_VOTING_WINDOWS`` windows of sound (so silence, a click or
+audio shorter than a few windows is never an identity), a following coherence of at least
+``MIN_COHERENCE`` (the score is being played through, not one spot matched again and again, as
+noise or a steady tone do) and a probability of at least ``THRESHOLD``; otherwise the state is
+*unknown* (no identity yet, or not in the library).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MIN_VOTING_WINDOWS = 8  #: 4 s of sound at the default hop before anything is identified
+#: logistic coefficients (intercept, log1p(windows), share, log ratio, coherence), fitted by
+#: ``bench/openset.py --split valid --fit`` on the shipped model (see BENCHMARKS.md "Open set")
+COEF = (-8.486, 0.044, 14.475, -2.164, 7.736)
+#: probability from which the top piece is reported as identified; chosen on the valid open set
+#: (at 30 s: 80 % of in-library streams identified and right, none wrong, none of the 20
+#: out-of-library streams identified; 0.4-0.5 let one through, 0.9 identifies 60 %)
+THRESHOLD = 0.7
+MAX_LOG_RATIO = 5.0
+#: on the valid pieces the right top piece's coherence has median 0.95 (10th percentile 0.45),
+#: a wrong or out-of-library one 0.15 (90th: 0.5), noise and tones 0.11 (90th: 0.44)
+MIN_COHERENCE = 0.5
+
+
+@dataclass(frozen=True)
+class Evidence:
+    windows: int  #: voting windows so far
+    share: float  #: top piece's share of the decayed votes
+    log_ratio: float  #: log(top tally / runner-up tally), capped at MAX_LOG_RATIO
+    coherence: float  #: the top piece's following coherence (0..1)
+
+    def features(self) -> tuple[float, ...]:
+        return (1.0, math.log1p(self.windows), self.share, min(self.log_ratio, MAX_LOG_RATIO), self.coherence)
+
+
+def probability(ev: Evidence, coef: tuple[float, ...] = COEF) -> float:
+    """P(the top piece is the one playing | evidence); 0 below MIN_VOTING_WINDOWS or MIN_COHERENCE."""
+    if ev.windows < MIN_VOTING_WINDOWS or ev.coherence < MIN_COHERENCE or not math.isfinite(ev.share):
+        return 0.0
+    z = sum(c * f for c, f in zip(coef, ev.features()))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def evidence_of(windows: int, ranked: list[tuple[str, float]], total: float, coherence: float) -> Evidence:
+    """Evidence from the tally's ranking [(piece, tally)], its total and the top track's coherence."""
+    if not ranked or total <= 0:
+        return Evidence(windows, 0.0, 0.0, 0.0)
+    first = ranked[0][1]
+    second = ranked[1][1] if len(ranked) > 1 else 0.0
+    ratio = MAX_LOG_RATIO if second <= 0 else math.log(max(first, 1e-12) / second)
+    return Evidence(windows, first / total, ratio, coherence)
