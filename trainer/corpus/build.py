@@ -5,6 +5,10 @@ segfault or a hung file costs only that piece: it is skipped with a one-line rea
 listed under ``"skipped"`` in ``index.json``. A piece is finished when ``pieces/<pid>.npz``
 exists; an interrupted build started again with the same arguments skips finished pieces
 (resume). The index is rewritten (atomically) every few pieces and at the end.
+
+A work of the real-performance validation set (``../shared/real-dev``, matched to corpus files by
+their notes in ``trainer/realdev/corpus_matches.json``) that the seeded split puts in ``train`` is
+left out (listed as excluded); every other piece keeps the split it had.
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path,
         conn.close()
 
 
+def realdev_corpus_pids() -> frozenset[str]:
+    """Corpus pieces that are works of ``../shared/real-dev`` (matched by their notes:
+    ``trainer/realdev/corpus_matches.json``, ``python -m trainer.realdev.matches``)."""
+    from trainer.realdev.matches import load_matches
+
+    return frozenset(load_matches()["summary"]["matched_pids"])
+
+
 def _exclusions(dirs: list[Path]) -> tuple[set[str], frozenset[str]]:
     """Work keys and note fingerprints of every piece of the given corpora."""
     keys: set[str] = set()
@@ -95,6 +107,13 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
     else:
         split_of = assign_splits({it.pid: it.keys for it in items}, {it.pid: it.composer for it in items},
                                  seed=cfg.seed, valid=valid, test=test, balance=balance)  # fmt: skip
+        # the works of the real-performance validation set never train: drawn into the train split,
+        # they are left out (every other piece keeps its split; in valid/test they stay, untrained)
+        realdev = realdev_corpus_pids()
+        for it in [it for it in items if split_of[it.pid] == "train" and it.pid in realdev]:
+            res.excluded.append(it.pid)
+            items.remove(it)
+            del split_of[it.pid]
     out.mkdir(parents=True, exist_ok=True)
     entries: dict[str, dict[str, Any]] = {}
     todo: list[SourceItem] = []

@@ -161,6 +161,21 @@ def test_a_crashing_worker_skips_only_its_piece(tmp_path, monkeypatch):
     assert res.skipped == {"tiny-src.beta": f"worker crashed (exit code {-signal.SIGSEGV})"}
 
 
+def test_real_dev_works_never_train_and_the_other_splits_stay(built, tmp_path, monkeypatch):
+    """A corpus piece matched to a real-dev work is left out when the split puts it in train; the
+    other pieces keep their splits; the shipped match list names the known matches."""
+    root, src, _ = built
+    before = Corpus(root / "data")
+    (train_pid,) = before.ids("train")
+    (test_pid,) = before.ids("test")
+    assert "mozart-piano-sonatas.sonata12-1" in build_mod.realdev_corpus_pids()  # K. 332 / ASAP 12-1
+    monkeypatch.setattr(build_mod, "realdev_corpus_pids", lambda: frozenset({train_pid, test_pid}))
+    res = build([str(src)], tmp_path / "d", workers=2, cfg=CFG, progress=False)
+    after = Corpus(tmp_path / "d")
+    assert res.excluded == [train_pid] and train_pid not in after.ids()
+    assert after.ids("test") == [test_pid] and after.ids("valid") == before.ids("valid")
+
+
 def test_pool_excludes_works_of_the_aligned_corpus(built, tmp_path):
     root, src, _ = built
     # a renamed copy of alpha: a different file name, the same notes -> excluded by fingerprint

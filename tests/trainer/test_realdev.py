@@ -1,0 +1,118 @@
+"""The real-dev set's logic on tiny inputs: matching by notes, work grouping, seeded excerpts, isolation."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.realdev.build import canonical_folders, scanned
+from trainer.realdev.excerpts import excerpt_start, plan_excerpts
+from trainer.realdev.isolated import IsolatedError, run_isolated
+from trainer.realdev.matches import CorpusFile, ScoreNotes, containment, ngrams, rank_candidates, similarity
+from trainer.realdev.works import Work, work_id
+
+RNG = np.random.default_rng(7)
+#: a toy "movement": 600 random-walk pitches (a melody-like line)
+MOVEMENT = tuple(int(p) for p in 60 + np.cumsum(RNG.integers(-3, 4, 600)) % 24)
+OTHER = tuple(int(p) for p in 60 + np.cumsum(np.random.default_rng(8).integers(-3, 4, 600)) % 24)
+
+
+def with_ornaments(seq: tuple[int, ...], every: int = 40) -> tuple[int, ...]:
+    """Another edition: a two-note turn inserted every ``every`` notes."""
+    out: list[int] = []
+    for i, p in enumerate(seq):
+        out.append(p)
+        if i % every == every - 1:
+            out += [p + 1, p]
+    return tuple(out)
+
+
+def test_ngrams_and_containment():
+    assert ngrams([1, 2, 3, 4], 3) == {(1, 2, 3), (2, 3, 4)}
+    assert ngrams([1, 2], 3) == set()
+    assert containment([1, 2, 3, 4], [0, 1, 2, 3, 4, 5], 3) == 1.0
+    assert containment([1, 2, 3, 9], [1, 2, 3, 4], 3) == 0.5
+    assert containment([1, 2], [1, 2, 3], 3) == 0.0  # no n-gram in the head
+
+
+def test_the_same_work_in_another_edition_matches_and_another_work_does_not():
+    assert similarity(MOVEMENT, MOVEMENT) == 1.0
+    assert similarity(MOVEMENT, with_ornaments(MOVEMENT)) > 0.8
+    assert similarity(MOVEMENT, OTHER) < 0.1
+    assert similarity(MOVEMENT, OTHER) == similarity(OTHER, MOVEMENT)
+
+
+def test_a_section_matches_the_whole_movement_either_way():
+    section = MOVEMENT[250:420]
+    assert similarity(MOVEMENT, section) == 1.0
+    assert similarity(section, MOVEMENT) == 1.0
+
+
+def test_candidates_are_ranked_best_first_with_ties_by_piece_id():
+    files = [CorpusFile(pid, f"{pid}.krn", ScoreNotes(seq, "verovio"))
+             for pid, seq in (("b.other", OTHER), ("a.same", with_ornaments(MOVEMENT)), ("c.same", MOVEMENT))]  # fmt: skip
+    ranked = rank_candidates(MOVEMENT, files)
+    assert [f.pid for _, f in ranked] == ["c.same", "a.same", "b.other"]
+    assert ranked[0][0] == 1.0 > ranked[1][0] > 0.8 > 0.1 > ranked[2][0]
+
+
+def test_folders_of_one_work_share_the_folder_without_no_repeat():
+    works = [Work(f, Path(f), ()) for f in ("H/S/32-1", "H/S/32-1_no_repeat", "H/S/50-1_no_repeat")]
+    matches = {"works": {"H/S/32-1_no_repeat": {"same_work_as": [{"folder": "H/S/32-1", "score": 1.0}]},
+                         "H/S/32-1": {"same_work_as": [{"folder": "H/S/32-1_no_repeat", "score": 1.0}]}}}  # fmt: skip
+    canon = canonical_folders(works, matches)
+    assert canon == {
+        "H/S/32-1": "H/S/32-1",
+        "H/S/32-1_no_repeat": "H/S/32-1",
+        "H/S/50-1_no_repeat": "H/S/50-1_no_repeat",
+    }
+    assert work_id("Haydn/Keyboard_Sonatas/32-1_no_repeat") == "haydn.keyboard-sonatas.32-1-no-repeat"
+
+
+def test_excerpt_starts_are_seeded_bounded_and_independent_of_the_others():
+    a = excerpt_start(0, "w", "p1", 30.0, 200.0)
+    assert a == excerpt_start(0, "w", "p1", 30.0, 200.0)
+    assert a is not None and 0.0 <= a <= 170.0
+    assert excerpt_start(1, "w", "p1", 30.0, 200.0) != a
+    assert excerpt_start(0, "w", "p1", 10.0, 200.0) != a
+    assert excerpt_start(0, "w", "p1", 30.0, 20.0) is None  # too short for 30 s
+    assert excerpt_start(0, "w", "p1", 20.0, 20.0) == 0.0
+    perfs = [("w", "p1", 200.0), ("w", "p2", 15.0), ("v", "p1", 100.0)]
+    plan = plan_excerpts(perfs, [10, 20, 30], seed=0)
+    assert [(e.folder, e.performer, e.length_s) for e in plan] == [
+        ("w", "p1", 10.0), ("w", "p1", 20.0), ("w", "p1", 30.0), ("w", "p2", 10.0),
+        ("v", "p1", 10.0), ("v", "p1", 20.0), ("v", "p1", 30.0)]  # fmt: skip
+    alone = plan_excerpts(perfs[2:], [30], seed=0)
+    assert alone[0] == plan[-1]
+    with pytest.raises(ValueError):
+        excerpt_start(0, "w", "p1", 0.0, 10.0)
+
+
+def test_scanned_pages_are_deterministic_upscaled_and_grey():
+    page = np.full((40, 30), 255, np.uint8)
+    page[10:12, :] = 0
+    a = scanned(page, np.random.default_rng(0))
+    assert a.shape == (80, 60) and a.dtype == np.uint8
+    assert np.array_equal(a, scanned(page, np.random.default_rng(0)))
+    assert 0 < a.min() and a[2:6, 2:6].mean() < 250  # ink not black, paper not white
+
+
+def _fail() -> int:
+    raise ValueError("bad score")
+
+
+def _crash() -> int:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return 0
+
+
+def test_isolated_calls_return_or_raise_without_taking_the_caller_down():
+    assert run_isolated(sum, [1, 2, 3], timeout=30) == 6
+    with pytest.raises(IsolatedError, match="ValueError: bad score"):
+        run_isolated(_fail, timeout=30)
+    with pytest.raises(IsolatedError, match="crashed"):
+        run_isolated(_crash, timeout=30)
