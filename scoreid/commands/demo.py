@@ -141,17 +141,22 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     print(f"demo: performing {args.piece} [{target}]: csound soundfont, tempo 1.25x with a tempo curve, "
           f"room and noise; streaming {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s")  # fmt: skip
     history: list[Update] = []
-    t_first = None
+    t_first = None  # top-1 right from then on
+    t_named = None  # identified (calibrated identity, not unknown) and right from then on
     shown: set[float] = set()  # the final update repeats the last hop's time: one line per time
 
     def show(u: Update) -> None:
-        nonlocal t_first
+        nonlocal t_first, t_named
         history.append(u)
         right = bool(u.ranking) and u.ranking[0][0] == target
         if right and t_first is None:
             t_first = u.t
         if not right:
             t_first = None
+        if u.identity == target and t_named is None:
+            t_named = u.t
+        if u.identity != target:
+            t_named = None
         if abs(u.t - round(u.t)) < 1e-6 and int(round(u.t)) % 2 == 0 and round(u.t) not in shown:
             shown.add(round(u.t))
             print(("  OK " if right else "     ") + status_line(u, lib), flush=True)
@@ -170,8 +175,11 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     got = final.ranking[0][0] if final and final.ranking else None
     secs = len(audio) / C.SAMPLE_RATE
     verdict = "correct" if got == target else f"WRONG (expected {target})"
-    print(f"demo: final identity {got} -> {verdict}; "
-          + (f"identified after {t_first:.1f} s of audio and stayed; " if t_first is not None and got == target else "")
+    named = final.identity if final else None
+    print(f"demo: final identity: top piece {got} -> {verdict}; "
+          + (f"top from {t_first:.1f} s of audio on; " if t_first is not None and got == target else "")
+          + (f"identified (not unknown) from {t_named:.1f} s on; " if t_named is not None and named == target
+             else "still unknown at the end; " if named is None else f"identified as {named}; ")
           + f"{secs / max(dt, 1e-9):.0f}x real time" + (" (paced by the client)" if args.services else ""))  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "demo-identify.png"

@@ -169,8 +169,9 @@ def status_line(u, lib) -> str:  # type: ignore[no-untyped-def]
     pid, score, _v = u.ranking[0]
     pos = u.positions.get(pid)
     where = f"page {pos['page'] + 1}, system {pos['system'] + 1}, x {pos['x']:.0f}" if pos else ""
-    state = f"p={u.confidence:.2f}" if u.identity else f"unknown (best guess, p={u.confidence:.2f}):"
-    return f"t={u.t:6.1f}s  {state} {lib.title(pid)} [{pid}] {score:.0%}  {where}"
+    if u.identity:
+        return f"t={u.t:6.1f}s  {lib.title(pid)} [{pid}] {score:.0%} (p {u.confidence:.2f})  {where}"
+    return f"t={u.t:6.1f}s  unknown; top: {lib.title(pid)} [{pid}] {score:.0%}  {where}"
 
 
 # The plot (running identity, the followed path on the strip and on every visited page) lives in
