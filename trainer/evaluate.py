@@ -25,6 +25,7 @@ and tempi never used in training, with room reverb and noise); see README "Train
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -96,7 +97,7 @@ def piece_identification(
 ) -> dict[str, Any]:
     db, owner, recordings = [], [], []
     pieces = []
-    for pid in tqdm(pids, desc=f"database ({condition})", leave=False):
+    for pid in tqdm(pids, desc=f"database ({condition})", leave=False, disable=not sys.stderr.isatty()):
         piece = corpus.load(pid)
         renders = [r for r in piece.renders if r.condition == condition]
         perfs = [p for p in piece.performances if p.condition == condition]
@@ -118,7 +119,9 @@ def piece_identification(
     cw = chance_weights({i: int(c) for i, c in enumerate(np.bincount(own, minlength=n))})
     weights = np.array([cw.get(i, 1.0) for i in range(n)])
     ranks, product = [], []
-    for pno, spec in tqdm(recordings, desc=f"identify ({condition})", leave=False):
+    for pno, spec in tqdm(
+        recordings, desc=f"identify ({condition})", leave=False, disable=not sys.stderr.isatty()
+    ):
         t = len(spec)
         lo, hi = frames / 2, max(frames / 2, t - frames / 2)
         centres = np.linspace(lo, hi, cfg.windows_per_recording)
@@ -144,7 +147,9 @@ def piece_identification(
             per_piece[pno] = per_piece.get(pno, 0) + 1
             curve_recordings.append((pno, spec))
     acc = []
-    for secs in tqdm(cfg.curve_seconds, desc=f"seconds curve ({condition})", leave=False):
+    for secs in tqdm(
+        cfg.curve_seconds, desc=f"seconds curve ({condition})", leave=False, disable=not sys.stderr.isatty()
+    ):
         d = int(round(secs * C.FPS))
         hits = []
         for pno, spec in curve_recordings:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -216,7 +217,7 @@ def run(
             t0 = time.monotonic()
             losses = []
             desc = f"finetune {'main' if main else f'refine {stage}'} epoch {stage_epoch + 1}"
-            bar = tqdm(range(steps), desc=desc, disable=rank != 0, leave=False)
+            bar = tqdm(range(steps), desc=desc, disable=rank != 0 or not sys.stderr.isatty(), leave=False)
             for _ in bar:
                 audio, sheet = batches(local_batch, rng, device)
                 losses.append(train_step(train_model, opt, audio, sheet, cfg.margin, cfg.loss, cfg.tau,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -186,7 +187,10 @@ def run(
         t0 = time.monotonic()
         losses = []
         bar = tqdm(
-            range(steps), desc=f"pretrain {cfg.modality} epoch {epoch + 1}", disable=rank != 0, leave=False
+            range(steps),
+            desc=f"pretrain {cfg.modality} epoch {epoch + 1}",
+            disable=rank != 0 or not sys.stderr.isatty(),
+            leave=False,
         )
         for _ in bar:
             v1, v2 = views(local_batch, rng, device)

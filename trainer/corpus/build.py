@@ -16,6 +16,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import multiprocessing as mp
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
     running: dict[str, tuple[Any, Any, float]] = {}
     queue = list(todo)
     bar = tqdm(total=len(items), initial=len(res.resumed), desc="corpus", unit="piece",
-               disable=not progress, dynamic_ncols=True)  # fmt: skip
+               disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
     last_index = time.time()
     try:
         while queue or running:
@@ -197,6 +198,9 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
                 if time.time() - last_index > 30:
                     write_index()
                     last_index = time.time()
+                    if progress and bar.disable:  # not a terminal: a plain line every index write
+                        done = len(res.resumed) + len(res.built) + len(res.skipped)
+                        print(f"corpus: {done}/{len(items)} pieces ({time.time() - t0:.0f} s)", flush=True)
     finally:
         for proc, _conn, _ in running.values():
             proc.kill()
