@@ -85,6 +85,7 @@ class Truth:
     t: np.ndarray  # onset times (s), ascending
     x: np.ndarray  # strip x at those onsets, made non-decreasing
     offsets: np.ndarray  # the render's system offsets on its strip
+    system_page: np.ndarray  # page of each of the render's systems
 
     def x_at(self, t: np.ndarray) -> np.ndarray:
         return np.interp(t, self.t, self.x)
@@ -113,7 +114,9 @@ def truth_of(piece, render_idx: int, perf_idx: int) -> Truth | None:  # type: ig
     order = np.lexsort((x, t))
     t, x = t[order], np.maximum.accumulate(x[order])
     t, keep = np.unique(t, return_index=True)
-    return Truth(t, x[keep], np.asarray(r.system_offsets, np.float64))
+    return Truth(
+        t, x[keep], np.asarray(r.system_offsets, np.float64), np.asarray(r.system_boxes, np.float64)[:, 0]
+    )
 
 
 def library_to_render(lib: Library, pid: str, truth: Truth) -> tuple[np.ndarray, np.ndarray] | None:
@@ -156,16 +159,41 @@ def run_stream(lib: Library, enc, pid: str, spec: np.ndarray, segs: list[tuple[i
             t_true = float(src[min(max(f_now, 0), len(src) - 1)]) / C.FPS
             right = bool(u.ranking) and u.ranking[0][0] == pid
             pos = u.positions.get(pid)
-            if pos is None or not truth.known(t_true):
-                rows.append((u.t, right, t_true if truth.known(t_true) else np.nan, np.nan, np.nan, np.nan))
+            known = truth.known(t_true)
+            true_sys = float(truth.system(truth.x_at(np.array([t_true])))[0]) if known else np.nan
+            true_page = float(truth.system_page[int(true_sys)]) if known else np.nan
+            if pos is None or not known:
+                rows.append(
+                    (u.t, right, t_true if known else np.nan, np.nan, np.nan, true_sys, np.nan, true_page)
+                )
                 continue
             rx = to_render_x(float(pos["strip_x"]), offs)
-            true_x = float(truth.x_at(np.array([t_true]))[0])
-            rows.append((u.t, right, t_true, float(truth.t_at(np.array([rx]))[0]),
-                         float(truth.system(np.array([rx]))[0]), float(truth.system(np.array([true_x]))[0])))  # fmt: skip
-    a = np.array(rows, dtype=np.float64).reshape(-1, 6)
+            rows.append((u.t, right, t_true, float(truth.t_at(np.array([rx]))[0]), float(truth.system(np.array([rx]))[0]),
+                         true_sys, float(pos.get("show_page", np.nan)), true_page))  # fmt: skip
+    a = np.array(rows, dtype=np.float64).reshape(-1, 8)
     return {"t": a[:, 0], "right": a[:, 1].astype(bool), "t_true": a[:, 2], "t_rep": a[:, 3],
-            "sys_rep": a[:, 4], "sys_true": a[:, 5], "splices": splice_at.tolist()}  # fmt: skip
+            "sys_rep": a[:, 4], "sys_true": a[:, 5], "show_page": a[:, 6], "page_true": a[:, 7],
+            "splices": splice_at.tolist()}  # fmt: skip
+
+
+def page_turns(r: dict, truth: Truth) -> list[dict]:  # type: ignore[type-arg]
+    """Every page the true position leaves for the next one (T_leave: the first hop on the next page)
+    and when the reported page to show turned to it (T_turn), with the time the music entered the
+    page's last system (T_last). A turn after T_leave is late; one before T_last is too early."""
+    out = []
+    pt, sys_true, t, show = r["page_true"], r["sys_true"], r["t"], r["show_page"]
+    for i in range(1, len(t)):
+        if not (np.isfinite(pt[i]) and np.isfinite(pt[i - 1]) and pt[i] == pt[i - 1] + 1):
+            continue
+        page = int(pt[i - 1])
+        last_sys = int(np.flatnonzero(truth.system_page == page).max())
+        back = [j for j in range(i - 1, -1, -1) if np.isfinite(sys_true[j]) and sys_true[j] == last_sys]
+        t_last = float(t[back[-1]]) if back else float(t[i - 1])
+        window = np.flatnonzero((t >= t_last - 10.0) & (t <= t[i] + 10.0) & r["right"])
+        turned = [j for j in window if np.isfinite(show[j]) and show[j] >= page + 1]
+        t_turn = float(t[turned[0]]) if turned else float("nan")
+        out.append({"t_leave": float(t[i]), "t_last": t_last, "t_turn": t_turn})
+    return out
 
 
 def lock_on(ts: np.ndarray, ok: np.ndarray, t0: float, hop_s: float) -> float:
@@ -178,7 +206,7 @@ def lock_on(ts: np.ndarray, ok: np.ndarray, t0: float, hop_s: float) -> float:
     return float("inf")
 
 
-def stream_metrics(r: dict, hop_s: float) -> dict:  # type: ignore[type-arg]
+def stream_metrics(r: dict, hop_s: float, truth: Truth | None = None) -> dict:  # type: ignore[type-arg]
     ok_hop = r["right"] & np.isfinite(r["t_rep"])
     unknown = int(np.sum(r["right"] & ~np.isfinite(r["t_true"])))
     err = r["t_rep"] - r["t_true"]
@@ -194,6 +222,7 @@ def stream_metrics(r: dict, hop_s: float) -> dict:  # type: ignore[type-arg]
         "err": err[ok_hop], "sys_ok": (r["sys_rep"] == r["sys_true"])[ok_hop], "hops": int(ok_hop.sum()),
         "spurious_back": spurious, "minutes": float(ok_hop.sum() * hop_s / 60.0), "unknown_truth": unknown,
         "lock_on": [lock_on(r["t"], within1, t0, hop_s) for t0 in starts],
+        "turns": page_turns(r, truth) if truth is not None else [],
     }  # fmt: skip
 
 
@@ -216,6 +245,20 @@ def summarise(ms: list[dict]) -> dict:  # type: ignore[type-arg]
         "locked": float(np.isfinite(locks).mean()) if len(locks) else float("nan"),
         "minutes_followed": round(minutes, 2),
         "unknown_truth_hops": int(sum(m["unknown_truth"] for m in ms)),
+        **turn_summary([tr for m in ms for tr in m.get("turns", [])]),
+    }
+
+
+def turn_summary(turns: list[dict]) -> dict:  # type: ignore[type-arg]
+    lead = np.array([tr["t_leave"] - tr["t_turn"] for tr in turns], np.float64)
+    done = np.isfinite(lead)
+    early = np.array([tr["t_turn"] < tr["t_last"] for tr in turns], bool) & done
+    return {
+        "page_turns": len(turns),
+        "turn_lead_median_s": float(np.median(lead[done])) if done.any() else float("nan"),
+        "turns_late": float(np.mean(done & (lead < 0))) if turns else float("nan"),
+        "turns_too_early": float(np.mean(early)) if turns else float("nan"),
+        "turns_missed": float(np.mean(~done)) if turns else float("nan"),
     }
 
 
@@ -233,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="at most this many pieces (0: all)")
     p.add_argument("--plots", type=int, default=4, help="streams drawn in the PNG")
     p.add_argument(
-        "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-identify"
+        "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-follow"
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "follow.json")
     args = p.parse_args(argv)
@@ -242,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Corpus(args.data)
     pids = corpus.ids(args.split)[: args.limit or None]
     t0 = time.perf_counter()
-    lib = build_library(corpus, pids, "shifted", args.model, args.work, None)
+    lib = build_library(
+        corpus, pids, "shifted", args.model, args.work / args.split, None
+    )  # one library per split
     enc = CachedEncoder(load_model(args.model, threads=1))
     per_kind: dict[str, list[dict]] = {k: [] for k in kinds}  # type: ignore[type-arg]
     per_stream: dict[str, list[dict]] = {k: [] for k in kinds}  # type: ignore[type-arg]
@@ -273,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for kind in kinds:
                 r = run_stream(lib, enc, pid, spec, segs, truth, offs, kind, args.hop)
-                m = stream_metrics(r, args.hop)
+                m = stream_metrics(r, args.hop, truth)
                 per_kind[kind].append(m)
                 per_stream[kind].append(
                     {
@@ -309,12 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"score following ({args.split}/shifted, {result['pieces']} pieces, streams {','.join(stream_kinds)}, "
           f"hops where the top-1 piece is right)")  # fmt: skip
     print("| follower | hops | within 0.5 s | within 1 s | within 2 s | right system | median abs err s | lag s "
-          "| back jumps/min | lock-on s |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| back jumps/min | lock-on s | page turns | turn lead s | late | too early | missed |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, r in table.items():
         print(f"| {k} | {r['hops']} | {r['within_0_5s']:.1%} | {r['within_1s']:.1%} | {r['within_2s']:.1%} | "
               f"{r['right_system']:.1%} | {r['median_abs_error_s']:.2f} | {r['lag_s']:+.2f} | "
-              f"{r['spurious_back_per_min']:.2f} | {r['lock_on_median_s']:.1f} |")  # fmt: skip
+              f"{r['spurious_back_per_min']:.2f} | {r['lock_on_median_s']:.1f} | {r['page_turns']} | "
+              f"{r['turn_lead_median_s']:.1f} | {r['turns_late']:.0%} | {r['turns_too_early']:.0%} | "
+              f"{r['turns_missed']:.0%} |")  # fmt: skip
     plot(drawn, args.out.with_suffix(".png"))
     write_result(args.out, result)
     return 0

@@ -66,7 +66,11 @@ class Update:
             entry: dict[str, Any] = {"piece": pid, "score": round(score, 4), "votes": round(votes, 3)}
             pos = self.positions.get(pid)
             if pos:
-                entry.update({"page": pos["page"], "system": pos["system"], "x": pos["x"]})
+                entry.update(
+                    {k: pos[k] for k in ("page", "system", "x", "file", "file_page", "show_page") if k in pos}
+                )
+                if "y0" in pos:
+                    entry["band"] = [pos["y0"], pos["y1"]]
             top.append(entry)
         out: dict[str, Any] = {"t": round(self.t, 3), "identity": self.identity,
                                "confidence": round(self.confidence, 4), "top": top}  # fmt: skip
@@ -179,7 +183,7 @@ class Identifier:
         for pid, _s, _v in ranking[:5]:
             x = self.follower.position_x(pid)
             if x is not None:
-                positions[pid] = self.library.at_strip_x(pid, x)
+                positions[pid] = self.library.at_strip_x(pid, x, speed=self.follower.speed(pid))
         p = K.probability(self.evidence())
         identity = ranking[0][0] if ranking and p >= K.THRESHOLD else None
         return Update(t, ranking, positions, silent, identity, p)

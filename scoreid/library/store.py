@@ -156,30 +156,48 @@ class Library:
             out[k] = int(v) if k in ("page", "system") else round(float(v), 1)
         return out
 
-    def at_strip_x(self, pid: str, strip_x: float) -> dict[str, Any]:
+    def at_strip_x(
+        self, pid: str, strip_x: float, speed: float | None = None, turn_lead_s: float = 2.0
+    ) -> dict[str, Any]:
         """The position ``strip_x`` (px on the piece's unrolled strip, any value, not only a window
-        centre) as page, system, page x and band: from the nearest window of the piece, moved
-        along its system at the system's page/strip scale."""
+        centre) as page (over the piece's pages in order), the file and page within it, system, page
+        x and band, and ``show_page``: the page to show — the next one once the music, moving on at
+        ``speed`` strip px/s, is within ``turn_lead_s`` of the end of a page's last system (so a
+        page turns before the music leaves it and never before its last system)."""
         s, e = self.rows[pid]
         sx = self.meta["strip_x"][s:e]
-        i = s + int(np.clip(np.searchsorted(sx, strip_x), 0, e - s - 1))
-        if i > s and abs(float(self.meta["strip_x"][i - 1]) - strip_x) < abs(
-            float(self.meta["strip_x"][i]) - strip_x
-        ):
-            i -= 1
+        offs = np.asarray(self.pieces[pid].get("system_offsets") or [0], np.float64)
+        width = float(self.pieces[pid].get("strip_width") or (float(sx[-1]) + 1.0))
+        k = int(np.clip(np.searchsorted(offs, strip_x, side="right") - 1, 0, len(offs) - 1))
+        end = float(offs[k + 1]) if k + 1 < len(offs) else width
+        in_sys = np.flatnonzero((sx >= offs[k]) & (sx < end))
+        cand = in_sys if len(in_sys) else np.arange(e - s)
+        i = s + int(cand[np.argmin(np.abs(sx[cand] - strip_x))])
         out = self.row(i)
-        same = np.flatnonzero(
-            (self.meta["page"][s:e] == out["page"]) & (self.meta["system"][s:e] == out["system"])
-        )
-        a, b = s + same[0], s + same[-1]
         scale = 1.0
-        if b > a:
+        if len(in_sys) > 1:
+            a, b = s + in_sys[0], s + in_sys[-1]
             scale = float(
                 (self.meta["x"][b] - self.meta["x"][a]) / (self.meta["strip_x"][b] - self.meta["strip_x"][a])
             )
         out["x"] = round(float(self.meta["x"][i] + (strip_x - float(self.meta["strip_x"][i])) * scale), 1)
         out["strip_x"] = round(float(strip_x), 1)
+        pages = self.pieces[pid].get("pages") or []
+        page = int(out["page"])
+        if 0 <= page < len(pages):
+            out["file"], out["file_page"] = pages[page].get("file", ""), int(pages[page].get("page", 0))
+        out["show_page"] = page
+        last_on_page = (
+            page + 1 < len(pages) and k + 1 < len(offs) and k + 1 == self._first_system_of_page(pid, page + 1)
+        )
+        if speed and speed > 0 and last_on_page and (end - strip_x) / speed <= turn_lead_s:
+            out["show_page"] = page + 1
         return out
+
+    def _first_system_of_page(self, pid: str, page: int) -> int:
+        """Index (over the piece's systems in strip order) of the first system of ``page``."""
+        pages = self.pieces[pid].get("pages") or []
+        return sum(len(p.get("systems", [])) for p in pages[:page])
 
     def title(self, pid: str) -> str:
         return str(self.pieces[pid].get("title") or pid)

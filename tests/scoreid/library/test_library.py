@@ -125,3 +125,28 @@ def test_library_json_is_documented_format(tmp_path, sheets_dir, random_model):
     assert Path(index["model"]["dir"]) == Path(random_model).resolve()
     assert (lib / "pieces" / "a.png").exists()
     assert not list(Path(lib).glob("**/*.tmp*"))
+
+
+def test_position_at_any_strip_x_names_the_page_its_file_and_the_page_to_show(
+    tmp_path, sheets_dir, random_model
+):
+    """``Library.at_strip_x``: a page index over the piece's pages in order (two image files are
+    pages 0 and 1, each page 0 of its file), the system's band, and ``show_page`` turning to the
+    next page only within the page's last system, shortly before it ends."""
+    lib = tmp_path / "lib"
+    assert cli("library", "build", sheets_dir, "--out", lib, "--model", random_model).returncode == 0
+    L = Library.open(lib)
+    pid = "joplin-maple-leaf"  # page1.png, page2.png
+    info = L.pieces[pid]
+    offs = info["system_offsets"]
+    first_p2 = len(info["pages"][0]["systems"])  # first system of page 2 (index over all systems)
+    end_p1 = offs[first_p2]  # where page 1's last system ends on the strip
+    on_p2 = L.at_strip_x(pid, end_p1 + 30.0)
+    assert (on_p2["page"], on_p2["file"], on_p2["file_page"], on_p2["system"]) == (1, "page2.png", 0, 0)
+    assert on_p2["y0"] < on_p2["y1"]
+    early = L.at_strip_x(pid, offs[first_p2 - 1] - 5.0, speed=100.0)  # the system before the last one
+    late = L.at_strip_x(pid, end_p1 - 150.0, speed=100.0)  # 1.5 s before the end of the last system
+    mid = L.at_strip_x(pid, end_p1 - 450.0, speed=100.0)  # still 4.5 s to go
+    assert (early["page"], early["show_page"]) == (0, 0)
+    assert (late["page"], late["file"], late["show_page"]) == (0, "page1.png", 1)
+    assert mid["show_page"] == 0 and L.at_strip_x(pid, end_p1 - 150.0)["show_page"] == 0  # no speed: no turn
