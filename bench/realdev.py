@@ -48,6 +48,9 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
 from scoreid.identify.stream import Identifier  # noqa: E402
@@ -378,9 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"wall time {result['wall_s']:.0f} s (library {t_lib:.0f} s, streaming {t_id:.0f} s, "
           f"{result['identify_x_real_time']:g}x real time)")  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

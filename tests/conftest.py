@@ -65,14 +65,19 @@ def start_redis(workdir: Path, port: int | None = None, appendonly: bool = True)
     pytest.fail("redis-server did not answer within 10 s")
 
 
-def stop_redis(server: RedisServer) -> None:
-    if server.proc.poll() is None:
-        server.proc.terminate()
+def terminate(proc: subprocess.Popen, wait_s: float = 5.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL when it has not exited within ``wait_s``."""
+    if proc.poll() is None:
+        proc.terminate()
         try:
-            server.proc.wait(5)
+            proc.wait(wait_s)
         except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
+            proc.kill()
+            proc.wait()
+
+
+def stop_redis(server: RedisServer) -> None:
+    terminate(server.proc)
 
 
 @pytest.fixture

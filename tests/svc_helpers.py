@@ -21,3 +21,4 @@ else:
 free_port = _root.free_port
 start_redis = _root.start_redis
 stop_redis = _root.stop_redis
+terminate = _root.terminate

@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 import pytest
 import yaml
-from svc_helpers import free_port
+from svc_helpers import free_port, terminate
 
 from scoreid.audio.io import load_audio
 from scoreid.client import stream_audio
@@ -184,13 +184,7 @@ class Prometheus:
                     f"{[(t['labels'], t['health'], t['lastScrape'], t['lastError']) for t in targets]}")  # fmt: skip
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
 
 
 def scrape_time(stamp: str) -> float:
