@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scoreid import contract as C  # noqa: E402
-from scoreid.identify.stream import Identifier  # noqa: E402
+from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.identify.tally import CHANCE_EXPONENT, VOTE_TEMPERATURE  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, model_fingerprint, open_or_create  # noqa: E402
@@ -83,15 +83,6 @@ def stream_times(
             ts.append(u.t)
             right.append(bool(u.ranking) and u.ranking[0][0] == truth)
     return ts, right
-
-
-def time_to_identify(ts: list[float], right: list[bool]) -> float:
-    if not right or not right[-1]:
-        return float("inf")
-    k = len(right) - 1
-    while k > 0 and right[k - 1]:
-        k -= 1
-    return ts[k]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,14 +53,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from report import write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
-from scoreid.identify.stream import Identifier  # noqa: E402
+from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, model_fingerprint, open_or_create, remove_piece  # noqa: E402
 from scoreid.library.store import INDEX, Library, read_index, write_index  # noqa: E402
 from trainer.realdev.build import DEFAULT_DATA  # noqa: E402
 from trainer.realdev.excerpts import Excerpt, plan_excerpts  # noqa: E402
 from trainer.realdev.matches import DEFAULT_OUT as DEFAULT_MATCHES  # noqa: E402
-from trainer.realdev.matches import load_matches  # noqa: E402
+from trainer.realdev.matches import load_matches, matched_corpus_pids  # noqa: E402
 from trainer.realdev.works import work_id  # noqa: E402
 
 Log = Callable[[str], None]
@@ -71,10 +71,6 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------ the library
-def matched_corpus_pids(matches: dict[str, Any]) -> set[str]:
-    return {m["pid"] for e in matches["works"].values() for m in e["matches"]}
-
-
 def corpus_look_pages(corpus_dir: Path, entry: dict[str, Any], pid: str, look: str) -> list[Path]:
     """The page PNGs of a corpus piece's first render of condition ``look`` (``same``/``shifted``)."""
     render = next((r for r in entry.get("renders", []) if r.startswith(look)), None)
@@ -146,17 +142,6 @@ class ExcerptResult:
     @property
     def rr(self) -> float:
         return 1.0 / self.rank if self.rank else 0.0
-
-
-def time_to_identify(ts: Sequence[float], right: Sequence[bool]) -> float:
-    """The first time from which the top-1 is right at every later hop (inf: never, or wrong at the
-    end) — the definition of ``bench/identify.py``."""
-    if not right or not right[-1]:
-        return float("inf")
-    k = len(right) - 1
-    while k > 0 and right[k - 1]:
-        k -= 1
-    return float(ts[k])
 
 
 def rank_of(ranking: Sequence[tuple[str, float, float]], truth: str) -> int | None:

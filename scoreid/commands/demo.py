@@ -106,7 +106,7 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     from scoreid.commands.identify import plot_history, status_line
     from scoreid.demo_data import engrave_piece, notes_of, piece_id, shifted_performance
     from scoreid.engrave import EngraveError
-    from scoreid.identify.stream import Identifier, Update
+    from scoreid.identify.stream import Identifier, Update, time_to_identify
     from scoreid.inference import load_model
     from scoreid.library.build import add_folder, model_fingerprint, open_or_create
     from scoreid.library.store import Library, write_index
@@ -141,22 +141,11 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     print(f"demo: performing {args.piece} [{target}]: csound soundfont, tempo 1.25x with a tempo curve, "
           f"room and noise; streaming {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s")  # fmt: skip
     history: list[Update] = []
-    t_first = None  # top-1 right from then on
-    t_named = None  # identified (calibrated identity, not unknown) and right from then on
     shown: set[float] = set()  # the final update repeats the last hop's time: one line per time
 
     def show(u: Update) -> None:
-        nonlocal t_first, t_named
         history.append(u)
         right = bool(u.ranking) and u.ranking[0][0] == target
-        if right and t_first is None:
-            t_first = u.t
-        if not right:
-            t_first = None
-        if u.identity == target and t_named is None:
-            t_named = u.t
-        if u.identity != target:
-            t_named = None
         if abs(u.t - round(u.t)) < 1e-6 and int(round(u.t)) % 2 == 0 and round(u.t) not in shown:
             shown.add(round(u.t))
             print(("  OK " if right else "     ") + status_line(u, lib), flush=True)
@@ -176,9 +165,12 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     secs = len(audio) / C.SAMPLE_RATE
     verdict = "correct" if got == target else f"WRONG (expected {target})"
     named = final.identity if final else None
+    ts = [u.t for u in history]
+    t_first = time_to_identify(ts, [bool(u.ranking) and u.ranking[0][0] == target for u in history])
+    t_named = time_to_identify(ts, [u.identity == target for u in history])
     print(f"demo: final identity: top piece {got} -> {verdict}; "
-          + (f"top from {t_first:.1f} s of audio on; " if t_first is not None and got == target else "")
-          + (f"identified (not unknown) from {t_named:.1f} s on; " if t_named is not None and named == target
+          + (f"top from {t_first:.1f} s of audio on; " if got == target else "")
+          + (f"identified (not unknown) from {t_named:.1f} s on; " if named == target
              else "still unknown at the end; " if named is None else f"identified as {named}; ")
           + f"{secs / max(dt, 1e-9):.0f}x real time" + (" (paced by the client)" if args.services else ""))  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         ok += 1
         final = ident.snapshot(secs)
-        confident = ident.confident()
+        confident = final.identity is not None
         if args.json:
             d = final.to_json(k=None, final=True)
             d["confident"] = confident

@@ -17,6 +17,7 @@ threshold, otherwise ``None`` (unknown: nothing identified yet, or music not in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +43,17 @@ TOP_K = 25  #: neighbours per audio window (published)
 DEFAULT_HOP_S = 0.5
 #: a window whose loudest frame has a log-spectrum mean below this is silence (no vote)
 SILENCE_LEVEL = 0.01
+
+
+def time_to_identify(ts: Sequence[float], right: Sequence[bool]) -> float:
+    """The first time ``ts[k]`` from which ``right`` holds at every later hop (inf: it does not hold
+    at the end) — the time to identify of the benchmarks and the demo."""
+    if not right or not right[-1]:
+        return float("inf")
+    k = len(right) - 1
+    while k > 0 and right[k - 1]:
+        k -= 1
+    return float(ts[k])
 
 
 class AudioEncoder(Protocol):
@@ -177,22 +189,25 @@ class Identifier:
 
     def snapshot(self, t: float, silent: bool = False) -> Update:
         ranked = self.tally.top(len(self.library.piece_ids))
-        total = sum(v for _, v in ranked) or 1.0
+        votes = sum(v for _, v in ranked)
+        total = votes or 1.0
         ranking = [(pid, v / total, v) for pid, v in ranked]
         positions = {}
         for pid, _s, _v in ranking[:5]:
             x = self.follower.position_x(pid)
             if x is not None:
                 positions[pid] = self.library.at_strip_x(pid, x, speed=self.follower.speed(pid))
-        p = K.probability(self.evidence())
+        p = K.probability(self._evidence(ranked, votes))
         identity = ranking[0][0] if ranking and p >= K.THRESHOLD else None
         return Update(t, ranking, positions, silent, identity, p)
 
     def evidence(self) -> K.Evidence:
         """What the identity rests on now (:class:`scoreid.identify.confidence.Evidence`)."""
-        ranked = self.tally.top(2)
+        return self._evidence(self.tally.top(2), sum(self.tally.tallies.values()))
+
+    def _evidence(self, ranked: list[tuple[str, float]], total: float) -> K.Evidence:
         coherence = self.follower.coherence(ranked[0][0]) if ranked else 0.0
-        return K.evidence_of(self.n_voting, ranked, sum(self.tally.tallies.values()), coherence)
+        return K.evidence_of(self.n_voting, ranked[:2], total, coherence)
 
     def confident(self) -> bool:
         """Whether the top piece is identified: the calibrated probability that it is the piece

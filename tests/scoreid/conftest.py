@@ -139,3 +139,17 @@ def sheets_dir(tmp_path_factory) -> Path:
     (root / "joplin-maple-leaf" / "piece.json").write_text(json.dumps({"title": "Maple Leaf Rag",
                                                                        "composer": "Scott Joplin"}))  # fmt: skip
     return root
+
+
+@pytest.fixture(scope="session")
+def lib(tmp_path_factory, sheets_dir, random_model) -> Path:
+    """``sheets_dir`` built into a library by ``scoreid library build`` with ``random_model``
+    (shared by the CLI tests; none of them changes it)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("lib") / "lib"
+    res = subprocess.run([sys.executable, "-m", "scoreid", "library", "build", str(sheets_dir), "--out", str(out),
+                          "--model", str(random_model)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return out

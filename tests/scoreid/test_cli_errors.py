@@ -29,14 +29,6 @@ def one_error(res: subprocess.CompletedProcess, *words: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lib(tmp_path_factory, sheets_dir, random_model) -> Path:
-    out = tmp_path_factory.mktemp("lib") / "lib"
-    res = cli("library", "build", sheets_dir, "--out", out, "--model", random_model)
-    assert res.returncode == 0, res.stderr
-    return out
-
-
-@pytest.fixture(scope="module")
 def tone(tmp_path_factory) -> Path:
     wav = tmp_path_factory.mktemp("audio") / "tone.wav"
     sf.write(wav, (0.1 * np.sin(np.arange(22050 * 2) / 5)).astype(np.float32), 22050)

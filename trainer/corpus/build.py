@@ -62,9 +62,9 @@ def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path,
 def realdev_corpus_pids() -> frozenset[str]:
     """Corpus pieces that are works of ``../shared/real-dev`` (matched by their notes:
     ``trainer/realdev/corpus_matches.json``, ``python -m trainer.realdev.matches``)."""
-    from trainer.realdev.matches import load_matches
+    from trainer.realdev.matches import load_matches, matched_corpus_pids
 
-    return frozenset(load_matches()["summary"]["matched_pids"])
+    return matched_corpus_pids(load_matches())
 
 
 def _exclusions(dirs: list[Path]) -> tuple[set[str], frozenset[str]]:

@@ -195,6 +195,11 @@ def load_matches(path: Path = DEFAULT_OUT) -> dict[str, Any]:
     return dict(json.loads(Path(path).read_text()))
 
 
+def matched_corpus_pids(doc: dict[str, Any]) -> frozenset[str]:
+    """Corpus piece ids that are works of the real-dev set, from a matches document."""
+    return frozenset(m["pid"] for e in doc["works"].values() for m in e["matches"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--realdev", type=Path, default=DEFAULT_REALDEV)

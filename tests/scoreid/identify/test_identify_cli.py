@@ -23,14 +23,6 @@ def cli(*args) -> subprocess.CompletedProcess:
                           timeout=600)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory, sheets_dir, random_model):
-    out = tmp_path_factory.mktemp("lib") / "lib"
-    res = cli("library", "build", sheets_dir, "--out", out, "--model", random_model)
-    assert res.returncode == 0, res.stderr
-    return out
-
-
 def tones(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
