@@ -134,9 +134,10 @@ def strip_rows(xs: Sequence[float], strip_w: float, margin: float = ROW_MARGIN_P
 def system_starts(piece: Mapping[str, Any]) -> list[tuple[float, int, int]]:
     """(strip x, page index, system index) of each system's start on the strip (systems are
     unrolled page by page, in reading order)."""
+    from scoreid.library.store import system_layout
+
     offsets = piece.get("system_offsets") or []
-    order = [(k, s) for k, pg in enumerate(piece.get("pages", [])) for s in range(len(pg.get("systems", [])))]
-    return [(float(o), k, s) for o, (k, s) in zip(offsets, order, strict=False)]
+    return [(float(o), k, s) for o, (k, s) in zip(offsets, system_layout(dict(piece)), strict=False)]
 
 
 def time_ticks(t_end: float) -> list[float]:

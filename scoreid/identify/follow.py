@@ -58,19 +58,18 @@ KINDS = ("best", "hmm", "tempo")
 
 
 def broad_kernel(max_step: int) -> np.ndarray:
-    """log step(d), d = 0..max_step: small advances favoured (the ``hmm`` kernel)."""
+    """step(d), d = 0..max_step: small advances favoured (the ``hmm`` kernel)."""
     w = np.exp(-np.arange(max_step + 1) / max(1.0, max_step / 2.0))
-    return np.log(w / w.sum())
+    return w / w.sum()
 
 
-def tempo_kernel(expected: float, max_step: int) -> np.ndarray:
-    """log step(d): a Gaussian around ``expected`` windows per hop, mixed with the broad kernel."""
-    d = np.arange(max_step + 1, dtype=np.float64)
+def tempo_kernel(expected: float, broad: np.ndarray) -> np.ndarray:
+    """step(d): a Gaussian around ``expected`` windows per hop, mixed with the ``broad`` kernel."""
+    d = np.arange(len(broad), dtype=np.float64)
     sd = 0.35 + 0.25 * expected
     g = np.exp(-0.5 * ((d - expected) / sd) ** 2)
-    g /= g.sum()
-    w = (1 - TEMPO_MIX) * g + TEMPO_MIX * np.exp(broad_kernel(max_step))
-    return np.log(w / w.sum())
+    w = (1 - TEMPO_MIX) * g / g.sum() + TEMPO_MIX * broad
+    return w / w.sum()
 
 
 @dataclass
@@ -93,28 +92,25 @@ class PieceTrack:
             raise ValueError(f"follower kind must be one of {KINDS}, got {self.kind!r}")
         speed_max = max(MAX_SPEED_PX_S, 2.5 * DEFAULT_SPEED_PX_S)
         self.max_step = max(1, int(math.ceil(speed_max * self.hop_s / self.stride)) + 1)
-        self.log_broad = broad_kernel(self.max_step)
+        self.broad = broad_kernel(self.max_step)
 
     def update(self, t: float, sims: np.ndarray) -> None:
-        emit = np.asarray(sims, np.float64) / TEMPERATURE
-        if self.kind == "best" or self.alpha is None:
-            self.alpha = emit - emit.max()
-            self.alpha -= math.log(np.exp(self.alpha).sum())
-        else:
-            kernel = self.log_broad
+        a = np.asarray(sims, np.float64) / TEMPERATURE
+        if self.kind != "best" and self.alpha is not None:
+            kernel = self.broad
             if self.kind == "tempo" and self._speed_known():
-                kernel = tempo_kernel(self.speed * self.hop_s / self.stride, self.max_step)
-            self.alpha = self._predict(self.alpha, kernel) + emit
-            self.alpha -= self.alpha.max()
-            self.alpha -= math.log(np.exp(self.alpha).sum())
+                kernel = tempo_kernel(self.speed * self.hop_s / self.stride, self.broad)
+            a = a + self._predict(self.alpha, kernel)
+        a = a - a.max()
+        self.alpha = a - math.log(np.exp(a).sum())
         self._observe(t)
 
-    def _predict(self, a: np.ndarray, log_step: np.ndarray) -> np.ndarray:
+    def _predict(self, a: np.ndarray, step: np.ndarray) -> np.ndarray:
         """log of (1 - eps) * (forward steps) + eps * (jump anywhere), computed in the linear domain
         relative to the best state (one convolution instead of a log-sum per step)."""
         top = float(a.max())
         p = np.exp(a - top)
-        moved = np.convolve(p, np.exp(log_step))[: len(p)]
+        moved = np.convolve(p, step)[: len(p)]
         pred = (1 - JUMP_PROB) * moved + JUMP_PROB * p.mean()
         return np.log(np.maximum(pred, 1e-300)) + top
 

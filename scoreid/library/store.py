@@ -98,6 +98,14 @@ def load_piece(lib_dir: Path, pid: str) -> PieceVectors:
         ) from None
 
 
+def system_layout(piece: dict[str, Any]) -> list[tuple[int, int]]:
+    """(page index, system index on that page) of each of a piece's systems, in strip order (the
+    systems are unrolled page by page, in reading order); ``piece`` is its ``library.json`` entry."""
+    return [
+        (k, s) for k, pg in enumerate(piece.get("pages") or []) for s in range(len(pg.get("systems", [])))
+    ]
+
+
 class Library:
     """A built library opened for search: ``vectors`` (N, 32), ``meta`` (per row), ``pieces``."""
 
@@ -187,17 +195,11 @@ class Library:
         if 0 <= page < len(pages):
             out["file"], out["file_page"] = pages[page].get("file", ""), int(pages[page].get("page", 0))
         out["show_page"] = page
-        last_on_page = (
-            page + 1 < len(pages) and k + 1 < len(offs) and k + 1 == self._first_system_of_page(pid, page + 1)
-        )
+        layout = system_layout(self.pieces[pid])
+        last_on_page = k + 1 < len(layout) and layout[k + 1] == (page + 1, 0)  # the next starts a page
         if speed and speed > 0 and last_on_page and (end - strip_x) / speed <= turn_lead_s:
             out["show_page"] = page + 1
         return out
-
-    def _first_system_of_page(self, pid: str, page: int) -> int:
-        """Index (over the piece's systems in strip order) of the first system of ``page``."""
-        pages = self.pieces[pid].get("pages") or []
-        return sum(len(p.get("systems", [])) for p in pages[:page])
 
     def title(self, pid: str) -> str:
         return str(self.pieces[pid].get("title") or pid)
