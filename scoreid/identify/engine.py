@@ -1,0 +1,261 @@
+"""The per-session identification engine: one hop's neighbours in, the session's answer out.
+
+:class:`SessionEngine` is what every path runs after the audio window has been embedded and
+searched — ``scoreid identify`` and the demo in one process (:class:`scoreid.identify.stream.Identifier`),
+the services in the aggregator: the window's neighbours vote into the decaying tally
+(:mod:`scoreid.identify.tally`), the candidate pieces' score followers advance
+(:mod:`scoreid.identify.follow`), and the answer — ranking, positions of the top pieces, identity and
+its probability (:mod:`scoreid.identify.confidence`) — is an :class:`Update`.
+
+The whole per-session state (settings, tally, follower tracks, recent embeddings) round-trips
+exactly through :meth:`SessionEngine.to_bytes` / :meth:`SessionEngine.from_bytes`, so a service can
+keep it in Redis and any replica, or a restarted process, continues the session where it was. The
+format is a JSON header (numbers as Python's exact float repr) followed by raw little-endian arrays;
+loading checks every size against the header and the library, so a corrupt or foreign blob is an
+error, never a wrong answer (a track whose piece changed since is dropped and rebuilt).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scoreid import contract as C
+from scoreid.identify import confidence as K
+from scoreid.identify.follow import COHERENCE_HOPS, HISTORY_HOPS, KINDS, CandidateFollower, PieceTrack
+from scoreid.identify.tally import (
+    CHANCE_EXPONENT,
+    DEFAULT_HALF_LIFE_S,
+    VOTE_TEMPERATURE,
+    VoteTally,
+    chance_weights,
+    window_votes,
+)
+from scoreid.library.store import Library
+
+TOP_K = 25  #: neighbours per audio window (published)
+POSITIONS = 5  #: pieces of the ranking that get a position
+MAGIC = b"scoreid-engine/1\n"
+POSITION_KEYS = ("page", "system", "x", "file", "file_page", "show_page")
+
+
+class EngineStateError(ValueError):
+    """A state blob that cannot be restored (corrupt, truncated, or of another format)."""
+
+
+@dataclass
+class Update:
+    """The state after one hop: ``t`` seconds of audio, ranking [(piece, score, votes)], positions,
+    and the identity (the top piece once it is identified, else ``None``) with its probability."""
+
+    t: float
+    ranking: list[tuple[str, float, float]]
+    positions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    silent: bool = False
+    identity: str | None = None
+    confidence: float = 0.0
+
+    def to_json(self, k: int | None = 5, final: bool = False) -> dict[str, Any]:
+        top = []
+        for pid, score, votes in self.ranking[: k if k else None]:
+            entry: dict[str, Any] = {"piece": pid, "score": round(score, 4), "votes": round(votes, 3)}
+            pos = self.positions.get(pid)
+            if pos:
+                entry.update({key: pos[key] for key in POSITION_KEYS if key in pos})
+                if "y0" in pos:
+                    entry["band"] = [pos["y0"], pos["y1"]]
+            top.append(entry)
+        out: dict[str, Any] = {"t": round(self.t, 3), "identity": self.identity,
+                               "confidence": round(self.confidence, 4), "top": top}  # fmt: skip
+        if final:
+            out["final"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a session's engine is run with (kept in its state, so a restored session keeps them)."""
+
+    hop_s: float = 0.5
+    half_life: float = DEFAULT_HALF_LIFE_S
+    vote_temperature: float = VOTE_TEMPERATURE
+    chance_exponent: float = CHANCE_EXPONENT
+    follower: str = "tempo"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.hop_s) and self.hop_s > 0):
+            raise ValueError(f"hop must be positive, got {self.hop_s}")
+        if not self.half_life > 0:
+            raise ValueError(f"half_life must be positive, got {self.half_life}")
+        if not self.vote_temperature > 0:
+            raise ValueError(f"vote temperature must be positive, got {self.vote_temperature}")
+        if self.follower not in KINDS:
+            raise ValueError(f"follower kind must be one of {KINDS}, got {self.follower!r}")
+
+    @property
+    def hop_frames(self) -> int:
+        return max(1, int(round(self.hop_s * C.FPS)))
+
+
+class SessionEngine:
+    """Tally, follower and confidence of one session against one library."""
+
+    def __init__(self, library: Library, settings: EngineSettings | None = None):
+        if len(library) == 0:
+            raise ValueError("the library is empty")
+        self.library = library
+        self.settings = s = settings or EngineSettings()
+        windows = {pid: e - st for pid, (st, e) in library.rows.items()}
+        self.chance = chance_weights(windows, s.chance_exponent)
+        self.tally = VoteTally(s.half_life)
+        self.follower = CandidateFollower(library.rows, library.meta["strip_x"], library.stride,
+                                          s.hop_frames / C.FPS, kind=s.follower)  # fmt: skip
+        self.n_voting = 0
+
+    # ------------------------------------------------------------------ one hop
+    def vote(self, t: float, embedding: np.ndarray, hits: Sequence[tuple[str, float]]) -> Update:
+        """A sounding window at audio time ``t``: its embedding (32,) and its neighbours
+        ``[(piece, cosine similarity)]``, best first. Time never runs backwards."""
+        if not math.isfinite(t):
+            raise ValueError(f"time must be finite, got {t}")
+        emb = np.asarray(embedding, np.float32).reshape(-1)
+        if emb.shape != (self.library.vectors.shape[1],) or not np.all(np.isfinite(emb)):
+            raise ValueError(f"embedding must be {self.library.vectors.shape[1]} finite numbers")
+        unknown = sorted({p for p, _ in hits if p not in self.library.rows})
+        if unknown:
+            raise ValueError(f"hits name pieces that are not in the library: {unknown[:3]}")
+        weighted = [(p, float(sim), self.chance.get(p, 1.0)) for p, sim in hits]
+        self.tally.update(window_votes(weighted, self.settings.vote_temperature), t)
+        self.n_voting += 1
+        candidates = [pid for pid, _v in self.tally.top(self.follower.max_candidates)]
+        self.follower.update(t, emb, candidates, self._sims)
+        return self.snapshot(t)
+
+    def silent(self, t: float) -> Update:
+        """A silent window: no vote, the answer as it stands."""
+        if self.tally.t_last is not None and t < self.tally.t_last:
+            raise ValueError(f"time went backwards: {t} < {self.tally.t_last}")
+        return self.snapshot(t, silent=True)
+
+    def _sims(self, pid: str, embs: np.ndarray) -> np.ndarray:
+        s, e = self.library.rows[pid]
+        return np.asarray(embs, np.float32) @ self.library.vectors[s:e].T
+
+    # ------------------------------------------------------------------ the answer
+    def snapshot(self, t: float, silent: bool = False) -> Update:
+        ranked = self.tally.top(len(self.library.piece_ids))
+        votes = sum(v for _, v in ranked)
+        total = votes or 1.0
+        ranking = [(pid, v / total, v) for pid, v in ranked]
+        positions = {}
+        for pid, _s, _v in ranking[:POSITIONS]:
+            x = self.follower.position_x(pid)
+            if x is not None:
+                positions[pid] = self.library.at_strip_x(pid, x, speed=self.follower.speed(pid))
+        p = K.probability(self._evidence(ranked, votes))
+        identity = ranking[0][0] if ranking and p >= K.THRESHOLD else None
+        return Update(t, ranking, positions, silent, identity, p)
+
+    @property
+    def t_last(self) -> float | None:
+        return self.tally.t_last
+
+    def evidence(self) -> K.Evidence:
+        """What the identity rests on now (:class:`scoreid.identify.confidence.Evidence`)."""
+        ranked = self.tally.top(len(self.tally.tallies))
+        return self._evidence(ranked, sum(v for _, v in ranked))
+
+    def _evidence(self, ranked: list[tuple[str, float]], total: float) -> K.Evidence:
+        coherence = self.follower.coherence(ranked[0][0]) if ranked else 0.0
+        return K.evidence_of(self.n_voting, ranked[:2], total, coherence)
+
+    def confident(self) -> bool:
+        """Whether the top piece is identified (its probability reaches the threshold)."""
+        return K.probability(self.evidence()) >= K.THRESHOLD
+
+    # ------------------------------------------------------------------ state
+    def to_bytes(self) -> bytes:
+        """The session's whole state (see the module docstring)."""
+        arrays: list[np.ndarray] = []
+        hist = list(self.follower.history)
+        emb = np.stack([h[1] for h in hist]).astype("<f4") if hist else np.zeros((0, 32), "<f4")
+        arrays.append(emb)
+        tracks = []
+        for pid, tr in self.follower.tracks.items():
+            alpha = np.zeros(0, "<f8") if tr.alpha is None else np.asarray(tr.alpha, "<f8")
+            arrays.append(alpha)
+            tracks.append({"piece": pid, "n": len(alpha), "path": [list(p) for p in tr.path], "speed": tr.speed,
+                           "reported": tr.reported, "pending": list(tr.pending) if tr.pending else None,
+                           "steady": [bool(v) for v in tr.steady]})  # fmt: skip
+        header = {"settings": asdict(self.settings), "t_last": self.tally.t_last,
+                  "tally": sorted(self.tally.tallies.items()), "n_voting": self.n_voting,
+                  "history_t": [h[0] for h in hist], "history_shape": list(emb.shape), "tracks": tracks}  # fmt: skip
+        head = json.dumps(header, separators=(",", ":")).encode()
+        return MAGIC + struct.pack("<I", len(head)) + head + b"".join(a.tobytes() for a in arrays)
+
+    @classmethod
+    def from_bytes(cls, library: Library, blob: bytes) -> SessionEngine:
+        """Restore a session saved by :meth:`to_bytes` against ``library``."""
+        try:
+            return cls._restore(library, blob)
+        except EngineStateError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
+            raise EngineStateError(f"session state cannot be restored: {e}") from None
+
+    @classmethod
+    def _restore(cls, library: Library, blob: bytes) -> SessionEngine:
+        if not blob.startswith(MAGIC):
+            raise EngineStateError("session state of an unknown format")
+        off = len(MAGIC)
+        (n_head,) = struct.unpack_from("<I", blob, off)
+        off += 4
+        header = json.loads(blob[off : off + n_head])
+        off += n_head
+        eng = cls(library, EngineSettings(**header["settings"]))
+
+        def take(n: int, dtype: str) -> np.ndarray:
+            nonlocal off
+            size = n * np.dtype(dtype).itemsize
+            if n < 0 or off + size > len(blob):
+                raise EngineStateError("session state is truncated")
+            a = np.frombuffer(blob, dtype, n, off).copy()
+            off += size
+            return a
+
+        t_last = header["t_last"]
+        eng.tally.t_last = None if t_last is None else float(t_last)
+        eng.tally.tallies = {str(p): float(v) for p, v in header["tally"]}
+        eng.n_voting = int(header["n_voting"])
+        rows, dim = (int(v) for v in header["history_shape"])
+        if dim != library.vectors.shape[1] or rows != len(header["history_t"]) or rows > HISTORY_HOPS:
+            raise EngineStateError("session state: embeddings of the wrong shape")
+        emb = take(rows * dim, "<f4").reshape(rows, dim).astype(np.float32)
+        eng.follower.history.extend(zip((float(t) for t in header["history_t"]), emb))
+        f = eng.follower
+        for tr in header["tracks"]:
+            pid, n = str(tr["piece"]), int(tr["n"])
+            alpha = take(n, "<f8")
+            if pid not in library.rows or library.rows[pid][1] - library.rows[pid][0] != n or n == 0:
+                continue  # the piece changed or left the library: its track is rebuilt when needed
+            s, e = library.rows[pid]
+            track = PieceTrack(f.strip_x[s:e], f.stride, f.hop_s, f.kind)
+            track.alpha = alpha.astype(np.float64)
+            track.path = deque(((float(a), float(b)) for a, b in tr["path"]), maxlen=64)
+            track.speed = float(tr["speed"])
+            track.reported = None if tr["reported"] is None else float(tr["reported"])
+            track.pending = (
+                None if tr["pending"] is None else (float(tr["pending"][0]), int(tr["pending"][1]))
+            )
+            track.steady = deque((bool(v) for v in tr["steady"]), maxlen=COHERENCE_HOPS)
+            f.tracks[pid] = track
+        if off != len(blob):
+            raise EngineStateError("session state has trailing bytes")
+        return eng

@@ -1,0 +1,104 @@
+"""The session engine: a state saved and restored at any hop continues exactly as if never saved,
+and a state that cannot be restored is an error, never a wrong answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from libwriter import unit_rows, write_core_library
+
+from scoreid.identify.engine import MAGIC, EngineSettings, EngineStateError, SessionEngine
+from scoreid.library.store import Library
+from scoreid.search.exact import ExactIndex
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Library:
+    rng = np.random.default_rng(0)
+    vecs = {f"piece-{i}": unit_rows(rng, n) for i, n in enumerate((90, 140, 60, 200))}
+    return Library.open(write_core_library(tmp_path_factory.mktemp("lib") / "lib", vecs))
+
+
+def hops(library: Library, pid: str, n: int, seed: int = 1):
+    """A stream playing ``pid`` from its start, one library window per hop (plus noise), some
+    silent hops: (t, embedding or None, hits)."""
+    rng = np.random.default_rng(seed)
+    index = ExactIndex(library.vectors)
+    s, e = library.rows[pid]
+    for k in range(n):
+        t = 0.5 * (k + 1)
+        if k % 13 == 5:
+            yield t, None, []
+            continue
+        v = library.vectors[s + min(k, e - s - 1)] + rng.normal(scale=0.1, size=32).astype(np.float32)
+        v = (v / np.linalg.norm(v)).astype(np.float32)
+        sims, rows = index.search(v[None], 25)
+        yield t, v, [(str(library.meta["piece"][r]), float(x)) for r, x in zip(rows[0], sims[0])]
+
+
+def step(eng: SessionEngine, t, emb, hits):
+    return eng.silent(t) if emb is None else eng.vote(t, emb, hits)
+
+
+@pytest.mark.parametrize("follower", ["tempo", "hmm", "best"])
+def test_a_restored_state_continues_exactly(library, follower):
+    settings = EngineSettings(hop_s=0.5, half_life=8.0, follower=follower)
+    whole = SessionEngine(library, settings)
+    saved = SessionEngine(library, settings)
+    for k, (t, emb, hits) in enumerate(hops(library, "piece-1", 60)):
+        want = step(whole, t, emb, hits)
+        blob = saved.to_bytes()
+        saved = SessionEngine.from_bytes(library, blob)  # every hop through bytes, as the aggregator does
+        got = step(saved, t, emb, hits)
+        assert got == want, f"hop {k}"
+        assert saved.to_bytes() == whole.to_bytes()
+    assert want.ranking[0][0] == "piece-1" and want.positions["piece-1"]["x"] > 0
+    assert SessionEngine.from_bytes(library, saved.to_bytes()).settings == settings
+
+
+def test_time_cannot_go_backwards(library):
+    eng = SessionEngine(library)
+    t, emb, hits = next(h for h in hops(library, "piece-0", 3) if h[1] is not None)
+    eng.vote(t, emb, hits)
+    with pytest.raises(ValueError, match="backwards"):
+        eng.vote(t - 0.5, emb, hits)
+    with pytest.raises(ValueError, match="backwards"):
+        eng.silent(t - 0.5)
+
+
+@pytest.mark.parametrize("bad", [np.zeros(31, np.float32), np.full(32, np.nan, np.float32)])
+def test_bad_embeddings_and_unknown_pieces_are_refused(library, bad):
+    eng = SessionEngine(library)
+    with pytest.raises(ValueError, match="embedding"):
+        eng.vote(1.0, bad, [("piece-0", 0.9)])
+    with pytest.raises(ValueError, match="not in the library"):
+        eng.vote(1.0, library.vectors[0], [("no-such-piece", 0.9)])
+    assert eng.t_last is None and eng.n_voting == 0  # nothing changed
+
+
+def test_corrupt_states_are_errors(library):
+    eng = SessionEngine(library)
+    for t, emb, hits in hops(library, "piece-2", 20):
+        step(eng, t, emb, hits)
+    blob = eng.to_bytes()
+    for bad in (
+        b"",
+        b"garbage",
+        blob[:-7],
+        blob + b"x",
+        MAGIC + b"\xff\xff\xff\x7f{}",
+        blob.replace(b'"tally"', b'"tallx"'),
+    ):
+        with pytest.raises(EngineStateError):
+            SessionEngine.from_bytes(library, bad)
+
+
+def test_a_track_whose_piece_changed_is_rebuilt_not_misread(library, tmp_path):
+    eng = SessionEngine(library)
+    for t, emb, hits in hops(library, "piece-0", 20):
+        step(eng, t, emb, hits)
+    rng = np.random.default_rng(5)  # the same ids, piece-0 re-added with another number of windows
+    other = Library.open(write_core_library(tmp_path / "lib2", {"piece-0": unit_rows(rng, 50),
+                                                               "piece-1": library.vectors[slice(*library.rows["piece-1"])]}))  # fmt: skip
+    restored = SessionEngine.from_bytes(other, eng.to_bytes())
+    assert "piece-0" not in restored.follower.tracks
