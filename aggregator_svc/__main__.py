@@ -8,8 +8,9 @@ import sys
 
 import redis
 
+from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer, register
-from aggregator_svc.store import RedisTallies
+from aggregator_svc.store import EngineStates
 from scoreid.errors import UserError
 from scoreid.serve.config import load_config
 from scoreid.serve.grpc_server import build_server, serve_until_signal
@@ -32,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     a = cfg["aggregator"]
     client = redis.Redis.from_url(cfg["redis"]["url"], socket_timeout=cfg["redis"]["timeout_s"],
                                   socket_connect_timeout=cfg["redis"]["timeout_s"])  # fmt: skip
+    libraries = Libraries(cfg["index"]["libraries"], cfg["index"]["default_library"])
     try:
-        servicer = AggregatorServicer(RedisTallies(client, ttl_s=a["session_ttl_s"]), a["half_life_s"], a["top_k"],
-                                      vote_temperature=float(a["vote_temperature"]))  # fmt: skip
+        servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries, a["half_life_s"],
+                                      a["top_k"], vote_temperature=float(a["vote_temperature"]),
+                                      hop_s=float(cfg["encoder"]["hop_s"]))  # fmt: skip
     except (TypeError, ValueError) as e:
-        print(f"aggregator_svc: error: aggregator.vote_temperature: {e}", file=sys.stderr)
+        print(f"aggregator_svc: error: aggregator settings: {e}", file=sys.stderr)
         return 2
     server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"])
     serve_metrics(a["metrics_port"], cfg["host"])

@@ -1,25 +1,38 @@
-"""The Aggregator gRPC servicer: Vote / Get / Close over :class:`RedisTallies`.
+"""The Aggregator gRPC servicer: each session's identification engine, its state in Redis.
 
-The hits of a window vote for their pieces (``votes_from_hits``: the core's
-:func:`scoreid.identify.tally.window_votes` — similarity-weighted, normalised for piece length by
-each hit's ``chance_weight``); the best hit of each piece in the window becomes that piece's
-followed position. Errors map to gRPC statuses: bad
-arguments -> INVALID_ARGUMENT, Redis down -> UNAVAILABLE.
+A vote is one hop of the core engine (:class:`scoreid.identify.engine.SessionEngine`, the same one
+``scoreid identify`` runs): the session's state is read from Redis (:class:`EngineStates`), the
+window's hits vote into the tally, the candidates' score followers advance on the window's
+embedding, the new state is written back by compare-and-set, and the answer — top-k with
+positions, identity, confidence — is returned. ``VoteBatch`` does many sessions with one Redis
+read and one write round trip. Errors map to gRPC statuses: bad arguments (time backwards, a bad
+embedding, a piece the library does not have) -> INVALID_ARGUMENT, an unknown library -> NOT_FOUND,
+a concurrent writer -> ABORTED, a state that cannot be restored -> DATA_LOSS, Redis down ->
+UNAVAILABLE; in a batch each vote gets its own.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import numpy as np
 import redis
 
-from aggregator_svc.store import RedisTallies, TallyState, TimeWentBackwards, VoteUpdate
+from aggregator_svc.libraries import Libraries, UnknownLibrary
+from aggregator_svc.store import EngineStates, Stored
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
-from scoreid.identify.tally import VOTE_TEMPERATURE, window_votes
+from proto.tensor import from_tensor
+from scoreid.identify.engine import EngineSettings, EngineStateError, SessionEngine, Update
+from scoreid.identify.tally import VOTE_TEMPERATURE
+from scoreid.library.store import LibraryError
 from scoreid.serve.grpc_server import add_standard_services
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ERRORS, RPC_SECONDS
@@ -27,85 +40,210 @@ from scoreid.serve.metrics import ERRORS, RPC_SECONDS
 SERVICE = "aggregator"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Aggregator"].full_name
 log = logging.getLogger("scoreid.aggregator")
+MAX_TOP_K = 50
+#: sessions whose engine is kept decoded in the process (skips decoding the blob when Redis still
+#: holds the version this process wrote: the common case of one replica per session)
+ENGINE_CACHE = 4096
 
 
-def votes_from_hits(
-    hits: Any, temperature: float = VOTE_TEMPERATURE
-) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-    """The window's votes (:func:`window_votes`); the best hit of each piece is its position."""
-    votes = window_votes(((h.piece, float(h.score), float(h.chance_weight)) for h in hits), temperature)
-    positions: dict[str, dict[str, Any]] = {}
-    for h in sorted(hits, key=lambda h: -float(h.score)):
-        if h.piece not in positions:
-            positions[h.piece] = {"piece": h.piece, "page": h.page, "system": h.system, "x": h.x,
-                                  "y0": h.y0, "y1": h.y1, "similarity": float(h.score)}  # fmt: skip
-    return votes, positions
+class VoteError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
-def state_to_pb(st: TallyState) -> pb.VoteResponse:
-    total = st.total or 1.0
-    resp = pb.VoteResponse(
-        top=[pb.PieceScore(piece=p, score=v / total, votes=v) for p, v in st.top], total=st.total
-    )
-    if st.t_last is not None:
-        resp.t_seconds = st.t_last
-    if st.position:
-        resp.position.CopyFrom(pb.Position(**st.position))
+def position_pb(pid: str, pos: dict[str, Any]) -> pb.Position:
+    return pb.Position(piece=pid, page=int(pos["page"]), system=int(pos["system"]), x=float(pos["x"]),
+                       y0=float(pos["y0"]), y1=float(pos["y1"]), file=str(pos.get("file", "")),
+                       file_page=int(pos.get("file_page", 0)), show_page=int(pos.get("show_page", pos["page"])),
+                       strip_x=float(pos.get("strip_x", 0.0)))  # fmt: skip
+
+
+def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteResponse:
+    """The engine's answer as a VoteResponse (``None``: a session with no vote yet)."""
+    resp = pb.VoteResponse()
+    if t_last is not None:
+        resp.t_seconds = t_last
+    if u is None:
+        return resp
+    resp.total = sum(v for _p, _s, v in u.ranking)
+    for pid, score, votes in u.ranking[:top_k]:
+        ps = pb.PieceScore(piece=pid, score=score, votes=votes)
+        pos = u.positions.get(pid)
+        if pos:
+            ps.position.CopyFrom(position_pb(pid, pos))
+        resp.top.append(ps)
+    if resp.top and resp.top[0].HasField("position"):
+        resp.position.CopyFrom(resp.top[0].position)
+    resp.identity = u.identity or ""
+    resp.confidence = u.confidence
     return resp
 
 
-class AggregatorServicer(pbg.AggregatorServicer):
-    def __init__(self, tallies: RedisTallies, half_life_s: float = 20.0, top_k: int = 5,
-                 vote_temperature: float = VOTE_TEMPERATURE):  # fmt: skip
-        if not vote_temperature > 0:
-            raise ValueError(
-                f"vote_temperature must be > 0 (inf: the published one-vote-per-hit), got {vote_temperature}"
-            )
-        self.tallies = tallies
-        self.half_life_s = half_life_s
-        self.top_k = top_k
-        self.vote_temperature = float(vote_temperature)
+@dataclass
+class Step:
+    """One vote's outcome: the response, and the state to write (``None``: nothing changed)."""
 
+    response: pb.VoteResponse
+    state: bytes | None = None
+    library: str = ""
+    engine: SessionEngine | None = None  # the engine that made ``state`` (kept decoded once written)
+
+
+class AggregatorServicer(pbg.AggregatorServicer):
+    def __init__(self, states: EngineStates, libraries: Libraries, half_life_s: float = 20.0, top_k: int = 5,
+                 vote_temperature: float = VOTE_TEMPERATURE, hop_s: float = 0.5):  # fmt: skip
+        EngineSettings(hop_s, half_life_s, vote_temperature)  # validates
+        self.states = states
+        self.libraries = libraries
+        self.half_life_s = float(half_life_s)
+        self.top_k = int(top_k)
+        self.vote_temperature = float(vote_temperature)
+        self.hop_s = float(hop_s)
+        self._cache: OrderedDict[str, tuple[int, SessionEngine]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, sid: str, version: int, lib: Any) -> SessionEngine | None:
+        with self._cache_lock:
+            hit = self._cache.pop(sid, None)  # taken out: a concurrent vote of the session decodes its own
+        if hit is not None and hit[0] == version and hit[1].library is lib:
+            return hit[1]
+        return None
+
+    def _keep(self, sid: str, version: int, eng: SessionEngine) -> None:
+        with self._cache_lock:
+            self._cache[sid] = (version, eng)
+            self._cache.move_to_end(sid)
+            while len(self._cache) > ENGINE_CACHE:
+                self._cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ the engine step
+    def _library(self, name: str, refresh: bool = False) -> Any:
+        try:
+            return self.libraries.get(name, refresh)
+        except UnknownLibrary as e:
+            raise VoteError(grpc.StatusCode.NOT_FOUND, str(e.args[0])) from None
+        except (LibraryError, OSError) as e:
+            raise VoteError(grpc.StatusCode.UNAVAILABLE, f"library {name!r} cannot be opened: {e}") from None
+
+    def _engine(self, sid: str, stored: Stored, library: str, refresh: bool = False) -> SessionEngine | None:
+        if stored.state is None:
+            return None
+        lib = self._library(library, refresh)
+        eng = self._cached(sid, stored.version, lib)
+        if eng is not None:
+            return eng
+        try:
+            return SessionEngine.from_bytes(lib, stored.state)
+        except EngineStateError as e:
+            raise VoteError(grpc.StatusCode.DATA_LOSS, f"session {sid}: {e}") from None
+
+    def _step(self, v: pb.VoteRequest, stored: Stored) -> Step:
+        sid = v.session_id
+        top_k = self._top_k(v.top_k)
+        library = self._library_name(v.library, stored)
+        hits = [(h.piece, float(h.score)) for h in v.hits.hits]
+        eng = self._engine(sid, stored, library)
+        if not hits:  # a silent window casts no vote (as the offline identifier)
+            if eng is None:
+                return Step(update_to_pb(None, None, top_k))
+            try:
+                u = eng.silent(v.t_seconds)
+                self._keep(sid, stored.version, eng)  # unchanged
+                return Step(update_to_pb(u, eng.t_last, top_k))
+            except ValueError as e:
+                raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"session {sid}: {e}") from None
+        lib = self._library(library)
+        if any(p not in lib.rows for p, _ in hits):  # a piece ingested since this copy was opened
+            lib = self._library(library, refresh=True)
+            if eng is not None:
+                eng = self._engine(sid, stored, library)
+        if eng is None:
+            try:
+                settings = EngineSettings(v.hop_seconds or self.hop_s, v.half_life or self.half_life_s,
+                                          self.vote_temperature)  # fmt: skip
+            except ValueError as e:
+                raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+            eng = SessionEngine(lib, settings)
+        try:
+            emb = from_tensor(v.embedding) if v.HasField("embedding") else np.zeros(0, np.float32)
+            u = eng.vote(v.t_seconds, emb, hits)
+        except ValueError as e:
+            raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"session {sid}: {e}") from None
+        return Step(update_to_pb(u, eng.t_last, top_k), eng.to_bytes(), library, eng)
+
+    def _library_name(self, requested: str, stored: Stored) -> str:
+        try:
+            name = self.libraries.name_of(requested)
+        except UnknownLibrary as e:
+            raise VoteError(grpc.StatusCode.NOT_FOUND, str(e.args[0])) from None
+        if stored.state is not None and stored.library and stored.library != name:
+            raise VoteError(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"the session runs against library {stored.library!r}, not {name!r}")  # fmt: skip
+        return name
+
+    def _top_k(self, k: int) -> int:
+        k = int(k) or self.top_k
+        if k > MAX_TOP_K:
+            raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"top_k must be <= {MAX_TOP_K}, got {k}")
+        return k
+
+    # ------------------------------------------------------------------ RPCs
     def _fail(self, context: grpc.ServicerContext, code: grpc.StatusCode, msg: str) -> None:
         ERRORS.labels(SERVICE, code.name).inc()
         context.abort(code, msg)
 
-    def _run(self, method: str, context: grpc.ServicerContext, session_id: str, fn: Any) -> Any:
-        if not session_id:
-            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+    def _votes(self, votes: Sequence[pb.VoteRequest]) -> list[pb.VoteResponse | VoteError]:
+        """Many sessions' votes: one Redis read, the engine steps, one compare-and-set write."""
+        out: list[pb.VoteResponse | VoteError] = []
+        stored = self.states.get_many([v.session_id for v in votes])
+        steps: list[Step | VoteError] = []
+        for v, st in zip(votes, stored):
+            try:
+                steps.append(self._step(v, st))
+            except VoteError as e:
+                steps.append(e)
+        writes = [(i, s) for i, s in enumerate(steps) if isinstance(s, Step) and s.state is not None]
+        written = self.states.put_many(
+            [(votes[i].session_id, stored[i].version, s.state, s.library) for i, s in writes]  # type: ignore[misc]
+        )
+        conflicted = {i for (i, _s), ok in zip(writes, written) if not ok}
+        for (i, w), ok in zip(writes, written):
+            if ok and w.engine is not None:
+                self._keep(votes[i].session_id, stored[i].version + 1, w.engine)
+        for i, step in enumerate(steps):
+            if i in conflicted:
+                out.append(VoteError(grpc.StatusCode.ABORTED,
+                                     f"session {votes[i].session_id} was changed by another writer; vote not applied"))  # fmt: skip
+            else:
+                out.append(step.response if isinstance(step, Step) else step)
+        return out
+
+    def _timed(self, method: str, context: grpc.ServicerContext, fn: Any) -> Any:
         t0 = time.perf_counter()
         try:
             return fn()
-        except TimeWentBackwards as e:
-            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"session {session_id}: {e}")
-        except ValueError as e:
-            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except (redis.ConnectionError, redis.TimeoutError) as e:
             self._fail(context, grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {e}")
         finally:
             dt = time.perf_counter() - t0
             RPC_SECONDS.labels(SERVICE, method).observe(dt)
-            log_event(log, method, level=logging.DEBUG, session=session_id, stage=method.lower(),
-                      latency_ms=round(dt * 1000, 3))  # fmt: skip
+            log_event(log, method, level=logging.DEBUG, stage=method.lower(), latency_ms=round(dt * 1000, 3))
 
     def Vote(self, request: pb.VoteRequest, context: grpc.ServicerContext) -> pb.VoteResponse:
-        if not request.hits.hits:  # a silent window casts no vote (as the offline identifier)
-            return self.Get(pb.GetRequest(session_id=request.session_id, top_k=request.top_k), context)
-        votes, positions = votes_from_hits(request.hits.hits, self.vote_temperature)
-        hl = request.half_life or self.half_life_s
-        k = request.top_k or self.top_k
-        st = self._run(
-            "Vote", context, request.session_id,
-            lambda: self.tallies.update(request.session_id, votes, request.t_seconds, hl, k, positions),
-        )  # fmt: skip
-        return state_to_pb(st)
+        if not request.session_id:
+            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        (r,) = self._timed("Vote", context, lambda: self._votes([request]))
+        if isinstance(r, VoteError):
+            self._fail(context, r.code, r.message)
+        return r
 
     def VoteBatch(self, request: pb.VoteBatchRequest, context: grpc.ServicerContext) -> pb.VoteBatchResponse:
-        """Every vote of the request in one Redis pipeline; per-vote errors go in its result."""
-        updates: list[VoteUpdate | None] = []
+        """Every vote of the request with one Redis read and one write; per-vote errors in its result."""
         results = [pb.VoteResult() for _ in request.votes]
+        todo: list[int] = []
         seen: set[str] = set()
-        for r, v in zip(results, request.votes):
+        for i, (r, v) in enumerate(zip(results, request.votes)):
             if not v.session_id or v.session_id in seen:
                 r.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
                 r.error = (
@@ -113,46 +251,43 @@ class AggregatorServicer(pbg.AggregatorServicer):
                     if not v.session_id
                     else f"session {v.session_id}: one vote per call"
                 )
-                updates.append(None)
                 continue
             seen.add(v.session_id)
-            votes, positions = votes_from_hits(v.hits.hits, self.vote_temperature)
-            updates.append(VoteUpdate(v.session_id, votes, v.t_seconds, v.half_life or self.half_life_s,
-                                      v.top_k or self.top_k, positions))  # fmt: skip
-        todo = [u for u in updates if u is not None]
-        t0 = time.perf_counter()
-        try:
-            states = iter(self.tallies.update_many(todo))
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            self._fail(context, grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {e}")
-        finally:
-            RPC_SECONDS.labels(SERVICE, "VoteBatch").observe(time.perf_counter() - t0)
-        for r, u in zip(results, updates):
-            if u is None:
-                continue
-            st = next(states)
-            if isinstance(st, TallyState):
-                r.response.CopyFrom(state_to_pb(st))
+            todo.append(i)
+        answers = self._timed("VoteBatch", context, lambda: self._votes([request.votes[i] for i in todo]))
+        for i, a in zip(todo, answers):
+            if isinstance(a, VoteError):
+                results[i].code, results[i].error = a.code.value[0], a.message
+                ERRORS.labels(SERVICE, a.code.name).inc()
             else:
-                code = (
-                    grpc.StatusCode.INVALID_ARGUMENT
-                    if isinstance(st, ValueError)
-                    else grpc.StatusCode.INTERNAL
-                )
-                r.code, r.error = code.value[0], f"session {u.session_id}: {st}"
-                ERRORS.labels(SERVICE, code.name).inc()
+                results[i].response.CopyFrom(a)
         return pb.VoteBatchResponse(results=results)
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.VoteResponse:
-        k = request.top_k or self.top_k
-        st = self._run("Get", context, request.session_id, lambda: self.tallies.get(request.session_id, k))
-        return state_to_pb(st)
+        if not request.session_id:
+            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+
+        def get() -> pb.VoteResponse:
+            st = self.states.get(request.session_id)
+            top_k = self._top_k(request.top_k)
+            eng = self._engine(request.session_id, st, st.library)
+            if eng is None or eng.t_last is None:
+                return update_to_pb(None, None, top_k)
+            return update_to_pb(eng.snapshot(eng.t_last), eng.t_last, top_k)
+
+        try:
+            return self._timed("Get", context, get)  # type: ignore[no-any-return]
+        except VoteError as e:
+            self._fail(context, e.code, e.message)
+            raise
 
     def Close(self, request: pb.CloseRequest, context: grpc.ServicerContext) -> pb.CloseResponse:
-        existed = self._run(
-            "Close", context, request.session_id, lambda: self.tallies.close(request.session_id)
-        )
-        return pb.CloseResponse(existed=existed)
+        if not request.session_id:
+            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        with self._cache_lock:
+            self._cache.pop(request.session_id, None)
+        existed = self._timed("Close", context, lambda: self.states.close(request.session_id))
+        return pb.CloseResponse(existed=bool(existed))
 
 
 def register(servicer: AggregatorServicer) -> Any:

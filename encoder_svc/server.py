@@ -1,10 +1,11 @@
 """The client-facing Identify service (and the internal Embedder): stream in, identifications out.
 
 Per stream: validate the options, admit the session (per-client and global caps), then for
-every chunk run :class:`~encoder_svc.stream.AudioStream`; each hop window goes through the
-shared :class:`~encoder_svc.batcher.DynamicBatcher` (encode a batch with the audio encoder, then
-one Index.Search per library for the batch), then Aggregator.Vote for the session, and an
-``Identification`` goes back. On half-close the last window is processed and the final answer is
+every chunk run :class:`~encoder_svc.stream.AudioStream` (the core's hop windows and silence
+rule); each sounding window goes through the shared :class:`~encoder_svc.batcher.DynamicBatcher`
+(encode a batch with the audio encoder, one Index.Search per library for the batch, then one
+Aggregator.VoteBatch, where each session's engine — tally, score follower, confidence — takes its
+hop), and an ``Identification`` goes back: the same answer ``scoreid identify`` gives offline. On half-close the last window is processed and the final answer is
 sent with ``final = true`` and the session's tallies are deleted.
 
 Errors are gRPC statuses for that stream only: bad input -> INVALID_ARGUMENT, session caps ->
@@ -33,7 +34,6 @@ from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
-from scoreid.identify.stream import SILENCE_LEVEL
 from scoreid.serve.grpc_server import add_standard_services
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
@@ -79,11 +79,6 @@ def model_sha256(encoder: Any) -> str:
     return model_fingerprint(d) if d is not None and (d / "manifest.json").is_file() else ""
 
 
-def is_silent(excerpt: np.ndarray, hop_frames: int) -> bool:
-    """The offline identifier's rule: the window's newest hop has no frame above SILENCE_LEVEL."""
-    return float(excerpt[-hop_frames:].mean(axis=1).max()) < SILENCE_LEVEL
-
-
 class StreamAbort(Exception):
     def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(message)
@@ -112,6 +107,7 @@ class WindowJob:
     session_id: str
     t: float  # audio time of the window (session time)
     top_k: int  # pieces to return
+    hop_s: float  # the session's hop (the engine's follower needs it)
 
 
 class Pipeline:
@@ -155,8 +151,7 @@ class Pipeline:
         votes: list[Any] = [None] * len(items)
         todo = [i for i, hl in enumerate(hits) if not isinstance(hl, grpc.RpcError)]
         if todo:
-            req = pb.VoteBatchRequest(votes=[pb.VoteRequest(session_id=items[i].session_id, t_seconds=items[i].t,
-                                                            hits=hits[i], top_k=items[i].top_k) for i in todo])  # fmt: skip
+            req = pb.VoteBatchRequest(votes=[vote_request(items[i], hits[i], emb[i : i + 1]) for i in todo])
             try:
                 results: Sequence[Any] = self.aggregator.VoteBatch(req, timeout=self.timeout_s).results
             except grpc.RpcError as e:
@@ -168,6 +163,30 @@ class Pipeline:
         stamps = {"encode": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "vote": (t3 - t2) * 1000,
                   "batch": float(len(items))}  # fmt: skip
         return [(hl, v, stamps) for hl, v in zip(hits, votes)]
+
+
+def vote_request(job: WindowJob, hits: Any, emb: np.ndarray | None) -> pb.VoteRequest:
+    """One hop of the session's engine: the window's neighbours and embedding (none: silence)."""
+    req = pb.VoteRequest(session_id=job.session_id, t_seconds=job.t, top_k=job.top_k, library=job.library,
+                         hop_seconds=job.hop_s, hits=hits if hits is not None else pb.HitList())  # fmt: skip
+    if emb is not None:
+        req.embedding.CopyFrom(to_tensor(np.ascontiguousarray(emb, np.float32)))
+    return req
+
+
+def identification(sid: str, seq: int, seconds: float, t: float, final: bool, vote: pb.VoteResponse,
+                   titles: dict[str, str]) -> pb.Identification:  # fmt: skip
+    """The client's message from the engine's answer (top-k with positions, identity, confidence)
+    for the window at audio time ``t``, after ``seconds`` of the session's audio."""
+    msg = pb.Identification(session_id=sid, seq=seq, seconds=seconds, t_seconds=t, final=final,
+                            identity=vote.identity, confidence=vote.confidence)  # fmt: skip
+    for e in vote.top:
+        ps = msg.top.add(piece=e.piece, title=titles.get(e.piece, ""), score=e.score, votes=e.votes)
+        if e.HasField("position"):
+            ps.position.CopyFrom(e.position)
+    if vote.HasField("position"):
+        msg.position.CopyFrom(vote.position)
+    return msg
 
 
 class SessionGate:
@@ -265,16 +284,15 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def identify(self, sid: str, seq: int, opts: StreamOptions, w: Window, stream: AudioStream,
                  t_chunk: float, final: bool) -> pb.Identification:  # fmt: skip
         stamps = dict(stream.stamps)
-        if is_silent(w.excerpt, opts.hop_frames):  # silence casts no vote (as the offline identifier)
+        job = WindowJob(w.excerpt, opts.library, self.s.k, sid, w.t, opts.top_k, opts.hop_s)
+        if w.silent:  # silence casts no vote (as the offline identifier)
             t0 = time.perf_counter()
             try:
-                vote = self.aggregator.Vote(pb.VoteRequest(session_id=sid, t_seconds=w.t, hits=pb.HitList(),
-                                                           top_k=opts.top_k), timeout=self.s.rpc_timeout_s)  # fmt: skip
+                vote = self.aggregator.Vote(vote_request(job, None, None), timeout=self.s.rpc_timeout_s)
             except grpc.RpcError as e:
                 raise _rpc_abort("aggregator", e) from None
             stamps["vote"] = (time.perf_counter() - t0) * 1000
         else:
-            job = WindowJob(w.excerpt, opts.library, self.s.k, sid, w.t, opts.top_k)
             try:
                 (hl, result, bstamps), wait = self.batcher.submit(job).result()
             except BatcherClosed as e:
@@ -295,11 +313,9 @@ class IdentifyServicer(pbg.IdentifyServicer):
         if any(t.piece not in titles for t in vote.top):  # a piece ingested since: refresh once
             self._titles.pop(opts.library, None)
             titles = self.titles(opts.library)
-        msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.session_seconds, final=final,
-                                top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
-                                     for t in vote.top], latency_ms=stamps)  # fmt: skip
-        if vote.HasField("position"):
-            msg.position.CopyFrom(vote.position)
+        msg = identification(sid, seq, stream.session_seconds, w.t, final, vote, titles)
+        for name, ms in stamps.items():
+            msg.latency_ms[name] = ms
         UPDATES.labels(SERVICE).inc()
         log_event(log, "update", level=logging.DEBUG, session=sid, seq=seq, stage="total",
                   latency_ms=round(stamps["total"], 3), top=msg.top[0].piece if msg.top else "")  # fmt: skip
@@ -398,13 +414,8 @@ class IdentifyServicer(pbg.IdentifyServicer):
                 )
             except grpc.RpcError as e:
                 raise _rpc_abort("aggregator", e) from None
-            titles = self.titles(opts.library)
-            msg = pb.Identification(session_id=sid, seq=seq, seconds=stream.session_seconds, final=True,
-                                    top=[pb.PieceScore(piece=t.piece, title=titles.get(t.piece, ""), score=t.score, votes=t.votes)
-                                         for t in st.top])  # fmt: skip
-            if st.HasField("position"):
-                msg.position.CopyFrom(st.position)
-            yield msg
+            secs = stream.session_seconds
+            yield identification(sid, seq, secs, secs, True, st, self.titles(opts.library))
         log_event(log, "session end", session=sid, seconds=round(stream.seconds, 3), updates=seq)
 
 

@@ -1,11 +1,11 @@
 """One client stream's audio path: decode PCM bytes, resample, incremental spectrogram, hop windows.
 
 :class:`StreamOptions` validates the session options; :class:`AudioStream` turns chunks into
-the audio encoder's windows: the last ``F`` spectrogram frames (zero padded before the start)
-every ``hop`` frames, each stamped with its audio time ``t = end frame / FPS`` (plus the offset
-of a resumed session). Spectrogram frames are computed once, as they complete
-(:class:`~scoreid.audio.spectrogram.OnlineSpectrogram`); only the last ``F`` are kept.
-Invalid input raises :class:`StreamError` with a message meant for the client.
+the audio encoder's windows with the core's own steps — the resampler, the incremental front end
+(:class:`~scoreid.audio.spectrogram.OnlineSpectrogram`) and the hop windows with the silence rule
+(:class:`scoreid.identify.windows.HopWindows`, what ``scoreid identify`` runs), each window stamped
+with its audio time (plus the offset of a resumed session). Invalid input raises
+:class:`StreamError` with a message meant for the client.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.audio.io import StreamResampler
 from scoreid.audio.spectrogram import OnlineSpectrogram
+from scoreid.identify.windows import HopWindows, Window, hop_frames_of
 
 MIN_RATE, MAX_RATE = 8000, 192000
 MIN_HOP_S, MAX_HOP_S = 0.05, 10.0
@@ -55,16 +56,7 @@ class StreamOptions:
 
     @property
     def hop_frames(self) -> int:
-        return max(1, int(round(self.hop_s * C.FPS)))
-
-
-@dataclass
-class Window:
-    """One encoder input: (frames, bins) excerpt ending at spectrogram frame ``end``."""
-
-    excerpt: np.ndarray
-    end: int
-    t: float  # seconds of audio at the window's end (session time)
+        return hop_frames_of(self.hop_s)
 
 
 def decode(data: bytes, encoding: int, sample_rate: int, max_chunk_s: float) -> np.ndarray:
@@ -91,14 +83,11 @@ class AudioStream:
     def __init__(self, opts: StreamOptions, frames: int = C.AUDIO_WINDOW_FRAMES, t_offset: float = 0.0,
                  max_chunk_s: float = 10.0):  # fmt: skip
         self.opts = opts
-        self.frames = frames
         self.t_offset = t_offset
         self.max_chunk_s = max_chunk_s
         self.resampler = StreamResampler(opts.sample_rate)
         self.spec = OnlineSpectrogram()
-        self.recent = np.zeros((frames, C.N_BINS), np.float32)  # the last `frames` frames, oldest first
-        self.n_frames = 0
-        self.last_end = 0  # end frame of the last emitted window
+        self.windows = HopWindows(opts.hop_frames, frames, t_offset)
         self.samples_in = 0
         self.stamps: dict[str, float] = {}
 
@@ -122,7 +111,7 @@ class AudioStream:
         frames = self.spec.push(y)
         t2 = time.perf_counter()
         self.stamps = {"resample": (t1 - t0) * 1000, "spectrogram": (t2 - t1) * 1000}
-        return self._windows(frames)
+        return self.windows.push(frames)
 
     def finish(self) -> list[Window]:
         """End of stream: flush resampler and spectrogram; a last window if frames arrived since."""
@@ -132,34 +121,4 @@ class AudioStream:
         frames = np.concatenate([self.spec.push(y), self.spec.flush()])
         t2 = time.perf_counter()
         self.stamps = {"resample": (t1 - t0) * 1000, "spectrogram": (t2 - t1) * 1000}
-        out = self._windows(frames)
-        if self.n_frames > self.last_end:
-            out.append(self._window())
-        return out
-
-    def _window(self) -> Window:
-        self.last_end = self.n_frames
-        return Window(self.recent.copy(), self.n_frames, self.t_offset + self.n_frames / C.FPS)
-
-    def _windows(self, frames: np.ndarray) -> list[Window]:
-        out = []
-        hop = self.opts.hop_frames
-        i = 0
-        while i < len(frames):
-            # advance to the next hop boundary (or the end of the new frames)
-            to_boundary = hop - (self.n_frames % hop)
-            take = frames[i : i + to_boundary]
-            self._append(take)
-            i += len(take)
-            if self.n_frames % hop == 0:
-                out.append(self._window())
-        return out
-
-    def _append(self, frames: np.ndarray) -> None:
-        n = len(frames)
-        if n >= self.frames:
-            self.recent[:] = frames[-self.frames :]
-        elif n:
-            self.recent[:-n] = self.recent[n:]
-            self.recent[-n:] = frames
-        self.n_frames += n
+        return self.windows.finish(frames)

@@ -68,21 +68,21 @@ def stream_audio(address: str, samples: np.ndarray, sample_rate: int, *, token: 
 
 
 def identification_to_dict(msg: pb.Identification, details: bool = False) -> dict[str, Any]:
-    """The offline ``scoreid identify`` line: {"t", "top": [{piece, score, votes[, page, system, x]}][, "final"]}.
-
-    ``score`` is the piece's share of all votes, ``votes`` its decayed tally; the followed
-    position is attached to its piece. ``details`` adds session, seq, title and stage latencies.
-    """
+    """The offline ``scoreid identify`` line (:meth:`scoreid.identify.engine.Update.to_json`):
+    {"t", "identity", "confidence", "top": [{piece, score, votes[, page, system, x, file, file_page,
+    show_page, band]}][, "final"]}. ``details`` adds session, seq, title and stage latencies."""
     top = []
     for t in msg.top:
         entry: dict[str, Any] = {"piece": t.piece, "score": round(t.score, 4), "votes": round(t.votes, 3)}
-        if msg.HasField("position") and msg.position.piece == t.piece:
-            p = msg.position
-            entry.update({"page": p.page, "system": p.system, "x": p.x})
+        if t.HasField("position"):
+            p = t.position
+            entry.update({"page": p.page, "system": p.system, "x": p.x, "file": p.file, "file_page": p.file_page,
+                          "show_page": p.show_page, "band": [p.y0, p.y1]})  # fmt: skip
         if details:
             entry["title"] = t.title
         top.append(entry)
-    out: dict[str, Any] = {"t": round(msg.seconds, 3), "top": top}
+    out: dict[str, Any] = {"t": round(msg.t_seconds, 3), "identity": msg.identity or None,
+                           "confidence": round(msg.confidence, 4), "top": top}  # fmt: skip
     if msg.final:
         out["final"] = True
     if details:

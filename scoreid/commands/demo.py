@@ -213,15 +213,16 @@ def stream_services(args: argparse.Namespace, lib, lib_dir: Path, audio: np.ndar
 
 def update_of(msg, lib):  # type: ignore[no-untyped-def]
     """An ``Identification`` from the services as the offline :class:`Update` (for the same
-    status lines and plot); the followed position is mapped back to its library window."""
-    from scoreid.identify.stream import Update
+    status lines and plot): the same engine made it, so every field maps one to one."""
+    from scoreid.identify.engine import Update
 
     ranking = [(t.piece, float(t.score), float(t.votes)) for t in msg.top]
     positions = {}
-    if msg.HasField("position") and msg.position.piece in lib.pieces:
-        p = msg.position
-        m = lib.meta
-        rows = np.flatnonzero((m["piece"] == p.piece) & (m["page"] == p.page) & (m["system"] == p.system))
-        if len(rows):
-            positions[p.piece] = lib.row(int(rows[np.argmin(np.abs(m["x"][rows] - p.x))]))
-    return Update(t=float(msg.seconds), ranking=ranking, positions=positions)
+    for t in msg.top:
+        if t.HasField("position") and t.piece in lib.pieces:
+            p = t.position
+            positions[t.piece] = {"piece": t.piece, "page": p.page, "system": p.system, "x": p.x, "y0": p.y0,
+                                  "y1": p.y1, "strip_x": p.strip_x, "file": p.file, "file_page": p.file_page,
+                                  "show_page": p.show_page}  # fmt: skip
+    return Update(t=float(msg.t_seconds), ranking=ranking, positions=positions, identity=msg.identity or None,
+                  confidence=float(msg.confidence))  # fmt: skip

@@ -1,91 +1,159 @@
-"""Aggregator over real gRPC + real Redis: replicas share sessions, errors are statuses, kill -9 recovers."""
+"""Aggregator over real gRPC + real Redis: each vote is one hop of the core session engine, replicas
+share sessions, a killed aggregator's sessions continue exactly, errors are statuses."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from svc_helpers import free_port
+from libwriter import unit_rows, write_core_library
+from svc_helpers import free_port, terminate
 
-from aggregator_svc.server import AggregatorServicer, register
-from aggregator_svc.store import RedisTallies
+from aggregator_svc.libraries import Libraries
+from aggregator_svc.server import AggregatorServicer, register, update_to_pb
+from aggregator_svc.store import EngineStates
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
-from scoreid.identify.tally import VoteTally, window_votes
+from proto.tensor import to_tensor
+from scoreid.identify.engine import EngineSettings, SessionEngine
+from scoreid.library.store import Library
+from scoreid.search.exact import ExactIndex
 from scoreid.serve.grpc_server import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
+PIECES = {"a": 80, "b": 120, "c": 60}
 
 
-def hits(*pieces: str) -> pb.HitList:
-    return pb.HitList(
-        hits=[
-            pb.Hit(piece=p, score=0.9 - 0.01 * i, page=1, system=i, x=5.0 * i) for i, p in enumerate(pieces)
-        ]
+@pytest.fixture(scope="module")
+def lib_dir(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    return write_core_library(
+        tmp_path_factory.mktemp("agg") / "lib", {p: unit_rows(rng, n) for p, n in PIECES.items()}
     )
 
 
-def ref_votes(*pieces: str) -> dict[str, float]:
-    """What ``hits(*pieces)`` votes, by the core's rule (chance weight unset = 1; scores are float32)."""
-    return window_votes([(p, float(np.float32(0.9 - 0.01 * i)), 0.0) for i, p in enumerate(pieces)])
+def windows(lib: Library, pid: str, n: int, seed: int = 1, t0: float = 0.5):
+    """(t, embedding, HitList) of a stream playing ``pid``; every 7th window is silent (no hits)."""
+    rng = np.random.default_rng(seed)
+    index = ExactIndex(lib.vectors)
+    s, e = lib.rows[pid]
+    for k in range(n):
+        t = t0 + 0.5 * k
+        v = lib.vectors[s + min(k, e - s - 1)] + rng.normal(scale=0.1, size=32).astype(np.float32)
+        v = (v / np.linalg.norm(v)).astype(np.float32)
+        if k % 7 == 3:
+            yield t, v, pb.HitList()
+            continue
+        sims, rows = index.search(v[None], 25)
+        hl = pb.HitList(
+            hits=[pb.Hit(piece=str(lib.meta["piece"][r]), score=float(x)) for r, x in zip(rows[0], sims[0])]
+        )
+        yield t, v, hl
 
 
-def test_two_replicas_serve_the_same_sessions(redis_server, grpc_server):
+def vote(sid: str, t: float, emb: np.ndarray, hl: pb.HitList, **kw) -> pb.VoteRequest:
+    req = pb.VoteRequest(session_id=sid, t_seconds=t, hits=hl, **kw)
+    if hl.hits:
+        req.embedding.CopyFrom(to_tensor(emb[None]))
+    return req
+
+
+def reference(
+    lib: Library, settings: EngineSettings, t: float, emb: np.ndarray, hl: pb.HitList, eng: SessionEngine
+):
+    if not hl.hits:
+        return eng.silent(t)
+    return eng.vote(t, emb, [(h.piece, float(h.score)) for h in hl.hits])
+
+
+def servicer(redis_server, lib_dir: Path, **kw) -> AggregatorServicer:
+    return AggregatorServicer(EngineStates(redis_server.client()), Libraries({"lib": str(lib_dir)}), **kw)
+
+
+def test_two_replicas_give_the_offline_engines_answer_at_every_hop(redis_server, grpc_server, lib_dir):
     servers = [
-        grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3)))
-        for _ in range(2)
+        grpc_server(register(servicer(redis_server, lib_dir, half_life_s=4.0, top_k=3))) for _ in range(2)
     ]
     stubs = [pbg.AggregatorStub(grpc.insecure_channel(s.address)) for s in servers]
-    ref = VoteTally(half_life=4.0)
-    for i in range(20):
-        pieces = ("a", "a", "b") if i < 10 else ("c", "c", "c", "b")
-        ref.update(ref_votes(*pieces), i * 0.5)
-        resp = stubs[i % 2].Vote(pb.VoteRequest(session_id="shared", t_seconds=i * 0.5, hits=hits(*pieces)))
-        assert [(t.piece, pytest.approx(t.votes)) for t in resp.top] == ref.top(3)
-        assert resp.position.piece == ref.top(1)[0][0]
-    got = stubs[0].Get(pb.GetRequest(session_id="shared"))
-    assert [t.piece for t in got.top] == [p for p, _ in ref.top(3)]
+    lib = Library.open(lib_dir)
+    settings = EngineSettings(hop_s=0.5, half_life=4.0)
+    eng = SessionEngine(lib, settings)
+    for i, (t, emb, hl) in enumerate(windows(lib, "b", 40)):
+        want = update_to_pb(reference(lib, settings, t, emb, hl, eng), eng.t_last, 3)
+        got = stubs[i % 2].Vote(vote("shared", t, emb, hl))
+        assert got == want, f"hop {i}"
+    assert got.top[0].piece == "b" and got.top[0].HasField("position") and got.identity in ("", "b")
+    assert got.position == got.top[0].position and got.top[0].position.file in ("p1.png", "p2.png")
+    again = stubs[0].Get(pb.GetRequest(session_id="shared", top_k=3))
+    assert [t.piece for t in again.top] == [t.piece for t in got.top] and again.t_seconds == got.t_seconds
     assert stubs[1].Close(pb.CloseRequest(session_id="shared")).existed
     assert not stubs[0].Close(pb.CloseRequest(session_id="shared")).existed
-    # health + reflection are registered on every service
     h = health_pb2_grpc.HealthStub(grpc.insecure_channel(servers[0].address))
     assert h.Check(health_pb2.HealthCheckRequest(service="")).status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_bad_requests_are_invalid_argument(redis_server, grpc_server):
-    s = grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()))))
-    stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
+def test_bad_requests_are_statuses_and_change_nothing(redis_server, grpc_server, lib_dir):
+    stub = pbg.AggregatorStub(
+        grpc.insecure_channel(grpc_server(register(servicer(redis_server, lib_dir))).address)
+    )
+    lib = Library.open(lib_dir)
+    t, emb, hl = next(w for w in windows(lib, "a", 3) if w[2].hits)
+    cases = [
+        (vote("", t, emb, hl), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
+        (pb.VoteRequest(session_id="s", t_seconds=t, hits=hl), grpc.StatusCode.INVALID_ARGUMENT, "embedding"),
+        (
+            vote("s", t, emb, pb.HitList(hits=[pb.Hit(piece="zzz", score=0.5)])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "not in the library",
+        ),
+        (vote("s", t, emb, hl, library="nope"), grpc.StatusCode.NOT_FOUND, "unknown library"),
+        (vote("s", t, emb, hl, top_k=51), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
+        (vote("s", t, emb, hl, hop_seconds=-1), grpc.StatusCode.INVALID_ARGUMENT, "hop"),
+    ]
+    for req, code, words in cases:
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Vote(req)
+        assert e.value.code() == code and words in e.value.details(), (words, e.value.details())
+    assert not redis_server.client().exists("scoreid:session:{s}:engine")
+    stub.Vote(vote("s", 3.0, emb, hl))
     with pytest.raises(grpc.RpcError) as e:
-        stub.Vote(pb.VoteRequest(session_id="", t_seconds=0, hits=hits("a")))
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "session_id" in e.value.details()
-    stub.Vote(pb.VoteRequest(session_id="s", t_seconds=3, hits=hits("a")))
-    with pytest.raises(grpc.RpcError) as e:
-        stub.Vote(pb.VoteRequest(session_id="s", t_seconds=1, hits=hits("a")))
+        stub.Vote(vote("s", 1.0, emb, hl))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "backwards" in e.value.details()
+    redis_server.client().hset("scoreid:session:{s}:engine", "state", b"scoreid-engine/1\ngarbage")
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Vote(vote("s", 4.0, emb, hl))
+    assert e.value.code() == grpc.StatusCode.DATA_LOSS
 
 
-def test_redis_down_is_unavailable(redis_server, grpc_server):
+def test_redis_down_is_unavailable(grpc_server, lib_dir):
     import redis as redis_lib
 
     client = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
-    s = grpc_server(register(AggregatorServicer(RedisTallies(client))))
+    s = grpc_server(register(AggregatorServicer(EngineStates(client), Libraries({"lib": str(lib_dir)}))))
     stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
-    with pytest.raises(grpc.RpcError) as e:
-        stub.Vote(pb.VoteRequest(session_id="s", t_seconds=0, hits=hits("a")))
-    assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "redis" in e.value.details()
+    lib = Library.open(lib_dir)
+    t, emb, hl = next(w for w in windows(lib, "a", 3) if w[2].hits)
+    for call in (
+        lambda: stub.Vote(vote("s", t, emb, hl)),
+        lambda: stub.VoteBatch(pb.VoteBatchRequest(votes=[vote("s", t, emb, hl)])),
+    ):
+        with pytest.raises(grpc.RpcError) as e:
+            call()
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "redis" in e.value.details()
 
 
-def start_aggregator_process(redis_url: str, port: int) -> subprocess.Popen:
+def start_aggregator_process(redis_url: str, port: int, lib_dir: Path) -> subprocess.Popen:
     env = dict(os.environ, SCOREID__REDIS__URL=redis_url, SCOREID__AGGREGATOR__PORT=str(port),
-               SCOREID__AGGREGATOR__METRICS_PORT="0", SCOREID__AGGREGATOR__HALF_LIFE_S="10.0")  # fmt: skip
+               SCOREID__AGGREGATOR__METRICS_PORT="0", SCOREID__AGGREGATOR__HALF_LIFE_S="10.0",
+               SCOREID__INDEX__LIBRARIES=json.dumps({"lib": str(lib_dir)}))  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "aggregator_svc"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -98,110 +166,92 @@ def start_aggregator_process(redis_url: str, port: int) -> subprocess.Popen:
     return proc
 
 
-def test_kill_9_mid_stream_is_unavailable_and_a_restart_continues_from_redis(redis_server):
+def test_kill_9_mid_stream_is_unavailable_and_a_restart_continues_exactly(redis_server, lib_dir):
     port = free_port()
-    proc = start_aggregator_process(redis_server.url, port)
+    proc = start_aggregator_process(redis_server.url, port, lib_dir)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = pbg.AggregatorStub(channel)
-    ref = VoteTally(half_life=10.0)
+    lib = Library.open(lib_dir)
+    settings = EngineSettings(hop_s=0.5, half_life=10.0)
+    eng = SessionEngine(lib, settings)
+    stream = list(windows(lib, "c", 24))
     try:
-        for i in range(6):
-            stub.Vote(pb.VoteRequest(session_id="live", t_seconds=i * 0.5, hits=hits("x", "y", "x")))
-            ref.update(ref_votes("x", "y", "x"), i * 0.5)
+        for t, emb, hl in stream[:12]:
+            stub.Vote(vote("live", t, emb, hl))
+            reference(lib, settings, t, emb, hl, eng)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         with pytest.raises(grpc.RpcError) as e:
-            stub.Vote(pb.VoteRequest(session_id="live", t_seconds=3.0, hits=hits("x")), timeout=5)
+            stub.Vote(vote("live", *stream[12]), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-        proc = start_aggregator_process(redis_server.url, port)
-        resp = stub.Vote(
-            pb.VoteRequest(session_id="live", t_seconds=3.5, hits=hits("y")), wait_for_ready=True, timeout=10
-        )
-        ref.update(ref_votes("y"), 3.5)
-        assert [(t.piece, pytest.approx(t.votes)) for t in resp.top] == ref.top(5)
+        proc = start_aggregator_process(redis_server.url, port, lib_dir)
+        for t, emb, hl in stream[12:]:
+            got = stub.Vote(vote("live", t, emb, hl), wait_for_ready=True, timeout=10)
+            assert got == update_to_pb(reference(lib, settings, t, emb, hl, eng), eng.t_last, 5)
     finally:
         channel.close()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        time.sleep(0)
+        terminate(proc)
 
 
-def test_a_window_without_hits_changes_nothing(redis_server, grpc_server):
-    s = grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 2.0)))
-    stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
-    a = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=1.0, hits=hits("a", "a", "b")))
-    b = stub.Vote(pb.VoteRequest(session_id="q", t_seconds=9.0, hits=pb.HitList()))
-    want = ref_votes("a", "a", "b")
-    assert b == a and a.total == pytest.approx(sum(want.values()))
-    assert a.top[0].score == pytest.approx(want["a"] / sum(want.values()))
-
-
-def test_vote_batch_equals_single_votes_and_isolates_bad_votes(redis_server, grpc_server):
-    s = grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3)))
-    stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
-    windows = [hits("a", "b", "a"), hits("b", "b", "c"), hits(), hits("c", "a", "c")]
-    for step, hl in enumerate(windows):  # sessions "one-*" by VoteBatch, "single-*" by Vote
-        batch = [
-            pb.VoteRequest(session_id=f"one-{i}", t_seconds=0.5 * step + i, hits=hl, top_k=3)
-            for i in range(3)
-        ]
+def test_vote_batch_equals_single_votes_and_isolates_bad_votes(redis_server, grpc_server, lib_dir):
+    stub = pbg.AggregatorStub(
+        grpc.insecure_channel(grpc_server(register(servicer(redis_server, lib_dir))).address)
+    )
+    lib = Library.open(lib_dir)
+    streams = [list(windows(lib, p, 10, seed=i)) for i, p in enumerate(("a", "b", "c"))]
+    for step in range(10):  # sessions "one-*" by VoteBatch, "single-*" by Vote
+        batch = [vote(f"one-{i}", *streams[i][step], top_k=3) for i in range(3)]
         got = stub.VoteBatch(pb.VoteBatchRequest(votes=batch)).results
         assert len(got) == 3
         for i, r in enumerate(got):
             assert r.code == 0, r.error
-            ref = stub.Vote(
-                pb.VoteRequest(session_id=f"single-{i}", t_seconds=0.5 * step + i, hits=hl, top_k=3)
-            )
-            assert r.response == ref
+            assert r.response == stub.Vote(vote(f"single-{i}", *streams[i][step], top_k=3))
+    t, emb, hl = streams[0][0]
     bad = [
-        pb.VoteRequest(session_id="one-0", t_seconds=0.0, hits=hits("a")),  # time went backwards
-        pb.VoteRequest(session_id="", t_seconds=9.0, hits=hits("a")),
-        pb.VoteRequest(session_id="one-1", t_seconds=9.0, hits=hits("a")),  # fine
-        pb.VoteRequest(session_id="one-1", t_seconds=9.5, hits=hits("a")),  # a second vote for one session
+        vote("one-0", 0.0, emb, hl),  # time went backwards
+        vote("", 9.0, emb, hl),
+        vote("one-1", 9.0, emb, hl),  # fine
+        vote("one-1", 9.5, emb, hl),  # a second vote for one session
+        vote("one-2", 9.0, emb, hl, library="nope"),
     ]
     res = stub.VoteBatch(pb.VoteBatchRequest(votes=bad)).results
     invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    assert [r.code for r in res] == [invalid, invalid, 0, invalid]
+    assert [r.code for r in res] == [invalid, invalid, 0, invalid, grpc.StatusCode.NOT_FOUND.value[0]]
     assert "backwards" in res[0].error and "session_id" in res[1].error and "one vote" in res[3].error
-    assert res[2].response.t_seconds == 9.0 and res[2].response.top[0].piece == "a"
+    assert res[2].response.t_seconds == 9.0
     assert stub.VoteBatch(pb.VoteBatchRequest()).results == []
 
 
-def test_vote_batch_with_redis_down_is_unavailable(grpc_server):
-    import redis as redis_lib
+def test_a_piece_added_to_the_library_is_voted_for_at_once(redis_server, grpc_server, tmp_path):
+    rng = np.random.default_rng(3)
+    vecs = {p: unit_rows(rng, n) for p, n in PIECES.items()}
+    lib_dir = write_core_library(tmp_path / "lib", vecs)
+    stub = pbg.AggregatorStub(
+        grpc.insecure_channel(grpc_server(register(servicer(redis_server, lib_dir))).address)
+    )
+    stub.Vote(vote("s", 0.5, vecs["a"][0], pb.HitList(hits=[pb.Hit(piece="a", score=0.9)])))
+    write_core_library(lib_dir, {**vecs, "new": unit_rows(rng, 30)})  # as an ingest through the index does
+    got = stub.Vote(vote("s", 1.0, vecs["a"][1], pb.HitList(hits=[pb.Hit(piece="new", score=0.95)] * 5)))
+    assert got.top[0].piece == "new"
 
-    client = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
-    s = grpc_server(register(AggregatorServicer(RedisTallies(client))))
-    stub = pbg.AggregatorStub(grpc.insecure_channel(s.address))
-    with pytest.raises(grpc.RpcError) as e:
-        stub.VoteBatch(
-            pb.VoteBatchRequest(votes=[pb.VoteRequest(session_id="s", t_seconds=0, hits=hits("a"))])
+
+def test_vote_temperature_is_the_servers_setting(redis_server, grpc_server, lib_dir):
+    """``aggregator.vote_temperature``: inf is the published scheme (one vote per hit, chance weights aside)."""
+    lib = Library.open(lib_dir)
+    t, emb, hl = next(w for w in windows(lib, "a", 3) if w[2].hits)
+    answers = {}
+    for temp in (float("inf"), 0.02):
+        stub = pbg.AggregatorStub(
+            grpc.insecure_channel(
+                grpc_server(register(servicer(redis_server, lib_dir, vote_temperature=temp))).address
+            )
         )
-    assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "redis" in e.value.details()
-
-
-def test_vote_temperature_is_the_servers_setting(redis_server, grpc_server):
-    """``aggregator.vote_temperature``: inf is the published scheme (one vote per hit)."""
-    published = grpc_server(
-        register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3, float("inf")))
-    )
-    sharp = grpc_server(register(AggregatorServicer(RedisTallies(redis_server.client()), 4.0, 3, 0.02)))
-    window = hits("a", "b", "b")
-    got = pbg.AggregatorStub(grpc.insecure_channel(published.address)).Vote(
-        pb.VoteRequest(session_id="pub", t_seconds=1.0, hits=window)
-    )
-    assert {t.piece: t.votes for t in got.top} == pytest.approx({"a": 1.0, "b": 2.0})
-    got = pbg.AggregatorStub(grpc.insecure_channel(sharp.address)).Vote(
-        pb.VoteRequest(session_id="sharp", t_seconds=1.0, hits=window)
-    )
-    want = ref_votes("a", "b", "b")
-    assert want["a"] > want["b"] and {t.piece: t.votes for t in got.top} == pytest.approx(want)
-    with pytest.raises(ValueError, match="vote_temperature"):
-        AggregatorServicer(RedisTallies(redis_server.client()), vote_temperature=0.0)
+        answers[temp] = stub.Vote(vote(f"s-{temp}", t, emb, hl))
+        eng = SessionEngine(lib, EngineSettings(vote_temperature=temp))
+        assert answers[temp] == update_to_pb(eng.vote(t, emb, [(h.piece, h.score) for h in hl.hits]), t, 5)
+    assert answers[float("inf")].top != answers[0.02].top
+    with pytest.raises(ValueError, match="temperature"):
+        servicer(redis_server, lib_dir, vote_temperature=0.0)
 
 
 def test_a_bad_vote_temperature_in_the_config_is_a_one_line_error(tmp_path):
@@ -209,4 +259,4 @@ def test_a_bad_vote_temperature_in_the_config_is_a_one_line_error(tmp_path):
     cfg.write_text("aggregator:\n  vote_temperature: -1\n")
     p = subprocess.run([sys.executable, "-m", "aggregator_svc", "--config", str(cfg)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert p.returncode == 2 and "vote_temperature" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "temperature" in p.stderr and "Traceback" not in p.stderr

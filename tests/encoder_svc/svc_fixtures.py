@@ -18,14 +18,16 @@ import grpc
 import numpy as np
 import pytest
 import torch
+from libwriter import write_core_library
 
+from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer
 from aggregator_svc.server import register as register_aggregator
-from aggregator_svc.store import RedisTallies
+from aggregator_svc.store import EngineStates
 from encoder_svc.backend import load_encoder
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer
 from encoder_svc.server import register as register_encoder
-from index_svc.library import RowMeta, ServedLibrary
+from index_svc.library import ServedLibrary
 from index_svc.server import IndexServicer
 from index_svc.server import register as register_index
 from scoreid import contract as C
@@ -66,21 +68,21 @@ def piece_audio(i: int, seconds: float = SECONDS, sr: int = C.SAMPLE_RATE) -> np
     return np.concatenate(out).astype(np.float32)
 
 
-def build_library(encoder) -> ServedLibrary:
-    vecs, metas = [], []
-    for i, _ in enumerate(PIECES):
+def write_library(encoder, out: Path, model_dir: Path | None = None) -> Path:
+    """The three pieces as a core library directory (:func:`libwriter.write_core_library`): the rows
+    are the encoder's embeddings of each piece's own audio windows every 2 frames, so the right piece
+    and place must win."""
+    vectors = {}
+    for i, pid in enumerate(PIECES):
         spec = spectrogram(piece_audio(i))
         ends = np.arange(2, len(spec) + 1, 2)
         wins = np.stack([audio_window(spec, e - C.AUDIO_WINDOW_FRAMES / 2) for e in ends])
-        vecs.append(encoder.embed_audio(audio_to_network(wins)))
-        n = len(ends)
-        metas.append(RowMeta(np.full(n, i, np.int32), np.ones(n, np.int32), (ends // 40).astype(np.int32),
-                             ends.astype(np.float64) * 3, np.full(n, 100.0), np.full(n, 260.0)))  # fmt: skip
-    meta = metas[0]
-    for m in metas[1:]:
-        meta = RowMeta.concat(meta, m)
-    titles = {p: f"Piece {p.title()}" for p in PIECES}
-    return ServedLibrary("test", np.concatenate(vecs), meta, list(PIECES), titles)
+        vectors[pid] = encoder.embed_audio(audio_to_network(wins)).astype(np.float32)
+    return write_core_library(out, vectors, encoder.contract, model_dir=str(model_dir or ""))
+
+
+def build_library(encoder, out: Path) -> ServedLibrary:
+    return ServedLibrary.open(write_library(encoder, out), "test")
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +98,14 @@ def random_encoder(random_model_dir):
 
 
 @pytest.fixture(scope="session")
-def random_library(random_encoder) -> ServedLibrary:
-    return build_library(random_encoder)
+def random_library_dir(random_encoder, tmp_path_factory) -> Path:
+    return write_library(random_encoder, tmp_path_factory.mktemp("svc-lib") / "lib")
+
+
+@pytest.fixture
+def random_library(random_library_dir) -> ServedLibrary:
+    """The index's copy (fresh per test: tests may change it); the aggregator reads the directory."""
+    return ServedLibrary.open(random_library_dir, "test")
 
 
 @dataclass
@@ -110,14 +118,19 @@ class Stack:
 
 
 @pytest.fixture
-def make_stack(redis_server, grpc_server, random_encoder, random_library) -> Iterator:
+def make_stack(redis_server, grpc_server, random_encoder, random_library, random_library_dir) -> Iterator:
     """Factory: ``make_stack(**EncoderSettings overrides, ttl_s=..., aggregator_address=...)``."""
     made: list[IdentifyServicer] = []
 
     def make(ttl_s: int = 60, aggregator_address: str | None = None, **settings) -> Stack:
         if aggregator_address is None:
             agg = grpc_server(
-                register_aggregator(AggregatorServicer(RedisTallies(redis_server.client(), ttl_s=ttl_s)))
+                register_aggregator(
+                    AggregatorServicer(
+                        EngineStates(redis_server.client(), ttl_s=ttl_s),
+                        Libraries({"test": str(random_library_dir)}),
+                    )
+                )  # fmt: skip
             )
             aggregator_address = agg.address
         idx = grpc_server(register_index(IndexServicer({"test": random_library})))

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from svc_fixtures import channel_to, make_stack, piece_audio, random_encoder, random_library, random_model_dir  # noqa: F401  (fixtures)
+from svc_fixtures import (  # noqa: F401  (fixtures)
+    channel_to,
+    make_stack,
+    piece_audio,
+    random_encoder,
+    random_library,
+    random_library_dir,
+    random_model_dir,
+)
 from svc_helpers import free_port
 
 from encoder_svc.backend import load_encoder
@@ -26,18 +34,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SR = 22050
 
 
-def start_aggregator(redis_url: str, port: int) -> subprocess.Popen:
+def start_aggregator(redis_url: str, port: int, library_dir: Path) -> subprocess.Popen:
     env = dict(os.environ, SCOREID__REDIS__URL=redis_url, SCOREID__AGGREGATOR__PORT=str(port),
-               SCOREID__AGGREGATOR__METRICS_PORT="0")  # fmt: skip
+               SCOREID__AGGREGATOR__METRICS_PORT="0", SCOREID__INDEX__LIBRARIES=json.dumps({"test": str(library_dir)}))  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "aggregator_svc"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     wait_healthy(f"127.0.0.1:{port}", timeout=30)
     return proc
 
 
-def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(make_stack, redis_server):
+def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(
+    make_stack, redis_server, random_library_dir
+):
     port = free_port()
-    proc = start_aggregator(redis_server.url, port)
+    proc = start_aggregator(redis_server.url, port, random_library_dir)
     try:
         stack = make_stack(aggregator_address=f"127.0.0.1:{port}", rpc_timeout_s=2.0)
         x = piece_audio(0)
@@ -51,7 +61,7 @@ def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(make_stack, 
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "aggregator unavailable" in e.value.details()
         sid = got[-1].session_id
         tally_before = {t.piece: t.votes for t in got[-1].top}
-        proc = start_aggregator(redis_server.url, port)
+        proc = start_aggregator(redis_server.url, port, random_library_dir)
         resumed = list(stream_audio(stack.address, x[SR * 3 :], SR, speed=0, resume_session=sid))
         assert {m.session_id for m in resumed} == {sid}
         assert resumed[0].seconds > got[-1].seconds  # the session's audio time goes on from its last vote

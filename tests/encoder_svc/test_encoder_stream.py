@@ -17,6 +17,7 @@ from svc_fixtures import (  # noqa: F401  (fixtures)
     piece_audio,
     random_encoder,
     random_library,
+    random_library_dir,
     random_model_dir,
 )
 

@@ -49,19 +49,21 @@ class StreamRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[SessionOptions, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ...) -> None: ...
 
 class PieceScore(_message.Message):
-    __slots__ = ("piece", "title", "score", "votes")
+    __slots__ = ("piece", "title", "score", "votes", "position")
     PIECE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     VOTES_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     piece: str
     title: str
     score: float
     votes: float
-    def __init__(self, piece: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., votes: _Optional[float] = ...) -> None: ...
+    position: Position
+    def __init__(self, piece: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., votes: _Optional[float] = ..., position: _Optional[_Union[Position, _Mapping]] = ...) -> None: ...
 
 class Position(_message.Message):
-    __slots__ = ("piece", "page", "system", "x", "y0", "y1", "similarity")
+    __slots__ = ("piece", "page", "system", "x", "y0", "y1", "similarity", "file", "file_page", "show_page", "strip_x")
     PIECE_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +71,10 @@ class Position(_message.Message):
     Y0_FIELD_NUMBER: _ClassVar[int]
     Y1_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    FILE_PAGE_FIELD_NUMBER: _ClassVar[int]
+    SHOW_PAGE_FIELD_NUMBER: _ClassVar[int]
+    STRIP_X_FIELD_NUMBER: _ClassVar[int]
     piece: str
     page: int
     system: int
@@ -76,10 +82,14 @@ class Position(_message.Message):
     y0: float
     y1: float
     similarity: float
-    def __init__(self, piece: _Optional[str] = ..., page: _Optional[int] = ..., system: _Optional[int] = ..., x: _Optional[float] = ..., y0: _Optional[float] = ..., y1: _Optional[float] = ..., similarity: _Optional[float] = ...) -> None: ...
+    file: str
+    file_page: int
+    show_page: int
+    strip_x: float
+    def __init__(self, piece: _Optional[str] = ..., page: _Optional[int] = ..., system: _Optional[int] = ..., x: _Optional[float] = ..., y0: _Optional[float] = ..., y1: _Optional[float] = ..., similarity: _Optional[float] = ..., file: _Optional[str] = ..., file_page: _Optional[int] = ..., show_page: _Optional[int] = ..., strip_x: _Optional[float] = ...) -> None: ...
 
 class Identification(_message.Message):
-    __slots__ = ("session_id", "seq", "seconds", "top", "position", "latency_ms", "final")
+    __slots__ = ("session_id", "seq", "seconds", "top", "position", "latency_ms", "final", "identity", "confidence", "t_seconds")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +104,9 @@ class Identification(_message.Message):
     POSITION_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    T_SECONDS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     seconds: float
@@ -101,7 +114,10 @@ class Identification(_message.Message):
     position: Position
     latency_ms: _containers.ScalarMap[str, float]
     final: bool
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., seconds: _Optional[float] = ..., top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., final: _Optional[bool] = ...) -> None: ...
+    identity: str
+    confidence: float
+    t_seconds: float
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., seconds: _Optional[float] = ..., top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., final: _Optional[bool] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ..., t_seconds: _Optional[float] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "data")
@@ -229,30 +245,40 @@ class IngestResponse(_message.Message):
     def __init__(self, piece: _Optional[str] = ..., vectors_added: _Optional[int] = ...) -> None: ...
 
 class VoteRequest(_message.Message):
-    __slots__ = ("session_id", "t_seconds", "half_life", "hits", "top_k")
+    __slots__ = ("session_id", "t_seconds", "half_life", "hits", "top_k", "embedding", "library", "hop_seconds")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     T_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HALF_LIFE_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_FIELD_NUMBER: _ClassVar[int]
+    HOP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     t_seconds: float
     half_life: float
     hits: HitList
     top_k: int
-    def __init__(self, session_id: _Optional[str] = ..., t_seconds: _Optional[float] = ..., half_life: _Optional[float] = ..., hits: _Optional[_Union[HitList, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    embedding: Tensor
+    library: str
+    hop_seconds: float
+    def __init__(self, session_id: _Optional[str] = ..., t_seconds: _Optional[float] = ..., half_life: _Optional[float] = ..., hits: _Optional[_Union[HitList, _Mapping]] = ..., top_k: _Optional[int] = ..., embedding: _Optional[_Union[Tensor, _Mapping]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ...) -> None: ...
 
 class VoteResponse(_message.Message):
-    __slots__ = ("top", "position", "t_seconds", "total")
+    __slots__ = ("top", "position", "t_seconds", "total", "identity", "confidence")
     TOP_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     T_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     top: _containers.RepeatedCompositeFieldContainer[PieceScore]
     position: Position
     t_seconds: float
     total: float
-    def __init__(self, top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., t_seconds: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
+    identity: str
+    confidence: float
+    def __init__(self, top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., t_seconds: _Optional[float] = ..., total: _Optional[float] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class VoteBatchRequest(_message.Message):
     __slots__ = ("votes",)

@@ -367,7 +367,10 @@ class AggregatorServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Vote(self, request, context):
-        """Atomically decay a session's tallies to t_seconds, add one vote per hit, return top-k.
+        """One hop of a session's identification engine (scoreid.identify.engine.SessionEngine): the hits
+        vote into the decayed tally, the candidates' score followers advance on the embedding, and the
+        answer (top-k with positions, identity, confidence) comes back. The session's whole engine state
+        lives in Redis; every vote is an atomic compare-and-set of it, so any replica can serve it.
         A request with no hits (a silent window) changes nothing and returns the current state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
