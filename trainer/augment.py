@@ -41,7 +41,10 @@ polarity flip         .5    a NO-OP here: a sign flip of the waveform leaves mag
 
 Fine-tuning (REFERENCE "Fine-tuning"): sheet scale 0.95 - 1.05 and vertical system shift +-5 px
 (of 160); audio tempo 0.9 - 1.1 by time stretch and onset shift +-1 frame. Horizontal +-5 px
-shifts are done by the loader when it cuts the sheet window.
+shifts are done by the loader when it cuts the sheet window. With ``FinetuneConfig.augment =
+"world"`` fine-tuning also degrades both sides as real use does (issue 13): scans and phone photos
+of the pages (:class:`SheetScanAugment`) and a room, a microphone and noise on the audio
+(:class:`AudioWorldAugment`); their tables are in the class docstrings.
 
 All randomness comes from torch's global generator (seed it).
 """
@@ -136,6 +139,81 @@ class SheetFinetuneAugment(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x).clamp_(0.0, 1.0)
+
+
+class SheetScanAugment(nn.Module):
+    """Scan and phone-photo degradations for fine-tuning (``FinetuneConfig.augment = "world"``),
+    applied after :class:`SheetFinetuneAugment`, in network space (ink = 1, paper = 0):
+
+    ======================  ====  ===================================================
+    transform               p     parameters
+    ======================  ====  ===================================================
+    skew                    .4    rotation +-1.5 degrees
+    resolution              .4    down- and up-sampled by 0.5 - 0.9 (100 - 300 dpi scans)
+    stroke weight           .25   ink dilated by one pixel at half strength (bolder engraving)
+    faded ink               .3    ink x 0.7 - 1.0
+    small elastic           .2    kornia elastic, kernel 21, sigma 4, alpha 0.35 (paper warp)
+    uneven light            .3    Perlin noise, amplitude 0.03 - 0.15
+    blur                    .4    Gaussian, kernel 5, sigma 0.3 - 1.0 (focus)
+    Gaussian noise          .3    std 0.03
+    JPEG                    .3    quality 30 - 90
+    ======================  ====  ===================================================
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skew = K.RandomRotation(degrees=1.5, p=0.4)
+        self.elastic = K.RandomElasticTransform(
+            kernel_size=(21, 21), sigma=(4.0, 4.0), alpha=(0.35, 0.35), p=0.2
+        )
+        self.light = PerlinNoise(p=0.3, amplitude=(0.03, 0.15))
+        self.blur = K.RandomGaussianBlur((5, 5), sigma=(0.3, 1.0), p=0.4)
+        self.noise = K.RandomGaussianNoise(std=0.03, p=0.3)
+        self.jpeg = K.RandomJPEG(jpeg_quality=(30.0, 90.0), p=1.0)
+        self.p_resolution, self.resolution = 0.4, (0.5, 0.9)
+        self.p_weight, self.p_fade, self.fade = 0.25, 0.3, (0.7, 1.0)
+        self.p_jpeg = 0.3
+
+    def _resolution(self, x: torch.Tensor) -> torch.Tensor:
+        sel = _select(x.shape[0], self.p_resolution, x.device)
+        if not sel.any():
+            return x
+        lo, hi = self.resolution
+        f = float(torch.rand(()) * (hi - lo) + lo)  # one factor per batch (interpolate takes one size)
+        h, w = x.shape[-2:]
+        small = F.interpolate(x[sel], size=(max(1, round(h * f)), max(1, round(w * f))), mode="area")
+        out = x.clone()
+        out[sel] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        return out
+
+    def _weight_and_fade(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        bold = torch.maximum(x, 0.5 * F.max_pool2d(x, 3, stride=1, padding=1))
+        x = torch.where(_select(b, self.p_weight, x.device)[:, None, None, None], bold, x)
+        lo, hi = self.fade
+        k = torch.where(
+            _select(b, self.p_fade, x.device), torch.rand(b, device=x.device) * (hi - lo) + lo, 1.0
+        )
+        return x * k[:, None, None, None]
+
+    def _jpeg(self, x: torch.Tensor) -> torch.Tensor:
+        sel = _select(x.shape[0], self.p_jpeg, x.device)
+        if not sel.any():
+            return x
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 16, (-w) % 16  # the codec works on 16 x 16 blocks of an RGB image
+        page = 1.0 - F.pad(x[sel], (0, pw, 0, ph)).clamp(0.0, 1.0)
+        coded = self.jpeg(page.repeat(1, 3, 1, 1)).mean(dim=1, keepdim=True)
+        out = x.clone()
+        out[sel] = 1.0 - coded[..., :h, :w]
+        return out
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._resolution(self.skew(x))
+        x = self.elastic(self._weight_and_fade(x))
+        x = self.noise(self.blur(self.light(x))).clamp(0.0, 1.0)
+        return self._jpeg(x).clamp_(0.0, 1.0)
 
 
 # ---------------------------------------------------------------- audio
@@ -268,3 +346,68 @@ class AudioFinetuneAugment(nn.Module):
         rate = torch.rand(b, device=x.device) * (hi - lo) + lo
         shift = (torch.rand(b, device=x.device) * 2 - 1) * self.max_shift
         return resample_time(x, self.frames, rate, shift)
+
+
+def room_reverb(m: torch.Tensor, rt60_s: torch.Tensor, wet: torch.Tensor, fps: float) -> torch.Tensor:
+    """A room's late reverberation on linear magnitudes (B, 1, bins, W): each bin adds an
+    exponentially decaying tail of itself (a one-pole filter along time), decaying faster at high
+    frequencies (air absorption: the top bin decays at twice the rate of the lowest)."""
+    b, _, bins, w = m.shape
+    decay_per_frame = 3.0 / (rt60_s * fps)  # RT60: -60 dB = 10^-3 in amplitude
+    slope = 1.0 + torch.linspace(0.0, 1.0, bins, device=m.device)
+    a = torch.pow(10.0, -decay_per_frame[:, None] * slope[None, :])[:, None, :]  # (B, 1, bins)
+    tail = torch.zeros_like(m[..., 0])
+    out = torch.empty_like(m)
+    for t in range(w):
+        tail = a * tail + (1.0 - a) * m[..., t]
+        out[..., t] = m[..., t] + wet[:, None, None] * tail
+    return out
+
+
+class AudioWorldAugment(nn.Module):
+    """A performance heard in the world, for fine-tuning (``FinetuneConfig.augment = "world"``): on
+    the context excerpt, before :class:`AudioFinetuneAugment` cuts the network excerpt, in the
+    linear magnitude domain (log10(1 + x) undone and redone):
+
+    ======================  ====  ===================================================
+    transform               p     parameters
+    ======================  ====  ===================================================
+    room reverb             .5    RT60 0.2 - 1.5 s, wet 0.2 - 1.0 (tail longer at low frequencies)
+    microphone / room EQ    .5    +-9 dB at 7 log-spaced band centres
+    gain                    .5    +-12 dB
+    noise                   .4    |N(0, s)| per bin, SNR 10 - 40 dB against the mean magnitude
+    ======================  ====  ===================================================
+    """
+
+    def __init__(self, fps: float, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.2, 1.5),
+                 wet: tuple[float, float] = (0.2, 1.0), p_eq: float = 0.5, eq_db: float = 9.0,
+                 p_gain: float = 0.5, gain_db: float = 12.0, p_noise: float = 0.4,
+                 snr_db: tuple[float, float] = (10.0, 40.0)):  # fmt: skip
+        super().__init__()
+        self.fps = fps
+        self.p_reverb, self.rt60_s, self.wet = p_reverb, rt60_s, wet
+        self.p_eq, self.eq_db, self.p_gain, self.gain_db = p_eq, eq_db, p_gain, gain_db
+        self.p_noise, self.snr_db = p_noise, snr_db
+
+    def _uniform(self, b: int, lo_hi: tuple[float, float], device: torch.device) -> torch.Tensor:
+        return torch.rand(b, device=device) * (lo_hi[1] - lo_hi[0]) + lo_hi[0]
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, bins, _ = x.shape
+        dev = x.device
+        m = to_linear(x)
+        wet = torch.where(_select(b, self.p_reverb, dev), self._uniform(b, self.wet, dev), 0.0)
+        if bool((wet > 0).any()):
+            m = room_reverb(m, self._uniform(b, self.rt60_s, dev), wet, self.fps)
+        knots = (torch.rand(b, 1, 7, device=dev) * 2 - 1) * self.eq_db
+        curve = F.interpolate(knots, size=bins, mode="linear", align_corners=True)[:, 0]
+        curve = torch.where(_select(b, self.p_eq, dev)[:, None], curve, 0.0)
+        g = torch.where(_select(b, self.p_gain, dev), (torch.rand(b, device=dev) * 2 - 1) * self.gain_db, 0.0)
+        m = m * torch.pow(10.0, (curve[:, None, :, None] + g[:, None, None, None]) / 20.0)
+        sel = _select(b, self.p_noise, dev)
+        if sel.any():
+            snr = self._uniform(b, self.snr_db, dev)
+            level = m.mean(dim=(1, 2, 3)).clamp_min(1e-6) * torch.pow(10.0, -snr / 20.0)
+            m = m + torch.randn_like(m).abs() * (level * sel)[:, None, None, None]
+        return to_log(m)

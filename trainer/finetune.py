@@ -45,12 +45,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from scoreid import contract as C
 from scoreid.errors import UserError
 from scoreid.inference import git_commit
 from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
 from scoreid.models.cca import CCALayer
 from trainer import distributed as D
-from trainer.augment import AudioFinetuneAugment, SheetFinetuneAugment
+from trainer.augment import AudioFinetuneAugment, AudioWorldAugment, SheetFinetuneAugment, SheetScanAugment
 from trainer.common import channels_last
 from trainer.data import PairSet, context_frames, open_corpus
 from trainer.losses import TAU_FINETUNE, contrastive_loss, ranking_loss
@@ -66,8 +67,14 @@ class PairBatches:
     def __init__(self, cfg: FinetuneConfig, pairs: PairSet):
         self.cfg, self.pairs = cfg, pairs
         self.width = context_frames(cfg.audio_frames, cfg.context_factor)
-        self.audio_aug = AudioFinetuneAugment(cfg.audio_frames)
-        self.sheet_aug = SheetFinetuneAugment()
+        audio_aug: nn.Module = AudioFinetuneAugment(cfg.audio_frames)
+        sheet_aug: nn.Module = SheetFinetuneAugment()
+        if cfg.augment == "world":
+            audio_aug = nn.Sequential(AudioWorldAugment(C.FPS), audio_aug)
+            sheet_aug = nn.Sequential(sheet_aug, SheetScanAugment())
+        elif cfg.augment != "paper":
+            raise UserError(f"unknown fine-tuning augmentation {cfg.augment!r} (paper or world)")
+        self.audio_aug, self.sheet_aug = audio_aug, sheet_aug
 
     def __call__(
         self, n: int, rng: np.random.Generator, device: torch.device

@@ -77,6 +77,8 @@ class FinetuneConfig:
     context_factor: float = 1.25  #: audio context for tempo 0.9-1.1 and +-1 frame shift
     time_budget_s: float | None = None
     refine_budget_s: float | None = None  #: per refinement round
+    augment: str = "paper"  #: "paper" (REFERENCE's fine-tuning augmentation) or "world" (also scans,
+    #: phone photos, rooms, microphones and noise: trainer.augment SheetScanAugment/AudioWorldAugment)
 
 
 @dataclass

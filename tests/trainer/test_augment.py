@@ -8,11 +8,14 @@ import torch
 from trainer.augment import (
     AudioAugment,
     AudioFinetuneAugment,
+    AudioWorldAugment,
     PerlinNoise,
     SheetAugment,
     SheetFinetuneAugment,
+    SheetScanAugment,
     centre_crop,
     perlin_noise,
+    room_reverb,
     to_linear,
 )
 
@@ -101,3 +104,58 @@ def test_augmentations_are_deterministic_under_a_seed():
     a = AudioAugment(84)(x)
     torch.manual_seed(3)
     assert torch.equal(a, AudioAugment(84)(x))
+
+
+def test_room_reverb_adds_a_decaying_tail_longer_at_low_frequencies():
+    m = torch.zeros(1, 1, 92, 60)
+    m[..., 10] = 1.0  # one click
+    out = room_reverb(m, torch.tensor([1.0]), torch.tensor([1.0]), fps=20)
+    assert torch.equal(out[..., :10], m[..., :10])  # causal
+    tail = out[0, 0, :, 11:]
+    assert (tail[:, 1:] <= tail[:, :-1] + 1e-7).all() and (tail > 0).all()  # decays, never negative
+    assert tail[0, 20] > tail[-1, 20] > 0  # the lowest bin rings longer than the highest
+    half = out[0, 0, 0, 11:] / out[0, 0, 0, 11]
+    assert float(half[6]) == pytest.approx(10 ** (-3 * 0.3), rel=0.05)  # RT60 1 s: -18 dB after 0.3 s
+
+
+def test_world_audio_augment_keeps_shapes_and_valid_log_magnitudes():
+    x = _specs(16, 105)
+    y = AudioWorldAugment(20.0, p_reverb=1, p_eq=1, p_gain=1, p_noise=1)(x)
+    assert y.shape == x.shape and torch.isfinite(y).all() and (y >= 0).all() and not torch.equal(x, y)
+    off = AudioWorldAugment(20.0, p_reverb=0, p_eq=0, p_gain=0, p_noise=0)(x)
+    assert torch.allclose(off, x, atol=1e-5)
+
+
+def test_scan_augment_keeps_ink_in_range_and_a_blank_page_nearly_blank():
+    x = torch.zeros(32, 1, 80, 100)
+    x[:, :, 20:22, :] = 1.0  # a staff line
+    y = SheetScanAugment()(x)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert float(y[:, :, 40:70].mean()) < 0.08  # paper stays paper (noise, light and JPEG are small)
+    assert float(y[:, :, 18:24].mean()) > 0.15  # the line survives
+
+
+def test_finetune_world_augmentation_is_a_preset_option():
+    import dataclasses
+
+    import numpy as np
+
+    from trainer.finetune import PairBatches
+    from trainer.presets import get
+
+    class Pairs:  # the two batch cutters PairBatches uses, on random data
+        def __len__(self):
+            return 10
+
+        def sheet_batch(self, idx, jitter, rng):
+            return np.random.default_rng(0).random((len(idx), 1, 80, 100), dtype=np.float32)
+
+        def audio_batch(self, idx, width):
+            return np.random.default_rng(1).random((len(idx), 1, 92, width), dtype=np.float32)
+
+    for aug in ("paper", "world"):
+        cfg = dataclasses.replace(get("cpu").finetune, augment=aug)
+        a, s = PairBatches(cfg, Pairs())(4, np.random.default_rng(0), torch.device("cpu"))  # type: ignore[arg-type]
+        assert a.shape == (4, 1, 92, cfg.audio_frames) and s.shape == (4, 1, 80, 100)
+    with pytest.raises(Exception, match="augmentation"):
+        PairBatches(dataclasses.replace(get("cpu").finetune, augment="nope"), Pairs())  # type: ignore[arg-type]

@@ -37,6 +37,8 @@ def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refine-max-epochs", type=int, default=None, help="override each refinement round's epoch limit"
     )
+    p.add_argument("--augment", default=None, choices=("paper", "world"),
+                   help="override the fine-tuning augmentation (world: also scans, rooms, microphones, noise)")  # fmt: skip
 
 
 def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets.FinetuneConfig:
@@ -50,6 +52,8 @@ def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets
         cfg = dataclasses.replace(cfg, refine_budget_s=args.refine_budget)
     if args.refine_max_epochs is not None:
         cfg = dataclasses.replace(cfg, refine_max_epochs=args.refine_max_epochs)
+    if args.augment is not None:
+        cfg = dataclasses.replace(cfg, augment=args.augment)
     return cfg
 
 
