@@ -29,7 +29,7 @@ import numpy as np
 
 from scoreid import contract as C
 from scoreid.identify import confidence as K
-from scoreid.identify.follow import COHERENCE_HOPS, HISTORY_HOPS, KINDS, CandidateFollower, PieceTrack
+from scoreid.identify.follow import COHERENCE_HOPS, HISTORY_HOPS, KINDS, CandidateFollower, PieceTrack, lag_of
 from scoreid.identify.tally import (
     CHANCE_EXPONENT,
     DEFAULT_HALF_LIFE_S,
@@ -115,8 +115,9 @@ class SessionEngine:
         windows = {pid: e - st for pid, (st, e) in library.rows.items()}
         self.chance = chance_weights(windows, s.chance_exponent)
         self.tally = VoteTally(s.half_life)
+        lag = lag_of(library.contract.audio_window_frames)  # the library's model's window
         self.follower = CandidateFollower(library.rows, library.meta["strip_x"], library.stride,
-                                          s.hop_frames / C.FPS, kind=s.follower)  # fmt: skip
+                                          s.hop_frames / C.FPS, kind=s.follower, lag_s=lag)  # fmt: skip
         self.n_voting = 0
 
     # ------------------------------------------------------------------ one hop
@@ -246,7 +247,7 @@ class SessionEngine:
             if pid not in library.rows or library.rows[pid][1] - library.rows[pid][0] != n or n == 0:
                 continue  # the piece changed or left the library: its track is rebuilt when needed
             s, e = library.rows[pid]
-            track = PieceTrack(f.strip_x[s:e], f.stride, f.hop_s, f.kind)
+            track = PieceTrack(f.strip_x[s:e], f.stride, f.hop_s, f.kind, f.lag_s)
             track.alpha = alpha.astype(np.float64)
             track.path = deque(((float(a), float(b)) for a, b in tr["path"]), maxlen=64)
             track.speed = float(tr["speed"])

@@ -18,8 +18,8 @@ apart) and ``sim_i`` the cosine similarity of the audio window to window ``i``::
   ``v * hop / stride`` mixed with the broad ``hmm`` kernel), ``v`` the piece's speed in strip px per
   second of audio, fitted to the track's own recent path; the position is the posterior mean around
   the best state (sub-window resolution); and it reports where the music is *now*: the audio
-  window that ends at ``t`` is centred on the music of ``t - LAG_S`` (half a window), so the
-  matched position is moved on by ``v * LAG_S``. A jump (repeat, cut, a performer starting
+  window that ends at ``t`` is centred on the music of ``t - lag_s`` (half the model's window), so the
+  matched position is moved on by ``v * lag_s``. A jump (repeat, cut, a performer starting
   elsewhere) is reported only when the filter has held it for ``CONFIRM_HOPS`` hops, and small
   backward moves are held, so the reported position does not jitter backwards.
 
@@ -43,8 +43,16 @@ JUMP_PROB = 0.02  #: chance per hop of a jump anywhere within the piece (a repea
 MAX_SPEED_PX_S = (
     300.0  #: fastest reading speed of the broad kernel, strip px per second of audio (2x a fast engraving)
 )
-#: how far back the matched audio window's centre lies: half the contract's audio window
+#: how far back the matched audio window's centre lies: half the audio window (the contract's
+#: default; a track takes its model's window length, ``lag_s``)
 LAG_S = C.AUDIO_WINDOW_FRAMES / 2.0 / C.FPS
+
+
+def lag_of(window_frames: int) -> float:
+    """Seconds from the centre of an audio window of ``window_frames`` frames to its end."""
+    return window_frames / 2.0 / C.FPS
+
+
 DEFAULT_SPEED_PX_S = 80.0  #: speed assumed before a track has a path to fit one
 SPEED_FIT_S = 8.0  #: seconds of path the speed is fitted to
 MIN_FIT_HOPS = 6  #: hops of path needed before the speed is trusted
@@ -80,6 +88,7 @@ class PieceTrack:
     stride: float
     hop_s: float
     kind: str = "tempo"
+    lag_s: float = LAG_S  #: half the model's audio window (where the matched music lies behind now)
     alpha: np.ndarray | None = None
     path: deque = field(default_factory=lambda: deque(maxlen=64))  # (t, x) of the matched position
     speed: float = DEFAULT_SPEED_PX_S
@@ -139,7 +148,7 @@ class PieceTrack:
             self.path.append((t, x))
             self._fit_speed()
             return
-        now = x + self.speed * LAG_S
+        now = x + self.speed * self.lag_s
         if self.reported is None:
             self._accept(t, x, now)
             return
@@ -159,7 +168,7 @@ class PieceTrack:
         self.pending = None
         self.path.append((t, x))
         self._fit_speed()
-        now = x + self.speed * LAG_S
+        now = x + self.speed * self.lag_s
         self.reported = max(now, self.reported) if now > self.reported - self.stride else now
 
     def _accept(self, t: float, x: float, now: float) -> None:
@@ -196,7 +205,7 @@ class CandidateFollower:
     """Follows the candidate pieces of a library (rows contiguous per piece, in strip order)."""
 
     def __init__(self, rows: dict[str, tuple[int, int]], strip_x: np.ndarray, stride: float, hop_s: float,
-                 kind: str = "tempo", max_candidates: int = 5):  # fmt: skip
+                 kind: str = "tempo", max_candidates: int = 5, lag_s: float = LAG_S):  # fmt: skip
         if kind not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {kind!r}")
         self.rows = rows
@@ -205,6 +214,7 @@ class CandidateFollower:
         self.hop_s = float(hop_s)
         self.kind = kind
         self.max_candidates = max_candidates
+        self.lag_s = float(lag_s)
         self.tracks: dict[str, PieceTrack] = {}
         self.history: deque = deque(maxlen=HISTORY_HOPS)  # (t, embedding)
 
@@ -222,7 +232,7 @@ class CandidateFollower:
             track = self.tracks.get(pid)
             if track is None:  # a new candidate: catch up on the recent windows
                 s, e = self.rows[pid]
-                track = PieceTrack(self.strip_x[s:e], self.stride, self.hop_s, self.kind)
+                track = PieceTrack(self.strip_x[s:e], self.stride, self.hop_s, self.kind, self.lag_s)
                 ts = [h[0] for h in self.history]
                 sims = sims_of(pid, np.stack([h[1] for h in self.history]))
                 for tt, row in zip(ts, sims):

@@ -102,3 +102,18 @@ def test_a_track_whose_piece_changed_is_rebuilt_not_misread(library, tmp_path):
                                                                "piece-1": library.vectors[slice(*library.rows["piece-1"])]}))  # fmt: skip
     restored = SessionEngine.from_bytes(other, eng.to_bytes())
     assert "piece-0" not in restored.follower.tracks
+
+
+def test_the_follower_lag_is_half_the_models_window(tmp_path):
+    from scoreid import contract as C
+
+    rng = np.random.default_rng(0)
+    for frames in (84, 168):
+        lib_dir = write_core_library(
+            tmp_path / f"lib{frames}", {"p": unit_rows(rng, 40)}, C.with_audio_window(frames)
+        )
+        eng = SessionEngine(Library.open(lib_dir))
+        assert eng.follower.lag_s == pytest.approx(frames / 2 / C.FPS)
+        t, emb, hits = 0.5, eng.library.vectors[3], [("p", 0.9)]
+        eng.vote(t, emb, hits)
+        assert all(tr.lag_s == eng.follower.lag_s for tr in eng.follower.tracks.values())
