@@ -1,0 +1,96 @@
+"""Benchmark: what one hop of a session costs the aggregator — the engine step and its state.
+
+``python bench/engine_cost.py [--pieces 200] [--piece-windows 200 600 2000] [--hops 200] [--out FILE]``
+
+Each sounding hop the aggregator reads the session's engine state from Redis, restores it
+(:meth:`scoreid.identify.engine.SessionEngine.from_bytes` — skipped when this process wrote the
+version Redis holds, the common case), runs :meth:`~scoreid.identify.engine.SessionEngine.vote`
+(tally, follower of the top 5 candidates, confidence, positions) and serialises it again
+(:meth:`~scoreid.identify.engine.SessionEngine.to_bytes`) for the compare-and-set. Measured without
+Redis on a synthetic library (``--pieces`` pieces of N random unit windows, written in the library
+format) with a stream that plays one piece with noise: median ms per hop of each part and the
+state's size, for pieces of each length in ``--piece-windows`` (the follower's work and the state
+grow with the candidates' windows, not with the library). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import cpu_name, write_result  # noqa: E402
+
+from scoreid.identify.engine import SessionEngine  # noqa: E402
+from scoreid.library.store import Library  # noqa: E402
+from scoreid.search.exact import ExactIndex  # noqa: E402
+
+sys.path.append(str(ROOT / "tests"))
+from libwriter import unit_rows, write_core_library  # noqa: E402
+
+
+def measure(pieces: int, windows: int, hops: int, seed: int = 0) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Library.open(
+            write_core_library(
+                Path(tmp) / "lib", {f"p{i:04d}": unit_rows(rng, windows) for i in range(pieces)}
+            )
+        )
+    index = ExactIndex(lib.vectors)
+    s, e = lib.rows["p0003"]
+    eng = SessionEngine(lib)
+    parts: dict[str, list[float]] = {"from_bytes": [], "vote": [], "to_bytes": []}
+    blob = eng.to_bytes()
+    for k in range(hops):
+        v = lib.vectors[s + k % (e - s)] + rng.normal(scale=0.1, size=32).astype(np.float32)
+        v = (v / np.linalg.norm(v)).astype(np.float32)
+        sims, rows = index.search(v[None], 25)
+        hits = [(str(lib.meta["piece"][r]), float(x)) for r, x in zip(rows[0], sims[0])]
+        t0 = time.perf_counter()
+        eng = SessionEngine.from_bytes(lib, blob)
+        t1 = time.perf_counter()
+        eng.vote(0.5 * (k + 1), v, hits)
+        t2 = time.perf_counter()
+        blob = eng.to_bytes()
+        t3 = time.perf_counter()
+        for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+            parts[name].append(dt * 1000)
+    out = {name: float(np.median(v)) for name, v in parts.items()}
+    out["state_kb"] = len(blob) / 1024
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pieces", type=int, default=200)
+    ap.add_argument("--piece-windows", type=int, nargs="+", default=[200, 600, 2000])
+    ap.add_argument("--hops", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine_cost.json")
+    args = ap.parse_args(argv)
+    rows = []
+    cpu = cpu_name()
+    print(f"session engine cost per hop, {args.pieces} pieces, {cpu}")
+    print(
+        f"{'windows/piece':>13} | {'from_bytes ms':>13} | {'vote ms':>8} | {'to_bytes ms':>11} | {'state KB':>8}"
+    )
+    for n in args.piece_windows:
+        r = {"piece_windows": n, **measure(args.pieces, n, args.hops)}
+        rows.append(r)
+        print(
+            f"{n:>13} | {r['from_bytes']:>13.3f} | {r['vote']:>8.3f} | {r['to_bytes']:>11.3f} | {r['state_kb']:>8.1f}"
+        )
+    write_result(args.out, {"cpu": cpu, "pieces": args.pieces, "hops": args.hops, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
