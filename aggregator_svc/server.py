@@ -14,6 +14,8 @@ UNAVAILABLE; in a batch each vote gets its own.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +43,10 @@ SERVICE = "aggregator"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Aggregator"].full_name
 log = logging.getLogger("scoreid.aggregator")
 MAX_TOP_K = 50
+MAX_HITS = 1000  #: neighbours per vote
+MAX_BATCH = 1024  #: votes per VoteBatch
+MAX_T_S = 1e7  #: audio time of a vote (s)
+SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 #: sessions whose engine is kept decoded in the process (skips decoding the blob when Redis still
 #: holds the version this process wrote: the common case of one replica per session)
 ENGINE_CACHE = 4096
@@ -78,6 +84,28 @@ def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteR
     resp.identity = u.identity or ""
     resp.confidence = u.confidence
     return resp
+
+
+def check_session_id(sid: str) -> None:
+    if not SESSION_ID.match(sid):
+        raise VoteError(grpc.StatusCode.INVALID_ARGUMENT,
+                        "session_id is required: 1-128 letters, digits, '.', '_', ':' or '-'")  # fmt: skip
+
+
+def check_vote(v: pb.VoteRequest) -> None:
+    """Bounds of one vote's inputs (the engine checks the embedding and the pieces)."""
+    if not (math.isfinite(v.t_seconds) and 0.0 <= v.t_seconds <= MAX_T_S):
+        raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"t_seconds must be within 0..{MAX_T_S:g}")
+    if len(v.hits.hits) > MAX_HITS:
+        raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_HITS} hits per vote")
+    if any(not (-1.01 <= h.score <= 1.01) for h in v.hits.hits):  # also false for NaN
+        raise VoteError(
+            grpc.StatusCode.INVALID_ARGUMENT, "hit scores are cosine similarities: finite, within -1..1"
+        )
+    if not (math.isfinite(v.half_life) and v.half_life >= 0) or not (
+        math.isfinite(v.hop_seconds) and v.hop_seconds >= 0
+    ):
+        raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, "half_life and hop_seconds must be finite and >= 0")
 
 
 @dataclass
@@ -140,6 +168,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
 
     def _step(self, v: pb.VoteRequest, stored: Stored) -> Step:
         sid = v.session_id
+        check_vote(v)
         top_k = self._top_k(v.top_k)
         library = self._library_name(v.library, stored)
         hits = [(h.piece, float(h.score)) for h in v.hits.hits]
@@ -231,8 +260,10 @@ class AggregatorServicer(pbg.AggregatorServicer):
             log_event(log, method, level=logging.DEBUG, stage=method.lower(), latency_ms=round(dt * 1000, 3))
 
     def Vote(self, request: pb.VoteRequest, context: grpc.ServicerContext) -> pb.VoteResponse:
-        if not request.session_id:
-            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        try:
+            check_session_id(request.session_id)
+        except VoteError as e:
+            self._fail(context, e.code, e.message)
         (r,) = self._timed("Vote", context, lambda: self._votes([request]))
         if isinstance(r, VoteError):
             self._fail(context, r.code, r.message)
@@ -240,17 +271,20 @@ class AggregatorServicer(pbg.AggregatorServicer):
 
     def VoteBatch(self, request: pb.VoteBatchRequest, context: grpc.ServicerContext) -> pb.VoteBatchResponse:
         """Every vote of the request with one Redis read and one write; per-vote errors in its result."""
+        if len(request.votes) > MAX_BATCH:
+            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_BATCH} votes per VoteBatch")
         results = [pb.VoteResult() for _ in request.votes]
         todo: list[int] = []
         seen: set[str] = set()
         for i, (r, v) in enumerate(zip(results, request.votes)):
-            if not v.session_id or v.session_id in seen:
+            try:
+                check_session_id(v.session_id)
+            except VoteError as e:
+                r.code, r.error = e.code.value[0], e.message
+                continue
+            if v.session_id in seen:
                 r.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-                r.error = (
-                    "session_id is required"
-                    if not v.session_id
-                    else f"session {v.session_id}: one vote per call"
-                )
+                r.error = f"session {v.session_id}: one vote per call"
                 continue
             seen.add(v.session_id)
             todo.append(i)
@@ -264,8 +298,10 @@ class AggregatorServicer(pbg.AggregatorServicer):
         return pb.VoteBatchResponse(results=results)
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.VoteResponse:
-        if not request.session_id:
-            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        try:
+            check_session_id(request.session_id)
+        except VoteError as e:
+            self._fail(context, e.code, e.message)
 
         def get() -> pb.VoteResponse:
             st = self.states.get(request.session_id)
@@ -282,8 +318,10 @@ class AggregatorServicer(pbg.AggregatorServicer):
             raise
 
     def Close(self, request: pb.CloseRequest, context: grpc.ServicerContext) -> pb.CloseResponse:
-        if not request.session_id:
-            self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        try:
+            check_session_id(request.session_id)
+        except VoteError as e:
+            self._fail(context, e.code, e.message)
         with self._cache_lock:
             self._cache.pop(request.session_id, None)
         existed = self._timed("Close", context, lambda: self.states.close(request.session_id))

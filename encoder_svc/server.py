@@ -97,6 +97,10 @@ def _rpc_abort(what: str, e: grpc.RpcError) -> StreamAbort:
 STATUS_BY_CODE = {c.value[0]: c for c in grpc.StatusCode}
 
 
+class BadWindow(ValueError):
+    """A window of one session that cannot be searched (non-finite features)."""
+
+
 @dataclass
 class WindowJob:
     """One non-silent window of one session, as submitted to the batcher."""
@@ -128,6 +132,7 @@ class Pipeline:
         """Per item: (HitList or the index's grpc.RpcError, VoteResult or the aggregator's grpc.RpcError, stamps)."""
         t0, c0 = time.perf_counter(), time.thread_time()
         emb = self.encoder.embed_audio(audio_to_network(np.stack([it.excerpt for it in items])))
+        finite = np.isfinite(emb).all(axis=1)  # a bad window ends only its own session
         t1 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "encode").observe(t1 - t0)
         # CPU time of this thread in the encoder call: far below `encode` = waiting for a core or the GIL
@@ -135,6 +140,9 @@ class Pipeline:
         hits: list[Any] = [None] * len(items)
         groups: dict[tuple[str, int], list[int]] = {}
         for i, it in enumerate(items):
+            if not finite[i]:
+                hits[i] = BadWindow("the audio gave non-finite features; the session is ended")
+                continue
             groups.setdefault((it.library, it.k), []).append(i)
         for (lib, k), idx in groups.items():
             try:
@@ -149,7 +157,7 @@ class Pipeline:
         t2 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "search").observe(t2 - t1)
         votes: list[Any] = [None] * len(items)
-        todo = [i for i, hl in enumerate(hits) if not isinstance(hl, grpc.RpcError)]
+        todo = [i for i, hl in enumerate(hits) if not isinstance(hl, grpc.RpcError | BadWindow)]
         if todo:
             req = pb.VoteBatchRequest(votes=[vote_request(items[i], hits[i], emb[i : i + 1]) for i in todo])
             try:
@@ -284,6 +292,10 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def identify(self, sid: str, seq: int, opts: StreamOptions, w: Window, stream: AudioStream,
                  t_chunk: float, final: bool) -> pb.Identification:  # fmt: skip
         stamps = dict(stream.stamps)
+        if not np.isfinite(w.excerpt).all():  # checked before it can join (and fail) a shared batch
+            raise StreamAbort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the audio gave non-finite features; the session is ended"
+            )
         job = WindowJob(w.excerpt, opts.library, self.s.k, sid, w.t, opts.top_k, opts.hop_s)
         if w.silent:  # silence casts no vote (as the offline identifier)
             t0 = time.perf_counter()
@@ -297,6 +309,8 @@ class IdentifyServicer(pbg.IdentifyServicer):
                 (hl, result, bstamps), wait = self.batcher.submit(job).result()
             except BatcherClosed as e:
                 raise StreamAbort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+            if isinstance(hl, BadWindow):
+                raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(hl))
             if isinstance(hl, grpc.RpcError):
                 raise _rpc_abort("index", hl)
             if isinstance(result, grpc.RpcError):

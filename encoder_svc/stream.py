@@ -24,6 +24,9 @@ from scoreid.identify.windows import HopWindows, Window, hop_frames_of
 MIN_RATE, MAX_RATE = 8000, 192000
 MIN_HOP_S, MAX_HOP_S = 0.05, 10.0
 MAX_TOP_K = 50
+#: float32 samples beyond this magnitude are refused (nominal full scale is +-1; +-64 leaves 36 dB of
+#: headroom for uncalibrated input, and keeps every later stage finite: 3e38 overflowed the spectrogram)
+MAX_SAMPLE = 64.0
 ENCODINGS = {1: ("float32", "<f4", 4), 2: ("int16", "<i2", 2)}  # proto Encoding -> (name, dtype, bytes)
 
 
@@ -74,6 +77,11 @@ def decode(data: bytes, encoding: int, sample_rate: int, max_chunk_s: float) -> 
         return x.astype(np.float32) / 32768.0
     if not np.all(np.isfinite(x)):
         raise StreamError("audio chunk contains NaN or infinite samples")
+    peak = float(np.max(np.abs(x)))
+    if peak > MAX_SAMPLE:
+        raise StreamError(
+            f"audio samples must be within +-{MAX_SAMPLE:g} (full scale is +-1), got {peak:.3g}"
+        )
     return x.astype(np.float32)
 
 

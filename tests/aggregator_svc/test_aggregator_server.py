@@ -117,6 +117,26 @@ def test_bad_requests_are_statuses_and_change_nothing(redis_server, grpc_server,
         (vote("s", t, emb, hl, library="nope"), grpc.StatusCode.NOT_FOUND, "unknown library"),
         (vote("s", t, emb, hl, top_k=51), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
         (vote("s", t, emb, hl, hop_seconds=-1), grpc.StatusCode.INVALID_ARGUMENT, "hop"),
+        (vote("x" * 1_000_000, t, emb, hl), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
+        (vote("a/b", t, emb, hl), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
+        (vote("s", 1e9, emb, hl), grpc.StatusCode.INVALID_ARGUMENT, "t_seconds"),
+        (vote("s", float("nan"), emb, hl), grpc.StatusCode.INVALID_ARGUMENT, "t_seconds"),
+        (
+            vote("s", t, emb, pb.HitList(hits=[pb.Hit(piece="a", score=float("nan"))])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "finite",
+        ),
+        (
+            vote("s", t, emb, pb.HitList(hits=[pb.Hit(piece="a", score=1e30)])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "finite",
+        ),
+        (
+            vote("s", t, emb, pb.HitList(hits=[pb.Hit(piece="a", score=0.5)] * 1001)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "at most",
+        ),
+        (vote("s", t, np.full(32, np.nan, np.float32), hl), grpc.StatusCode.INVALID_ARGUMENT, "embedding"),
     ]
     for req, code, words in cases:
         with pytest.raises(grpc.RpcError) as e:
@@ -220,6 +240,9 @@ def test_vote_batch_equals_single_votes_and_isolates_bad_votes(redis_server, grp
     assert "backwards" in res[0].error and "session_id" in res[1].error and "one vote" in res[3].error
     assert res[2].response.t_seconds == 9.0
     assert stub.VoteBatch(pb.VoteBatchRequest()).results == []
+    with pytest.raises(grpc.RpcError) as e:  # a bounded request: at most 1024 sessions per call
+        stub.VoteBatch(pb.VoteBatchRequest(votes=[vote(f"many-{i}", t, emb, hl) for i in range(1025)]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most" in e.value.details()
 
 
 def test_a_piece_added_to_the_library_is_voted_for_at_once(redis_server, grpc_server, tmp_path):

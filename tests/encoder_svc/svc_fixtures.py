@@ -122,7 +122,7 @@ def make_stack(redis_server, grpc_server, random_encoder, random_library, random
     """Factory: ``make_stack(**EncoderSettings overrides, ttl_s=..., aggregator_address=...)``."""
     made: list[IdentifyServicer] = []
 
-    def make(ttl_s: int = 60, aggregator_address: str | None = None, **settings) -> Stack:
+    def make(ttl_s: int = 60, aggregator_address: str | None = None, encoder=None, **settings) -> Stack:
         if aggregator_address is None:
             agg = grpc_server(
                 register_aggregator(
@@ -134,7 +134,7 @@ def make_stack(redis_server, grpc_server, random_encoder, random_library, random
             )
             aggregator_address = agg.address
         idx = grpc_server(register_index(IndexServicer({"test": random_library})))
-        ident = IdentifyServicer(random_encoder, idx.address, aggregator_address,
+        ident = IdentifyServicer(encoder or random_encoder, idx.address, aggregator_address,
                                  EncoderSettings(**{"max_wait_ms": 2.0, "k": 5, **settings}))  # fmt: skip
         made.append(ident)
         enc = grpc_server(register_encoder(ident, EmbedderServicer(random_encoder, "random")), max_workers=16)

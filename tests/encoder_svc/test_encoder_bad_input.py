@@ -49,6 +49,8 @@ CASES = {
     "bad hop": ([opts(hop_seconds=-1.0)], "hop_seconds"),
     "nan samples": ([opts(), audio(GOOD), audio(np.array([0.1, np.nan], "<f4").tobytes())], "NaN"),
     "inf samples": ([opts(), audio(np.array([np.inf] * 10, "<f4").tobytes())], "infinite"),
+    # 3e38 is finite but overflowed the spectrogram to NaN and failed every session of its batch
+    "huge samples": ([opts(), audio(GOOD), audio(np.full(SR // 10, 3e38, "<f4").tobytes())], "within +-64"),
     "zero-byte chunk": ([opts(), audio(GOOD), audio(b"")], "empty audio chunk (0 bytes)"),
     "ragged chunk": ([opts(), audio(b"\x00" * 7)], "not a whole number"),
     "oversized chunk": ([opts(), audio(np.zeros(SR * 3, "<f4").tobytes())], "longer than 2 s"),
@@ -197,3 +199,47 @@ def test_a_library_embedded_with_another_model_is_refused(make_stack, random_lib
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "another model" in e.value.details()
     finally:
         random_library.model_sha256 = ""
+
+
+class NoiseGivesNaN:
+    """The random test encoder, except that a window of broadband noise (energy in the top 20 bins,
+    which the test pieces' harmonic tones do not reach) gets NaN features: a SIMULATED numerical
+    fault (bounded input no longer produces one) to check that a bad window in a shared batch ends
+    only its own session."""
+
+    def __init__(self, encoder):
+        self.inner, self.contract = encoder, encoder.contract
+
+    def embed_audio(self, x):
+        emb = np.array(self.inner.embed_audio(x))
+        emb[np.asarray(x)[:, 0, -20:, :].mean(axis=(1, 2)) > 0.1] = np.nan
+        return emb
+
+
+def test_a_bad_window_in_a_shared_batch_ends_only_its_session(make_stack, random_encoder, channel_to):
+    stack = make_stack(encoder=NoiseGivesNaN(random_encoder), max_wait_ms=50.0)
+    results: dict[int, object] = {}
+
+    def run(i: int, x: np.ndarray) -> None:
+        try:
+            results[i] = list(stream_audio(stack.address, x, SR, speed=2.0))
+        except grpc.RpcError as e:
+            results[i] = e
+
+    loud = (np.random.default_rng(0).uniform(-60, 60, SR * 4)).astype(np.float32)  # within +-64: accepted
+    threads = [threading.Thread(target=run, args=(i, piece_audio(i % 3, 4.0))) for i in range(4)]
+    threads.append(threading.Thread(target=run, args=(9, loud)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    bad = results[9]
+    assert isinstance(bad, grpc.RpcError) and bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "non-finite features" in bad.details()
+    for i in range(4):
+        msgs = results[i]
+        assert (
+            isinstance(msgs, list)
+            and msgs[-1].final
+            and msgs[-1].top[0].piece == ("alpha", "beta", "gamma")[i % 3]
+        )
