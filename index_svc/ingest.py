@@ -8,6 +8,7 @@ then appended to the live search index.
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import threading
@@ -19,7 +20,9 @@ import numpy as np
 from index_svc.library import RowMeta, ServedLibrary
 from scoreid.errors import UserError
 
-MAX_PAGES = 200
+MAX_PAGES = 200  #: pages per ingest (image files, or pages of the PDF)
+MAX_PAGE_PIXELS = 60_000_000  #: pixels of one page as rendered (A3 at 600 dpi is 42 M)
+MAX_TEXT = 200  #: characters of a title or composer
 _encoders: dict[str, Any] = {}
 _lock = threading.Lock()
 
@@ -41,19 +44,24 @@ def sheet_encoder(lib: ServedLibrary) -> Any:
 
 def ingest(lib: ServedLibrary, piece: str, title: str, composer: str, pdf: bytes, pages: list[bytes]) -> int:
     """Embed and add one piece; returns the number of windows added."""
-    from scoreid.library.build import PIECE_ID, add_folder
+    from scoreid.library.build import PIECE_ID, add_folder, piece_id_for
     from scoreid.library.store import load_piece, read_index
 
     if lib.path is None:
         raise IngestError(f"library {lib.name!r} was not loaded from a directory; nothing to ingest into")
-    if not PIECE_ID.match(piece):
-        raise IngestError(f"piece id {piece!r} must be letters, digits, '.', '_' or '-' (at most 128)")
+    if not PIECE_ID.match(piece) or piece_id_for(Path(piece)) != piece:
+        raise IngestError(
+            "piece id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit and "
+            "not ending in '.' or '-'"
+        )
     if piece in lib.piece_ids:
         raise IngestError(f"piece {piece!r} is already in library {lib.name!r}")
+    title, composer = clean_text(title, "title"), clean_text(composer, "composer")
     if bool(pdf) == bool(pages):
         raise IngestError("send either a PDF or page images")
     if len(pages) > MAX_PAGES:
         raise IngestError(f"at most {MAX_PAGES} pages")
+    check_pages(pdf, pages)
     messages: list[str] = []
     with _lock, tempfile.TemporaryDirectory(prefix="scoreid-ingest-") as tmp:
         folder = Path(tmp) / piece
@@ -66,7 +74,7 @@ def ingest(lib: ServedLibrary, piece: str, title: str, composer: str, pdf: bytes
         try:
             encoder = sheet_encoder(lib)
             index = read_index(lib.path)
-            status = add_folder(index, lib.path, folder, encoder, messages.append)
+            status = add_folder(index, lib.path, folder, encoder, messages.append, replace=False)
         except UserError as e:
             raise IngestError(str(e)) from None
         if status not in ("added", "updated"):
@@ -77,6 +85,51 @@ def ingest(lib: ServedLibrary, piece: str, title: str, composer: str, pdf: bytes
     meta = RowMeta(np.zeros(n, np.int32), m["page"], m["system"], m["x"], m["y0"], m["y1"])
     lib.add_piece(piece, title or piece, pv.vectors, meta)
     return n
+
+
+def clean_text(text: str, what: str) -> str:
+    """A title or composer as served to every client: printable, no markup, bounded."""
+    text = " ".join(text.split())
+    if len(text) > MAX_TEXT:
+        raise IngestError(f"{what} longer than {MAX_TEXT} characters")
+    if any(not ch.isprintable() or ch in "<>" for ch in text):
+        raise IngestError(f"{what} must be printable text without '<' or '>'")
+    return text
+
+
+def check_pages(pdf: bytes, pages: list[bytes]) -> None:
+    """Page-count and pixel caps, read from the headers before anything is decoded or rendered."""
+    from PIL import Image
+
+    from scoreid.sheet.pages import PDF_DPI
+
+    if pdf:
+        import pypdfium2 as pdfium
+
+        try:
+            doc = pdfium.PdfDocument(pdf)
+        except Exception:  # noqa: BLE001  (pdfium raises its own errors on junk)
+            raise IngestError("not a readable PDF") from None
+        try:
+            if len(doc) > MAX_PAGES:
+                raise IngestError(f"the PDF has {len(doc)} pages; at most {MAX_PAGES}")
+            for i in range(len(doc)):
+                w, h = doc[i].get_size()  # points
+                if (w * PDF_DPI / 72.0) * (h * PDF_DPI / 72.0) > MAX_PAGE_PIXELS:
+                    raise IngestError(f"PDF page {i + 1} is too large ({w:.0f} x {h:.0f} pt)")
+        finally:
+            doc.close()
+    for i, data in enumerate(pages):
+        _suffix(data)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                n = im.size[0] * im.size[1] * max(1, getattr(im, "n_frames", 1))
+        except IngestError:
+            raise
+        except Exception:  # noqa: BLE001  (PIL raises many kinds on junk)
+            raise IngestError(f"page {i + 1} is not a readable image") from None
+        if n > MAX_PAGE_PIXELS:
+            raise IngestError(f"page {i + 1} has {n} pixels; at most {MAX_PAGE_PIXELS}")
 
 
 def _suffix(data: bytes) -> str:

@@ -29,6 +29,7 @@ from scoreid import contract as C
 from scoreid.library.store import (
     FORMAT,
     INDEX,
+    PIECE_ID_RE,
     LibraryError,
     PieceVectors,
     piece_file,
@@ -42,7 +43,7 @@ from scoreid.sheet.systems import NoSystemsError, detect_systems, extract_system
 
 DEFAULT_STRIDE = 50.0  #: px on the strip between database windows (REFERENCE: every 50 px)
 EMBED_BATCH = 256
-PIECE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PIECE_ID = PIECE_ID_RE  #: use with .match (``\Z``: no trailing newline)
 
 Log = Callable[[str], None]
 
@@ -208,12 +209,16 @@ def open_or_create(
 
 
 def add_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder, log: Log,
-               force: bool = False) -> str:  # fmt: skip
-    """Embed one piece folder into the library (skipped when unchanged). Returns a status word."""
+               force: bool = False, replace: bool = True) -> str:  # fmt: skip
+    """Embed one piece folder into the library (skipped when unchanged). Returns a status word;
+    ``replace=False``: a piece already in the library is never touched (status ``exists``)."""
     pid = piece_id_for(folder)
     if not PIECE_ID.match(pid):
         log(f"warning: {folder}: folder name gives no usable piece id (letters, digits, . _ -); skipped")
         return "skipped"
+    if not replace and pid in index["pieces"]:
+        log(f"piece {pid} is already in the library; not replaced")
+        return "exists"
     files = page_files(folder)
     if not files:
         log(f"warning: {folder}: no page images or PDFs; skipped")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from scoreid.errors import UserError
 FORMAT = "scoreid-library/1"
 INDEX = "library.json"
 META_FIELDS = ("page", "system", "x", "y0", "y1", "strip_x")
+PIECE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  #: what a piece id may be
 
 
 class LibraryError(UserError):
@@ -137,6 +139,9 @@ class Library:
             Contract.from_dict(index["contract"])
         except (KeyError, TypeError, ContractError) as e:
             raise LibraryError(f"{lib_dir / INDEX}: malformed contract ({e})") from None
+        bad = [pid for pid in index["pieces"] if not isinstance(pid, str) or not PIECE_ID_RE.match(pid)]
+        if bad:  # a piece id names a file under pieces/: never a path, never control characters
+            raise LibraryError(f"{lib_dir / INDEX}: invalid piece ids {bad[:3]!r}; rebuild the library")
         vecs, metas = [], []
         for pid in sorted(index["pieces"]):
             pv = load_piece(lib_dir, pid)
