@@ -6,13 +6,11 @@ import argparse
 import logging
 import sys
 
-import redis
-
 from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer, register
 from aggregator_svc.store import EngineStates
 from scoreid.errors import UserError
-from scoreid.serve.config import load_config
+from scoreid.serve.config import internal_token, load_config, redis_client
 from scoreid.serve.grpc_server import build_server, serve_until_signal
 from scoreid.serve.logs import log_event, setup_json_logging
 from scoreid.serve.metrics import serve_metrics
@@ -31,8 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aggregator_svc: error: {e}", file=sys.stderr)
         return 2
     a = cfg["aggregator"]
-    client = redis.Redis.from_url(cfg["redis"]["url"], socket_timeout=cfg["redis"]["timeout_s"],
-                                  socket_connect_timeout=cfg["redis"]["timeout_s"])  # fmt: skip
+    try:
+        client, token = redis_client(cfg), internal_token(cfg)
+    except UserError as e:
+        print(f"aggregator_svc: error: {e}", file=sys.stderr)
+        return 2
     libraries = Libraries(cfg["index"]["libraries"], cfg["index"]["default_library"])
     try:
         servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries, a["half_life_s"],
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError) as e:
         print(f"aggregator_svc: error: aggregator settings: {e}", file=sys.stderr)
         return 2
-    server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"])
+    server, port = build_server(
+        register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"], token=token
+    )
     serve_metrics(a["metrics_port"], cfg["host"])
     server.start()
     log_event(

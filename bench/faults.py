@@ -53,6 +53,7 @@ from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
+from scoreid.serve.grpc_server import internal_channel  # noqa: E402
 from scoreid.serve.stack import free_ports  # noqa: E402
 
 HOP_S = 0.5
@@ -141,7 +142,8 @@ def kill_redis_and_check(proc: dict, state: Path, redis_port: int) -> dict:  # t
 
     import redis
 
-    r = redis.Redis(port=redis_port)
+    password = (state / "secrets" / "redis.password").read_text().strip()  # the stack's Redis requires it
+    r = redis.Redis(port=redis_port, password=password)
     r.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
     before = snapshot(r)
     os.kill(proc["pid"], signal.SIGKILL)
@@ -154,7 +156,7 @@ def kill_redis_and_check(proc: dict, state: Path, redis_port: int) -> dict:  # t
         try:
             if not tcp_ready(private, 30):
                 raise SystemExit("bench/faults: redis-server could not load the copied AOF")
-            rc = redis.Redis(port=private)
+            rc = redis.Redis(port=private, password=password)
             while True:
                 try:
                     if not rc.info("persistence").get("loading", 0):
@@ -186,14 +188,15 @@ def wait_restarted(state: Path, proc: dict, timeout: float = 60.0) -> float:  # 
     raise SystemExit(f"bench/faults: {proc['name']} was not restarted by the supervisor within {timeout:g} s")
 
 
-def server_tallies(address: str, sids: list[str]) -> dict[str, tuple[float, dict[str, float]]]:
-    """``Aggregator.Get`` of each session: (time of its last vote, {piece: tally}) for all pieces."""
+def server_tallies(address: str, sids: list[str], token: str) -> dict[str, tuple[float, dict[str, float]]]:
+    """``Aggregator.Get`` of each session (with the stack's internal ``token``): (time of its last
+    vote, {piece: tally}) for its top 50 pieces (the most Get returns)."""
     out: dict[str, tuple[float, dict[str, float]]] = {}
-    with grpc.insecure_channel(address) as ch:
+    with internal_channel(address, token) as ch:
         stub = pbg.AggregatorStub(ch)
         for sid in sids:
             try:
-                r = stub.Get(pb.GetRequest(session_id=sid, top_k=1000), timeout=5, wait_for_ready=True)
+                r = stub.Get(pb.GetRequest(session_id=sid, top_k=50), timeout=5, wait_for_ready=True)
             except grpc.RpcError:
                 continue
             out[sid] = (r.t_seconds, {t.piece: t.votes for t in r.top})
@@ -267,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg_path.write_text(yaml.safe_dump(cfg))
     state = Path(cfg["state_dir"]).resolve()
     address = cli("up", "--config", cfg_path).strip()
+    internal = (state / "secrets" / "internal.token").read_text().strip()
     total_s = args.warmup + len(TARGETS) * args.between + 10
     stop = threading.Event()
     clients = []
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             proc = procs[name]
             print(f"faults: kill -9 {name} (pid {proc['pid']}) under {args.streams} streams", flush=True)
             sids = sorted({c.sid for c in clients if c.sid and not c.finished})
-            tallies_before = server_tallies(agg_address, sids)
+            tallies_before = server_tallies(agg_address, sids, internal)
             if name == "redis":
                 red = kill_redis_and_check(proc, state, cfg["redis"]["port"])
                 t_kill = red.pop("t_kill")
@@ -297,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             red["restarted_after_s"] = round(time.time() - t_kill, 2)
             time.sleep(args.between)
             ok, checked = server_tallies_intact(
-                tallies_before, server_tallies(agg_address, list(tallies_before)), 20.0
+                tallies_before, server_tallies(agg_address, list(tallies_before), internal), 20.0
             )
             faults.append({"target": name, "t_kill": t_kill, "server_tallies_intact": ok,
                            "server_tallies_checked": checked, **red})  # fmt: skip

@@ -11,7 +11,7 @@ from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServic
 from scoreid.audio.io import AudioError
 from scoreid.contract import ContractError
 from scoreid.errors import UserError
-from scoreid.serve.config import load_config
+from scoreid.serve.config import internal_token, load_config
 from scoreid.serve.grpc_server import build_server, serve_until_signal
 from scoreid.serve.logs import log_event, setup_json_logging
 from scoreid.serve.metrics import serve_metrics
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         e = cfg["encoder"]
         encoder = load_encoder(e["model"], e["backend"], e["threads"], e["precision"])
         identify = IdentifyServicer(encoder, cfg["index"]["address"], cfg["aggregator"]["address"],
-                                    EncoderSettings.from_config(e))  # fmt: skip
+                                    EncoderSettings.from_config(e), internal_token(cfg))  # fmt: skip
         server, port = build_server(
             register(identify, EmbedderServicer(encoder, str(e["model"]))),
             f"{cfg['host']}:{e['port']}",

@@ -34,7 +34,7 @@ from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
-from scoreid.serve.grpc_server import add_standard_services
+from scoreid.serve.grpc_server import add_standard_services, internal_channel
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
 from scoreid.sheet.strip import audio_to_network
@@ -239,11 +239,13 @@ def client_of(context: grpc.ServicerContext) -> str:
 
 class IdentifyServicer(pbg.IdentifyServicer):
     def __init__(self, encoder: AudioEncoder, index_address: str, aggregator_address: str,
-                 settings: EncoderSettings | None = None):  # fmt: skip
+                 settings: EncoderSettings | None = None, internal_token: str = ""):  # fmt: skip
+        """``internal_token``: the credential the index and the aggregator require (``internal.token``)."""
         self.encoder = encoder
         self.s = settings or EncoderSettings()
         self.frames = encoder.contract.audio_window_frames
-        self._channels = [grpc.insecure_channel(index_address), grpc.insecure_channel(aggregator_address)]
+        self._channels = [internal_channel(index_address, internal_token),
+                          internal_channel(aggregator_address, internal_token)]  # fmt: skip
         self.index = pbg.IndexStub(self._channels[0])
         self.aggregator = pbg.AggregatorStub(self._channels[1])
         self.batcher = DynamicBatcher(Pipeline(encoder, self.index, self.aggregator, self.s.rpc_timeout_s),

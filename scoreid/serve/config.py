@@ -28,7 +28,13 @@ DEFAULTS: dict[str, Any] = {
         "port": 6391,
         "conf": "deploy/redis/redis.conf",
         "timeout_s": 2.0,
+        "password": "",  # Redis AUTH password; prefer password_file (mode 0600). `scoreid up` makes one
+        "password_file": "",
         "managed": False,  # set by load_config: true when `scoreid up` runs its own redis-server
+    },
+    "internal": {  # service-to-service credential: index and aggregator refuse calls without it
+        "token": "",  # bearer token; prefer token_file (mode 0600). `scoreid up` generates one
+        "token_file": "",
     },
     "supervisor": {  # `scoreid up` restarts a service or redis-server that dies (scoreid.serve.supervisor)
         "enabled": True,
@@ -145,3 +151,30 @@ def load_config(
         cfg["redis"]["url"] = f"redis://{cfg['host']}:{cfg['redis']['port']}/0"
         cfg["redis"]["managed"] = True
     return cfg
+
+
+def secret(section: dict[str, Any], key: str) -> str:
+    """A secret given inline (``key``) or in a file (``key_file``, read and stripped)."""
+    if section.get(key):
+        return str(section[key])
+    path = section.get(f"{key}_file") or ""
+    if not path:
+        return ""
+    try:
+        return Path(path).expanduser().read_text().strip()
+    except OSError as e:
+        raise UserError(f"cannot read {key}_file {path}: {e.strerror}") from None
+
+
+def internal_token(cfg: dict[str, Any]) -> str:
+    """The service-to-service bearer token ("" = internal calls are not authenticated)."""
+    return secret(cfg["internal"], "token")
+
+
+def redis_client(cfg: dict[str, Any]) -> Any:
+    """A client of the configured Redis, with its password when one is set."""
+    import redis
+
+    r = cfg["redis"]
+    return redis.Redis.from_url(r["url"], password=secret(r, "password") or None, socket_timeout=r["timeout_s"],
+                                socket_connect_timeout=r["timeout_s"])  # fmt: skip

@@ -48,6 +48,29 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         return self._deny_unary
 
 
+class _Metadata(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, metadata: list[tuple[str, str]]):
+        self.metadata = metadata
+
+    def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+        md = [*(details.metadata or []), *self.metadata]
+        new = details._replace(metadata=md) if hasattr(details, "_replace") else _Details(details, md)
+        return continuation(new, request)
+
+
+class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, d: Any, metadata: list[tuple[str, str]]):
+        self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
+        self.credentials, self.wait_for_ready = d.credentials, d.wait_for_ready
+        self.compression = getattr(d, "compression", None)
+
+
+def internal_channel(address: str, token: str = "", **kw: Any) -> grpc.Channel:
+    """A channel to an internal service that sends the internal bearer token on every call."""
+    ch = grpc.insecure_channel(address, **kw)
+    return grpc.intercept_channel(ch, _Metadata([("authorization", f"Bearer {token}")])) if token else ch
+
+
 def server_credentials(cert: str, key: str) -> grpc.ServerCredentials:
     for p in (cert, key):
         if not Path(p).is_file():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import yaml
 
 from scoreid.errors import UserError
 from scoreid.serve.blas import single_thread_blas
+from scoreid.serve.config import internal_token, secret
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_FILE = "stack.json"
@@ -155,12 +157,17 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     cfg["encoder"]["model"] = str(model)
     cfg["index"]["libraries"] = {n: str(_resolve(str(p))) for n, p in cfg["index"]["libraries"].items()}
     cfg["state_dir"] = str(state)
-    logs = state / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(state / "logs")  # logs name sessions: readable by the stack's user only
+    secrets_dir = private_dir(state / "secrets")
+    if not internal_token(cfg):  # index and aggregator accept calls only with it (the encoder has it)
+        cfg["internal"]["token_file"] = str(ensure_secret(secrets_dir / "internal.token"))
+    if cfg["redis"].get("managed") and not secret(cfg["redis"], "password"):
+        cfg["redis"]["password_file"] = str(ensure_secret(secrets_dir / "redis.password"))
     config_path = state / "config.yaml"
     saved = json.loads(json.dumps(cfg))
     saved["redis"].pop("managed", None)  # derived by load_config, not a file key
-    config_path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    write_private(config_path, yaml.safe_dump(saved, sort_keys=False))  # may hold the client token
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREID__")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -179,8 +186,10 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         rdir = state / "redis"
         rdir.mkdir(parents=True, exist_ok=True)
         conf = _resolve(str(cfg["redis"]["conf"]))
+        auth = secrets_dir / "redis-auth.conf"  # the password in a 0600 file, not on the command line
+        write_private(auth, f"requirepass {secret(cfg['redis'], 'password')}\n")
         cmd = [exe, *([str(conf)] if conf.is_file() else []), "--port", str(cfg["redis"]["port"]), "--bind", host,
-               "--dir", str(rdir), "--daemonize", "no", "--appendonly", "yes"]  # fmt: skip
+               "--dir", str(rdir), "--daemonize", "no", "--appendonly", "yes", "--include", str(auth)]  # fmt: skip
         log = logs / "redis.log"
         p = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         procs.append({"name": "redis", "pid": p.pid, "marker": "redis-server", "log": str(log), "cmd": cmd})
@@ -221,6 +230,28 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
               "metrics": {n: f"http://{host}:{cfg[n]['metrics_port']}/metrics" for n, _ in SERVICES}}  # fmt: skip
     write_stack(state, record)
     return record
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (mode 0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def ensure_secret(path: Path) -> Path:
+    """A random secret in ``path`` (mode 0600), made once and kept across restarts of the stack."""
+    if not path.is_file() or not path.read_text().strip():
+        write_private(path, secrets.token_urlsafe(32) + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 def write_stack(state: Path, record: dict[str, Any]) -> None:

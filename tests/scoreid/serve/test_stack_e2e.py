@@ -30,6 +30,7 @@ from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid.audio.io import resample
 from scoreid.client import identify_files
 from scoreid.errors import UserError
+from scoreid.serve.grpc_server import internal_channel
 from scoreid.serve.stack import loopback_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -148,7 +149,8 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
         assert r.returncode == 2 and "nope.wav" in r.stderr and "Traceback" not in r.stderr
         # admin ingestion: a new piece from page images, searchable right away
         pages = sorted((sheets_dir / "joplin-maple-leaf").glob("*.png"))
-        with grpc.insecure_channel(f"127.0.0.1:{conf['index']['port']}") as ch:
+        token = (tmp_path / "state" / "secrets" / "internal.token").read_text().strip()  # ingest is internal
+        with internal_channel(f"127.0.0.1:{conf['index']['port']}", token) as ch:
             stub = pbg.IndexStub(ch)
             before = stub.Info(pb.InfoRequest()).libraries[0].vectors
             r = stub.Ingest(pb.IngestRequest(piece="maple-again", title="Maple (again)",
