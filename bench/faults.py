@@ -73,10 +73,12 @@ class Client:
         self.finished = False
         self.sent = 0  # audio samples sent so far on the current connection (absolute index)
         self.acked = 0  # samples sent when the last update arrived: where a reconnect resumes
+        self.token = ""  # the session's resume token
 
     def requests(self, start: int):  # type: ignore[no-untyped-def]
         yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=C.SAMPLE_RATE, encoding=pb.PCM_FLOAT32,
-                                                         hop_seconds=HOP_S, resume_session=self.sid))  # fmt: skip
+                                                         hop_seconds=HOP_S, resume_session=self.sid,
+                                                         resume_token=self.token))  # fmt: skip
         step = int(CHUNK_S * C.SAMPLE_RATE)
         t0 = time.monotonic()
         for i, s in enumerate(range(start, len(self.audio), step)):
@@ -102,6 +104,7 @@ class Client:
                         got = True
                         self.acked = self.sent
                         self.sid = m.session_id
+                        self.token = m.resume_token or self.token  # sent in the session's first message
                         self.updates.append({"wall": time.time(), "t": m.seconds, "seq": m.seq, "sid": m.session_id,
                                              "final": m.final, "votes": {t.piece: t.votes for t in m.top}})  # fmt: skip
                 self.finished = True

@@ -16,7 +16,10 @@ UNAVAILABLE (the tallies stay in Redis for the TTL; the client can resume with
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -65,10 +68,14 @@ class EncoderSettings:
     max_sessions_per_client: int = 16
     max_sessions: int = 1000
     rpc_timeout_s: float = 5.0
+    session_key: bytes = b""  #: HMAC key of resume tokens (empty: random, this process only)
 
     @classmethod
     def from_config(cls, enc: dict[str, Any]) -> EncoderSettings:
-        return cls(**{k: enc[k] for k in cls.__dataclass_fields__ if k in enc})
+        from scoreid.serve.config import secret
+
+        kw = {k: enc[k] for k in cls.__dataclass_fields__ if k in enc and k != "session_key"}
+        return cls(**kw, session_key=secret(enc, "session_key").encode())
 
 
 def model_sha256(encoder: Any) -> str:
@@ -254,6 +261,11 @@ class IdentifyServicer(pbg.IdentifyServicer):
         self.gate = SessionGate(self.s.max_sessions_per_client, self.s.max_sessions)
         self._titles: dict[str, dict[str, str]] = {}
         self.model_sha256 = model_sha256(encoder)
+        self._session_key = self.s.session_key or secrets.token_bytes(32)
+
+    def resume_token(self, sid: str) -> str:
+        """The secret that resumes session ``sid``: only its owner received it."""
+        return hmac.new(self._session_key, sid.encode(), hashlib.sha256).hexdigest()
 
     def close(self) -> None:
         self.batcher.stop()
@@ -355,7 +367,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
             assert first is not None
             self.titles(opts.library)  # an unknown library fails here, before any audio
             sid, t_offset = (
-                self.resume(first.options.resume_session)
+                self.resume(first.options.resume_session, first.options.resume_token)
                 if first.options.resume_session
                 else (uuid.uuid4().hex, 0.0)
             )
@@ -380,8 +392,12 @@ class IdentifyServicer(pbg.IdentifyServicer):
                     pass  # the TTL removes it
         return
 
-    def resume(self, sid: str) -> tuple[str, float]:
-        """Continue a session kept in Redis: its id and the audio time of its last vote."""
+    def resume(self, sid: str, token: str) -> tuple[str, float]:
+        """Continue a session kept in Redis: its id and the audio time of its last vote. Only with
+        the session's resume token (the id alone is not a secret)."""
+        if not hmac.compare_digest(token.encode(), self.resume_token(sid).encode()):
+            raise StreamAbort(grpc.StatusCode.PERMISSION_DENIED,
+                              "resuming a session needs its resume_token (sent in its first Identification)")  # fmt: skip
         try:
             st = self.aggregator.Get(pb.GetRequest(session_id=sid, top_k=1), timeout=self.s.rpc_timeout_s)
         except grpc.RpcError as e:
@@ -416,12 +432,18 @@ class IdentifyServicer(pbg.IdentifyServicer):
             STAGE_SECONDS.labels(SERVICE, "resample").observe(stream.stamps["resample"] / 1000)
             STAGE_SECONDS.labels(SERVICE, "spectrogram").observe(stream.stamps["spectrogram"] / 1000)
             for w in windows:
-                yield self.identify(sid, seq, opts, w, stream, t_chunk, final=False)
+                msg = self.identify(sid, seq, opts, w, stream, t_chunk, final=False)
+                if seq == 0:
+                    msg.resume_token = self.resume_token(sid)
+                yield msg
                 seq += 1
         t_chunk = time.perf_counter()
         windows = stream.finish()
         for i, w in enumerate(windows):
-            yield self.identify(sid, seq, opts, w, stream, t_chunk, final=i == len(windows) - 1)
+            msg = self.identify(sid, seq, opts, w, stream, t_chunk, final=i == len(windows) - 1)
+            if seq == 0:
+                msg.resume_token = self.resume_token(sid)
+            yield msg
             seq += 1
         if not windows:  # nothing new since the last update: repeat the current answer as final
             try:

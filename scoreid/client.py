@@ -38,11 +38,11 @@ def channel(address: str, tls_ca: str | Path | None = None, max_message_bytes: i
 
 def requests(samples: np.ndarray, sample_rate: int, *, speed: float = 1.0, chunk_s: float = CHUNK_S,
              library: str = "", hop_s: float = 0.0, top_k: int = 0, resume_session: str = "",
-             stop: threading.Event | None = None) -> Iterator[pb.StreamRequest]:  # fmt: skip
+             resume_token: str = "", stop: threading.Event | None = None) -> Iterator[pb.StreamRequest]:  # fmt: skip
     """Options first, then float32 chunks of ``chunk_s`` seconds, paced at ``speed`` x real time."""
     yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=sample_rate, encoding=pb.PCM_FLOAT32,
                                                      library=library, hop_seconds=hop_s, top_k=top_k,
-                                                     resume_session=resume_session))  # fmt: skip
+                                                     resume_session=resume_session, resume_token=resume_token))  # fmt: skip
     x = np.ascontiguousarray(samples, dtype="<f4")
     step = max(1, int(round(chunk_s * sample_rate)))
     t0 = time.monotonic()

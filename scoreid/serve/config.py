@@ -80,6 +80,8 @@ DEFAULTS: dict[str, Any] = {
         "tls_cert": "",
         "tls_key": "",
         "token": "",  # bearer token required on the client-facing port when set
+        "session_key": "",  # HMAC key of the sessions' resume tokens; prefer session_key_file (0600).
+        "session_key_file": "",  # empty both: a random key per process (resume only on that process)
         "max_message_bytes": 1 << 20,
         "max_chunk_seconds": 10.0,
         "max_session_s": 3600.0,

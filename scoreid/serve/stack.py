@@ -162,6 +162,8 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     secrets_dir = private_dir(state / "secrets")
     if not internal_token(cfg):  # index and aggregator accept calls only with it (the encoder has it)
         cfg["internal"]["token_file"] = str(ensure_secret(secrets_dir / "internal.token"))
+    if not secret(cfg["encoder"], "session_key"):  # resume tokens stay valid across encoder restarts
+        cfg["encoder"]["session_key_file"] = str(ensure_secret(secrets_dir / "session.key"))
     if cfg["redis"].get("managed") and not secret(cfg["redis"], "password"):
         cfg["redis"]["password_file"] = str(ensure_secret(secrets_dir / "redis.password"))
     config_path = state / "config.yaml"

@@ -62,7 +62,19 @@ def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(
         sid = got[-1].session_id
         tally_before = {t.piece: t.votes for t in got[-1].top}
         proc = start_aggregator(redis_server.url, port, random_library_dir)
-        resumed = list(stream_audio(stack.address, x[SR * 3 :], SR, speed=0, resume_session=sid))
+        token = got[0].resume_token
+        assert token and all(not m.resume_token for m in got[1:])  # in the first message only
+        for bad in (
+            "",
+            "0" * 64,
+            stack.identify.resume_token("another-session"),
+        ):  # the id alone is not enough
+            with pytest.raises(grpc.RpcError) as e:
+                list(stream_audio(stack.address, x[:SR], SR, speed=0, resume_session=sid, resume_token=bad))
+            assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "resume_token" in e.value.details()
+        resumed = list(
+            stream_audio(stack.address, x[SR * 3 :], SR, speed=0, resume_session=sid, resume_token=token)
+        )
         assert {m.session_id for m in resumed} == {sid}
         assert resumed[0].seconds > got[-1].seconds  # the session's audio time goes on from its last vote
         # the earlier votes are still there: alpha's tally at the first resumed update is at least its
@@ -73,7 +85,8 @@ def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(
         assert resumed[-1].final
         # an unknown session cannot be resumed
         with pytest.raises(grpc.RpcError) as e:
-            list(stream_audio(stack.address, x[:SR], SR, speed=0, resume_session="nope"))
+            list(stream_audio(stack.address, x[:SR], SR, speed=0, resume_session="nope",
+                              resume_token=stack.identify.resume_token("nope")))  # fmt: skip
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         proc.kill()

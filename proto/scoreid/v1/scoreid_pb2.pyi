@@ -17,7 +17,7 @@ PCM_FLOAT32: Encoding
 PCM_INT16: Encoding
 
 class SessionOptions(_message.Message):
-    __slots__ = ("sample_rate", "encoding", "library", "hop_seconds", "top_k", "client_name", "resume_session")
+    __slots__ = ("sample_rate", "encoding", "library", "hop_seconds", "top_k", "client_name", "resume_session", "resume_token")
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     LIBRARY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class SessionOptions(_message.Message):
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     RESUME_SESSION_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     sample_rate: int
     encoding: Encoding
     library: str
@@ -32,7 +33,8 @@ class SessionOptions(_message.Message):
     top_k: int
     client_name: str
     resume_session: str
-    def __init__(self, sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ..., top_k: _Optional[int] = ..., client_name: _Optional[str] = ..., resume_session: _Optional[str] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ..., top_k: _Optional[int] = ..., client_name: _Optional[str] = ..., resume_session: _Optional[str] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("data",)
@@ -89,7 +91,7 @@ class Position(_message.Message):
     def __init__(self, piece: _Optional[str] = ..., page: _Optional[int] = ..., system: _Optional[int] = ..., x: _Optional[float] = ..., y0: _Optional[float] = ..., y1: _Optional[float] = ..., similarity: _Optional[float] = ..., file: _Optional[str] = ..., file_page: _Optional[int] = ..., show_page: _Optional[int] = ..., strip_x: _Optional[float] = ...) -> None: ...
 
 class Identification(_message.Message):
-    __slots__ = ("session_id", "seq", "seconds", "top", "position", "latency_ms", "final", "identity", "confidence", "t_seconds")
+    __slots__ = ("session_id", "seq", "seconds", "top", "position", "latency_ms", "final", "identity", "confidence", "t_seconds", "resume_token")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +109,7 @@ class Identification(_message.Message):
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     T_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     seconds: float
@@ -117,7 +120,8 @@ class Identification(_message.Message):
     identity: str
     confidence: float
     t_seconds: float
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., seconds: _Optional[float] = ..., top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., final: _Optional[bool] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ..., t_seconds: _Optional[float] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., seconds: _Optional[float] = ..., top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., final: _Optional[bool] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ..., t_seconds: _Optional[float] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "data")
