@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from scoreid.errors import UserError
 
@@ -42,6 +45,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
     p.add_argument("--force", action="store_true", help="re-embed pieces even when unchanged")
+    p.add_argument("--workers", type=int, default=None,
+                   help="pieces prepared in parallel processes (default: one per core)")  # fmt: skip
 
 
 def log(msg: str) -> None:
@@ -64,7 +69,7 @@ def _add(lib: Path, folders: list[Path], args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from scoreid.inference import load_model
-    from scoreid.library.build import add_folder, open_or_create, piece_id_for
+    from scoreid.library.build import commit_prepared, open_or_create
     from scoreid.library.store import write_index
 
     not_folders = [f for f in folders if not f.is_dir()]
@@ -78,11 +83,18 @@ def _add(lib: Path, folders: list[Path], args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     n_pages = 0
     quiet = not sys.stderr.isatty() or len(folders) < 3  # a bar on a terminal only, never in a log
-    for folder in tqdm(folders, desc="pieces", unit="piece", file=sys.stderr, disable=quiet):
-        status = add_folder(index, lib, folder, enc, log, force=args.force)
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
+    workers = min(workers, len(folders))
+    bar = tqdm(total=len(folders), desc="pieces", unit="piece", file=sys.stderr, disable=quiet)
+    for prep in prepared(index, lib, folders, enc, model_dir, args, workers):
+        status = commit_prepared(index, lib, prep, log)
         counts[status] = counts.get(status, 0) + 1
         if status in ("added", "updated"):
-            n_pages += len(index["pieces"][piece_id_for(folder)]["pages"])
+            n_pages += len(index["pieces"][prep.pid]["pages"])
+        bar.update()
+    bar.close()
     dt = time.perf_counter() - t0
     if not index["pieces"]:  # nothing to write: leave no empty library behind
         if not existed and lib.is_dir():
@@ -93,6 +105,47 @@ def _add(lib: Path, folders: list[Path], args: argparse.Namespace) -> int:
     rate = f", {n_pages / dt:.2f} pages/s" if n_pages else ""
     print(f"{lib}: {len(index['pieces'])} pieces ({summary}) in {dt:.1f} s{rate}")
     return 0
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(model_dir: str, backend: str) -> None:
+    from scoreid.inference import load_model
+
+    _worker["enc"] = load_model(model_dir, backend, threads=1)  # one core per worker process
+
+
+def _prepare_in_worker(index: dict[str, Any], lib: Path, folder: Path, force: bool) -> Any:
+    from scoreid.library.build import prepare_folder
+
+    return prepare_folder(index, lib, folder, _worker["enc"], force)
+
+
+def prepared(index: dict[str, Any], lib: Path, folders: list[Path], enc: Any, model_dir: Path,
+             args: argparse.Namespace, workers: int) -> Iterator[Any]:  # fmt: skip
+    """Each folder prepared (:func:`scoreid.library.build.prepare_folder`), in folder order: here,
+    or in ``workers`` processes (each with its own encoder on one core; only the main process
+    writes the index, so the library on disk stays whole)."""
+    from scoreid.library.build import piece_id_for, prepare_folder
+
+    if workers <= 1:
+        for folder in folders:
+            yield prepare_folder(index, lib, folder, enc, args.force)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    def view(folder: Path) -> dict[str, Any]:  # what prepare_folder reads of the index
+        old = index["pieces"].get(piece_id_for(folder))
+        return {"stride": index["stride"], "model": {"sha256": index["model"]["sha256"]},
+                "pieces": {piece_id_for(folder): {"fingerprint": old.get("fingerprint")}} if old else {}}  # fmt: skip
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(str(model_dir), args.backend)) as pool:  # fmt: skip
+        futures = [pool.submit(_prepare_in_worker, view(f), lib, f, args.force) for f in folders]
+        for fut in futures:
+            yield fut.result()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -208,43 +208,74 @@ def open_or_create(
     return new_index(encoder, model_dir, stride if stride is not None else DEFAULT_STRIDE)
 
 
-def add_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder, log: Log,
-               force: bool = False, replace: bool = True) -> str:  # fmt: skip
-    """Embed one piece folder into the library (skipped when unchanged). Returns a status word;
-    ``replace=False``: a piece already in the library is never touched (status ``exists``)."""
+@dataclass
+class Prepared:
+    """One folder's outcome before the index is touched: the status word, the messages to print, and
+    for ``added`` / ``updated`` the piece's index entry (its vectors are already saved)."""
+
+    pid: str
+    status: str
+    messages: list[str]
+    entry: dict[str, Any] | None = None
+
+
+def prepare_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder,
+                   force: bool = False, replace: bool = True) -> Prepared:  # fmt: skip
+    """The heavy part of :func:`add_folder` — pages, systems, windows, embeddings — saving the
+    piece's own files (``pieces/<id>.npz``, ``.png``) but not the index, so folders can be prepared
+    in parallel processes and committed by one (:func:`commit_prepared`)."""
+    msgs: list[str] = []
     pid = piece_id_for(folder)
     if not PIECE_ID.match(pid):
-        log(f"warning: {folder}: folder name gives no usable piece id (letters, digits, . _ -); skipped")
-        return "skipped"
+        msgs.append(
+            f"warning: {folder}: folder name gives no usable piece id (letters, digits, . _ -); skipped"
+        )
+        return Prepared(pid, "skipped", msgs)
     if not replace and pid in index["pieces"]:
-        log(f"piece {pid} is already in the library; not replaced")
-        return "exists"
+        return Prepared(pid, "exists", [f"piece {pid} is already in the library; not replaced"])
     files = page_files(folder)
     if not files:
-        log(f"warning: {folder}: no page images or PDFs; skipped")
-        return "skipped"
+        return Prepared(pid, "skipped", [f"warning: {folder}: no page images or PDFs; skipped"])
     fp = folder_fingerprint(files, index["stride"], index["model"]["sha256"])
     old = index["pieces"].get(pid)
     if old and old.get("fingerprint") == fp and piece_file(lib_dir, pid).exists() and not force:
-        return "unchanged"
+        return Prepared(pid, "unchanged", msgs)
     title, composer = piece_metadata(folder)
     try:
-        cut = cut_piece(folder, files, log)
+        cut = cut_piece(folder, files, msgs.append)
     except NoSystemsError as e:
-        log(f"warning: {e}; piece {pid} skipped")
-        return "skipped"
+        msgs.append(f"warning: {e}; piece {pid} skipped")
+        return Prepared(pid, "skipped", msgs)
     xs, meta = windows_of(cut, index["stride"])
     vectors = embed_strip(encoder, cut.strip, xs)
     save_piece(lib_dir, pid, PieceVectors(vectors, meta), cut.strip)
-    index["pieces"][pid] = {
+    entry = {
         "title": title, "composer": composer, "source": str(folder.resolve()), "fingerprint": fp,
         "pages": cut.pages, "n_windows": len(vectors), "system_offsets": cut.offsets,
         "strip_width": int(cut.strip.shape[1]), "warnings": cut.warnings,
     }  # fmt: skip
-    write_index(lib_dir, index)
-    n_sys = len(cut.offsets)
-    log(f"{pid}: {len(cut.pages)} pages, {n_sys} systems, {len(vectors)} windows")
-    return "updated" if old else "added"
+    msgs.append(f"{pid}: {len(cut.pages)} pages, {len(cut.offsets)} systems, {len(vectors)} windows")
+    return Prepared(pid, "updated" if old else "added", msgs, entry)
+
+
+def commit_prepared(index: dict[str, Any], lib_dir: Path, prep: Prepared, log: Log) -> str:
+    """Print a prepared folder's messages and, when it was embedded, enter it in the index (written
+    atomically, so the library on disk is always whole). Returns the status word."""
+    for m in prep.messages:
+        log(m)
+    if prep.entry is not None:
+        index["pieces"][prep.pid] = prep.entry
+        write_index(lib_dir, index)
+    return prep.status
+
+
+def add_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder, log: Log,
+               force: bool = False, replace: bool = True) -> str:  # fmt: skip
+    """Embed one piece folder into the library (skipped when unchanged). Returns a status word;
+    ``replace=False``: a piece already in the library is never touched (status ``exists``)."""
+    return commit_prepared(
+        index, lib_dir, prepare_folder(index, lib_dir, folder, encoder, force, replace), log
+    )
 
 
 def remove_piece(lib_dir: Path, pid: str) -> None:

@@ -150,3 +150,24 @@ def test_position_at_any_strip_x_names_the_page_its_file_and_the_page_to_show(
     assert (early["page"], early["show_page"]) == (0, 0)
     assert (late["page"], late["file"], late["show_page"]) == (0, "page1.png", 1)
     assert mid["show_page"] == 0 and L.at_strip_x(pid, end_p1 - 150.0)["show_page"] == 0  # no speed: no turn
+
+
+def test_a_build_on_several_cores_is_the_same_library(tmp_path, sheets_dir, random_model):
+    """``--workers 2`` prepares pieces in two processes (one encoder each); the main process alone
+    writes the index: the library is byte for byte the one ``--workers 1`` builds."""
+    libs = {}
+    for n in (1, 2):
+        libs[n] = tmp_path / f"lib{n}"
+        res = cli("library", "build", sheets_dir, "--out", libs[n], "--model", random_model, "--workers", n)
+        assert res.returncode == 0, res.stderr
+    assert (libs[1] / "library.json").read_text() == (libs[2] / "library.json").read_text()
+    for f in sorted((libs[1] / "pieces").iterdir()):
+        if f.suffix == ".npz":
+            a, b = np.load(f), np.load(libs[2] / "pieces" / f.name)
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), f.name
+        else:
+            assert f.read_bytes() == (libs[2] / "pieces" / f.name).read_bytes(), f.name
+    res = cli(
+        "library", "build", sheets_dir, "--out", tmp_path / "bad", "--model", random_model, "--workers", 0
+    )
+    assert res.returncode == 2 and "--workers" in res.stderr
