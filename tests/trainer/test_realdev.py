@@ -116,3 +116,20 @@ def test_isolated_calls_return_or_raise_without_taking_the_caller_down():
         run_isolated(_fail, timeout=30)
     with pytest.raises(IsolatedError, match="crashed"):
         run_isolated(_crash, timeout=30)
+
+
+def test_a_corpus_built_before_the_exclusion_never_trains_on_a_real_dev_work(tmp_path):
+    """A corpus whose train split still holds real-dev works (built before the build left them out)
+    is filtered where training reads it; the other splits are unchanged."""
+    import json
+
+    from trainer.corpus.build import realdev_corpus_pids
+    from trainer.corpus.store import Corpus
+
+    held = sorted(realdev_corpus_pids())
+    assert held
+    splits = {"train": [held[0], "other-piece"], "valid": [], "test": [held[-1]], "pool": []}
+    pieces = {p: {"split": s} for s, ps in splits.items() for p in ps}
+    (tmp_path / "index.json").write_text(json.dumps({"version": 1, "pieces": pieces, "splits": splits}))
+    c = Corpus(tmp_path)
+    assert c.ids("train") == ["other-piece"] and c.ids("test") == [held[-1]]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 # ------------------------------------------------------------------------------ writing
+log = logging.getLogger(__name__)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -174,11 +178,29 @@ class Corpus:
         return dict(self.index.get("pieces", {}))
 
     def ids(self, split: str | None = None) -> list[str]:
+        """Piece ids of ``split`` (None: every piece). The ``train`` split never holds a work of the
+        real-performance validation set (``trainer/realdev/corpus_matches.json``): the corpus build
+        leaves them out, and a corpus built before that rule is filtered here, saying so once."""
         if split is None:
             return sorted(self.index.get("pieces", {}))
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
-        return list(self.index.get("splits", {}).get(split, []))
+        ids = list(self.index.get("splits", {}).get(split, []))
+        if split == "train":
+            from trainer.corpus.build import realdev_corpus_pids
+
+            held = realdev_corpus_pids()
+            dropped = [p for p in ids if p in held]
+            if dropped and not getattr(self, "_warned", False):
+                self._warned = True
+                log.warning(
+                    "%s: %d real-dev works left out of train (%s)",
+                    self.root,
+                    len(dropped),
+                    ", ".join(dropped),
+                )
+            ids = [p for p in ids if p not in held]
+        return ids
 
     def load(self, pid: str) -> Piece:
         path = piece_path(self.root, pid)
