@@ -2,7 +2,7 @@
 
     python bench/realdev.py [--model models/default] [--data /work/data/realdev]
         [--corpus /work/data/corpus] [--look shifted] [--lengths 10,20,30] [--seed 0] [--limit N]
-        [--hop 0.5] [--work DIR] [--out bench/results/realdev.json]
+        [--hop 0.5] [--sequence-weight W] [--dump FILE] [--work DIR] [--out bench/results/realdev.json]
 
 The set is built by ``python -m trainer.realdev.build`` (real performances of ASAP's Mozart and
 Haydn works, synthesised with the held-out csound soundfont in a room with noise; their scores
@@ -148,19 +148,45 @@ def rank_of(ranking: Sequence[tuple[str, float, float]], truth: str) -> int | No
     return next((i + 1 for i, (pid, _s, _v) in enumerate(ranking) if pid == truth), None)
 
 
-def stream(
-    lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float
-) -> tuple[int | None, str | None, float]:
-    """Stream ``audio`` as ``scoreid identify`` does: (rank of truth, final top-1, time to identify)."""
-    ident = Identifier(lib, enc, hop_s=hop_s)
+def candidates(ident: Identifier) -> list[list[Any]]:
+    """The followed candidates now: [piece, tally, sequence evidence, coherence] of the tally's top 5."""
+    f = ident.engine.follower
+    return [[p, round(v, 6), round(f.evidence(p), 4), round(f.coherence(p), 3)]
+            for p, v in ident.engine.tally.top(f.max_candidates)]  # fmt: skip
+
+
+def stream(lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float, sequence_weight: float = 0.0,
+           dump: list[Any] | None = None) -> tuple[int | None, str | None, float]:  # fmt: skip
+    """Stream ``audio`` as ``scoreid identify`` does: (rank of truth, final top-1, time to identify).
+    ``dump``: gets each hop's (t, candidates) and the final candidates (for choosing the sequence
+    weight offline, ``--dump``)."""
+    ident = Identifier(lib, enc, hop_s=hop_s, sequence_weight=sequence_weight)
     chunk = max(1, int(round(hop_s * C.SAMPLE_RATE)))
     ts: list[float] = []
     right: list[bool] = []
-    updates = [u for s in range(0, len(audio), chunk) for u in ident.push(audio[s : s + chunk])]
-    for u in updates + ident.finish():
-        ts.append(u.t)
-        right.append(bool(u.ranking) and u.ranking[0][0] == truth)
+    hops: list[Any] = []
+
+    def run(ups: list[Any]) -> None:
+        for u in ups:
+            ts.append(u.t)
+            right.append(bool(u.ranking) and u.ranking[0][0] == truth)
+            if dump is not None:
+                hops.append([u.t, candidates(ident)])
+
+    for s in range(0, len(audio), chunk):
+        run(ident.push(audio[s : s + chunk]))
+    run(ident.finish())
     final = ident.snapshot(len(audio) / C.SAMPLE_RATE).ranking
+    if dump is not None:
+        by_tally = [(p, 0.0, v) for p, v in ident.engine.tally.top(len(lib.piece_ids))]
+        dump.append(
+            {
+                "truth": truth,
+                "hops": hops,
+                "final": candidates(ident),
+                "rank_by_tally": rank_of(by_tally, truth),
+            }
+        )
     return rank_of(final, truth), (final[0][0] if final else None), time_to_identify(ts, right)
 
 
@@ -263,6 +289,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the excerpt offsets")
     p.add_argument("--limit", type=int, default=None, help="only N performances (round-robin over works)")
     p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument(
+        "--sequence-weight",
+        type=float,
+        default=0.0,
+        help="order the followed candidates by log(tally) + W x sequence evidence (0: tally only)",
+    )
+    p.add_argument(
+        "--dump",
+        type=Path,
+        default=None,
+        help="write every hop's followed candidates (tally, sequence evidence, coherence) as JSON",
+    )
     p.add_argument("--threads", type=int, default=1, help="encoder threads while streaming")
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev"
@@ -272,7 +310,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_excerpts(lib: Library, enc: Any, data: Path, perfs: list[dict[str, Any]], plan: list[Excerpt],
-                 hop: float) -> list[ExcerptResult]:  # fmt: skip
+                 hop: float, sequence_weight: float = 0.0, dump: list[Any] | None = None) -> list[ExcerptResult]:  # fmt: skip
     by_key = {(work_id(p["folder"]), p["performer"]): p for p in perfs}
     results: list[ExcerptResult] = []
     t0 = time.perf_counter()
@@ -280,7 +318,7 @@ def run_excerpts(lib: Library, enc: Any, data: Path, perfs: list[dict[str, Any]]
     for ex in plan:
         p = by_key[(ex.folder, ex.performer)]
         audio = read_excerpt(data / p["audio"], ex.start_s, ex.length_s)
-        rank, top1, tti = stream(lib, enc, audio, p["work"], hop)
+        rank, top1, tti = stream(lib, enc, audio, p["work"], hop, sequence_weight, dump)
         results.append(ExcerptResult(p["work"], p["folder"], p["performer"], ex.length_s, ex.start_s, rank, top1,
                                      finite_or_none(tti)))  # fmt: skip
         key = f"{ex.folder}/{ex.performer}"
@@ -320,7 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     log(f"streaming {len(plan)} excerpts of {len(perfs)} performances in hops of {args.hop} s")
     enc = load_model(args.model, threads=args.threads)
     t1 = time.perf_counter()
-    results = run_excerpts(lib, enc, args.data, perfs, plan, args.hop)
+    dump: list[Any] | None = [] if args.dump else None
+    results = run_excerpts(lib, enc, args.data, perfs, plan, args.hop, args.sequence_weight, dump)
+    if args.dump:
+        for d, r in zip(dump or [], results):
+            d.update({"work": r.work, "length_s": r.length_s, "start_s": r.start_s})
+        args.dump.parent.mkdir(parents=True, exist_ok=True)
+        args.dump.write_text(json.dumps(dump))
+        log(f"wrote the candidates of every hop to {args.dump}")
     t_id = time.perf_counter() - t1
 
     splits = training_splits(matches, args.corpus)
@@ -341,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_works": len(works_benchmarked), "n_performances": len(perfs),
         "n_work_folders": set_doc["work_folders"],
         "limit": args.limit, "seed": args.seed, "lengths_s": lengths, "hop_s": args.hop,
+        "sequence_weight": args.sequence_weight,
         "library": {"pieces": len(lib.piece_ids), "windows": len(lib), "realdev_pieces": len(realdev_in_lib),
                     "corpus_test_pieces": len(lib.piece_ids) - len(realdev_in_lib), "corpus_look": args.look,
                     "corpus_excluded_as_realdev_works": excluded, "dir": str(lib.dir)},

@@ -88,6 +88,9 @@ class EngineSettings:
     vote_temperature: float = VOTE_TEMPERATURE
     chance_exponent: float = CHANCE_EXPONENT
     follower: str = "tempo"
+    #: weight of the score followers' sequence evidence in the order of the top candidates (0: the
+    #: tally alone orders them; see :meth:`SessionEngine.snapshot`)
+    sequence_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.hop_s) and self.hop_s > 0):
@@ -98,6 +101,8 @@ class EngineSettings:
             raise ValueError(f"vote temperature must be positive, got {self.vote_temperature}")
         if self.follower not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {self.follower!r}")
+        if not (math.isfinite(self.sequence_weight) and self.sequence_weight >= 0):
+            raise ValueError(f"sequence weight must be finite and >= 0, got {self.sequence_weight}")
 
     @property
     def hop_frames(self) -> int:
@@ -151,7 +156,7 @@ class SessionEngine:
 
     # ------------------------------------------------------------------ the answer
     def snapshot(self, t: float, silent: bool = False) -> Update:
-        ranked = self.tally.top(len(self.library.piece_ids))
+        ranked = self._reorder(self.tally.top(len(self.library.piece_ids)))
         votes = sum(v for _, v in ranked)
         total = votes or 1.0
         ranking = [(pid, v / total, v) for pid, v in ranked]
@@ -164,6 +169,21 @@ class SessionEngine:
         identity = ranking[0][0] if ranking and p >= K.THRESHOLD else None
         return Update(t, ranking, positions, silent, identity, p)
 
+    def _reorder(self, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """With ``sequence_weight`` w > 0 the followed candidates (the tally's top 5) are ordered by
+        ``log(tally) + w * sequence evidence``: votes say which pieces match window by window, the
+        followers say which of them the stream moves through in order. The rest keep the tally's
+        order after them; scores and votes stay the tally's."""
+        w = self.settings.sequence_weight
+        k = self.follower.max_candidates
+        if w <= 0 or len(ranked) < 2:
+            return ranked
+        head = sorted(
+            ranked[:k],
+            key=lambda pv: (-(math.log(max(pv[1], 1e-300)) + w * self.follower.evidence(pv[0])), pv[0]),
+        )
+        return head + ranked[k:]
+
     @property
     def t_last(self) -> float | None:
         return self.tally.t_last
@@ -171,7 +191,8 @@ class SessionEngine:
     def evidence(self) -> K.Evidence:
         """What the identity rests on now (:class:`scoreid.identify.confidence.Evidence`)."""
         ranked = self.tally.top(len(self.tally.tallies))
-        return self._evidence(ranked, sum(v for _, v in ranked))
+        total = sum(v for _, v in ranked)
+        return self._evidence(self._reorder(ranked), total)
 
     def _evidence(self, ranked: list[tuple[str, float]], total: float) -> K.Evidence:
         coherence = self.follower.coherence(ranked[0][0]) if ranked else 0.0
@@ -194,7 +215,7 @@ class SessionEngine:
             arrays.append(alpha)
             tracks.append({"piece": pid, "n": len(alpha), "path": [list(p) for p in tr.path], "speed": tr.speed,
                            "reported": tr.reported, "pending": list(tr.pending) if tr.pending else None,
-                           "steady": [bool(v) for v in tr.steady]})  # fmt: skip
+                           "steady": [bool(v) for v in tr.steady], "evidence": tr.evidence})  # fmt: skip
         header = {"settings": asdict(self.settings), "t_last": self.tally.t_last,
                   "tally": sorted(self.tally.tallies.items()), "n_voting": self.n_voting,
                   "history_t": [h[0] for h in hist], "history_shape": list(emb.shape), "tracks": tracks}  # fmt: skip
@@ -256,6 +277,7 @@ class SessionEngine:
                 None if tr["pending"] is None else (float(tr["pending"][0]), int(tr["pending"][1]))
             )
             track.steady = deque((bool(v) for v in tr["steady"]), maxlen=COHERENCE_HOPS)
+            track.evidence = float(tr.get("evidence", 0.0))
             f.tracks[pid] = track
         if off != len(blob):
             raise EngineStateError("session state has trailing bytes")

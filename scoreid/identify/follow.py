@@ -63,6 +63,12 @@ HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
 MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
 KINDS = ("best", "hmm", "tempo")
+EVIDENCE_HALF_LIFE_S = 10.0  #: half-life of a track's sequence evidence, seconds of audio
+
+
+def _logsumexp(a: np.ndarray) -> float:
+    m = float(a.max())
+    return m + math.log(float(np.exp(a - m).sum()))
 
 
 def broad_kernel(max_step: int) -> np.ndarray:
@@ -95,6 +101,7 @@ class PieceTrack:
     reported: float | None = None
     pending: tuple[float, int] | None = None  # a jump target (x) and for how many hops it held
     steady: deque = field(default_factory=lambda: deque(maxlen=COHERENCE_HOPS))  # matched where predicted?
+    evidence: float = 0.0  #: decayed sum of the per-hop sequence log-likelihood ratios (see ``update``)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -104,12 +111,17 @@ class PieceTrack:
         self.broad = broad_kernel(self.max_step)
 
     def update(self, t: float, sims: np.ndarray) -> None:
-        a = np.asarray(sims, np.float64) / TEMPERATURE
+        e = np.asarray(sims, np.float64) / TEMPERATURE
+        a = e
         if self.kind != "best" and self.alpha is not None:
             kernel = self.broad
             if self.kind == "tempo" and self._speed_known():
                 kernel = tempo_kernel(self.speed * self.hop_s / self.stride, self.broad)
-            a = a + self._predict(self.alpha, kernel)
+            a = e + self._predict(self.alpha, kernel)
+            # sequence evidence: how much better the filter's prediction explains this window than
+            # "anywhere in the piece" (log-likelihood ratio against a uniform prior over its windows)
+            llr = _logsumexp(a) - (_logsumexp(e) - math.log(len(e)))
+            self.evidence = self.evidence * 2.0 ** (-self.hop_s / EVIDENCE_HALF_LIFE_S) + llr
         a = a - a.max()
         self.alpha = a - math.log(np.exp(a).sum())
         self._observe(t)
@@ -252,3 +264,8 @@ class CandidateFollower:
     def coherence(self, pid: str) -> float:
         track = self.tracks.get(pid)
         return 0.0 if track is None else track.coherence()
+
+    def evidence(self, pid: str) -> float:
+        """The piece's sequence evidence (0 when it has no track)."""
+        track = self.tracks.get(pid)
+        return 0.0 if track is None else track.evidence

@@ -53,10 +53,12 @@ class Identifier:
     def __init__(self, library: Library, encoder: AudioEncoder, hop_s: float = DEFAULT_HOP_S,
                  half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K,
                  vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT,
-                 follower: str = "tempo"):  # fmt: skip
+                 follower: str = "tempo", sequence_weight: float = 0.0):  # fmt: skip
         """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme;
-        ``follower``: ``tempo`` (default), ``hmm`` or ``best`` (:mod:`scoreid.identify.follow`)."""
-        self.settings = EngineSettings(hop_s, half_life, vote_temperature, chance_exponent, follower)
+        ``follower``: ``tempo`` (default), ``hmm`` or ``best`` (:mod:`scoreid.identify.follow`);
+        ``sequence_weight``: :attr:`scoreid.identify.engine.EngineSettings.sequence_weight`."""
+        self.settings = EngineSettings(hop_s, half_life, vote_temperature, chance_exponent, follower,
+                                       sequence_weight)  # fmt: skip
         self.engine = SessionEngine(library, self.settings)
         self.library = library
         self.encoder = encoder

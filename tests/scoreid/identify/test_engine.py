@@ -117,3 +117,29 @@ def test_the_follower_lag_is_half_the_models_window(tmp_path):
         t, emb, hits = 0.5, eng.library.vectors[3], [("p", 0.9)]
         eng.vote(t, emb, hits)
         assert all(tr.lag_s == eng.follower.lag_s for tr in eng.follower.tracks.values())
+
+
+def test_sequence_evidence_orders_the_followed_candidates_when_weighted(library):
+    """A stream that plays piece-1 in order while piece-0 collects slightly more votes: with the
+    sequence weight, the followed candidates are ordered by log(tally) + w * evidence, and piece-1's
+    in-order path wins; without it the tally's order stands. The evidence survives the state blob."""
+    index = ExactIndex(library.vectors)
+    s1, _ = library.rows["piece-1"]
+    s0, e0 = library.rows["piece-0"]
+    rng = np.random.default_rng(4)
+    engines = {w: SessionEngine(library, EngineSettings(sequence_weight=w)) for w in (0.0, 0.5)}
+    for k in range(30):
+        v = library.vectors[s1 + k]
+        sims, rows = index.search(v[None], 25)
+        hits = [(str(library.meta["piece"][r]), float(x)) for r, x in zip(rows[0], sims[0])]
+        # piece-0 gets a vote a little stronger than piece-1's, at a random place each hop (no order)
+        hits = [("piece-0", float(sims[0][0]) + 0.01)] * 2 + hits
+        emb = (v + 0.3 * library.vectors[s0 + rng.integers(0, e0 - s0)]).astype(np.float32)
+        emb /= np.linalg.norm(emb)
+        ups = {w: eng.vote(0.5 * (k + 1), emb, hits) for w, eng in engines.items()}
+    f = engines[0.5].follower
+    assert f.evidence("piece-1") > f.evidence("piece-0")
+    assert ups[0.0].ranking[0][0] == "piece-0" and ups[0.5].ranking[0][0] == "piece-1"
+    again = SessionEngine.from_bytes(library, engines[0.5].to_bytes())
+    assert again.follower.evidence("piece-1") == f.evidence("piece-1")
+    assert again.snapshot(15.0).ranking == engines[0.5].snapshot(15.0).ranking

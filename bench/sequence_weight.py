@@ -1,0 +1,89 @@
+"""Choosing the sequence weight: piece identification when the followed candidates are ordered by
+``log(tally) + W x sequence evidence`` (:attr:`scoreid.identify.engine.EngineSettings.sequence_weight`).
+
+    python bench/sequence_weight.py DUMP.json [--weights 0 0.05 0.1 0.2 0.5 1 2] [--out FILE]
+
+``DUMP.json`` is written by ``bench/realdev.py --dump`` (or any bench that dumps the same shape): for
+every excerpt, each hop's followed candidates (the tally's top 5: piece, tally, sequence evidence,
+coherence), the final ones, and the truth's rank by the tally. The weight only reorders those five
+and the tally and the evidence do not depend on it, so every weight is evaluated offline from one
+streaming run: per excerpt length, top-1, MRR (a truth beyond the five keeps its tally rank) and the
+median time to identify (the first hop from which the top-1 is right at every later hop). Prints a
+table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import cpu_name, write_result  # noqa: E402
+
+from scoreid.identify.stream import time_to_identify  # noqa: E402
+
+
+def order(cands: list[list[Any]], w: float) -> list[str]:
+    key = (
+        (lambda c: (-(math.log(max(c[1], 1e-300)) + w * c[2]), c[0])) if w > 0 else (lambda c: (-c[1], c[0]))
+    )
+    return [c[0] for c in sorted(cands, key=key)]
+
+
+def evaluate(dump: list[dict[str, Any]], w: float) -> list[dict[str, Any]]:
+    rows = []
+    for length in sorted({d["length_s"] for d in dump}):
+        ds = [d for d in dump if d["length_s"] == length]
+        ranks, ttis = [], []
+        for d in ds:
+            head = order(d["final"], w)
+            rank = head.index(d["truth"]) + 1 if d["truth"] in head else d["rank_by_tally"]
+            ranks.append(rank)
+            ts = [h[0] for h in d["hops"]]
+            right = [bool(h[1]) and order(h[1], w)[0] == d["truth"] for h in d["hops"]]
+            ttis.append(time_to_identify(ts, right))
+        tti = np.array(ttis)
+        rows.append({"length_s": length, "excerpts": len(ds),
+                     "top1": round(float(np.mean([r == 1 for r in ranks])), 4),
+                     "mrr": round(float(np.mean([1.0 / r if r else 0.0 for r in ranks])), 4),
+                     "median_tti_s": float(np.median(tti)) if np.isfinite(np.median(tti)) else None})  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dump", type=Path)
+    ap.add_argument("--weights", type=float, nargs="+", default=[0, 0.05, 0.1, 0.2, 0.5, 1, 2])
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sequence_weight.json")
+    args = ap.parse_args(argv)
+    dump = json.loads(args.dump.read_text())
+    table = {w: evaluate(dump, w) for w in args.weights}
+    lengths = [r["length_s"] for r in table[args.weights[0]]]
+    print(f"sequence weight on {args.dump} ({len(dump)} excerpts)")
+    print(
+        "| weight | "
+        + " | ".join(f"{ln:g} s top-1 / MRR" for ln in lengths)
+        + " | longest: median time to identify |"
+    )
+    print("|---:|" + "---:|" * (len(lengths) + 1))
+    for w, rows in table.items():
+        tti = rows[-1]["median_tti_s"]
+        cells = " | ".join(f"{r['top1']:.3f} / {r['mrr']:.3f}" for r in rows)
+        print(f"| {w:g} | {cells} | {'never' if tti is None else f'{tti:.1f} s'} |")
+    write_result(
+        args.out, {"dump": str(args.dump), "cpu": cpu_name(), "rows": {str(w): r for w, r in table.items()}}
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
