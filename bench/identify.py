@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--chance-exponent", type=float, default=CHANCE_EXPONENT,
                    help=f"piece-length normalisation exponent (default {CHANCE_EXPONENT}; 0 = none)")  # fmt: skip
+    p.add_argument("--sequence-weight", type=float, default=0.0,
+                   help="order the followed candidates by log(tally) + W x sequence evidence (default 0: off)")  # fmt: skip
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-identify"
     )
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 if len(part) < C.AUDIO_WINDOW_FRAMES:
                     continue
                 ts, right = stream_times(lib, enc, part, pid, args.hop, vote_temperature=args.vote_temperature,
-                                         chance_exponent=args.chance_exponent)  # fmt: skip
+                                         chance_exponent=args.chance_exponent,
+                                         sequence_weight=args.sequence_weight)  # fmt: skip
                 streams.append({"piece": pid, "performance": j, "start": start, "seconds": len(part) / C.FPS,
                                 "tti": time_to_identify(ts, right), "t": ts, "right": right})  # fmt: skip
     t_id = time.perf_counter() - t1
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy_vs_seconds": {"seconds": grid.round(3).tolist(), "top1": [round(a, 4) for a in acc]},
         "split": args.split, "condition": args.condition, "hop_s": args.hop, "max_seconds": args.max_seconds,
         "vote_temperature": args.vote_temperature, "chance_exponent": args.chance_exponent,
+        "sequence_weight": args.sequence_weight,
         "model": str(args.model), "library_build_s": round(t_lib, 1),
         "identify_x_real_time": round(audio_s / max(t_id, 1e-9), 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
