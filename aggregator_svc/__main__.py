@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries, a["half_life_s"],
                                       a["top_k"], vote_temperature=float(a["vote_temperature"]),
-                                      hop_s=float(cfg["encoder"]["hop_s"]))  # fmt: skip
+                                      hop_s=float(cfg["encoder"]["hop_s"]),
+                                      sequence_weight=float(a["sequence_weight"]))  # fmt: skip
     except (TypeError, ValueError) as e:
         print(f"aggregator_svc: error: aggregator settings: {e}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ from aggregator_svc.store import EngineStates, Stored
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
-from scoreid.identify.engine import EngineSettings, EngineStateError, SessionEngine, Update
+from scoreid.identify.engine import SEQUENCE_WEIGHT, EngineSettings, EngineStateError, SessionEngine, Update
 from scoreid.identify.tally import VOTE_TEMPERATURE
 from scoreid.library.store import LibraryError
 from scoreid.serve.grpc_server import add_standard_services
@@ -120,8 +120,10 @@ class Step:
 
 class AggregatorServicer(pbg.AggregatorServicer):
     def __init__(self, states: EngineStates, libraries: Libraries, half_life_s: float = 20.0, top_k: int = 5,
-                 vote_temperature: float = VOTE_TEMPERATURE, hop_s: float = 0.5):  # fmt: skip
-        EngineSettings(hop_s, half_life_s, vote_temperature)  # validates
+                 vote_temperature: float = VOTE_TEMPERATURE, hop_s: float = 0.5,
+                 sequence_weight: float = SEQUENCE_WEIGHT):  # fmt: skip
+        EngineSettings(hop_s, half_life_s, vote_temperature, sequence_weight=sequence_weight)  # validates
+        self.sequence_weight = float(sequence_weight)
         self.states = states
         self.libraries = libraries
         self.half_life_s = float(half_life_s)
@@ -190,7 +192,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
         if eng is None:
             try:
                 settings = EngineSettings(v.hop_seconds or self.hop_s, v.half_life or self.half_life_s,
-                                          self.vote_temperature)  # fmt: skip
+                                          self.vote_temperature, sequence_weight=self.sequence_weight)  # fmt: skip
             except ValueError as e:
                 raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             eng = SessionEngine(lib, settings)

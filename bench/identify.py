@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import SEQUENCE_WEIGHT  # noqa: E402
 from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.identify.tally import CHANCE_EXPONENT, VOTE_TEMPERATURE  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
@@ -73,8 +74,11 @@ def build_library(
 
 
 def stream_times(
-    lib: Library, enc, spec: np.ndarray, truth: str, hop_s: float, **votes: float
+    lib: Library, enc, spec: np.ndarray, truth: str, hop_s: float, hops: list | None = None, **votes: float
 ) -> tuple[list[float], list[bool]]:  # type: ignore[no-untyped-def]
+    """(hop times, top-1 right at each); ``hops`` gets each hop's followed candidates (``--dump``)."""
+    from realdev import candidates
+
     ident = Identifier(lib, enc, hop_s=hop_s, **votes)
     step = max(1, int(round(hop_s * C.FPS)))
     ts, right = [], []
@@ -82,6 +86,8 @@ def stream_times(
         for u in ident.push_frames(spec[s : s + step]):
             ts.append(u.t)
             right.append(bool(u.ranking) and u.ranking[0][0] == truth)
+            if hops is not None:
+                hops.append([u.t, candidates(ident)])
     return ts, right
 
 
@@ -105,8 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--chance-exponent", type=float, default=CHANCE_EXPONENT,
                    help=f"piece-length normalisation exponent (default {CHANCE_EXPONENT}; 0 = none)")  # fmt: skip
-    p.add_argument("--sequence-weight", type=float, default=0.0,
-                   help="order the followed candidates by log(tally) + W x sequence evidence (default 0: off)")  # fmt: skip
+    p.add_argument(
+        "--dump",
+        type=Path,
+        default=None,
+        help="write every hop's followed candidates as JSON (bench/sequence_weight.py --at)",
+    )
+    p.add_argument("--sequence-weight", type=float, default=SEQUENCE_WEIGHT,
+                   help="order the followed candidates by log(tally) + W x sequence evidence (default: the engine's; 0: off)")  # fmt: skip
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-identify"
     )
@@ -124,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     t_lib = time.perf_counter() - t0
     enc = load_model(args.model, threads=1)
     streams = []
+    dumped: list = []
     t1 = time.perf_counter()
     for pid in pids:
         if pid not in lib.pieces:
@@ -137,12 +150,19 @@ def main(argv: list[str] | None = None) -> int:
                 part = spec[a : a + int(args.max_seconds * C.FPS)]
                 if len(part) < C.AUDIO_WINDOW_FRAMES:
                     continue
-                ts, right = stream_times(lib, enc, part, pid, args.hop, vote_temperature=args.vote_temperature,
+                hops: list | None = [] if args.dump else None
+                ts, right = stream_times(lib, enc, part, pid, args.hop, hops, vote_temperature=args.vote_temperature,
                                          chance_exponent=args.chance_exponent,
                                          sequence_weight=args.sequence_weight)  # fmt: skip
+                if hops is not None:
+                    dumped.append({"truth": pid, "start": start, "hops": hops})
                 streams.append({"piece": pid, "performance": j, "start": start, "seconds": len(part) / C.FPS,
                                 "tti": time_to_identify(ts, right), "t": ts, "right": right})  # fmt: skip
     t_id = time.perf_counter() - t1
+    if args.dump:
+        args.dump.parent.mkdir(parents=True, exist_ok=True)
+        args.dump.write_text(json.dumps(dumped))
+        print(f"wrote every hop's followed candidates to {args.dump}")
     if not streams:
         raise SystemExit("bench/identify: no recordings of that split and condition in the library")
     grid = np.arange(args.hop, args.max_seconds + 1e-9, args.hop)

@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from report import write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import SEQUENCE_WEIGHT  # noqa: E402
 from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, model_fingerprint, open_or_create, remove_piece  # noqa: E402
@@ -292,8 +293,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sequence-weight",
         type=float,
-        default=0.0,
-        help="order the followed candidates by log(tally) + W x sequence evidence (0: tally only)",
+        default=SEQUENCE_WEIGHT,
+        help="order the followed candidates by log(tally) + W x sequence evidence (default: the engine's; 0: tally only)",
     )
     p.add_argument(
         "--dump",

@@ -39,6 +39,20 @@ def order(cands: list[list[Any]], w: float) -> list[str]:
     return [c[0] for c in sorted(cands, key=key)]
 
 
+def at_times(dump: list[dict[str, Any]], times: list[float]) -> list[dict[str, Any]]:
+    """Whole streams (``bench/identify.py --dump``: hops only) as excerpts ending at each time: the
+    candidates of the last hop at or before it (a truth beyond the five counts as rank 6)."""
+    out = []
+    for d in dump:
+        for t in times:
+            hops = [h for h in d["hops"] if h[0] <= t + 1e-9]
+            if hops:
+                final = hops[-1][1]
+                out.append({"truth": d["truth"], "length_s": t, "hops": hops, "final": final,
+                            "rank_by_tally": None if d["truth"] not in [c[0] for c in final] else 1})  # fmt: skip
+    return out
+
+
 def evaluate(dump: list[dict[str, Any]], w: float) -> list[dict[str, Any]]:
     rows = []
     for length in sorted({d["length_s"] for d in dump}):
@@ -46,7 +60,7 @@ def evaluate(dump: list[dict[str, Any]], w: float) -> list[dict[str, Any]]:
         ranks, ttis = [], []
         for d in ds:
             head = order(d["final"], w)
-            rank = head.index(d["truth"]) + 1 if d["truth"] in head else d["rank_by_tally"]
+            rank = head.index(d["truth"]) + 1 if d["truth"] in head else (d["rank_by_tally"] or 6)
             ranks.append(rank)
             ts = [h[0] for h in d["hops"]]
             right = [bool(h[1]) and order(h[1], w)[0] == d["truth"] for h in d["hops"]]
@@ -63,9 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dump", type=Path)
     ap.add_argument("--weights", type=float, nargs="+", default=[0, 0.05, 0.1, 0.2, 0.5, 1, 2])
+    ap.add_argument(
+        "--at",
+        type=float,
+        nargs="+",
+        default=None,
+        help="a dump of whole streams (bench/identify.py --dump): evaluate at these seconds",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sequence_weight.json")
     args = ap.parse_args(argv)
     dump = json.loads(args.dump.read_text())
+    if args.at:
+        dump = at_times(dump, args.at)
     table = {w: evaluate(dump, w) for w in args.weights}
     lengths = [r["length_s"] for r in table[args.weights[0]]]
     print(f"sequence weight on {args.dump} ({len(dump)} excerpts)")

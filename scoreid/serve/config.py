@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "metrics_port": 9103,
         "half_life_s": 20.0,
         "vote_temperature": 0.02,  # similarity temperature of a window's votes (scoreid.identify.tally)
+        "sequence_weight": 0.05,  # weight of the followers' sequence evidence (scoreid.identify.engine)
         "session_ttl_s": 300,
         "top_k": 5,
         "workers": 8,
