@@ -156,10 +156,10 @@ class AggregatorServicer(pbg.AggregatorServicer):
         except (LibraryError, OSError) as e:
             raise VoteError(grpc.StatusCode.UNAVAILABLE, f"library {name!r} cannot be opened: {e}") from None
 
-    def _engine(self, sid: str, stored: Stored, library: str, refresh: bool = False) -> SessionEngine | None:
+    def _engine(self, sid: str, stored: Stored, lib: Any) -> SessionEngine | None:
+        """The session's engine against ``lib`` (decoded, or this process's copy); None: no session."""
         if stored.state is None:
             return None
-        lib = self._library(library, refresh)
         eng = self._cached(sid, stored.version, lib)
         if eng is not None:
             return eng
@@ -174,21 +174,20 @@ class AggregatorServicer(pbg.AggregatorServicer):
         top_k = self._top_k(v.top_k)
         library = self._library_name(v.library, stored)
         hits = [(h.piece, float(h.score)) for h in v.hits.hits]
-        eng = self._engine(sid, stored, library)
+        if not hits and stored.state is None:  # silence before any vote: nothing to say yet
+            return Step(update_to_pb(None, None, top_k))
+        lib = self._library(library)
+        if any(p not in lib.rows for p, _ in hits):  # a piece ingested since this copy was opened
+            lib = self._library(library, refresh=True)
+        eng = self._engine(sid, stored, lib)
         if not hits:  # a silent window casts no vote (as the offline identifier)
-            if eng is None:
-                return Step(update_to_pb(None, None, top_k))
+            assert eng is not None
             try:
                 u = eng.silent(v.t_seconds)
                 self._keep(sid, stored.version, eng)  # unchanged
                 return Step(update_to_pb(u, eng.t_last, top_k))
             except ValueError as e:
                 raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"session {sid}: {e}") from None
-        lib = self._library(library)
-        if any(p not in lib.rows for p, _ in hits):  # a piece ingested since this copy was opened
-            lib = self._library(library, refresh=True)
-            if eng is not None:
-                eng = self._engine(sid, stored, library)
         if eng is None:
             try:
                 settings = EngineSettings(v.hop_seconds or self.hop_s, v.half_life or self.half_life_s,
@@ -308,7 +307,9 @@ class AggregatorServicer(pbg.AggregatorServicer):
         def get() -> pb.VoteResponse:
             st = self.states.get(request.session_id)
             top_k = self._top_k(request.top_k)
-            eng = self._engine(request.session_id, st, st.library)
+            eng = (
+                None if st.state is None else self._engine(request.session_id, st, self._library(st.library))
+            )
             if eng is None or eng.t_last is None:
                 return update_to_pb(None, None, top_k)
             return update_to_pb(eng.snapshot(eng.t_last), eng.t_last, top_k)

@@ -53,9 +53,6 @@ class EngineStates:
         self.service = service
         self._cas = client.register_script((HERE / "cas.lua").read_text())
 
-    def _timed(self, op: str):  # type: ignore[no-untyped-def]
-        return REDIS_SECONDS.labels(self.service, op).time()
-
     def get_many(self, session_ids: Sequence[str]) -> list[Stored]:
         """The states of many sessions in one round trip."""
         if not session_ids:
