@@ -10,15 +10,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from svc_fixtures import (  # noqa: F401  (fixtures)
-    channel_to,
-    make_stack,
-    piece_audio,
-    random_encoder,
-    random_library,
-    random_library_dir,
-    random_model_dir,
-)
+from svc_fixtures import piece_audio
 
 from encoder_svc.server import EmbedderServicer, register
 from proto.scoreid.v1 import scoreid_pb2 as pb

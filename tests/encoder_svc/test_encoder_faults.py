@@ -14,15 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from svc_fixtures import (  # noqa: F401  (fixtures)
-    channel_to,
-    make_stack,
-    piece_audio,
-    random_encoder,
-    random_library,
-    random_library_dir,
-    random_model_dir,
-)
+from svc_fixtures import piece_audio
 from svc_helpers import free_port
 
 from encoder_svc.backend import load_encoder

@@ -9,14 +9,7 @@ import grpc
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from svc_fixtures import (  # noqa: F401  (fixtures)
-    make_stack,
-    piece_audio,
-    random_encoder,
-    random_library,
-    random_library_dir,
-    random_model_dir,
-)
+from svc_fixtures import piece_audio
 
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg

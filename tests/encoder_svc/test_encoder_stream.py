@@ -9,17 +9,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from svc_fixtures import (  # noqa: F401  (fixtures)
-    PIECES,
-    SECONDS,
-    channel_to,
-    make_stack,
-    piece_audio,
-    random_encoder,
-    random_library,
-    random_library_dir,
-    random_model_dir,
-)
+from svc_fixtures import PIECES, SECONDS, piece_audio
 
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg

@@ -7,8 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-from svc_fixtures import make_stack, random_encoder, random_library, random_library_dir, random_model_dir  # noqa: F401  (fixtures)
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -31,21 +31,10 @@ def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def small_lib(tmp_path_factory, sheets_dir, random_model) -> Path:
-    out = tmp_path_factory.mktemp("auth") / "lib"
-    r = cli("library", "build", sheets_dir, "--out", out, "--model", random_model)
-    assert r.returncode == 0, r.stderr
-    return out
-
-
-def test_internal_services_and_redis_refuse_calls_without_the_stacks_credentials(
-    tmp_path, small_lib, random_model
-):
+def test_internal_services_and_redis_refuse_calls_without_the_stacks_credentials(tmp_path, lib, random_model):
+    """``lib``: the session library of the CLI tests (tests/scoreid/conftest.py; this test does not change it)."""
     cfg_path = tmp_path / "scoreid.yaml"
-    cfg_path.write_text(
-        yaml.safe_dump(loopback_config(tmp_path / "state", random_model, {"test": small_lib}))
-    )
+    cfg_path.write_text(yaml.safe_dump(loopback_config(tmp_path / "state", random_model, {"test": lib})))
     up = cli("up", "--config", cfg_path)
     assert up.returncode == 0, up.stderr
     try:
