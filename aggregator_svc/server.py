@@ -140,6 +140,12 @@ class AggregatorServicer(pbg.AggregatorServicer):
             return hit[1]
         return None
 
+    def _holds(self, sid: str, version: int) -> bool:
+        """Whether this process holds ``version`` of the session decoded (its blob need not be read)."""
+        with self._cache_lock:
+            hit = self._cache.get(sid)
+        return hit is not None and hit[0] == version
+
     def _keep(self, sid: str, version: int, eng: SessionEngine) -> None:
         with self._cache_lock:
             self._cache[sid] = (version, eng)
@@ -158,13 +164,20 @@ class AggregatorServicer(pbg.AggregatorServicer):
 
     def _engine(self, sid: str, stored: Stored, lib: Any) -> SessionEngine | None:
         """The session's engine against ``lib`` (decoded, or this process's copy); None: no session."""
-        if stored.state is None:
+        if not stored.exists:
             return None
         eng = self._cached(sid, stored.version, lib)
         if eng is not None:
             return eng
+        blob = stored.state
+        if blob is None:  # the blob was skipped for a cached copy that is gone now: read it
+            fresh = self.states.get(sid)
+            if fresh.version != stored.version or fresh.state is None:
+                raise VoteError(grpc.StatusCode.ABORTED,
+                                f"session {sid} was changed by another writer; vote not applied")  # fmt: skip
+            blob = fresh.state
         try:
-            return SessionEngine.from_bytes(lib, stored.state)
+            return SessionEngine.from_bytes(lib, blob)
         except EngineStateError as e:
             raise VoteError(grpc.StatusCode.DATA_LOSS, f"session {sid}: {e}") from None
 
@@ -174,7 +187,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
         top_k = self._top_k(v.top_k)
         library = self._library_name(v.library, stored)
         hits = [(h.piece, float(h.score)) for h in v.hits.hits]
-        if not hits and stored.state is None:  # silence before any vote: nothing to say yet
+        if not hits and not stored.exists:  # silence before any vote: nothing to say yet
             return Step(update_to_pb(None, None, top_k))
         lib = self._library(library)
         if any(p not in lib.rows for p, _ in hits):  # a piece ingested since this copy was opened
@@ -207,7 +220,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
             name = self.libraries.name_of(requested)
         except UnknownLibrary as e:
             raise VoteError(grpc.StatusCode.NOT_FOUND, str(e.args[0])) from None
-        if stored.state is not None and stored.library and stored.library != name:
+        if stored.exists and stored.library and stored.library != name:
             raise VoteError(grpc.StatusCode.INVALID_ARGUMENT,
                             f"the session runs against library {stored.library!r}, not {name!r}")  # fmt: skip
         return name
@@ -226,7 +239,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
     def _votes(self, votes: Sequence[pb.VoteRequest]) -> list[pb.VoteResponse | VoteError]:
         """Many sessions' votes: one Redis read, the engine steps, one compare-and-set write."""
         out: list[pb.VoteResponse | VoteError] = []
-        stored = self.states.get_many([v.session_id for v in votes])
+        stored = self.states.get_many([v.session_id for v in votes], have=self._holds)
         steps: list[Step | VoteError] = []
         for v, st in zip(votes, stored):
             try:
@@ -307,9 +320,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
         def get() -> pb.VoteResponse:
             st = self.states.get(request.session_id)
             top_k = self._top_k(request.top_k)
-            eng = (
-                None if st.state is None else self._engine(request.session_id, st, self._library(st.library))
-            )
+            eng = None if not st.exists else self._engine(request.session_id, st, self._library(st.library))
             if eng is None or eng.t_last is None:
                 return update_to_pb(None, None, top_k)
             return update_to_pb(eng.snapshot(eng.t_last), eng.t_last, top_k)

@@ -10,7 +10,8 @@ its probability (:mod:`scoreid.identify.confidence`) — is an :class:`Update`.
 The whole per-session state (settings, tally, follower tracks, recent embeddings) round-trips
 exactly through :meth:`SessionEngine.to_bytes` / :meth:`SessionEngine.from_bytes`, so a service can
 keep it in Redis and any replica, or a restarted process, continues the session where it was. The
-format is a JSON header (numbers as Python's exact float repr) followed by raw little-endian arrays;
+format is a JSON header (names, settings, short lists; numbers as Python's exact float repr)
+followed by raw little-endian arrays (embeddings, the tracks' distributions, the tally's values);
 loading checks every size against the header and the library, so a corrupt or foreign blob is an
 error, never a wrong answer (a track whose piece changed since is dropped and rebuilt).
 """
@@ -46,7 +47,8 @@ POSITIONS = 5  #: pieces of the ranking that get a position
 #: validation sets (RESULTS.md "Sequence evidence"): real performances 0.27/0.42/0.45 -> 0.48/0.73/0.83
 #: top-1 at 10/20/30 s, synthetic valid no worse (median time to identify 5.8 s both)
 SEQUENCE_WEIGHT = 0.05
-MAGIC = b"scoreid-engine/1\n"
+MAGIC = b"scoreid-engine/2\n"
+MAGIC_V1 = b"scoreid-engine/1\n"  #: read too (the tally's values in the header): states written before
 POSITION_KEYS = ("page", "system", "x", "file", "file_page", "show_page")
 
 
@@ -220,8 +222,10 @@ class SessionEngine:
             tracks.append({"piece": pid, "n": len(alpha), "path": [list(p) for p in tr.path], "speed": tr.speed,
                            "reported": tr.reported, "pending": list(tr.pending) if tr.pending else None,
                            "steady": [bool(v) for v in tr.steady], "evidence": tr.evidence})  # fmt: skip
+        tally = sorted(self.tally.tallies.items())
+        arrays.append(np.asarray([v for _p, v in tally], "<f8"))
         header = {"settings": asdict(self.settings), "t_last": self.tally.t_last,
-                  "tally": sorted(self.tally.tallies.items()), "n_voting": self.n_voting,
+                  "tally_pieces": [p for p, _v in tally], "n_voting": self.n_voting,
                   "history_t": [h[0] for h in hist], "history_shape": list(emb.shape), "tracks": tracks}  # fmt: skip
         head = json.dumps(header, separators=(",", ":")).encode()
         return MAGIC + struct.pack("<I", len(head)) + head + b"".join(a.tobytes() for a in arrays)
@@ -238,7 +242,8 @@ class SessionEngine:
 
     @classmethod
     def _restore(cls, library: Library, blob: bytes) -> SessionEngine:
-        if not blob.startswith(MAGIC):
+        v1 = blob.startswith(MAGIC_V1)
+        if not (blob.startswith(MAGIC) or v1):
             raise EngineStateError("session state of an unknown format")
         off = len(MAGIC)
         (n_head,) = struct.unpack_from("<I", blob, off)
@@ -258,7 +263,6 @@ class SessionEngine:
 
         t_last = header["t_last"]
         eng.tally.t_last = None if t_last is None else float(t_last)
-        eng.tally.tallies = {str(p): float(v) for p, v in header["tally"]}
         eng.n_voting = int(header["n_voting"])
         rows, dim = (int(v) for v in header["history_shape"])
         if dim != library.vectors.shape[1] or rows != len(header["history_t"]) or rows > HISTORY_HOPS:
@@ -283,6 +287,11 @@ class SessionEngine:
             track.steady = deque((bool(v) for v in tr["steady"]), maxlen=COHERENCE_HOPS)
             track.evidence = float(tr.get("evidence", 0.0))
             f.tracks[pid] = track
+        if v1:
+            eng.tally.tallies = {str(p): float(v) for p, v in header["tally"]}
+        else:
+            names = [str(p) for p in header["tally_pieces"]]
+            eng.tally.tallies = dict(zip(names, (float(v) for v in take(len(names), "<f8"))))
         if off != len(blob):
             raise EngineStateError("session state has trailing bytes")
         return eng

@@ -29,6 +29,7 @@ eval`` reports as piece identification, to stay comparable with the paper).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Hashable, Iterable, Mapping
 from typing import TypeVar
@@ -36,6 +37,8 @@ from typing import TypeVar
 DEFAULT_HALF_LIFE_S = 20.0
 #: similarity temperature of a neighbour's vote (cosine similarity units); inf = every vote 1
 VOTE_TEMPERATURE = 0.02
+#: tallies that decay below this are dropped (2**-30 of one vote: ~30 half-lives without a vote)
+TALLY_FLOOR = 1e-9
 #: chance weight = (mean windows per piece / windows of the piece) ** this
 CHANCE_EXPONENT = 0.75
 #: chance weights are clipped to [1 / this, this]
@@ -88,6 +91,10 @@ def decay_factor(dt: float, half_life: float) -> float:
     return 2.0 ** (-dt / half_life)
 
 
+def _rank_key(kv: tuple[str, float]) -> tuple[float, str]:
+    return -kv[1], kv[0]
+
+
 class VoteTally:
     """Decaying per-piece vote tallies for one session."""
 
@@ -106,10 +113,15 @@ class VoteTally:
         if f != 1.0:
             for k in self.tallies:
                 self.tallies[k] *= f
+            if f < 1.0:  # a piece not voted for in ~30 half-lives leaves the tally (bounded state)
+                for k in [k for k, v in self.tallies.items() if v < TALLY_FLOOR]:
+                    del self.tallies[k]
         for k, v in votes.items():
             self.tallies[k] = self.tallies.get(k, 0.0) + float(v)
         self.t_last = t
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` best pieces with their tallies, best first (ties broken by piece id)."""
-        return sorted(self.tallies.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        if k < len(self.tallies) // 4:  # a few of many: a heap, not a full sort (same order)
+            return heapq.nsmallest(k, self.tallies.items(), key=_rank_key)
+        return sorted(self.tallies.items(), key=_rank_key)[:k]

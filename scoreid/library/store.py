@@ -119,6 +119,7 @@ class Library:
         self.vectors = vectors
         self.meta = meta
         self.pieces: dict[str, dict[str, Any]] = index["pieces"]
+        self._geometries: dict[str, tuple[np.ndarray, np.ndarray, float, list[tuple[int, int]]]] = {}
         self.contract = Contract.from_dict(index["contract"])
         self.stride = float(index["stride"])
         ids = sorted(self.pieces)
@@ -178,9 +179,7 @@ class Library:
         ``speed`` strip px/s, is within ``turn_lead_s`` of the end of a page's last system (so a
         page turns before the music leaves it and never before its last system)."""
         s, e = self.rows[pid]
-        sx = self.meta["strip_x"][s:e]
-        offs = np.asarray(self.pieces[pid].get("system_offsets") or [0], np.float64)
-        width = float(self.pieces[pid].get("strip_width") or (float(sx[-1]) + 1.0))
+        sx, offs, width, layout = self._geometry(pid)
         k = int(np.clip(np.searchsorted(offs, strip_x, side="right") - 1, 0, len(offs) - 1))
         end = float(offs[k + 1]) if k + 1 < len(offs) else width
         in_sys = np.flatnonzero((sx >= offs[k]) & (sx < end))
@@ -200,11 +199,22 @@ class Library:
         if 0 <= page < len(pages):
             out["file"], out["file_page"] = pages[page].get("file", ""), int(pages[page].get("page", 0))
         out["show_page"] = page
-        layout = system_layout(self.pieces[pid])
         last_on_page = k + 1 < len(layout) and layout[k + 1] == (page + 1, 0)  # the next starts a page
         if speed and speed > 0 and last_on_page and (end - strip_x) / speed <= turn_lead_s:
             out["show_page"] = page + 1
         return out
+
+    def _geometry(self, pid: str) -> tuple[np.ndarray, np.ndarray, float, list[tuple[int, int]]]:
+        """A piece's window strip x, system offsets, strip width and system layout (computed once:
+        an opened library does not change)."""
+        g = self._geometries.get(pid)
+        if g is None:
+            s, e = self.rows[pid]
+            sx = self.meta["strip_x"][s:e]
+            offs = np.asarray(self.pieces[pid].get("system_offsets") or [0], np.float64)
+            width = float(self.pieces[pid].get("strip_width") or (float(sx[-1]) + 1.0))
+            g = self._geometries[pid] = (sx, offs, width, system_layout(self.pieces[pid]))
+        return g
 
     def title(self, pid: str) -> str:
         return str(self.pieces[pid].get("title") or pid)

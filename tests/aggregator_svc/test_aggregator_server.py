@@ -283,3 +283,33 @@ def test_a_bad_vote_temperature_in_the_config_is_a_one_line_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "aggregator_svc", "--config", str(cfg)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert p.returncode == 2 and "temperature" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_cached_copy_gone_between_the_reads_is_read_from_redis(redis_server, lib_dir):
+    """The version read skips the blob of a session this process holds decoded; when that copy is
+    gone by the time the engine is restored (taken by a concurrent vote), the blob is read then —
+    and a session changed meanwhile by another writer gets ABORTED, nothing written."""
+    svc = servicer(redis_server, lib_dir, half_life_s=4.0, top_k=3)
+    lib = Library.open(lib_dir)
+    eng = SessionEngine(lib, EngineSettings(hop_s=0.5, half_life=4.0))
+    hops = list(windows(lib, "a", 12, seed=5))
+    for i, (t, emb, hl) in enumerate(hops[:10]):
+        if i >= 4:  # the copy is "held" when the version is read, gone when the engine is restored
+            svc._holds = lambda sid, version: True  # type: ignore[method-assign]
+            svc._cache.clear()
+        want = update_to_pb(reference(lib, eng.settings, t, emb, hl, eng), eng.t_last, 3)
+        (got,) = svc._votes([vote("gone", t, emb, hl)])
+        assert got == want, f"hop {i}"
+    read = svc.states.get
+
+    def changed_meanwhile(sid):  # another writer's vote lands between the two reads
+        st = read(sid)
+        svc.states.put(sid, st.version, st.state, st.library)
+        return read(sid)
+
+    svc.states.get = changed_meanwhile  # type: ignore[method-assign]
+    svc._cache.clear()
+    before = read("gone").version
+    t, emb, hl = hops[10]
+    (err,) = svc._votes([vote("gone", t, emb, hl)])
+    assert err.code == grpc.StatusCode.ABORTED and read("gone").version == before + 1  # only the other write

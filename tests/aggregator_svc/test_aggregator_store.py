@@ -57,3 +57,25 @@ def test_aof_restart_keeps_states(tmp_path):
         assert (st.state, st.version, st.library) == (bytes([4]) * 1000, 5, "lib")
     finally:
         stop_redis(server2)
+
+
+def test_a_reader_holding_the_version_skips_the_blob(redis_server):
+    store = EngineStates(redis_server.client(), ttl_s=60)
+    store.put_many([("held", 0, b"h" * 50_000, "lib"), ("other", 0, b"o", "lib")])
+    got = store.get_many(["held", "other", "none"], have=lambda sid, version: sid == "held" and version == 1)
+    assert [(s.state, s.version, s.library, s.exists) for s in got] == [
+        (None, 1, "lib", True),  # only the version: the caller has it decoded
+        (b"o", 1, "lib", True),
+        (None, 0, "", False),
+    ]
+    stale = store.get_many(["held"], have=lambda sid, version: version == 0)  # holds an older version
+    assert stale[0].state == b"h" * 50_000
+
+
+def test_compare_and_set_survives_redis_losing_its_scripts(redis_server):
+    r = redis_server.client()
+    store = EngineStates(r, ttl_s=60)
+    store.put("s", 0, b"one")
+    r.script_flush()  # as after a restart without persistence of the script cache
+    assert store.put_many([("s", 1, b"two", ""), ("s", 1, b"late", "")]) == [True, False]
+    assert (store.get("s").state, store.get("s").version) == (b"two", 2)

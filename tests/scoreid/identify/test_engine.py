@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from libwriter import unit_rows, write_core_library
 
-from scoreid.identify.engine import MAGIC, EngineSettings, EngineStateError, SessionEngine
+from scoreid.identify.engine import MAGIC, MAGIC_V1, EngineSettings, EngineStateError, SessionEngine
 from scoreid.library.store import Library
 from scoreid.search.exact import ExactIndex
 
@@ -87,7 +87,7 @@ def test_corrupt_states_are_errors(library):
         blob[:-7],
         blob + b"x",
         MAGIC + b"\xff\xff\xff\x7f{}",
-        blob.replace(b'"tally"', b'"tallx"'),
+        blob.replace(b'"tally_pieces"', b'"tallx_pieces"'),
     ):
         with pytest.raises(EngineStateError):
             SessionEngine.from_bytes(library, bad)
@@ -143,3 +143,38 @@ def test_sequence_evidence_orders_the_followed_candidates_when_weighted(library)
     again = SessionEngine.from_bytes(library, engines[0.5].to_bytes())
     assert again.follower.evidence("piece-1") == f.evidence("piece-1")
     assert again.snapshot(15.0).ranking == engines[0.5].snapshot(15.0).ranking
+
+
+def test_a_state_written_in_the_first_format_still_restores(library):
+    """Format 1 kept the tally's values in the JSON header; a session saved by an aggregator of
+    before the change continues exactly after an upgrade."""
+    import json
+    import struct
+
+    eng = SessionEngine(library)
+    steps = list(hops(library, "piece-3", 30))
+    for t, emb, hits in steps[:20]:
+        step(eng, t, emb, hits)
+    blob = eng.to_bytes()
+    (n,) = struct.unpack_from("<I", blob, len(MAGIC))
+    header = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + n])
+    names = header.pop("tally_pieces")
+    header["tally"] = sorted(eng.tally.tallies.items())
+    head = json.dumps(header, separators=(",", ":")).encode()
+    arrays = blob[len(MAGIC) + 4 + n : len(blob) - 8 * len(names)]  # without the tally's values
+    old = SessionEngine.from_bytes(library, MAGIC_V1 + struct.pack("<I", len(head)) + head + arrays)
+    assert old.to_bytes() == blob
+    for t, emb, hits in steps[20:]:
+        assert step(old, t, emb, hits) == step(eng, t, emb, hits)
+
+
+def test_pieces_not_voted_for_in_a_long_time_leave_the_tally(library):
+    eng = SessionEngine(library, EngineSettings(half_life=1.0))
+    stream = [h for h in hops(library, "piece-0", 12) if h[1] is not None]
+    for t, emb, hits in stream[:5]:
+        eng.vote(t, emb, hits)
+    voted = set(eng.tally.tallies)
+    assert len(voted) > 1
+    t, emb, _hits = stream[5]
+    eng.vote(t + 60.0, emb, [("piece-2", 0.9)])  # a minute (60 half-lives) later: one vote
+    assert set(eng.tally.tallies) == {"piece-2"}
