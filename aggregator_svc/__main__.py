@@ -11,7 +11,7 @@ from aggregator_svc.server import AggregatorServicer, register
 from aggregator_svc.store import EngineStates
 from scoreid.errors import UserError
 from scoreid.serve.config import internal_token, load_config, redis_client
-from scoreid.serve.grpc_server import build_server, serve_until_signal
+from scoreid.serve.grpc_server import build_server, check_transport, serve_until_signal
 from scoreid.serve.logs import log_event, setup_json_logging
 from scoreid.serve.metrics import serve_metrics
 
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     a = cfg["aggregator"]
     try:
         client, token = redis_client(cfg), internal_token(cfg)
+        check_transport("aggregator", cfg["host"], bool(token), False, cfg["allow_insecure"])
     except UserError as e:
         print(f"aggregator_svc: error: {e}", file=sys.stderr)
         return 2
@@ -39,12 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries, a["half_life_s"],
                                       a["top_k"], vote_temperature=float(a["vote_temperature"]),
                                       hop_s=float(cfg["encoder"]["hop_s"]),
-                                      sequence_weight=float(a["sequence_weight"]))  # fmt: skip
+                                      sequence_weight=float(a["sequence_weight"]),
+                                      candidates=a["candidates"])  # fmt: skip
     except (TypeError, ValueError) as e:
         print(f"aggregator_svc: error: aggregator settings: {e}", file=sys.stderr)
         return 2
     server, port = build_server(
-        register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"], token=token
+        register(servicer),
+        f"{cfg['host']}:{a['port']}",
+        workers=a["workers"],
+        token=token,
+        service="aggregator",
     )
     serve_metrics(a["metrics_port"], cfg["host"])
     server.start()

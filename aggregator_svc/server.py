@@ -32,10 +32,17 @@ from aggregator_svc.store import EngineStates, Stored
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
-from scoreid.identify.engine import SEQUENCE_WEIGHT, EngineSettings, EngineStateError, SessionEngine, Update
+from scoreid.identify.engine import (
+    CANDIDATES,
+    SEQUENCE_WEIGHT,
+    EngineSettings,
+    EngineStateError,
+    SessionEngine,
+    Update,
+)
 from scoreid.identify.tally import VOTE_TEMPERATURE
 from scoreid.library.store import LibraryError
-from scoreid.serve.grpc_server import add_standard_services
+from scoreid.serve.grpc_server import add_standard_services, public_details
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ERRORS, RPC_SECONDS
 
@@ -121,9 +128,11 @@ class Step:
 class AggregatorServicer(pbg.AggregatorServicer):
     def __init__(self, states: EngineStates, libraries: Libraries, half_life_s: float = 20.0, top_k: int = 5,
                  vote_temperature: float = VOTE_TEMPERATURE, hop_s: float = 0.5,
-                 sequence_weight: float = SEQUENCE_WEIGHT):  # fmt: skip
-        EngineSettings(hop_s, half_life_s, vote_temperature, sequence_weight=sequence_weight)  # validates
+                 sequence_weight: float = SEQUENCE_WEIGHT, candidates: int = CANDIDATES):  # fmt: skip
+        EngineSettings(hop_s, half_life_s, vote_temperature, sequence_weight=sequence_weight,
+                       candidates=candidates)  # validates  # fmt: skip
         self.sequence_weight = float(sequence_weight)
+        self.candidates = candidates
         self.states = states
         self.libraries = libraries
         self.half_life_s = float(half_life_s)
@@ -204,7 +213,8 @@ class AggregatorServicer(pbg.AggregatorServicer):
         if eng is None:
             try:
                 settings = EngineSettings(v.hop_seconds or self.hop_s, v.half_life or self.half_life_s,
-                                          self.vote_temperature, sequence_weight=self.sequence_weight)  # fmt: skip
+                                          self.vote_temperature, sequence_weight=self.sequence_weight,
+                                          candidates=self.candidates)  # fmt: skip
             except ValueError as e:
                 raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             eng = SessionEngine(lib, settings)
@@ -234,7 +244,9 @@ class AggregatorServicer(pbg.AggregatorServicer):
     # ------------------------------------------------------------------ RPCs
     def _fail(self, context: grpc.ServicerContext, code: grpc.StatusCode, msg: str) -> None:
         ERRORS.labels(SERVICE, code.name).inc()
-        context.abort(code, msg)
+        if code != grpc.StatusCode.INVALID_ARGUMENT:  # the log keeps what the caller does not see
+            log_event(log, "request failed", level=logging.WARNING, code=code.name, error=msg)
+        context.abort(code, public_details(msg))
 
     def _votes(self, votes: Sequence[pb.VoteRequest]) -> list[pb.VoteResponse | VoteError]:
         """Many sessions' votes: one Redis read, the engine steps, one compare-and-set write."""
@@ -268,6 +280,11 @@ class AggregatorServicer(pbg.AggregatorServicer):
             return fn()
         except (redis.ConnectionError, redis.TimeoutError) as e:
             self._fail(context, grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {e}")
+        except redis.ResponseError as e:
+            if isinstance(e, redis.exceptions.OutOfMemoryError) or "maxmemory" in str(e):  # noeviction
+                self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           "the session store is full (Redis maxmemory): the vote is not answered; live sessions are kept")  # fmt: skip
+            raise
         finally:
             dt = time.perf_counter() - t0
             RPC_SECONDS.labels(SERVICE, method).observe(dt)

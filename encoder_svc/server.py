@@ -8,6 +8,11 @@ Aggregator.VoteBatch, where each session's engine — tally, score follower, con
 hop), and an ``Identification`` goes back: the same answer ``scoreid identify`` gives offline. On half-close the last window is processed and the final answer is
 sent with ``final = true`` and the session's tallies are deleted.
 
+Slots are not free: the options must arrive within ``options_timeout_s``, then a message at least
+every ``idle_timeout_s`` (:class:`~encoder_svc.watch.StreamWatch` ends a stream that stalls);
+streams still without options are capped apart from sessions, and the per-client cap keys on the
+caller's named token (``encoder.clients_file``) or else its address.
+
 Errors are gRPC statuses for that stream only: bad input -> INVALID_ARGUMENT, session caps ->
 RESOURCE_EXHAUSTED, session too long -> DEADLINE_EXCEEDED, index or aggregator down ->
 UNAVAILABLE (the tallies stay in Redis for the TTL; the client can resume with
@@ -33,11 +38,12 @@ import numpy as np
 
 from encoder_svc.batcher import BatcherClosed, DynamicBatcher
 from encoder_svc.stream import AudioStream, StreamError, StreamOptions, Window
+from encoder_svc.watch import StreamWatch, Watched
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
-from scoreid.serve.grpc_server import add_standard_services, internal_channel
+from scoreid.serve.grpc_server import add_standard_services, internal_channel, public_details
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
 from scoreid.sheet.strip import audio_to_network
@@ -67,15 +73,19 @@ class EncoderSettings:
     max_session_s: float = 3600.0
     max_sessions_per_client: int = 16
     max_sessions: int = 1000
+    max_pending_streams: int = 32  #: streams that have not sent their SessionOptions yet
+    options_timeout_s: float = 5.0  #: the first message must arrive within this
+    idle_timeout_s: float = 30.0  #: then a message at least this often
     rpc_timeout_s: float = 5.0
     session_key: bytes = b""  #: HMAC key of resume tokens (empty: random, this process only)
+    clients: dict[str, str] | None = None  #: bearer token -> client name (the per-client cap's key)
 
     @classmethod
     def from_config(cls, enc: dict[str, Any]) -> EncoderSettings:
-        from scoreid.serve.config import secret
+        from scoreid.serve.config import client_tokens, secret
 
-        kw = {k: enc[k] for k in cls.__dataclass_fields__ if k in enc and k != "session_key"}
-        return cls(**kw, session_key=secret(enc, "session_key").encode())
+        kw = {k: enc[k] for k in cls.__dataclass_fields__ if k in enc and k not in ("session_key", "clients")}
+        return cls(**kw, session_key=secret(enc, "session_key").encode(), clients=client_tokens(enc))
 
 
 def model_sha256(encoder: Any) -> str:
@@ -205,12 +215,28 @@ def identification(sid: str, seq: int, seconds: float, t: float, final: bool, vo
 
 
 class SessionGate:
-    """Global and per-client caps on concurrent sessions."""
+    """Caps on open streams: those still waiting for their options (``pending``), and sessions —
+    in all and per client. A stream over a cap is refused at once, so the server's concurrent-RPC
+    limit (sessions + pending + a reserve) always leaves room for health checks."""
 
-    def __init__(self, per_client: int, total: int):
-        self.per_client, self.total = per_client, total
+    def __init__(self, per_client: int, total: int, pending: int = 32):
+        self.per_client, self.total, self.max_pending = per_client, total, pending
         self.by_client: Counter[str] = Counter()
+        self.pending = 0
         self.lock = threading.Lock()
+
+    def enter(self) -> None:
+        """A new stream, before its options: refused when ``pending`` streams already wait."""
+        with self.lock:
+            if self.pending >= self.max_pending:
+                raise StreamAbort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"server has {self.max_pending} streams waiting for their options (the limit)")  # fmt: skip
+            self.pending += 1
+
+    def entered(self) -> None:
+        """The stream's options arrived (or it ended before): it no longer counts as pending."""
+        with self.lock:
+            self.pending -= 1
 
     def admit(self, client: str) -> None:
         with self.lock:
@@ -235,8 +261,17 @@ class SessionGate:
             return sum(self.by_client.values())
 
 
-def client_of(context: grpc.ServicerContext) -> str:
-    """The caller's host (``ipv4:127.0.0.1:5555`` -> ``127.0.0.1``) for the per-client cap."""
+def client_of(context: grpc.ServicerContext, clients: dict[str, str] | None = None) -> str:
+    """Who the caller is, for the per-client cap: the name of its bearer token when named client
+    tokens are configured (``encoder.clients_file``), else its host (``ipv4:127.0.0.1:5555`` ->
+    ``127.0.0.1``) — every user behind one proxy then shares one host's cap."""
+    if clients:
+        md = dict(context.invocation_metadata() or ())
+        got = str(md.get("authorization", ""))
+        if got.startswith("Bearer "):
+            for token, name in clients.items():
+                if hmac.compare_digest(got[7:].encode(), token.encode()):
+                    return f"client:{name}"
     peer = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
     if kind in ("ipv4", "ipv6"):
@@ -258,7 +293,10 @@ class IdentifyServicer(pbg.IdentifyServicer):
         self.batcher = DynamicBatcher(Pipeline(encoder, self.index, self.aggregator, self.s.rpc_timeout_s),
                                       self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE,
                                       self.s.batch_workers)  # fmt: skip
-        self.gate = SessionGate(self.s.max_sessions_per_client, self.s.max_sessions)
+        self.gate = SessionGate(
+            self.s.max_sessions_per_client, self.s.max_sessions, self.s.max_pending_streams
+        )
+        self.watch = StreamWatch()
         self._titles: dict[str, dict[str, str]] = {}
         self.model_sha256 = model_sha256(encoder)
         self._session_key = self.s.session_key or secrets.token_bytes(32)
@@ -268,6 +306,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
         return hmac.new(self._session_key, sid.encode(), hashlib.sha256).hexdigest()
 
     def close(self) -> None:
+        self.watch.stop()
         self.batcher.stop()
         for ch in self._channels:
             ch.close()
@@ -353,15 +392,23 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def Stream(
         self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.Identification]:
-        client = client_of(context)
+        client = client_of(context, self.s.clients)
         sid = ""
-        admitted = False
+        admitted = pending = False
         clean_end = False
+        watch = self.watch.open(context, self.s.options_timeout_s,
+                                f"no SessionOptions within {self.s.options_timeout_s:g} s of the stream's start")  # fmt: skip
         try:
+            self.gate.enter()
+            pending = True
             first = next(request_iterator, None)
+            self.gate.entered()
+            pending = False
             opts = self.options(first)
             self.gate.admit(client)
             admitted = True
+            started = time.monotonic()
+            self.watch.extend(watch, self.s.idle_timeout_s, self._idle_reason, started + self.s.max_session_s)
             SESSIONS.labels(SERVICE).inc()
             ACTIVE_SESSIONS.labels(SERVICE).set(self.gate.active)
             assert first is not None
@@ -371,17 +418,27 @@ class IdentifyServicer(pbg.IdentifyServicer):
                 if first.options.resume_session
                 else (uuid.uuid4().hex, 0.0)
             )
-            yield from self._session(request_iterator, opts, sid, t_offset, time.monotonic())
+            yield from self._session(request_iterator, opts, sid, t_offset, started, watch)
             clean_end = True
         except StreamAbort as e:
             ERRORS.labels(SERVICE, e.code.name).inc()
             log_event(log, "stream error", level=logging.WARNING, session=sid, client=client, code=e.code.name,
                       error=e.message)  # fmt: skip
-            context.abort(e.code, e.message)
-        except grpc.RpcError:  # reading the client's stream failed: the client went away
-            ERRORS.labels(SERVICE, "CANCELLED").inc()
-            log_event(log, "client vanished", level=logging.WARNING, session=sid, client=client)
+            context.abort(e.code, public_details(e.message))
+        except (
+            grpc.RpcError
+        ):  # reading the client's stream failed: the client went away, or the watch ended it
+            if watch.expired:
+                ERRORS.labels(SERVICE, "DEADLINE_EXCEEDED").inc()
+                log_event(log, "stream timed out", level=logging.WARNING, session=sid, client=client,
+                          error=watch.expired)  # fmt: skip
+            else:
+                ERRORS.labels(SERVICE, "CANCELLED").inc()
+                log_event(log, "client vanished", level=logging.WARNING, session=sid, client=client)
         finally:
+            self.watch.close(watch)
+            if pending:
+                self.gate.entered()
             if admitted:
                 self.gate.release(client)
                 ACTIVE_SESSIONS.labels(SERVICE).set(self.gate.active)
@@ -408,14 +465,19 @@ class IdentifyServicer(pbg.IdentifyServicer):
             )
         return sid, st.t_seconds
 
+    @property
+    def _idle_reason(self) -> str:
+        return f"no audio for {self.s.idle_timeout_s:g} s: the stream is closed"
+
     def _session(self, requests: Iterator[pb.StreamRequest], opts: StreamOptions, sid: str, t_offset: float,
-                 started: float) -> Iterator[pb.Identification]:  # fmt: skip
+                 started: float, watch: Watched) -> Iterator[pb.Identification]:  # fmt: skip
         stream = AudioStream(opts, self.frames, t_offset, self.s.max_chunk_seconds)
         seq = 0
         log_event(
             log, "session start", session=sid, rate=opts.sample_rate, hop_s=opts.hop_s, library=opts.library
         )
         for req in requests:
+            self.watch.extend(watch, self.s.idle_timeout_s, self._idle_reason, started + self.s.max_session_s)
             t_chunk = time.perf_counter()
             if time.monotonic() - started > self.s.max_session_s:
                 raise StreamAbort(grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -11,7 +11,7 @@ from index_svc.library import ServedLibrary
 from index_svc.server import IndexServicer, register
 from scoreid.errors import UserError
 from scoreid.serve.config import internal_token, load_config
-from scoreid.serve.grpc_server import build_server, serve_until_signal
+from scoreid.serve.grpc_server import build_server, check_transport, serve_until_signal
 from scoreid.serve.logs import log_event, setup_json_logging
 from scoreid.serve.metrics import serve_metrics
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_json_logging()
     try:
         cfg = load_config(args.config)
-        internal_token(cfg)  # a missing token file is a start-up error
+        # a missing token file is a start-up error; so is the token in clear text off loopback
+        check_transport("index", cfg["host"], bool(internal_token(cfg)), False, cfg["allow_insecure"])
         libs = load_libraries(cfg)
     except (UserError, ValueError, OSError) as e:
         print(f"index_svc: error: {e}", file=sys.stderr)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ic = cfg["index"]
     servicer = IndexServicer(libs, ic["default_library"], ic["k"])
     server, port = build_server(register(servicer), f"{cfg['host']}:{ic['port']}", workers=ic["workers"],
-                                max_message_bytes=64 << 20, token=internal_token(cfg))  # fmt: skip
+                                max_message_bytes=64 << 20, token=internal_token(cfg), service="index")  # fmt: skip
     serve_metrics(ic["metrics_port"], cfg["host"])
     server.start()
     log_event(log, "listening", service="index", address=f"{cfg['host']}:{port}")

@@ -17,7 +17,7 @@ from index_svc.library import ServedLibrary
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
-from scoreid.serve.grpc_server import add_standard_services
+from scoreid.serve.grpc_server import add_standard_services, public_details
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ERRORS, INDEX_VECTORS, RPC_SECONDS, STAGE_SECONDS
 
@@ -25,6 +25,8 @@ SERVICE = "index"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Index"].full_name
 MAX_K = 1000
 MAX_QUERIES = 4096
+#: queries x k per Search: a bounded answer (16 384 hits ~ 1 MB) whatever the request asks
+MAX_RESULTS = 16384
 log = logging.getLogger("scoreid.index")
 
 
@@ -42,7 +44,9 @@ class IndexServicer(pbg.IndexServicer):
 
     def _fail(self, context: grpc.ServicerContext, code: grpc.StatusCode, msg: str) -> Any:
         ERRORS.labels(SERVICE, code.name).inc()
-        context.abort(code, msg)
+        if code != grpc.StatusCode.INVALID_ARGUMENT:  # the log keeps what the caller does not see
+            log_event(log, "request failed", level=logging.WARNING, code=code.name, error=msg)
+        context.abort(code, public_details(msg))
 
     def library(self, name: str, context: grpc.ServicerContext) -> ServedLibrary:
         lib = self.libraries.get(name or self.default)
@@ -68,6 +72,9 @@ class IndexServicer(pbg.IndexServicer):
         k = int(request.k or self.k)
         if k > MAX_K:
             return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"k must be <= {MAX_K}, got {k}")
+        if len(q) * k > MAX_RESULTS:
+            return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT,
+                              f"queries x k must be <= {MAX_RESULTS}, got {len(q)} x {k}")  # fmt: skip
         scores, rows = lib.search(q, k)
         t1 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "search").observe(t1 - t0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ ENV_PREFIX = "SCOREID__"
 
 DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1",
+    # a bearer token on a non-loopback host without TLS is refused at start; true: the network is
+    # protected otherwise (private network, NetworkPolicy, a mesh with mTLS) — see README "Security"
+    "allow_insecure": False,
     "state_dir": "~/.cache/scoreid/stack",
     "redis": {
         "url": "",  # empty: `scoreid up` starts redis-server on `port` and uses it
@@ -50,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "half_life_s": 20.0,
         "vote_temperature": 0.02,  # similarity temperature of a window's votes (scoreid.identify.tally)
         "sequence_weight": 0.05,  # weight of the followers' sequence evidence (scoreid.identify.engine)
+        "candidates": 10,  # pieces of the tally followed and reordered (scoreid.identify.engine)
         "session_ttl_s": 300,
         "top_k": 5,
         "workers": 8,
@@ -80,7 +85,9 @@ DEFAULTS: dict[str, Any] = {
         "workers": 64,
         "tls_cert": "",
         "tls_key": "",
-        "token": "",  # bearer token required on the client-facing port when set
+        "token": "",  # bearer token required on the client-facing port when set; prefer token_file
+        "token_file": "",
+        "clients_file": "",  # YAML {client name: token} (mode 0600): named clients, each its own session cap
         "session_key": "",  # HMAC key of the sessions' resume tokens; prefer session_key_file (0600).
         "session_key_file": "",  # empty both: a random key per process (resume only on that process)
         "max_message_bytes": 1 << 20,
@@ -88,6 +95,11 @@ DEFAULTS: dict[str, Any] = {
         "max_session_s": 3600.0,
         "max_sessions_per_client": 16,
         "max_sessions": 1000,
+        "max_pending_streams": 32,  # streams that have not sent SessionOptions yet
+        "options_timeout_s": 5.0,  # SessionOptions must arrive within this of the stream's start
+        "idle_timeout_s": 30.0,  # a stream that sends nothing for this long is ended
+        "keepalive_s": 20.0,  # HTTP/2 pings on idle connections; unanswered -> the connection is dropped
+        "health_reserve": 16,  # concurrent RPCs kept free of streams (health checks, unary calls)
     },
 }
 
@@ -167,6 +179,39 @@ def secret(section: dict[str, Any], key: str) -> str:
         return Path(path).expanduser().read_text().strip()
     except OSError as e:
         raise UserError(f"cannot read {key}_file {path}: {e.strerror}") from None
+
+
+def client_tokens(enc: dict[str, Any]) -> dict[str, str]:
+    """Bearer token -> client name of the named clients: ``encoder.clients_file``, a YAML mapping of
+    names to tokens that must not be readable by group or others (``encoder.token`` is a shared
+    token: its callers are told apart by their address)."""
+    out: dict[str, str] = {}
+    shared = secret(enc, "token")
+    path = enc.get("clients_file") or ""
+    if path:
+        p = Path(path).expanduser()
+        try:
+            if p.stat().st_mode & 0o077:
+                raise UserError(f"clients_file {p} is readable by others; chmod 600 it")
+            data = yaml.safe_load(p.read_text()) or {}
+        except OSError as e:
+            raise UserError(f"cannot read clients_file {p}: {e.strerror}") from None
+        except yaml.YAMLError:
+            raise UserError(f"clients_file {p}: not valid YAML") from None
+        if not isinstance(data, dict):
+            raise UserError(f"clients_file {p}: must map client names to tokens")
+        for name, token in data.items():
+            if not (
+                isinstance(token, str)
+                and len(token) >= 16
+                and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(name))
+            ):
+                raise UserError(f"clients_file {p}: client {str(name)[:64]!r} needs a name of letters, digits, "
+                                "'_.-' and a token of at least 16 characters")  # fmt: skip
+            if token in out or token == shared:
+                raise UserError(f"clients_file {p}: two clients share a token")
+            out[token] = str(name)
+    return out
 
 
 def internal_token(cfg: dict[str, Any]) -> str:

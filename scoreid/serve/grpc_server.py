@@ -8,6 +8,8 @@ optionally requires TLS and an ``authorization: Bearer <token>`` header on every
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from pathlib import Path
@@ -25,8 +27,8 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
 
     OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
-    def __init__(self, token: str):
-        self.token = token.encode()
+    def __init__(self, token: str | Iterable[str]):
+        self.tokens = [t.encode() for t in ([token] if isinstance(token, str) else token) if t]
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
@@ -40,12 +42,101 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         md = dict(handler_call_details.invocation_metadata or ())
         got = str(md.get("authorization", ""))
-        if got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), self.token):
+        if got.startswith("Bearer ") and bearer_matches(got[7:], self.tokens):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is not None and handler.request_streaming:
             return self._deny_stream
         return self._deny_unary
+
+
+_PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/(?:[^\s'\"/:,;()]+/)*[^\s'\"/:,;()]*")
+_ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\blocalhost:\d+\b|\[[0-9a-fA-F:]+\](?::\d+)?")
+
+
+def public_details(message: str) -> str:
+    """An error message as a caller may see it: file-system paths and network addresses of the
+    servers are replaced by ``<path>`` and ``<address>`` (the service's log keeps the original)."""
+    return _ADDRESS.sub("<address>", _PATH.sub("<path>", message))
+
+
+class ErrorShield(grpc.ServerInterceptor):
+    """An exception a handler did not turn into a status becomes ``INTERNAL`` with a fixed message
+    (gRPC would send ``Exception calling application: <the exception>``, paths and all); the
+    exception goes to the service's log."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.log = logging.getLogger(f"scoreid.{service}")
+
+    def _shielded(self, context: grpc.ServicerContext, e: Exception) -> None:
+        if context.code() is not None:  # context.abort(...) already set the status
+            raise e
+        self.log.exception("unhandled error in %s", self.service)
+        context.abort(
+            grpc.StatusCode.INTERNAL, f"internal error in the {self.service} service (logged there)"
+        )
+
+    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        h = continuation(handler_call_details)
+        if h is None:
+            return h
+        kw = {"request_deserializer": h.request_deserializer, "response_serializer": h.response_serializer}
+        if h.unary_unary:
+            fn = h.unary_unary
+
+            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    return fn(request, context)
+                except Exception as e:  # noqa: BLE001 - every unhandled error, shielded
+                    self._shielded(context, e)
+
+            return grpc.unary_unary_rpc_method_handler(unary, **kw)
+        if h.stream_stream:
+            gen = h.stream_stream
+
+            def streams(requests: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    yield from gen(requests, context)
+                except Exception as e:  # noqa: BLE001
+                    self._shielded(context, e)
+
+            return grpc.stream_stream_rpc_method_handler(streams, **kw)
+        return h  # unary-stream / stream-unary: none of ours
+
+
+def bearer_matches(got: str, tokens: Iterable[bytes]) -> bool:
+    """Whether ``got`` is one of ``tokens`` (every one compared, in constant time each)."""
+    g = got.encode()
+    return any([hmac.compare_digest(g, t) for t in tokens])
+
+
+def keepalive_options(keepalive_s: float) -> list[tuple[str, Any]]:
+    """HTTP/2 keepalive: the server pings a connection every ``keepalive_s`` seconds and drops it
+    when the ping is not answered within half that (a vanished peer frees its streams); clients
+    may ping at most every 5 s, and abusive pingers are disconnected."""
+    ms = int(keepalive_s * 1000)
+    return [
+        ("grpc.keepalive_time_ms", ms),
+        ("grpc.keepalive_timeout_ms", max(1000, ms // 2)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost", "[::1]")
+
+
+def check_transport(service: str, host: str, credential: bool, tls: bool, allow_insecure: bool) -> None:
+    """A credential sent in clear text is refused at start: a service that requires a token on a
+    non-loopback address without TLS does not start unless ``allow_insecure`` says the network is
+    protected otherwise (a private network, a NetworkPolicy, a mesh with mTLS)."""
+    if credential and not tls and host not in LOOPBACK and not allow_insecure:
+        raise UserError(
+            f"{service}: a bearer token on {host} without TLS would travel in clear text; set "
+            f"TLS, listen on 127.0.0.1, or set allow_insecure: true if the network is protected otherwise"
+        )
 
 
 class _Metadata(grpc.UnaryUnaryClientInterceptor):
@@ -95,17 +186,20 @@ def build_server(
     *,
     workers: int = 16,
     max_message_bytes: int = 4 << 20,
-    token: str = "",
+    token: str | Iterable[str] = "",
     tls_cert: str = "",
     tls_key: str = "",
     options: list[tuple[str, Any]] | None = None,
     maximum_concurrent_rpcs: int | None = None,
+    service: str = "scoreid",
 ) -> tuple[grpc.Server, int]:
     """A server (not yet started) bound to ``address``; returns (server, bound port).
 
     ``register`` adds the servicers and, via :func:`add_standard_services`, health and reflection.
     """
-    interceptors = [BearerTokenInterceptor(token)] if token else []
+    tokens = [token] if isinstance(token, str) else list(token)
+    interceptors: list[grpc.ServerInterceptor] = [BearerTokenInterceptor(tokens)] if any(tokens) else []
+    interceptors.append(ErrorShield(service))
     opts = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),

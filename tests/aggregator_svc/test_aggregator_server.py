@@ -313,3 +313,27 @@ def test_a_cached_copy_gone_between_the_reads_is_read_from_redis(redis_server, l
     t, emb, hl = hops[10]
     (err,) = svc._votes([vote("gone", t, emb, hl)])
     assert err.code == grpc.StatusCode.ABORTED and read("gone").version == before + 1  # only the other write
+
+
+def test_a_full_session_store_refuses_votes_and_keeps_live_sessions(redis_server, grpc_server, lib_dir):
+    """Redis at maxmemory with noeviction (deploy/redis/redis.conf): votes get RESOURCE_EXHAUSTED,
+    no live session is evicted to make room."""
+    r = redis_server.client()
+    stub = pbg.AggregatorStub(
+        grpc.insecure_channel(grpc_server(register(servicer(redis_server, lib_dir))).address)
+    )
+    lib = Library.open(lib_dir)
+    t, emb, hl = next(w for w in windows(lib, "a", 3) if w[2].hits)
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) + 400_000))
+    try:
+        live = []
+        with pytest.raises(grpc.RpcError) as e:
+            for i in range(200):  # ~10 KB of state each: the store fills up
+                stub.Vote(vote(f"fill-{i}", t, emb, hl))
+                live.append(f"fill-{i}")
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "full" in e.value.details()
+        assert live and all(r.exists(f"scoreid:session:{{{sid}}}:engine") for sid in live)
+    finally:
+        r.config_set("maxmemory", "0")
+        r.flushall()

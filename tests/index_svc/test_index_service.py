@@ -79,6 +79,11 @@ def test_bad_requests(grpc_server):
         ),
         (pb.SearchRequest(queries=good, k=100000), grpc.StatusCode.INVALID_ARGUMENT, "k must be"),
         (pb.SearchRequest(queries=pb.Tensor(shape=[-1, 32])), grpc.StatusCode.INVALID_ARGUMENT, "negative"),
+        (  # a 32 KB request once asked for 17.6 MB of hits (4 096 queries x k 1 000)
+            pb.SearchRequest(queries=to_tensor(np.ones((4096, 32), np.float32) / np.sqrt(32)), k=1000),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "queries x k",
+        ),
     ]
     for req, code, text in cases:
         with pytest.raises(grpc.RpcError) as e:

@@ -58,6 +58,83 @@ def test_shipped_configs_load():
     assert yaml.safe_load((DEPLOY / "k8s" / "milvus.yaml").read_text())["kind"] == "Milvus"
 
 
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "<from a secret>") for e in container.get("env", [])}
+
+
+def test_deploy_files_carry_the_security_of_the_stack():
+    """Issue 15: Redis with a password and no unprotected bind, internal services reachable only
+    from where they are called, every credential a file secret (never an env value or an argument),
+    TLS on the one public port, bounded Redis memory that never evicts live sessions."""
+    conf = (DEPLOY / "redis" / "redis.conf").read_text()
+    assert re.search(r"^maxmemory \d+[kmg]b$", conf, re.M) and re.search(
+        r"^maxmemory-policy noeviction$", conf, re.M
+    )
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    text = (DEPLOY / "compose.yaml").read_text()
+    assert "protected-mode no" not in text.replace('"', "").replace(",", "")
+    assert (
+        "requirepass" in " ".join(services["redis"]["entrypoint"]) and "/run/secrets/redis_password" in text
+    )
+    assert compose["networks"]["backend"] == {"internal": True}
+    for name in ("redis", "index", "aggregator"):
+        assert services[name]["networks"] == ["backend"] and "ports" not in services[name], name
+    public = [
+        p for name, svc in services.items() for p in svc.get("ports", []) if not p.startswith("127.0.0.1:")
+    ]
+    assert public == ["50051:50051"]  # the encoder's port only; metrics and dashboards on loopback
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        assert not [k for k in env if re.search(r"TOKEN$|PASSWORD$|KEY$", k) and not k.endswith("TLS_KEY")], (
+            name
+        )
+        for secret in svc.get("secrets", []):
+            src = secret["source"] if isinstance(secret, dict) else secret
+            assert src in compose["secrets"], (name, src)
+    enc = services["encoder"]["environment"]
+    assert enc["SCOREID__ENCODER__TLS_CERT"] and enc["SCOREID__ENCODER__CLIENTS_FILE"]
+    assert "SCOREID__ALLOW_INSECURE" not in enc
+    assert services["aggregator"]["environment"]["SCOREID__REDIS__PASSWORD_FILE"].startswith("/run/secrets/")
+
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "scoreid.yaml").read_text()))
+    k8s_text = (DEPLOY / "k8s" / "scoreid.yaml").read_text()
+    assert "--protected-mode" not in k8s_text and "kind: Secret\n" not in k8s_text  # no secret values here
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    cm = by[("ConfigMap", "scoreid-config")]
+    inner = yaml.safe_load(cm["data"]["scoreid.yaml"])
+    assert inner["internal"]["token_file"] and inner["redis"]["password_file"]
+    assert (
+        inner["encoder"]["tls_cert"]
+        and inner["encoder"]["clients_file"]
+        and inner["encoder"]["session_key_file"]
+    )
+    assert (
+        "maxmemory-policy noeviction" in cm["data"]["redis.conf"] and "maxmemory " in cm["data"]["redis.conf"]
+    )
+    redis = by[("StatefulSet", "redis")]["spec"]["template"]["spec"]["containers"][0]
+    assert "requirepass" in " ".join(redis["command"]) and "--requirepass" not in " ".join(redis["command"])
+    for kind, name in (("Deployment", "index"), ("Deployment", "aggregator"), ("Deployment", "encoder")):
+        c = by[(kind, name)]["spec"]["template"]["spec"]["containers"][0]
+        env = _env(c)
+        assert not [k for k in env if re.search(r"TOKEN|PASSWORD", k)], name  # credentials are mounted files
+        assert ("SCOREID__ALLOW_INSECURE" in env) == (name != "encoder"), name
+        vols = by[(kind, name)]["spec"]["template"]["spec"]["volumes"]
+        assert all(v["secret"]["defaultMode"] == 0o400 for v in vols if "secret" in v), name
+    policies = {n: d["spec"] for (k, n), d in by.items() if k == "NetworkPolicy"}
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    assert policies["redis-from-aggregator"]["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app": "aggregator"}}}
+    ]
+    assert policies["internals-from-encoder"]["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app": "encoder"}}}
+    ]
+    # the shipped configs pass the services' own start-up check (TLS or an explicit allow_insecure)
+    from scoreid.serve.grpc_server import check_transport
+
+    check_transport("encoder", inner["host"], True, bool(inner["encoder"]["tls_cert"]), False)
+
+
 def test_dashboard_queries_only_metrics_that_exist():
     dash = json.loads((DEPLOY / "grafana" / "scoreid-dashboard.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
