@@ -1,6 +1,6 @@
 """Benchmark: what one hop of a session costs the aggregator — the engine step and its state.
 
-``python bench/engine_cost.py [--pieces 200] [--piece-windows 200 600 2000] [--hops 200] [--out FILE]``
+``python bench/engine_cost.py [--pieces 200] [--piece-windows 200 600 2000] [--candidates 5 10 20] [--hops 200] [--out FILE]``
 
 Each sounding hop the aggregator reads the session's engine state from Redis, restores it
 (:meth:`scoreid.identify.engine.SessionEngine.from_bytes` — skipped when this process wrote the
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import cpu_name, write_result  # noqa: E402
 
-from scoreid.identify.engine import SessionEngine  # noqa: E402
+from scoreid.identify.engine import EngineSettings, SessionEngine  # noqa: E402
 from scoreid.library.store import Library  # noqa: E402
 from scoreid.search.exact import ExactIndex  # noqa: E402
 
@@ -37,7 +37,7 @@ sys.path.append(str(ROOT / "tests"))
 from libwriter import unit_rows, write_core_library  # noqa: E402
 
 
-def measure(pieces: int, windows: int, hops: int, seed: int = 0) -> dict[str, float]:
+def measure(pieces: int, windows: int, hops: int, seed: int = 0, candidates: int = 5) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         lib = Library.open(
@@ -47,7 +47,7 @@ def measure(pieces: int, windows: int, hops: int, seed: int = 0) -> dict[str, fl
         )
     index = ExactIndex(lib.vectors)
     s, e = lib.rows["p0003"]
-    eng = SessionEngine(lib)
+    eng = SessionEngine(lib, EngineSettings(candidates=candidates))
     parts: dict[str, list[float]] = {"from_bytes": [], "vote": [], "to_bytes": []}
     blob = eng.to_bytes()
     for k in range(hops):
@@ -74,20 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pieces", type=int, default=200)
     ap.add_argument("--piece-windows", type=int, nargs="+", default=[200, 600, 2000])
     ap.add_argument("--hops", type=int, default=200)
+    ap.add_argument("--candidates", type=int, nargs="+", default=[5], help="followed pieces (EngineSettings)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine_cost.json")
     args = ap.parse_args(argv)
     rows = []
     cpu = cpu_name()
     print(f"session engine cost per hop, {args.pieces} pieces, {cpu}")
-    print(
-        f"{'windows/piece':>13} | {'from_bytes ms':>13} | {'vote ms':>8} | {'to_bytes ms':>11} | {'state KB':>8}"
-    )
+    print(f"{'windows/piece':>13} | {'followed':>8} | {'from_bytes ms':>13} | {'vote ms':>8} | {'to_bytes ms':>11} "
+          f"| {'state KB':>8}")  # fmt: skip
     for n in args.piece_windows:
-        r = {"piece_windows": n, **measure(args.pieces, n, args.hops)}
-        rows.append(r)
-        print(
-            f"{n:>13} | {r['from_bytes']:>13.3f} | {r['vote']:>8.3f} | {r['to_bytes']:>11.3f} | {r['state_kb']:>8.1f}"
-        )
+        for c in args.candidates:
+            r = {"piece_windows": n, "candidates": c, **measure(args.pieces, n, args.hops, candidates=c)}
+            rows.append(r)
+            print(f"{n:>13} | {c:>8} | {r['from_bytes']:>13.3f} | {r['vote']:>8.3f} | {r['to_bytes']:>11.3f} "
+                  f"| {r['state_kb']:>8.1f}")  # fmt: skip
     write_result(args.out, {"cpu": cpu, "pieces": args.pieces, "hops": args.hops, "rows": rows})
     return 0
 

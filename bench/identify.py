@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import SEQUENCE_WEIGHT  # noqa: E402
+from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT  # noqa: E402
 from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.identify.tally import CHANCE_EXPONENT, VOTE_TEMPERATURE  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
@@ -55,6 +55,10 @@ def build_library(
     lib_dir = work / f"library-{condition}-{model_fingerprint(model)[:12]}"
     enc = load_model(model)
     index = open_or_create(lib_dir, enc, model, stride)
+    extra = sorted(set(index.get("pieces", {})) - set(pids))
+    if extra:  # another split's run shared this --work: its pieces would be distractors here
+        raise SystemExit(f"bench: {lib_dir} also holds {len(extra)} pieces not asked for ({extra[0]}, ...); "
+                         "use another --work or delete it")  # fmt: skip
     for pid in pids:
         piece = corpus.load(pid)
         render = next((r for r in piece.renders if r.condition == condition), None)
@@ -122,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-identify"
     )
+    p.add_argument(
+        "--candidates", type=int, default=CANDIDATES, help="pieces of the tally followed (and reordered)"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "identify.json")
     args = p.parse_args(argv)
     if not (args.model / "manifest.json").is_file():
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 hops: list | None = [] if args.dump else None
                 ts, right = stream_times(lib, enc, part, pid, args.hop, hops, vote_temperature=args.vote_temperature,
                                          chance_exponent=args.chance_exponent,
-                                         sequence_weight=args.sequence_weight)  # fmt: skip
+                                         sequence_weight=args.sequence_weight, candidates=args.candidates)  # fmt: skip
                 if hops is not None:
                     dumped.append({"truth": pid, "start": start, "hops": hops})
                 streams.append({"piece": pid, "performance": j, "start": start, "seconds": len(part) / C.FPS,
@@ -190,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split, "condition": args.condition, "hop_s": args.hop, "max_seconds": args.max_seconds,
         "vote_temperature": args.vote_temperature, "chance_exponent": args.chance_exponent,
         "sequence_weight": args.sequence_weight,
+        "candidates": args.candidates,
         "model": str(args.model), "library_build_s": round(t_lib, 1),
         "identify_x_real_time": round(audio_s / max(t_id, 1e-9), 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

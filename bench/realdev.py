@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from report import write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import SEQUENCE_WEIGHT  # noqa: E402
+from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT  # noqa: E402
 from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, model_fingerprint, open_or_create, remove_piece  # noqa: E402
@@ -150,18 +150,21 @@ def rank_of(ranking: Sequence[tuple[str, float, float]], truth: str) -> int | No
 
 
 def candidates(ident: Identifier) -> list[list[Any]]:
-    """The followed candidates now: [piece, tally, sequence evidence, coherence] of the tally's top 5."""
+    """The followed candidates now: [piece, tally, sequence evidence, coherence] of the tally's top
+    ``--candidates`` (5)."""
     f = ident.engine.follower
-    return [[p, round(v, 6), round(f.evidence(p), 4), round(f.coherence(p), 3)]
-            for p, v in ident.engine.tally.top(f.max_candidates)]  # fmt: skip
+    return [
+        [p, round(v, 6), round(f.evidence(p), 4), round(f.coherence(p), 3)]
+        for p, v in ident.engine.tally.top(f.max_candidates)
+    ]  # fmt: skip (the followed ones)
 
 
 def stream(lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float, sequence_weight: float = 0.0,
-           dump: list[Any] | None = None) -> tuple[int | None, str | None, float]:  # fmt: skip
+           dump: list[Any] | None = None, followed: int = CANDIDATES) -> tuple[int | None, str | None, float]:  # fmt: skip
     """Stream ``audio`` as ``scoreid identify`` does: (rank of truth, final top-1, time to identify).
     ``dump``: gets each hop's (t, candidates) and the final candidates (for choosing the sequence
     weight offline, ``--dump``)."""
-    ident = Identifier(lib, enc, hop_s=hop_s, sequence_weight=sequence_weight)
+    ident = Identifier(lib, enc, hop_s=hop_s, sequence_weight=sequence_weight, candidates=followed)
     chunk = max(1, int(round(hop_s * C.SAMPLE_RATE)))
     ts: list[float] = []
     right: list[bool] = []
@@ -302,6 +305,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="write every hop's followed candidates (tally, sequence evidence, coherence) as JSON",
     )
+    p.add_argument(
+        "--candidates", type=int, default=CANDIDATES, help="pieces of the tally followed (and reordered)"
+    )
     p.add_argument("--threads", type=int, default=1, help="encoder threads while streaming")
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev"
@@ -311,7 +317,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_excerpts(lib: Library, enc: Any, data: Path, perfs: list[dict[str, Any]], plan: list[Excerpt],
-                 hop: float, sequence_weight: float = 0.0, dump: list[Any] | None = None) -> list[ExcerptResult]:  # fmt: skip
+                 hop: float, sequence_weight: float = 0.0, dump: list[Any] | None = None,
+                 followed: int = CANDIDATES) -> list[ExcerptResult]:  # fmt: skip
     by_key = {(work_id(p["folder"]), p["performer"]): p for p in perfs}
     results: list[ExcerptResult] = []
     t0 = time.perf_counter()
@@ -319,7 +326,7 @@ def run_excerpts(lib: Library, enc: Any, data: Path, perfs: list[dict[str, Any]]
     for ex in plan:
         p = by_key[(ex.folder, ex.performer)]
         audio = read_excerpt(data / p["audio"], ex.start_s, ex.length_s)
-        rank, top1, tti = stream(lib, enc, audio, p["work"], hop, sequence_weight, dump)
+        rank, top1, tti = stream(lib, enc, audio, p["work"], hop, sequence_weight, dump, followed)
         results.append(ExcerptResult(p["work"], p["folder"], p["performer"], ex.length_s, ex.start_s, rank, top1,
                                      finite_or_none(tti)))  # fmt: skip
         key = f"{ex.folder}/{ex.performer}"
@@ -360,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     enc = load_model(args.model, threads=args.threads)
     t1 = time.perf_counter()
     dump: list[Any] | None = [] if args.dump else None
-    results = run_excerpts(lib, enc, args.data, perfs, plan, args.hop, args.sequence_weight, dump)
+    results = run_excerpts(
+        lib, enc, args.data, perfs, plan, args.hop, args.sequence_weight, dump, args.candidates
+    )
     if args.dump:
         for d, r in zip(dump or [], results):
             d.update({"work": r.work, "length_s": r.length_s, "start_s": r.start_s})
@@ -388,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_work_folders": set_doc["work_folders"],
         "limit": args.limit, "seed": args.seed, "lengths_s": lengths, "hop_s": args.hop,
         "sequence_weight": args.sequence_weight,
+        "candidates": args.candidates,
         "library": {"pieces": len(lib.piece_ids), "windows": len(lib), "realdev_pieces": len(realdev_in_lib),
                     "corpus_test_pieces": len(lib.piece_ids) - len(realdev_in_lib), "corpus_look": args.look,
                     "corpus_excluded_as_realdev_works": excluded, "dir": str(lib.dir)},

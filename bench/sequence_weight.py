@@ -60,7 +60,7 @@ def evaluate(dump: list[dict[str, Any]], w: float) -> list[dict[str, Any]]:
         ranks, ttis = [], []
         for d in ds:
             head = order(d["final"], w)
-            rank = head.index(d["truth"]) + 1 if d["truth"] in head else (d["rank_by_tally"] or 6)
+            rank = head.index(d["truth"]) + 1 if d["truth"] in head else (d["rank_by_tally"] or len(head) + 1)
             ranks.append(rank)
             ts = [h[0] for h in d["hops"]]
             right = [bool(h[1]) and order(h[1], w)[0] == d["truth"] for h in d["hops"]]

@@ -43,6 +43,8 @@ from scoreid.library.store import Library
 
 TOP_K = 25  #: neighbours per audio window (published)
 POSITIONS = 5  #: pieces of the ranking that get a position
+CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
+MAX_CANDIDATES = 50
 #: weight of the followers' sequence evidence in the order of the top candidates; chosen on both
 #: validation sets (RESULTS.md "Sequence evidence"): real performances 0.27/0.42/0.45 -> 0.48/0.73/0.83
 #: top-1 at 10/20/30 s, synthetic valid no worse (median time to identify 5.8 s both)
@@ -97,6 +99,8 @@ class EngineSettings:
     #: weight of the score followers' sequence evidence in the order of the top candidates (0: the
     #: tally alone orders them; see :meth:`SessionEngine.snapshot`)
     sequence_weight: float = SEQUENCE_WEIGHT
+    #: how many of the tally's top pieces are followed (and reordered by their sequence evidence)
+    candidates: int = CANDIDATES
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.hop_s) and self.hop_s > 0):
@@ -107,6 +111,8 @@ class EngineSettings:
             raise ValueError(f"vote temperature must be positive, got {self.vote_temperature}")
         if self.follower not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {self.follower!r}")
+        if not (isinstance(self.candidates, int) and 1 <= self.candidates <= MAX_CANDIDATES):
+            raise ValueError(f"followed candidates must be 1..{MAX_CANDIDATES}, got {self.candidates!r}")
         if not (math.isfinite(self.sequence_weight) and self.sequence_weight >= 0):
             raise ValueError(f"sequence weight must be finite and >= 0, got {self.sequence_weight}")
 
@@ -128,7 +134,8 @@ class SessionEngine:
         self.tally = VoteTally(s.half_life)
         lag = lag_of(library.contract.audio_window_frames)  # the library's model's window
         self.follower = CandidateFollower(library.rows, library.meta["strip_x"], library.stride,
-                                          s.hop_frames / C.FPS, kind=s.follower, lag_s=lag)  # fmt: skip
+                                          s.hop_frames / C.FPS, kind=s.follower, lag_s=lag,
+                                          max_candidates=s.candidates)  # fmt: skip
         self.n_voting = 0
 
     # ------------------------------------------------------------------ one hop

@@ -20,7 +20,7 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.audio.spectrogram import OnlineSpectrogram
 from scoreid.identify import confidence as K
-from scoreid.identify.engine import SEQUENCE_WEIGHT, TOP_K, EngineSettings, SessionEngine, Update
+from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT, TOP_K, EngineSettings, SessionEngine, Update
 from scoreid.identify.tally import CHANCE_EXPONENT, DEFAULT_HALF_LIFE_S, VOTE_TEMPERATURE
 from scoreid.identify.windows import SILENCE_LEVEL, HopWindows, Window
 from scoreid.library.store import Library
@@ -53,12 +53,13 @@ class Identifier:
     def __init__(self, library: Library, encoder: AudioEncoder, hop_s: float = DEFAULT_HOP_S,
                  half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K,
                  vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT,
-                 follower: str = "tempo", sequence_weight: float = SEQUENCE_WEIGHT):  # fmt: skip
+                 follower: str = "tempo", sequence_weight: float = SEQUENCE_WEIGHT,
+                 candidates: int = CANDIDATES):  # fmt: skip
         """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme;
         ``follower``: ``tempo`` (default), ``hmm`` or ``best`` (:mod:`scoreid.identify.follow`);
         ``sequence_weight``: :attr:`scoreid.identify.engine.EngineSettings.sequence_weight`."""
         self.settings = EngineSettings(hop_s, half_life, vote_temperature, chance_exponent, follower,
-                                       sequence_weight)  # fmt: skip
+                                       sequence_weight, candidates)  # fmt: skip
         self.engine = SessionEngine(library, self.settings)
         self.library = library
         self.encoder = encoder

@@ -178,3 +178,15 @@ def test_pieces_not_voted_for_in_a_long_time_leave_the_tally(library):
     t, emb, _hits = stream[5]
     eng.vote(t + 60.0, emb, [("piece-2", 0.9)])  # a minute (60 half-lives) later: one vote
     assert set(eng.tally.tallies) == {"piece-2"}
+
+
+def test_the_number_of_followed_candidates_is_a_setting(library):
+    for bad in (0, 51, 2.5):
+        with pytest.raises(ValueError, match="candidates"):
+            EngineSettings(candidates=bad)
+    for n in (1, 3):
+        eng = SessionEngine(library, EngineSettings(candidates=n))
+        for t, emb, hits in hops(library, "piece-1", 20):
+            step(eng, t, emb, hits)
+        assert 1 <= len(eng.follower.tracks) <= n
+        assert SessionEngine.from_bytes(library, eng.to_bytes()).settings.candidates == n
