@@ -183,7 +183,7 @@ class SessionEngine:
         return Update(t, ranking, positions, silent, identity, p)
 
     def _reorder(self, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        """With ``sequence_weight`` w > 0 the followed candidates (the tally's top 5) are ordered by
+        """With ``sequence_weight`` w > 0 the followed candidates (the tally's top ``candidates``) are ordered by
         ``log(tally) + w * sequence evidence``: votes say which pieces match window by window, the
         followers say which of them the stream moves through in order. The rest keep the tally's
         order after them; scores and votes stay the tally's."""
