@@ -1,4 +1,4 @@
-"""Load generator for the Identify stream (issue 7): N concurrent real-time streams on loopback.
+"""Load generator for the Identify stream: N concurrent real-time streams on loopback.
 
     python bench/loadgen.py --address 127.0.0.1:50051 --streams 10 20 50 --seconds 20 [--audio FILE]
 

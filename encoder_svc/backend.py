@@ -11,15 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from scoreid import contract as C
-from scoreid.errors import UserError
 
 
 def load_encoder(model_dir: str | Path, backend: str = "onnx", threads: int | None = None,
                  precision: str | None = None):  # -> Encoders  # fmt: skip
-    try:
-        from scoreid.inference import load_model
-    except ImportError as e:  # pragma: no cover - only before the trainer's runtime is merged
-        raise UserError(f"the model runtime scoreid.inference is not available ({e})") from None
+    from scoreid.inference import load_model
+
     enc = load_model(Path(model_dir), backend=backend, threads=threads, precision=precision or None)
     expected = C.with_audio_window(enc.contract.audio_window_frames)
     expected.check_compatible(enc.contract, what=f"model {model_dir}")

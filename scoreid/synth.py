@@ -1,7 +1,7 @@
 """Synthesising piano audio from MIDI with FluidSynth and the Debian piano soundfonts.
 
 Which soundfonts are for training and which are held out for the ``shifted`` test condition is
-fixed here (see the trainer issue and README): training uses the FluidR3 pianos (stereo and mono
+fixed here (see README "Training"): training uses the FluidR3 pianos (stereo and mono
 banks) and TimGM6mb; ``shifted`` uses the csound GM bank, never seen in training.
 FluidSynth output is byte-identical on repeat for the same MIDI, soundfont and options.
 """

@@ -42,7 +42,7 @@ polarity flip         .5    a NO-OP here: a sign flip of the waveform leaves mag
 Fine-tuning (REFERENCE "Fine-tuning"): sheet scale 0.95 - 1.05 and vertical system shift +-5 px
 (of 160); audio tempo 0.9 - 1.1 by time stretch and onset shift +-1 frame. Horizontal +-5 px
 shifts are done by the loader when it cuts the sheet window. With ``FinetuneConfig.augment =
-"world"`` fine-tuning also degrades both sides as real use does (issue 13): scans and phone photos
+"world"`` fine-tuning also degrades both sides as real use does: scans and phone photos
 of the pages (:class:`SheetScanAugment`) and a room, a microphone and noise on the audio
 (:class:`AudioWorldAugment`); their tables are in the class docstrings.
 

@@ -55,8 +55,3 @@ def broadcast_float(value: float, device: torch.device) -> float:
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
-
-
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()

@@ -93,18 +93,6 @@ class PageLayout:
 
 
 # ---------------------------------------------------------------------------- binarisation
-def otsu_threshold(grey: np.ndarray) -> int:
-    hist = np.bincount(grey.reshape(-1), minlength=256).astype(np.float64)
-    p = hist / max(hist.sum(), 1.0)
-    omega = np.cumsum(p)
-    mu = np.cumsum(p * np.arange(256))
-    mu_t = mu[-1]
-    denom = omega * (1.0 - omega)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sigma_b = np.where(denom > 0, (mu_t * omega - mu) ** 2 / denom, 0.0)
-    return int(np.argmax(sigma_b))
-
-
 def ink_levels(grey: np.ndarray) -> tuple[float, float, bool]:
     """(paper grey, ink grey, inverted?) of a page. Raises :class:`NoSystemsError` if blank."""
     sample = grey[::2, ::2] if grey.size > 4096 else grey
