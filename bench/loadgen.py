@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
+from scoreid.client import requests  # noqa: E402
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -79,24 +79,15 @@ def run_stream(address: str, audio: np.ndarray, chunk_s: float, hop_s: float, st
     last_send = [0.0]
     lock = threading.Lock()
 
-    def reqs():
-        yield pb.StreamRequest(
-            options=pb.SessionOptions(sample_rate=C.SAMPLE_RATE, encoding=pb.PCM_FLOAT32, hop_seconds=hop_s)
-        )
-        step = int(chunk_s * C.SAMPLE_RATE)
-        t0 = time.monotonic()
-        for i, s in enumerate(range(0, len(audio), step)):
-            delay = t0 + i * chunk_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            msg = pb.StreamRequest(audio=pb.AudioChunk(data=audio[s : s + step].tobytes()))
-            with lock:
-                last_send[0] = time.perf_counter()
-            yield msg
+    def sent() -> None:
+        with lock:
+            last_send[0] = time.perf_counter()
 
     try:
         with grpc.insecure_channel(address) as ch:
-            for m in pbg.IdentifyStub(ch).Stream(reqs()):
+            for m in pbg.IdentifyStub(ch).Stream(
+                requests(audio, C.SAMPLE_RATE, chunk_s=chunk_s, hop_s=hop_s, on_send=sent)
+            ):
                 now = time.perf_counter()
                 stats.updates += 1
                 if not m.final:

@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
 
-from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
+from scoreid.client import requests  # noqa: E402
 
 HOP_S = 0.5
 CHUNK_S = 0.1
@@ -63,20 +63,12 @@ class Streamer:
         last_send = [0.0]
         audio = self.audio
 
-        def reqs():  # type: ignore[no-untyped-def]
-            yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=C.SAMPLE_RATE, encoding=pb.PCM_FLOAT32,
-                                                             hop_seconds=HOP_S))  # fmt: skip
-            step = int(CHUNK_S * C.SAMPLE_RATE)
-            t0 = time.monotonic()
-            for i, s in enumerate(range(0, len(audio), step)):
-                delay = t0 + i * CHUNK_S - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                last_send[0] = time.perf_counter()
-                yield pb.StreamRequest(audio=pb.AudioChunk(data=audio[s : s + step].tobytes()))
+        def sent() -> None:
+            last_send[0] = time.perf_counter()
 
         sid, seq, final = "", -1, None
-        for m in pbg.IdentifyStub(ch).Stream(reqs()):
+        reqs = requests(audio, C.SAMPLE_RATE, chunk_s=CHUNK_S, hop_s=HOP_S, on_send=sent)
+        for m in pbg.IdentifyStub(ch).Stream(reqs):
             now = time.perf_counter()
             if not sid:
                 sid = m.session_id

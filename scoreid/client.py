@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,10 @@ def channel(address: str, tls_ca: str | Path | None = None, max_message_bytes: i
 
 def requests(samples: np.ndarray, sample_rate: int, *, speed: float = 1.0, chunk_s: float = CHUNK_S,
              library: str = "", hop_s: float = 0.0, top_k: int = 0, resume_session: str = "",
-             resume_token: str = "", stop: threading.Event | None = None) -> Iterator[pb.StreamRequest]:  # fmt: skip
-    """Options first, then float32 chunks of ``chunk_s`` seconds, paced at ``speed`` x real time."""
+             resume_token: str = "", stop: threading.Event | None = None,
+             on_send: Callable[[], None] | None = None) -> Iterator[pb.StreamRequest]:  # fmt: skip
+    """Options first, then float32 chunks of ``chunk_s`` seconds, paced at ``speed`` x real time;
+    ``on_send()`` runs as each chunk goes out (the load generators time updates from it)."""
     yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=sample_rate, encoding=pb.PCM_FLOAT32,
                                                      library=library, hop_seconds=hop_s, top_k=top_k,
                                                      resume_session=resume_session, resume_token=resume_token))  # fmt: skip
@@ -54,7 +56,10 @@ def requests(samples: np.ndarray, sample_rate: int, *, speed: float = 1.0, chunk
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        yield pb.StreamRequest(audio=pb.AudioChunk(data=x[s : s + step].tobytes()))
+        msg = pb.StreamRequest(audio=pb.AudioChunk(data=x[s : s + step].tobytes()))
+        if on_send is not None:
+            on_send()
+        yield msg
 
 
 def stream_audio(address: str, samples: np.ndarray, sample_rate: int, *, token: str = "",
