@@ -114,12 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the encoder")
     ap.add_argument("--precision", default="", help="encoder precision: '' (fp32) or int8 (audio.int8.onnx)")
     ap.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per client message")
+    ap.add_argument(
+        "--backend", default="onnx", choices=("onnx", "tensorrt", "torch"), help="the encoder's backend"
+    )
+    ap.add_argument(
+        "--loadgen-procs", type=int, default=1, help="load-generator processes (bench/loadgen.py --procs)"
+    )
+    ap.add_argument("--max-sessions", type=int, default=1000, help="encoder.max_sessions of the stack")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     model, lib, wav = setup(args.work, args.model)
     cfg = stack_config(args.work, model, lib, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                       batch_workers=args.batch_workers, threads=args.threads, precision=args.precision)  # fmt: skip
+                       batch_workers=args.batch_workers, threads=args.threads, precision=args.precision,
+                       backend=args.backend, max_sessions=max(args.max_sessions, max(args.streams)))  # fmt: skip
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     address = cli("up", "--config", cfg_path).strip()
@@ -133,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         stack = json.loads((Path(cfg["state_dir"]) / "stack.json").read_text())
         pids = [f"--pid={p['name']}={p['pid']}" for p in stack["processes"] if p["name"] != "supervisor"]
         rc = lg.main(["--address", address, "--streams", *map(str, args.streams), "--seconds", str(args.seconds),
-                      "--chunk", str(args.chunk), "--audio", str(wav), "--out", str(args.out), *pids])  # fmt: skip
+                      "--chunk", str(args.chunk), "--audio", str(wav), "--out", str(args.out),
+                      "--procs", str(args.loadgen_procs), *pids])  # fmt: skip
         stages = stage_means(cfg["encoder"]["metrics_port"])
     finally:
         cli("down", "--config", cfg_path)
@@ -146,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_workers": args.batch_workers,
         "threads": args.threads,
         "precision": args.precision or "fp32",
+        "backend": args.backend,
+        "loadgen_procs": args.loadgen_procs,
         "chunk_s": args.chunk,
     }
     res["encoder_stages"] = stages  # summed over all steps of this run
