@@ -151,12 +151,12 @@ def rank_of(ranking: Sequence[tuple[str, float, float]], truth: str) -> int | No
 
 def candidates(ident: Identifier) -> list[list[Any]]:
     """The followed candidates now: [piece, tally, sequence evidence, coherence] of the tally's top
-    ``--candidates`` (5)."""
+    ``EngineSettings.candidates`` (``--candidates``)."""
     f = ident.engine.follower
     return [
         [p, round(v, 6), round(f.evidence(p), 4), round(f.coherence(p), 3)]
         for p, v in ident.engine.tally.top(f.max_candidates)
-    ]  # fmt: skip (the followed ones)
+    ]
 
 
 def stream(lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float, sequence_weight: float = 0.0,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import cpu_name, write_result  # noqa: E402
 
+from scoreid.identify.engine import sequence_order  # noqa: E402
 from scoreid.identify.stream import time_to_identify  # noqa: E402
 
 
 def order(cands: list[list[Any]], w: float) -> list[str]:
-    key = (
-        (lambda c: (-(math.log(max(c[1], 1e-300)) + w * c[2]), c[0])) if w > 0 else (lambda c: (-c[1], c[0]))
-    )
-    return [c[0] for c in sorted(cands, key=key)]
+    """Dumped candidates ``[piece, tally, evidence, coherence]`` as the engine orders them."""
+    return [c[0] for c in sequence_order([(c[0], c[1], c[2]) for c in cands], w)]
 
 
 def at_times(dump: list[dict[str, Any]], times: list[float]) -> list[dict[str, Any]]:

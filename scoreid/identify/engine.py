@@ -87,6 +87,15 @@ class Update:
         return out
 
 
+def sequence_order(cands: Sequence[tuple[str, float, float]], w: float) -> list[tuple[str, float, float]]:
+    """``(piece, tally, sequence evidence)`` in the engine's order of its followed candidates:
+    by ``log(tally) + w * evidence`` (``w`` <= 0: by the tally), ties by piece id. The engine ranks
+    with it and ``bench/sequence_weight.py`` replays it on dumped candidates."""
+    if w <= 0:
+        return sorted(cands, key=lambda c: (-c[1], c[0]))
+    return sorted(cands, key=lambda c: (-(math.log(max(c[1], 1e-300)) + w * c[2]), c[0]))
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """What a session's engine is run with (kept in its state, so a restored session keeps them)."""
@@ -191,11 +200,8 @@ class SessionEngine:
         k = self.follower.max_candidates
         if w <= 0 or len(ranked) < 2:
             return ranked
-        head = sorted(
-            ranked[:k],
-            key=lambda pv: (-(math.log(max(pv[1], 1e-300)) + w * self.follower.evidence(pv[0])), pv[0]),
-        )
-        return head + ranked[k:]
+        head = sequence_order([(p, v, self.follower.evidence(p)) for p, v in ranked[:k]], w)
+        return [(p, v) for p, v, _ev in head] + ranked[k:]
 
     @property
     def t_last(self) -> float | None:
