@@ -43,7 +43,7 @@ from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
-from scoreid.serve.grpc_server import add_standard_services, internal_channel, public_details
+from scoreid.serve.grpc_server import add_standard_services, bearer_of, internal_channel, public_details
 from scoreid.serve.logs import log_event
 from scoreid.serve.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
 from scoreid.sheet.strip import audio_to_network
@@ -265,13 +265,10 @@ def client_of(context: grpc.ServicerContext, clients: dict[str, str] | None = No
     """Who the caller is, for the per-client cap: the name of its bearer token when named client
     tokens are configured (``encoder.clients_file``), else its host (``ipv4:127.0.0.1:5555`` ->
     ``127.0.0.1``) — every user behind one proxy then shares one host's cap."""
-    if clients:
-        md = dict(context.invocation_metadata() or ())
-        got = str(md.get("authorization", ""))
-        if got.startswith("Bearer "):
-            for token, name in clients.items():
-                if hmac.compare_digest(got[7:].encode(), token.encode()):
-                    return f"client:{name}"
+    if clients and (got := bearer_of(context.invocation_metadata())):
+        for token, name in clients.items():
+            if hmac.compare_digest(got.encode(), token.encode()):
+                return f"client:{name}"
     peer = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
     if kind in ("ipv4", "ipv6"):

@@ -27,8 +27,8 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
 
     OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
-    def __init__(self, token: str | Iterable[str]):
-        self.tokens = [t.encode() for t in ([token] if isinstance(token, str) else token) if t]
+    def __init__(self, tokens: Iterable[str]):
+        self.tokens = [t.encode() for t in tokens if t]
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
@@ -40,9 +40,8 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(self.OPEN):
             return continuation(handler_call_details)
-        md = dict(handler_call_details.invocation_metadata or ())
-        got = str(md.get("authorization", ""))
-        if got.startswith("Bearer ") and bearer_matches(got[7:], self.tokens):
+        got = bearer_of(handler_call_details.invocation_metadata)
+        if got and bearer_matches(got, self.tokens):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is not None and handler.request_streaming:
@@ -103,6 +102,12 @@ class ErrorShield(grpc.ServerInterceptor):
 
             return grpc.stream_stream_rpc_method_handler(streams, **kw)
         return h  # unary-stream / stream-unary: none of ours
+
+
+def bearer_of(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    """The token of an ``authorization: Bearer <token>`` header in call metadata ("" if none)."""
+    got = str(dict(metadata or ()).get("authorization", ""))
+    return got[7:] if got.startswith("Bearer ") else ""
 
 
 def bearer_matches(got: str, tokens: Iterable[bytes]) -> bool:
