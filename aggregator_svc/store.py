@@ -59,8 +59,7 @@ class EngineStates:
         self.r = client
         self.ttl_s = int(ttl_s)
         self.service = service
-        self._source = (HERE / "cas.lua").read_text()
-        self._cas = client.register_script(self._source)
+        self._cas = client.register_script((HERE / "cas.lua").read_text())
 
     def get_many(
         self, session_ids: Sequence[str], have: Callable[[str, int], bool] | None = None
@@ -126,7 +125,7 @@ class EngineStates:
             except redis.exceptions.NoScriptError:  # Redis restarted without it: no write ran; load, retry
                 if attempt:
                     raise
-                self.r.script_load(self._source)
+                self.r.script_load(self._cas.script)
             finally:
                 REDIS_SECONDS.labels(self.service, "put").observe(time.perf_counter() - t0)
         return [int(r) == 1 for r in replies]

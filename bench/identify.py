@@ -32,7 +32,9 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,15 @@ from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, model_fingerprint, open_or_create  # noqa: E402
 from scoreid.library.store import Library, write_index  # noqa: E402
 from trainer.corpus.store import Corpus  # noqa: E402
+
+
+def write_sheet_folder(folder: Path, pid: str, meta: dict[str, Any], pages: Sequence[Path]) -> None:
+    """A piece as a user gives it to ``scoreid library build``: its page images and a ``piece.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for pg in pages:
+        shutil.copyfile(pg, folder / Path(pg).name)
+    (folder / "piece.json").write_text(json.dumps({"title": meta.get("title", pid),
+                                                   "composer": meta.get("composer", "")}))  # fmt: skip
 
 
 def build_library(
@@ -66,12 +77,7 @@ def build_library(
             continue
         folder = work / "sheets" / condition / pid
         if not folder.is_dir():
-            folder.mkdir(parents=True)
-            for pg in render.page_paths:
-                shutil.copyfile(pg, folder / pg.name)
-            meta = piece.meta
-            (folder / "piece.json").write_text(json.dumps({"title": meta.get("title", pid),
-                                                           "composer": meta.get("composer", "")}))  # fmt: skip
+            write_sheet_folder(folder, pid, piece.meta, render.page_paths)
         add_folder(index, lib_dir, folder, enc, lambda m: print(f"library: {m}", file=sys.stderr))
     write_index(lib_dir, index)
     return Library.open(lib_dir)

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from identify import write_sheet_folder  # noqa: E402
 from report import cpu_name, write_result  # noqa: E402
 
 from trainer.corpus.store import Corpus  # noqa: E402
@@ -46,13 +47,7 @@ def stage(corpus: Corpus, n: int, out: Path) -> int:
         render = next((r for r in renders if r.page_paths), None)
         if render is None:
             continue
-        folder = out / pid
-        folder.mkdir(parents=True, exist_ok=True)
-        for pg in render.page_paths:
-            shutil.copyfile(pg, folder / Path(pg).name)
-        meta = piece.meta
-        (folder / "piece.json").write_text(json.dumps({"title": meta.get("title", pid),
-                                                       "composer": meta.get("composer", "")}))  # fmt: skip
+        write_sheet_folder(out / pid, pid, piece.meta, render.page_paths)
         pages += len(render.page_paths)
         made += 1
     if made < n:
