@@ -76,6 +76,16 @@ def terminate(proc: subprocess.Popen, wait_s: float = 5.0) -> None:
             proc.wait()
 
 
+def wait_for(cond, timeout: float = 30.0, poll_s: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``cond()`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(poll_s)
+    return False
+
+
 def stop_redis(server: RedisServer) -> None:
     terminate(server.proc)
 

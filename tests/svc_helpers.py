@@ -22,3 +22,4 @@ free_port = _root.free_port
 start_redis = _root.start_redis
 stop_redis = _root.stop_redis
 terminate = _root.terminate
+wait_for = _root.wait_for

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from svc_fixtures import piece_audio
+from svc_helpers import wait_for
 
 from encoder_svc.server import EmbedderServicer, register
 from proto.scoreid.v1 import scoreid_pb2 as pb
@@ -59,9 +60,7 @@ def test_a_stream_that_never_sends_options_is_ended(make_stack):
     try:
         err = ended_with(call, within_s=5.0)
         assert err.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
-        deadline = time.monotonic() + 5
-        while stack.identify.gate.pending and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not stack.identify.gate.pending, timeout=5)
         assert stack.identify.gate.pending == 0 and stack.identify.watch.count == 0
     finally:
         release.set()
@@ -77,9 +76,7 @@ def test_a_session_that_stops_sending_audio_is_ended_and_its_slot_freed(make_sta
     try:
         err = ended_with(call, within_s=6.0)
         assert err.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
-        deadline = time.monotonic() + 5
-        while stack.identify.gate.active and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not stack.identify.gate.active, timeout=5)
         assert stack.identify.gate.active == 0
         # the one slot of this client is free again: a new session is served
         assert list(stream_audio(stack.address, piece_audio(0, 2.0), SR, speed=0))[-1].final
@@ -145,9 +142,7 @@ def test_named_clients_have_their_own_session_cap_from_one_address(make_stack, r
     ch, alice = held_stream(addr, [options(), pb.StreamRequest(audio=pb.AudioChunk(data=CHUNK))], release,
                             token="alice-token-0123456789")  # fmt: skip
     try:
-        deadline = time.monotonic() + 5
-        while stack.identify.gate.active < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: stack.identify.gate.active >= 1, timeout=5)
         # bob, from the same address, still gets his session; alice's second one is refused
         assert list(stream_audio(addr, piece_audio(0, 1.0), SR, speed=0, token="bob-token-0123456789ab"))[
             -1

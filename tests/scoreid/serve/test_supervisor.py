@@ -13,21 +13,13 @@ from pathlib import Path
 
 import soundfile as sf
 import yaml
+from svc_helpers import wait_for
 from test_stack_e2e import cli, stack_config, tones
 
 from scoreid.client import identify_files
 from scoreid.serve.grpc_server import wait_healthy
 from scoreid.serve.stack import _alive, read_stack
 from scoreid.serve.supervisor import Supervisor
-
-
-def wait_for(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_killed_services_and_redis_are_restarted_by_the_stack(tmp_path, sheets_dir, random_model):
