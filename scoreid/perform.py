@@ -1,16 +1,21 @@
-"""Rendering a "performance" of a score: tempo, tempo curve, dynamics, pedal, room and noise.
+"""Rendering a "performance" of a score: tempo, tempo curve, dynamics, pedal, touch, room and noise.
 
 ``perform(notes, options)`` takes the notes of a score in score time (``engrave.MidiNote``), maps
 them to performance time through a :class:`TimeMap` (a global tempo factor times a smooth random
 tempo curve), humanises velocities (a smooth dynamics curve plus per-note jitter), optionally adds
-sustain-pedal changes, writes a MIDI file and synthesises it with FluidSynth (``scoreid.synth``).
+sustain-pedal changes and a pianist's touch (chord asynchrony with a leading melody, articulation:
+legato and detached notes), writes a MIDI file and synthesises it with FluidSynth (``scoreid.synth``).
 For the ``shifted`` test condition it can convolve the audio with a synthetic room impulse response
 and add noise at a given SNR.
 
 The time map is piecewise linear between knots every ``TimeMap.STEP_S`` seconds of score time and
 is *the* definition of the performance's timing: MIDI events are placed with it, so
 ``time_map.to_perf(onset)`` is exactly when the synthesised note starts (to the MIDI tick,
-~1 ms). Everything is seeded: same notes and options -> byte-identical audio.
+~1 ms) — up to the note's asynchrony when ``chord_spread_ms`` / ``melody_lead_ms`` are set (at most
+2.5 x spread + lead, well inside one spectrogram frame of 50 ms at the values the corpus uses).
+Everything is seeded: same notes and options -> byte-identical audio; the touch options draw from
+the random generator only when they are set, so a performance without them is what it was before
+they existed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ class PerformOptions:
     velocity_jitter: float = 0.0  #: std of per-note velocity noise (MIDI units)
     dynamics: float = 0.0  #: std of the slow dynamics curve (MIDI units)
     pedal: bool = False
+    #: touch (0 = none): std of each note's onset offset from the time map (ms, clipped at 2.5 std)
+    chord_spread_ms: float = 0.0
+    melody_lead_ms: float = 0.0  #: the highest note of a chord sounds this much earlier (ms)
+    articulation: float = 0.0  #: std of the log duration factor (a slow curve plus per-note noise)
+    program: int = 0  #: General MIDI program (0 acoustic grand, 1 bright grand, …)
     reverb_rt60: float = 0.0  #: seconds; 0 = dry
     snr_db: float | None = None  #: add white noise at this SNR; None = no noise
     seed: int = 0
@@ -112,6 +122,47 @@ def _smooth_curve(times: np.ndarray, std: float, period_s: float, rng: np.random
     return np.interp(times / period_s, np.arange(n), knots)
 
 
+def _touch(
+    notes: list[MidiNote],
+    onsets: np.ndarray,
+    offsets: np.ndarray,
+    opts: PerformOptions,
+    time_map: TimeMap,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Performance-time onsets and offsets (s): the time map's, with the touch options applied —
+    a leading melody and per-note asynchrony on the onsets, articulation on the durations. A note
+    never sounds past the next onset of its own pitch (its note-off would cut that note)."""
+    on_s = time_map.to_perf(onsets).astype(np.float64)
+    off_s = time_map.to_perf(offsets).astype(np.float64)
+    if opts.articulation > 0 and len(notes):
+        log_f = _smooth_curve(onsets, opts.articulation, 3.0, rng) + rng.normal(
+            0.0, opts.articulation / 2, len(notes)
+        )
+        off_s = on_s + (off_s - on_s) * np.clip(np.exp(log_f), 0.3, 2.0)
+    shift = np.zeros(len(notes))
+    if opts.melody_lead_ms > 0 and len(notes):
+        key = np.round(onsets * 1000).astype(np.int64)  # a chord: the notes of one score onset (ms)
+        order = np.lexsort((-np.array([n.pitch for n in notes]), key))  # by onset, highest pitch first
+        first = np.r_[True, key[order][1:] != key[order][:-1]]
+        size = np.diff(np.r_[np.flatnonzero(first), len(order)])
+        shift[order[first][size > 1]] -= opts.melody_lead_ms / 1000
+    if opts.chord_spread_ms > 0 and len(notes):
+        sd = opts.chord_spread_ms / 1000
+        shift += np.clip(rng.normal(0.0, sd, len(notes)), -2.5 * sd, 2.5 * sd)
+    if shift.any():
+        on_s = np.maximum(on_s + shift, 0.0)
+        off_s = off_s + shift
+    if opts.articulation > 0 or shift.any():
+        by_pitch: dict[int, list[int]] = {}
+        for k in np.argsort(on_s, kind="stable"):
+            by_pitch.setdefault(notes[k].pitch, []).append(int(k))
+        for ks in by_pitch.values():
+            for a, b in zip(ks, ks[1:]):
+                off_s[a] = min(off_s[a], on_s[b] - 0.002)
+    return on_s, off_s
+
+
 def performance_midi(notes: list[MidiNote], opts: PerformOptions, time_map: TimeMap,
                      rng: np.random.Generator) -> bytes:  # fmt: skip
     """A one-track piano MIDI file of ``notes`` placed in performance time."""
@@ -124,8 +175,9 @@ def performance_midi(notes: list[MidiNote], opts: PerformOptions, time_map: Time
     if opts.velocity_jitter > 0:
         vel = vel + rng.normal(0.0, opts.velocity_jitter, len(notes))
     vel = np.clip(np.round(vel), 20, 127).astype(int)
-    on_t = np.round(time_map.to_perf(onsets) * TICKS_PER_S).astype(np.int64)
-    off_t = np.round(time_map.to_perf(offsets) * TICKS_PER_S).astype(np.int64)
+    on_s, off_s = _touch(notes, onsets, offsets, opts, time_map, rng)
+    on_t = np.round(on_s * TICKS_PER_S).astype(np.int64)
+    off_t = np.round(off_s * TICKS_PER_S).astype(np.int64)
     off_t = np.maximum(off_t, on_t + 1)
     # (tick, order, msg): note-offs before pedal before note-ons at the same tick
     events: list[tuple[int, int, int, mido.Message]] = []
@@ -152,7 +204,7 @@ def performance_midi(notes: list[MidiNote], opts: PerformOptions, time_map: Time
     events.sort(key=lambda e: (e[0], e[1], e[2]))
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("set_tempo", tempo=MIDI_TEMPO_US, time=0))
-    track.append(mido.Message("program_change", program=0, time=0))
+    track.append(mido.Message("program_change", program=opts.program, time=0))
     now = 0
     for tick, _, _, msg in events:
         track.append(msg.copy(time=tick - now))

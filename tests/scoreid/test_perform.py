@@ -8,8 +8,8 @@ from scorefixtures import isolated_onsets, onset_agreement, write_piece
 
 from scoreid import contract as C
 from scoreid.audio.spectrogram import spectrogram
-from scoreid.engrave import engrave
-from scoreid.perform import PerformOptions, TimeMap, perform
+from scoreid.engrave import MidiNote, engrave
+from scoreid.perform import PerformOptions, TimeMap, _touch, perform
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,17 @@ def eng(tmp_path_factory):
         PerformOptions(
             soundfont="csound", tempo_factor=1.4, tempo_curve=0.1, reverb_rt60=0.8, snr_db=20, seed=5
         ),
+        PerformOptions(
+            soundfont="fluidr3",
+            program=1,
+            chord_spread_ms=20,
+            melody_lead_ms=25,
+            articulation=0.35,
+            pedal=True,
+            seed=7,
+        ),  # fmt: skip
     ],
-    ids=["plain", "curve-pedal", "shifted"],
+    ids=["plain", "curve-pedal", "shifted", "touch"],
 )
 def test_onset_frames_agree_with_audio(eng, opts):
     perf = perform(eng.midi_notes, opts)
@@ -75,3 +84,37 @@ def test_time_map_rejects_non_monotonic():
         TimeMap(np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError):
         TimeMap.make(10.0, 0.0, 0.0, 5.0, np.random.default_rng(0))
+
+
+def test_touch_moves_notes_within_bounds_and_never_cuts_a_repeated_pitch():
+    # two chords of three notes, then the same pitch repeated quickly (legato must not overlap it)
+    # (the first onset is not at 0: an onset is never moved before the start)
+    notes = [MidiNote(60, 0.5, 1.0), MidiNote(64, 0.5, 1.0), MidiNote(72, 0.5, 1.0),
+             MidiNote(62, 1.0, 2.0), MidiNote(65, 1.0, 2.0), MidiNote(74, 1.0, 2.0)]  # fmt: skip
+    notes += [MidiNote(67, 2.0 + 0.2 * i, 2.2 + 0.2 * i) for i in range(10)]
+    onsets = np.array([n.onset_s for n in notes])
+    offsets = np.array([n.offset_s for n in notes])
+    tm = TimeMap.make(5.0, 1.0, 0.0, 5.0, np.random.default_rng(0))
+    plain = _touch(notes, onsets, offsets, PerformOptions(), tm, np.random.default_rng(0))
+    np.testing.assert_allclose(plain[0], onsets)
+    np.testing.assert_allclose(plain[1], offsets)
+    lead = _touch(notes, onsets, offsets, PerformOptions(melody_lead_ms=25), tm, np.random.default_rng(0))
+    np.testing.assert_allclose(onsets - lead[0], [0, 0, 0.025, 0, 0, 0.025] + [0] * 10, atol=1e-12)
+    o = PerformOptions(chord_spread_ms=20, melody_lead_ms=25, articulation=0.35)
+    on, off = _touch(notes, onsets, offsets, o, tm, np.random.default_rng(1))
+    assert np.abs(on - onsets).max() <= 0.025 + 2.5 * 0.020 + 1e-9  # within one 50 ms frame
+    assert np.abs(on - onsets).std() > 0.005  # the notes really move
+    rep = np.arange(6, 16)  # the repeated pitch: each note ends before the next one starts
+    assert np.all(off[rep[:-1]] < on[rep[1:]])
+    assert not np.allclose((off - on)[3:6], 1.0)  # articulation changed the durations
+
+
+def test_touch_and_program_change_the_sound_and_stay_seeded(eng):
+    o = PerformOptions(soundfont="fluidr3", chord_spread_ms=20, melody_lead_ms=25, articulation=0.3, seed=4)
+    a, b = perform(eng.midi_notes, o), perform(eng.midi_notes, o)
+    assert a.audio.tobytes() == b.audio.tobytes()
+    plain = perform(eng.midi_notes, PerformOptions(soundfont="fluidr3", seed=4))
+    assert a.midi != plain.midi
+    bright = perform(eng.midi_notes, PerformOptions(soundfont="fluidr3", seed=4, program=1))
+    n = min(len(bright.audio), len(plain.audio))
+    assert np.abs(bright.audio[:n] - plain.audio[:n]).max() > 1e-3  # another sample set

@@ -4,7 +4,10 @@
 width, spacing) and which performances (soundfont, tempo factor, tempo curve, dynamics, pedal,
 room, noise) a piece gets, from its split: train and pool pieces get "same" renders and
 performances only; valid and test pieces also get "shifted" ones (Petaluma font; csound
-soundfont, tempo outside the training range, reverb and noise).
+soundfont, tempo outside the training range, reverb and noise). Train and pool performances also get
+a pianist's touch (chord asynchrony, a leading melody, articulation) and one of two grand-piano
+programs of their soundfont (``TRAIN_TOUCH``), drawn from a generator of their own, so the valid
+and test pieces' performances are byte for byte what they were before the touch existed.
 
 ``build_piece`` runs the plan and writes ``pages/<pid>/*.png`` and then ``pieces/<pid>.npz``
 (atomically, last, so a piece is finished exactly when its .npz exists). It is run in a worker
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,11 @@ SHIFTED_FONTS = ("Petaluma",)
 PAGE_WIDTHS = (1700, 1900, 2100, 2300, 2500)  #: Verovio units; varies the system breaks
 TRAIN_TEMPO = (0.8, 1.25)
 SHIFTED_TEMPO = ((0.6, 0.72), (1.35, 1.5))
+#: touch of the train and pool performances (uniform ranges; ``scoreid.perform.PerformOptions``):
+#: chord spread std (ms), melody lead (ms), articulation (std of the log duration factor), and the
+#: General MIDI grand-piano programs drawn from (0 acoustic, 1 bright)
+TRAIN_TOUCH = {"chord_spread_ms": (0.0, 20.0), "melody_lead_ms": (0.0, 25.0), "articulation": (0.0, 0.35)}
+TRAIN_PROGRAMS = (0, 1)
 
 
 @dataclass
@@ -96,12 +104,19 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
                               spacing_non_linear=float(rng.uniform(0.5, 0.7)))  # fmt: skip
         plan.renders.append(RenderPlan(f"same{i}-{font.lower()}", "same", opts))
     sf0 = int(rng.integers(len(TRAIN_SOUNDFONTS)))
+    touch_rng = (
+        np.random.default_rng(piece_seed(cfg.seed, f"{pid}:touch")) if split in ("train", "pool") else None
+    )
     for j in range(cfg.performances):
         sf = TRAIN_SOUNDFONTS[(sf0 + j) % len(TRAIN_SOUNDFONTS)]
         opts = PerformOptions(soundfont=sf, tempo_factor=round(float(rng.uniform(*TRAIN_TEMPO)), 3),
                               tempo_curve=0.08, curve_period_s=float(rng.uniform(4, 10)),
                               velocity_jitter=8.0, dynamics=12.0, pedal=bool(rng.random() < 0.5),
                               seed=int(rng.integers(2**31)))  # fmt: skip
+        if touch_rng is not None:
+            touch = {k: round(float(touch_rng.uniform(lo, hi)), 3) for k, (lo, hi) in TRAIN_TOUCH.items()}
+            program = int(TRAIN_PROGRAMS[int(touch_rng.integers(len(TRAIN_PROGRAMS)))])
+            opts = replace(opts, program=program, **touch)  # type: ignore[arg-type]
         plan.performances.append(PerfPlan(f"same{j}-{sf}", "same", opts))
     if split in ("valid", "test"):
         for i in range(cfg.shifted_looks):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from scoreid.sheet.strip import window_at
 from trainer import run
 from trainer.corpus import build as build_mod
 from trainer.corpus.build import build
-from trainer.corpus.piece import BuildConfig
+from trainer.corpus.piece import TRAIN_PROGRAMS, TRAIN_TOUCH, BuildConfig, plan_piece
 from trainer.corpus.store import Corpus
 
 CFG = BuildConfig(looks=1, performances=1, seed=0)
@@ -214,3 +215,26 @@ def test_show_and_stats(built, tmp_path, capsys):
     assert st["splits"]["all"]["pieces"] == 3
     assert st["splits"]["all"]["pairs"] == sum(e["n_pairs"] for e in corpus.pieces.values())
     assert st["splits"]["all"]["hours"] > 0
+
+
+def test_training_performances_get_a_touch_and_the_held_out_plans_do_not_change():
+    """Train and pool performances carry a pianist's touch and a piano program; valid and test
+    pieces' plans (their ``same`` and ``shifted`` performances) are what they were without it."""
+    cfg = BuildConfig(looks=2, performances=3, seed=0)
+    touched = [p.options for pid in ("a.x", "b.y", "c.z") for p in plan_piece(pid, "train", cfg).performances]
+    for o in touched:
+        for k, (lo, hi) in TRAIN_TOUCH.items():
+            assert lo <= getattr(o, k) <= hi
+        assert o.program in TRAIN_PROGRAMS
+    assert len({o.chord_spread_ms for o in touched}) > 1 and len({o.program for o in touched}) == 2
+    pool = plan_piece("a.x", "pool", cfg).performances
+    assert [p.options for p in pool] == [p.options for p in plan_piece("a.x", "train", cfg).performances]
+    for split in ("valid", "test"):
+        for p in plan_piece("a.x", split, cfg).performances:
+            o = p.options
+            assert (o.chord_spread_ms, o.melody_lead_ms, o.articulation, o.program) == (0, 0, 0, 0)
+    # the draws of everything else are the train plan's, so the held-out plans are the old ones
+    train_same = [replace(p.options, chord_spread_ms=0.0, melody_lead_ms=0.0, articulation=0.0, program=0)
+                  for p in plan_piece("a.x", "train", cfg).performances]  # fmt: skip
+    valid_same = [p.options for p in plan_piece("a.x", "valid", cfg).performances if p.condition == "same"]
+    assert train_same == valid_same
