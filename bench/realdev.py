@@ -150,11 +150,17 @@ def rank_of(ranking: Sequence[tuple[str, float, float]], truth: str) -> int | No
 
 
 def candidates(ident: Identifier) -> list[list[Any]]:
-    """The followed candidates now: [piece, tally, sequence evidence, coherence] of the tally's top
-    ``EngineSettings.candidates`` (``--candidates``)."""
+    """The followed candidates now: [piece, tally, sequence evidence (piece null), coherence,
+    sequence evidence (library null)] of the tally's top ``EngineSettings.candidates`` (``--candidates``)."""
     f = ident.engine.follower
     return [
-        [p, round(v, 6), round(f.evidence(p), 4), round(f.coherence(p), 3)]
+        [
+            p,
+            round(v, 6),
+            round(f.evidence(p), 4),
+            round(f.coherence(p), 3),
+            round(f.evidence(p, "library"), 4),
+        ]
         for p, v in ident.engine.tally.top(f.max_candidates)
     ]
 

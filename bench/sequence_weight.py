@@ -1,13 +1,15 @@
 """Choosing the sequence weight: piece identification when the followed candidates are ordered by
 ``log(tally) + W x sequence evidence`` (:attr:`scoreid.identify.engine.EngineSettings.sequence_weight`).
 
-    python bench/sequence_weight.py DUMP.json [--weights 0 0.05 0.1 0.2 0.5 1 2] [--out FILE]
+    python bench/sequence_weight.py DUMP.json [--weights 0 0.05 0.1 0.2 0.5 1 2] [--evidence piece|library]
+        [--out FILE]
 
 ``DUMP.json`` is written by ``bench/realdev.py --dump`` (or any bench that dumps the same shape): for
-every excerpt, each hop's followed candidates (the tally's top 5: piece, tally, sequence evidence,
-coherence), the final ones, and the truth's rank by the tally. The weight only reorders those five
-and the tally and the evidence do not depend on it, so every weight is evaluated offline from one
-streaming run: per excerpt length, top-1, MRR (a truth beyond the five keeps its tally rank) and the
+every excerpt, each hop's followed candidates (the tally's top N: piece, tally, sequence evidence,
+coherence, and in dumps since 2026-12-04 the library-null evidence), the final ones, and the truth's
+rank by the tally. The weight only reorders those N and the tally and the evidence do not depend on
+it, so every weight — and either evidence (``--evidence``, :mod:`scoreid.identify.follow`) — is
+evaluated offline from one streaming run: per excerpt length, top-1, MRR (a truth beyond the five keeps its tally rank) and the
 median time to identify (the first hop from which the top-1 is right at every later hop). Prints a
 table and writes JSON.
 """
@@ -31,10 +33,14 @@ from report import cpu_name, write_result  # noqa: E402
 from scoreid.identify.engine import sequence_order  # noqa: E402
 from scoreid.identify.stream import time_to_identify  # noqa: E402
 
+EVIDENCE_COLUMN = {"piece": 2, "library": 4}  #: where each evidence lies in a dumped candidate
 
-def order(cands: list[list[Any]], w: float) -> list[str]:
-    """Dumped candidates ``[piece, tally, evidence, coherence]`` as the engine orders them."""
-    return [c[0] for c in sequence_order([(c[0], c[1], c[2]) for c in cands], w)]
+
+def order(cands: list[list[Any]], w: float, evidence: str = "piece") -> list[str]:
+    """Dumped candidates ``[piece, tally, evidence, coherence, library evidence]`` as the engine
+    orders them with ``EngineSettings(sequence_weight=w, evidence=evidence)``."""
+    col = EVIDENCE_COLUMN[evidence]
+    return [c[0] for c in sequence_order([(c[0], c[1], c[col]) for c in cands], w)]
 
 
 def at_times(dump: list[dict[str, Any]], times: list[float]) -> list[dict[str, Any]]:
@@ -51,17 +57,17 @@ def at_times(dump: list[dict[str, Any]], times: list[float]) -> list[dict[str, A
     return out
 
 
-def evaluate(dump: list[dict[str, Any]], w: float) -> list[dict[str, Any]]:
+def evaluate(dump: list[dict[str, Any]], w: float, evidence: str = "piece") -> list[dict[str, Any]]:
     rows = []
     for length in sorted({d["length_s"] for d in dump}):
         ds = [d for d in dump if d["length_s"] == length]
         ranks, ttis = [], []
         for d in ds:
-            head = order(d["final"], w)
+            head = order(d["final"], w, evidence)
             rank = head.index(d["truth"]) + 1 if d["truth"] in head else (d["rank_by_tally"] or len(head) + 1)
             ranks.append(rank)
             ts = [h[0] for h in d["hops"]]
-            right = [bool(h[1]) and order(h[1], w)[0] == d["truth"] for h in d["hops"]]
+            right = [bool(h[1]) and order(h[1], w, evidence)[0] == d["truth"] for h in d["hops"]]
             ttis.append(time_to_identify(ts, right))
         tti = np.array(ttis)
         rows.append({"length_s": length, "excerpts": len(ds),
@@ -82,14 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a dump of whole streams (bench/identify.py --dump): evaluate at these seconds",
     )
+    ap.add_argument("--evidence", choices=tuple(EVIDENCE_COLUMN), default="piece",
+                    help="the sequence evidence that orders the candidates (library: length-fair)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sequence_weight.json")
     args = ap.parse_args(argv)
     dump = json.loads(args.dump.read_text())
     if args.at:
         dump = at_times(dump, args.at)
-    table = {w: evaluate(dump, w) for w in args.weights}
+    table = {w: evaluate(dump, w, args.evidence) for w in args.weights}
     lengths = [r["length_s"] for r in table[args.weights[0]]]
-    print(f"sequence weight on {args.dump} ({len(dump)} excerpts)")
+    print(f"sequence weight on {args.dump} ({len(dump)} excerpts, {args.evidence} evidence)")
     print(
         "| weight | "
         + " | ".join(f"{ln:g} s top-1 / MRR" for ln in lengths)
@@ -101,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         cells = " | ".join(f"{r['top1']:.3f} / {r['mrr']:.3f}" for r in rows)
         print(f"| {w:g} | {cells} | {'never' if tti is None else f'{tti:.1f} s'} |")
     write_result(
-        args.out, {"dump": str(args.dump), "cpu": cpu_name(), "rows": {str(w): r for w, r in table.items()}}
+        args.out,
+        {
+            "dump": str(args.dump),
+            "cpu": cpu_name(),
+            "evidence": args.evidence,
+            "rows": {str(w): r for w, r in table.items()},
+        },
     )
     return 0
 

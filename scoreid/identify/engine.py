@@ -30,7 +30,16 @@ import numpy as np
 
 from scoreid import contract as C
 from scoreid.identify import confidence as K
-from scoreid.identify.follow import COHERENCE_HOPS, HISTORY_HOPS, KINDS, CandidateFollower, PieceTrack, lag_of
+from scoreid.identify.follow import (
+    COHERENCE_HOPS,
+    EVIDENCE_KINDS,
+    HISTORY_HOPS,
+    KINDS,
+    CandidateFollower,
+    PieceTrack,
+    lag_of,
+    library_null,
+)
 from scoreid.identify.tally import (
     CHANCE_EXPONENT,
     DEFAULT_HALF_LIFE_S,
@@ -110,6 +119,9 @@ class EngineSettings:
     sequence_weight: float = SEQUENCE_WEIGHT
     #: how many of the tally's top pieces are followed (and reordered by their sequence evidence)
     candidates: int = CANDIDATES
+    #: the null of the sequence evidence that orders them: "piece" (anywhere in the candidate piece)
+    #: or "library" (anywhere in the library: length-fair; :mod:`scoreid.identify.follow`)
+    evidence: str = "piece"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.hop_s) and self.hop_s > 0):
@@ -122,6 +134,8 @@ class EngineSettings:
             raise ValueError(f"follower kind must be one of {KINDS}, got {self.follower!r}")
         if not (isinstance(self.candidates, int) and 1 <= self.candidates <= MAX_CANDIDATES):
             raise ValueError(f"followed candidates must be 1..{MAX_CANDIDATES}, got {self.candidates!r}")
+        if self.evidence not in EVIDENCE_KINDS:
+            raise ValueError(f"sequence evidence must be one of {EVIDENCE_KINDS}, got {self.evidence!r}")
         if not (math.isfinite(self.sequence_weight) and self.sequence_weight >= 0):
             raise ValueError(f"sequence weight must be finite and >= 0, got {self.sequence_weight}")
 
@@ -163,7 +177,7 @@ class SessionEngine:
         self.tally.update(window_votes(weighted, self.settings.vote_temperature), t)
         self.n_voting += 1
         candidates = [pid for pid, _v in self.tally.top(self.follower.max_candidates)]
-        self.follower.update(t, emb, candidates, self._sims)
+        self.follower.update(t, emb, candidates, self._sims, library_null([sim for _p, sim in hits]))
         return self.snapshot(t)
 
     def silent(self, t: float) -> Update:
@@ -200,7 +214,8 @@ class SessionEngine:
         k = self.follower.max_candidates
         if w <= 0 or len(ranked) < 2:
             return ranked
-        head = sequence_order([(p, v, self.follower.evidence(p)) for p, v in ranked[:k]], w)
+        kind = self.settings.evidence
+        head = sequence_order([(p, v, self.follower.evidence(p, kind)) for p, v in ranked[:k]], w)
         return [(p, v) for p, v, _ev in head] + ranked[k:]
 
     @property
@@ -234,12 +249,14 @@ class SessionEngine:
             arrays.append(alpha)
             tracks.append({"piece": pid, "n": len(alpha), "path": [list(p) for p in tr.path], "speed": tr.speed,
                            "reported": tr.reported, "pending": list(tr.pending) if tr.pending else None,
-                           "steady": [bool(v) for v in tr.steady], "evidence": tr.evidence})  # fmt: skip
+                           "steady": [bool(v) for v in tr.steady], "evidence": tr.evidence,
+                           "evidence_library": tr.evidence_library})  # fmt: skip
         tally = sorted(self.tally.tallies.items())
         arrays.append(np.asarray([v for _p, v in tally], "<f8"))
         header = {"settings": asdict(self.settings), "t_last": self.tally.t_last,
                   "tally_pieces": [p for p, _v in tally], "n_voting": self.n_voting,
-                  "history_t": [h[0] for h in hist], "history_shape": list(emb.shape), "tracks": tracks}  # fmt: skip
+                  "history_t": [h[0] for h in hist], "history_null": [h[2] for h in hist],
+                  "history_shape": list(emb.shape), "tracks": tracks}  # fmt: skip
         head = json.dumps(header, separators=(",", ":")).encode()
         return MAGIC + struct.pack("<I", len(head)) + head + b"".join(a.tobytes() for a in arrays)
 
@@ -281,7 +298,14 @@ class SessionEngine:
         if dim != library.vectors.shape[1] or rows != len(header["history_t"]) or rows > HISTORY_HOPS:
             raise EngineStateError("session state: embeddings of the wrong shape")
         emb = take(rows * dim, "<f4").reshape(rows, dim).astype(np.float32)
-        eng.follower.history.extend(zip((float(t) for t in header["history_t"]), emb))
+        # states written before the library null existed have none: those hops use the piece null
+        nulls = header.get("history_null") or [None] * rows
+        if len(nulls) != rows:
+            raise EngineStateError("session state: embeddings of the wrong shape")
+        eng.follower.history.extend(
+            (float(t), e, None if nl is None else float(nl))
+            for t, e, nl in zip(header["history_t"], emb, nulls)
+        )
         f = eng.follower
         for tr in header["tracks"]:
             pid, n = str(tr["piece"]), int(tr["n"])
@@ -299,6 +323,7 @@ class SessionEngine:
             )
             track.steady = deque((bool(v) for v in tr["steady"]), maxlen=COHERENCE_HOPS)
             track.evidence = float(tr.get("evidence", 0.0))
+            track.evidence_library = float(tr.get("evidence_library", track.evidence))
             f.tracks[pid] = track
         if v1:
             eng.tally.tallies = {str(p): float(v) for p, v in header["tally"]}

@@ -25,6 +25,13 @@ apart) and ``sim_i`` the cosine similarity of the audio window to window ``i``::
 
 A piece that becomes a candidate is caught up on the recent audio windows (a ring buffer of
 embeddings), so its position is known at once.
+
+Sequence evidence (how well a candidate's stream moves through it in order) is kept two ways, each a
+decayed sum of per-hop log-likelihood ratios whose numerator is the track's predictive likelihood
+``log sum_i pred_i e^{sim_i / T}``: ``piece`` divides by "anywhere in this piece" (the mean over the
+piece's own windows: its per-hop maximum is log n, so long pieces can earn more), ``library`` by
+"one of the window's best matches anywhere in the library" (the mean of ``e^{sim / T}`` over the
+hop's search hits: the same for every candidate, so a piece's length gives it nothing).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
 MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
 KINDS = ("best", "hmm", "tempo")
+EVIDENCE_KINDS = ("piece", "library")  #: the null of the sequence evidence (see the module docstring)
 EVIDENCE_HALF_LIFE_S = 10.0  #: half-life of a track's sequence evidence, seconds of audio
 
 
@@ -102,6 +110,7 @@ class PieceTrack:
     pending: tuple[float, int] | None = None  # a jump target (x) and for how many hops it held
     steady: deque = field(default_factory=lambda: deque(maxlen=COHERENCE_HOPS))  # matched where predicted?
     evidence: float = 0.0  #: decayed sum of the per-hop sequence log-likelihood ratios (see ``update``)
+    evidence_library: float = 0.0  #: the same against the library null (module docstring)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -110,7 +119,9 @@ class PieceTrack:
         self.max_step = max(1, int(math.ceil(speed_max * self.hop_s / self.stride)) + 1)
         self.broad = broad_kernel(self.max_step)
 
-    def update(self, t: float, sims: np.ndarray) -> None:
+    def update(self, t: float, sims: np.ndarray, null: float | None = None) -> None:
+        """One audio window: its similarities to the piece's windows, and ``null`` =
+        ``log mean e^{sim/T}`` over the window's search hits (None: unknown, the piece null is used)."""
         e = np.asarray(sims, np.float64) / TEMPERATURE
         a = e
         if self.kind != "best" and self.alpha is not None:
@@ -119,9 +130,13 @@ class PieceTrack:
                 kernel = tempo_kernel(self.speed * self.hop_s / self.stride, self.broad)
             a = e + self._predict(self.alpha, kernel)
             # sequence evidence: how much better the filter's prediction explains this window than
-            # "anywhere in the piece" (log-likelihood ratio against a uniform prior over its windows)
-            llr = _logsumexp(a) - (_logsumexp(e) - math.log(len(e)))
-            self.evidence = self.evidence * 2.0 ** (-self.hop_s / EVIDENCE_HALF_LIFE_S) + llr
+            # "anywhere in the piece" (a uniform prior over its windows) or "anywhere in the library"
+            predictive = _logsumexp(a)
+            piece_null = _logsumexp(e) - math.log(len(e))
+            decay = 2.0 ** (-self.hop_s / EVIDENCE_HALF_LIFE_S)
+            self.evidence = self.evidence * decay + predictive - piece_null
+            lib_null = piece_null if null is None else null
+            self.evidence_library = self.evidence_library * decay + predictive - lib_null
         a = a - a.max()
         self.alpha = a - math.log(np.exp(a).sum())
         self._observe(t)
@@ -231,11 +246,12 @@ class CandidateFollower:
         self.history: deque = deque(maxlen=HISTORY_HOPS)  # (t, embedding)
 
     def update(self, t: float, emb: np.ndarray, candidates: Sequence[str],
-               sims_of: Callable[[str, np.ndarray], np.ndarray]) -> None:  # fmt: skip
+               sims_of: Callable[[str, np.ndarray], np.ndarray], null: float | None = None) -> None:  # fmt: skip
         """One audio window at ``t`` with embedding ``emb``; ``sims_of(pid, embs)`` gives the
-        cosine similarities (len(embs), n_windows) of embeddings to the piece's windows."""
+        cosine similarities (len(embs), n_windows) of embeddings to the piece's windows; ``null``:
+        the window's library null (:func:`library_null` of its search hits)."""
         emb = np.asarray(emb, np.float32).reshape(-1)
-        self.history.append((t, emb))
+        self.history.append((t, emb, null))
         keep = [p for p in candidates[: self.max_candidates] if p in self.rows]
         for pid in list(self.tracks):
             if pid not in keep:
@@ -245,13 +261,12 @@ class CandidateFollower:
             if track is None:  # a new candidate: catch up on the recent windows
                 s, e = self.rows[pid]
                 track = PieceTrack(self.strip_x[s:e], self.stride, self.hop_s, self.kind, self.lag_s)
-                ts = [h[0] for h in self.history]
                 sims = sims_of(pid, np.stack([h[1] for h in self.history]))
-                for tt, row in zip(ts, sims):
-                    track.update(tt, row)
+                for (tt, _emb, nl), row in zip(self.history, sims):
+                    track.update(tt, row, nl)
                 self.tracks[pid] = track
             else:
-                track.update(t, sims_of(pid, emb[None])[0])
+                track.update(t, sims_of(pid, emb[None])[0], null)
 
     def position_x(self, pid: str) -> float | None:
         track = self.tracks.get(pid)
@@ -265,7 +280,17 @@ class CandidateFollower:
         track = self.tracks.get(pid)
         return 0.0 if track is None else track.coherence()
 
-    def evidence(self, pid: str) -> float:
-        """The piece's sequence evidence (0 when it has no track)."""
+    def evidence(self, pid: str, kind: str = "piece") -> float:
+        """The piece's sequence evidence against the ``kind`` null (0 when it has no track)."""
         track = self.tracks.get(pid)
-        return 0.0 if track is None else track.evidence
+        if track is None:
+            return 0.0
+        return track.evidence_library if kind == "library" else track.evidence
+
+
+def library_null(sims: Sequence[float]) -> float | None:
+    """``log mean e^{sim/T}`` over a window's search hits: "one of its best matches anywhere in the
+    library", the null of the ``library`` sequence evidence (None without hits)."""
+    if len(sims) == 0:
+        return None
+    return _logsumexp(np.asarray(sims, np.float64) / TEMPERATURE) - math.log(len(sims))

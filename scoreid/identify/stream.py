@@ -54,12 +54,12 @@ class Identifier:
                  half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K,
                  vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT,
                  follower: str = "tempo", sequence_weight: float = SEQUENCE_WEIGHT,
-                 candidates: int = CANDIDATES):  # fmt: skip
+                 candidates: int = CANDIDATES, evidence: str = "piece"):  # fmt: skip
         """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme;
         ``follower``: ``tempo`` (default), ``hmm`` or ``best`` (:mod:`scoreid.identify.follow`);
-        ``sequence_weight``: :attr:`scoreid.identify.engine.EngineSettings.sequence_weight`."""
+        ``sequence_weight``, ``evidence``: :class:`scoreid.identify.engine.EngineSettings`."""
         self.settings = EngineSettings(hop_s, half_life, vote_temperature, chance_exponent, follower,
-                                       sequence_weight, candidates)  # fmt: skip
+                                       sequence_weight, candidates, evidence)  # fmt: skip
         self.engine = SessionEngine(library, self.settings)
         self.library = library
         self.encoder = encoder

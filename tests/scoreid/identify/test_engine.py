@@ -190,3 +190,38 @@ def test_the_number_of_followed_candidates_is_a_setting(library):
             step(eng, t, emb, hits)
         assert 1 <= len(eng.follower.tracks) <= n
         assert SessionEngine.from_bytes(library, eng.to_bytes()).settings.candidates == n
+
+
+def test_the_library_evidence_is_a_setting_and_survives_the_state(library):
+    """``EngineSettings.evidence``: the null of the sequence evidence that orders the candidates;
+    a session with either continues exactly through its blob, and a blob from before the library
+    null existed (no ``history_null``, no ``evidence_library``) still restores."""
+    import json
+    import struct
+
+    with pytest.raises(ValueError, match="evidence"):
+        EngineSettings(evidence="anywhere")
+    settings = EngineSettings(evidence="library", sequence_weight=0.5)
+    whole, saved = SessionEngine(library, settings), SessionEngine(library, settings)
+    steps = list(hops(library, "piece-3", 40))
+    for t, emb, hits in steps:
+        want = step(whole, t, emb, hits)
+        saved = SessionEngine.from_bytes(library, saved.to_bytes())
+        assert step(saved, t, emb, hits) == want
+    f = whole.follower
+    assert want.ranking[0][0] == "piece-3"
+    assert f.evidence("piece-3", "library") != f.evidence("piece-3")  # two nulls, two numbers
+    blob = whole.to_bytes()
+    (n,) = struct.unpack_from("<I", blob, len(MAGIC))
+    header = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + n])
+    header.pop("history_null")
+    for tr in header["tracks"]:
+        tr.pop("evidence_library")
+    head = json.dumps(header, separators=(",", ":")).encode()
+    old = SessionEngine.from_bytes(
+        library, MAGIC + struct.pack("<I", len(head)) + head + blob[len(MAGIC) + 4 + n :]
+    )
+    assert old.follower.evidence("piece-3", "library") == old.follower.evidence("piece-3")
+    assert all(h[2] is None for h in old.follower.history)
+    t, emb, hits = next(h for h in hops(library, "piece-3", 60, seed=2) if h[1] is not None)
+    step(old, steps[-1][0] + 0.5, emb, hits)  # it goes on

@@ -101,3 +101,25 @@ def test_candidate_follower_follows_only_candidates_and_catches_up_a_new_one():
     xb = f.position_x("b")
     assert xb is not None and abs(xb - (300.0 + 60.0 * 10.0 + f.speed("b") * LAG_S)) < 3 * STRIDE
     assert f.position_x("c") is None and f.position_x("zzz") is None
+
+
+def test_library_evidence_does_not_grow_with_the_length_of_the_piece():
+    """Two pieces followed equally well, one 4x longer: the piece-null evidence favours the long one
+    (its per-hop maximum is log n), the library-null evidence (one null for every piece) does not."""
+    rng = np.random.default_rng(3)
+    tracks = {n: PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "hmm") for n in (50, 200)}
+    for step in range(30):
+        for n, track in tracks.items():
+            sims = rng.normal(0.0, 0.05, n)
+            sims[5 + step] += 0.5  # the music moves one window per hop in both
+            track.update(step * HOP, sims, 5.0)  # the same library null for both
+    short, long = tracks[50], tracks[200]
+    assert long.evidence - short.evidence > 0.5 * np.log(4) * 10  # ~log 4 per hop, decayed
+    assert abs(long.evidence_library - short.evidence_library) < 0.2 * abs(long.evidence - short.evidence)
+    # without a library null a hop falls back on the piece null
+    lone = PieceTrack(np.arange(50) * STRIDE, STRIDE, HOP, "hmm")
+    for step in range(5):
+        sims = rng.normal(0.0, 0.05, 50)
+        sims[5 + step] += 0.5
+        lone.update(step * HOP, sims)
+    assert lone.evidence_library == lone.evidence
