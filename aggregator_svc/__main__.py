@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
 from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer, register
 from aggregator_svc.store import EngineStates
 from scoreid.errors import UserError
-from scoreid.serve.config import internal_token, load_config, redis_client
-from scoreid.serve.grpc_server import build_server, check_transport, serve_until_signal
-from scoreid.serve.logs import log_event, setup_json_logging
-from scoreid.serve.metrics import serve_metrics
-
-log = logging.getLogger("scoreid.aggregator")
+from scoreid.serve.config import internal_token, redis_client
+from scoreid.serve.grpc_server import build_server, check_transport
+from scoreid.serve.service_main import Started, run_service
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="aggregator_svc", description=__doc__)
-    ap.add_argument("--config", help="YAML configuration file")
-    args = ap.parse_args(argv)
-    setup_json_logging()
-    try:
-        cfg = load_config(args.config)
-    except UserError as e:
-        print(f"aggregator_svc: error: {e}", file=sys.stderr)
-        return 2
+def build(cfg: dict) -> Started:
     a = cfg["aggregator"]
-    try:
-        client, token = redis_client(cfg), internal_token(cfg)
-        check_transport("aggregator", cfg["host"], bool(token), False, cfg["allow_insecure"])
-    except UserError as e:
-        print(f"aggregator_svc: error: {e}", file=sys.stderr)
-        return 2
+    client, token = redis_client(cfg), internal_token(cfg)
+    check_transport("aggregator", cfg["host"], bool(token), False, cfg["allow_insecure"])
     libraries = Libraries(cfg["index"]["libraries"], cfg["index"]["default_library"])
     try:
         servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries, a["half_life_s"],
@@ -43,22 +25,14 @@ def main(argv: list[str] | None = None) -> int:
                                       sequence_weight=float(a["sequence_weight"]),
                                       candidates=a["candidates"])  # fmt: skip
     except (TypeError, ValueError) as e:
-        print(f"aggregator_svc: error: aggregator settings: {e}", file=sys.stderr)
-        return 2
-    server, port = build_server(
-        register(servicer),
-        f"{cfg['host']}:{a['port']}",
-        workers=a["workers"],
-        token=token,
-        service="aggregator",
-    )
-    serve_metrics(a["metrics_port"], cfg["host"])
-    server.start()
-    log_event(
-        log, "listening", service="aggregator", address=f"{cfg['host']}:{port}", redis=cfg["redis"]["url"]
-    )
-    serve_until_signal(server)
-    return 0
+        raise UserError(f"aggregator settings: {e}") from None
+    server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"],
+                                token=token, service="aggregator")  # fmt: skip
+    return Started(server, port, a["metrics_port"], {"redis": cfg["redis"]["url"]})
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_service("aggregator_svc", __doc__, argv, build)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -10,10 +9,10 @@ from pathlib import Path
 from index_svc.library import ServedLibrary
 from index_svc.server import IndexServicer, register
 from scoreid.errors import UserError
-from scoreid.serve.config import internal_token, load_config
-from scoreid.serve.grpc_server import build_server, check_transport, serve_until_signal
-from scoreid.serve.logs import log_event, setup_json_logging
-from scoreid.serve.metrics import serve_metrics
+from scoreid.serve.config import internal_token
+from scoreid.serve.grpc_server import build_server, check_transport
+from scoreid.serve.logs import log_event
+from scoreid.serve.service_main import Started, run_service
 
 log = logging.getLogger("scoreid.index")
 
@@ -34,28 +33,19 @@ def load_libraries(cfg: dict) -> dict[str, ServedLibrary]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="index_svc", description=__doc__)
-    ap.add_argument("--config", help="YAML configuration file")
-    args = ap.parse_args(argv)
-    setup_json_logging()
-    try:
-        cfg = load_config(args.config)
-        # a missing token file is a start-up error; so is the token in clear text off loopback
-        check_transport("index", cfg["host"], bool(internal_token(cfg)), False, cfg["allow_insecure"])
-        libs = load_libraries(cfg)
-    except (UserError, ValueError, OSError) as e:
-        print(f"index_svc: error: {e}", file=sys.stderr)
-        return 2
+def build(cfg: dict) -> Started:
+    # a missing token file is a start-up error; so is the token in clear text off loopback
+    check_transport("index", cfg["host"], bool(internal_token(cfg)), False, cfg["allow_insecure"])
+    libs = load_libraries(cfg)
     ic = cfg["index"]
     servicer = IndexServicer(libs, ic["default_library"], ic["k"])
     server, port = build_server(register(servicer), f"{cfg['host']}:{ic['port']}", workers=ic["workers"],
                                 max_message_bytes=64 << 20, token=internal_token(cfg), service="index")  # fmt: skip
-    serve_metrics(ic["metrics_port"], cfg["host"])
-    server.start()
-    log_event(log, "listening", service="index", address=f"{cfg['host']}:{port}")
-    serve_until_signal(server)
-    return 0
+    return Started(server, port, ic["metrics_port"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_service("index_svc", __doc__, argv, build, (ValueError, OSError))
 
 
 if __name__ == "__main__":
