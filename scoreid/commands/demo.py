@@ -18,7 +18,6 @@ spectrogram of the streamed performance): it never prints an identity it did not
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from scoreid import contract as C
+from scoreid.cache import demo_cache
 from scoreid.errors import UserError
 
 NAME = "demo"
@@ -33,10 +33,6 @@ HELP = "run the main job: build a demo library, synthesise a performance, identi
 
 DEMO_PIECE = "chopin/mazurka06-2"
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "default"
-
-
-def default_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scoreid" / "demo"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pieces", type=int, default=30, help="library size (default 30)")
     p.add_argument("--seconds", type=float, default=40.0, help="seconds of the performance to stream")
     p.add_argument("--hop", type=float, default=0.5, help="seconds of audio per streamed chunk")
-    p.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {default_cache()})")
+    p.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {demo_cache()})")
     p.add_argument("--model", type=Path, default=MODEL_DIR, help="model directory (default models/default)")
     p.add_argument(
         "--services", action="store_true", help="run through the services (`scoreid up`) on loopback"
@@ -111,7 +107,7 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     from scoreid.library.build import add_folder, model_fingerprint, open_or_create
     from scoreid.library.store import Library, write_index
 
-    cache = args.cache or default_cache()
+    cache = args.cache or demo_cache()
     sheets = cache / "sheets"
     todo = [s for s in pieces if not (sheets / piece_id(s) / "piece.json").exists()]
     if todo:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from scoreid.cache import demo_cache
 from scoreid.errors import UserError
 from scoreid.serve.blas import single_thread_blas
 from scoreid.serve.config import internal_token, secret
@@ -97,10 +98,9 @@ def _resolve(path: str) -> Path:
 
 def demo_library(model: Path) -> Path:
     """The library `scoreid demo` builds (and caches) for ``model``: served when none is configured."""
-    from scoreid.commands.demo import default_cache
     from scoreid.library.build import model_fingerprint
 
-    lib = default_cache() / f"library-{model_fingerprint(model)[:12]}"
+    lib = demo_cache() / f"library-{model_fingerprint(model)[:12]}"
     if not (lib / "library.json").is_file():
         raise UserError(f"no library configured and no demo library at {lib}: run `scoreid demo` once "
                         "(it builds it), or set index.libraries {name: LIB_DIR} in a config file")  # fmt: skip
