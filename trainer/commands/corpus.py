@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--test", type=float, default=0.15, help="fraction of works in test")
     b.add_argument("--no-balance", action="store_true", help="split without balancing composers")
     b.add_argument("--keep-audio", action="store_true", help="also keep each performance as FLAC")
+    b.add_argument("--touch", action="store_true",
+                   help="give train/pool performances a pianist's touch and a grand-piano program (TRAIN_TOUCH)")  # fmt: skip
     b.add_argument("--no-progress", action="store_true")
     s = sub.add_parser(
         "show", help="PNG: a page with aligned noteheads, spectrogram with onsets, strip window"
@@ -84,7 +86,11 @@ def _build(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
     cfg = BuildConfig(
-        looks=args.looks, performances=args.performances, seed=args.seed, keep_audio=args.keep_audio
+        looks=args.looks,
+        performances=args.performances,
+        seed=args.seed,
+        keep_audio=args.keep_audio,
+        touch=args.touch,
     )
     if cfg.looks < 1 or cfg.performances < 1:
         raise UserError("--looks and --performances must be >= 1")

@@ -4,8 +4,8 @@
 width, spacing) and which performances (soundfont, tempo factor, tempo curve, dynamics, pedal,
 room, noise) a piece gets, from its split: train and pool pieces get "same" renders and
 performances only; valid and test pieces also get "shifted" ones (Petaluma font; csound
-soundfont, tempo outside the training range, reverb and noise). Train and pool performances also get
-a pianist's touch (chord asynchrony, a leading melody, articulation) and one of two grand-piano
+soundfont, tempo outside the training range, reverb and noise). With ``BuildConfig.touch``
+(``corpus build --touch``) train and pool performances also get a pianist's touch (chord asynchrony, a leading melody, articulation) and one of two grand-piano
 programs of their soundfont (``TRAIN_TOUCH``), drawn from a generator of their own, so the valid
 and test pieces' performances are byte for byte what they were before the touch existed.
 
@@ -60,12 +60,15 @@ class BuildConfig:
     shifted_looks: int = 1  #: for valid/test pieces
     shifted_performances: int = 1
     seed: int = 0
+    touch: bool = False  #: train/pool performances get a touch and a piano program (``TRAIN_TOUCH``)
     keep_audio: bool = False  #: also write each performance as FLAC (audio/<pid>/<perf>.flac)
 
     def to_dict(self) -> dict[str, Any]:
         """The options that decide a piece's content (keep_audio only adds files beside it)."""
         d = asdict(self)
         d.pop("keep_audio")
+        if not d["touch"]:  # a corpus without touch is byte for byte what it was before the option
+            d.pop("touch")
         return d
 
 
@@ -105,7 +108,9 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
         plan.renders.append(RenderPlan(f"same{i}-{font.lower()}", "same", opts))
     sf0 = int(rng.integers(len(TRAIN_SOUNDFONTS)))
     touch_rng = (
-        np.random.default_rng(piece_seed(cfg.seed, f"{pid}:touch")) if split in ("train", "pool") else None
+        np.random.default_rng(piece_seed(cfg.seed, f"{pid}:touch"))
+        if cfg.touch and split in ("train", "pool")
+        else None
     )
     for j in range(cfg.performances):
         sf = TRAIN_SOUNDFONTS[(sf0 + j) % len(TRAIN_SOUNDFONTS)]

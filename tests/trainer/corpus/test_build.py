@@ -220,7 +220,12 @@ def test_show_and_stats(built, tmp_path, capsys):
 def test_training_performances_get_a_touch_and_the_held_out_plans_do_not_change():
     """Train and pool performances carry a pianist's touch and a piano program; valid and test
     pieces' plans (their ``same`` and ``shifted`` performances) are what they were without it."""
-    cfg = BuildConfig(looks=2, performances=3, seed=0)
+    cfg = BuildConfig(looks=2, performances=3, seed=0, touch=True)
+    plain = BuildConfig(looks=2, performances=3, seed=0)
+    assert all(
+        p.options.program == 0 and p.options.articulation == 0
+        for p in plan_piece("a.x", "train", plain).performances
+    )
     touched = [p.options for pid in ("a.x", "b.y", "c.z") for p in plan_piece(pid, "train", cfg).performances]
     for o in touched:
         for k, (lo, hi) in TRAIN_TOUCH.items():
