@@ -79,6 +79,10 @@ def _logsumexp(a: np.ndarray) -> float:
     return m + math.log(float(np.exp(a - m).sum()))
 
 
+def _logmeanexp(a: np.ndarray) -> float:
+    return _logsumexp(a) - math.log(len(a))
+
+
 def broad_kernel(max_step: int) -> np.ndarray:
     """step(d), d = 0..max_step: small advances favoured (the ``hmm`` kernel)."""
     w = np.exp(-np.arange(max_step + 1) / max(1.0, max_step / 2.0))
@@ -132,7 +136,7 @@ class PieceTrack:
             # sequence evidence: how much better the filter's prediction explains this window than
             # "anywhere in the piece" (a uniform prior over its windows) or "anywhere in the library"
             predictive = _logsumexp(a)
-            piece_null = _logsumexp(e) - math.log(len(e))
+            piece_null = _logmeanexp(e)
             decay = 2.0 ** (-self.hop_s / EVIDENCE_HALF_LIFE_S)
             self.evidence = self.evidence * decay + predictive - piece_null
             lib_null = piece_null if null is None else null
@@ -293,4 +297,4 @@ def library_null(sims: Sequence[float]) -> float | None:
     library", the null of the ``library`` sequence evidence (None without hits)."""
     if len(sims) == 0:
         return None
-    return _logsumexp(np.asarray(sims, np.float64) / TEMPERATURE) - math.log(len(sims))
+    return _logmeanexp(np.asarray(sims, np.float64) / TEMPERATURE)
