@@ -87,6 +87,22 @@ class PairBatches:
         )
 
 
+def load_finetuned(path: str | Path, audio_frames: int) -> CrossModalNet:
+    """The whole network of a fine-tuning run (``model.pt`` or its directory), for a warm start."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.pt"
+    if not p.is_file():
+        raise UserError(f"{path}: no fine-tuned model (expected model.pt)")
+    try:
+        net = load_checkpoint(p)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if net.audio_frames != audio_frames:
+        raise UserError(f"{p}: a model for {net.audio_frames} audio frames, expected {audio_frames}")
+    return net
+
+
 def train_step(
     model: nn.Module, opt: torch.optim.Optimizer, audio: torch.Tensor, sheet: torch.Tensor, margin: float,
     loss_name: str = "hinge", tau: float = TAU_FINETUNE, cca_in_training: bool = True,
@@ -148,6 +164,7 @@ def run(
     init_audio: str | Path | None = None,
     init_sheet: str | Path | None = None,
     seed: int = 0,
+    init_model: str | Path | None = None,
     resume: bool = False,
     device_name: str | None = None,
     preset: str = "",
@@ -173,9 +190,11 @@ def run(
         net.audio_encoder.load_state_dict(load_encoder(init_audio, "audio", cfg.audio_frames))
     if init_sheet:
         net.sheet_encoder.load_state_dict(load_encoder(init_sheet, "sheet", cfg.audio_frames))
+    if init_model:
+        net.load_state_dict(load_finetuned(init_model, cfg.audio_frames).state_dict())
     config = {"title": "finetune", "seed": seed, "corpus": str(corpus_dir), "preset": preset,
               "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
-              "train_pairs": len(train), "val_pairs": len(val_idx), **dataclasses.asdict(cfg)}  # fmt: skip
+              "init_model": str(init_model or ""), "train_pairs": len(train), "val_pairs": len(val_idx), **dataclasses.asdict(cfg)}  # fmt: skip
     metrics = MetricsLog(out, config)
     stage, stage_epoch, total_epoch, best, bad, stage_elapsed, total_elapsed = 0, 0, 0, -1.0, 0, 0.0, 0.0
 
@@ -291,7 +310,7 @@ def run(
         summary = {
             "preset": preset, "corpus": str(Path(corpus_dir).resolve()), "seed": seed, "git_commit": git_commit(),
             "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
-            "epochs": total_epoch, "seconds": round(total_elapsed, 1), "best_val_MRR_before_refit": best,
+            "init_model": str(init_model or ""), "epochs": total_epoch, "seconds": round(total_elapsed, 1), "best_val_MRR_before_refit": best,
             "val_after_refit": val, "val_pairs": len(val_idx), "cca_refit_pairs": int(min(cfg.cca_refit_pairs, len(train))),
             "cca_correlations": corr if cca == "refit" else [], "cca_refit_correlations": corr, "cca": cca, "val_before_refit": val_before, "loss": cfg.loss,
             "train_pairs": len(train), "audio_frames": cfg.audio_frames,

@@ -152,3 +152,35 @@ def test_time_budget_ends_a_stage_after_the_step_that_crosses_it(corpus, tmp_pat
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "time budget" and summary["epochs"] == 1
+
+
+def test_finetune_warm_start_from_a_finetuned_model(corpus, tmp_path, capfd):
+    import torch
+
+    from scoreid.models import load_checkpoint
+    from trainer.finetune import load_finetuned
+
+    first, second = tmp_path / "ft1", tmp_path / "ft2"
+    common = [
+        "finetune",
+        "--preset",
+        "smoke",
+        "--data",
+        str(corpus),
+        "--max-epochs",
+        "1",
+        "--refine-max-epochs",
+        "1",
+    ]
+    assert _main(capfd, *common, "--out", str(first))[0] == 0
+    # the warm start takes every weight (both encoders and the CCA layer's buffers) of the run
+    net, saved = load_finetuned(first, 84), load_checkpoint(first / "model.pt")
+    for k, v in saved.state_dict().items():
+        assert torch.equal(net.state_dict()[k], v), k
+    assert _main(capfd, *common, "--seed", "1", "--out", str(second), "--init-model", str(first))[0] == 0
+    summary = json.loads((second / "summary.json").read_text())
+    assert summary["init_model"] == str(first) and summary["epochs"] == 2
+    code, _, stderr = _main(
+        capfd, *common, "--out", str(tmp_path / "ft3"), "--init-model", str(tmp_path / "none")
+    )
+    assert code == 2 and "no fine-tuned model" in stderr.strip().splitlines()[-1]

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (model.pt, best.pt, state.pt, metrics.*)")
     p.add_argument("--init-audio", default=None, help="pre-trained audio encoder (run dir or encoder.pt)")
     p.add_argument("--init-sheet", default=None, help="pre-trained sheet encoder (run dir or encoder.pt)")
+    p.add_argument("--init-model", default=None,
+                   help="warm start: all weights (both encoders, CCA layer) of a fine-tuned model (run dir or model.pt); "
+                        "the schedule starts afresh -- a run that continues a finished one")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     add_finetune_overrides(p)
 
@@ -62,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args, preset)
     cfg = finetune_config(preset, args)
     finetune.run(cfg, args.data, args.out, init_audio=args.init_audio, init_sheet=args.init_sheet, seed=args.seed,
-                 resume=args.resume, device_name=args.device, preset=preset.name)  # fmt: skip
+                 init_model=args.init_model, resume=args.resume, device_name=args.device, preset=preset.name)  # fmt: skip
     return 0
