@@ -23,7 +23,7 @@ def build(cfg: dict) -> Started:
                                       a["top_k"], vote_temperature=float(a["vote_temperature"]),
                                       hop_s=float(cfg["encoder"]["hop_s"]),
                                       sequence_weight=float(a["sequence_weight"]),
-                                      candidates=a["candidates"])  # fmt: skip
+                                      candidates=a["candidates"], evidence=a["evidence"])  # fmt: skip
     except (TypeError, ValueError) as e:
         raise UserError(f"aggregator settings: {e}") from None
     server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"],

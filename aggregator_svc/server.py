@@ -34,6 +34,7 @@ from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
 from scoreid.identify.engine import (
     CANDIDATES,
+    EVIDENCE,
     SEQUENCE_WEIGHT,
     EngineSettings,
     EngineStateError,
@@ -128,11 +129,13 @@ class Step:
 class AggregatorServicer(pbg.AggregatorServicer):
     def __init__(self, states: EngineStates, libraries: Libraries, half_life_s: float = 20.0, top_k: int = 5,
                  vote_temperature: float = VOTE_TEMPERATURE, hop_s: float = 0.5,
-                 sequence_weight: float = SEQUENCE_WEIGHT, candidates: int = CANDIDATES):  # fmt: skip
+                 sequence_weight: float = SEQUENCE_WEIGHT, candidates: int = CANDIDATES,
+                 evidence: str = EVIDENCE):  # fmt: skip
         EngineSettings(hop_s, half_life_s, vote_temperature, sequence_weight=sequence_weight,
-                       candidates=candidates)  # validates  # fmt: skip
+                       candidates=candidates, evidence=evidence)  # validates  # fmt: skip
         self.sequence_weight = float(sequence_weight)
         self.candidates = candidates
+        self.evidence = evidence
         self.states = states
         self.libraries = libraries
         self.half_life_s = float(half_life_s)
@@ -214,7 +217,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
             try:
                 settings = EngineSettings(v.hop_seconds or self.hop_s, v.half_life or self.half_life_s,
                                           self.vote_temperature, sequence_weight=self.sequence_weight,
-                                          candidates=self.candidates)  # fmt: skip
+                                          candidates=self.candidates, evidence=self.evidence)  # fmt: skip
             except ValueError as e:
                 raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             eng = SessionEngine(lib, settings)

@@ -58,6 +58,8 @@ MAX_CANDIDATES = 50
 #: validation sets (RESULTS.md "Sequence evidence"): real performances 0.27/0.42/0.45 -> 0.48/0.73/0.83
 #: top-1 at 10/20/30 s, synthetic valid no worse (median time to identify 5.8 s both)
 SEQUENCE_WEIGHT = 0.05
+#: the null of that evidence by default (:data:`scoreid.identify.follow.EVIDENCE_KINDS`)
+EVIDENCE = "piece"
 MAGIC = b"scoreid-engine/2\n"
 MAGIC_V1 = b"scoreid-engine/1\n"  #: read too (the tally's values in the header): states written before
 POSITION_KEYS = ("page", "system", "x", "file", "file_page", "show_page")
@@ -121,7 +123,7 @@ class EngineSettings:
     candidates: int = CANDIDATES
     #: the null of the sequence evidence that orders them: "piece" (anywhere in the candidate piece)
     #: or "library" (anywhere in the library: length-fair; :mod:`scoreid.identify.follow`)
-    evidence: str = "piece"
+    evidence: str = EVIDENCE
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.hop_s) and self.hop_s > 0):

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "vote_temperature": 0.02,  # similarity temperature of a window's votes (scoreid.identify.tally)
         "sequence_weight": 0.05,  # weight of the followers' sequence evidence (scoreid.identify.engine)
         "candidates": 10,  # pieces of the tally followed and reordered (scoreid.identify.engine)
+        "evidence": "piece",  # null of the sequence evidence: piece | library (scoreid.identify.follow)
         "session_ttl_s": 300,
         "top_k": 5,
         "workers": 8,

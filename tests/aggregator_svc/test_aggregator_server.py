@@ -285,6 +285,35 @@ def test_a_bad_vote_temperature_in_the_config_is_a_one_line_error(tmp_path):
     assert p.returncode == 2 and "temperature" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_sequence_evidence_settings_are_the_servers(redis_server, grpc_server, lib_dir):
+    """``aggregator.sequence_weight`` / ``candidates`` / ``evidence`` reach every session's engine: the
+    service answers as the offline engine with the same settings at every hop."""
+    lib = Library.open(lib_dir)
+    for evidence in ("piece", "library"):
+        kw = dict(sequence_weight=0.5, candidates=3, evidence=evidence)
+        stub = pbg.AggregatorStub(
+            grpc.insecure_channel(grpc_server(register(servicer(redis_server, lib_dir, **kw))).address)
+        )
+        eng = SessionEngine(lib, EngineSettings(**kw))  # type: ignore[arg-type]
+        for i, (t, emb, hl) in enumerate(windows(lib, "b", 12)):
+            want = update_to_pb(reference(lib, eng.settings, t, emb, hl, eng), eng.t_last, 5)
+            assert stub.Vote(vote(f"s-{evidence}", t, emb, hl)) == want, f"{evidence} hop {i}"
+        stored = EngineStates(redis_server.client()).get(f"s-{evidence}")
+        assert (
+            SessionEngine.from_bytes(lib, stored.state).settings == eng.settings
+        )  # the session runs with them
+    with pytest.raises(ValueError, match="evidence"):
+        servicer(redis_server, lib_dir, evidence="anywhere")
+
+
+def test_a_bad_evidence_in_the_config_is_a_one_line_error(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("aggregator:\n  evidence: anywhere\n")
+    p = subprocess.run([sys.executable, "-m", "aggregator_svc", "--config", str(cfg)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 2 and "evidence" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_a_cached_copy_gone_between_the_reads_is_read_from_redis(redis_server, lib_dir):
     """The version read skips the blob of a session this process holds decoded; when that copy is
     gone by the time the engine is restored (taken by a concurrent vote), the blob is read then —
