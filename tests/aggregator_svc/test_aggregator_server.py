@@ -277,12 +277,15 @@ def test_vote_temperature_is_the_servers_setting(redis_server, grpc_server, lib_
         servicer(redis_server, lib_dir, vote_temperature=0.0)
 
 
-def test_a_bad_vote_temperature_in_the_config_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize(
+    "setting, word", [("vote_temperature: -1", "temperature"), ("evidence: anywhere", "evidence")]
+)
+def test_a_bad_engine_setting_in_the_config_is_a_one_line_error(tmp_path, setting, word):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("aggregator:\n  vote_temperature: -1\n")
+    cfg.write_text(f"aggregator:\n  {setting}\n")
     p = subprocess.run([sys.executable, "-m", "aggregator_svc", "--config", str(cfg)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert p.returncode == 2 and "temperature" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and word in p.stderr and "Traceback" not in p.stderr
 
 
 def test_sequence_evidence_settings_are_the_servers(redis_server, grpc_server, lib_dir):
@@ -304,14 +307,6 @@ def test_sequence_evidence_settings_are_the_servers(redis_server, grpc_server, l
         )  # the session runs with them
     with pytest.raises(ValueError, match="evidence"):
         servicer(redis_server, lib_dir, evidence="anywhere")
-
-
-def test_a_bad_evidence_in_the_config_is_a_one_line_error(tmp_path):
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text("aggregator:\n  evidence: anywhere\n")
-    p = subprocess.run([sys.executable, "-m", "aggregator_svc", "--config", str(cfg)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert p.returncode == 2 and "evidence" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_a_cached_copy_gone_between_the_reads_is_read_from_redis(redis_server, lib_dir):
