@@ -16,14 +16,19 @@ all of them, so half the streams are of music that is not in the library):
 ``identified`` requires at least ``MIN_VOTING_WINDOWS`` windows of sound (so silence, a click or
 audio shorter than a few windows is never an identity), a following coherence of at least
 ``MIN_COHERENCE`` (the score is being played through, not one spot matched again and again, as
-noise or a steady tone do) and a probability of at least ``THRESHOLD``; otherwise the state is
-*unknown* (no identity yet, or not in the library).
+noise or a steady tone do), a sound that moves on (:func:`stillness` at most ``MAX_STILLNESS``:
+the stream's own windows ``STILL_LAG_S`` apart are not alike — stationary noise and held tones
+embed the same way again and again, music does not, whatever it matches) and a probability of at
+least ``THRESHOLD``; otherwise the state is *unknown* (no identity yet, or not in the library).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 MIN_VOTING_WINDOWS = 8  #: 4 s of sound at the default hop before anything is identified
 #: logistic coefficients (intercept, log1p(windows), share, log ratio, coherence), fitted by
@@ -38,6 +43,16 @@ MAX_LOG_RATIO = 5.0
 #: on the valid pieces the right top piece's coherence has median 0.95 (10th percentile 0.45),
 #: a wrong or out-of-library one 0.15 (90th: 0.5), noise and tones 0.11 (90th: 0.44)
 MIN_COHERENCE = 0.5
+#: seconds between the two windows whose embeddings :func:`stillness` compares
+STILL_LAG_S = 2.0
+#: pairs of full windows needed before the sound can be said to move on (at the default hop and a
+#: 4.2 s window: from 7 s of audio on)
+MIN_STILL_PAIRS = 2
+#: the median cosine of window pairs ``STILL_LAG_S`` apart above which the sound stands still: white
+#: and pink noise give medians 0.85-0.91 (the `world` candidate of 2026-12-04) or 0.96-0.97 (the model
+#: of 2026-11-30), a steady sine 1.0; 40 s of real piano performances (real-dev) -0.03-0.40 and
+#: -0.03-0.46 (90th percentile of single pairs up to 0.82 / 0.88)
+MAX_STILLNESS = 0.7
 
 
 @dataclass(frozen=True)
@@ -46,24 +61,47 @@ class Evidence:
     share: float  #: top piece's share of the decayed votes
     log_ratio: float  #: log(top tally / runner-up tally), capped at MAX_LOG_RATIO
     coherence: float  #: the top piece's following coherence (0..1)
+    stillness: float = 0.0  #: :func:`stillness` of the stream's recent windows (1.0: not known yet)
 
     def features(self) -> tuple[float, ...]:
         return (1.0, math.log1p(self.windows), self.share, min(self.log_ratio, MAX_LOG_RATIO), self.coherence)
 
 
 def probability(ev: Evidence, coef: tuple[float, ...] = COEF) -> float:
-    """P(the top piece is the one playing | evidence); 0 below MIN_VOTING_WINDOWS or MIN_COHERENCE."""
+    """P(the top piece is the one playing | evidence); 0 below MIN_VOTING_WINDOWS or MIN_COHERENCE, or
+    above MAX_STILLNESS."""
     if ev.windows < MIN_VOTING_WINDOWS or ev.coherence < MIN_COHERENCE or not math.isfinite(ev.share):
+        return 0.0
+    if not ev.stillness <= MAX_STILLNESS:
         return 0.0
     z = sum(c * f for c, f in zip(coef, ev.features()))
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-def evidence_of(windows: int, ranked: list[tuple[str, float]], total: float, coherence: float) -> Evidence:
-    """Evidence from the tally's ranking [(piece, tally)], its total and the top track's coherence."""
+def evidence_of(windows: int, ranked: list[tuple[str, float]], total: float, coherence: float,
+                stillness: float = 0.0) -> Evidence:  # fmt: skip
+    """Evidence from the tally's ranking [(piece, tally)], its total, the top track's coherence and
+    the stream's stillness."""
     if not ranked or total <= 0:
-        return Evidence(windows, 0.0, 0.0, 0.0)
+        return Evidence(windows, 0.0, 0.0, 0.0, stillness)
     first = ranked[0][1]
     second = ranked[1][1] if len(ranked) > 1 else 0.0
     ratio = MAX_LOG_RATIO if second <= 0 else math.log(max(first, 1e-12) / second)
-    return Evidence(windows, first / total, ratio, coherence)
+    return Evidence(windows, first / total, ratio, coherence, stillness)
+
+
+def stillness(times: Sequence[float], embeddings: Sequence[np.ndarray], window_s: float) -> float:
+    """Median cosine similarity of the stream's own window embeddings (L2-normalised, oldest first)
+    ``STILL_LAG_S`` apart: each window paired with the latest earlier one at least that much older
+    (and at most ``2 * STILL_LAG_S``, so pairs span no long silence). Only full windows count (audio
+    time >= ``window_s``: the first windows of a stream are zero-padded, and a padded window differs
+    from a full one even when the sound stands still). High when the sound stands still (noise, a
+    held tone), low while music moves on; 1.0 with fewer than ``MIN_STILL_PAIRS`` pairs (not known
+    yet)."""
+    t = np.asarray(times, np.float64)
+    cos = []
+    for j in range(len(t)):
+        i = int(np.searchsorted(t, t[j] - STILL_LAG_S + 1e-6, side="right")) - 1
+        if i >= 0 and t[i] >= window_s - 1e-6 and t[j] - t[i] <= 2 * STILL_LAG_S:
+            cos.append(float(np.dot(embeddings[i], embeddings[j])))
+    return float(np.median(cos)) if len(cos) >= MIN_STILL_PAIRS else 1.0

@@ -232,7 +232,10 @@ class SessionEngine:
 
     def _evidence(self, ranked: list[tuple[str, float]], total: float) -> K.Evidence:
         coherence = self.follower.coherence(ranked[0][0]) if ranked else 0.0
-        return K.evidence_of(self.n_voting, ranked[:2], total, coherence)
+        hist = self.follower.history
+        window_s = self.library.contract.audio_window_frames / C.FPS
+        still = K.stillness([h[0] for h in hist], [h[1] for h in hist], window_s)
+        return K.evidence_of(self.n_voting, ranked[:2], total, coherence, still)
 
     def confident(self) -> bool:
         """Whether the top piece is identified (its probability reaches the threshold)."""
