@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import cpu_name, write_result  # noqa: E402
 
-from scoreid.identify.engine import sequence_order  # noqa: E402
+from scoreid.identify.engine import EVIDENCE, sequence_order  # noqa: E402
 from scoreid.identify.stream import time_to_identify  # noqa: E402
 
 EVIDENCE_COLUMN = {"piece": 2, "library": 4}  #: where each evidence lies in a dumped candidate
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a dump of whole streams (bench/identify.py --dump): evaluate at these seconds",
     )
-    ap.add_argument("--evidence", choices=tuple(EVIDENCE_COLUMN), default="piece",
+    ap.add_argument("--evidence", choices=tuple(EVIDENCE_COLUMN), default=EVIDENCE,
                     help="the sequence evidence that orders the candidates (library: length-fair)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sequence_weight.json")
     args = ap.parse_args(argv)

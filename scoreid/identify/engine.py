@@ -54,12 +54,14 @@ TOP_K = 25  #: neighbours per audio window (published)
 POSITIONS = 5  #: pieces of the ranking that get a position
 CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
 MAX_CANDIDATES = 50
-#: weight of the followers' sequence evidence in the order of the top candidates; chosen on both
-#: validation sets (RESULTS.md "Sequence evidence"): real performances 0.27/0.42/0.45 -> 0.48/0.73/0.83
-#: top-1 at 10/20/30 s, synthetic valid no worse (median time to identify 5.8 s both)
-SEQUENCE_WEIGHT = 0.05
-#: the null of that evidence by default (:data:`scoreid.identify.follow.EVIDENCE_KINDS`)
-EVIDENCE = "piece"
+#: weight of the followers' sequence evidence in the order of the top candidates, and its null
+#: (:data:`scoreid.identify.follow.EVIDENCE_KINDS`); chosen with the shipped model of 2026-12-04 on both
+#: validation sets (RESULTS.md "The shipped model of 2026-12-04"): the length-fair library null at
+#: w = 0.1 takes real performances from 0.65/0.72/0.88 (tally alone) to 0.83/0.93/0.93 top-1 at
+#: 10/20/30 s, and keeps the synthetic valid split's median time to identify at 4.5 s (tally 4.8 s),
+#: where the piece null (w = 0.05) slows it to 5.5 s by favouring long pieces
+SEQUENCE_WEIGHT = 0.1
+EVIDENCE = "library"
 MAGIC = b"scoreid-engine/2\n"
 MAGIC_V1 = b"scoreid-engine/1\n"  #: read too (the tally's values in the header): states written before
 POSITION_KEYS = ("page", "system", "x", "file", "file_page", "show_page")

@@ -20,7 +20,15 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.audio.spectrogram import OnlineSpectrogram
 from scoreid.identify import confidence as K
-from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT, TOP_K, EngineSettings, SessionEngine, Update
+from scoreid.identify.engine import (
+    CANDIDATES,
+    EVIDENCE,
+    SEQUENCE_WEIGHT,
+    TOP_K,
+    EngineSettings,
+    SessionEngine,
+    Update,
+)
 from scoreid.identify.tally import CHANCE_EXPONENT, DEFAULT_HALF_LIFE_S, VOTE_TEMPERATURE
 from scoreid.identify.windows import SILENCE_LEVEL, HopWindows, Window
 from scoreid.library.store import Library
@@ -54,7 +62,7 @@ class Identifier:
                  half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K,
                  vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT,
                  follower: str = "tempo", sequence_weight: float = SEQUENCE_WEIGHT,
-                 candidates: int = CANDIDATES, evidence: str = "piece"):  # fmt: skip
+                 candidates: int = CANDIDATES, evidence: str = EVIDENCE):  # fmt: skip
         """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme;
         ``follower``: ``tempo`` (default), ``hmm`` or ``best`` (:mod:`scoreid.identify.follow`);
         ``sequence_weight``, ``evidence``: :class:`scoreid.identify.engine.EngineSettings`."""

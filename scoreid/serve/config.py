@@ -53,9 +53,9 @@ DEFAULTS: dict[str, Any] = {
         "metrics_port": 9103,
         "half_life_s": 20.0,
         "vote_temperature": 0.02,  # similarity temperature of a window's votes (scoreid.identify.tally)
-        "sequence_weight": 0.05,  # weight of the followers' sequence evidence (scoreid.identify.engine)
+        "sequence_weight": 0.1,  # weight of the followers' sequence evidence (scoreid.identify.engine)
         "candidates": 10,  # pieces of the tally followed and reordered (scoreid.identify.engine)
-        "evidence": "piece",  # null of the sequence evidence: piece | library (scoreid.identify.follow)
+        "evidence": "library",  # null of the sequence evidence: piece | library (scoreid.identify.follow)
         "session_ttl_s": 300,
         "top_k": 5,
         "workers": 8,
