@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from encoder_svc.backend import load_encoder
+from encoder_svc.backend import load_served_model
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer, register
 from scoreid.audio.io import AudioError
 from scoreid.contract import ContractError
@@ -18,7 +18,7 @@ def build(cfg: dict) -> Started:
     settings = EncoderSettings.from_config(e)
     tokens = [t for t in (secret(e, "token"), *(settings.clients or {})) if t]
     check_transport("encoder", cfg["host"], bool(tokens), bool(e["tls_cert"]), cfg["allow_insecure"])
-    encoder = load_encoder(e["model"], e["backend"], e["threads"], e["precision"])
+    encoder = load_served_model(e["model"], e["backend"], e["threads"], e["precision"])
     identify = IdentifyServicer(encoder, cfg["index"]["address"], cfg["aggregator"]["address"],
                                 settings, internal_token(cfg))  # fmt: skip
     # each open stream holds a thread; the gate refuses streams beyond sessions + pending, so the

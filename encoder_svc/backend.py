@@ -13,8 +13,8 @@ from pathlib import Path
 from scoreid import contract as C
 
 
-def load_encoder(model_dir: str | Path, backend: str = "onnx", threads: int | None = None,
-                 precision: str | None = None):  # -> Encoders  # fmt: skip
+def load_served_model(model_dir: str | Path, backend: str = "onnx", threads: int | None = None,
+                      precision: str | None = None):  # -> Encoders  # fmt: skip
     from scoreid.inference import load_model
 
     enc = load_model(Path(model_dir), backend=backend, threads=threads, precision=precision or None)

@@ -53,7 +53,7 @@ SERVICE_NAMES = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Identify
 log = logging.getLogger("scoreid.encoder")
 
 
-class AudioEncoder(Protocol):
+class ServedEncoder(Protocol):
     """What the service needs of ``scoreid.inference.Encoders``."""
 
     contract: C.Contract
@@ -138,7 +138,7 @@ class Pipeline:
     votes in one Redis pipeline (BENCHMARKS.md "Streaming capacity").
     """
 
-    def __init__(self, encoder: AudioEncoder, index: pbg.IndexStub, aggregator: pbg.AggregatorStub,
+    def __init__(self, encoder: ServedEncoder, index: pbg.IndexStub, aggregator: pbg.AggregatorStub,
                  timeout_s: float):  # fmt: skip
         self.encoder = encoder
         self.index = index
@@ -277,7 +277,7 @@ def client_of(context: grpc.ServicerContext, clients: dict[str, str] | None = No
 
 
 class IdentifyServicer(pbg.IdentifyServicer):
-    def __init__(self, encoder: AudioEncoder, index_address: str, aggregator_address: str,
+    def __init__(self, encoder: ServedEncoder, index_address: str, aggregator_address: str,
                  settings: EncoderSettings | None = None, internal_token: str = ""):  # fmt: skip
         """``internal_token``: the credential the index and the aggregator require (``internal.token``)."""
         self.encoder = encoder
@@ -519,7 +519,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
 class EmbedderServicer(pbg.EmbedderServicer):
     """Internal: embed a batch of audio encoder inputs directly (no dynamic batching)."""
 
-    def __init__(self, encoder: AudioEncoder, name: str = ""):
+    def __init__(self, encoder: ServedEncoder, name: str = ""):
         self.encoder = encoder
         self.name = name
 

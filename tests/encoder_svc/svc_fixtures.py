@@ -24,7 +24,7 @@ from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer
 from aggregator_svc.server import register as register_aggregator
 from aggregator_svc.store import EngineStates
-from encoder_svc.backend import load_encoder
+from encoder_svc.backend import load_served_model
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer
 from encoder_svc.server import register as register_encoder
 from index_svc.library import ServedLibrary
@@ -94,7 +94,7 @@ def random_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def random_encoder(random_model_dir):
     """The encoder service's backend loader on the random model (ONNX Runtime, CPU)."""
-    return load_encoder(random_model_dir, "onnx")
+    return load_served_model(random_model_dir, "onnx")
 
 
 @pytest.fixture(scope="session")

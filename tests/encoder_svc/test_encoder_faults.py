@@ -17,7 +17,7 @@ import pytest
 from svc_fixtures import piece_audio
 from svc_helpers import free_port
 
-from encoder_svc.backend import load_encoder
+from encoder_svc.backend import load_served_model
 from scoreid.client import stream_audio
 from scoreid.contract import ContractError
 from scoreid.serve.grpc_server import wait_healthy
@@ -92,7 +92,7 @@ def test_a_model_with_another_contract_is_refused(random_model_dir, tmp_path):
     manifest["contract"]["fmax"] = 8000.0
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ContractError, match="fmax"):
-        load_encoder(bad, "onnx")
+        load_served_model(bad, "onnx")
     env = dict(os.environ, SCOREID__ENCODER__MODEL=str(bad), SCOREID__ENCODER__PORT=str(free_port()),
                SCOREID__ENCODER__METRICS_PORT="0")  # fmt: skip
     r = subprocess.run(
