@@ -52,7 +52,7 @@ from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
 from scoreid.models.cca import CCALayer
 from trainer import distributed as D
 from trainer.augment import AudioFinetuneAugment, AudioWorldAugment, SheetFinetuneAugment, SheetScanAugment
-from trainer.common import channels_last
+from trainer.common import channels_last, load_net
 from trainer.data import PairSet, context_frames, open_corpus
 from trainer.losses import TAU_FINETUNE, contrastive_loss, ranking_loss
 from trainer.metrics import both_directions
@@ -89,17 +89,9 @@ class PairBatches:
 
 def load_finetuned(path: str | Path, audio_frames: int) -> CrossModalNet:
     """The whole network of a fine-tuning run (``model.pt`` or its directory), for a warm start."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.pt"
-    if not p.is_file():
-        raise UserError(f"{path}: no fine-tuned model (expected model.pt)")
-    try:
-        net = load_checkpoint(p)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    net = load_net(path)
     if net.audio_frames != audio_frames:
-        raise UserError(f"{p}: a model for {net.audio_frames} audio frames, expected {audio_frames}")
+        raise UserError(f"{path}: a model for {net.audio_frames} audio frames, expected {audio_frames}")
     return net
 
 

@@ -101,9 +101,11 @@ def stillness(times: Sequence[float], embeddings: Sequence[np.ndarray], window_s
     held tone), low while music moves on; 1.0 with fewer than ``MIN_STILL_PAIRS`` pairs (not known
     yet)."""
     t = np.asarray(times, np.float64)
-    cos = []
-    for j in range(len(t)):
-        i = int(np.searchsorted(t, t[j] - STILL_LAG_S + 1e-6, side="right")) - 1
-        if i >= 0 and t[i] >= window_s - 1e-6 and t[j] - t[i] <= 2 * STILL_LAG_S:
-            cos.append(float(np.dot(embeddings[i], embeddings[j])))
-    return float(np.median(cos)) if len(cos) >= MIN_STILL_PAIRS else 1.0
+    earlier = np.searchsorted(t, t - STILL_LAG_S + 1e-6, side="right") - 1  # latest window >= the lag older
+    j = np.flatnonzero(earlier >= 0)
+    i = earlier[j]
+    keep = (t[i] >= window_s - 1e-6) & (t[j] - t[i] <= 2 * STILL_LAG_S)
+    if int(keep.sum()) < MIN_STILL_PAIRS:
+        return 1.0
+    e = np.asarray(embeddings, np.float32)
+    return float(np.median(np.einsum("nd,nd->n", e[i[keep]], e[j[keep]])))
