@@ -1,3 +1,3 @@
 """Aggregator service: per-session decaying vote tallies kept only in Redis (replicas share them)."""
 
-import scoreid.serve.blas  # noqa: E402,F401 - one BLAS thread, before numpy loads
+import ops.blas  # noqa: E402,F401 - one BLAS thread, before numpy loads

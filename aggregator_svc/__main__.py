@@ -7,10 +7,10 @@ import sys
 from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer, register
 from aggregator_svc.store import EngineStates
+from ops.config import internal_token, redis_client
+from ops.grpc_server import build_server, check_transport
+from ops.service_main import Started, run_service
 from scoreid.errors import UserError
-from scoreid.serve.config import internal_token, redis_client
-from scoreid.serve.grpc_server import build_server, check_transport
-from scoreid.serve.service_main import Started, run_service
 
 
 def build(cfg: dict) -> Started:

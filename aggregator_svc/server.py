@@ -29,6 +29,9 @@ import redis
 
 from aggregator_svc.libraries import Libraries, UnknownLibrary
 from aggregator_svc.store import EngineStates, Stored
+from ops.grpc_server import add_standard_services, public_details
+from ops.logs import log_event
+from ops.metrics import ERRORS, RPC_SECONDS
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
@@ -43,9 +46,6 @@ from scoreid.identify.engine import (
 )
 from scoreid.identify.tally import VOTE_TEMPERATURE
 from scoreid.library.store import LibraryError
-from scoreid.serve.grpc_server import add_standard_services, public_details
-from scoreid.serve.logs import log_event
-from scoreid.serve.metrics import ERRORS, RPC_SECONDS
 
 SERVICE = "aggregator"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Aggregator"].full_name

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from scoreid.serve.metrics import REDIS_SECONDS
+from ops.metrics import REDIS_SECONDS
 
 HERE = Path(__file__).resolve().parent
 KEY_PREFIX = "scoreid:session"

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import cpu_name, write_result  # noqa: E402
 
-from scoreid.inference import audio_input_shape, load_model, sheet_input_shape  # noqa: E402
+from scoreid.inference import load_model  # noqa: E402
+from scoreid.tensors import audio_input_shape, sheet_input_shape  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoreid import contract as C  # noqa: E402
-from scoreid.engrave import EngraveError, engrave  # noqa: E402
+from synthesis.engrave import EngraveError, engrave  # noqa: E402
 
 CANDIDATES = (9.0, 8.0, 7.5, 7.0, 6.5, 6.0)
 

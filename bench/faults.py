@@ -5,7 +5,7 @@
 Starts the stack (`scoreid up`, loopback, free ports) on the three-piece bench library of
 ``bench/stack_streams.py``, opens N real-time streams (hop 0.5 s; each plays one piece, round
 robin) and, after a warm-up, kills with SIGKILL in turn the index, the aggregator, the encoder and
-redis-server. Nothing is restarted by hand: the stack's supervisor (``scoreid.serve.supervisor``,
+redis-server. Nothing is restarted by hand: the stack's supervisor (``ops.supervisor``,
 as Kubernetes or compose would) starts the killed process again. The clients behave as a real client should:
 on ``UNAVAILABLE`` they wait 0.5 s and reconnect with ``resume_session``, sending audio again from
 the last chunk acknowledged by an update.
@@ -50,11 +50,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
 
+from ops.grpc_server import internal_channel  # noqa: E402
+from ops.stack import free_ports  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
-from scoreid.serve.grpc_server import internal_channel  # noqa: E402
-from scoreid.serve.stack import free_ports  # noqa: E402
 
 HOP_S = 0.5
 CHUNK_S = 0.1

@@ -46,8 +46,9 @@ from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT  # noqa: E402
 from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.identify.tally import CHANCE_EXPONENT, VOTE_TEMPERATURE  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
-from scoreid.library.build import add_folder, model_fingerprint, open_or_create  # noqa: E402
+from scoreid.library.build import add_folder, open_or_create  # noqa: E402
 from scoreid.library.store import Library, write_index  # noqa: E402
+from scoreid.tensors import model_fingerprint  # noqa: E402
 from trainer.corpus.store import Corpus  # noqa: E402
 
 

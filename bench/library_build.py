@@ -6,7 +6,7 @@
 Stages the first N pieces of the corpus (sorted ids, every split; their ``shifted`` page images,
 or the first look there is) as a sheets folder — one sub-folder of page images and a
 ``piece.json`` per piece, what a user gives the command — then times the command itself
-(``python -m scoreid library build SHEETS --out LIB --workers W``, a fresh library each time:
+(``python -m cli library build SHEETS --out LIB --workers W``, a fresh library each time:
 staff-system detection, cutting, sheet embedding, the index) for every N and W. Reports pages,
 systems and windows, wall seconds, pages/s and the speed-up over one worker, and whether every
 worker count wrote the same library (``library.json`` and the piece files byte for byte). Prints
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             if lib.exists():
                 shutil.rmtree(lib)
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "scoreid", "library", "build", str(sheets), "--out", str(lib),
+            r = subprocess.run([sys.executable, "-m", "cli", "library", "build", str(sheets), "--out", str(lib),
                                 "--model", str(args.model), "--workers", str(w)],
                                capture_output=True, text=True, cwd=ROOT)  # fmt: skip
             dt = time.perf_counter() - t0

@@ -22,12 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoreid import contract as C  # noqa: E402
-from scoreid.demo_data import DEMO_PIECES, engrave_piece, notes_of, piece_id, shifted_performance  # noqa: E402
 from scoreid.identify.stream import Identifier  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, cut_piece, open_or_create  # noqa: E402
 from scoreid.library.store import Library, write_index  # noqa: E402
 from scoreid.sheet.pages import page_files  # noqa: E402
+from synthesis.demo_data import DEMO_PIECES, engrave_piece, notes_of, piece_id, shifted_performance  # noqa: E402
 
 
 def main() -> None:

@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli.client import requests  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
-from scoreid.client import requests  # noqa: E402
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 

@@ -56,8 +56,9 @@ from scoreid import contract as C  # noqa: E402
 from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT  # noqa: E402
 from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
-from scoreid.library.build import add_folder, model_fingerprint, open_or_create, remove_piece  # noqa: E402
+from scoreid.library.build import add_folder, open_or_create, remove_piece  # noqa: E402
 from scoreid.library.store import INDEX, Library, read_index, write_index  # noqa: E402
+from scoreid.tensors import model_fingerprint  # noqa: E402
 from trainer.realdev.build import DEFAULT_DATA  # noqa: E402
 from trainer.realdev.excerpts import Excerpt, plan_excerpts  # noqa: E402
 from trainer.realdev.matches import DEFAULT_OUT as DEFAULT_MATCHES  # noqa: E402

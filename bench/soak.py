@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
 
+from cli.client import requests  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
-from scoreid.client import requests  # noqa: E402
 
 HOP_S = 0.5
 CHUNK_S = 0.1

@@ -27,7 +27,7 @@ PIECES = ("joplin/maple_leaf_rag", "chopin/mazurka06-2", "schoenberg/opus19/move
 
 def cli(*args: object) -> str:
     r = subprocess.run(
-        [sys.executable, "-m", "scoreid", *map(str, args)], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT
     )
     if r.returncode != 0:
         raise SystemExit(f"scoreid {args[0]} failed: {r.stderr.strip()}")
@@ -38,8 +38,8 @@ def setup(work: Path, model: Path | None) -> tuple[Path, Path, Path]:
     import soundfile as sf
 
     from scoreid import contract as C
-    from scoreid.demo_data import engrave_piece, notes_of, piece_id
-    from scoreid.perform import PerformOptions, perform
+    from synthesis.demo_data import engrave_piece, notes_of, piece_id
+    from synthesis.perform import PerformOptions, perform
 
     if model is None:
         model = work / "random-model"
@@ -69,7 +69,7 @@ def setup(work: Path, model: Path | None) -> tuple[Path, Path, Path]:
 
 def piece_streams(work: Path) -> list[tuple[str, Path]]:
     """(piece id, performance file) for each library piece, as written by :func:`setup`."""
-    from scoreid.demo_data import piece_id
+    from synthesis.demo_data import piece_id
 
     return [
         (piece_id(src), work / ("stream.wav" if i == 0 else f"stream-{i}.wav"))
@@ -79,7 +79,7 @@ def piece_streams(work: Path) -> list[tuple[str, Path]]:
 
 def stack_config(work: Path, model: Path, lib: Path, **encoder: object) -> dict:  # type: ignore[type-arg]
     """A `scoreid up` config on free loopback ports serving ``lib`` as library "bench"."""
-    from scoreid.serve.stack import loopback_config
+    from ops.stack import loopback_config
 
     return loopback_config(work / "state", model, {"bench": lib},
                            encoder={"max_sessions_per_client": 1000, **encoder})  # fmt: skip

@@ -23,8 +23,8 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scoreid.commands.demo import DEMO_PIECE  # noqa: E402
-from scoreid.demo_data import DEMO_PIECES, engrave_piece, piece_id  # noqa: E402
+from cli.commands.demo import DEMO_PIECE  # noqa: E402
+from synthesis.demo_data import DEMO_PIECES, engrave_piece, piece_id  # noqa: E402
 
 
 def scanned(page: Image.Image, rng: np.random.Generator) -> Image.Image:

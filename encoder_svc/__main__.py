@@ -6,11 +6,11 @@ import sys
 
 from encoder_svc.backend import load_served_model
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer, register
+from ops.config import internal_token, secret
+from ops.grpc_server import build_server, check_transport, keepalive_options
+from ops.service_main import Started, run_service
 from scoreid.audio.io import AudioError
 from scoreid.contract import ContractError
-from scoreid.serve.config import internal_token, secret
-from scoreid.serve.grpc_server import build_server, check_transport, keepalive_options
-from scoreid.serve.service_main import Started, run_service
 
 
 def build(cfg: dict) -> Started:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from scoreid.serve.metrics import BATCH_SIZE, QUEUE_DEPTH, STAGE_SECONDS
+from ops.metrics import BATCH_SIZE, QUEUE_DEPTH, STAGE_SECONDS
 
 
 class BatcherClosed(RuntimeError):

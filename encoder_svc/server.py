@@ -39,14 +39,14 @@ import numpy as np
 from encoder_svc.batcher import BatcherClosed, DynamicBatcher
 from encoder_svc.stream import AudioStream, StreamError, StreamOptions, Window
 from encoder_svc.watch import StreamWatch, Watched
+from ops.grpc_server import add_standard_services, bearer_of, internal_channel, public_details
+from ops.logs import log_event
+from ops.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
-from scoreid.serve.grpc_server import add_standard_services, bearer_of, internal_channel, public_details
-from scoreid.serve.logs import log_event
-from scoreid.serve.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
-from scoreid.sheet.strip import audio_to_network
+from scoreid.tensors import audio_to_network
 
 SERVICE = "encoder"
 SERVICE_NAMES = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Identify", "Embedder")]
@@ -82,7 +82,7 @@ class EncoderSettings:
 
     @classmethod
     def from_config(cls, enc: dict[str, Any]) -> EncoderSettings:
-        from scoreid.serve.config import client_tokens, secret
+        from ops.config import client_tokens, secret
 
         kw = {k: enc[k] for k in cls.__dataclass_fields__ if k in enc and k not in ("session_key", "clients")}
         return cls(**kw, session_key=secret(enc, "session_key").encode(), clients=client_tokens(enc))
@@ -90,7 +90,7 @@ class EncoderSettings:
 
 def model_sha256(encoder: Any) -> str:
     """The fingerprint libraries record for the model (empty when the encoder has no model dir)."""
-    from scoreid.library.build import model_fingerprint
+    from scoreid.tensors import model_fingerprint
 
     d = getattr(encoder, "model_dir", None)
     return model_fingerprint(d) if d is not None and (d / "manifest.json").is_file() else ""

@@ -8,7 +8,7 @@ cancels (``context.cancel()``) a stream whose deadline passed, after setting its
 ``DEADLINE_EXCEEDED`` with the reason. The handler's ``next`` then raises and the stream's slot,
 thread and session-gate place are freed. So a client cannot hold a slot for free, and a peer
 that vanished without closing its connection is ended too (HTTP/2 keepalive catches the dead
-connection itself; see ``scoreid.serve.grpc_server.keepalive_options``).
+connection itself; see ``ops.grpc_server.keepalive_options``).
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from index_svc.library import ServedLibrary
 from index_svc.server import IndexServicer, register
+from ops.config import internal_token
+from ops.grpc_server import build_server, check_transport
+from ops.logs import log_event
+from ops.service_main import Started, run_service
 from scoreid.errors import UserError
-from scoreid.serve.config import internal_token
-from scoreid.serve.grpc_server import build_server, check_transport
-from scoreid.serve.logs import log_event
-from scoreid.serve.service_main import Started, run_service
 
 log = logging.getLogger("scoreid.index")
 

@@ -56,7 +56,7 @@ class ServedLibrary:
     lock: threading.RLock = field(default_factory=threading.RLock)
     path: Path | None = None  # the library directory (ingestion writes new pieces there)
     model_dir: Path | None = None  # the model that embedded the library
-    model_sha256: str = ""  # its fingerprint (scoreid.library.build.model_fingerprint)
+    model_sha256: str = ""  # its fingerprint (scoreid.tensors.model_fingerprint)
     _chance: np.ndarray | None = None  # per piece index: chance weight (recomputed after a change)
 
     def __post_init__(self) -> None:

@@ -14,12 +14,12 @@ import grpc
 import numpy as np
 
 from index_svc.library import ServedLibrary
+from ops.grpc_server import add_standard_services, public_details
+from ops.logs import log_event
+from ops.metrics import ERRORS, INDEX_VECTORS, RPC_SECONDS, STAGE_SECONDS
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
-from scoreid.serve.grpc_server import add_standard_services, public_details
-from scoreid.serve.logs import log_event
-from scoreid.serve.metrics import ERRORS, INDEX_VECTORS, RPC_SECONDS, STAGE_SECONDS
 
 SERVICE = "index"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Index"].full_name

@@ -1,9 +1,11 @@
 """scoreid core: the code that training and serving share.
 
-Feature contract (``contract``), audio front end (``audio``), sheet geometry and ingestion
-(``sheet``), model definitions (``models``), synthesis helpers (``synth``) and the ``scoreid``
-command line (``cli``). The core imports no service package (``encoder_svc``, ``index_svc``,
-``aggregator_svc``) and nothing from ``trainer``; those import the core.
+Feature and tensor contract (``contract``, ``tensors``), audio front end (``audio``), sheet
+geometry and ingestion (``sheet``), model definitions (``models``), inference backends
+(``inference``), nearest-neighbour search (``search``), the sheet library (``library``) and the
+identification engine (``identify``). The core imports nothing from the layers around it: the
+command line (``cli``), operations (``ops``), synthesis (``synthesis``), the services and the
+trainer (``tests/test_layering.py``).
 """
 
 __version__ = "0.1.0"

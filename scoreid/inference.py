@@ -32,6 +32,7 @@ from scoreid import contract as C
 from scoreid.contract import Contract, ContractError
 from scoreid.errors import UserError
 from scoreid.tensorrt_backend import BackendUnavailable
+from scoreid.tensors import audio_input_shape, sheet_input_shape
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "scoreid-model/1"
@@ -43,14 +44,6 @@ BACKENDS = ("onnx", "torch", "tensorrt")
 CHUNK = 512
 
 Runner = Callable[[np.ndarray], np.ndarray]
-
-
-def sheet_input_shape() -> tuple[int, int, int]:
-    return (1, C.SHEET_NET_H, C.SHEET_NET_W)
-
-
-def audio_input_shape(frames: int) -> tuple[int, int, int]:
-    return (1, C.N_BINS, frames)
 
 
 def git_commit(repo: Path | None = None) -> str:

@@ -17,6 +17,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+# session fixtures with engraved sheets, a random model and a built library (tests/engraved.py),
+# shared by the core, CLI, operations and synthesis tests
+from engraved import engrave, lib, random_model, sheets_dir  # noqa: F401
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

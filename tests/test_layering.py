@@ -1,5 +1,14 @@
-"""The layering rule: the core imports no service and not the trainer; services import no trainer
-and no other service; the trainer imports no service. (Checked on the source, statically.)"""
+"""The layering rules of README's layout table, checked on the source, statically:
+
+- the core (``scoreid``) imports nothing from the layers around it: no service, not the trainer,
+  the command line (``cli``), operations (``ops``), synthesis (``synthesis``) or ``proto``;
+- ``synthesis`` and ``ops`` import only the core;
+- the command line imports the core, ``ops``, ``synthesis`` and ``proto`` (its client), never a
+  service or the trainer;
+- the services import the core, ``ops`` and ``proto``, never the trainer, the command line,
+  synthesis or another service; the trainer imports no service and not ``ops``;
+- and no module imports itself through a circle of imports (function-local imports included).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +19,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"encoder_svc", "index_svc", "aggregator_svc"}
+APP = {"cli", "ops", "synthesis", "trainer"}  #: the layers around the core
 FORBIDDEN = {
-    "scoreid": SERVICES | {"trainer"},
-    "trainer": SERVICES,
-    "encoder_svc": {"trainer", "index_svc", "aggregator_svc"},
-    "index_svc": {"trainer", "encoder_svc", "aggregator_svc"},
-    "aggregator_svc": {"trainer", "encoder_svc", "index_svc"},
+    "scoreid": SERVICES | APP | {"proto"},
+    "synthesis": SERVICES | APP - {"synthesis"} | {"proto"},
+    "ops": SERVICES | APP - {"ops"} | {"proto"},
+    "cli": SERVICES | {"trainer"},
+    "trainer": SERVICES | {"ops"},
+    "encoder_svc": {"trainer", "cli", "synthesis", "index_svc", "aggregator_svc"},
+    "index_svc": {"trainer", "cli", "synthesis", "encoder_svc", "aggregator_svc"},
+    "aggregator_svc": {"trainer", "cli", "synthesis", "encoder_svc", "index_svc"},
+    "proto": SERVICES | APP | {"scoreid"},
 }
 
 
@@ -40,3 +54,49 @@ def test_package_respects_the_layering(package):
         if imported_top_levels(f) & FORBIDDEN[package]
     ]
     assert not bad, "\n".join(bad)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module (or name in a module) an import statement of ``path`` names, absolute."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package[: len(package) - node.level + 1] + ([node.module] if node.module else [])
+                )
+            out |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return out
+
+
+def test_no_import_circle():
+    files = [f for pkg in FORBIDDEN for f in (ROOT / pkg).rglob("*.py") if "_pb2" not in f.name]
+    graph = {module_name(f): imported_modules(f) for f in files}
+    graph = {m: sorted(d for d in deps if d in graph and d != m) for m, deps in graph.items()}
+    circles: list[str] = []
+    state: dict[str, int] = {}  # depth-first search: 1 on the current path, 2 done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in graph[m]:
+            if state.get(d) == 1:
+                circles.append(" -> ".join(path[path.index(d) :] + [m, d]))
+            elif d not in state:
+                visit(d, path + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert not circles, "\n".join(circles)

@@ -66,7 +66,7 @@ def command_names(modules: tuple[str, ...]) -> set[str]:
 
 
 def test_readme_subcommands_exist():
-    from scoreid.cli import COMMAND_MODULES
+    from cli.main import COMMAND_MODULES
     from trainer.run import COMMAND_MODULES as TRAINER_MODULES
 
     scoreid_cmds, trainer_cmds = command_names(COMMAND_MODULES), command_names(TRAINER_MODULES)

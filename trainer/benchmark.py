@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from scoreid.models import CrossModalNet
+from scoreid.tensors import audio_input_shape, sheet_input_shape
 from trainer import presets
 from trainer.augment import AudioAugment, AudioFinetuneAugment, SheetAugment, SheetFinetuneAugment
 from trainer.data import context_frames
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     a = pr.pretrain_audio
-    x = torch.rand(a.batch, 1, 92, context_frames(a.audio_frames, a.context_factor))
+    x = torch.rand(a.batch, *audio_input_shape(context_frames(a.audio_frames, a.context_factor)))
     aug = AudioAugment(a.audio_frames)
     net = PretrainNet("audio", a.audio_frames)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                  timeit(lambda: pt_step(net, opt, v1, v2, a.tau), args.reps)))  # fmt: skip
 
     s = pr.pretrain_sheet
-    w = (torch.rand(s.batch, 1, 80, 100) < 0.1).float()
+    w = (torch.rand(s.batch, *sheet_input_shape()) < 0.1).float()
     saug = SheetAugment()
     snet = PretrainNet("sheet", s.audio_frames)
     sopt = torch.optim.Adam(snet.parameters(), lr=s.lr)
@@ -66,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                  timeit(lambda: pt_step(snet, sopt, w1, w2, s.tau), args.reps)))  # fmt: skip
 
     f = pr.finetune
-    fa = torch.rand(f.batch, 1, 92, context_frames(f.audio_frames, f.context_factor))
-    fs = (torch.rand(f.batch, 1, 80, 100) < 0.1).float()
+    fa = torch.rand(f.batch, *audio_input_shape(context_frames(f.audio_frames, f.context_factor)))
+    fs = (torch.rand(f.batch, *sheet_input_shape()) < 0.1).float()
     faug, fsaug = AudioFinetuneAugment(f.audio_frames), SheetFinetuneAugment()
     cnet = CrossModalNet(f.audio_frames)
     copt = torch.optim.Adam(cnet.parameters(), lr=f.lr)

@@ -22,7 +22,8 @@ import numpy as np
 
 from scoreid import contract as C
 from scoreid.errors import UserError
-from scoreid.sheet.strip import audio_to_network, audio_window, sheet_to_network, window_at
+from scoreid.sheet.strip import window_at
+from scoreid.tensors import audio_to_network, audio_window, sheet_to_network
 from trainer.corpus.store import Corpus
 
 CONDITIONS = ("same", "shifted")

@@ -38,7 +38,8 @@ from scoreid import contract as C
 from scoreid.errors import UserError
 from scoreid.identify.tally import chance_weights, window_votes
 from scoreid.search.exact import ExactIndex
-from scoreid.sheet.strip import audio_to_network, audio_window, sheet_to_network, window_at, window_centres
+from scoreid.sheet.strip import window_at, window_centres
+from scoreid.tensors import audio_to_network, audio_window, sheet_to_network
 from trainer.corpus.store import Corpus
 from trainer.data import CONDITIONS, PairSet
 from trainer.metrics import both_directions

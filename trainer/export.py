@@ -49,12 +49,11 @@ from scoreid.inference import (
     MANIFEST,
     OUTPUT,
     SHEET_INPUT,
-    audio_input_shape,
     make_manifest,
-    sheet_input_shape,
 )
 from scoreid.models import AudioEmbedder, CrossModalNet, SheetEmbedder, save_checkpoint
 from scoreid.tensorrt_backend import BackendUnavailable, TrtEncoder, build_plan, import_tensorrt
+from scoreid.tensors import audio_input_shape, sheet_input_shape
 
 OPSET = 17
 PARITY_TOL = 1e-4

@@ -3,7 +3,7 @@
 
 Builds the corpus, pre-trains and fine-tunes the encoders, evaluates, and exports engine files.
 Each subcommand lives in ``trainer/commands/<name>.py``; the dispatcher is the core's
-(``scoreid.cli``), so errors print as one line with a non-zero exit code.
+(``cli.dispatch``), so errors print as one line with a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoreid.cli import build_parser, run_parser  # noqa: E402
+from cli.dispatch import build_parser, run_parser  # noqa: E402
 
 #: Command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (

@@ -7,7 +7,7 @@ encoder, exact search for the top-25 sheet windows (:class:`scoreid.search.exact
 the session engine (:class:`scoreid.identify.engine.SessionEngine`: tally, score follower,
 confidence). The services split the same steps over processes — windows and the encoder in the
 encoder service, search in the index, the engine in the aggregator with its state in Redis — so
-both paths give the same answers (``tests/scoreid/serve/test_parity.py``).
+both paths give the same answers (``tests/ops/test_parity.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from scoreid.identify.tally import CHANCE_EXPONENT, DEFAULT_HALF_LIFE_S, VOTE_TE
 from scoreid.identify.windows import SILENCE_LEVEL, HopWindows, Window
 from scoreid.library.store import Library
 from scoreid.search.exact import ExactIndex
-from scoreid.sheet import strip as S
+from scoreid.tensors import audio_to_network
 
 __all__ = ["DEFAULT_HOP_S", "SILENCE_LEVEL", "TOP_K", "Identifier", "Update", "time_to_identify"]
 
@@ -109,7 +109,7 @@ class Identifier:
         self.n_windows += 1
         if w.silent:
             return self.engine.silent(w.t)
-        emb = self.encoder.embed_audio(S.audio_to_network(w.excerpt))
+        emb = self.encoder.embed_audio(audio_to_network(w.excerpt))
         sims, rows = self.index.search(emb, self.k)
         hits = [(str(self.library.meta["piece"][r]), float(sv)) for r, sv in zip(rows[0], sims[0])]
         return self.engine.vote(w.t, emb[0], hits)

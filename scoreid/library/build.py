@@ -40,6 +40,7 @@ from scoreid.library.store import (
 from scoreid.sheet import strip as S
 from scoreid.sheet.pages import PageError, load_pages, page_files
 from scoreid.sheet.systems import NoSystemsError, detect_systems, extract_systems
+from scoreid.tensors import model_fingerprint, sheet_to_network
 
 DEFAULT_STRIDE = 50.0  #: px on the strip between database windows (REFERENCE: every 50 px)
 EMBED_BATCH = 256
@@ -53,11 +54,6 @@ class SheetEncoder(Protocol):
     manifest: dict[str, Any]
 
     def embed_sheet(self, x: Any) -> np.ndarray: ...
-
-
-def model_fingerprint(model_dir: Path) -> str:
-    """sha256 of the model's manifest (which names its files and training run)."""
-    return hashlib.sha256((Path(model_dir) / "manifest.json").read_bytes()).hexdigest()
 
 
 def folder_fingerprint(files: list[Path], stride: float, model_sha: str) -> str:
@@ -161,7 +157,7 @@ def embed_strip(
     out = []
     for i in range(0, len(xs), batch):
         wins = np.stack([S.window_at(strip, float(x)) for x in xs[i : i + batch]])
-        out.append(encoder.embed_sheet(S.sheet_to_network(wins)))
+        out.append(encoder.embed_sheet(sheet_to_network(wins)))
     return np.concatenate(out).astype(np.float32)
 
 

@@ -9,11 +9,9 @@ Used by the corpus builder (systems known from the engraving) and by the library
 3. ``unroll``: concatenate a piece's systems left to right into one strip; returns each system's
    x offset so positions map back to (page, system, x).
 4. ``window_at`` / ``window_centres``: 160 x 200 windows centred on a strip x.
-5. ``sheet_to_network``: 2x2 area downscale to 80 x 100, float32 in [0, 1] with ink = 1,
-   shape (B, 1, 80, 100) — the sheet encoder's input.
 
-Audio counterparts: ``audio_window`` (an 84-frame excerpt centred on a frame, zero padded) and
-``audio_to_network`` -> (B, 1, 92, frames), bins low to high along axis 2.
+The network input these windows become (``sheet_to_network``) and the audio counterparts are the
+tensor contract, ``scoreid.tensors``.
 
 Images are uint8 grey with white paper = 255 and black ink = 0.
 """
@@ -91,34 +89,3 @@ def window_centres(strip_width: int, stride: float, width: int = C.SHEET_WINDOW_
         raise ValueError(f"stride must be positive, got {stride}")
     last = max(width / 2.0, strip_width - width / 2.0)
     return np.arange(width / 2.0, last + 1e-6, stride, dtype=np.float32)
-
-
-def sheet_to_network(windows: np.ndarray) -> np.ndarray:
-    """uint8 windows (B, 160, 200) -> float32 (B, 1, 80, 100) in [0, 1], ink = 1."""
-    w = np.asarray(windows)
-    if w.ndim == 2:
-        w = w[None]
-    b, h, wd = w.shape
-    d = C.SHEET_DOWNSCALE
-    ink = 1.0 - w.astype(np.float32) / 255.0
-    ink = ink.reshape(b, h // d, d, wd // d, d).mean(axis=(2, 4))
-    return ink[:, None].astype(np.float32)
-
-
-def audio_window(spec: np.ndarray, centre_frame: float, frames: int = C.AUDIO_WINDOW_FRAMES) -> np.ndarray:
-    """(frames, bins) excerpt of ``spec`` centred on ``centre_frame``, zero padded at the ends."""
-    n, bins = spec.shape
-    f0 = int(round(centre_frame - frames / 2.0))
-    out = np.zeros((frames, bins), np.float32)
-    s0, s1 = max(0, f0), min(n, f0 + frames)
-    if s1 > s0:
-        out[s0 - f0 : s1 - f0] = spec[s0:s1]
-    return out
-
-
-def audio_to_network(windows: np.ndarray) -> np.ndarray:
-    """(B, frames, bins) excerpts -> float32 (B, 1, bins, frames), the audio encoder's input."""
-    w = np.asarray(windows, np.float32)
-    if w.ndim == 2:
-        w = w[None]
-    return np.ascontiguousarray(w.transpose(0, 2, 1)[:, None])

@@ -20,13 +20,13 @@ from svc_helpers import free_port, terminate
 from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer, register, update_to_pb
 from aggregator_svc.store import EngineStates
+from ops.grpc_server import wait_healthy
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import to_tensor
 from scoreid.identify.engine import EngineSettings, SessionEngine
 from scoreid.library.store import Library
 from scoreid.search.exact import ExactIndex
-from scoreid.serve.grpc_server import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 PIECES = {"a": 80, "b": 120, "c": 60}

@@ -32,7 +32,7 @@ from index_svc.server import IndexServicer
 from index_svc.server import register as register_index
 from scoreid import contract as C
 from scoreid.audio.spectrogram import spectrogram
-from scoreid.sheet.strip import audio_to_network, audio_window
+from scoreid.tensors import audio_to_network, audio_window
 
 PIECES = ("alpha", "beta", "gamma")
 SECONDS = 6.0

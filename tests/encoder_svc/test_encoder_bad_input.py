@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from svc_fixtures import piece_audio
 
+from cli.client import requests, stream_audio
 from encoder_svc.server import EmbedderServicer, register
+from ops.grpc_server import build_server
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid import contract as C
-from scoreid.client import requests, stream_audio
-from scoreid.serve.grpc_server import build_server
 
 SR = 22050
 

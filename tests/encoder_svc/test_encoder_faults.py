@@ -17,10 +17,10 @@ import pytest
 from svc_fixtures import piece_audio
 from svc_helpers import free_port
 
+from cli.client import stream_audio
 from encoder_svc.backend import load_served_model
-from scoreid.client import stream_audio
+from ops.grpc_server import wait_healthy
 from scoreid.contract import ContractError
-from scoreid.serve.grpc_server import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SR = 22050

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from svc_fixtures import piece_audio
 
+from cli.client import stream_audio
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
-from scoreid.client import stream_audio
 
 CLIENT_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT,

@@ -16,13 +16,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from svc_fixtures import piece_audio
 from svc_helpers import wait_for
 
+from cli.client import stream_audio
 from encoder_svc.server import EmbedderServicer, register
+from ops.config import client_tokens
+from ops.grpc_server import build_server, check_transport, keepalive_options
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
-from scoreid.client import stream_audio
 from scoreid.errors import UserError
-from scoreid.serve.config import client_tokens
-from scoreid.serve.grpc_server import build_server, check_transport, keepalive_options
 
 SR = 22050
 CHUNK = np.zeros(SR // 10, "<f4").tobytes()

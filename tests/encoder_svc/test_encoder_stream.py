@@ -11,12 +11,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from svc_fixtures import PIECES, SECONDS, piece_audio
 
+from cli.client import identification_to_dict, stream_audio
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
 from scoreid.audio.io import resample
-from scoreid.client import identification_to_dict, stream_audio
 
 
 def test_random_model_three_concurrent_streams_each_get_every_hop_and_the_right_piece(make_stack):

@@ -1,1 +1,1 @@
-"""One module per ``trainer/run.py`` subcommand (same shape as ``scoreid.commands``)."""
+"""One module per ``trainer/run.py`` subcommand (same shape as ``cli.commands``)."""

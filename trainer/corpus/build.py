@@ -30,6 +30,7 @@ from trainer.corpus.piece import BuildConfig, build_piece, index_entry
 from trainer.corpus.sources import SourceItem, collect, limit_round_robin
 from trainer.corpus.splits import assign_splits
 from trainer.corpus.store import INDEX, SPLITS, Corpus, piece_path, read_meta, write_json
+from trainer.realdev.matches import realdev_corpus_pids
 
 log = logging.getLogger("trainer.corpus.build")
 PIECE_TIMEOUT_S = 1800
@@ -57,14 +58,6 @@ def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path,
         conn.send(("skip", msg))
     finally:
         conn.close()
-
-
-def realdev_corpus_pids() -> frozenset[str]:
-    """Corpus pieces that are works of ``../shared/real-dev`` (matched by their notes:
-    ``trainer/realdev/corpus_matches.json``, ``python -m trainer.realdev.matches``)."""
-    from trainer.realdev.matches import load_matches, matched_corpus_pids
-
-    return matched_corpus_pids(load_matches())
 
 
 def _exclusions(dirs: list[Path]) -> tuple[set[str], frozenset[str]]:

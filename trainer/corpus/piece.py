@@ -26,10 +26,10 @@ import numpy as np
 
 from scoreid import contract as C
 from scoreid.audio.spectrogram import spectrogram
-from scoreid.engrave import EngraveError, EngraveOptions, Engraving, engrave_looks
-from scoreid.perform import PerformOptions, perform
 from scoreid.sheet.strip import cut_system, unroll
-from scoreid.synth import SHIFTED_SOUNDFONTS, TRAIN_SOUNDFONTS
+from synthesis.engrave import EngraveError, EngraveOptions, Engraving, engrave_looks
+from synthesis.perform import PerformOptions, perform
+from synthesis.synth import SHIFTED_SOUNDFONTS, TRAIN_SOUNDFONTS
 from trainer.corpus.sources import SourceItem
 from trainer.corpus.store import (
     atomic_write_bytes,
@@ -46,7 +46,7 @@ SHIFTED_FONTS = ("Petaluma",)
 PAGE_WIDTHS = (1700, 1900, 2100, 2300, 2500)  #: Verovio units; varies the system breaks
 TRAIN_TEMPO = (0.8, 1.25)
 SHIFTED_TEMPO = ((0.6, 0.72), (1.35, 1.5))
-#: touch of the train and pool performances (uniform ranges; ``scoreid.perform.PerformOptions``):
+#: touch of the train and pool performances (uniform ranges; ``synthesis.perform.PerformOptions``):
 #: chord spread std (ms), melody lead (ms), articulation (std of the log duration factor), and the
 #: General MIDI grand-piano programs drawn from (0 acoustic, 1 bright)
 TRAIN_TOUCH = {"chord_spread_ms": (0.0, 20.0), "melody_lead_ms": (0.0, 25.0), "articulation": (0.0, 0.35)}

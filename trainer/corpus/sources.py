@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scoreid.engrave import MUSIC21_SUFFIXES, VEROVIO_SUFFIXES
 from scoreid.errors import UserError
+from synthesis.engrave import MUSIC21_SUFFIXES, VEROVIO_SUFFIXES
 
 SCORE_SUFFIXES = VEROVIO_SUFFIXES + (".abc",)
 MUSIC21_PREFIX = "music21:"

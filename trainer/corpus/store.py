@@ -187,7 +187,7 @@ class Corpus:
             raise UserError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
         ids = list(self.index.get("splits", {}).get(split, []))
         if split == "train":
-            from trainer.corpus.build import realdev_corpus_pids
+            from trainer.realdev.matches import realdev_corpus_pids
 
             held = realdev_corpus_pids()
             dropped = [p for p in ids if p in held]

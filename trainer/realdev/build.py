@@ -10,16 +10,16 @@ Layout written under ``--out``::
     audio/<folder-id>/<performer>.json              sidecar: work, folder, performer, seconds, beats, …
     set.json                                        the works and performances, and how they were made
 
-Sheets: each work's ``xml_score.musicxml`` is engraved with Verovio (``scoreid.engrave``) in the
+Sheets: each work's ``xml_score.musicxml`` is engraved with Verovio (``synthesis.engrave``) in the
 **Leland** font (training uses Leipzig / Bravura / Gootville, the ``shifted`` test Petaluma),
 upscaled 2x (a 150-200 dpi scan rather than the contract's render scale), and degraded like a scan
 (the recipe of ``docs/make_example_sheets.py``): a small rotation (±1.5°), a blur, grey paper and
 grain. A library is then built from these pixels as from a user's pages.
 
 Audio: each real performance (``<performer>.mid``: a pianist's timing, dynamics and pedal) is
-synthesised with FluidSynth and the **csound** GM soundfont (``scoreid.synth``; not a training
+synthesised with FluidSynth and the **csound** GM soundfont (``synthesis.synth``; not a training
 soundfont), then a synthetic room (RT60 drawn in ``RT60_RANGE``) and white noise (SNR drawn in
-``SNR_DB_RANGE``) are added (``scoreid.perform.add_room_and_noise``). Never the MuseScore engraver
+``SNR_DB_RANGE``) are added (``synthesis.perform.add_room_and_noise``). Never the MuseScore engraver
 or the MuseScore General soundfont (reserved for the separate evaluation).
 
 Folders that hold the same work (ASAP's ``32-1`` and ``32-1_no_repeat``; found by their notes,
@@ -96,7 +96,7 @@ def scanned(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def engrave_pages(score: Path) -> list[np.ndarray]:
     """The pages of a score engraved in ``FONT`` (clean grey images at the contract scale)."""
-    from scoreid.engrave import EngraveOptions, engrave
+    from synthesis.engrave import EngraveOptions, engrave
 
     return engrave(score, EngraveOptions(font=FONT)).pages
 
@@ -126,8 +126,8 @@ def draw_room(rng: np.random.Generator) -> Room:
 
 def synthesise(midi: bytes, room: Room, rng: np.random.Generator) -> np.ndarray:
     """A performance MIDI -> csound-soundfont audio in a room with noise (contract rate, mono)."""
-    from scoreid.perform import PerformOptions, add_room_and_noise
-    from scoreid.synth import render_midi
+    from synthesis.perform import PerformOptions, add_room_and_noise
+    from synthesis.synth import render_midi
 
     dry = render_midi(midi, SOUNDFONT, sample_rate=C.SAMPLE_RATE)
     return add_room_and_noise(dry, PerformOptions(reverb_rt60=room.rt60, snr_db=room.snr_db), rng)

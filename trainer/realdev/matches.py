@@ -71,7 +71,7 @@ def verovio_pitches(path: Path) -> Pitches:
     """MIDI pitches of a score by onset (then pitch), from Verovio's MIDI rendering."""
     import verovio
 
-    from scoreid.engrave import EngraveError, parse_midi
+    from synthesis.engrave import EngraveError, parse_midi
 
     if hasattr(verovio, "enableLog"):
         verovio.enableLog(verovio.LOG_OFF)
@@ -198,6 +198,12 @@ def load_matches(path: Path = DEFAULT_OUT) -> dict[str, Any]:
 def matched_corpus_pids(doc: dict[str, Any]) -> frozenset[str]:
     """Corpus piece ids that are works of the real-dev set, from a matches document."""
     return frozenset(m["pid"] for e in doc["works"].values() for m in e["matches"])
+
+
+def realdev_corpus_pids() -> frozenset[str]:
+    """Corpus pieces that are works of ``../shared/real-dev``, from the committed matches
+    (what the corpus build leaves out of ``train``)."""
+    return matched_corpus_pids(load_matches())
 
 
 def main(argv: list[str] | None = None) -> int:

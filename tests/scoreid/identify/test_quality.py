@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from scoreid import contract as C
-from scoreid.demo_data import DEMO_PIECES, engrave_piece, notes_of, piece_id, shifted_performance
 from scoreid.identify.stream import Identifier
 from scoreid.library.build import add_folder, open_or_create
 from scoreid.library.store import Library, write_index
+from synthesis.demo_data import DEMO_PIECES, engrave_piece, notes_of, piece_id, shifted_performance
 
 #: the shipped model; SCOREID_QUALITY_MODEL points the test at a candidate model instead
 MODEL = Path(

@@ -1,4 +1,4 @@
-"""Sheet geometry: cutting, unrolling, windows and network tensors keep positions exact."""
+"""Sheet geometry: cutting, unrolling and windows keep positions exact."""
 
 from __future__ import annotations
 
@@ -33,20 +33,6 @@ def test_unroll_offsets_and_windows():
     c = S.window_centres(800, 50)
     assert c[0] == 100 and c[-1] <= 700 and np.all(np.diff(c) == 50)
     assert len(S.window_centres(120, 50)) == 1
-
-
-def test_network_tensors():
-    w = np.full((3, 160, 200), 255, np.uint8)
-    w[1] = 0
-    t = S.sheet_to_network(w)
-    assert t.shape == (3, 1, 80, 100) and t.dtype == np.float32
-    assert t[0].max() == 0 and t[1].min() == 1
-    spec = np.arange(200 * 92, dtype=np.float32).reshape(200, 92)
-    aw = S.audio_window(spec, 100)
-    assert aw.shape == (84, 92) and aw[42, 0] == spec[100, 0]
-    assert np.all(S.audio_window(spec, 0)[:42] == 0)
-    a = S.audio_to_network(np.stack([aw, aw]))
-    assert a.shape == (2, 1, 92, 84) and a[0, 0, 5, 42] == spec[100, 5]
 
 
 def test_rescale_and_errors():

@@ -1,1 +1,0 @@
-"""One module per ``scoreid`` subcommand (see ``scoreid.cli``)."""

@@ -1,0 +1,54 @@
+"""Error details a caller sees carry no server paths or addresses (issue 15, finding 6): an
+unhandled exception is INTERNAL with a fixed message, a status's message is redacted, and the
+service log keeps the original. Real gRPC servers on loopback."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from aggregator_svc.libraries import Libraries
+from aggregator_svc.server import AggregatorServicer, register
+from aggregator_svc.store import EngineStates
+from ops.grpc_server import build_server, public_details
+from proto.scoreid.v1 import scoreid_pb2 as pb
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+
+
+def test_paths_and_addresses_are_redacted():
+    assert (
+        public_details("cannot read '/srv/scoreid/libs/x/library.json': gone") == "cannot read '<path>': gone"
+    )
+    assert public_details("Error 111 connecting to 10.1.2.3:6379.") == "Error 111 connecting to <address>."
+    for keep in ("hop_seconds must be 0.05..10.0, got -1.0", "at most 1024 votes per VoteBatch", "k/v"):
+        assert public_details(keep) == keep
+
+
+def test_a_failing_service_tells_the_caller_nothing_of_its_files(redis_server, tmp_path, caplog):
+    missing = tmp_path / "secret-place" / "lib"  # configured, but not there
+    svc = AggregatorServicer(EngineStates(redis_server.client()), Libraries({"lib": str(missing)}))
+
+    def boom(request, context):  # an error no handler turned into a status
+        raise RuntimeError(f"failed reading {tmp_path}/secret-place/state.bin")
+
+    svc.Get = boom  # type: ignore[method-assign]
+    server, port = build_server(register(svc), "127.0.0.1:0", service="aggregator")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pbg.AggregatorStub(ch)
+            with pytest.raises(grpc.RpcError) as e:  # the library cannot be opened: a status, redacted
+                stub.Vote(pb.VoteRequest(session_id="s", t_seconds=1.0, library="lib",
+                                         hits=pb.HitList(hits=[pb.Hit(piece="a", score=0.5)])))  # fmt: skip
+            assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND)
+            assert str(tmp_path) not in e.value.details() and "secret-place" not in e.value.details()
+            with caplog.at_level("ERROR"), pytest.raises(grpc.RpcError) as e:
+                stub.Get(pb.GetRequest(session_id="s"))
+            assert e.value.code() == grpc.StatusCode.INTERNAL and "secret-place" not in e.value.details()
+            assert "internal error in the aggregator service" in e.value.details()
+            assert any("secret-place" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+            health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        server.stop(None)
