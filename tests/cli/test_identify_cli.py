@@ -95,7 +95,7 @@ def test_push_frames_equals_pushing_the_audio(lib, random_model):
 
 
 def test_time_to_identify_rule():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     from identify import time_to_identify
 
     ts = [0.5, 1.0, 1.5, 2.0, 2.5]

@@ -15,7 +15,7 @@ from ops import metrics
 from ops.config import load_config
 from scoreid.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 

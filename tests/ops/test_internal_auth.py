@@ -22,7 +22,7 @@ from ops.stack import loopback_config
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
 
 

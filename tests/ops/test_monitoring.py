@@ -40,7 +40,7 @@ from ops.stack import loopback_config, start_stack, stop_stack
 from scoreid.audio.io import load_audio
 from scoreid.contract import SAMPLE_RATE
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
 PROMETHEUS = "/usr/bin/prometheus"

@@ -20,7 +20,7 @@ import yaml
 
 from ops.stack import loopback_config
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "default"
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
 

@@ -33,7 +33,7 @@ from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid.audio.io import resample
 from scoreid.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "default"
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
 SOURCES = {
