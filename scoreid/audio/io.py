@@ -29,9 +29,15 @@ def to_mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1) if x.ndim == 2 else x
 
 
+def check_rate(sr: int) -> int:
+    """``sr``, or :class:`AudioError` when it is not a positive sample rate."""
+    if sr <= 0:
+        raise AudioError(f"sample rate must be positive, got {sr}")
+    return sr
+
+
 def resample(x: np.ndarray, sr_in: int, sr_out: int = C.SAMPLE_RATE) -> np.ndarray:
-    if sr_in <= 0:
-        raise AudioError(f"sample rate must be positive, got {sr_in}")
+    check_rate(sr_in)
     if sr_in == sr_out:
         return np.asarray(x, np.float32)
     return soxr.resample(np.asarray(x, np.float32), sr_in, sr_out, quality="HQ").astype(np.float32)
@@ -69,9 +75,7 @@ class Resampler:
     """
 
     def __init__(self, sr_in: int, sr_out: int = C.SAMPLE_RATE):
-        if sr_in <= 0:
-            raise AudioError(f"sample rate must be positive, got {sr_in}")
-        self.sr_in, self.sr_out = sr_in, sr_out
+        self.sr_in, self.sr_out = check_rate(sr_in), sr_out
 
     def process(self, x: np.ndarray) -> np.ndarray:
         return resample(x, self.sr_in, self.sr_out)
@@ -90,9 +94,7 @@ class StreamResampler:
     """
 
     def __init__(self, sr_in: int, sr_out: int = C.SAMPLE_RATE):
-        if sr_in <= 0:
-            raise AudioError(f"sample rate must be positive, got {sr_in}")
-        self.sr_in, self.sr_out = sr_in, sr_out
+        self.sr_in, self.sr_out = check_rate(sr_in), sr_out
         self.reset()
 
     def reset(self) -> None:

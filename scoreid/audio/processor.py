@@ -42,7 +42,7 @@ class SequentialProcessor:
     def __init__(self, processors: Iterable[Processor]):
         self.processors: list[Processor] = list(processors)
         for p in self.processors:
-            if not callable(getattr(p, "process", None)):
+            if not isinstance(p, Processor):
                 raise TypeError(f"{p!r} is not a processor (it has no process method)")
 
     def __len__(self) -> int:
