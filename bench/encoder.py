@@ -135,7 +135,8 @@ def peak_flops(min_time: float, threads: int) -> dict[str, float]:
 
 def spectrogram_cost(min_time: float) -> dict[str, float]:
     """Milliseconds per 0.5 s hop per stream of the incremental front end (steady state)."""
-    from scoreid.audio.io import StreamResampler
+    from scoreid.audio.io import Resampler
+    from scoreid.audio.processor import SequentialProcessor
     from scoreid.audio.spectrogram import OnlineSpectrogram
 
     rng = np.random.default_rng(0)
@@ -145,10 +146,10 @@ def spectrogram_cost(min_time: float) -> dict[str, float]:
         (44100, "resample_spectrogram_ms_per_hop_44k"),
     ):
         hop = rng.normal(0, 0.1, sr // 2).astype(np.float32)
-        spec, rs = OnlineSpectrogram(), StreamResampler(sr)
+        chain = SequentialProcessor([Resampler(sr).stream(), OnlineSpectrogram()])  # as the encoder service
 
-        def push(spec: OnlineSpectrogram = spec, rs: StreamResampler = rs, hop: np.ndarray = hop) -> None:
-            spec.push(rs.push(hop))
+        def push(chain: SequentialProcessor = chain, hop: np.ndarray = hop) -> None:
+            chain.process(hop)
 
         res[key] = 1000.0 / best_rate(push, 1, min_time)
     return res

@@ -2,7 +2,8 @@
 
 :class:`StreamOptions` validates the session options; :class:`AudioStream` turns chunks into
 the audio encoder's windows with the core's own steps — the resampler, the incremental front end
-(:class:`~scoreid.audio.spectrogram.OnlineSpectrogram`) and the hop windows with the silence rule
+(:class:`~scoreid.audio.spectrogram.OnlineSpectrogram`), chained as one
+:class:`~scoreid.audio.processor.SequentialProcessor`, and the hop windows with the silence rule
 (:class:`scoreid.identify.windows.HopWindows`, what ``scoreid identify`` runs), each window stamped
 with its audio time (plus the offset of a resumed session). Invalid input raises
 :class:`StreamError` with a message meant for the client.
@@ -11,13 +12,13 @@ with its audio time (plus the offset of a resumed session). Invalid input raises
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from scoreid import contract as C
-from scoreid.audio.io import StreamResampler
+from scoreid.audio.io import Resampler
+from scoreid.audio.processor import SequentialProcessor
 from scoreid.audio.spectrogram import OnlineSpectrogram
 from scoreid.identify.windows import HopWindows, Window, hop_frames_of
 
@@ -93,8 +94,8 @@ class AudioStream:
         self.opts = opts
         self.t_offset = t_offset
         self.max_chunk_s = max_chunk_s
-        self.resampler = StreamResampler(opts.sample_rate)
-        self.spec = OnlineSpectrogram()
+        # the input chain: the client's rate -> the contract rate -> spectrogram frames
+        self.front = SequentialProcessor([Resampler(opts.sample_rate).stream(), OnlineSpectrogram()])
         self.windows = HopWindows(opts.hop_frames, frames, t_offset)
         self.samples_in = 0
         self.stamps: dict[str, float] = {}
@@ -113,20 +114,17 @@ class AudioStream:
         """Decode and process one chunk; returns the windows that completed (possibly none)."""
         x = decode(data, self.opts.encoding, self.opts.sample_rate, self.max_chunk_s)
         self.samples_in += len(x)
-        t0 = time.perf_counter()
-        y = self.resampler.push(x)
-        t1 = time.perf_counter()
-        frames = self.spec.push(y)
-        t2 = time.perf_counter()
-        self.stamps = {"resample": (t1 - t0) * 1000, "spectrogram": (t2 - t1) * 1000}
+        times = [0.0, 0.0]
+        frames = self.front.process(x, times)
+        self._stamp(times)
         return self.windows.push(frames)
 
     def finish(self) -> list[Window]:
         """End of stream: flush resampler and spectrogram; a last window if frames arrived since."""
-        t0 = time.perf_counter()
-        y = self.resampler.push(np.zeros(0, np.float32), last=True)
-        t1 = time.perf_counter()
-        frames = np.concatenate([self.spec.push(y), self.spec.flush()])
-        t2 = time.perf_counter()
-        self.stamps = {"resample": (t1 - t0) * 1000, "spectrogram": (t2 - t1) * 1000}
+        times = [0.0, 0.0]
+        frames = self.front.flush(times)
+        self._stamp(times)
         return self.windows.finish(frames)
+
+    def _stamp(self, times: list[float]) -> None:
+        self.stamps = {"resample": times[0] * 1000, "spectrogram": times[1] * 1000}

@@ -1,10 +1,12 @@
 """Reading audio into the contract's format (22 050 Hz mono float32), offline and as a stream.
 
 ``load_audio`` reads any file libsndfile reads (WAV, FLAC, OGG, MP3 with libsndfile >= 1.1),
-mixes to mono and resamples with soxr. ``StreamResampler`` does the same for a stream of chunks
-at any input rate, keeping the filter state between chunks. Errors that a user can cause
-(missing, unreadable, empty or truncated files) raise :class:`AudioError` with a one-line message
-that names the file.
+mixes to mono and resamples with soxr. Resampling is a processor (:class:`Resampler`) with an
+offline mode (a whole signal) and a streaming mode (:class:`StreamResampler`: chunks at any input
+rate, the filter state kept between chunks), so that an input path runs it as the first step of a
+:class:`~scoreid.audio.processor.SequentialProcessor` in front of the front end. Errors that a user
+can cause (missing, unreadable, empty or truncated files) raise :class:`AudioError` with a one-line
+message that names the file.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ def to_mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1) if x.ndim == 2 else x
 
 
+def check_rate(sr: int) -> int:
+    """``sr``, or :class:`AudioError` when it is not a positive sample rate."""
+    if sr <= 0:
+        raise AudioError(f"sample rate must be positive, got {sr}")
+    return sr
+
+
 def resample(x: np.ndarray, sr_in: int, sr_out: int = C.SAMPLE_RATE) -> np.ndarray:
-    if sr_in <= 0:
-        raise AudioError(f"sample rate must be positive, got {sr_in}")
+    check_rate(sr_in)
     if sr_in == sr_out:
         return np.asarray(x, np.float32)
     return soxr.resample(np.asarray(x, np.float32), sr_in, sr_out, quality="HQ").astype(np.float32)
@@ -49,18 +57,51 @@ def load_audio(path: str | Path, sr: int = C.SAMPLE_RATE) -> np.ndarray:
         raise AudioError(f"{path}: contains no audio samples")
     if not np.all(np.isfinite(x)):
         raise AudioError(f"{path}: contains NaN or infinite samples")
-    return resample(x, int(file_sr), sr)
+    return Resampler(int(file_sr), sr).process(x)
+
+
+class Resampler:
+    """Resampling to the contract rate (soxr, HQ), a step of the audio input chain.
+
+    Where resampling belongs: it is the first step of an *input path* (a file, a client stream),
+    in front of the front-end chain of :mod:`scoreid.audio.spectrogram`, not a step inside that
+    chain. The input rate is a property of the source (the file's header, the session's options)
+    and is known only where the audio comes in, while the front end is defined at the contract
+    rate and also runs on audio that is already there (synthesised performances in the corpus
+    builder and the trainer); a step that does nothing at 22 050 Hz would only hide that.
+
+    ``process(x)`` resamples a whole signal (:func:`resample`); :meth:`stream` gives the streaming
+    mode, a :class:`StreamResampler` for chunks of one stream.
+    """
+
+    def __init__(self, sr_in: int, sr_out: int = C.SAMPLE_RATE):
+        self.sr_in, self.sr_out = check_rate(sr_in), sr_out
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        return resample(x, self.sr_in, self.sr_out)
+
+    def stream(self) -> StreamResampler:
+        """The streaming mode of this resampling (a new stream)."""
+        return StreamResampler(self.sr_in, self.sr_out)
 
 
 class StreamResampler:
-    """Chunk-wise resampling to the contract rate with state kept between chunks."""
+    """Chunk-wise resampling to the contract rate with state kept between chunks.
+
+    A streaming processor: ``process(chunk)`` returns the output samples ready so far,
+    ``flush()`` the filter's tail at the end of the stream, ``reset()`` starts a new stream.
+    ``push(chunk, last)`` is the same with soxr's end-of-stream flag.
+    """
 
     def __init__(self, sr_in: int, sr_out: int = C.SAMPLE_RATE):
-        if sr_in <= 0:
-            raise AudioError(f"sample rate must be positive, got {sr_in}")
-        self.sr_in, self.sr_out = sr_in, sr_out
+        self.sr_in, self.sr_out = check_rate(sr_in), sr_out
+        self.reset()
+
+    def reset(self) -> None:
         self._rs = (
-            None if sr_in == sr_out else soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+            None
+            if self.sr_in == self.sr_out
+            else soxr.ResampleStream(self.sr_in, self.sr_out, 1, dtype="float32", quality="HQ")
         )
 
     def push(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
@@ -68,3 +109,9 @@ class StreamResampler:
         if self._rs is None:
             return chunk
         return self._rs.resample_chunk(chunk, last=last)
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        return self.push(chunk)
+
+    def flush(self) -> np.ndarray:
+        return self.push(np.zeros(0, np.float32), last=True)

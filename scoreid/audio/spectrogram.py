@@ -1,14 +1,19 @@
 """The audio front end: waveform (22 050 Hz mono) -> log-frequency spectrogram, 20 fps, 92 bins.
 
-Built as small composable processors in the style of madmom (one class per step), each with an
-offline ``process`` and, where the step has memory, an online mode that keeps state:
+Built as small composable processors in the style of madmom (one class per step), chained by a
+:class:`~scoreid.audio.processor.SequentialProcessor`. The steps are declared once, in
+:func:`front_end_steps`:
 
     FramedSignal -> STFT (magnitude) -> LogFilterbank -> LevelNormalizer -> LogCompression
 
-:class:`SpectrogramProcessor` chains them for a whole signal; :class:`OnlineSpectrogram` chains
-them for a stream, emitting only the frames that became complete since the last call. Both give
-the same frames for the same samples, to float32 rounding (tested), so the corpus builder, the trainer, the
-offline ``scoreid identify`` and the streaming encoder service all see the same features.
+:class:`SpectrogramProcessor` is that chain for a whole signal; :class:`OnlineSpectrogram` is the
+same chain for a stream, with the framing in its streaming mode (:class:`StreamFramer`), emitting
+only the frames that became complete since the last call. Both give the same frames for the same
+samples, to float32 rounding (tested), so the corpus builder, the trainer, the offline
+``scoreid identify`` and the streaming encoder service all see the same features.
+
+The chain starts at the contract's 22 050 Hz mono waveform; resampling is the step in front of it
+on the input paths that take other rates (:mod:`scoreid.audio.io`).
 
 Front-end facts (see ``scoreid.contract`` and REFERENCE.md): frame i is centred on sample
 ``int(i * 1102.5)``, zero padded at the edges, ``ceil(n / 1102.5)`` frames for n samples;
@@ -26,6 +31,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from scoreid import contract as C
+from scoreid.audio.processor import Processor, SequentialProcessor
 
 
 # ------------------------------------------------------------------------------- framing
@@ -52,6 +58,67 @@ class FramedSignal:
         centres = (np.arange(n) * self.hop).astype(np.int64)
         idx = centres[:, None] + np.arange(self.frame_size)[None, :]  # start = centre - half (+half pad)
         return padded[idx]
+
+    def stream(self) -> StreamFramer:
+        """The streaming mode of this framing (a new stream)."""
+        return StreamFramer(self)
+
+
+class StreamFramer:
+    """The streaming mode of :class:`FramedSignal`: samples in, the frames they completed out.
+
+    ``process(samples)`` returns the frames (zero padded on the left like the offline framing)
+    that became complete with these samples; ``flush()`` returns the rest, zero padded at the end,
+    so all the frames of a stream equal ``FramedSignal.process`` of the whole signal. Memory is one
+    frame of samples. ``reset()`` starts a new stream.
+    """
+
+    def __init__(self, framer: FramedSignal | None = None):
+        self.framer = framer or FramedSignal()
+        self.half = self.framer.frame_size // 2
+        self.reset()
+
+    def reset(self) -> None:
+        # buffer holds samples [buf_start, buf_start + len(buf)) of the zero-left-padded stream,
+        # in stream coordinates where sample 0 of the signal is at position `half`.
+        self.buf = np.zeros(self.half, np.float32)
+        self.buf_start = 0
+        self.n_samples = 0  # signal samples received
+        self.n_frames = 0  # frames emitted
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        self.buf = np.concatenate([self.buf, samples])
+        self.n_samples += len(samples)
+        # frame i is complete once the stream holds position centre_i + frame_size (exclusive)
+        avail = self.buf_start + len(self.buf)  # stream positions available
+        fs, hop = self.framer.frame_size, self.framer.hop
+        last = int((avail - fs) // hop) + 1  # may overshoot by one: int(i * hop) <= i * hop
+        while last >= 0 and int(last * hop) + fs > avail:
+            last -= 1
+        upto = last + 1
+        upto = min(upto, self.framer.num_frames(self.n_samples))
+        return self._frames(upto)
+
+    def flush(self) -> np.ndarray:
+        """The remaining frames, zero padded at the end (as the offline framing)."""
+        total = self.framer.num_frames(self.n_samples)
+        self.buf = np.concatenate([self.buf, np.zeros(self.framer.frame_size, np.float32)])
+        return self._frames(total)
+
+    def _frames(self, upto_frame: int) -> np.ndarray:
+        fs = self.framer.frame_size
+        if upto_frame <= self.n_frames:
+            return np.zeros((0, fs), np.float32)
+        centres = (np.arange(self.n_frames, upto_frame) * self.framer.hop).astype(np.int64)
+        idx = centres[:, None] - self.buf_start + np.arange(fs)[None, :]
+        frames = self.buf[idx]
+        self.n_frames = upto_frame
+        drop = int(self.n_frames * self.framer.hop) - self.buf_start  # first sample still needed
+        if drop > 0:
+            self.buf = self.buf[drop:]
+            self.buf_start += drop
+        return frames
 
 
 # ---------------------------------------------------------------------------------- STFT
@@ -179,22 +246,41 @@ class LogCompression:
         return np.log10(1.0 + x).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------- pipelines
-class SpectrogramProcessor:
-    """Whole-signal front end: 1-d float waveform at 22 050 Hz -> (frames, 92) float32."""
+# --------------------------------------------------------------------------- the chain
+def front_end_steps(online: bool = False) -> list[Processor]:
+    """The front end's steps, declared once for both modes (fresh objects on every call).
+
+    ``online=False``: whole-signal framing (:class:`FramedSignal`); ``online=True``: the streaming
+    framing (:class:`StreamFramer`), which emits the frames completed by each chunk. Every later
+    step works frame by frame, the level normaliser carrying its state from chunk to chunk.
+    """
+    framer = FramedSignal()
+    return [
+        framer.stream() if online else framer,
+        STFT(),
+        LogFilterbank(),
+        LevelNormalizer(),
+        LogCompression(),
+    ]
+
+
+class SpectrogramProcessor(SequentialProcessor):
+    """Whole-signal front end: 1-d float waveform at 22 050 Hz -> (frames, 92) float32.
+
+    Each ``process`` call is one whole signal: the level normaliser starts afresh (the chain is
+    reset first), so one instance serves many signals, one at a time.
+    """
 
     def __init__(self) -> None:
-        self.framer = FramedSignal()
-        self.stft = STFT()
-        self.filterbank = LogFilterbank()
-        self.log = LogCompression()
+        super().__init__(front_end_steps(online=False))
 
     def filtered(self, signal: np.ndarray) -> np.ndarray:
         """Linear filterbank magnitudes (before level normalisation and log)."""
-        return self.filterbank.process(self.stft.process(self.framer.process(signal)))
+        return self.before(LevelNormalizer).process(signal)
 
-    def process(self, signal: np.ndarray) -> np.ndarray:
-        return self.log.process(LevelNormalizer().process(self.filtered(signal)))
+    def process(self, signal: np.ndarray, times: list[float] | None = None) -> np.ndarray:
+        self.reset()
+        return super().process(signal, times)
 
 
 def spectrogram(signal: np.ndarray) -> np.ndarray:
@@ -202,67 +288,35 @@ def spectrogram(signal: np.ndarray) -> np.ndarray:
     return SpectrogramProcessor().process(signal)
 
 
-class OnlineSpectrogram:
+class OnlineSpectrogram(SequentialProcessor):
     """Streaming front end: ``push(samples)`` returns the frames completed by those samples.
 
-    Only new frames are computed (nothing is recomputed as the stream grows); memory is one frame
-    of samples. ``flush()`` zero-pads the end like the offline processor, so
+    The same steps as :class:`SpectrogramProcessor`, with streaming framing. Only new frames are
+    computed (nothing is recomputed as the stream grows); memory is one frame of samples.
+    ``flush()`` zero-pads the end like the offline processor, so
     ``concat(push(a), push(b), ..., flush())`` equals ``SpectrogramProcessor().process(concat(a, b, ...))``.
+    ``push`` is ``process`` (the chain's name), kept for the callers.
     """
 
     def __init__(self) -> None:
-        self.framer = FramedSignal()
-        self.stft = STFT()
-        self.filterbank = LogFilterbank()
-        self.level = LevelNormalizer()
-        self.log = LogCompression()
-        self.half = self.framer.frame_size // 2
-        self.reset()
+        super().__init__(front_end_steps(online=True))
+        framer = self.processors[0]
+        assert isinstance(framer, StreamFramer)
+        self.framer = framer
 
-    def reset(self) -> None:
-        # buffer holds samples [buf_start, buf_start + len(buf)) of the zero-left-padded stream,
-        # in stream coordinates where sample 0 of the signal is at position `half`.
-        self.buf = np.zeros(self.half, np.float32)
-        self.buf_start = 0
-        self.n_samples = 0  # signal samples received
-        self.n_frames = 0  # frames emitted
-        self.level.reset()
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return self.process(samples)
+
+    @property
+    def n_samples(self) -> int:
+        """Signal samples received."""
+        return self.framer.n_samples
+
+    @property
+    def n_frames(self) -> int:
+        """Frames emitted."""
+        return self.framer.n_frames
 
     @property
     def seconds(self) -> float:
         return self.n_samples / C.SAMPLE_RATE
-
-    def _emit(self, upto_frame: int) -> np.ndarray:
-        fs = self.framer.frame_size
-        if upto_frame <= self.n_frames:
-            return np.zeros((0, self.filterbank.n_bands), np.float32)
-        centres = (np.arange(self.n_frames, upto_frame) * self.framer.hop).astype(np.int64)
-        idx = centres[:, None] - self.buf_start + np.arange(fs)[None, :]
-        frames = self.buf[idx]
-        self.n_frames = upto_frame
-        drop = int(self.n_frames * self.framer.hop) - self.buf_start  # first sample still needed
-        if drop > 0:
-            self.buf = self.buf[drop:]
-            self.buf_start += drop
-        mag = self.filterbank.process(self.stft.process(frames))
-        return self.log.process(self.level.process(mag))
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        samples = np.asarray(samples, np.float32).reshape(-1)
-        self.buf = np.concatenate([self.buf, samples])
-        self.n_samples += len(samples)
-        # frame i is complete once the stream holds position centre_i + frame_size (exclusive)
-        avail = self.buf_start + len(self.buf)  # stream positions available
-        fs, hop = self.framer.frame_size, self.framer.hop
-        last = int((avail - fs) // hop) + 1  # may overshoot by one: int(i * hop) <= i * hop
-        while last >= 0 and int(last * hop) + fs > avail:
-            last -= 1
-        upto = last + 1
-        upto = min(upto, self.framer.num_frames(self.n_samples))
-        return self._emit(upto)
-
-    def flush(self) -> np.ndarray:
-        """Emit the remaining frames with zero padding at the end (as the offline processor)."""
-        total = self.framer.num_frames(self.n_samples)
-        self.buf = np.concatenate([self.buf, np.zeros(self.framer.frame_size, np.float32)])
-        return self._emit(total)
