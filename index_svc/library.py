@@ -67,6 +67,11 @@ class ServedLibrary:
         self.backend_options = options
         self.lock = threading.RLock()
         self.search_index: SearchIndex = make_index(backend, library.vectors, **options)
+        model = library.index["model"]
+        #: the model that embedded the library (None for one made from arrays)
+        self.model_dir = None if library.dir is None else Path(model["dir"])
+        #: its fingerprint as the library records it (``scoreid.library.build.model_fingerprint``)
+        self.model_sha256 = str(model.get("sha256", ""))
 
     @classmethod
     def serve(cls, name: str, library: Library, backend: str = "exact", **options: Any) -> ServedLibrary:
@@ -101,16 +106,6 @@ class ServedLibrary:
     def path(self) -> Path | None:
         """The library directory (ingestion writes new pieces there); None for one made from arrays."""
         return self.library.dir
-
-    @property
-    def model_dir(self) -> Path | None:
-        """The model that embedded the library (None for one made from arrays)."""
-        return None if self.library.dir is None else Path(self.library.index["model"]["dir"])
-
-    @property
-    def model_sha256(self) -> str:
-        """The model's fingerprint (``scoreid.library.build.model_fingerprint``) as the library records it."""
-        return str(self.library.index["model"].get("sha256", ""))
 
     @property
     def meta(self) -> RowMeta:
