@@ -1,23 +1,21 @@
 """Admin ingestion: add a piece (a PDF or page images) to a served library while it serves.
 
-The pages are written to a temporary piece folder and embedded by the core library builder
-(:func:`scoreid.library.build.add_folder`) with the library's own model, so the new piece is
-stored in the library directory exactly as ``scoreid library add`` would store it; its rows are
-then appended to the live search index.
+The request is checked (id, text, page count and pixels, from the headers) before anything is
+decoded. The uploaded files are then decoded in memory and the piece built by the core library
+builder (:func:`scoreid.library.build.piece_from_files`: pages -> systems -> strip -> windows ->
+embeddings, with the library's own model), as ``scoreid library add`` builds a folder; the piece is
+stored in the library directory (whole or not at all) and appended to the served library and its
+search backend (:meth:`index_svc.library.ServedLibrary.add`).
 """
 
 from __future__ import annotations
 
 import io
-import json
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from index_svc.library import RowMeta, ServedLibrary
+from index_svc.library import ServedLibrary
 from scoreid.errors import UserError
 
 MAX_PAGES = 200  #: pages per ingest (image files, or pages of the PDF)
@@ -44,8 +42,8 @@ def sheet_encoder(lib: ServedLibrary) -> Any:
 
 def ingest(lib: ServedLibrary, piece: str, title: str, composer: str, pdf: bytes, pages: list[bytes]) -> int:
     """Embed and add one piece; returns the number of windows added."""
-    from scoreid.library.build import PIECE_ID, add_folder, piece_id_for
-    from scoreid.library.store import load_piece, read_index
+    from scoreid.library.build import PIECE_ID, piece_from_files, piece_id_for
+    from scoreid.sheet.systems import NoSystemsError
 
     if lib.path is None:
         raise IngestError(f"library {lib.name!r} was not loaded from a directory; nothing to ingest into")
@@ -62,29 +60,27 @@ def ingest(lib: ServedLibrary, piece: str, title: str, composer: str, pdf: bytes
     if len(pages) > MAX_PAGES:
         raise IngestError(f"at most {MAX_PAGES} pages")
     check_pages(pdf, pages)
+    files = (
+        [("score.pdf", pdf)] if pdf else [(f"page{i + 1:03d}{_suffix(d)}", d) for i, d in enumerate(pages)]
+    )
     messages: list[str] = []
-    with _lock, tempfile.TemporaryDirectory(prefix="scoreid-ingest-") as tmp:
-        folder = Path(tmp) / piece
-        folder.mkdir()
-        if pdf:
-            (folder / "score.pdf").write_bytes(pdf)
-        for i, data in enumerate(pages):
-            (folder / f"page{i + 1:03d}{_suffix(data)}").write_bytes(data)
-        (folder / "piece.json").write_text(json.dumps({"title": title or piece, "composer": composer}))
+    with _lock:
+        if piece in lib.piece_ids:  # ingested while this request waited
+            raise IngestError(f"piece {piece!r} is already in library {lib.name!r}")
         try:
             encoder = sheet_encoder(lib)
-            index = read_index(lib.path)
-            status = add_folder(index, lib.path, folder, encoder, messages.append, replace=False)
+            built = piece_from_files(piece, files, encoder, lib.library.stride, lib.model_sha256, title, composer,
+                                     messages.append)  # fmt: skip
+        except NoSystemsError as e:
+            messages.append(f"warning: {e}; piece {piece} skipped")
+            raise IngestError(f"piece {piece!r} not added: " + "; ".join(messages)) from None
         except UserError as e:
             raise IngestError(str(e)) from None
-        if status not in ("added", "updated"):
-            raise IngestError(f"piece {piece!r} not added: " + ("; ".join(messages) or status))
-        pv = load_piece(lib.path, piece)
-    m = pv.meta
-    n = len(pv.vectors)
-    meta = RowMeta(np.zeros(n, np.int32), m["page"], m["system"], m["x"], m["y0"], m["y1"])
-    lib.add_piece(piece, title or piece, pv.vectors, meta)
-    return n
+        try:
+            lib.add(built)
+        except UserError as e:  # the library directory changed under us (a piece of that id)
+            raise IngestError(f"piece {piece!r} not added: {e}") from None
+    return int(built.entry["n_windows"])
 
 
 def clean_text(text: str, what: str) -> str:

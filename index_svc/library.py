@@ -1,30 +1,35 @@
-"""A library as the index service serves it: vectors, per-row positions, titles and a search backend.
+"""A core library as the index service serves it: the name it is served under, a search backend over
+its vectors and the lock that keeps searches and additions apart.
 
-``ServedLibrary.from_arrays`` builds one from arrays (used by ingestion and tests);
-``ServedLibrary.open(dir)`` loads a library written by ``scoreid library build`` through the core
-API ``scoreid.library.Library.open``. ``hits(scores, rows)`` turns search results into the
-per-row positions (piece, page, system, page x, system band) the aggregator votes with, and each
-hit's piece ``chance_weight`` (mean windows per piece / the piece's windows,
-:func:`scoreid.identify.tally.chance_weights`) so votes are normalised for piece length.
+The library itself (vectors, per-row positions, piece ids and titles, chance weights) is the core
+model :class:`scoreid.library.Library`; this module adds only the serving side.
+``ServedLibrary.open(dir, name)`` opens a library written by ``scoreid library build``;
+``ServedLibrary(name, vectors, meta, piece_ids, titles)`` serves one made from arrays (tests,
+tools). ``add(piece)`` stores a built piece in the library directory and serves it at once (admin
+ingestion). ``hit(row, score)`` is a search result as the index returns it: the row's position
+(piece, page, system, page x, system band) that the aggregator votes with, and the piece's
+``chance_weight`` (:meth:`scoreid.library.Library.chance_weights`) so votes are normalised for
+piece length.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scoreid import contract as C
-from scoreid.identify.tally import chance_weights
+from scoreid.library.store import Library, Piece, PieceVectors, store_new_piece
 from scoreid.search.backends import SearchIndex, make_index
 
 
 @dataclass
 class RowMeta:
-    """Per-row position of each library window (arrays of equal length)."""
+    """The positions a hit carries, per row (arrays of equal length): a view of the core library's
+    rows, or the rows of a library (or piece) made from arrays."""
 
     piece: np.ndarray  # int32 index into ``piece_ids``
     page: np.ndarray
@@ -36,96 +41,117 @@ class RowMeta:
     def __len__(self) -> int:
         return len(self.piece)
 
-    @staticmethod
-    def concat(a: RowMeta, b: RowMeta) -> RowMeta:
-        return RowMeta(
-            *(np.concatenate([getattr(a, f), getattr(b, f)]) for f in RowMeta.__dataclass_fields__)
-        )
+    def positions(self) -> dict[str, np.ndarray]:
+        """As the core library's per-row positions (``strip_x``, not known here, is NaN)."""
+        return {"page": self.page, "system": self.system, "x": self.x, "y0": self.y0, "y1": self.y1,
+                "strip_x": np.full(len(self.piece), np.nan, np.float32)}  # fmt: skip
 
 
-@dataclass
 class ServedLibrary:
-    name: str
-    vectors: np.ndarray
-    meta: RowMeta
-    piece_ids: list[str]
-    titles: dict[str, str]
-    backend: str = "exact"
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    index: SearchIndex | None = None
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    path: Path | None = None  # the library directory (ingestion writes new pieces there)
-    model_dir: Path | None = None  # the model that embedded the library
-    model_sha256: str = ""  # its fingerprint (scoreid.tensors.model_fingerprint)
-    _chance: np.ndarray | None = None  # per piece index: chance weight (recomputed after a change)
+    """A core library (``library``) served under ``name`` with a search backend (``search_index``)."""
 
-    def __post_init__(self) -> None:
-        if len(self.vectors) != len(self.meta):
-            raise ValueError(f"{len(self.vectors)} vectors but {len(self.meta)} metadata rows")
-        if self.index is None:
-            self.index = make_index(self.backend, self.vectors, **self.backend_options)
+    def __init__(self, name: str, vectors: np.ndarray, meta: RowMeta, piece_ids: list[str],
+                 titles: dict[str, str], backend: str = "exact",
+                 backend_options: dict[str, Any] | None = None):  # fmt: skip
+        """A library made from arrays: ``vectors`` with their positions ``meta`` (each piece's rows
+        together, in ``piece_ids`` order), titles by piece id."""
+        if len(vectors) != len(meta):
+            raise ValueError(f"{len(vectors)} vectors but {len(meta)} metadata rows")
+        library = Library.from_arrays(vectors, meta.piece, meta.positions(), piece_ids, titles)
+        self._serve(name, library, backend, backend_options or {})
+
+    def _serve(self, name: str, library: Library, backend: str, options: dict[str, Any]) -> None:
+        self.name = name
+        self.library = library
+        self.backend = backend
+        self.backend_options = options
+        self.lock = threading.RLock()
+        self.search_index: SearchIndex = make_index(backend, library.vectors, **options)
+        model = library.index["model"]
+        #: the model that embedded the library (None for one made from arrays)
+        self.model_dir = None if library.dir is None else Path(model["dir"])
+        #: its fingerprint as the library records it (``scoreid.tensors.model_fingerprint``)
+        self.model_sha256 = str(model.get("sha256", ""))
+
+    @classmethod
+    def serve(cls, name: str, library: Library, backend: str = "exact", **options: Any) -> ServedLibrary:
+        """Serve an open core library."""
+        out = cls.__new__(cls)
+        out._serve(name, library, backend, dict(options))
+        return out
 
     @classmethod
     def open(cls, path: str | Path, name: str, backend: str = "exact", **options: Any) -> ServedLibrary:
-        """Load a library directory with the core library API (``scoreid.library.Library``)."""
-        from scoreid.library import Library
-
+        """Open a library directory (:meth:`scoreid.library.Library.open`) and serve it."""
         lib = Library.open(Path(path))
         C.with_audio_window(lib.contract.audio_window_frames).check_compatible(
             lib.contract, what=f"library {path}"
         )
-        piece_ids = list(lib.piece_ids)
-        lookup = {p: i for i, p in enumerate(piece_ids)}
-        m = lib.meta
-        piece = np.array([lookup[str(p)] for p in m["piece"]], np.int32)
-        rows = RowMeta(piece, *(np.asarray(m[f]) for f in ("page", "system", "x", "y0", "y1")))
-        titles = {pid: lib.title(pid) for pid in piece_ids}
-        out = cls(name, lib.vectors, rows, piece_ids, titles, backend, dict(options))
-        out.path = Path(path)
-        out.model_dir = Path(lib.index["model"]["dir"])
-        out.model_sha256 = str(lib.index["model"].get("sha256", ""))
-        return out
+        return cls.serve(name, lib, backend, **options)
+
+    # the core library's parts the service reads
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.library.vectors
+
+    @property
+    def piece_ids(self) -> list[str]:
+        return self.library.piece_ids
+
+    @property
+    def titles(self) -> dict[str, str]:
+        return self.library.titles
+
+    @property
+    def path(self) -> Path | None:
+        """The library directory (ingestion writes new pieces there); None for one made from arrays."""
+        return self.library.dir
+
+    @property
+    def meta(self) -> RowMeta:
+        m = self.library.meta
+        return RowMeta(self.library.piece_index, m["page"], m["system"], m["x"], m["y0"], m["y1"])
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.library)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
-            assert self.index is not None
-            return self.index.search(queries, k)
+            return self.search_index.search(queries, k)
+
+    def add(self, piece: Piece) -> None:
+        """Store a built piece in the library directory (the whole piece or nothing:
+        :func:`~scoreid.library.store.store_new_piece`), then serve it."""
+        if self.library.dir is None:
+            raise ValueError(f"library {self.name!r} was not loaded from a directory")
+        if piece.pid in self.library.rows:
+            raise ValueError(f"piece {piece.pid!r} is already in library {self.name!r}")
+        store_new_piece(self.library.dir, piece)  # searches go on meanwhile
+        self._append(piece)
 
     def add_piece(self, piece_id: str, title: str, vectors: np.ndarray, meta: RowMeta) -> None:
-        """Append a piece's windows (ingestion); the search backend is extended in place or rebuilt."""
-        with self.lock:
-            if piece_id in self.piece_ids:
-                raise ValueError(f"piece {piece_id!r} is already in library {self.name!r}")
-            self.piece_ids.append(piece_id)
-            self.titles[piece_id] = title
-            meta = RowMeta(np.full(len(vectors), len(self.piece_ids) - 1, np.int32), meta.page, meta.system,
-                           meta.x, meta.y0, meta.y1)  # fmt: skip
-            self.vectors = np.concatenate([self.vectors, np.asarray(vectors, np.float32)])
-            self.meta = RowMeta.concat(self.meta, meta)
-            self._chance = None
-            add = getattr(self.index, "add", None)
-            if add is not None:
-                add(np.asarray(vectors, np.float32))
-            else:
-                self.index = make_index(self.backend, self.vectors, **self.backend_options)
+        """Serve a piece's windows at positions ``meta`` (``meta.piece`` is not read) without storing it."""
+        entry = {"title": title, "n_windows": len(vectors)}
+        self._append(Piece(piece_id, entry, PieceVectors(np.asarray(vectors, np.float32), meta.positions())))
 
-    def chance(self) -> np.ndarray:
-        """Chance weight of every piece index (see the module docstring)."""
-        c = self._chance
-        if c is None:
-            counts = np.bincount(self.meta.piece, minlength=len(self.piece_ids))
-            w = chance_weights({i: int(n) for i, n in enumerate(counts)})
-            c = np.array([w.get(i, 1.0) for i in range(len(counts))], np.float64)
-            self._chance = c
-        return c
+    def _append(self, piece: Piece) -> None:
+        """The piece's rows after the others', in the library and the search backend (extended in
+        place, or rebuilt)."""
+        with self.lock:
+            if piece.pid in self.library.rows:
+                raise ValueError(f"piece {piece.pid!r} is already in library {self.name!r}")
+            self.library.append(piece)
+            add = getattr(self.search_index, "add", None)
+            if add is not None:
+                add(np.asarray(piece.rows.vectors, np.float32))
+            else:
+                self.search_index = make_index(self.backend, self.library.vectors, **self.backend_options)
 
     def hit(self, row: int, score: float) -> dict[str, Any]:
-        m = self.meta
-        k = int(m.piece[row])
-        return {"row": int(row), "score": float(score), "piece": self.piece_ids[k],
-                "page": int(m.page[row]), "system": int(m.system[row]), "x": float(m.x[row]),
-                "y0": float(m.y0[row]), "y1": float(m.y1[row]),
-                "chance_weight": float(self.chance()[k])}  # fmt: skip
+        lib = self.library
+        m = lib.meta
+        pid = lib.piece_ids[int(lib.piece_index[row])]
+        return {"row": int(row), "score": float(score), "piece": pid,
+                "page": int(m["page"][row]), "system": int(m["system"][row]), "x": float(m["x"][row]),
+                "y0": float(m["y0"][row]), "y1": float(m["y1"][row]),
+                "chance_weight": float(lib.chance_weights().get(pid, 1.0))}  # fmt: skip

@@ -45,7 +45,6 @@ from scoreid.identify.tally import (
     DEFAULT_HALF_LIFE_S,
     VOTE_TEMPERATURE,
     VoteTally,
-    chance_weights,
     window_votes,
 )
 from scoreid.library.store import Library
@@ -156,8 +155,7 @@ class SessionEngine:
             raise ValueError("the library is empty")
         self.library = library
         self.settings = s = settings or EngineSettings()
-        windows = {pid: e - st for pid, (st, e) in library.rows.items()}
-        self.chance = chance_weights(windows, s.chance_exponent)
+        self.chance = library.chance_weights(s.chance_exponent)
         self.tally = VoteTally(s.half_life)
         lag = lag_of(library.contract.audio_window_frames)  # the library's model's window
         self.follower = CandidateFollower(library.rows, library.meta["strip_x"], library.stride,

@@ -11,6 +11,10 @@ one without touching the others.
 Problems with single pages (blank, not music, unreadable) are reported as warnings naming the
 file and page; a piece with no usable page is skipped with a message; only when nothing at all
 could be built is it an error.
+
+:func:`piece_from_files` builds one piece the same way from its files' contents in memory (an
+upload: nothing is written to a folder first), ready to be stored
+(:func:`scoreid.library.store.store_new_piece`) and appended to an open library.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,10 +32,12 @@ import numpy as np
 
 from scoreid import contract as C
 from scoreid.library.store import (
+    DEFAULT_STRIDE,
     FORMAT,
     INDEX,
     PIECE_ID_RE,
     LibraryError,
+    Piece,
     PieceVectors,
     piece_file,
     read_index,
@@ -38,11 +45,10 @@ from scoreid.library.store import (
     write_index,
 )
 from scoreid.sheet import strip as S
-from scoreid.sheet.pages import PageError, load_pages, page_files
+from scoreid.sheet.pages import Page, PageError, load_pages, page_files, pages_from_bytes
 from scoreid.sheet.systems import NoSystemsError, detect_systems, extract_systems
 from scoreid.tensors import model_fingerprint, sheet_to_network
 
-DEFAULT_STRIDE = 50.0  #: px on the strip between database windows (REFERENCE: every 50 px)
 EMBED_BATCH = 256
 PIECE_ID = PIECE_ID_RE  #: use with .match (``\Z``: no trailing newline)
 
@@ -61,6 +67,14 @@ def folder_fingerprint(files: list[Path], stride: float, model_sha: str) -> str:
     for f in files:
         st = f.stat()
         h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def contents_fingerprint(files: Sequence[tuple[str, bytes]], stride: float, model_sha: str) -> str:
+    """As :func:`folder_fingerprint`, for files held in memory: their names and contents."""
+    h = hashlib.sha256(f"{stride}|{model_sha}|{C.STAFF_SPACE_PX}".encode())
+    for name, data in files:
+        h.update(f"{name}|{len(data)}|{hashlib.sha256(data).hexdigest()}".encode())
     return h.hexdigest()
 
 
@@ -93,16 +107,36 @@ class CutPiece:
     warnings: list[str]
 
 
+@dataclass
+class PageSource:
+    """One file of a piece's pages: ``file`` (its name in ``library.json``), ``path`` (where
+    ``library.json`` says it is, to draw the pages later), ``shown`` (how messages name it) and
+    ``read`` (its pages, decoded when the piece is cut)."""
+
+    file: str
+    path: str
+    shown: str
+    read: Callable[[], list[Page]]
+
+
 def cut_piece(folder: Path, files: list[Path], log: Log) -> CutPiece:
     """Detect and cut every system of every page of one piece folder."""
+    return cut_pages(
+        folder, (PageSource(f.name, str(f.resolve()), str(f), partial(load_pages, f)) for f in files), log
+    )
+
+
+def cut_pages(what: str | Path, sources: Iterable[PageSource], log: Log) -> CutPiece:
+    """Detect and cut every system of every page of one piece's files, in order (``what`` names
+    the piece when no file has music)."""
     bands: list[np.ndarray] = []
     pages: list[dict[str, Any]] = []
     system_page: list[tuple[int, int, float, tuple[float, float, float, float]]] = []
     warnings: list[str] = []
     page_no = 0
-    for f in files:
+    for src in sources:
         try:
-            loaded = load_pages(f)
+            loaded = src.read()
         except PageError as e:
             warnings.append(str(e))
             log(f"warning: {e}")
@@ -111,13 +145,13 @@ def cut_piece(folder: Path, files: list[Path], log: Log) -> CutPiece:
             try:
                 layout = detect_systems(pg.image)
             except NoSystemsError as e:
-                msg = f"{f}: page {pg.index + 1}: {e}; skipped"
+                msg = f"{src.shown}: page {pg.index + 1}: {e}; skipped"
                 warnings.append(msg)
                 log(f"warning: {msg}")
                 continue
             cuts = extract_systems(layout)
             pages.append({
-                "file": f.name, "path": str(f.resolve()), "page": pg.index, "angle_deg": layout.angle_deg,
+                "file": src.file, "path": src.path, "page": pg.index, "angle_deg": layout.angle_deg,
                 "staff_space": layout.staff_space, "size": list(pg.image.shape),
                 "systems": [[round(v, 2) for v in c.box] for c in cuts],
             })  # fmt: skip
@@ -126,7 +160,7 @@ def cut_piece(folder: Path, files: list[Path], log: Log) -> CutPiece:
                 system_page.append((page_no, c.index, c.scale, c.box))
             page_no += 1
     if not bands:
-        raise NoSystemsError(f"{folder}: no staff systems found on any page")
+        raise NoSystemsError(f"{what}: no staff systems found on any page")
     strip, offsets = S.unroll(bands)
     return CutPiece(strip, offsets, pages, system_page, warnings)
 
@@ -159,6 +193,33 @@ def embed_strip(
         wins = np.stack([S.window_at(strip, float(x)) for x in xs[i : i + batch]])
         out.append(encoder.embed_sheet(sheet_to_network(wins)))
     return np.concatenate(out).astype(np.float32)
+
+
+def build_piece(
+    pid: str, cut: CutPiece, encoder: SheetEncoder, stride: float, entry: dict[str, Any]
+) -> Piece:
+    """A cut piece's windows every ``stride`` px, embedded: the piece ready to store, its
+    ``library.json`` entry ``entry`` (title, composer, source, fingerprint) completed with its
+    pages, windows and systems."""
+    xs, meta = windows_of(cut, stride)
+    vectors = embed_strip(encoder, cut.strip, xs)
+    entry = {**entry, "pages": cut.pages, "n_windows": len(vectors), "system_offsets": cut.offsets,
+             "strip_width": int(cut.strip.shape[1]), "warnings": cut.warnings}  # fmt: skip
+    return Piece(pid, entry, PieceVectors(vectors, meta), cut.strip)
+
+
+def piece_from_files(pid: str, files: Sequence[tuple[str, bytes]], encoder: SheetEncoder, stride: float,
+                     model_sha: str, title: str, composer: str, log: Log) -> Piece:  # fmt: skip
+    """One piece built in memory from its files' (name, contents), in page order: pages decoded
+    from the contents, cut, windowed and embedded as a folder's would be; raises
+    :class:`~scoreid.sheet.systems.NoSystemsError` when no page has music. The entry's ``source``
+    and pages' ``path`` say ``ingest:<pid>``: there is no file to draw the pages from later."""
+    sources = [PageSource(name, f"ingest:{pid}/{name}", name, partial(pages_from_bytes, data, name))
+               for name, data in files]  # fmt: skip
+    cut = cut_pages(pid, sources, log)
+    entry = {"title": title or pid, "composer": composer, "source": f"ingest:{pid}",
+             "fingerprint": contents_fingerprint(files, stride, model_sha)}  # fmt: skip
+    return build_piece(pid, cut, encoder, stride, entry)
 
 
 def piece_folders(sheets_dir: Path) -> list[Path]:
@@ -242,16 +303,13 @@ def prepare_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: 
     except NoSystemsError as e:
         msgs.append(f"warning: {e}; piece {pid} skipped")
         return Prepared(pid, "skipped", msgs)
-    xs, meta = windows_of(cut, index["stride"])
-    vectors = embed_strip(encoder, cut.strip, xs)
-    save_piece(lib_dir, pid, PieceVectors(vectors, meta), cut.strip)
-    entry = {
-        "title": title, "composer": composer, "source": str(folder.resolve()), "fingerprint": fp,
-        "pages": cut.pages, "n_windows": len(vectors), "system_offsets": cut.offsets,
-        "strip_width": int(cut.strip.shape[1]), "warnings": cut.warnings,
-    }  # fmt: skip
-    msgs.append(f"{pid}: {len(cut.pages)} pages, {len(cut.offsets)} systems, {len(vectors)} windows")
-    return Prepared(pid, "updated" if old else "added", msgs, entry)
+    entry = {"title": title, "composer": composer, "source": str(folder.resolve()), "fingerprint": fp}
+    piece = build_piece(pid, cut, encoder, index["stride"], entry)
+    save_piece(lib_dir, pid, piece.rows, piece.strip)
+    msgs.append(
+        f"{pid}: {len(cut.pages)} pages, {len(cut.offsets)} systems, {piece.entry['n_windows']} windows"
+    )
+    return Prepared(pid, "updated" if old else "added", msgs, piece.entry)
 
 
 def commit_prepared(index: dict[str, Any], lib_dir: Path, prep: Prepared, log: Log) -> str:

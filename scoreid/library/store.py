@@ -14,9 +14,16 @@ Layout (format ``scoreid-library/1``)::
                                    the contract scale)
     LIB_DIR/pieces/<pid>.png      the piece's unrolled strip (contract scale), for plots
 
-Each piece is stored on its own, so adding or removing one rewrites only ``library.json``.
-``Library.vectors`` concatenates the pieces in sorted id order; ``Library.meta`` holds the
-per-row metadata as arrays (``piece`` as the piece id).
+Each piece is stored on its own, so adding or removing one rewrites only ``library.json``;
+:func:`store_new_piece` writes a built :class:`Piece` (its files, then the index, so a failed write
+never leaves a half-changed library).
+
+:class:`Library` is the library in memory, the one model the offline identifier and the services
+share: ``vectors`` (the pieces' rows, in sorted id order when opened, pieces appended later after
+them), ``meta`` (per-row positions as arrays, ``piece`` as the piece id), ``piece_index`` (per row,
+the piece's index in ``piece_ids``), ``rows`` (each piece's row range), ``pieces`` (the
+``library.json`` entries: titles, pages, systems) and the pieces' chance weights. ``append`` adds
+a built piece in memory.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +40,13 @@ import numpy as np
 
 from scoreid.contract import Contract, ContractError
 from scoreid.errors import UserError
+from scoreid.identify.tally import CHANCE_EXPONENT, chance_weights
 
 FORMAT = "scoreid-library/1"
 INDEX = "library.json"
 META_FIELDS = ("page", "system", "x", "y0", "y1", "strip_x")
 PIECE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  #: what a piece id may be
+DEFAULT_STRIDE = 50.0  #: px on the strip between database windows (REFERENCE: every 50 px)
 
 
 class LibraryError(UserError):
@@ -45,8 +55,22 @@ class LibraryError(UserError):
 
 @dataclass
 class PieceVectors:
+    """A piece's rows: its windows' vectors and per-row positions."""
+
     vectors: np.ndarray  # float32 [n, 32]
     meta: dict[str, np.ndarray]  # META_FIELDS -> [n]
+
+
+@dataclass
+class Piece:
+    """One built piece, ready to join a library: its id, its ``library.json`` entry (title,
+    composer, pages, ``n_windows``, systems...), its rows and its unrolled strip (stored beside the
+    rows for plots; None: not stored)."""
+
+    pid: str
+    entry: dict[str, Any]
+    rows: PieceVectors
+    strip: np.ndarray | None = None
 
 
 def piece_file(lib_dir: Path, pid: str, suffix: str = ".npz") -> Path:
@@ -77,16 +101,42 @@ def write_index(lib_dir: Path, index: dict[str, Any]) -> None:
 
 
 def save_piece(lib_dir: Path, pid: str, pv: PieceVectors, strip: np.ndarray | None = None) -> None:
+    """A piece's own files (``pieces/<pid>.npz`` and, with ``strip``, ``.png``), each written to a
+    temp file and renamed, so neither is ever half-written; the index is not touched."""
     path = piece_file(lib_dir, pid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {"vectors": pv.vectors.astype(np.float32), **pv.meta}
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, path)
-    if strip is not None:
-        from PIL import Image
+    try:
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+        if strip is not None:
+            from PIL import Image
 
-        Image.fromarray(strip).save(piece_file(lib_dir, pid, ".png"))
+            png = piece_file(lib_dir, pid, ".png")
+            tmp = png.with_name(png.name + ".tmp.png")
+            Image.fromarray(strip).save(tmp)
+            os.replace(tmp, png)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def store_new_piece(lib_dir: Path, piece: Piece) -> None:
+    """Add a built piece that is not in the library at ``lib_dir`` yet: its own files, then the index
+    (read afresh, so pieces another process added meanwhile are kept) with its entry, written
+    atomically. Either the whole piece is in the library afterwards or nothing changed: when a
+    write fails, the piece's files written so far are removed again."""
+    index = read_index(lib_dir)
+    if piece.pid in index["pieces"]:
+        raise LibraryError(f"piece {piece.pid} is already in the library; not replaced")
+    try:
+        save_piece(lib_dir, piece.pid, piece.rows, piece.strip)
+        index["pieces"][piece.pid] = piece.entry
+        write_index(lib_dir, index)
+    except BaseException:
+        for suffix in (".npz", ".png"):
+            piece_file(lib_dir, piece.pid, suffix).unlink(missing_ok=True)
+        raise
 
 
 def load_piece(lib_dir: Path, pid: str) -> PieceVectors:
@@ -109,20 +159,23 @@ def system_layout(piece: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 class Library:
-    """A built library opened for search: ``vectors`` (N, 32), ``meta`` (per row), ``pieces``."""
+    """A library in memory (see the module docstring): ``vectors`` (N, D), ``meta`` and
+    ``piece_index`` (per row), ``piece_ids`` (in row order), ``rows``, ``pieces``; ``open(dir)``
+    reads a built one, ``from_arrays`` makes one without a directory, ``append`` adds a piece."""
 
-    def __init__(
-        self, lib_dir: Path, index: dict[str, Any], vectors: np.ndarray, meta: dict[str, np.ndarray]
-    ):
+    def __init__(self, lib_dir: Path | None, index: dict[str, Any], vectors: np.ndarray,
+                 meta: dict[str, np.ndarray], piece_ids: Sequence[str] | None = None):  # fmt: skip
+        """``piece_ids``: the order of the pieces' rows in ``vectors`` (default: sorted ids)."""
         self.dir = lib_dir
         self.index = index
         self.vectors = vectors
         self.meta = meta
         self.pieces: dict[str, dict[str, Any]] = index["pieces"]
         self._geometries: dict[str, tuple[np.ndarray, np.ndarray, float, list[tuple[int, int]]]] = {}
+        self._chance: dict[tuple[float, int], dict[str, float]] = {}
         self.contract = Contract.from_dict(index["contract"])
         self.stride = float(index["stride"])
-        ids = sorted(self.pieces)
+        ids = list(piece_ids) if piece_ids is not None else sorted(self.pieces)
         self.piece_ids = ids
         #: row range [start, end) of each piece in ``vectors``
         self.rows: dict[str, tuple[int, int]] = {}
@@ -131,6 +184,13 @@ class Library:
             n = int(self.pieces[pid]["n_windows"])
             self.rows[pid] = (start, start + n)
             start += n
+        if start != len(vectors) or any(len(a) != start for a in meta.values()):
+            raise ValueError(f"{start} windows in the pieces, {len(vectors)} vectors, "
+                             f"{sorted({len(a) for a in meta.values()})} metadata rows")  # fmt: skip
+        #: per row: the piece's index in ``piece_ids``
+        self.piece_index = np.repeat(
+            np.arange(len(ids), dtype=np.int32), [self.rows[p][1] - self.rows[p][0] for p in ids]
+        )
 
     @classmethod
     def open(cls, lib_dir: str | Path) -> Library:
@@ -150,14 +210,58 @@ class Library:
                 raise LibraryError(f"{piece_file(lib_dir, pid)}: {len(pv.vectors)} rows, index says "
                                    f"{index['pieces'][pid]['n_windows']}; rebuild the piece")  # fmt: skip
             vecs.append(pv.vectors)
-            m = dict(pv.meta)
-            m["piece"] = np.full(len(pv.vectors), pid, dtype=object)
-            metas.append(m)
+            metas.append(_with_piece(pv.meta, pid))
         dim = int(index["contract"].get("embed_dim", 32))
         vectors = np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)
         keys = (*META_FIELDS, "piece")
         meta = {k: (np.concatenate([m[k] for m in metas]) if metas else np.zeros(0)) for k in keys}
         return cls(lib_dir, index, np.ascontiguousarray(vectors, np.float32), meta)
+
+    @classmethod
+    def from_arrays(cls, vectors: np.ndarray, piece_index: np.ndarray, positions: Mapping[str, np.ndarray],
+                    piece_ids: Sequence[str], titles: Mapping[str, str] | None = None,
+                    contract: Contract | None = None, stride: float = DEFAULT_STRIDE) -> Library:  # fmt: skip
+        """A library in memory only (no directory, no model): rows ``vectors`` of the pieces
+        ``piece_index`` (index into ``piece_ids``; each piece's rows together, in ``piece_ids``
+        order) at ``positions`` (``META_FIELDS``)."""
+        piece_index = np.asarray(piece_index, np.int64)
+        counts = np.bincount(piece_index, minlength=len(piece_ids)) if len(piece_index) else np.zeros(0, int)
+        if len(counts) != len(piece_ids) or np.any(np.diff(piece_index) < 0):
+            raise ValueError("rows must be grouped by piece, in piece_ids order")
+        titles = titles or {}
+        pieces = {
+            pid: {"title": titles.get(pid, pid), "n_windows": int(n)} for pid, n in zip(piece_ids, counts)
+        }
+        index = {"format": FORMAT, "contract": (contract or Contract()).to_dict(),
+                 "model": {"dir": "", "sha256": ""}, "stride": float(stride), "pieces": pieces}  # fmt: skip
+        meta = {k: np.asarray(positions[k]) for k in META_FIELDS}
+        meta["piece"] = np.array([piece_ids[i] for i in piece_index], dtype=object)
+        return cls(None, index, np.ascontiguousarray(vectors, np.float32), meta, piece_ids)
+
+    def append(self, piece: Piece) -> None:
+        """Add a built piece in memory, its rows after the others' (the directory is not written:
+        :func:`store_new_piece` does that). The rows of the pieces already here do not change, and
+        the per-row arrays, ``piece_ids`` and ``rows`` are replaced, not changed, so a reader that
+        took them before sees them whole."""
+        if piece.pid in self.rows:
+            raise ValueError(f"piece {piece.pid!r} is already in the library")
+        vectors = np.asarray(piece.rows.vectors, np.float32)
+        n, start = len(vectors), len(self.vectors)
+        if (
+            vectors.ndim != 2
+            or vectors.shape[1] != self.vectors.shape[1]
+            or int(piece.entry["n_windows"]) != n
+        ):
+            raise ValueError(f"piece {piece.pid!r}: {vectors.shape} vectors, {piece.entry['n_windows']} "
+                             f"windows; the library's rows have {self.vectors.shape[1]} dimensions")  # fmt: skip
+        meta = _with_piece(piece.rows.meta, piece.pid)
+        self.meta = {k: np.concatenate([self.meta[k], np.asarray(meta[k])]) for k in self.meta}
+        self.vectors = np.concatenate([self.vectors, vectors])
+        self.piece_index = np.concatenate([self.piece_index, np.full(n, len(self.piece_ids), np.int32)])
+        self.pieces[piece.pid] = piece.entry
+        self.piece_ids = [*self.piece_ids, piece.pid]
+        self.rows = {**self.rows, piece.pid: (start, start + n)}
+        self._chance.clear()
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -206,7 +310,7 @@ class Library:
 
     def _geometry(self, pid: str) -> tuple[np.ndarray, np.ndarray, float, list[tuple[int, int]]]:
         """A piece's window strip x, system offsets, strip width and system layout (computed once:
-        an opened library does not change)."""
+        a piece's rows never change; pieces are only appended)."""
         g = self._geometries.get(pid)
         if g is None:
             s, e = self.rows[pid]
@@ -218,3 +322,24 @@ class Library:
 
     def title(self, pid: str) -> str:
         return str(self.pieces[pid].get("title") or pid)
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """Title of every piece, by id."""
+        return {pid: self.title(pid) for pid in self.piece_ids}
+
+    def chance_weights(self, exponent: float = CHANCE_EXPONENT) -> Mapping[str, float]:
+        """Each piece's vote weight for its length (:func:`scoreid.identify.tally.chance_weights` of
+        its windows); computed once per exponent and number of pieces. Read only."""
+        rows = self.rows  # pieces are only appended, and ``append`` replaces ``rows``
+        key = (exponent, len(rows))
+        w = self._chance.get(key)
+        if w is None:
+            w = self._chance[key] = chance_weights({pid: e - s for pid, (s, e) in rows.items()}, exponent)
+        return w
+
+
+def _with_piece(meta: Mapping[str, np.ndarray], pid: str) -> dict[str, np.ndarray]:
+    """A piece's per-row positions with its id as the ``piece`` of every row."""
+    n = len(meta[META_FIELDS[0]])
+    return {**{k: meta[k] for k in META_FIELDS}, "piece": np.full(n, pid, dtype=object)}

@@ -1,13 +1,15 @@
 """Reading sheet-music pages into grey uint8 arrays (white paper = 255, ink = 0).
 
 ``load_pages(path)`` reads one file: PNG, JPEG, TIFF (every frame of a multi-page TIFF), BMP,
-or a PDF, whose pages are rasterised with pypdfium2 at ``PDF_DPI``. Transparent images are
-composited onto white. Errors a user can cause (missing, unreadable or corrupt files, a PDF with
-no pages) raise :class:`PageError` with a one-line message naming the file.
+or a PDF, whose pages are rasterised with pypdfium2 at ``PDF_DPI``; ``pages_from_bytes(data,
+name)`` reads the same from a file's contents in memory (the type from ``name``'s suffix).
+Transparent images are composited onto white. Errors a user can cause (missing, unreadable or
+corrupt files, a PDF with no pages) raise :class:`PageError` with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,24 +60,26 @@ def to_grey(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), np.uint8)
 
 
-def _load_image(path: Path) -> list[Page]:
+def _load_image(path: Path, data: bytes | None = None) -> list[Page]:
+    buf = None if data is None else io.BytesIO(data)
     try:
-        with Image.open(path) as im:
+        with Image.open(path if buf is None else buf) as im:
             pages = [
                 Page(to_grey(frame.copy()), path, i) for i, frame in enumerate(ImageSequence.Iterator(im))
             ]
     except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError... on bad files
-        raise PageError(f"{path}: not a readable image ({_first_line(e)})") from None
+        why = _first_line(e).replace(repr(buf), repr(str(path)))  # the file's name, not the buffer's
+        raise PageError(f"{path}: not a readable image ({why})") from None
     if not pages:
         raise PageError(f"{path}: contains no image")
     return pages
 
 
-def _load_pdf(path: Path, dpi: float) -> list[Page]:
+def _load_pdf(path: Path, dpi: float, data: bytes | None = None) -> list[Page]:
     import pypdfium2 as pdfium
 
     try:
-        pdf = pdfium.PdfDocument(str(path))
+        pdf = pdfium.PdfDocument(str(path) if data is None else data)
     except Exception as e:
         raise PageError(f"{path}: not a readable PDF ({_first_line(e)})") from None
     try:
@@ -107,11 +111,21 @@ def load_pages(path: str | Path, pdf_dpi: float = PDF_DPI) -> list[Page]:
         raise PageError(f"{path}: no such file")
     if not path.is_file():
         raise PageError(f"{path}: not a file")
+    return _read(path, pdf_dpi)
+
+
+def pages_from_bytes(data: bytes, name: str, pdf_dpi: float = PDF_DPI) -> list[Page]:
+    """All pages of one image or PDF file held in memory (``data``, its contents); ``name`` is the
+    file's name: its suffix says the type, and the pages and messages name it."""
+    return _read(Path(name), pdf_dpi, data)
+
+
+def _read(path: Path, pdf_dpi: float, data: bytes | None = None) -> list[Page]:
     suffix = path.suffix.lower()
     if suffix in PDF_SUFFIXES:
-        return _load_pdf(path, pdf_dpi)
+        return _load_pdf(path, pdf_dpi, data)
     if suffix in IMAGE_SUFFIXES:
-        return _load_image(path)
+        return _load_image(path, data)
     raise PageError(f"{path}: unsupported file type {suffix or '(none)'}; use PNG, JPEG, TIFF or PDF")
 
 

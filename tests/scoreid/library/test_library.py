@@ -171,3 +171,36 @@ def test_a_build_on_several_cores_is_the_same_library(tmp_path, sheets_dir, rand
         "library", "build", sheets_dir, "--out", tmp_path / "bad", "--model", random_model, "--workers", 0
     )
     assert res.returncode == 2 and "--workers" in res.stderr
+
+
+def test_a_piece_built_from_files_in_memory_is_the_folder_build(tmp_path, sheets_dir, random_model):
+    """``piece_from_files`` (an upload: contents in memory, nothing written) gives the rows and entry
+    that building the same files from a folder gives; only where the sources are differs."""
+    from scoreid.inference import load_model
+    from scoreid.library.build import DEFAULT_STRIDE, new_index, piece_from_files, prepare_folder
+    from scoreid.library.store import load_piece
+    from scoreid.sheet.pages import page_files
+
+    enc = load_model(random_model, "onnx")
+    index = new_index(enc, random_model, DEFAULT_STRIDE)
+    for pid in ("joplin-maple-leaf", "chopin-mazurka-6-2"):  # page images; a PDF
+        folder = sheets_dir / pid
+        prep = prepare_folder(index, tmp_path, folder, enc)
+        assert prep.status == "added" and prep.entry is not None
+        stored = load_piece(tmp_path, pid)
+        files = [(f.name, f.read_bytes()) for f in page_files(folder)]
+        title, composer = prep.entry["title"], prep.entry["composer"]
+        piece = piece_from_files(pid, files, enc, DEFAULT_STRIDE, index["model"]["sha256"], title, composer,
+                                 lambda m: None)  # fmt: skip
+        assert np.array_equal(piece.rows.vectors, stored.vectors)
+        assert all(np.array_equal(piece.rows.meta[k], stored.meta[k]) for k in stored.meta)
+        assert piece.entry["source"] == f"ingest:{pid}"
+        assert [pg["path"] for pg in piece.entry["pages"]] == [
+            f"ingest:{pid}/{pg['file']}" for pg in prep.entry["pages"]
+        ]
+        assert without_sources(piece.entry) == without_sources(prep.entry)
+
+
+def without_sources(entry: dict) -> dict:
+    """A piece's ``library.json`` entry less where its files are (source, fingerprint, pages' path)."""
+    return {**entry, "source": "", "fingerprint": "", "pages": [{**pg, "path": ""} for pg in entry["pages"]]}
