@@ -157,7 +157,7 @@ def run(
     """Pre-train one encoder; returns a summary (best metric, epochs, files)."""
     out = Path(out_dir)
     device = D.local_device(device_name)
-    rank, world = D.setup(device)
+    rank, _ = D.setup(device)
     rng = seed_everything(seed + rank)
     corpus = open_corpus(corpus_dir)
     sources: list[tuple[Any, list[str | None]]] = [(corpus, ["train"])]
