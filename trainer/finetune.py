@@ -52,12 +52,11 @@ from trainer import distributed as D
 from trainer.augment import AudioFinetuneAugment, AudioWorldAugment, SheetFinetuneAugment, SheetScanAugment
 from trainer.common import channels_last, load_net
 from trainer.data import PairSet, context_frames, open_corpus
-from trainer.loop import Method, Schedule, Stage, fit, optimise
+from trainer.loop import Method, Schedule, Stage, fit, optimise, start
 from trainer.losses import TAU_FINETUNE, contrastive_loss, ranking_loss
 from trainer.metrics import both_directions
 from trainer.presets import FinetuneConfig
 from trainer.pretrain import load_encoder
-from trainer.runlog import seed_everything
 
 
 class PairBatches:
@@ -192,9 +191,7 @@ def run(
 ) -> dict[str, Any]:
     """Fine-tune (+ refinement rounds + CCA refit); returns the summary written to summary.json."""
     out = Path(out_dir)
-    device = D.local_device(device_name)
-    rank, _ = D.setup(device)
-    rng = seed_everything(seed + rank)
+    device, rank, rng = start(seed, device_name)
     corpus = open_corpus(corpus_dir)
     train = PairSet.from_corpus(corpus, "train", "same").require("the train split")
     valid = PairSet.from_corpus(corpus, "valid", "same").require("the valid split")

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from scoreid.errors import UserError
 from trainer import distributed as D
-from trainer.runlog import MetricsLog, restore_rng, rng_state
+from trainer.runlog import MetricsLog, restore_rng, rng_state, seed_everything
 
 #: The validation metric that drives the schedule (higher is better).
 METRIC = "val_MRR"
@@ -127,6 +127,15 @@ class Progress:
         if self.stage_epoch >= stage.max_epochs:
             return "max epochs"
         return None
+
+
+def start(seed: int, device_name: str | None) -> tuple[torch.device, int, np.random.Generator]:
+    """This process's device (``device_name`` or the default), DDP rank (joining the process group
+    under torchrun) and RNG: python, numpy and torch seeded with ``seed + rank``, so that every rank
+    draws its own batches."""
+    device = D.local_device(device_name)
+    rank, _ = D.setup(device)
+    return device, rank, seed_everything(seed + rank)
 
 
 def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:

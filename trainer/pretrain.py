@@ -30,15 +30,13 @@ from torch import nn
 
 from scoreid.errors import UserError
 from scoreid.models import ProjectionHead, audio_encoder, sheet_encoder
-from trainer import distributed as D
 from trainer.augment import AudioAugment, SheetAugment
 from trainer.common import channels_last
 from trainer.data import SnippetSource, context_frames, open_corpus
-from trainer.loop import Method, Schedule, Stage, fit, optimise
+from trainer.loop import Method, Schedule, Stage, fit, optimise, start
 from trainer.losses import nt_xent
 from trainer.metrics import summarize, true_ranks
 from trainer.presets import PretrainConfig
-from trainer.runlog import seed_everything
 
 ENCODER_FORMAT = "scoreid-encoder/1"
 
@@ -155,10 +153,7 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Pre-train one encoder; returns a summary (best metric, epochs, files)."""
-    out = Path(out_dir)
-    device = D.local_device(device_name)
-    rank, _ = D.setup(device)
-    rng = seed_everything(seed + rank)
+    device, rank, rng = start(seed, device_name)
     corpus = open_corpus(corpus_dir)
     sources: list[tuple[Any, list[str | None]]] = [(corpus, ["train"])]
     sources += [(open_corpus(p), [None]) for p in pool_dirs]
@@ -177,6 +172,7 @@ def run(
 
     model = PretrainNet(cfg.modality, cfg.audio_frames).to(device)
     model = model.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
+    out = Path(out_dir)
     config = {"title": f"pretrain {cfg.modality}", "seed": seed, "corpus": str(corpus_dir),
               "pool": [str(p) for p in pool_dirs], **dataclasses.asdict(cfg)}  # fmt: skip
     schedule = Schedule(
