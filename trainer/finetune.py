@@ -7,10 +7,11 @@ CCA layer uses batch statistics in training. Fine-tuning augmentation: sheet win
 horizontally (cut by the loader), scale 0.95-1.05 and +-5 px vertically; audio tempo 0.9-1.1 and
 +-1 frame (:mod:`trainer.augment`).
 
-Schedule: Adam; LR halved when the validation metric (audio->sheet MRR on ``val_size`` evenly
-sampled valid-split pairs) has not improved for ``lr_patience`` epochs; early stop after
-``early_stop`` such epochs. Then ``refine_rounds`` refinement rounds, each restarting from the best
-checkpoint with the LR x ``refine_lr_factor`` (cumulative). Finally the CCA layer is refitted on
+Schedule (run by :func:`trainer.loop.fit`): Adam; LR halved when the validation metric
+(audio->sheet MRR on ``val_size`` evenly sampled valid-split pairs) has not improved for
+``lr_patience`` epochs; early stop after ``early_stop`` such epochs. Then ``refine_rounds``
+refinement rounds, each restarting from the best checkpoint with the LR x ``refine_lr_factor``
+(cumulative). Finally the CCA layer is refitted on
 ``cca_refit_pairs`` training pairs (no augmentation, eval mode) and the network is validated again.
 
 Options (``FinetuneConfig``): ``loss="contrastive"`` trains with the symmetric InfoNCE loss
@@ -34,8 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from scoreid import contract as C
 from scoreid.errors import UserError
@@ -54,11 +52,11 @@ from trainer import distributed as D
 from trainer.augment import AudioFinetuneAugment, AudioWorldAugment, SheetFinetuneAugment, SheetScanAugment
 from trainer.common import channels_last, load_net
 from trainer.data import PairSet, context_frames, open_corpus
+from trainer.loop import Method, Schedule, Stage, fit, optimise, start
 from trainer.losses import TAU_FINETUNE, contrastive_loss, ranking_loss
 from trainer.metrics import both_directions
 from trainer.presets import FinetuneConfig
 from trainer.pretrain import load_encoder
-from trainer.runlog import MetricsLog, restore_rng, rng_state, seed_everything
 
 
 class PairBatches:
@@ -107,12 +105,7 @@ def train_step(
                 m.eval()
     a, s = model(audio, sheet)
     loss = contrastive_loss(a, s, tau) if loss_name == "contrastive" else ranking_loss(a, s, margin)
-    opt.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):  # a degenerate batch (e.g. CCA on collapsed features): skip it
-        return float("nan")
-    loss.backward()
-    opt.step()
-    return float(loss.item())
+    return optimise(opt, loss)
 
 
 @torch.no_grad()
@@ -149,6 +142,40 @@ def refit_cca(net: CrossModalNet, pairs: PairSet, n: int, frames: int, device: t
     return [round(float(c), 4) for c in corr.cpu()]
 
 
+class Finetuning(Method):
+    """Pairs through the cross-modal network; validated on evenly sampled valid pairs (audio->sheet
+    MRR); saves ``best.pt``; each refinement round restarts from it."""
+
+    model: CrossModalNet
+    metric_label = "val a2s MRR"
+
+    def __init__(
+        self, cfg: FinetuneConfig, net: CrossModalNet, batches: PairBatches, valid: PairSet,
+        val_idx: np.ndarray, out: Path, device: torch.device, rank: int, log: Callable[[str], None],
+    ):  # fmt: skip
+        self.cfg, self.model, self.batches, self.valid, self.val_idx = cfg, net, batches, valid, val_idx
+        self.out, self.device, self.rank, self.log = out, device, rank, log
+
+    def step(self, model: nn.Module, opt: torch.optim.Optimizer, n: int, rng: np.random.Generator) -> float:
+        audio, sheet = self.batches(n, rng, self.device)
+        c = self.cfg
+        return train_step(model, opt, audio, sheet, c.margin, c.loss, c.tau, c.cca_in_training)
+
+    def validate(self) -> dict[str, float]:
+        return validate(self.model, self.valid, self.val_idx, self.cfg.audio_frames, self.device)
+
+    def save_best(self, epoch: int, metric: float) -> None:
+        save_checkpoint(self.model, self.out / "best.pt", {"epoch": epoch, "val_MRR": metric})
+
+    def restart(self, stage: int, lr: float, best: float) -> None:
+        """A refinement round: back to the best checkpoint (the loop lowers the LR)."""
+        self.model.load_state_dict(
+            load_checkpoint(self.out / "best.pt", map_location=self.device).state_dict()
+        )
+        if self.rank == 0:
+            self.log(f"refinement round {stage}: from best (val MRR {best:.4f}), lr {lr:.2g}")
+
+
 def run(
     cfg: FinetuneConfig,
     corpus_dir: str | Path,
@@ -164,9 +191,7 @@ def run(
 ) -> dict[str, Any]:
     """Fine-tune (+ refinement rounds + CCA refit); returns the summary written to summary.json."""
     out = Path(out_dir)
-    device = D.local_device(device_name)
-    rank, world = D.setup(device)
-    rng = seed_everything(seed + rank)
+    device, rank, rng = start(seed, device_name)
     corpus = open_corpus(corpus_dir)
     train = PairSet.from_corpus(corpus, "train", "same").require("the train split")
     valid = PairSet.from_corpus(corpus, "valid", "same").require("the valid split")
@@ -187,104 +212,18 @@ def run(
     config = {"title": "finetune", "seed": seed, "corpus": str(corpus_dir), "preset": preset,
               "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
               "init_model": str(init_model or ""), "train_pairs": len(train), "val_pairs": len(val_idx), **dataclasses.asdict(cfg)}  # fmt: skip
-    metrics = MetricsLog(out, config)
-    stage, stage_epoch, total_epoch, best, bad, stage_elapsed, total_elapsed = 0, 0, 0, -1.0, 0, 0.0, 0.0
-
-    def make_opt(lr: float) -> tuple[torch.optim.Optimizer, Any]:
-        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="max", factor=0.5, patience=cfg.lr_patience
-        )
-
-    opt, sched = make_opt(cfg.lr)
-    state_path = out / "state.pt"
-    if resume:
-        if not state_path.is_file():
-            raise UserError(f"{out}: nothing to resume (no state.pt)")
-        st = torch.load(str(state_path), map_location=device, weights_only=False)
-        net.load_state_dict(st["model"])
-        opt, sched = make_opt(st["lr0"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        restore_rng(rng, st["rng"])
-        stage, stage_epoch, total_epoch = st["stage"], st["stage_epoch"], st["total_epoch"]
-        best, bad, stage_elapsed, total_elapsed = (
-            st["best"],
-            st["bad"],
-            st["stage_elapsed"],
-            st["total_elapsed"],
-        )
-        metrics = MetricsLog(out, config, st["rows"])
-        log(f"resumed {out} at stage {stage} epoch {stage_epoch} (best val MRR {best:.4f})")
-    out.mkdir(parents=True, exist_ok=True)
-    train_model = D.wrap(net, device)
-    local_batch = max(2, cfg.batch // world)
-    steps = max(1, cfg.samples_per_epoch // cfg.batch)
-
-    while stage <= cfg.refine_rounds:
-        main = stage == 0
-        max_epochs = cfg.max_epochs if main else cfg.refine_max_epochs
-        patience = cfg.early_stop if main else cfg.refine_early_stop
-        budget = cfg.time_budget_s if main else cfg.refine_budget_s
-        lr0 = cfg.lr * cfg.refine_lr_factor**stage
-        while (
-            stage_epoch < max_epochs
-            and bad < patience
-            and not (budget is not None and stage_elapsed >= budget)
-        ):
-            t0 = time.monotonic()
-            losses = []
-            desc = f"finetune {'main' if main else f'refine {stage}'} epoch {stage_epoch + 1}"
-            bar = tqdm(range(steps), desc=desc, disable=rank != 0 or not sys.stderr.isatty(), leave=False)
-            for _ in bar:
-                audio, sheet = batches(local_batch, rng, device)
-                losses.append(train_step(train_model, opt, audio, sheet, cfg.margin, cfg.loss, cfg.tau,
-                                         cfg.cca_in_training))  # fmt: skip
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                # single process: the budget may end an epoch early (DDP ranks stop at epoch ends only)
-                if world == 1 and budget is not None and stage_elapsed + time.monotonic() - t0 >= budget:
-                    break
-            stage_epoch += 1
-            total_epoch += 1
-            dt = time.monotonic() - t0
-            stage_elapsed += dt
-            total_elapsed += dt
-            val = validate(net, valid, val_idx, cfg.audio_frames, device) if rank == 0 else {"val_MRR": 0.0}
-            metric = D.broadcast_float(val["val_MRR"], device)
-            sched.step(metric)
-            if metric > best:
-                best, bad = metric, 0
-                if rank == 0:
-                    save_checkpoint(net, out / "best.pt", {"epoch": total_epoch, "val_MRR": metric})
-            else:
-                bad += 1
-            if rank == 0:
-                row = {"epoch": total_epoch, "stage": stage, "train_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"), **val,
-                       "lr": opt.param_groups[0]["lr"], "seconds": round(total_elapsed, 1)}  # fmt: skip
-                metrics.add(row)
-                log(f"{desc}: loss {row['train_loss']:.4f} val a2s MRR {val['val_MRR']:.4f} R@1 {val['val_R@1']:.3f} "
-                    f"lr {row['lr']:.2g} ({total_elapsed:.0f} s)")  # fmt: skip
-                torch.save(
-                    {"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "lr0": lr0,
-                     "rng": rng_state(rng), "stage": stage, "stage_epoch": stage_epoch, "total_epoch": total_epoch,
-                     "best": best, "bad": bad, "stage_elapsed": stage_elapsed, "total_elapsed": total_elapsed,
-                     "rows": metrics.rows},
-                    str(state_path),
-                )  # fmt: skip
-            D.barrier()
-        # next refinement round: restart from the best checkpoint with a lower LR
-        stage += 1
-        if stage > cfg.refine_rounds:
-            break
-        D.barrier()
-        best_net = load_checkpoint(out / "best.pt", map_location=device)
-        net.load_state_dict(best_net.state_dict())
-        stage_epoch, bad, stage_elapsed = 0, 0, 0.0
-        opt, sched = make_opt(cfg.lr * cfg.refine_lr_factor**stage)
-        if rank == 0:
-            log(
-                f"refinement round {stage}: from best (val MRR {best:.4f}), lr {opt.param_groups[0]['lr']:.2g}"
-            )
+    stages = [Stage("finetune main", cfg.lr, cfg.max_epochs, cfg.early_stop, cfg.time_budget_s)]
+    stages += [
+        Stage(f"finetune refine {r}", cfg.lr * cfg.refine_lr_factor**r, cfg.refine_max_epochs,
+              cfg.refine_early_stop, cfg.refine_budget_s)
+        for r in range(1, cfg.refine_rounds + 1)
+    ]  # fmt: skip
+    schedule = Schedule(
+        stages, cfg.batch, cfg.samples_per_epoch, cfg.lr_patience, cfg.weight_decay, staged=True
+    )
+    method = Finetuning(cfg, net, batches, valid, val_idx, out, device, rank, log)
+    done = fit(method, schedule, out, config, rng, device, resume=resume, log=log)
+    best = done.best
 
     summary: dict[str, Any] = {}
     if rank == 0:
@@ -302,7 +241,7 @@ def run(
         summary = {
             "preset": preset, "corpus": str(Path(corpus_dir).resolve()), "seed": seed, "git_commit": git_commit(),
             "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
-            "init_model": str(init_model or ""), "epochs": total_epoch, "seconds": round(total_elapsed, 1), "best_val_MRR_before_refit": best,
+            "init_model": str(init_model or ""), "epochs": done.epochs, "seconds": round(done.seconds, 1), "best_val_MRR_before_refit": best,
             "val_after_refit": val, "val_pairs": len(val_idx), "cca_refit_pairs": int(min(cfg.cca_refit_pairs, len(train))),
             "cca_correlations": corr if cca == "refit" else [], "cca_refit_correlations": corr, "cca": cca, "val_before_refit": val_before, "loss": cfg.loss,
             "train_pairs": len(train), "audio_frames": cfg.audio_frames,

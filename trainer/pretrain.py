@@ -5,9 +5,10 @@ needed): sheet windows at random strip positions, audio context excerpts at rand
 sample is augmented twice (:mod:`trainer.augment`); encoder + :class:`ProjectionHead` map both
 views to 32-d and NT-Xent (temperature per modality, :mod:`trainer.losses`) pulls them together.
 
-Validation (early stopping, LR halving on plateau): a fixed set of ``val_size`` samples from the
-valid split, two augmented views each drawn once with a fixed seed; metric = MRR of retrieving
-view 2 from view 1 (also R@1 and the NT-Xent loss). Files in the run directory:
+Validation (early stopping, LR halving on plateau, in :func:`trainer.loop.fit`, which runs the
+epochs): a fixed set of ``val_size`` samples from the valid split, two augmented views each drawn
+once with a fixed seed; metric = MRR of retrieving view 2 from view 1 (also R@1 and the NT-Xent
+loss). Files in the run directory:
 
 - ``encoder.pt``: the best encoder (``{"format": ENCODER_FORMAT, "modality", "audio_frames",
   "state_dict"}``), what ``finetune --init-audio/--init-sheet`` loads;
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from scoreid.errors import UserError
 from scoreid.models import ProjectionHead, audio_encoder, sheet_encoder
-from trainer import distributed as D
 from trainer.augment import AudioAugment, SheetAugment
 from trainer.common import channels_last
 from trainer.data import SnippetSource, context_frames, open_corpus
+from trainer.loop import Method, Schedule, Stage, fit, optimise, start
 from trainer.losses import nt_xent
 from trainer.metrics import summarize, true_ranks
 from trainer.presets import PretrainConfig
-from trainer.runlog import MetricsLog, restore_rng, rng_state, seed_everything
 
 ENCODER_FORMAT = "scoreid-encoder/1"
 
@@ -82,13 +79,7 @@ def train_step(
 ) -> float:
     """One optimisation step of NT-Xent on a batch of view pairs; returns the loss."""
     model.train()
-    loss = nt_xent(model(v1), model(v2), tau)
-    opt.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):  # a degenerate batch: skip it rather than poison the weights
-        return float("nan")
-    loss.backward()
-    opt.step()
-    return float(loss.item())
+    return optimise(opt, nt_xent(model(v1), model(v2), tau))
 
 
 @torch.no_grad()
@@ -127,6 +118,30 @@ def load_encoder(path: str | Path, modality: str, audio_frames: int) -> dict[str
     return dict(payload["state_dict"])
 
 
+class Pretraining(Method):
+    """NT-Xent on two augmented views per sample; validated on fixed views; saves the best encoder."""
+
+    model: PretrainNet
+
+    def __init__(
+        self, cfg: PretrainConfig, model: PretrainNet, views: Views,
+        val_views: tuple[torch.Tensor, torch.Tensor], out: Path, seed: int, device: torch.device,
+    ):  # fmt: skip
+        self.cfg, self.model, self.views, self.val_views = cfg, model, views, val_views
+        self.out, self.seed, self.device = out, seed, device
+
+    def step(self, model: nn.Module, opt: torch.optim.Optimizer, n: int, rng: np.random.Generator) -> float:
+        v1, v2 = self.views(n, rng, self.device)
+        return train_step(model, opt, v1, v2, self.cfg.tau)
+
+    def validate(self) -> dict[str, float]:
+        return validate(self.model, *self.val_views, self.cfg.tau)
+
+    def save_best(self, epoch: int, metric: float) -> None:
+        extra = {"epoch": epoch, "val_MRR": metric, "seed": self.seed}
+        save_encoder(self.model, self.cfg, self.out / "encoder.pt", extra)
+
+
 def run(
     cfg: PretrainConfig,
     corpus_dir: str | Path,
@@ -138,10 +153,7 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Pre-train one encoder; returns a summary (best metric, epochs, files)."""
-    out = Path(out_dir)
-    device = D.local_device(device_name)
-    rank, world = D.setup(device)
-    rng = seed_everything(seed + rank)
+    device, rank, rng = start(seed, device_name)
     corpus = open_corpus(corpus_dir)
     sources: list[tuple[Any, list[str | None]]] = [(corpus, ["train"])]
     sources += [(open_corpus(p), [None]) for p in pool_dirs]
@@ -155,85 +167,22 @@ def run(
     # fixed validation views (their own seed; the training RNG streams are untouched)
     torch_state = torch.get_rng_state()
     torch.manual_seed(seed + 10_000)
-    val_v1, val_v2 = Views(cfg, val_source)(cfg.val_size, np.random.default_rng(seed + 10_000), device)
+    val_views = Views(cfg, val_source)(cfg.val_size, np.random.default_rng(seed + 10_000), device)
     torch.set_rng_state(torch_state)
 
     model = PretrainNet(cfg.modality, cfg.audio_frames).to(device)
     model = model.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.lr_patience)
+    out = Path(out_dir)
     config = {"title": f"pretrain {cfg.modality}", "seed": seed, "corpus": str(corpus_dir),
               "pool": [str(p) for p in pool_dirs], **dataclasses.asdict(cfg)}  # fmt: skip
-    metrics = MetricsLog(out, config)
-    epoch, best, bad, elapsed = 0, -1.0, 0, 0.0
-    state_path = out / "state.pt"
-    if resume:
-        if not state_path.is_file():
-            raise UserError(f"{out}: nothing to resume (no state.pt)")
-        st = torch.load(str(state_path), map_location=device, weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        restore_rng(rng, st["rng"])
-        epoch, best, bad, elapsed = st["epoch"], st["best"], st["bad"], st["elapsed"]
-        metrics = MetricsLog(out, config, st["rows"])
-        log(f"resumed {out} at epoch {epoch} (best val MRR {best:.4f})")
-    out.mkdir(parents=True, exist_ok=True)
-    train_model = D.wrap(model, device)
-    local_batch = max(2, cfg.batch // world)
-    steps = max(1, cfg.samples_per_epoch // cfg.batch)
-    stop = cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s
-    while epoch < cfg.max_epochs and bad < cfg.early_stop and not stop:
-        t0 = time.monotonic()
-        losses = []
-        bar = tqdm(
-            range(steps),
-            desc=f"pretrain {cfg.modality} epoch {epoch + 1}",
-            disable=rank != 0 or not sys.stderr.isatty(),
-            leave=False,
-        )
-        for _ in bar:
-            v1, v2 = views(local_batch, rng, device)
-            losses.append(train_step(train_model, opt, v1, v2, cfg.tau))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            # single process: the budget may end an epoch early (DDP ranks stop at epoch ends only)
-            if (
-                world == 1
-                and cfg.time_budget_s is not None
-                and elapsed + time.monotonic() - t0 >= cfg.time_budget_s
-            ):
-                break
-        epoch += 1
-        elapsed += time.monotonic() - t0
-        val = validate(model, val_v1, val_v2, cfg.tau) if rank == 0 else {"val_MRR": 0.0}
-        metric = D.broadcast_float(val["val_MRR"], device)
-        sched.step(metric)
-        if metric > best:
-            best, bad = metric, 0
-            if rank == 0:
-                save_encoder(
-                    model, cfg, out / "encoder.pt", {"epoch": epoch, "val_MRR": metric, "seed": seed}
-                )
-        else:
-            bad += 1
-        if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
-            stop = True
-        if rank == 0:
-            row = {"epoch": epoch, "train_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"), **val,
-                   "lr": opt.param_groups[0]["lr"], "seconds": round(elapsed, 1)}  # fmt: skip
-            metrics.add(row)
-            log(f"pretrain {cfg.modality} epoch {epoch}: loss {row['train_loss']:.4f} val MRR {val['val_MRR']:.4f} "
-                f"R@1 {val['val_R@1']:.3f} lr {row['lr']:.2g} ({elapsed:.0f} s)")  # fmt: skip
-            torch.save(
-                {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                 "rng": rng_state(rng), "epoch": epoch, "best": best, "bad": bad, "elapsed": elapsed,
-                 "rows": metrics.rows},
-                str(state_path),
-            )  # fmt: skip
-        D.barrier()
-    reason = "early stop" if bad >= cfg.early_stop else "time budget" if stop else "max epochs"
-    summary = {"best_val_MRR": best, "epochs": epoch, "stopped": reason, "seconds": round(elapsed, 1),
-               "encoder": str(out / "encoder.pt")}  # fmt: skip
+    schedule = Schedule(
+        [Stage(f"pretrain {cfg.modality}", cfg.lr, cfg.max_epochs, cfg.early_stop, cfg.time_budget_s)],
+        cfg.batch, cfg.samples_per_epoch, cfg.lr_patience, cfg.weight_decay,
+    )  # fmt: skip
+    method = Pretraining(cfg, model, views, val_views, out, seed, device)
+    done = fit(method, schedule, out, config, rng, device, resume=resume, log=log)
+    summary = {"best_val_MRR": done.best, "epochs": done.epochs, "stopped": done.stopped,
+               "seconds": round(done.seconds, 1), "encoder": str(out / "encoder.pt")}  # fmt: skip
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         log(f"pretrain {cfg.modality} done: {summary}")
