@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from scoreid.errors import UserError
+from scoreid.identify import engine, tally
 
 ENV_PREFIX = "SCOREID__"
 
@@ -51,11 +52,11 @@ DEFAULTS: dict[str, Any] = {
         "address": "",  # empty: host:port
         "port": 50053,
         "metrics_port": 9103,
-        "half_life_s": 20.0,
-        "vote_temperature": 0.02,  # similarity temperature of a window's votes (scoreid.identify.tally)
-        "sequence_weight": 0.1,  # weight of the followers' sequence evidence (scoreid.identify.engine)
-        "candidates": 10,  # pieces of the tally followed and reordered (scoreid.identify.engine)
-        "evidence": "library",  # null of the sequence evidence: piece | library (scoreid.identify.follow)
+        "half_life_s": tally.DEFAULT_HALF_LIFE_S,
+        "vote_temperature": tally.VOTE_TEMPERATURE,  # similarity temperature of a window's votes (scoreid.identify.tally)
+        "sequence_weight": engine.SEQUENCE_WEIGHT,  # weight of the followers' sequence evidence (scoreid.identify.engine)
+        "candidates": engine.CANDIDATES,  # pieces of the tally followed and reordered (scoreid.identify.engine)
+        "evidence": engine.EVIDENCE,  # null of the sequence evidence: piece | library (scoreid.identify.follow)
         "session_ttl_s": 300,
         "top_k": 5,
         "workers": 8,
@@ -68,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "default_library": "",
         "backend": "exact",  # exact | faiss | milvus
         "milvus_uri": "",  # empty: a milvus-lite file in state_dir
-        "k": 25,
+        "k": engine.TOP_K,  # neighbours per window (votes)
         "workers": 8,
     },
     "encoder": {
@@ -82,7 +83,7 @@ DEFAULTS: dict[str, Any] = {
         "max_wait_ms": 5.0,
         "batch_workers": 2,  # batches in flight at once (encode one while the last one searches/votes)
         "hop_s": 0.5,
-        "k": 25,
+        "k": engine.TOP_K,  # neighbours per window (votes)
         "workers": 64,
         "tls_cert": "",
         "tls_key": "",

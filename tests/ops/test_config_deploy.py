@@ -12,8 +12,9 @@ import yaml
 from svc_helpers import free_port
 
 from ops import metrics
-from ops.config import load_config
+from ops.config import DEFAULTS, load_config
 from scoreid.errors import UserError
+from scoreid.identify import engine, tally
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -40,6 +41,26 @@ def test_defaults_file_and_env_overrides(tmp_path):
         load_config(tmp_path / "missing.yaml", environ={})
 
 
+def test_engine_defaults_are_the_engines_in_the_service_config_and_the_shipped_file():
+    """The service defaults read the engine's constants, and deploy/scoreid.yaml (which documents
+    every key) writes the same values, so a change of the engine's defaults cannot leave the
+    services or the shipped config behind."""
+    want = {
+        ("aggregator", "half_life_s"): tally.DEFAULT_HALF_LIFE_S,
+        ("aggregator", "vote_temperature"): tally.VOTE_TEMPERATURE,
+        ("aggregator", "sequence_weight"): engine.SEQUENCE_WEIGHT,
+        ("aggregator", "candidates"): engine.CANDIDATES,
+        ("aggregator", "evidence"): engine.EVIDENCE,
+        ("index", "k"): engine.TOP_K,
+        ("encoder", "k"): engine.TOP_K,
+        ("encoder", "hop_s"): engine.EngineSettings().hop_s,
+    }
+    shipped = yaml.safe_load((DEPLOY / "scoreid.yaml").read_text())
+    for (section, key), value in want.items():
+        assert DEFAULTS[section][key] == value, (section, key)
+        assert shipped[section][key] == value, (section, key)
+
+
 def test_shipped_configs_load():
     assert load_config(DEPLOY / "scoreid.yaml", environ={})["index"]["libraries"]
     docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "scoreid.yaml").read_text()))
@@ -63,7 +84,7 @@ def _env(container: dict) -> dict[str, str]:
 
 
 def test_deploy_files_carry_the_security_of_the_stack():
-    """Issue 15: Redis with a password and no unprotected bind, internal services reachable only
+    """The security of the stack in the deploy files: Redis with a password and no unprotected bind, internal services reachable only
     from where they are called, every credential a file secret (never an env value or an argument),
     TLS on the one public port, bounded Redis memory that never evicts live sessions."""
     conf = (DEPLOY / "redis" / "redis.conf").read_text()
