@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU run of issue 16, ready for a machine with an NVIDIA GPU (run from the repo root):
+# The GPU run of the capacity work, ready for a machine with an NVIDIA GPU (run from the repo root):
 #   1. installs the GPU extra (`pip install -e ".[gpu]"`; WHEELS=DIR installs from a folder of
 #      wheels instead, for machines without a network),
 #   2. exports the shipped network with TensorRT plans (`trainer/run.py export`, which checks every

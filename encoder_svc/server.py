@@ -1,7 +1,7 @@
 """The client-facing Identify service (and the internal Embedder): stream in, identifications out.
 
 Per stream: validate the options, admit the session (per-client and global caps), then for
-every chunk run :class:`~encoder_svc.stream.AudioStream` (the core's hop windows and silence
+every chunk run :class:`~encoder_svc.audio_stream.AudioStream` (the core's hop windows and silence
 rule); each sounding window goes through the shared :class:`~encoder_svc.batcher.DynamicBatcher`
 (encode a batch with the audio encoder, one Index.Search per library for the batch, then one
 Aggregator.VoteBatch, where each session's engine — tally, score follower, confidence — takes its
@@ -36,8 +36,8 @@ from typing import Any, Protocol
 import grpc
 import numpy as np
 
+from encoder_svc.audio_stream import AudioStream, StreamError, StreamOptions, Window
 from encoder_svc.batcher import BatcherClosed, DynamicBatcher
-from encoder_svc.stream import AudioStream, StreamError, StreamOptions, Window
 from encoder_svc.watch import StreamWatch, Watched
 from ops.grpc_server import add_standard_services, bearer_of, internal_channel, public_details
 from ops.logs import log_event

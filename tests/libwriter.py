@@ -38,7 +38,7 @@ def write_core_library(out: Path, vectors: Mapping[str, np.ndarray], contract: C
         pieces[pid] = {"title": f"Piece {pid.title()}", "composer": "", "sources": [], "fingerprint": pid, "pages": pages,
                        "n_windows": n, "system_offsets": [sys_w * j for j in range(n_sys)],
                        "strip_width": float(sys_w * n_sys), "warnings": []}  # fmt: skip
-    model = {"dir": model_dir, "sheet_sha256": "", "training": {}}
+    model = {"dir": model_dir, "sha256": "", "training": {}}
     write_index(out, {"format": FORMAT, "contract": contract.to_dict(), "model": model, "stride": stride,
                       "pieces": pieces})  # fmt: skip
     return out

@@ -2,7 +2,7 @@
 
 Layout (format ``scoreid-library/1``)::
 
-    LIB_DIR/library.json          {"format", "contract" (the model's), "model" {dir, sheet_sha256,
+    LIB_DIR/library.json          {"format", "contract" (the model's), "model" {dir, sha256,
                                    training}, "stride", "pieces": {pid: {title, composer, sources,
                                    fingerprint, pages: [{file, page, angle_deg, staff_space,
                                    systems: [[top, bottom, left, right], ...]}], n_windows,

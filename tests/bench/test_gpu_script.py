@@ -1,4 +1,4 @@
-"""bench/gpu.sh, the GPU run of issue 16, as far as a machine without a GPU can check it: its CPU
+"""bench/gpu.sh, the GPU run of the capacity work, as far as a machine without a GPU can check it: its CPU
 rehearsal runs every step — export with parity checks, the plan-vs-ONNX embedding check, encoder
 windows/s, streams through a real `scoreid up` stack with the load spread over processes — with
 the ONNX backend in place of TensorRT (NO GPU HERE: the install and the plans are not exercised)."""

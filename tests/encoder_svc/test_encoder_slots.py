@@ -1,4 +1,4 @@
-"""Slots cannot be held for free (issue 15, finding 4), on a real stack (RANDOMLY INITIALISED test
+"""Slots cannot be held for free (a finding of the security review), on a real stack (RANDOMLY INITIALISED test
 model): a stream must send its options within a few seconds and then audio at least every
 ``idle_timeout_s``; streams still waiting for their options are capped, so the server's
 concurrent-RPC budget keeps room for health checks; named client tokens give each client its own

@@ -1,5 +1,5 @@
-"""Error details a caller sees carry no server paths or addresses (issue 15, finding 6): an
-unhandled exception is INTERNAL with a fixed message, a status's message is redacted, and the
+"""Error details a caller sees carry no server paths or addresses (a finding of the security
+review): an unhandled exception is INTERNAL with a fixed message, a status's message is redacted, and the
 service log keeps the original. Real gRPC servers on loopback."""
 
 from __future__ import annotations

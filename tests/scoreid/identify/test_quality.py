@@ -23,7 +23,7 @@ MODEL = Path(
 )
 pytestmark = pytest.mark.skipif(
     not (MODEL / "manifest.json").exists(),
-    reason=f"no shipped model in {MODEL} (models/default/manifest.json) yet; trained by the trainer issue",
+    reason=f"no shipped model in {MODEL} (models/default/manifest.json) yet; trained by trainer/reproduce_default.sh",
 )
 PIECES = DEMO_PIECES[:4] + DEMO_PIECES[9:15]  # 10 pieces: keyboard works and piano-reduced chorales
 QUERIES = (PIECES[1], PIECES[3], PIECES[6])
