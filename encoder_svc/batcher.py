@@ -4,7 +4,8 @@
 each of ``workers`` threads takes the oldest items, waits at most ``max_wait_s`` after the oldest arrived for the
 batch to fill up to ``max_batch``, then calls ``run(items) -> results`` (one per item) outside
 the lock. An exception from ``run`` is set on every future of that batch. Each future's result
-is ``(result, queue_wait_s)``. With two workers one batch is encoded while the previous one waits
+is ``(result, queue_wait_s)``; a future cancelled before its batch is taken (a coroutine that
+awaited it was cancelled) is dropped from the batch. With two workers one batch is encoded while the previous one waits
 for its search and vote RPCs (and two encodes can run on two cores); a session has at most one
 window in flight, so its windows stay in order.
 """
@@ -84,13 +85,16 @@ class DynamicBatcher:
             n = min(self.max_batch, len(self._q))
             batch = [self._q.popleft() for _ in range(n)]
             QUEUE_DEPTH.labels(self.service).set(len(self._q))
-            return batch
+        # running from here on (a later cancel() is refused), or dropped when cancelled already
+        return [b for b in batch if b[1].set_running_or_notify_cancel()]
 
     def _loop(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
                 return
+            if not batch:  # every item of it was cancelled
+                continue
             start = time.perf_counter()
             BATCH_SIZE.labels(self.service).observe(len(batch))
             waits = [start - t for _, _, t in batch]

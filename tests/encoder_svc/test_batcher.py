@@ -63,3 +63,28 @@ def test_two_workers_keep_two_batches_in_flight():
     b.stop()
     with pytest.raises(ValueError):
         DynamicBatcher(run, workers=0)
+
+
+def test_a_cancelled_item_is_dropped_and_a_running_one_cannot_be_cancelled():
+    """A coroutine that awaited its window and was cancelled cancels the future: the window is left
+    out of its batch; once a batch runs, its futures refuse cancel() and all get their results."""
+    started, release = threading.Event(), threading.Event()
+    seen: list[list[int]] = []
+
+    def run(items):
+        seen.append(list(items))
+        started.set()
+        release.wait(5)
+        return list(items)
+
+    b = DynamicBatcher(run, max_batch=8, max_wait_s=0.05)
+    first = b.submit(0)
+    assert started.wait(5)
+    assert not first.cancel()  # running: refused
+    futs = [b.submit(i) for i in (1, 2, 3)]
+    assert futs[1].cancel()  # still queued: cancelled
+    release.set()
+    assert first.result(5)[0] == 0
+    assert [futs[0].result(5)[0], futs[2].result(5)[0]] == [1, 3]
+    assert futs[1].cancelled() and seen == [[0], [1, 3]]
+    b.stop()
