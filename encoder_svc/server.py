@@ -13,6 +13,12 @@ every ``idle_timeout_s`` (:class:`~encoder_svc.watch.StreamWatch` ends a stream 
 streams still without options are capped apart from sessions, and the per-client cap keys on the
 caller's named token (``encoder.clients_file``) or else its address.
 
+The per-stream logic (:meth:`IdentifyServicer.session`) is written once as a generator of
+effects (read a message, send an identification, wait for a window's batch, make a blocking
+internal call) and run by one of two fronts (``encoder.server``): ``threads``, this module's
+``Stream`` in a server thread per stream, or ``asyncio`` (``encoder_svc.aio_server``), one
+coroutine per stream on an event loop; a client sees the same either way.
+
 Errors are gRPC statuses for that stream only: bad input -> INVALID_ARGUMENT, session caps ->
 RESOURCE_EXHAUSTED, session too long -> DEADLINE_EXCEEDED, index or aggregator down ->
 UNAVAILABLE (the tallies stay in Redis for the TTL; the client can resume with
@@ -29,7 +35,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +45,7 @@ import numpy as np
 
 from encoder_svc.audio_stream import AudioStream, StreamError, StreamOptions, Window
 from encoder_svc.batcher import BatcherClosed, DynamicBatcher
-from encoder_svc.watch import StreamWatch, Watched
+from encoder_svc.watch import StreamWatch, Watched, cancel_context
 from ops.grpc_server import add_standard_services, bearer_of, internal_channel, public_details
 from ops.logs import log_event
 from ops.metrics import ACTIVE_SESSIONS, ERRORS, SESSIONS, STAGE_SECONDS, UPDATES
@@ -276,7 +283,66 @@ def client_of(context: grpc.ServicerContext, clients: dict[str, str] | None = No
     return peer
 
 
+class StreamGone(Exception):
+    """The client's stream broke off: the client went away, or the watch ended the stream."""
+
+
+class Read:
+    """Effect: the client's next message (the session gets it, or ``None`` once the client half-closed)."""
+
+
+READ = Read()
+
+
+@dataclass(frozen=True)
+class Send:
+    """Effect: send ``msg`` to the client."""
+
+    msg: pb.Identification
+
+
+@dataclass(frozen=True)
+class Call:
+    """Effect: a blocking call (an internal unary RPC); the session gets its result or its exception."""
+
+    fn: Callable[[], Any]
+
+
+#: What a session asks of its front. A ``Future`` is a window in the batcher: the session gets the
+#: future's result (or its exception).
+Effect = Read | Send | Call | Future
+Session = Generator[Effect, Any, StreamAbort | None]
+
+
+class Driven:
+    """A session as a front drives it: :meth:`advance` with what the last effect gave (a reply or an
+    exception) returns the next effect, or ``None`` once the session has ended; then ``status`` is
+    the status to end the stream with (``None``: it ended well, or was ended already)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.status: StreamAbort | None = None
+
+    def advance(self, reply: Any = None, error: BaseException | None = None) -> Effect | None:
+        try:
+            return self.session.throw(error) if error is not None else self.session.send(reply)
+        except StopIteration as end:
+            self.status = end.value
+            return None
+
+    def close(self) -> None:
+        """End the session where it stands (its gate place and watch are released)."""
+        self.session.close()
+
+
 class IdentifyServicer(pbg.IdentifyServicer):
+    """The Identify service with the threaded front: ``Stream`` runs in a server thread per stream.
+
+    The per-stream logic is :meth:`session`, a generator of effects — read the next message, send
+    an identification, wait for a window's batch, make a blocking internal call — written once for
+    both fronts: :meth:`Stream` performs each effect blocking in its own thread, the asyncio front
+    (``encoder_svc.aio_server``) awaits it on the event loop."""
+
     def __init__(self, encoder: ServedEncoder, index_address: str, aggregator_address: str,
                  settings: EncoderSettings | None = None, internal_token: str = ""):  # fmt: skip
         """``internal_token``: the credential the index and the aggregator require (``internal.token``)."""
@@ -309,11 +375,12 @@ class IdentifyServicer(pbg.IdentifyServicer):
             ch.close()
 
     # ------------------------------------------------------------------ helpers
-    def titles(self, library: str) -> dict[str, str]:
+    def titles(self, library: str) -> Generator[Effect, Any, dict[str, str]]:
         """The library's titles; refuses a library embedded with another model than this encoder's."""
         if library not in self._titles:
             try:
-                info = self.index.Info(pb.InfoRequest(library=library), timeout=self.s.rpc_timeout_s)
+                info = yield Call(lambda: self.index.Info(pb.InfoRequest(library=library),
+                                                          timeout=self.s.rpc_timeout_s))  # fmt: skip
             except grpc.RpcError as e:
                 raise _rpc_abort("index", e) from None
             li = info.libraries[0] if info.libraries else pb.LibraryInfo()
@@ -340,7 +407,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
             raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
 
     def identify(self, sid: str, seq: int, opts: StreamOptions, w: Window, stream: AudioStream,
-                 t_chunk: float, final: bool) -> pb.Identification:  # fmt: skip
+                 t_chunk: float, final: bool) -> Generator[Effect, Any, pb.Identification]:  # fmt: skip
         stamps = dict(stream.stamps)
         if not np.isfinite(w.excerpt).all():  # checked before it can join (and fail) a shared batch
             raise StreamAbort(
@@ -350,13 +417,14 @@ class IdentifyServicer(pbg.IdentifyServicer):
         if w.silent:  # silence casts no vote (as the offline identifier)
             t0 = time.perf_counter()
             try:
-                vote = self.aggregator.Vote(vote_request(job, None, None), timeout=self.s.rpc_timeout_s)
+                vote = yield Call(lambda: self.aggregator.Vote(vote_request(job, None, None),
+                                                               timeout=self.s.rpc_timeout_s))  # fmt: skip
             except grpc.RpcError as e:
                 raise _rpc_abort("aggregator", e) from None
             stamps["vote"] = (time.perf_counter() - t0) * 1000
         else:
             try:
-                (hl, result, bstamps), wait = self.batcher.submit(job).result()
+                (hl, result, bstamps), wait = yield self.batcher.submit(job)
             except BatcherClosed as e:
                 raise StreamAbort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
             if isinstance(hl, BadWindow):
@@ -373,10 +441,10 @@ class IdentifyServicer(pbg.IdentifyServicer):
         STAGE_SECONDS.labels(SERVICE, "vote").observe(stamps["vote"] / 1000)
         stamps["total"] = (time.perf_counter() - t_chunk) * 1000
         STAGE_SECONDS.labels(SERVICE, "total").observe(stamps["total"] / 1000)
-        titles = self.titles(opts.library)
+        titles = yield from self.titles(opts.library)
         if any(t.piece not in titles for t in vote.top):  # a piece ingested since: refresh once
             self._titles.pop(opts.library, None)
-            titles = self.titles(opts.library)
+            titles = yield from self.titles(opts.library)
         msg = identification(sid, seq, stream.session_seconds, w.t, final, vote, titles)
         for name, ms in stamps.items():
             msg.latency_ms[name] = ms
@@ -389,16 +457,50 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def Stream(
         self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.Identification]:
-        client = client_of(context, self.s.clients)
+        """The threaded front: this server thread performs the session's effects, blocking."""
+        driven = Driven(self.session(client_of(context, self.s.clients), cancel_context(context)))
+        reply: Any = None
+        error: BaseException | None = None
+        try:
+            while (effect := driven.advance(reply, error)) is not None:
+                reply, error = None, None
+                if isinstance(effect, Send):
+                    yield effect.msg
+                    continue
+                try:
+                    reply = self._perform(effect, request_iterator)
+                except Exception as e:  # noqa: BLE001 - back to the session, which handles it or ends with it
+                    error = e
+        finally:
+            driven.close()
+        if driven.status is not None:
+            context.abort(driven.status.code, public_details(driven.status.message))
+
+    @staticmethod
+    def _perform(effect: Effect, requests: Iterator[pb.StreamRequest]) -> Any:
+        if isinstance(effect, Read):
+            try:
+                return next(requests, None)
+            except grpc.RpcError:  # the client went away, or the watch cancelled the stream
+                raise StreamGone() from None
+        if isinstance(effect, Call):
+            return effect.fn()
+        assert isinstance(effect, Future)
+        return effect.result()
+
+    def session(self, client: str, cancel: Callable[[Watched], None]) -> Session:
+        """One Stream call from its first message to its end, as effects its front performs (see the
+        class text); ``cancel`` is how the watch ends this stream. Returns the status to end the
+        stream with: a :class:`StreamAbort` (``None``: the session ended well, or the stream broke off)."""
         sid = ""
         admitted = pending = False
         clean_end = False
-        watch = self.watch.open(context, self.s.options_timeout_s,
+        watch = self.watch.open(cancel, self.s.options_timeout_s,
                                 f"no SessionOptions within {self.s.options_timeout_s:g} s of the stream's start")  # fmt: skip
         try:
             self.gate.enter()
             pending = True
-            first = next(request_iterator, None)
+            first = yield READ
             self.gate.entered()
             pending = False
             opts = self.options(first)
@@ -408,23 +510,20 @@ class IdentifyServicer(pbg.IdentifyServicer):
             self.watch.extend(watch, self.s.idle_timeout_s, self._idle_reason, started + self.s.max_session_s)
             SESSIONS.labels(SERVICE).inc()
             ACTIVE_SESSIONS.labels(SERVICE).set(self.gate.active)
-            assert first is not None
-            self.titles(opts.library)  # an unknown library fails here, before any audio
+            yield from self.titles(opts.library)  # an unknown library fails here, before any audio
             sid, t_offset = (
-                self.resume(first.options.resume_session, first.options.resume_token)
+                (yield from self.resume(first.options.resume_session, first.options.resume_token))
                 if first.options.resume_session
                 else (uuid.uuid4().hex, 0.0)
             )
-            yield from self._session(request_iterator, opts, sid, t_offset, started, watch)
+            yield from self._session(opts, sid, t_offset, started, watch)
             clean_end = True
         except StreamAbort as e:
             ERRORS.labels(SERVICE, e.code.name).inc()
             log_event(log, "stream error", level=logging.WARNING, session=sid, client=client, code=e.code.name,
                       error=e.message)  # fmt: skip
-            context.abort(e.code, public_details(e.message))
-        except (
-            grpc.RpcError
-        ):  # reading the client's stream failed: the client went away, or the watch ended it
+            return e
+        except StreamGone:  # reading the client's stream failed: the client went away, or the watch ended it
             if watch.expired:
                 ERRORS.labels(SERVICE, "DEADLINE_EXCEEDED").inc()
                 log_event(log, "stream timed out", level=logging.WARNING, session=sid, client=client,
@@ -439,21 +538,23 @@ class IdentifyServicer(pbg.IdentifyServicer):
             if admitted:
                 self.gate.release(client)
                 ACTIVE_SESSIONS.labels(SERVICE).set(self.gate.active)
-            if clean_end and sid:
-                try:
-                    self.aggregator.Close(pb.CloseRequest(session_id=sid), timeout=self.s.rpc_timeout_s)
-                except grpc.RpcError:
-                    pass  # the TTL removes it
-        return
+        if clean_end and sid:
+            try:
+                yield Call(lambda: self.aggregator.Close(pb.CloseRequest(session_id=sid),
+                                                         timeout=self.s.rpc_timeout_s))  # fmt: skip
+            except (grpc.RpcError, StreamGone):
+                pass  # the TTL removes it
+        return None
 
-    def resume(self, sid: str, token: str) -> tuple[str, float]:
+    def resume(self, sid: str, token: str) -> Generator[Effect, Any, tuple[str, float]]:
         """Continue a session kept in Redis: its id and the audio time of its last vote. Only with
         the session's resume token (the id alone is not a secret)."""
         if not hmac.compare_digest(token.encode(), self.resume_token(sid).encode()):
             raise StreamAbort(grpc.StatusCode.PERMISSION_DENIED,
                               "resuming a session needs its resume_token (sent in its first Identification)")  # fmt: skip
         try:
-            st = self.aggregator.Get(pb.GetRequest(session_id=sid, top_k=1), timeout=self.s.rpc_timeout_s)
+            st = yield Call(lambda: self.aggregator.Get(pb.GetRequest(session_id=sid, top_k=1),
+                                                        timeout=self.s.rpc_timeout_s))  # fmt: skip
         except grpc.RpcError as e:
             raise _rpc_abort("aggregator", e) from None
         if not st.top and st.t_seconds == 0:
@@ -466,14 +567,14 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def _idle_reason(self) -> str:
         return f"no audio for {self.s.idle_timeout_s:g} s: the stream is closed"
 
-    def _session(self, requests: Iterator[pb.StreamRequest], opts: StreamOptions, sid: str, t_offset: float,
-                 started: float, watch: Watched) -> Iterator[pb.Identification]:  # fmt: skip
+    def _session(self, opts: StreamOptions, sid: str, t_offset: float, started: float,
+                 watch: Watched) -> Generator[Effect, Any, None]:  # fmt: skip
         stream = AudioStream(opts, self.frames, t_offset, self.s.max_chunk_seconds)
         seq = 0
         log_event(
             log, "session start", session=sid, rate=opts.sample_rate, hop_s=opts.hop_s, library=opts.library
         )
-        for req in requests:
+        while (req := (yield READ)) is not None:
             self.watch.extend(watch, self.s.idle_timeout_s, self._idle_reason, started + self.s.max_session_s)
             t_chunk = time.perf_counter()
             if time.monotonic() - started > self.s.max_session_s:
@@ -490,30 +591,32 @@ class IdentifyServicer(pbg.IdentifyServicer):
                 raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             STAGE_SECONDS.labels(SERVICE, "resample").observe(stream.stamps["resample"] / 1000)
             STAGE_SECONDS.labels(SERVICE, "spectrogram").observe(stream.stamps["spectrogram"] / 1000)
-            for w in windows:
-                msg = self.identify(sid, seq, opts, w, stream, t_chunk, final=False)
-                if seq == 0:
-                    msg.resume_token = self.resume_token(sid)
-                yield msg
-                seq += 1
+            seq = yield from self._answer(sid, seq, opts, windows, stream, t_chunk, final=False)
         t_chunk = time.perf_counter()
         windows = stream.finish()
-        for i, w in enumerate(windows):
-            msg = self.identify(sid, seq, opts, w, stream, t_chunk, final=i == len(windows) - 1)
-            if seq == 0:
-                msg.resume_token = self.resume_token(sid)
-            yield msg
-            seq += 1
+        seq = yield from self._answer(sid, seq, opts, windows, stream, t_chunk, final=True)
         if not windows:  # nothing new since the last update: repeat the current answer as final
             try:
-                st = self.aggregator.Get(
-                    pb.GetRequest(session_id=sid, top_k=opts.top_k), timeout=self.s.rpc_timeout_s
-                )
+                st = yield Call(lambda: self.aggregator.Get(pb.GetRequest(session_id=sid, top_k=opts.top_k),
+                                                            timeout=self.s.rpc_timeout_s))  # fmt: skip
             except grpc.RpcError as e:
                 raise _rpc_abort("aggregator", e) from None
             secs = stream.session_seconds
-            yield identification(sid, seq, secs, secs, True, st, self.titles(opts.library))
+            titles = yield from self.titles(opts.library)
+            yield Send(identification(sid, seq, secs, secs, True, st, titles))
         log_event(log, "session end", session=sid, seconds=round(stream.seconds, 3), updates=seq)
+
+    def _answer(self, sid: str, seq: int, opts: StreamOptions, windows: list[Window], stream: AudioStream,
+                t_chunk: float, final: bool) -> Generator[Effect, Any, int]:  # fmt: skip
+        """An identification for each of ``windows`` (the last one ``final`` when asked); returns the next seq."""
+        for i, w in enumerate(windows):
+            last = final and i == len(windows) - 1
+            msg = yield from self.identify(sid, seq, opts, w, stream, t_chunk, final=last)
+            if seq == 0:
+                msg.resume_token = self.resume_token(sid)
+            yield Send(msg)
+            seq += 1
+        return seq
 
 
 class EmbedderServicer(pbg.EmbedderServicer):
@@ -523,14 +626,21 @@ class EmbedderServicer(pbg.EmbedderServicer):
         self.encoder = encoder
         self.name = name
 
-    def EmbedBatch(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedResponse:
+    def respond(self, request: pb.EmbedRequest) -> pb.EmbedResponse | StreamAbort:
+        """The embeddings, or the status for an input of the wrong shape (both fronts send it)."""
         try:
             x = from_tensor(request.audio)
             emb = self.encoder.embed_audio(x)
         except ValueError as e:  # ContractError is a ValueError: wrong shape
             ERRORS.labels(SERVICE, "INVALID_ARGUMENT").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            return StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return pb.EmbedResponse(embeddings=to_tensor(emb), model=self.name)
+
+    def EmbedBatch(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedResponse:
+        out = self.respond(request)
+        if isinstance(out, StreamAbort):
+            context.abort(out.code, out.message)
+        return out
 
 
 def register(identify: IdentifyServicer, embedder: EmbedderServicer) -> Any:

@@ -1,14 +1,16 @@
 """Deadlines of the open client streams: a stream that sends nothing in time is ended.
 
-A blocking gRPC handler waits in ``next(request_iterator)`` for the client's next message; nothing
-inside it can notice that the message never comes. :class:`StreamWatch` keeps one deadline per
-open stream — the options must arrive within ``options_timeout_s``, then every message within
-``idle_timeout_s`` of the last, and no session outlives ``max_session_s`` — and one thread that
-cancels (``context.cancel()``) a stream whose deadline passed, after setting its status to
-``DEADLINE_EXCEEDED`` with the reason. The handler's ``next`` then raises and the stream's slot,
-thread and session-gate place are freed. So a client cannot hold a slot for free, and a peer
-that vanished without closing its connection is ended too (HTTP/2 keepalive catches the dead
-connection itself; see ``ops.grpc_server.keepalive_options``).
+A gRPC handler waits for the client's next message (a blocking ``next(request_iterator)`` in the
+threaded front, an awaited ``context.read()`` in the asyncio one); nothing inside it can notice
+that the message never comes. :class:`StreamWatch` keeps one deadline per open stream — the
+options must arrive within ``options_timeout_s``, then every message within ``idle_timeout_s`` of
+the last, and no session outlives ``max_session_s`` — and one thread that ends a stream whose
+deadline passed with the stream's own ``cancel`` callback: for a blocking handler
+:func:`cancel_context` (status ``DEADLINE_EXCEEDED`` with the reason, then ``context.cancel()``:
+its ``next`` raises); the asyncio front cancels the stream's task on its event loop. Either way
+the stream's slot and session-gate place are freed. So a client cannot hold a slot for free, and
+a peer that vanished without closing its connection is ended too (HTTP/2 keepalive catches the
+dead connection itself; see ``ops.grpc_server.keepalive_options``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +27,26 @@ import grpc
 
 @dataclass
 class Watched:
-    """One open stream: its context, its deadline (``time.monotonic``) and why it would end then."""
+    """One open stream: how to end it, its deadline (``time.monotonic``) and why it would end then."""
 
-    context: Any
+    cancel: Callable[[Watched], None]  #: called by the watch's thread once the deadline passed
     deadline: float
     reason: str
     expired: str = ""  #: set (to ``reason``) once the watch ended the stream
+    closed: bool = False  #: set by :meth:`StreamWatch.close` (the stream ended by itself)
     id: int = field(default=0)
+
+
+def cancel_context(context: Any) -> Callable[[Watched], None]:
+    """How the watch ends the stream of a blocking handler: status ``DEADLINE_EXCEEDED`` with the
+    reason, then ``context.cancel()`` (the handler's read raises)."""
+
+    def cancel(w: Watched) -> None:
+        context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+        context.set_details(w.reason)
+        context.cancel()
+
+    return cancel
 
 
 class StreamWatch:
@@ -45,8 +61,8 @@ class StreamWatch:
         self._thread = threading.Thread(target=self._loop, name="stream-watch", daemon=True)
         self._thread.start()
 
-    def open(self, context: Any, timeout_s: float, reason: str) -> Watched:
-        w = Watched(context, time.monotonic() + timeout_s, reason, id=next(self._ids))
+    def open(self, cancel: Callable[[Watched], None], timeout_s: float, reason: str) -> Watched:
+        w = Watched(cancel, time.monotonic() + timeout_s, reason, id=next(self._ids))
         with self._lock:
             self._open[w.id] = w
         return w
@@ -62,6 +78,7 @@ class StreamWatch:
     def close(self, w: Watched) -> None:
         with self._lock:
             self._open.pop(w.id, None)
+            w.closed = True
 
     @property
     def count(self) -> int:
@@ -81,8 +98,6 @@ class StreamWatch:
                     w.expired = w.reason
             for w in due:
                 try:
-                    w.context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
-                    w.context.set_details(w.reason)
-                    w.context.cancel()
+                    w.cancel(w)
                 except Exception:  # noqa: BLE001 - the RPC may have ended meanwhile
                     pass
