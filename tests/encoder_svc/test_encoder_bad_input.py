@@ -10,11 +10,9 @@ import time
 import grpc
 import numpy as np
 import pytest
-from svc_fixtures import piece_audio
+from svc_fixtures import piece_audio, serve_encoder
 
 from cli.client import requests, stream_audio
-from encoder_svc.server import EmbedderServicer, register
-from ops.grpc_server import build_server
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid import contract as C
@@ -135,13 +133,11 @@ def test_max_session_duration(make_stack):
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "maximum duration" in e.value.details()
 
 
-def test_bearer_token_and_max_message_size(make_stack, random_encoder):
+def test_bearer_token_and_max_message_size(make_stack, random_encoder, server_kind):
     stack = make_stack()
-    server, port = build_server(register(stack.identify, EmbedderServicer(random_encoder)), "127.0.0.1:0",
-                                token="s3cret", max_message_bytes=64 * 1024)  # fmt: skip
-    server.start()
+    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+                                 token="s3cret", max_message_bytes=64 * 1024)  # fmt: skip
     try:
-        addr = f"127.0.0.1:{port}"
         x = piece_audio(0, 1.0)
         with pytest.raises(grpc.RpcError) as e:
             list(stream_audio(addr, x, SR, speed=0))
@@ -158,7 +154,7 @@ def test_bearer_token_and_max_message_size(make_stack, random_encoder):
     assert C.SAMPLE_RATE == SR
 
 
-def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path):
+def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path, server_kind):
     import shutil
     import subprocess
 
@@ -169,14 +165,13 @@ def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path):
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)  # fmt: skip
     stack = make_stack()
-    server, port = build_server(register(stack.identify, EmbedderServicer(random_encoder)), "127.0.0.1:0",
-                                tls_cert=str(cert), tls_key=str(key))  # fmt: skip
-    server.start()
+    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+                                 tls_cert=str(cert), tls_key=str(key))  # fmt: skip
     try:
         x = piece_audio(2, 1.0)
-        assert list(stream_audio(f"127.0.0.1:{port}", x, SR, speed=0, tls_ca=cert))[-1].final
+        assert list(stream_audio(addr, x, SR, speed=0, tls_ca=cert))[-1].final
         with pytest.raises(grpc.RpcError) as e:  # plaintext against a TLS port
-            list(stream_audio(f"127.0.0.1:{port}", x, SR, speed=0, timeout=5))
+            list(stream_audio(addr, x, SR, speed=0, timeout=5))
         assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     finally:
         server.stop(None)

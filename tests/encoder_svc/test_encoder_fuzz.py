@@ -1,15 +1,18 @@
 """Hostile input on the client-facing Identify.Stream (RANDOMLY INITIALISED test model; hypothesis,
 bounded): random session options, random bytes as audio, malformed protobuf frames, and many
 sessions opened and dropped. Every stream must end with OK or a clear client-error status, the
-server must keep serving a good session, and no session stays admitted."""
+server must keep serving a good session, and no session stays admitted. Each runs on both fronts
+(threads, asyncio), and the two fronts end every fuzzed stream alike: same status and message,
+same updates."""
 
 from __future__ import annotations
 
 import grpc
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from svc_fixtures import piece_audio
+from svc_fixtures import piece_audio, serve_encoder
 
 from cli.client import stream_audio
 from proto.scoreid.v1 import scoreid_pb2 as pb
@@ -46,6 +49,64 @@ message = st.one_of(
 )
 stream = st.tuples(st.one_of(options.map(lambda o: pb.StreamRequest(options=o)), message),
                    st.lists(message, max_size=8)).map(lambda t: [t[0], *t[1]])  # fmt: skip
+#: a session that starts well: valid options, then music (0.25 s pieces of a test piece, float32 at
+#: 22.05 kHz) mixed with hostile messages
+MUSIC = piece_audio(2, 3.0)
+session = st.tuples(
+    st.builds(pb.SessionOptions, sample_rate=st.just(22050), encoding=st.just(pb.PCM_FLOAT32),
+              hop_seconds=st.sampled_from([0.0, 0.05, 0.5]), top_k=st.integers(0, 10)),
+    st.lists(st.one_of(st.integers(0, 11).map(lambda i: pb.StreamRequest(audio=pb.AudioChunk(
+        data=MUSIC[i * 5512 : (i + 1) * 5512].tobytes()))), message), max_size=12),
+).map(lambda t: [pb.StreamRequest(options=t[0]), *t[1]])  # fmt: skip
+
+
+def outcome(call_messages: list, address: str, raw: bool = False) -> tuple:
+    """How a stream ends as its client sees it: status, message, and each update's seq, final flag,
+    times and ranking (``raw``: ``call_messages`` are frames of bytes)."""
+    with grpc.insecure_channel(address) as ch:
+        call = (ch.stream_stream(METHOD, request_serializer=None, response_deserializer=None) if raw
+                else pbg.IdentifyStub(ch).Stream)  # fmt: skip
+        got: list = []
+        try:
+            for m in call(iter(call_messages), timeout=30):
+                got.append(m if raw else (m.seq, m.final, m.seconds, m.t_seconds, m.identity,
+                                          [(t.piece, round(t.votes, 6)) for t in m.top]))  # fmt: skip
+        except grpc.RpcError as e:
+            return e.code(), e.details(), got
+    return grpc.StatusCode.OK, "", got
+
+
+@pytest.mark.parametrize("server_kind", ["threads"])  # the stack's front; the asyncio one is served beside it
+def test_both_fronts_end_every_fuzzed_stream_alike(make_stack, random_encoder, server_kind):
+    stack = make_stack(max_chunk_seconds=1.0, ttl_s=5)
+    server, aio_address = serve_encoder("asyncio", stack.identify, random_encoder, workers=16)
+    try:
+
+        @settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @given(st.one_of(stream, session))
+        def one(msgs: list[pb.StreamRequest]) -> None:
+            assert outcome(msgs, stack.address) == outcome(msgs, aio_address), msgs[:2]
+
+        @settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @given(st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=4))
+        def frames(raw: list[bytes]) -> None:
+            assert outcome(raw, stack.address, raw=True) == outcome(raw, aio_address, raw=True), raw
+
+        one()
+        frames()
+        good = [pb.StreamRequest(options=pb.SessionOptions(sample_rate=22050, encoding=pb.PCM_FLOAT32))]
+        x = piece_audio(1, 3.0)
+        good += [
+            pb.StreamRequest(audio=pb.AudioChunk(data=x[s : s + 2205].tobytes()))
+            for s in range(0, len(x), 2205)
+        ]
+        threaded, asyncio = outcome(good, stack.address), outcome(good, aio_address)
+        assert (
+            threaded == asyncio and threaded[0] == grpc.StatusCode.OK and threaded[2][-1][-1][0][0] == "beta"
+        )
+    finally:
+        server.stop(None).wait(10)
+    assert stack.identify.gate.active == 0
 
 
 def end_status(call_messages: list[pb.StreamRequest], address: str) -> grpc.StatusCode:

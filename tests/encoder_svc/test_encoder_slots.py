@@ -13,13 +13,12 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from svc_fixtures import piece_audio
+from svc_fixtures import piece_audio, serve_encoder
 from svc_helpers import wait_for
 
 from cli.client import stream_audio
-from encoder_svc.server import EmbedderServicer, register
 from ops.config import client_tokens
-from ops.grpc_server import build_server, check_transport, keepalive_options
+from ops.grpc_server import check_transport, keepalive_options
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid.errors import UserError
@@ -91,14 +90,13 @@ def test_a_session_sending_audio_is_not_idle(make_stack):
     assert ups[-1].final and len(ups) >= 5
 
 
-def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_stack, random_encoder):
+def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_stack, random_encoder,
+                                                                               server_kind):  # fmt: skip
     stack = make_stack(max_pending_streams=4, options_timeout_s=3.0)
     # the server as encoder_svc builds it: RPC budget = sessions + pending + a reserve of 2
     rpcs = stack.identify.s.max_sessions + 4 + 2
-    server, port = build_server(register(stack.identify, EmbedderServicer(random_encoder)), "127.0.0.1:0",
-                                workers=rpcs, maximum_concurrent_rpcs=rpcs)  # fmt: skip
-    server.start()
-    addr = f"127.0.0.1:{port}"
+    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+                                 workers=rpcs, maximum_concurrent_rpcs=rpcs)  # fmt: skip
     release = threading.Event()
     held = [held_stream(addr, [], release) for _ in range(4)]
     try:
@@ -127,17 +125,16 @@ def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_s
         server.stop(None)
 
 
-def test_named_clients_have_their_own_session_cap_from_one_address(make_stack, random_encoder, tmp_path):
+def test_named_clients_have_their_own_session_cap_from_one_address(make_stack, random_encoder, tmp_path,
+                                                                  server_kind):  # fmt: skip
     f = tmp_path / "clients.yaml"
     f.write_text("alice: alice-token-0123456789\nbob: bob-token-0123456789ab\n")
     f.chmod(0o600)
     clients = client_tokens({"token": "", "clients_file": str(f)})
     assert clients == {"alice-token-0123456789": "alice", "bob-token-0123456789ab": "bob"}
     stack = make_stack(max_sessions_per_client=1, clients=clients)
-    server, port = build_server(register(stack.identify, EmbedderServicer(random_encoder)), "127.0.0.1:0",
-                                token=list(clients))  # fmt: skip
-    server.start()
-    addr = f"127.0.0.1:{port}"
+    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+                                 token=list(clients))  # fmt: skip
     release = threading.Event()
     ch, alice = held_stream(addr, [options(), pb.StreamRequest(audio=pb.AudioChunk(data=CHUNK))], release,
                             token="alice-token-0123456789")  # fmt: skip
