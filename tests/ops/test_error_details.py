@@ -52,3 +52,57 @@ def test_a_failing_service_tells_the_caller_nothing_of_its_files(redis_server, t
             assert health.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         server.stop(None)
+
+
+def test_the_asyncio_server_shields_authenticates_and_stops_gracefully(tmp_path, caplog):
+    """``build_server(server="asyncio")``: the same bearer token check (health open), an unhandled
+    exception is INTERNAL with the fixed message (logged in full), and ``stop(grace)`` lets a call
+    in flight finish."""
+    import asyncio
+    import threading
+    import time
+
+    from ops.grpc_server import add_standard_services_aio
+
+    async def get(request, context):  # an error no handler turned into a status
+        raise RuntimeError(f"failed reading {tmp_path}/secret-place/state.bin")
+
+    async def close(request, context):  # slow: still running when the server is told to stop
+        await asyncio.sleep(0.5)
+        return pb.CloseResponse(existed=True)
+
+    def unary(fn, request, response):
+        return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=request.FromString,
+                                                   response_serializer=response.SerializeToString)  # fmt: skip
+
+    def register_(server):
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("scoreid.v1.Aggregator", {
+            "Get": unary(get, pb.GetRequest, pb.VoteResponse),
+            "Close": unary(close, pb.CloseRequest, pb.CloseResponse)})])  # fmt: skip
+        return add_standard_services_aio(server, ["scoreid.v1.Aggregator"])
+
+    server, port = build_server(register_, "127.0.0.1:0", token="s3cret-token-0123", service="aggregator",
+                                server="asyncio")  # fmt: skip
+    server.start()
+    auth = [("authorization", "Bearer s3cret-token-0123")]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = pbg.AggregatorStub(ch)
+        health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Get(pb.GetRequest(session_id="s"))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with caplog.at_level("ERROR"), pytest.raises(grpc.RpcError) as e:
+            stub.Get(pb.GetRequest(session_id="s"), metadata=auth)
+        assert e.value.code() == grpc.StatusCode.INTERNAL and "secret-place" not in e.value.details()
+        assert "internal error in the aggregator service" in e.value.details()
+        assert any("secret-place" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+        got: list = []
+        t = threading.Thread(
+            target=lambda: got.append(stub.Close(pb.CloseRequest(), metadata=auth, timeout=10))
+        )
+        t.start()
+        time.sleep(0.2)
+        assert server.stop(grace=5).wait(10)  # the loop's thread has ended ...
+        t.join(10)
+    assert got and got[0].existed  # ... after the call in flight finished

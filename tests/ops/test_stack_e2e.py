@@ -4,7 +4,8 @@ processes, clients streaming over gRPC, compared with the offline ``scoreid iden
 - With a RANDOMLY INITIALISED model exported in the test (``random_model``, never shipped): three
   concurrent clients get an update every hop and exactly the offline ranking (pieces and decayed
   votes) at the end — the services run the same path as the offline identifier; admin ingestion,
-  metrics endpoint and `down` are checked on the same stack.
+  metrics endpoint and `down` are checked on the same stack. The same three clients get the same
+  answers from the encoder's asyncio front (``encoder.server: asyncio``).
 - With the shipped trained model ``models/default`` (skipped, saying so, while it is absent): three
   concurrent clients stream performances of three different pieces and get the right top-1 within
   10 s of audio, and the same final top-1 as offline.
@@ -48,9 +49,9 @@ def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT)  # fmt: skip
 
 
-def stack_config(tmp: Path, lib: Path, model: Path) -> Path:
+def stack_config(tmp: Path, lib: Path, model: Path, **encoder: object) -> Path:
     cfg = loopback_config(tmp / "state", model, {"test": lib}, aggregator={"session_ttl_s": 30},
-                          encoder={"max_wait_ms": 3.0})  # fmt: skip
+                          encoder={"max_wait_ms": 3.0, **encoder})  # fmt: skip
     path = tmp / "scoreid.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -92,6 +93,34 @@ def offline(lib: Path, model: Path, wav: Path) -> list[dict]:
     return [json.loads(s) for s in r.stdout.splitlines()]
 
 
+def recordings(tmp_path: Path) -> list[Path]:
+    """Three clients' files: tones at 22.05 and 44.1 kHz, and 8 s of the committed recording at 16 kHz."""
+    wavs = []
+    for i, sr in enumerate((22050, 44100)):
+        wavs.append(tmp_path / f"rec{i}.wav")
+        sf.write(wavs[-1], tones(6.0, sr, seed=10 + i), sr)
+    wavs.append(tmp_path / "rec2.flac")  # 8 s of the committed recording, at 16 kHz
+    x, sr = sf.read(RECORDING, dtype="float32")
+    sf.write(wavs[-1], resample(x[: 8 * sr], sr, 16000), 16000)
+    return wavs
+
+
+def assert_as_offline(online: dict[Path, list[dict]], lib: Path, model: Path) -> None:
+    """Each stream got an update after every hop and, at the end, the offline ranking and votes."""
+    for wav, got in online.items():
+        want = offline(lib, model, wav)
+        hops = [d for d in got if not d.get("final")]
+        ts = [d["t"] for d in got]
+        if len(ts) > 1 and ts[-1] == ts[-2]:
+            ts.pop()  # the final answer repeated when the audio ended exactly on a hop
+        assert ts == [d["t"] for d in want[:-1]], "an update after every hop, as offline"
+        assert hops and got[-1]["final"]
+        g = [(e["piece"], e["votes"]) for e in got[-1]["top"]]
+        w = [(e["piece"], e["votes"]) for e in want[-1]["top"]][: len(g)]
+        assert [p for p, _ in g] == [p for p, _ in w], (g, w)
+        assert np.allclose([v for _, v in g], [v for _, v in w], atol=2e-3)
+
+
 @pytest.fixture(scope="module")
 def random_lib(tmp_path_factory, sheets_dir, random_model) -> Path:
     out = tmp_path_factory.mktemp("lib") / "lib"
@@ -111,26 +140,9 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
     try:
         again = cli("up", "--config", cfg)
         assert again.returncode == 2 and "already running" in again.stderr
-        wavs = []
-        for i, sr in enumerate((22050, 44100)):
-            wavs.append(tmp_path / f"rec{i}.wav")
-            sf.write(wavs[-1], tones(6.0, sr, seed=10 + i), sr)
-        wavs.append(tmp_path / "rec2.flac")  # 8 s of the committed recording, at 16 kHz
-        x, sr = sf.read(RECORDING, dtype="float32")
-        sf.write(wavs[-1], resample(x[: 8 * sr], sr, 16000), 16000)
+        wavs = recordings(tmp_path)
         online = stream_concurrently(address, wavs, speed=4.0)
-        for wav in wavs:
-            got, want = online[wav], offline(random_lib, random_model, wav)
-            hops = [d for d in got if not d.get("final")]
-            ts = [d["t"] for d in got]
-            if len(ts) > 1 and ts[-1] == ts[-2]:
-                ts.pop()  # the final answer repeated when the audio ended exactly on a hop
-            assert ts == [d["t"] for d in want[:-1]], "an update after every hop, as offline"
-            assert hops and got[-1]["final"]
-            g = [(e["piece"], e["votes"]) for e in got[-1]["top"]]
-            w = [(e["piece"], e["votes"]) for e in want[-1]["top"]][: len(g)]
-            assert [p for p, _ in g] == [p for p, _ in w], (g, w)
-            assert np.allclose([v for _, v in g], [v for _, v in w], atol=2e-3)
+        assert_as_offline(online, random_lib, random_model)
         # the command-line client: one final line per file, same answer
         r = subprocess.run([sys.executable, "-m", "cli.client", address, str(wavs[0]), "--speed", "0", "--final-only"],
                            capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
@@ -175,6 +187,38 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
     assert "encoder" in down.stdout and "redis" in down.stdout
     with pytest.raises(UserError, match="UNAVAILABLE"):
         list(identify_files(address, [str(wavs[0])], speed=0))
+
+
+def test_random_model_asyncio_front_three_clients_match_offline(tmp_path, random_lib, random_model):
+    """``encoder.server: asyncio``: the same three clients get the same answers as offline (and as
+    the threaded front above); bad input gets the same status; metrics, log lines and `down` work."""
+    cfg = stack_config(tmp_path, random_lib, random_model, server="asyncio")
+    up = cli("up", "--config", cfg)
+    assert up.returncode == 0, up.stderr
+    address = up.stdout.strip()
+    conf = yaml.safe_load(cfg.read_text())
+    try:
+        wavs = recordings(tmp_path)
+        online = stream_concurrently(address, wavs, speed=4.0)
+        assert_as_offline(online, random_lib, random_model)
+        audio_first = [pb.StreamRequest(audio=pb.AudioChunk(data=b"x"))]
+        with grpc.insecure_channel(address) as ch, pytest.raises(grpc.RpcError) as e:
+            list(pbg.IdentifyStub(ch).Stream(iter(audio_first), timeout=30))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SessionOptions" in e.value.details()
+        metrics = f"http://127.0.0.1:{conf['encoder']['metrics_port']}/metrics"
+        text = urllib.request.urlopen(metrics, timeout=5).read().decode()
+        assert 'stage="encode"' in text and 'stage="spectrogram"' in text
+        assert 'scoreid_errors_total{code="INVALID_ARGUMENT",service="encoder"} 1.0' in text
+        assert 'scoreid_sessions_total{service="encoder"} 3.0' in text
+    finally:
+        down = cli("down", "--config", cfg)
+    assert down.returncode == 0, down.stderr
+    log = [json.loads(line) for line in (tmp_path / "state" / "logs" / "encoder.log").read_text().splitlines()
+           if line.startswith("{")]  # fmt: skip
+    events = [r["msg"] for r in log]
+    assert events.count("session start") == 3 and events.count("session end") == 3
+    assert next(r for r in log if r["msg"] == "listening")["server"] == "asyncio"
+    assert [r["code"] for r in log if r["msg"] == "stream error"] == ["INVALID_ARGUMENT"]
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").is_file(),
