@@ -148,10 +148,11 @@ class AsyncEmbedder(pbg.EmbedderServicer):
     async def EmbedBatch(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbedResponse:
-        out = await asyncio.get_running_loop().run_in_executor(None, self.embedder.respond, request)
-        if isinstance(out, StreamAbort):
-            await context.abort(out.code, out.message)
-        return out
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self.embedder.respond, request)
+        except StreamAbort as e:
+            await context.abort(e.code, e.message)
+            raise  # not reached: abort raises
 
 
 def register(identify: IdentifyServicer, embedder: EmbedderServicer) -> Callable[[Any], Any]:

@@ -626,21 +626,22 @@ class EmbedderServicer(pbg.EmbedderServicer):
         self.encoder = encoder
         self.name = name
 
-    def respond(self, request: pb.EmbedRequest) -> pb.EmbedResponse | StreamAbort:
-        """The embeddings, or the status for an input of the wrong shape (both fronts send it)."""
+    def respond(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
+        """The embeddings; :class:`StreamAbort` for an input of the wrong shape (both fronts send it)."""
         try:
             x = from_tensor(request.audio)
             emb = self.encoder.embed_audio(x)
         except ValueError as e:  # ContractError is a ValueError: wrong shape
             ERRORS.labels(SERVICE, "INVALID_ARGUMENT").inc()
-            return StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
         return pb.EmbedResponse(embeddings=to_tensor(emb), model=self.name)
 
     def EmbedBatch(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedResponse:
-        out = self.respond(request)
-        if isinstance(out, StreamAbort):
-            context.abort(out.code, out.message)
-        return out
+        try:
+            return self.respond(request)
+        except StreamAbort as e:
+            context.abort(e.code, e.message)
+            raise  # not reached: abort raises
 
 
 def register(identify: IdentifyServicer, embedder: EmbedderServicer) -> Any:
