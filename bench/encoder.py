@@ -58,6 +58,7 @@ from torch import nn  # noqa: E402
 from scoreid import contract as C  # noqa: E402
 from scoreid.inference import ort_session_options  # noqa: E402
 from scoreid.models import AudioEmbedder, CrossModalNet, SheetEmbedder  # noqa: E402
+from scoreid.models.encoders import multiply_adds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,22 +77,7 @@ def best_rate(fn: Callable[[], object], items: int, min_time: float) -> float:
 
 def model_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
     """FLOPs (2 x MACs) of the Conv2d and Linear layers of ``module`` for one input of ``shape``."""
-    total = 0
-
-    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-            total += 2 * out.numel() * k
-        elif isinstance(m, nn.Linear):
-            total += 2 * out.numel() * m.in_features
-
-    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.inference_mode():
-        module(torch.zeros((1, *shape)))
-    for h in hooks:
-        h.remove()
-    return total
+    return 2 * multiply_adds(module, shape)
 
 
 def ort_matmul(n: int, threads: int) -> ort.InferenceSession:
