@@ -18,6 +18,18 @@ In one run, on this machine:
 - the streaming front end: the incremental spectrogram's cost per hop (0.5 s) per stream at
   22.05 kHz, and with resampling from 44.1 kHz.
 
+``--audio-archs FILTERS[:STEM] ...`` instead times only audio encoders of the given architectures
+(:mod:`scoreid.models.encoders`: filters per block, stem ``full`` or ``stride2``; the first one is
+the reference of the ``vs first`` column), e.g. the default beside distilled students::
+
+    python bench/encoder.py --threads 1 --batches 64 --audio-archs 24,48,96,96 12,24,48,48 \
+        12,24,48,48:stride2 --out /tmp/encoder-archs-1t.json
+
+each randomly initialised, exported to ONNX and statically quantised to int8 (calibrated on
+synthetic inputs), run by ONNX Runtime with the serving session options: windows/s at each batch
+size, multiply-adds per window, and the streams that rate serves at 2 windows/s per stream (a
+0.5 s hop). The JSON names the CPU and the load average at the start and the end.
+
 The model is a randomly initialised :class:`scoreid.models.CrossModalNet` exported with
 ``trainer.export.export_model`` into a temporary directory (a benchmark fixture, never shipped;
 the cost of inference does not depend on the weights). Every configuration is timed in
@@ -50,6 +62,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", str(_pre.parse_known_args()[0].thr
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
@@ -58,6 +71,7 @@ from torch import nn  # noqa: E402
 from scoreid import contract as C  # noqa: E402
 from scoreid.inference import ort_session_options  # noqa: E402
 from scoreid.models import AudioEmbedder, CrossModalNet, SheetEmbedder  # noqa: E402
+from scoreid.models.encoders import STEM, multiply_adds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,22 +90,7 @@ def best_rate(fn: Callable[[], object], items: int, min_time: float) -> float:
 
 def model_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
     """FLOPs (2 x MACs) of the Conv2d and Linear layers of ``module`` for one input of ``shape``."""
-    total = 0
-
-    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-            total += 2 * out.numel() * k
-        elif isinstance(m, nn.Linear):
-            total += 2 * out.numel() * m.in_features
-
-    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.inference_mode():
-        module(torch.zeros((1, *shape)))
-    for h in hooks:
-        h.remove()
-    return total
+    return 2 * multiply_adds(module, shape)
 
 
 def ort_matmul(n: int, threads: int) -> ort.InferenceSession:
@@ -155,6 +154,75 @@ def spectrogram_cost(min_time: float) -> dict[str, float]:
     return res
 
 
+def parse_arch(spec: str) -> tuple[tuple[int, ...], str]:
+    """``12,24,48,48:stride2`` -> ((12, 24, 48, 48), "stride2"); the stem defaults to ``full``."""
+    filters, _, stem = spec.partition(":")
+    return tuple(int(f) for f in filters.split(",")), stem or STEM
+
+
+def architectures(args: argparse.Namespace) -> int:
+    """``--audio-archs``: windows/s of each audio architecture's ONNX encoder, fp32 and int8."""
+    from report import cpu_name
+
+    from trainer.export import export_onnx, quantize_int8, random_inputs
+
+    load_start = os.getloadavg()[0]
+    shape = (1, C.N_BINS, C.AUDIO_WINDOW_FRAMES)
+    calib, _ = random_inputs(C.AUDIO_WINDOW_FRAMES, n=64)
+    tmp = tempfile.TemporaryDirectory(prefix="scoreid-bench-archs-")
+    rng = np.random.default_rng(0)
+    inputs = {b: np.abs(rng.normal(0, 0.5, (b, *shape))).astype(np.float32) for b in args.batches}
+    runners: dict[tuple[str, str, int], Callable[[], object]] = {}
+    macs: dict[str, int] = {}
+    for i, spec in enumerate(args.audio_archs):
+        filters, stem = parse_arch(spec)
+        net = CrossModalNet(audio_filters=filters, audio_stem=stem).eval()
+        name = f"{','.join(map(str, filters))}:{stem}"
+        macs[name] = multiply_adds(net.audio_encoder, shape)
+        fp32 = export_onnx(
+            AudioEmbedder(net).eval(), torch.zeros((2, *shape)), Path(tmp.name, f"{i}.onnx"), "spec"
+        )
+        int8 = quantize_int8(fp32, Path(tmp.name, f"{i}.int8.onnx"), "spec", calib)
+        for prec, path in (("fp32", fp32), ("int8", int8)):
+            s = ort.InferenceSession(
+                str(path), ort_session_options(args.threads), providers=["CPUExecutionProvider"]
+            )
+            for b, x in inputs.items():
+                runners[(name, prec, b)] = lambda s=s, x=x: s.run(None, {"spec": x})
+    rates: dict[tuple[str, str, int], float] = {}
+    for r in range(args.rounds):
+        for key, fn in runners.items():
+            rates[key] = max(rates.get(key, 0.0), best_rate(fn, key[2], args.min_time))
+        print(f"round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+    base = next(iter(macs))
+    rows = [{"architecture": a, "precision": prec, "batch": b, "threads": args.threads,
+             "mmac_per_window": round(macs[a] / 1e6, 1), "windows_per_s": round(rate, 1),
+             "streams_at_2_windows_per_s": round(rate / 2, 1),
+             "vs_first": round(rate / rates[(base, prec, b)], 2)}
+            for (a, prec, b), rate in rates.items()]  # fmt: skip
+    print(f"\n{'architecture':<22}{'prec':<6}{'batch':>6}{'MMAC/win':>10}{'win/s':>9}{'streams':>9}"
+          f"{'vs first':>9}")  # fmt: skip
+    for row in rows:
+        print(f"{row['architecture']:<22}{row['precision']:<6}{row['batch']:>6}{row['mmac_per_window']:>10.1f}"
+              f"{row['windows_per_s']:>9.1f}{row['streams_at_2_windows_per_s']:>9.1f}"
+              f"{row['vs_first']:>8.2f}x")  # fmt: skip
+    result = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_name(),
+        "load_average": {"start": round(load_start, 1), "end": round(os.getloadavg()[0], 1)},
+        "command": "python bench/encoder.py " + " ".join(args.argv),
+        "threads": args.threads,
+        "onnxruntime": ort.__version__,
+        "weights": "random (untrained): the cost does not depend on them",
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+    tmp.cleanup()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="threads for torch, ORT and the FLOP/s probes")
@@ -164,9 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "encoder.json")
     p.add_argument("--int8", type=Path, default=RESULTS.parents[1] / "models" / "default" / "audio.int8.onnx",
                    help="int8 audio encoder to time as ort-int8 (skipped when the file is missing)")  # fmt: skip
+    p.add_argument("--audio-archs", nargs="+", default=None, metavar="FILTERS[:STEM]",
+                   help="instead: time only these audio encoders (e.g. 24,48,96,96 12,24,48,48:stride2), "
+                        "ONNX Runtime fp32 and int8, randomly initialised")  # fmt: skip
     args = p.parse_args(argv)
+    args.argv = argv if argv is not None else sys.argv[1:]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.audio_archs:
+        return architectures(args)
     from trainer.export import export_model
 
     net = CrossModalNet().eval()

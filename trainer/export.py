@@ -21,7 +21,8 @@ Writes into ``out_dir``:
   its embeddings are compared with torch's by cosine similarity and it is kept only when the mean
   is >= ``int8_min_cos`` (default ``INT8_MIN_COS``; otherwise left out with a message);
   the retrieval cost of the quantisation is measured by ``trainer/run.py eval --precision int8``;
-- ``manifest.json``: format, feature contract, files, inputs/output, training info.
+- ``manifest.json``: format, feature contract, files, inputs/output, training info (with
+  ``architecture``, the network's config: audio frames, dimension, audio filters and stem).
 
 Every ONNX file is checked against torch on the parity inputs (real corpus excerpts when given):
 the max abs difference is printed and must be <= ``PARITY_TOL`` (1e-4); TensorRT plans are
@@ -240,6 +241,7 @@ def export_model(
         log("TensorRT plans skipped (--no-tensorrt)")
 
     info = dict(training)
+    info["architecture"] = net.config  # the audio encoder's filters and stem (a distilled student's)
     info["parity_max_abs_diff"] = parity
     info["parity_inputs"] = what
     manifest = make_manifest(contract, files, info)

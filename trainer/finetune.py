@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,14 @@ from trainer.data import PairSet, context_frames, open_corpus
 from trainer.loop import Method, Schedule, Stage, fit, optimise, start
 from trainer.losses import TAU_FINETUNE, contrastive_loss, ranking_loss
 from trainer.metrics import both_directions
-from trainer.presets import FinetuneConfig
+from trainer.presets import DistillConfig, FinetuneConfig
 from trainer.pretrain import load_encoder
 
 
 class PairBatches:
-    """Augmented training batches of aligned pairs."""
+    """Augmented training batches of aligned pairs (fine-tuning's, and distillation's alike)."""
 
-    def __init__(self, cfg: FinetuneConfig, pairs: PairSet):
+    def __init__(self, cfg: FinetuneConfig | DistillConfig, pairs: PairSet):
         self.cfg, self.pairs = cfg, pairs
         self.width = context_frames(cfg.audio_frames, cfg.context_factor)
         audio_aug: nn.Module = AudioFinetuneAugment(cfg.audio_frames)
@@ -83,6 +84,32 @@ class PairBatches:
         return channels_last(self.audio_aug(audio).to(device)), channels_last(
             self.sheet_aug(sheet).to(device)
         )
+
+
+@dataclass
+class PairData:
+    """A run's pairs: training batches, the valid split and its evenly sampled validation pairs."""
+
+    train: PairSet
+    valid: PairSet
+    val_idx: np.ndarray
+    batches: PairBatches
+
+    @classmethod
+    def load(
+        cls,
+        cfg: FinetuneConfig | DistillConfig,
+        corpus_dir: str | Path,
+        title: str,
+        log: Callable[[str], None],
+    ) -> PairData:
+        corpus = open_corpus(corpus_dir)
+        train = PairSet.from_corpus(corpus, "train", "same").require("the train split")
+        valid = PairSet.from_corpus(corpus, "valid", "same").require("the valid split")
+        val_idx = valid.evenly(cfg.val_size)
+        log(f"{title}: {len(train)} training pairs ({len(train.piece_ids)} pieces), "
+            f"{len(val_idx)} validation pairs")  # fmt: skip
+        return cls(train, valid, val_idx, PairBatches(cfg, train))
 
 
 def load_finetuned(path: str | Path, audio_frames: int) -> CrossModalNet:
@@ -128,7 +155,11 @@ def embed_pairs(
 def validate(
     net: CrossModalNet, pairs: PairSet, idx: np.ndarray, frames: int, device: torch.device
 ) -> dict[str, float]:
-    a, s = embed_pairs(net, pairs, idx, frames, device)
+    return retrieval_metrics(*embed_pairs(net, pairs, idx, frames, device))
+
+
+def retrieval_metrics(a: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    """The validation columns of paired audio and sheet embeddings (audio->sheet MRR drives training)."""
     res = both_directions(a, s)
     a2s, s2a = res["audio_to_sheet"], res["sheet_to_audio"]
     return {"val_MRR": a2s["MRR"], "val_R@1": a2s["R@1"], "val_R@10": a2s["R@10"], "val_MRR_s2a": s2a["MRR"]}
@@ -144,36 +175,49 @@ def refit_cca(net: CrossModalNet, pairs: PairSet, n: int, frames: int, device: t
 
 class Finetuning(Method):
     """Pairs through the cross-modal network; validated on evenly sampled valid pairs (audio->sheet
-    MRR); saves ``best.pt``; each refinement round restarts from it."""
+    MRR); saves ``best.pt``; each refinement round restarts from it.
 
-    model: CrossModalNet
+    ``net`` is the :class:`CrossModalNet` that is validated and saved; here it is also the trained
+    ``model`` (:class:`trainer.distill.Distillation` trains a wrapper of it)."""
+
+    model: nn.Module
     metric_label = "val a2s MRR"
 
     def __init__(
-        self, cfg: FinetuneConfig, net: CrossModalNet, batches: PairBatches, valid: PairSet,
-        val_idx: np.ndarray, out: Path, device: torch.device, rank: int, log: Callable[[str], None],
+        self, cfg: FinetuneConfig | DistillConfig, net: CrossModalNet, data: PairData, out: Path,
+        device: torch.device, rank: int, log: Callable[[str], None],
     ):  # fmt: skip
-        self.cfg, self.model, self.batches, self.valid, self.val_idx = cfg, net, batches, valid, val_idx
+        self.cfg, self.model, self.net, self.data = cfg, net, net, data
         self.out, self.device, self.rank, self.log = out, device, rank, log
 
     def step(self, model: nn.Module, opt: torch.optim.Optimizer, n: int, rng: np.random.Generator) -> float:
-        audio, sheet = self.batches(n, rng, self.device)
+        audio, sheet = self.data.batches(n, rng, self.device)
         c = self.cfg
+        assert isinstance(c, FinetuneConfig)
         return train_step(model, opt, audio, sheet, c.margin, c.loss, c.tau, c.cca_in_training)
 
     def validate(self) -> dict[str, float]:
-        return validate(self.model, self.valid, self.val_idx, self.cfg.audio_frames, self.device)
+        return validate(self.net, self.data.valid, self.data.val_idx, self.cfg.audio_frames, self.device)
 
     def save_best(self, epoch: int, metric: float) -> None:
-        save_checkpoint(self.model, self.out / "best.pt", {"epoch": epoch, "val_MRR": metric})
+        save_checkpoint(self.net, self.out / "best.pt", {"epoch": epoch, "val_MRR": metric})
 
     def restart(self, stage: int, lr: float, best: float) -> None:
         """A refinement round: back to the best checkpoint (the loop lowers the LR)."""
-        self.model.load_state_dict(
-            load_checkpoint(self.out / "best.pt", map_location=self.device).state_dict()
-        )
+        self.net.load_state_dict(load_checkpoint(self.out / "best.pt", map_location=self.device).state_dict())
         if self.rank == 0:
             self.log(f"refinement round {stage}: from best (val MRR {best:.4f}), lr {lr:.2g}")
+
+
+def staged_schedule(cfg: FinetuneConfig | DistillConfig, title: str) -> Schedule:
+    """The main stage, then ``cfg.refine_rounds`` refinement rounds at LR x ``refine_lr_factor`` ** round."""
+    stages = [Stage(f"{title} main", cfg.lr, cfg.max_epochs, cfg.early_stop, cfg.time_budget_s)]
+    stages += [
+        Stage(f"{title} refine {r}", cfg.lr * cfg.refine_lr_factor**r, cfg.refine_max_epochs,
+              cfg.refine_early_stop, cfg.refine_budget_s)
+        for r in range(1, cfg.refine_rounds + 1)
+    ]  # fmt: skip
+    return Schedule(stages, cfg.batch, cfg.samples_per_epoch, cfg.lr_patience, cfg.weight_decay, staged=True)
 
 
 def run(
@@ -192,14 +236,8 @@ def run(
     """Fine-tune (+ refinement rounds + CCA refit); returns the summary written to summary.json."""
     out = Path(out_dir)
     device, rank, rng = start(seed, device_name)
-    corpus = open_corpus(corpus_dir)
-    train = PairSet.from_corpus(corpus, "train", "same").require("the train split")
-    valid = PairSet.from_corpus(corpus, "valid", "same").require("the valid split")
-    val_idx = valid.evenly(cfg.val_size)
-    batches = PairBatches(cfg, train)
-    log(
-        f"finetune: {len(train)} training pairs ({len(train.piece_ids)} pieces), {len(val_idx)} validation pairs"
-    )
+    data = PairData.load(cfg, corpus_dir, "finetune", log)
+    train, valid, val_idx = data.train, data.valid, data.val_idx
 
     net = CrossModalNet(audio_frames=cfg.audio_frames).to(device)
     net = net.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
@@ -208,20 +246,15 @@ def run(
     if init_sheet:
         net.sheet_encoder.load_state_dict(load_encoder(init_sheet, "sheet", cfg.audio_frames))
     if init_model:
-        net.load_state_dict(load_finetuned(init_model, cfg.audio_frames).state_dict())
+        warm = load_finetuned(init_model, cfg.audio_frames)
+        if warm.config != net.config:  # another audio architecture (a distilled student): train that one
+            net = CrossModalNet.from_config(warm.config).to(device).to(memory_format=torch.channels_last)
+        net.load_state_dict(warm.state_dict())
     config = {"title": "finetune", "seed": seed, "corpus": str(corpus_dir), "preset": preset,
               "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
               "init_model": str(init_model or ""), "train_pairs": len(train), "val_pairs": len(val_idx), **dataclasses.asdict(cfg)}  # fmt: skip
-    stages = [Stage("finetune main", cfg.lr, cfg.max_epochs, cfg.early_stop, cfg.time_budget_s)]
-    stages += [
-        Stage(f"finetune refine {r}", cfg.lr * cfg.refine_lr_factor**r, cfg.refine_max_epochs,
-              cfg.refine_early_stop, cfg.refine_budget_s)
-        for r in range(1, cfg.refine_rounds + 1)
-    ]  # fmt: skip
-    schedule = Schedule(
-        stages, cfg.batch, cfg.samples_per_epoch, cfg.lr_patience, cfg.weight_decay, staged=True
-    )
-    method = Finetuning(cfg, net, batches, valid, val_idx, out, device, rank, log)
+    schedule = staged_schedule(cfg, "finetune")
+    method = Finetuning(cfg, net, data, out, device, rank, log)
     done = fit(method, schedule, out, config, rng, device, resume=resume, log=log)
     best = done.best
 

@@ -16,6 +16,22 @@
   window among the batch's, and each window its excerpt (cross-entropy both ways). Every negative
   is weighted by how close it comes (softmax), so the hard ones dominate the gradient; the hinge
   above weighs all violating negatives alike.
+- :func:`distill_loss` (a student audio encoder, :mod:`trainer.distill`): keeps the student in the
+  teacher's embedding space, where the library's sheet embeddings are::
+
+      L = COS_WEIGHT * mean_i (1 - s(a_i, t_i)) + NCE_WEIGHT * InfoNCE(a, b; tau)
+
+  with ``a`` the student's audio embeddings, ``t`` the teacher's of the same (augmented) excerpts
+  and ``b`` the teacher's sheet embeddings of the batch's windows (both fixed targets). The first
+  term is the distillation proper: the student should answer what the teacher answers, so that
+  neighbour search, vote temperature and calibration, tuned on the teacher's similarities, carry
+  over. The second is the fine-tuning objective against the fixed sheet embeddings: it weights the
+  batch's hard negatives, which a mean cosine gap treats like easy ones. Weights 1 and 0.1: at
+  tau 0.1 the InfoNCE gradient with respect to one embedding is of the order of 1 / tau = 10
+  times the cosine term's (the softmax-weighted sheet embeddings minus the positive, over tau,
+  against the teacher's unit vector), so 0.1 puts both on one scale early in training, and the cosine term
+  dominates once the student is close to the teacher and the softmax concentrates on the
+  positive. Neither weight is tuned by a measurement yet; both are options of ``distill``.
 """
 
 from __future__ import annotations
@@ -52,6 +68,27 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, tau: float = TAU_FINETUNE
     logits = a @ b.T / tau
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+COS_WEIGHT = 1.0  #: distillation: weight of the student-teacher cosine gap
+NCE_WEIGHT = 0.1  #: distillation: weight of InfoNCE against the teacher's sheet embeddings
+
+
+def distill_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    sheet: torch.Tensor,
+    tau: float = TAU_FINETUNE,
+    cos_weight: float = COS_WEIGHT,
+    nce_weight: float = NCE_WEIGHT,
+) -> torch.Tensor:
+    """Distillation loss of the student's L2-normalised audio embeddings (N, d) against the
+    teacher's audio (``teacher``) and sheet (``sheet``) embeddings of the same pairs."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"student and teacher embeddings differ in shape: {tuple(student.shape)} "
+                         f"and {tuple(teacher.shape)}")  # fmt: skip
+    gap = (1.0 - (student * teacher).sum(dim=1)).mean()
+    return cos_weight * gap + nce_weight * contrastive_loss(student, sheet, tau)
 
 
 def ranking_loss(a: torch.Tensor, b: torch.Tensor, margin: float = MARGIN) -> torch.Tensor:

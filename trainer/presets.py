@@ -21,6 +21,12 @@
   refinement rounds at LR x 0.5 from the best checkpoint; CCA refit on 25 000 training pairs.
   Works under ``torchrun`` (DDP).
 
+Distillation (``distill``, :mod:`trainer.distill`): a smaller audio encoder learns the shipped
+network's audio embedding. Each preset distils on its own fine-tuning schedule (batch, LR,
+epochs, patience, refinement rounds, budgets, validation pairs, augmentation) with the loss
+weights of :mod:`trainer.losses` (``distill_loss``). The student's architecture (``filters``,
+``stem``) is part of the config: 12 / 24 / 48 / 48 filters with the paper's first block by default.
+
 Early stopping: a stage ends after ``early_stop`` epochs without a better validation metric.
 """
 
@@ -32,7 +38,7 @@ from typing import Any
 
 from scoreid import contract as C
 from scoreid.errors import UserError
-from trainer.losses import MARGIN, TAU_AUDIO, TAU_FINETUNE, TAU_SHEET
+from trainer.losses import COS_WEIGHT, MARGIN, NCE_WEIGHT, TAU_AUDIO, TAU_FINETUNE, TAU_SHEET
 
 
 @dataclass
@@ -53,7 +59,10 @@ class PretrainConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class PairSchedule:
+    """The schedule of a run on aligned pairs (fine-tuning, distillation): a main stage, then
+    refinement rounds from the best checkpoint (:func:`trainer.finetune.staged_schedule`)."""
+
     batch: int
     lr: float
     samples_per_epoch: int
@@ -64,6 +73,10 @@ class FinetuneConfig:
     refine_rounds: int  #: rounds restarting from the best checkpoint with LR x refine_lr_factor
     refine_max_epochs: int
     refine_early_stop: int
+
+
+@dataclass
+class FinetuneConfig(PairSchedule):
     cca_refit_pairs: int  #: training pairs the CCA layer is refitted on after training
     margin: float = MARGIN
     loss: str = "hinge"  #: "hinge" (the paper's ranking loss) or "contrastive" (InfoNCE, trainer.losses)
@@ -79,6 +92,33 @@ class FinetuneConfig:
     refine_budget_s: float | None = None  #: per refinement round
     augment: str = "paper"  #: "paper" (REFERENCE's fine-tuning augmentation) or "world" (also scans,
     #: phone photos, rooms, microphones and noise: trainer.augment SheetScanAugment/AudioWorldAugment)
+
+
+@dataclass
+class DistillConfig(PairSchedule):
+    """A student audio encoder trained to the teacher's audio embedding (:mod:`trainer.distill`);
+    the schedule, batch, validation and augmentation fields are fine-tuning's (:meth:`following`)."""
+
+    filters: tuple[int, ...] = (12, 24, 48, 48)  #: the student's conv filters per VGG block
+    stem: str = "full"  #: the student's first block ("full" or "stride2", scoreid.models.encoders)
+    cos_weight: float = COS_WEIGHT  #: weight of 1 - cos(student, teacher) audio embedding
+    nce_weight: float = NCE_WEIGHT  #: weight of InfoNCE of student audio vs teacher sheet embeddings
+    tau: float = TAU_FINETUNE  #: temperature of that InfoNCE
+    weight_decay: float = 0.0
+    refine_lr_factor: float = 0.5
+    sheet_jitter_px: float = 5.0  #: horizontal system shift of the sheet window (as fine-tuning)
+    audio_frames: int = C.AUDIO_WINDOW_FRAMES  #: replaced by the teacher's
+    context_factor: float = 1.25  #: audio context for tempo 0.9-1.1 and +-1 frame shift
+    time_budget_s: float | None = None
+    refine_budget_s: float | None = None  #: per refinement round
+    augment: str = "paper"  #: as fine-tuning: "paper" or "world"
+
+    @classmethod
+    def following(cls, ft: FinetuneConfig, **kw: Any) -> DistillConfig:
+        """The fields both configs have from ``ft`` (its schedule, batch, budgets, validation and
+        augmentation; ``tau``, the contrastive temperature), the others default or from ``kw``."""
+        shared = {f.name: getattr(ft, f.name) for f in dataclasses.fields(cls) if hasattr(ft, f.name)}
+        return cls(**{**shared, **kw})
 
 
 @dataclass
@@ -101,6 +141,10 @@ class Preset:
     pretrain_sheet: PretrainConfig
     finetune: FinetuneConfig
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(init=False)  #: the fine-tuning schedule, :meth:`DistillConfig.following`
+
+    def __post_init__(self) -> None:
+        self.distill = DistillConfig.following(self.finetune)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

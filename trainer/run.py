@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """``python trainer/run.py COMMAND ...``: the trainer's command line.
 
-Builds the corpus, pre-trains and fine-tunes the encoders, evaluates, and exports engine files.
+Builds the corpus, pre-trains and fine-tunes the encoders, distils a smaller audio encoder,
+evaluates, and exports engine files.
 Each subcommand lives in ``trainer/commands/<name>.py``; the dispatcher is the core's
 (``cli.dispatch``), so errors print as one line with a non-zero exit code.
 """
@@ -21,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainer.commands.corpus",
     "trainer.commands.pretrain",
     "trainer.commands.finetune",
+    "trainer.commands.distill",
     "trainer.commands.eval",
     "trainer.commands.export",
     "trainer.commands.pipeline",
@@ -29,7 +31,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(
-        "trainer/run.py", "scoreid trainer: corpus, pretrain, finetune, eval, export", COMMAND_MODULES
+        "trainer/run.py",
+        "scoreid trainer: corpus, pretrain, finetune, distill, eval, export",
+        COMMAND_MODULES,
     )
     return run_parser(parser, argv)
 

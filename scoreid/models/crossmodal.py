@@ -9,7 +9,10 @@ L2-normalised embedding); they are what ``trainer/run.py export`` writes to ONNX
 torch backend of :mod:`scoreid.inference` runs.
 
 Torch checkpoints (``model.pt``) are ``{"format": TORCH_FORMAT, "config": {...},
-"state_dict": {...}}`` and load with ``torch.load(weights_only=True)``.
+"state_dict": {...}}`` and load with ``torch.load(weights_only=True)``. The config holds
+``audio_frames``, ``dim`` and the audio encoder's architecture, ``audio_filters`` and
+``audio_stem`` (:mod:`scoreid.models.encoders`); a checkpoint without the last two (written before
+they existed) is the paper's audio encoder, as is the default network.
 """
 
 from __future__ import annotations
@@ -23,21 +26,30 @@ from torch import nn
 
 from scoreid import contract as C
 from scoreid.models.cca import CCALayer
-from scoreid.models.encoders import audio_encoder, sheet_encoder
+from scoreid.models.encoders import FILTERS, STEM, audio_encoder, sheet_encoder
 from scoreid.models.heads import EmbeddingHead
 
 TORCH_FORMAT = "scoreid-torch/1"
 
 
 class CrossModalNet(nn.Module):
-    """Both pathways with the CCA layer; ``forward(audio, sheet) -> (emb_audio, emb_sheet)``."""
+    """Both pathways with the CCA layer; ``forward(audio, sheet) -> (emb_audio, emb_sheet)``.
 
-    def __init__(self, audio_frames: int = C.AUDIO_WINDOW_FRAMES, dim: int = C.EMBED_DIM):
+    ``audio_filters`` / ``audio_stem`` choose a smaller audio encoder (a distilled student); the
+    sheet pathway is always the paper's."""
+
+    def __init__(
+        self,
+        audio_frames: int = C.AUDIO_WINDOW_FRAMES,
+        dim: int = C.EMBED_DIM,
+        audio_filters: tuple[int, ...] = FILTERS,
+        audio_stem: str = STEM,
+    ):
         super().__init__()
         if audio_frames not in C.AUDIO_WINDOW_CHOICES:
             raise ValueError(f"audio window must be one of {C.AUDIO_WINDOW_CHOICES}, got {audio_frames}")
         self.audio_frames = audio_frames
-        self.audio_encoder = audio_encoder(audio_frames)
+        self.audio_encoder = audio_encoder(audio_frames, audio_filters, audio_stem)
         self.sheet_encoder = sheet_encoder()
         self.audio_head = EmbeddingHead(self.audio_encoder.out_dim, dim)
         self.sheet_head = EmbeddingHead(self.sheet_encoder.out_dim, dim)
@@ -45,7 +57,15 @@ class CrossModalNet(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"audio_frames": self.audio_frames, "dim": self.cca.dim}
+        return {"audio_frames": self.audio_frames, "dim": self.cca.dim,
+                "audio_filters": list(self.audio_encoder.filters), "audio_stem": self.audio_encoder.stem}  # fmt: skip
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> CrossModalNet:
+        """The (untrained) network a checkpoint's ``config`` describes."""
+        return cls(audio_frames=int(cfg["audio_frames"]), dim=int(cfg["dim"]),
+                   audio_filters=tuple(int(f) for f in cfg.get("audio_filters", FILTERS)),
+                   audio_stem=str(cfg.get("audio_stem", STEM)))  # fmt: skip
 
     def forward(self, audio: torch.Tensor, sheet: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.audio_head(self.audio_encoder(audio))
@@ -103,7 +123,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     payload = torch.load(str(path), map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != TORCH_FORMAT:
         raise ValueError(f"{path}: not a scoreid torch checkpoint (format {TORCH_FORMAT})")
-    cfg = payload["config"]
-    net = CrossModalNet(audio_frames=int(cfg["audio_frames"]), dim=int(cfg["dim"]))
+    net = CrossModalNet.from_config(payload["config"])
     net.load_state_dict(payload["state_dict"])
     return net.eval()

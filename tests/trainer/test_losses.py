@@ -1,4 +1,4 @@
-"""NT-Xent and the ranking loss against values computed by hand on tiny inputs."""
+"""NT-Xent, the ranking loss and the distillation loss against values computed by hand on tiny inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainer.losses import nt_xent, ranking_loss
+from trainer.losses import contrastive_loss, distill_loss, nt_xent, ranking_loss
 
 
 def test_nt_xent_matches_hand_computation():
@@ -80,3 +80,22 @@ def test_losses_reject_mismatched_shapes():
         nt_xent(torch.zeros(2, 3), torch.zeros(3, 3), 0.5)
     with pytest.raises(ValueError):
         ranking_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_distill_loss_is_the_weighted_cosine_gap_plus_infonce():
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(6, 32, generator=g), dim=1)
+    sheet = torch.nn.functional.normalize(torch.randn(6, 32, generator=g), dim=1)
+    student = torch.nn.functional.normalize(torch.randn(6, 32, generator=g), dim=1).requires_grad_(True)
+    nce = contrastive_loss(student, sheet, 0.1)
+    # a student that answers what the teacher answers has no cosine gap: only the InfoNCE term is left
+    assert distill_loss(teacher, teacher, sheet, 0.1, 1.0, 0.1).item() == pytest.approx(
+        0.1 * contrastive_loss(teacher, sheet, 0.1).item(), rel=1e-6
+    )
+    gap = 1.0 - float((student * teacher).sum(1).mean())
+    loss = distill_loss(student, teacher, sheet, 0.1, 2.0, 0.5)
+    assert loss.item() == pytest.approx(2.0 * gap + 0.5 * nce.item(), rel=1e-5)
+    loss.backward()
+    assert student.grad is not None and torch.isfinite(student.grad).all()
+    with pytest.raises(ValueError, match="differ in shape"):
+        distill_loss(student[:3], teacher, sheet)

@@ -1,44 +1,17 @@
-"""The smoke preset end to end on a corpus built inside the test: pretrain both encoders,
+"""The smoke preset end to end on a tiny corpus built by the tests (``conftest.py``): pretrain both encoders,
 fine-tune, evaluate both conditions, export; then the exported model is loaded and re-evaluated,
 a pre-training run is resumed, and user errors print one line."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from trainer_runs import run_trainer
 
 from scoreid.inference import load_model
 from trainer.run import main as trainer_main
-
-REPO = Path(__file__).resolve().parents[2]
-RUN = [sys.executable, str(REPO / "trainer" / "run.py")]
-
-
-def _corpora() -> Path:
-    for cand in (
-        os.environ.get("SCOREID_CORPORA"),
-        REPO.parent / "shared" / "corpora",
-        Path("/work/shared/corpora"),
-    ):
-        if cand and (Path(cand) / "hummel-preludes").is_dir():
-            return Path(cand)
-    pytest.fail("the shared symbolic corpora are missing (../shared/corpora or $SCOREID_CORPORA)")
-
-
-def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*RUN, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
 
 
 def _main(capfd, *args: str) -> tuple[int, str, str]:
@@ -48,22 +21,11 @@ def _main(capfd, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus") / "data"
-    src = _corpora() / "hummel-preludes"
-    _run("corpus", "build", "--source", str(src), "--limit", "3", "--looks", "1", "--performances", "1",
-         "--out", str(out), "--no-progress")  # fmt: skip
-    splits = json.loads((out / "index.json").read_text())["splits"]
-    assert splits["train"] and splits["valid"] and splits["test"]
-    return out
-
-
 def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     runs, model = tmp_path / "runs", tmp_path / "model"
     # the pipeline runs as a real process, as CI and users run it
-    proc = _run("pipeline", "--preset", "smoke", "--data", str(corpus), "--pool", str(corpus),
-                "--out", str(runs), "--export", str(model))  # fmt: skip
+    proc = run_trainer("pipeline", "--preset", "smoke", "--data", str(corpus), "--pool", str(corpus),
+                       "--out", str(runs), "--export", str(model))  # fmt: skip
     for stage in ("pretrain-audio", "pretrain-sheet", "finetune-both"):
         for f in ("metrics.csv", "metrics.json", "metrics.png", "state.pt", "summary.json"):
             assert (runs / stage / f).is_file(), f"{stage}/{f}"

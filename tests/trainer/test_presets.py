@@ -49,3 +49,14 @@ def test_cpu_preset_fits_two_hours_of_stage_budgets():
 def test_unknown_preset_is_a_user_error():
     with pytest.raises(UserError, match="unknown preset"):
         presets.get("tpu")
+
+
+def test_distillation_runs_on_each_presets_finetuning_schedule():
+    for name in presets.PRESETS:
+        p = presets.get(name)
+        d, f = p.distill, p.finetune
+        keys = ("batch", "lr", "samples_per_epoch", "max_epochs", "early_stop", "val_size", "refine_rounds",
+                "time_budget_s", "refine_budget_s", "augment", "audio_frames")  # fmt: skip
+        assert [getattr(d, k) for k in keys] == [getattr(f, k) for k in keys], name
+        assert (d.filters, d.stem, d.cos_weight, d.nce_weight) == ((12, 24, 48, 48), "full", 1.0, 0.1)
+        assert p.to_dict()["distill"]["filters"] == (12, 24, 48, 48)

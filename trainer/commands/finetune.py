@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TypeVar
 
 from trainer import finetune, presets
 from trainer.common import add_common, set_threads
+
+Config = TypeVar("Config", presets.FinetuneConfig, presets.DistillConfig)
 
 NAME = "finetune"
 HELP = "fine-tune both encoders on aligned audio-sheet pairs (ranking loss, CCA layer)"
@@ -46,7 +49,11 @@ def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
 
 def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets.FinetuneConfig:
     """The preset's fine-tuning config with the command line's overrides applied."""
-    cfg = preset.finetune
+    return apply_overrides(preset.finetune, args)
+
+
+def apply_overrides(cfg: Config, args: argparse.Namespace) -> Config:
+    """``cfg`` (fine-tuning's or distillation's) with the overrides of :func:`add_finetune_overrides`."""
     if args.max_epochs is not None:
         cfg = dataclasses.replace(cfg, max_epochs=args.max_epochs)
     if args.time_budget is not None:

@@ -1,4 +1,5 @@
-"""The shared model definitions: encoder shapes and init, heads, CCA whitening, checkpoints."""
+"""The shared model definitions: encoder shapes and init, heads, CCA whitening, checkpoints, and the
+configurable (student) audio architectures."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from scoreid.models import (
     sheet_encoder,
 )
 from scoreid.models.cca import CCALayer
+from scoreid.models.crossmodal import TORCH_FORMAT
+from scoreid.models.encoders import multiply_adds
 
 
 @pytest.fixture(autouse=True)
@@ -114,4 +117,86 @@ def test_crossmodal_net_embeddings_and_checkpoint_roundtrip(tmp_path):
         CrossModalNet(audio_frames=50)
     torch.save({"something": 1}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a scoreid torch checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_default_architecture_is_the_papers():
+    """The default network is the one every shipped checkpoint holds: same parameters and shapes."""
+    net = CrossModalNet()
+    assert sum(p.numel() for p in net.parameters()) == 718384 and len(net.state_dict()) == 120
+    convs = [m for m in net.audio_encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [24, 24, 48, 48, 96, 96, 96, 96, 32]
+    assert [c.stride for c in convs] == [(1, 1)] * 9
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in net.audio_encoder.modules()) == 4
+    assert net.audio_encoder.out_dim == 800 and net.audio_head.fc.weight.shape == (32, 800)
+    assert net.config == {
+        "audio_frames": 84,
+        "dim": 32,
+        "audio_filters": [24, 48, 96, 96],
+        "audio_stem": "full",
+    }
+    # blocks 41.7 + 60.1 + 60.1 + 18.2 M, the 1x1 conv 0.08 M
+    assert multiply_adds(net.audio_encoder, (1, 92, 84)) == 180_241_536
+
+
+@pytest.mark.parametrize("frames,flat", [(42, 320), (84, 800), (168, 1600)])
+def test_student_architectures_keep_the_feature_size(frames, flat):
+    small = audio_encoder(frames, (12, 24, 48, 48)).eval()
+    strided = audio_encoder(frames, (12, 24, 48, 48), "stride2").eval()
+    convs = [m for m in strided.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [12, 12, 24, 24, 48, 48, 48, 48, 32]
+    assert [c.stride for c in convs] == [(2, 2)] + [(1, 1)] * 8
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in strided.modules()) == 3
+    with torch.no_grad():
+        for enc in (small, strided):
+            assert enc.out_dim == flat and enc(torch.zeros(2, 1, 92, frames)).shape == (2, flat)
+    big = multiply_adds(audio_encoder(frames), (1, 92, frames))
+    assert multiply_adds(strided, (1, 92, frames)) < multiply_adds(small, (1, 92, frames)) < big / 3
+
+
+def test_student_checkpoint_roundtrip(tmp_path):
+    net = CrossModalNet(audio_filters=(12, 24, 48, 48), audio_stem="stride2").eval()
+    audio, sheet = torch.randn(40, 1, 92, 84), torch.rand(40, 1, 80, 100)
+    with torch.no_grad():
+        net.cca.refit(net.pre_cca_audio(audio), net.pre_cca_sheet(sheet))
+        ref_a, ref_s = net.embed_audio(audio[:5]), net.embed_sheet(sheet[:5])
+    save_checkpoint(net, tmp_path / "student.pt")
+    loaded = load_checkpoint(tmp_path / "student.pt")
+    assert loaded.config == net.config == {
+        "audio_frames": 84, "dim": 32, "audio_filters": [12, 24, 48, 48], "audio_stem": "stride2"
+    }  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(loaded.embed_audio(audio[:5]), ref_a)
+        assert torch.equal(loaded.embed_sheet(sheet[:5]), ref_s)
+    with pytest.raises(RuntimeError):  # the student's weights do not fit the default network
+        CrossModalNet().load_state_dict(net.state_dict())
+
+
+def test_checkpoint_without_architecture_loads_the_default_network(tmp_path):
+    """Checkpoints written before the audio architecture was configurable have only frames and dim."""
+    net = CrossModalNet().eval()
+    payload = {
+        "format": TORCH_FORMAT,
+        "config": {"audio_frames": 84, "dim": 32},
+        "state_dict": net.state_dict(),
+    }
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.config == net.config
+    x = torch.randn(3, 1, 92, 84)
+    with torch.no_grad():
+        assert torch.equal(loaded.embed_audio(x), net.embed_audio(x))
+
+
+def test_unknown_architectures_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown stem"):
+        CrossModalNet(audio_stem="stride4")
+    with pytest.raises(ValueError, match="positive"):
+        audio_encoder(84, (12, 0, 48, 48))
+    with pytest.raises(ValueError, match="too small"):
+        audio_encoder(42, (8,) * 7)
+    net = CrossModalNet()
+    torch.save({"format": TORCH_FORMAT, "config": {**net.config, "audio_stem": "x"}, "state_dict": net.state_dict()},
+               tmp_path / "bad.pt")  # fmt: skip
+    with pytest.raises(ValueError, match="unknown stem"):
         load_checkpoint(tmp_path / "bad.pt")
