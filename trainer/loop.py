@@ -239,8 +239,10 @@ def fit(
                 torch.save(
                     {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "rng": rng_state(rng), **p.to_state(schedule.staged, lr0), "rows": metrics.rows},
-                    str(state_path),
+                    str(state_path.with_suffix(".pt.tmp")),
                 )  # fmt: skip
+                # a kill mid-write must not leave a state.pt that cannot be resumed
+                state_path.with_suffix(".pt.tmp").replace(state_path)
             D.barrier()
         if p.stage + 1 >= len(schedule.stages):
             return Outcome(p.best, p.epoch, p.elapsed, stopped)
