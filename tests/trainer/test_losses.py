@@ -92,7 +92,7 @@ def test_distill_loss_is_the_weighted_cosine_gap_plus_infonce():
     assert distill_loss(teacher, teacher, sheet, 0.1, 1.0, 0.1).item() == pytest.approx(
         0.1 * contrastive_loss(teacher, sheet, 0.1).item(), rel=1e-6
     )
-    gap = 1.0 - float((student * teacher).sum(1).mean())
+    gap = 1.0 - (student * teacher).sum(1).mean().item()
     loss = distill_loss(student, teacher, sheet, 0.1, 2.0, 0.5)
     assert loss.item() == pytest.approx(2.0 * gap + 0.5 * nce.item(), rel=1e-5)
     loss.backward()
