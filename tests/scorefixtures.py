@@ -1,4 +1,5 @@
-"""Test helpers: tiny Humdrum scores (a few seconds of music each) and onset checks on audio."""
+"""Test helpers: tiny Humdrum scores (a few seconds of music each), onset checks on audio, and
+synthetic tone sequences (audio a stream can be fed with)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,15 @@ def isolated_onsets(onsets: np.ndarray, gap_s: float = 0.3) -> np.ndarray:
     iso[1:] &= d >= gap_s
     iso[:-1] &= d >= gap_s
     return u[iso]
+
+
+def tones(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    """Four decaying sine tones per second at seeded pitches (two octaves above A3), float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = np.zeros_like(t)
+    for k in range(int(seconds * 4)):
+        f = 220 * 2 ** (rng.integers(0, 24) / 12)
+        m = (t >= k / 4) & (t < k / 4 + 0.4)
+        x[m] += 0.2 * np.sin(2 * np.pi * f * t[m]) * np.exp(-3 * (t[m] - k / 4))
+    return x.astype(np.float32)

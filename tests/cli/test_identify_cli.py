@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from scorefixtures import tones
 
 from scoreid.identify.stream import Identifier
 from scoreid.inference import load_model
@@ -21,17 +22,6 @@ from scoreid.library import Library
 def cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True,
                           timeout=600)  # fmt: skip
-
-
-def tones(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    x = np.zeros_like(t)
-    for k in range(int(seconds * 4)):
-        f = 220 * 2 ** (rng.integers(0, 24) / 12)
-        m = (t >= k / 4) & (t < k / 4 + 0.4)
-        x[m] += 0.2 * np.sin(2 * np.pi * f * t[m]) * np.exp(-3 * (t[m] - k / 4))
-    return x.astype(np.float32)
 
 
 def test_identify_json_lines(tmp_path, lib):

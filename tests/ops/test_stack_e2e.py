@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from scorefixtures import tones
 
 from cli.client import identify_files
 from ops.grpc_server import internal_channel
@@ -55,17 +56,6 @@ def stack_config(tmp: Path, lib: Path, model: Path, **encoder: object) -> Path:
     path = tmp / "scoreid.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def tones(seconds: float, sr: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    x = np.zeros_like(t)
-    for k in range(int(seconds * 4)):
-        f = 220 * 2 ** (rng.integers(0, 24) / 12)
-        m = (t >= k / 4) & (t < k / 4 + 0.4)
-        x[m] += 0.2 * np.sin(2 * np.pi * f * t[m]) * np.exp(-3 * (t[m] - k / 4))
-    return x.astype(np.float32)
 
 
 def stream_concurrently(address: str, files: list[Path], speed: float) -> dict[Path, list[dict]]:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import soundfile as sf
 import yaml
+from scorefixtures import tones
 from svc_helpers import wait_for
-from test_stack_e2e import cli, stack_config, tones
+from test_stack_e2e import cli, stack_config
 
 from cli.client import identify_files
 from ops.grpc_server import wait_healthy
