@@ -103,13 +103,15 @@ class ErrorShield(grpc.ServerInterceptor):
         self.service = service
         self.log = logging.getLogger(f"scoreid.{service}")
 
+    def _unhandled(self) -> str:
+        """Log the exception being handled; the fixed message the caller gets instead."""
+        self.log.exception("unhandled error in %s", self.service)
+        return f"internal error in the {self.service} service (logged there)"
+
     def _shielded(self, context: grpc.ServicerContext, e: Exception) -> None:
         if context.code() is not None:  # context.abort(...) already set the status
             raise e
-        self.log.exception("unhandled error in %s", self.service)
-        context.abort(
-            grpc.StatusCode.INTERNAL, f"internal error in the {self.service} service (logged there)"
-        )
+        context.abort(grpc.StatusCode.INTERNAL, self._unhandled())
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
         h = continuation(handler_call_details)
@@ -146,10 +148,7 @@ class AioErrorShield(ErrorShield, grpc.aio.ServerInterceptor):
     async def _shielded_aio(self, context: grpc.aio.ServicerContext, e: Exception) -> None:
         if isinstance(e, grpc.aio.AbortError) or context.code() is not None:
             raise e
-        self.log.exception("unhandled error in %s", self.service)
-        await context.abort(
-            grpc.StatusCode.INTERNAL, f"internal error in the {self.service} service (logged there)"
-        )
+        await context.abort(grpc.StatusCode.INTERNAL, self._unhandled())
 
     def _shield(self, fn: Callable) -> Callable:
         if inspect.isasyncgenfunction(fn):
