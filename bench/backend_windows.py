@@ -1,10 +1,11 @@
 """Benchmark: encoder windows per second of one backend, by batch size (for the GPU run).
 
-    python bench/backend_windows.py --model MODEL_DIR [--backend tensorrt] [--precision fp16]
+    python bench/backend_windows.py --model MODEL_DIR [--backend tensorrt|torch] [--precision fp16]
+        [--device cuda]
         [--batches 1 64 256 1024] [--seconds 3] [--out bench/results/backend_windows.json]
 
 Loads the model with :func:`scoreid.inference.load_model` (the serving path: ``onnx`` on CPU,
-``tensorrt`` plans on a GPU, ``torch``), then for the audio and the sheet encoder and every batch
+``tensorrt`` plans on a GPU, ``torch`` on the CPU or ``--device cuda``), then for the audio and the sheet encoder and every batch
 size runs random network inputs for at least ``--seconds`` after one warm-up call and reports
 windows/s and ms per batch. Prints a table and writes JSON with the machine. The weights do not
 change the speed; the architecture and the backend do.
@@ -34,18 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     ap.add_argument("--backend", default="onnx", choices=("onnx", "tensorrt", "torch"))
     ap.add_argument(
-        "--precision", default=None, help="the backend's precision (onnx: int8; tensorrt: fp16|fp32)"
+        "--precision", default=None, help="the backend's precision (onnx: int8; tensorrt, torch: fp16|fp32)"
     )
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: the backend's)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads of the onnx backend")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "backend_windows.json")
     args = ap.parse_args(argv)
-    enc = load_model(args.model, backend=args.backend, threads=args.threads, precision=args.precision)
+    enc = load_model(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
+                     device=args.device)  # fmt: skip
     rng = np.random.default_rng(0)
     shapes = {"audio": audio_input_shape(enc.contract.audio_window_frames), "sheet": sheet_input_shape()}
     rows = []
     machine = cpu_name()
+    if (args.device or ("cuda" if args.backend == "tensorrt" else "cpu")).startswith("cuda"):
+        import torch
+
+        machine = f"{torch.cuda.get_device_name()} + {machine}"
     print(f"encoder windows/s, backend {args.backend} {args.precision or ''}, {machine}")
     print(f"{'encoder':>7} | {'batch':>5} | {'windows/s':>10} | {'ms/batch':>9}")
     for name, shape in shapes.items():
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                          "ms_per_batch": round(1000 * dt / n, 3)})  # fmt: skip
             print(f"{name:>7} | {b:>5} | {n * b / dt:>10.1f} | {1000 * dt / n:>9.3f}", flush=True)
     write_result(args.out, {"model": str(args.model), "backend": args.backend, "precision": args.precision,
+                            "device": args.device,
                             "machine": machine, "rows": rows,
                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})  # fmt: skip
     return 0

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--backend", default="onnx", choices=("onnx", "tensorrt", "torch"), help="the encoder's backend"
     )
+    ap.add_argument("--device", default="", help="encoder.device: '' (the backend's), cpu, cuda")
     ap.add_argument(
         "--loadgen-procs", type=int, default=1, help="load-generator processes (bench/loadgen.py --procs)"
     )
@@ -126,13 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server", default="threads", choices=("threads", "asyncio"),
                     help="the encoder's front (encoder.server): a thread or a coroutine per stream")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="set up --work (pieces, library, performances) and stop (bench/gpu_bundle.sh)")  # fmt: skip
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     model, lib, wav = setup(args.work, args.model)
+    if args.prepare_only:
+        print(f"prepared {args.work}: library {lib.name}, performance {wav.name}")
+        return 0
     cfg = stack_config(args.work, model, lib, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                        batch_workers=args.batch_workers, threads=args.threads, precision=args.precision,
                        backend=args.backend, max_sessions=max(args.max_sessions, max(args.streams)),
-                       server=args.server)  # fmt: skip
+                       server=args.server, device=args.device)  # fmt: skip
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     address = cli("up", "--config", cfg_path).strip()
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "precision": args.precision or "fp32",
         "backend": args.backend,
+        "device": args.device or "default",
         "server": args.server,
         "loadgen_procs": args.loadgen_procs,
         "chunk_s": args.chunk,

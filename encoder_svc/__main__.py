@@ -22,7 +22,7 @@ def build(cfg: dict) -> Started:
     settings = EncoderSettings.from_config(e)
     tokens = [t for t in (secret(e, "token"), *(settings.clients or {})) if t]
     check_transport("encoder", cfg["host"], bool(tokens), bool(e["tls_cert"]), cfg["allow_insecure"])
-    encoder = load_served_model(e["model"], e["backend"], e["threads"], e["precision"])
+    encoder = load_served_model(e["model"], e["backend"], e["threads"], e["precision"], e["device"])
     identify = IdentifyServicer(encoder, cfg["index"]["address"], cfg["aggregator"]["address"],
                                 settings, internal_token(cfg))  # fmt: skip
     # each open stream holds a thread (threads) or a coroutine (asyncio); the gate refuses streams
@@ -41,7 +41,7 @@ def build(cfg: dict) -> Started:
         service="encoder",
         server=e["server"],
     )
-    return Started(server, port, e["metrics_port"], {"model": str(e["model"]), "backend": e["backend"],
+    return Started(server, port, e["metrics_port"], {"model": str(e["model"]), "backend": e["backend"], "device": e["device"] or "default",
                    "server": e["server"]}, on_stop=identify.close)  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """Loading the audio encoder for the service through the core runtime ``scoreid.inference``.
 
 Backends: ``onnx`` (ONNX Runtime, CPU, the default), ``tensorrt`` (an engine from
-``trainer/run.py export``; needs tensorrt and a GPU) and ``torch``. The model's manifest contract
+``trainer/run.py export``; needs tensorrt and a GPU) and ``torch`` (CPU, or ``device: cuda`` with
+``precision: fp16`` on a GPU). The model's manifest contract
 must equal this code's (for its audio window length) or the model is refused with a
 ``ContractError`` naming the differing fields.
 """
@@ -14,10 +15,11 @@ from scoreid import contract as C
 
 
 def load_served_model(model_dir: str | Path, backend: str = "onnx", threads: int | None = None,
-                      precision: str | None = None):  # -> Encoders  # fmt: skip
+                      precision: str | None = None, device: str | None = None):  # -> Encoders  # fmt: skip
     from scoreid.inference import load_model
 
-    enc = load_model(Path(model_dir), backend=backend, threads=threads, precision=precision or None)
+    enc = load_model(Path(model_dir), backend=backend, threads=threads, precision=precision or None,
+                     device=device or None)  # fmt: skip
     expected = C.with_audio_window(enc.contract.audio_window_frames)
     expected.check_compatible(enc.contract, what=f"model {model_dir}")
     return enc

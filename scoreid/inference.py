@@ -8,7 +8,9 @@ differs from this code's (:class:`~scoreid.contract.ContractError` naming the fi
   ``device="cuda"``); ``precision="int8"`` runs the audio encoder from ``audio.int8.onnx`` (static
   int8 quantisation written by ``trainer/run.py export``; ~1.7x the windows/s on AVX2 CPUs, see
   BENCHMARKS.md) and the sheet encoder in fp32;
-- ``torch``: ``model.pt`` with the shared definitions in :mod:`scoreid.models`;
+- ``torch``: ``model.pt`` with the shared definitions in :mod:`scoreid.models`, on the CPU or a
+  CUDA device (``device="cuda"``), in fp32 or (CUDA only) ``precision="fp16"``: the GPU path that
+  needs no install beyond PyTorch;
 - ``tensorrt``: ``audio.fp16.plan`` / ``sheet.fp16.plan`` (or ``fp32`` with
   ``precision="fp32"``) via :mod:`scoreid.tensorrt_backend`; without TensorRT or a GPU a
   :class:`~scoreid.tensorrt_backend.BackendUnavailable` says what to install.
@@ -215,20 +217,28 @@ def _onnx_runners(
     return runner(audio_key, AUDIO_INPUT), runner("sheet_onnx", SHEET_INPUT)
 
 
-def _torch_runners(model_dir: Path, manifest: dict[str, Any], device: str) -> tuple[Runner, Runner]:
+def _torch_runners(
+    model_dir: Path, manifest: dict[str, Any], device: str, precision: str
+) -> tuple[Runner, Runner]:
     import torch
 
     from scoreid.models import load_checkpoint
 
+    if precision not in ("fp32", "fp16"):
+        raise UserError(f"torch precision must be fp32 or fp16, got {precision!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BackendUnavailable("no CUDA device is available for the torch backend; use device 'cpu'")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise UserError("torch fp16 runs on a CUDA device only (device 'cuda')")
     net = load_checkpoint(_file(model_dir, manifest, "torch"), map_location=device)
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    net = net.to(dtype)
     dev = torch.device(device)
 
     def runner(fn: Callable[[Any], Any]) -> Runner:
         @torch.inference_mode()
         def run(x: np.ndarray) -> np.ndarray:
-            return fn(torch.from_numpy(x).to(dev)).float().cpu().numpy()
+            return fn(torch.from_numpy(x).to(dev, dtype)).float().cpu().numpy()
 
         return _chunked(run)
 
@@ -262,7 +272,8 @@ def load_model(
     ``expected`` is the contract this code serves (default :data:`scoreid.contract.DEFAULT`);
     pass ``contract.with_audio_window(n)`` to serve a 42- or 168-frame model. ``device`` defaults
     to "cpu" for onnx/torch and "cuda" for tensorrt; ``precision`` picks the TensorRT plan
-    ("fp16", the default, or "fp32") or the ONNX audio encoder ("fp32", the default, or "int8").
+    ("fp16", the default, or "fp32"), the ONNX audio encoder ("fp32", the default, or "int8") or
+    the torch weights' type ("fp32", the default, or "fp16" on a CUDA device).
     ``threads``: intra-op CPU threads of the onnx backend (None: one per core).
     """
     if backend not in BACKENDS:
@@ -277,7 +288,7 @@ def load_model(
     if backend == "onnx":
         audio, sheet = _onnx_runners(mdir, manifest, device or "cpu", threads, precision or "fp32")
     elif backend == "torch":
-        audio, sheet = _torch_runners(mdir, manifest, device or "cpu")
+        audio, sheet = _torch_runners(mdir, manifest, device or "cpu", precision or "fp32")
     else:
         audio, sheet = _tensorrt_runners(mdir, manifest, device or "cuda", precision or "fp16")
     return Encoders(mdir, manifest, contract, backend, audio, sheet)

@@ -199,8 +199,8 @@ class Finetuning(Method):
     def validate(self) -> dict[str, float]:
         return validate(self.net, self.data.valid, self.data.val_idx, self.cfg.audio_frames, self.device)
 
-    def save_best(self, epoch: int, metric: float) -> None:
-        save_checkpoint(self.net, self.out / "best.pt", {"epoch": epoch, "val_MRR": metric})
+    def save_best(self, epoch: int, metric: float, path: Path) -> None:
+        save_checkpoint(self.net, path, {"epoch": epoch, "val_MRR": metric})
 
     def restart(self, stage: int, lr: float, best: float) -> None:
         """A refinement round: back to the best checkpoint (the loop lowers the LR)."""

@@ -13,12 +13,14 @@ network), its data come from :mod:`trainer.data`, and :func:`fit` runs the same 
   samples per process (at least two). A single process ends an epoch at the first step past the
   stage's budget; DDP ranks stop at epoch ends only, so that they stay in step.
 - after each epoch rank 0 validates and broadcasts the metric (``val_MRR``), so every rank steps
-  its LR schedule and early stopping alike; a better metric makes the method save its best model;
+  its LR schedule and early stopping alike; a better metric makes the method save its best model
+  (to a pending file that replaces ``Method.best_file`` only after the epoch's ``state.pt``, so a kill
+  between the two never leaves a best model that the state does not know; resume settles it);
   rank 0 appends the epoch's row to ``metrics.csv``/``.json``/``.png`` (:mod:`trainer.runlog`) and
   rewrites ``state.pt``, everything ``resume`` needs (network, optimiser, scheduler, RNG streams,
   counters, rows). A one-stage run saves ``epoch``/``elapsed``; a staged run (``Schedule.staged``)
   also logs a ``stage`` column and saves ``lr0``, ``stage``, ``stage_epoch``, ``total_epoch``,
-  ``stage_elapsed`` and ``total_elapsed``.
+  ``stage_elapsed`` and ``total_elapsed``; both keep ``best_epoch``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Method:
 
     model: nn.Module  #: the bare network, trained in place (``fit`` wraps it for DDP)
     metric_label = "val MRR"  #: how the epoch's log line names the metric
+    best_file = "best.pt"  #: the file under the run directory that holds the best model
 
     def step(self, model: nn.Module, opt: torch.optim.Optimizer, n: int, rng: np.random.Generator) -> float:
         """Draw a batch of ``n`` samples, take one optimisation step of ``model``; returns the loss."""
@@ -76,8 +79,9 @@ class Method:
         """Rank 0's validation of ``self.model``: ``val_MRR``, ``val_R@1`` and any other columns."""
         raise NotImplementedError
 
-    def save_best(self, epoch: int, metric: float) -> None:
-        """Rank 0: the model has the best metric so far (``epoch`` counts over all stages)."""
+    def save_best(self, epoch: int, metric: float, path: Path) -> None:
+        """Rank 0: the model has the best metric so far (``epoch`` counts over all stages): write it
+        to ``path``, which :func:`fit` moves to ``best_file`` once the epoch's ``state.pt`` is written."""
         raise NotImplementedError
 
     def restart(self, stage: int, lr: float, best: float) -> None:
@@ -101,21 +105,26 @@ class Progress:
     epoch: int = 0  #: over all stages
     best: float = -1.0
     bad: int = 0  #: epochs since the best
+    best_epoch: int = 0  #: the epoch (over all stages) of ``best``
     stage_elapsed: float = 0.0
     elapsed: float = 0.0  #: over all stages
 
     def to_state(self, staged: bool, lr0: float) -> dict[str, Any]:
         if not staged:
-            return {"epoch": self.epoch, "best": self.best, "bad": self.bad, "elapsed": self.elapsed}
+            return {"epoch": self.epoch, "best": self.best, "bad": self.bad, "elapsed": self.elapsed,
+                    "best_epoch": self.best_epoch}  # fmt: skip
         return {"lr0": lr0, "stage": self.stage, "stage_epoch": self.stage_epoch, "total_epoch": self.epoch,
                 "best": self.best, "bad": self.bad, "stage_elapsed": self.stage_elapsed,
-                "total_elapsed": self.elapsed}  # fmt: skip
+                "total_elapsed": self.elapsed, "best_epoch": self.best_epoch}  # fmt: skip
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> Progress:
+        best_epoch = st.get("best_epoch", 0)  # state.pt files written before it was kept: unknown
         if "stage" not in st:
-            return cls(0, st["epoch"], st["epoch"], st["best"], st["bad"], st["elapsed"], st["elapsed"])
-        return cls(st["stage"], st["stage_epoch"], st["total_epoch"], st["best"], st["bad"],
+            return cls(
+                0, st["epoch"], st["epoch"], st["best"], st["bad"], best_epoch, st["elapsed"], st["elapsed"]
+            )
+        return cls(st["stage"], st["stage_epoch"], st["total_epoch"], st["best"], st["bad"], best_epoch,
                    st["stage_elapsed"], st["total_elapsed"])  # fmt: skip
 
     def stopped(self, stage: Stage) -> str | None:
@@ -127,6 +136,22 @@ class Progress:
         if self.stage_epoch >= stage.max_epochs:
             return "max epochs"
         return None
+
+
+def pending_best(out: Path, best_file: str, epoch: int) -> Path:
+    """Where epoch ``epoch``'s best model waits until that epoch's ``state.pt`` is written."""
+    return out / f".{best_file}.epoch{epoch}"
+
+
+def settle_best(out: Path, best_file: str, p: Progress) -> None:
+    """On resume: a pending best model of the epoch ``state.pt`` ended on (killed after the state,
+    before the move) becomes ``best_file``; one of an epoch the state never saw is dropped (that
+    epoch runs again)."""
+    for f in out.glob(f".{best_file}.epoch*"):
+        if f == pending_best(out, best_file, p.epoch) and p.best_epoch == p.epoch:
+            f.replace(out / best_file)
+        else:
+            f.unlink()
 
 
 def start(seed: int, device_name: str | None) -> tuple[torch.device, int, np.random.Generator]:
@@ -191,6 +216,7 @@ def fit(
         restore_rng(rng, st["rng"])
         p = Progress.from_state(st)
         metrics = MetricsLog(out, config, st["rows"])
+        settle_best(out, method.best_file, p)
         where = f"stage {p.stage} epoch {p.stage_epoch}" if schedule.staged else f"epoch {p.epoch}"
         log(f"resumed {out} at {where} (best val MRR {p.best:.4f})")
     out.mkdir(parents=True, exist_ok=True)
@@ -223,10 +249,12 @@ def fit(
             val = method.validate() if rank == 0 else {METRIC: 0.0}
             metric = D.broadcast_float(val[METRIC], device)
             sched.step(metric)
+            pending = None
             if metric > p.best:
-                p.best, p.bad = metric, 0
+                p.best, p.bad, p.best_epoch = metric, 0, p.epoch
                 if rank == 0:
-                    method.save_best(p.epoch, metric)
+                    pending = pending_best(out, method.best_file, p.epoch)
+                    method.save_best(p.epoch, metric, pending)
             else:
                 p.bad += 1
             if rank == 0:
@@ -243,6 +271,8 @@ def fit(
                 )  # fmt: skip
                 # a kill mid-write must not leave a state.pt that cannot be resumed
                 state_path.with_suffix(".pt.tmp").replace(state_path)
+                if pending is not None:  # the best model becomes current only with the state that knows it
+                    pending.replace(out / method.best_file)
             D.barrier()
         if p.stage + 1 >= len(schedule.stages):
             return Outcome(p.best, p.epoch, p.elapsed, stopped)

@@ -121,6 +121,8 @@ def load_encoder(path: str | Path, modality: str, audio_frames: int) -> dict[str
 class Pretraining(Method):
     """NT-Xent on two augmented views per sample; validated on fixed views; saves the best encoder."""
 
+    best_file = "encoder.pt"
+
     model: PretrainNet
 
     def __init__(
@@ -137,9 +139,9 @@ class Pretraining(Method):
     def validate(self) -> dict[str, float]:
         return validate(self.model, *self.val_views, self.cfg.tau)
 
-    def save_best(self, epoch: int, metric: float) -> None:
+    def save_best(self, epoch: int, metric: float, path: Path) -> None:
         extra = {"epoch": epoch, "val_MRR": metric, "seed": self.seed}
-        save_encoder(self.model, self.cfg, self.out / "encoder.pt", extra)
+        save_encoder(self.model, self.cfg, path, extra)
 
 
 def run(

@@ -21,6 +21,7 @@ from scoreid.errors import UserError
 from scoreid.inference import load_model
 from scoreid.models import CrossModalNet
 from scoreid.tensorrt_backend import BackendUnavailable
+from scoreid.tensors import audio_input_shape
 from trainer.export import export_model
 
 
@@ -99,6 +100,25 @@ def test_bad_inputs_and_dirs_give_clear_errors(model_dir, tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(UserError, match="unknown model format"):
         load_model(tmp_path)
+
+
+def test_torch_backend_precision_and_device_are_checked(model_dir):
+    with pytest.raises(UserError, match="torch precision must be fp32 or fp16"):
+        load_model(model_dir, backend="torch", precision="int8")
+    with pytest.raises(UserError, match="fp16 runs on a CUDA device only"):
+        load_model(model_dir, backend="torch", precision="fp16", device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="no CUDA device"):
+            load_model(model_dir, backend="torch", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the CI machines)")
+def test_torch_fp16_on_cuda_matches_onnx_fp32(model_dir):
+    rng = np.random.default_rng(0)
+    ref, got = load_model(model_dir), load_model(model_dir, backend="torch", precision="fp16", device="cuda")
+    a = rng.random((8, *audio_input_shape(ref.contract.audio_window_frames)), dtype=np.float32)
+    e, h = ref.embed_audio(a), got.embed_audio(a)
+    assert h.dtype == np.float32 and np.mean(np.sum(e * h, axis=1)) > 0.999
 
 
 def test_tensorrt_backend_without_tensorrt_gpu_absent_says_what_to_install(model_dir, monkeypatch):

@@ -47,8 +47,9 @@ class Toy(Method):
             m = 1.0 / (1.0 + float((self.model(self.val_x) - self.val_x.sum(1, keepdim=True)).pow(2).mean()))
         return {"val_MRR": m, "val_R@1": m / 2}
 
-    def save_best(self, epoch, metric):
+    def save_best(self, epoch, metric, path):
         self.saved.append((epoch, metric))
+        path.write_text(json.dumps({"epoch": epoch, "metric": metric}))
 
     def restart(self, stage, lr, best):
         self.restarts.append((stage, lr, best))
@@ -157,6 +158,30 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, staged):
     assert rc == ra
     assert torch.equal(a.model.weight, c.model.weight) and torch.equal(a.model.bias, c.model.bias)
     assert c.restarts == a.restarts and len(a.restarts) == int(staged)
+
+
+def test_a_kill_between_the_best_model_and_the_state_leaves_them_consistent(tmp_path):
+    """Killed after epoch 3 wrote its (better) model, before its state.pt: the resumed run redoes
+    epoch 3, which this time is worse (threads are not bit-reproducible) — best.pt must be epoch 2's,
+    the best the state knows, not the orphan of the killed epoch."""
+    sched = schedule(Stage("main", LR, max_epochs=4, early_stop=9), lr_patience=9)
+    with pytest.raises(Interrupt):
+        run(Toy(scripted=[0.1, 0.2, 0.3]), sched, tmp_path, log=interrupt_at("main epoch 3:"))
+    assert json.loads((tmp_path / "best.pt").read_text())["epoch"] == 2  # epoch 3's is still pending
+    done = run(Toy(scripted=[0.15, 0.18]), sched, tmp_path, resume=True)
+    assert done.best == 0.2 and json.loads((tmp_path / "best.pt").read_text()) == {"epoch": 2, "metric": 0.2}
+    assert [f.name for f in tmp_path.glob(".best.pt.*")] == []
+
+
+def test_a_kill_after_the_state_promotes_the_pending_best_on_resume(tmp_path):
+    sched = schedule(Stage("main", LR, max_epochs=3, early_stop=9), lr_patience=9)
+    run(Toy(scripted=[0.1, 0.2]), schedule(Stage("main", LR, max_epochs=2, early_stop=9)), tmp_path)
+    # as if killed between writing epoch 2's state.pt and moving its pending best into place
+    (tmp_path / "best.pt").replace(tmp_path / ".best.pt.epoch2")
+    (tmp_path / ".best.pt.epoch9").write_text("an orphan")
+    run(Toy(scripted=[0.05]), sched, tmp_path, resume=True)
+    assert json.loads((tmp_path / "best.pt").read_text())["epoch"] == 2
+    assert [f.name for f in tmp_path.glob(".best.pt.*")] == []
 
 
 def test_nothing_to_resume_is_a_user_error(tmp_path):
