@@ -60,9 +60,13 @@ def git_commit(repo: Path | None = None) -> str:
         return "unknown"
 
 
-def make_manifest(contract: Contract, files: dict[str, str], training: dict[str, Any]) -> dict[str, Any]:
-    """The manifest dict of the shared ``scoreid-model/1`` format (see BRIEF / README)."""
+def make_manifest(
+    contract: Contract, files: dict[str, str], training: dict[str, Any], sheet_space: str | None = None
+) -> dict[str, Any]:
+    """The manifest dict of the shared ``scoreid-model/1`` format (see BRIEF / README);
+    ``sheet_space``: the network's :meth:`~scoreid.models.CrossModalNet.sheet_space_digest`."""
     frames = contract.audio_window_frames
+    extra = {} if sheet_space is None else {"sheet_space": sheet_space}
     return {
         "format": MANIFEST_FORMAT,
         "contract": contract.to_dict(),
@@ -73,6 +77,7 @@ def make_manifest(contract: Contract, files: dict[str, str], training: dict[str,
         },
         "output": {"name": OUTPUT, "dim": contract.embed_dim},
         "training": dict(training),
+        **extra,
     }
 
 

@@ -9,13 +9,15 @@ builder, the offline engine and the encoder service:
   high along axis 2 — the audio encoder's input (``audio_input_shape``);
 - ``sheet_to_network``: 160 x 200 sheet windows (uint8, white paper 255) -> 2x2 area downscale to
   float32 (B, 1, 80, 100) in [0, 1] with ink = 1 — the sheet encoder's input (``sheet_input_shape``);
-- ``model_fingerprint``: the sha256 of a model's manifest, which a library stores so that audio is
-  never matched against sheets embedded by another model.
+- ``model_fingerprint``: what identifies a model's sheet embedding space, which a library stores so
+  that audio is never matched against sheets embedded by another model, while models that share
+  the space (a distilled audio student and its teacher) share libraries.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -65,5 +67,16 @@ def sheet_input_shape() -> tuple[int, int, int]:
 
 
 def model_fingerprint(model_dir: Path) -> str:
-    """sha256 of the model's manifest (which names its files and training run)."""
-    return hashlib.sha256((Path(model_dir) / "manifest.json").read_bytes()).hexdigest()
+    """The model's sheet embedding space, as a library records it: the sha256 of the manifest's
+    ``sheet_space`` (the sheet pathway's weights, written by ``trainer/run.py export``) and
+    ``contract``; for a model exported without ``sheet_space``, the sha256 of its manifest (the
+    fingerprint libraries recorded before, so they stay valid)."""
+    raw = (Path(model_dir) / "manifest.json").read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sheet_space"), str):
+        return hashlib.sha256(raw).hexdigest()
+    key = {"sheet_space": manifest["sheet_space"], "contract": manifest.get("contract")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()

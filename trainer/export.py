@@ -244,7 +244,7 @@ def export_model(
     info["architecture"] = net.config  # the audio encoder's filters and stem (a distilled student's)
     info["parity_max_abs_diff"] = parity
     info["parity_inputs"] = what
-    manifest = make_manifest(contract, files, info)
+    manifest = make_manifest(contract, files, info, sheet_space=net.sheet_space_digest())
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"wrote {out / MANIFEST} ({', '.join(sorted(files.values()))})")
     return manifest

@@ -17,6 +17,7 @@ they existed) is the paper's audio encoder, as is the default network.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,21 @@ class CrossModalNet(nn.Module):
         s = self.sheet_head(self.sheet_encoder(sheet))
         a, s = self.cca(a, s)
         return F.normalize(a, dim=1), F.normalize(s, dim=1)
+
+    #: the state-dict entries that decide the sheet embedding: the sheet pathway and its CCA side
+    SHEET_SPACE = ("sheet_encoder.", "sheet_head.", "cca.mean_b", "cca.proj_b")
+
+    def sheet_space_digest(self) -> str:
+        """sha256 of the tensors that decide :meth:`embed_sheet` (names, dtypes, shapes, bytes):
+        two networks with equal digests embed sheets identically, whatever their audio pathways
+        (a distilled student and its teacher)."""
+        h = hashlib.sha256()
+        for name, t in sorted(self.state_dict().items()):
+            if name.startswith(self.SHEET_SPACE) and not name.endswith("num_batches_tracked"):
+                a = t.detach().cpu().contiguous().numpy()
+                h.update(f"{name} {a.dtype} {a.shape}\n".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()
 
     def pre_cca_audio(self, audio: torch.Tensor) -> torch.Tensor:
         return self.audio_head(self.audio_encoder(audio))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import shutil
 import subprocess
@@ -100,6 +101,40 @@ def test_bad_inputs_and_dirs_give_clear_errors(model_dir, tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(UserError, match="unknown model format"):
         load_model(tmp_path)
+
+
+def test_models_that_embed_sheets_alike_share_a_fingerprint(model_dir, tmp_path):
+    """A library records model_fingerprint: the sheet embedding space. A network with the same sheet
+    pathway and another audio pathway (a distilled student) shares it; another sheet pathway or
+    contract does not; a manifest without ``sheet_space`` (exported before) keeps its sha256."""
+    from scoreid.tensors import model_fingerprint
+
+    student = _trained_like_net()
+    with torch.no_grad():
+        for p in student.audio_encoder.parameters():
+            p.add_(0.01)
+    other = _trained_like_net()
+    with torch.no_grad():
+        other.cca.proj_b.mul_(1.01)
+    for name, net in (("student", student), ("other", other)):
+        export_model(net, tmp_path / name, {"preset": name}, tensorrt=False, log=lambda s: None)
+    m = json.loads((model_dir / "manifest.json").read_text())
+    assert m["sheet_space"] == _trained_like_net().sheet_space_digest() and len(m["sheet_space"]) == 64
+    assert model_fingerprint(tmp_path / "student") == model_fingerprint(model_dir)
+    assert model_fingerprint(tmp_path / "other") != model_fingerprint(model_dir)
+    # the student's sheet.onnx embeds exactly as the teacher's: that is what the shared fingerprint claims
+    x = np.random.default_rng(3).random((4, 1, 80, 100), np.float32)
+    assert np.array_equal(
+        load_model(tmp_path / "student").embed_sheet(x), load_model(model_dir).embed_sheet(x)
+    )
+    old = tmp_path / "old"
+    old.mkdir()
+    del m["sheet_space"]
+    (old / "manifest.json").write_text(json.dumps(m))
+    assert model_fingerprint(old) == hashlib.sha256((old / "manifest.json").read_bytes()).hexdigest()
+    m["sheet_space"], m["contract"]["audio_window_frames"] = student.sheet_space_digest(), 168
+    (old / "manifest.json").write_text(json.dumps(m))  # another contract: another space
+    assert model_fingerprint(old) != model_fingerprint(model_dir)
 
 
 def test_torch_backend_precision_and_device_are_checked(model_dir):

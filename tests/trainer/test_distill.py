@@ -16,6 +16,7 @@ import torch
 from scoreid.errors import UserError
 from scoreid.inference import load_model
 from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
+from scoreid.tensors import model_fingerprint
 from trainer import distill, presets
 from trainer.run import main as trainer_main
 
@@ -149,6 +150,8 @@ def test_export_of_a_distilled_run(student_run, teacher, corpus, tmp_path, capfd
     student, teach = load_model(tmp_path / "student"), load_model(tmp_path / "teacher")
     sheets = (np.random.default_rng(0).random((8, 1, 80, 100)) < 0.1).astype(np.float32)
     assert np.array_equal(student.embed_sheet(sheets), teach.embed_sheet(sheets))
+    # so the student serves the teacher's libraries: both record the same sheet embedding space
+    assert model_fingerprint(tmp_path / "student") == model_fingerprint(tmp_path / "teacher")
     audio = np.abs(np.random.default_rng(1).normal(0, 0.5, (4, 1, 92, 84))).astype(np.float32)
     int8 = load_model(tmp_path / "student", precision="int8")
     assert int8.embed_audio(audio).shape == student.embed_audio(audio).shape == (4, 32)
