@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("backend,served", [("tensorrt", "onnx"), ("torch", "torch")])
 def test_gpu_script_cpu_rehearsal_runs_every_step_no_gpu_here(tmp_path, backend, served):
-    out = tmp_path / "gpu"
+    out, extra = tmp_path / "gpu", []
+    if backend == "torch":  # as bench/gpu_bundle.sh does: the stack's work prepared beforehand
+        work = tmp_path / "work"
+        r = subprocess.run([sys.executable, "bench/stack_streams.py", "--model", "models/default", "--work", str(work),
+                            "--prepare-only"], cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert r.returncode == 0 and "prepared" in r.stdout, r.stderr[-2000:]
+        assert (work / "library-default" / "library.json").is_file() and not (work / "state").exists()
+        extra = ["--work", str(work)]
     r = subprocess.run(["bash", "bench/gpu.sh", "--cpu-rehearsal", "--backend", backend, "--out", str(out),
-                        "--streams", "2 4", "--seconds", "3"],
+                        "--streams", "2 4", "--seconds", "3", *extra],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "mean cosine 1.000000" in (out / "parity.txt").read_text()
@@ -43,6 +51,12 @@ def test_gpu_script_refuses_a_machine_without_a_gpu_or_unknown_flags():
         ["bash", "bench/gpu.sh", "--backend", "tflite"], cwd=ROOT, capture_output=True, text=True
     )
     assert r.returncode == 2 and "--backend must be tensorrt or torch" in r.stderr
+    r = subprocess.run(["bash", "bench/gpu_bundle.sh"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "gpu_bundle.sh DIR" in r.stdout
+    r = subprocess.run(
+        ["bash", "bench/gpu_bundle.sh", "/tmp/never", "--bogus"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "unknown argument" in r.stderr
     if shutil.which("nvidia-smi") is None:  # on a GPU machine this would start the real run
         r = subprocess.run(
             ["bash", "bench/gpu.sh", "--out", "/tmp/never"], cwd=ROOT, capture_output=True, text=True
