@@ -1,11 +1,12 @@
 """A picture of real-performance validation runs: piece top-1 against excerpt length, one line per
 model and setting, the median time to identify in the legend.
 
-    python bench/plot_realdev.py --series "LABEL=SW.json@W" [--series ...] --out FILE.png
-        [--title TEXT] [--target 20:0.90 --target 30:0.95]
+    python bench/plot_realdev.py --series "LABEL=SW.json@W" [--series "LABEL=REALDEV.json" ...]
+        --out FILE.png [--title TEXT] [--target 20:0.90 --target 30:0.95]
 
 Each series is one weight ``W`` of a ``bench/sequence_weight.py`` result (``SW.json``: the rows of
-every weight, from one dumped ``bench/realdev.py`` run). The targets are drawn as crosses.
+every weight, from one dumped ``bench/realdev.py`` run), or, without ``@W``, a ``bench/realdev.py``
+result as it ran (its ``per_length`` rows). The targets are drawn as crosses.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def parse_series(text: str) -> tuple[str, Path, str]:
+def parse_series(text: str) -> tuple[str, Path, str | None]:
     label, _, rest = text.partition("=")
-    path, _, weight = rest.rpartition("@")
-    if not (label and path and weight):
-        raise argparse.ArgumentTypeError(f"a series is LABEL=FILE@WEIGHT, got {text!r}")
+    path, at, weight = rest.rpartition("@")
+    if not at:
+        path, weight = rest, None
+    if not (label and path and (weight or not at)):
+        raise argparse.ArgumentTypeError(f"a series is LABEL=FILE@WEIGHT or LABEL=FILE, got {text!r}")
     return label, Path(path), weight
 
 
@@ -38,11 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for label, path, weight in args.series:
-        rows_by_w = json.loads(path.read_text())["rows"]
-        key = next((k for k in rows_by_w if float(k) == float(weight)), None)
-        if key is None:
-            raise SystemExit(f"{path}: no weight {weight} (has {', '.join(rows_by_w)})")
-        rows = rows_by_w[key]
+        doc = json.loads(path.read_text())
+        if weight is None:
+            if "per_length" not in doc:
+                raise SystemExit(f"{path}: not a bench/realdev.py result (no per_length); name a weight with @W")
+            rows = doc["per_length"]
+        else:
+            rows_by_w = doc["rows"]
+            key = next((k for k in rows_by_w if float(k) == float(weight)), None)
+            if key is None:
+                raise SystemExit(f"{path}: no weight {weight} (has {', '.join(rows_by_w)})")
+            rows = rows_by_w[key]
         tti = rows[-1]["median_tti_s"]
         ax.plot([r["length_s"] for r in rows], [r["top1"] for r in rows], marker="o",
                 label=f"{label} (median TTI {'never' if tti is None else f'{tti:.1f} s'})")  # fmt: skip
