@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(path.read_text())
         if weight is None:
             if "per_length" not in doc:
-                raise SystemExit(f"{path}: not a bench/realdev.py result (no per_length); name a weight with @W")
+                raise SystemExit(
+                    f"{path}: not a bench/realdev.py result (no per_length); name a weight with @W"
+                )
             rows = doc["per_length"]
         else:
             rows_by_w = doc["rows"]
