@@ -28,6 +28,7 @@ a built piece in memory.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -158,6 +159,41 @@ def system_layout(piece: dict[str, Any]) -> list[tuple[int, int]]:
     ]
 
 
+@dataclass(frozen=True)
+class _Geometry:
+    """One piece's geometry for :meth:`Library.at_strip_x`: its windows' strip x, the systems'
+    strip offsets (a list, for ``bisect``) and ends, each system's rows (offsets in the piece; all
+    of them for a system without windows) and page-x per strip-x scale, and the system layout."""
+
+    strip_x: np.ndarray
+    offsets: list[float]
+    ends: list[float]
+    system_rows: list[np.ndarray]
+    scale: list[float]
+    layout: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, lib: Library, pid: str) -> _Geometry:
+        s, e = lib.rows[pid]
+        entry = lib.pieces[pid]
+        sx = lib.meta["strip_x"][s:e]
+        offs = np.asarray(entry.get("system_offsets") or [0], np.float64)
+        width = float(entry.get("strip_width") or (float(sx[-1]) + 1.0))
+        ends = [float(offs[k + 1]) if k + 1 < len(offs) else width for k in range(len(offs))]
+        rows, scale = [], []
+        for k, end in enumerate(ends):
+            in_sys = np.flatnonzero((sx >= offs[k]) & (sx < end))
+            rows.append(in_sys if len(in_sys) else np.arange(e - s))
+            sc = 1.0
+            if len(in_sys) > 1:
+                a, b = s + in_sys[0], s + in_sys[-1]
+                sc = float(
+                    (lib.meta["x"][b] - lib.meta["x"][a]) / (lib.meta["strip_x"][b] - lib.meta["strip_x"][a])
+                )
+            scale.append(sc)
+        return cls(sx, [float(o) for o in offs], ends, rows, scale, system_layout(entry))
+
+
 class Library:
     """A library in memory (see the module docstring): ``vectors`` (N, D), ``meta`` and
     ``piece_index`` (per row), ``piece_ids`` (in row order), ``rows``, ``pieces``; ``open(dir)``
@@ -171,7 +207,7 @@ class Library:
         self.vectors = vectors
         self.meta = meta
         self.pieces: dict[str, dict[str, Any]] = index["pieces"]
-        self._geometries: dict[str, tuple[np.ndarray, np.ndarray, float, list[tuple[int, int]]]] = {}
+        self._geometries: dict[str, _Geometry] = {}
         self._chance: dict[tuple[float, int], dict[str, float]] = {}
         self.contract = Contract.from_dict(index["contract"])
         self.stride = float(index["stride"])
@@ -282,42 +318,34 @@ class Library:
         x and band, and ``show_page``: the page to show — the next one once the music, moving on at
         ``speed`` strip px/s, is within ``turn_lead_s`` of the end of a page's last system (so a
         page turns before the music leaves it and never before its last system)."""
-        s, e = self.rows[pid]
-        sx, offs, width, layout = self._geometry(pid)
-        k = int(np.clip(np.searchsorted(offs, strip_x, side="right") - 1, 0, len(offs) - 1))
-        end = float(offs[k + 1]) if k + 1 < len(offs) else width
-        in_sys = np.flatnonzero((sx >= offs[k]) & (sx < end))
-        cand = in_sys if len(in_sys) else np.arange(e - s)
-        i = s + int(cand[np.argmin(np.abs(sx[cand] - strip_x))])
+        s, _e = self.rows[pid]
+        g = self._geometry(pid)
+        strip_x = float(strip_x)
+        k = min(max(bisect.bisect_right(g.offsets, strip_x) - 1, 0), len(g.offsets) - 1)
+        cand = g.system_rows[k]  # the rows of system k (all of the piece's when the system has none)
+        i = s + int(cand[np.argmin(np.abs(g.strip_x[cand] - strip_x))])
         out = self.row(i)
-        scale = 1.0
-        if len(in_sys) > 1:
-            a, b = s + in_sys[0], s + in_sys[-1]
-            scale = float(
-                (self.meta["x"][b] - self.meta["x"][a]) / (self.meta["strip_x"][b] - self.meta["strip_x"][a])
-            )
-        out["x"] = round(float(self.meta["x"][i] + (strip_x - float(self.meta["strip_x"][i])) * scale), 1)
-        out["strip_x"] = round(float(strip_x), 1)
+        out["x"] = round(
+            float(self.meta["x"][i] + (strip_x - float(self.meta["strip_x"][i])) * g.scale[k]), 1
+        )
+        out["strip_x"] = round(strip_x, 1)
         pages = self.pieces[pid].get("pages") or []
         page = int(out["page"])
         if 0 <= page < len(pages):
             out["file"], out["file_page"] = pages[page].get("file", ""), int(pages[page].get("page", 0))
         out["show_page"] = page
-        last_on_page = k + 1 < len(layout) and layout[k + 1] == (page + 1, 0)  # the next starts a page
+        end = g.ends[k]
+        last_on_page = k + 1 < len(g.layout) and g.layout[k + 1] == (page + 1, 0)  # the next starts a page
         if speed and speed > 0 and last_on_page and (end - strip_x) / speed <= turn_lead_s:
             out["show_page"] = page + 1
         return out
 
-    def _geometry(self, pid: str) -> tuple[np.ndarray, np.ndarray, float, list[tuple[int, int]]]:
-        """A piece's window strip x, system offsets, strip width and system layout (computed once:
-        a piece's rows never change; pieces are only appended)."""
+    def _geometry(self, pid: str) -> _Geometry:
+        """A piece's geometry for :meth:`at_strip_x` (computed once: a piece's rows never change;
+        pieces are only appended)."""
         g = self._geometries.get(pid)
         if g is None:
-            s, e = self.rows[pid]
-            sx = self.meta["strip_x"][s:e]
-            offs = np.asarray(self.pieces[pid].get("system_offsets") or [0], np.float64)
-            width = float(self.pieces[pid].get("strip_width") or (float(sx[-1]) + 1.0))
-            g = self._geometries[pid] = (sx, offs, width, system_layout(self.pieces[pid]))
+            g = self._geometries[pid] = _Geometry.of(self, pid)
         return g
 
     def title(self, pid: str) -> str:
