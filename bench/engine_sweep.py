@@ -10,7 +10,7 @@ half-life and temperature, neighbours per window, chance exponent, sequence weig
 followed candidates). This bench runs each set's windows through the encoder and the exact search
 **once** (the same libraries — cached where those benches cache them, ``--realdev-work`` and
 ``--valid-work`` —, excerpts, windowing and silence rule; the embeddings and every window's top
-``max(k)`` hits are cached in ``--work`` per model), then replays the
+50 hits (``RECORD_K``) are cached in ``--work`` per model), then replays the
 session engine (:class:`scoreid.identify.engine.SessionEngine`) for every setting of ``--grid``
 (the cartesian product; unnamed settings keep the engine's defaults):
 
@@ -60,6 +60,7 @@ from scoreid.tensors import audio_to_network, model_fingerprint  # noqa: E402
 VALID_AT_S = (5.0, 10.0, 20.0, 30.0, 60.0)  #: synthetic valid: top-1 reported at these seconds
 #: the settings a grid may name: EngineSettings' fields (hop_s excepted: it changes the windows) and k
 SWEEPABLE = {f.name: f.type for f in fields(EngineSettings) if f.name != "hop_s"} | {"k": "int"}
+RECORD_K = 50  #: hits recorded per window: a grid's k is at most this
 
 
 @dataclass
@@ -274,6 +275,8 @@ def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
             str if name in ("follower", "evidence") else (int if name in ("k", "candidates") else float)
         )
         axes.append((name, [conv(v) for v in vals.split(",")]))
+        if name == "k" and not all(1 <= v <= RECORD_K for v in axes[-1][1]):
+            raise SystemExit(f"engine_sweep: k must be 1..{RECORD_K}, got {vals}")
     combos = [dict(zip([a for a, _ in axes], vs)) for vs in itertools.product(*[v for _, v in axes])]
     return [{}] + [c for c in combos if c]
 
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.model / "manifest.json").is_file():
         raise SystemExit(f"engine_sweep: no model at {args.model} (manifest.json)")
     grid = parse_grid(args.grid)
-    k_max = max([TOP_K] + [g.get("k", TOP_K) for g in grid])
+    k_max = RECORD_K
     sets = [s for s in args.sets.split(",") if s]
     from scoreid.inference import load_model
 

@@ -100,3 +100,5 @@ def test_the_grid_is_the_product_with_the_defaults_first():
         S.parse_grid(["hop_s=0.25"])
     with pytest.raises(SystemExit, match="NAME"):
         S.parse_grid(["nonsense=1"])
+    with pytest.raises(SystemExit, match="k must be"):
+        S.parse_grid([f"k={S.RECORD_K + 1}"])
