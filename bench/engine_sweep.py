@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=tmp / "scoreid-bench-sweep", help="the recorded windows")
     p.add_argument("--realdev-work", type=Path, default=tmp / "scoreid-bench-realdev",
                    help="real-dev library cache (bench/realdev.py --work)")  # fmt: skip
-    p.add_argument("--valid-work", type=Path, default=tmp / "scoreid-bench-identify",
+    p.add_argument("--valid-work", type=Path, default=tmp / "scoreid-bench-identify-valid",
                    help="valid library cache (bench/identify.py --work)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="encoder threads while recording")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine_sweep.json")
