@@ -167,11 +167,7 @@ def record_valid(args: argparse.Namespace, enc: Any, k: int) -> tuple[Library, l
             if perf.condition != "shifted":
                 continue
             spec = perf.spec.astype(np.float32)
-            for start in (0.0, 0.5):
-                a = int(start * len(spec))
-                part = spec[a : a + int(args.valid_seconds * C.FPS)]
-                if len(part) < C.AUDIO_WINDOW_FRAMES:
-                    continue
+            for start, part in I.stream_parts(spec, (0.0, 0.5), args.valid_seconds):
                 wins = windows_of_frames(part, args.hop, lib.contract.audio_window_frames)
                 key = f"valid/{pid}/{j}@{start:g}"
                 out.append(record(lib, index, enc, key, pid, len(part) / C.FPS, wins, len(part) / C.FPS, k))

@@ -84,6 +84,18 @@ def build_library(
     return Library.open(lib_dir)
 
 
+def stream_parts(spec: np.ndarray, starts: Sequence[float], seconds: float) -> list[tuple[float, np.ndarray]]:
+    """(start, frames) of each stream of a recording: from each start (a fraction of the recording)
+    at most ``seconds``; a stream shorter than one audio window is left out."""
+    parts = []
+    for start in starts:
+        a = int(start * len(spec))
+        part = spec[a : a + int(seconds * C.FPS)]
+        if len(part) >= C.AUDIO_WINDOW_FRAMES:
+            parts.append((start, part))
+    return parts
+
+
 def stream_times(
     lib: Library, enc, spec: np.ndarray, truth: str, hop_s: float, hops: list | None = None, **votes: float
 ) -> tuple[list[float], list[bool]]:  # type: ignore[no-untyped-def]
@@ -159,11 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             if perf.condition != args.condition:
                 continue
             spec = perf.spec.astype(np.float32)
-            for start in starts:
-                a = int(start * len(spec))
-                part = spec[a : a + int(args.max_seconds * C.FPS)]
-                if len(part) < C.AUDIO_WINDOW_FRAMES:
-                    continue
+            for start, part in stream_parts(spec, starts, args.max_seconds):
                 hops: list | None = [] if args.dump else None
                 ts, right = stream_times(lib, enc, part, pid, args.hop, hops, vote_temperature=args.vote_temperature,
                                          chance_exponent=args.chance_exponent,

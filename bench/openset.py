@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from follow import CachedEncoder  # noqa: E402
-from identify import build_library  # noqa: E402
+from identify import build_library, stream_parts  # noqa: E402
 from report import cpu_name, write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
@@ -132,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if perf is None:
             continue
         spec = perf.spec.astype(np.float32)
-        for start in (0.0, 0.5):
-            a = int(start * len(spec))
-            part = spec[a : a + int(args.seconds * C.FPS)]
-            if len(part) < C.AUDIO_WINDOW_FRAMES:
-                continue
+        for start, part in stream_parts(spec, (0.0, 0.5), args.seconds):
             res = stream(lib, enc, part, args.hop)
             in_lib = pid in lib.pieces
             for _t, top, _ident, feats, prob in res:
