@@ -54,7 +54,9 @@ def frames_of(seed: int, seconds: float) -> np.ndarray:
     return f
 
 
-@pytest.mark.parametrize("setting", [{}, {"half_life": 8.0, "k": 10, "vote_temperature": 0.05, "candidates": 4}])
+@pytest.mark.parametrize(
+    "setting", [{}, {"half_life": 8.0, "k": 10, "vote_temperature": 0.05, "candidates": 4}]
+)
 def test_replay_gives_what_streaming_gives(lib, setting):
     enc, k = ProjectingEncoder(), int(setting.get("k", TOP_K))
     engine = {n: v for n, v in setting.items() if n != "k"}
