@@ -55,7 +55,7 @@ def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     # the exported model serves and `eval` on it reproduces the pipeline's numbers
     enc = load_model(model)
     assert enc.embed_audio(np.zeros((2, 1, 92, 84), np.float32)).shape == (2, 32)
-    assert (model / "eval-same.json").is_file()
+    assert (model / "eval-same.json").is_file() and (model / "eval-same.png").is_file()  # the plot it names
     code = trainer_main(["eval", "--preset", "smoke", "--model", str(model), "--data", str(corpus),
                          "--condition", "same", "--out", str(tmp_path / "again.json")])  # fmt: skip
     assert code == 0

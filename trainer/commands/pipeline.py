@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
         audio, sheet = parity_inputs(args.data, net.audio_frames, 32)
         calib = calibration_inputs(args.data, net.audio_frames, 512)
         export_model(net, args.export, summary, audio, sheet, int8_calibration=calib)
-        for cond in conditions:
-            src = run_dir / f"eval-{cond}.json"
-            if src.is_file():
-                (Path(args.export) / src.name).write_text(src.read_text())
+        for cond in conditions:  # each condition's evaluation and the plot its JSON names
+            for src in (run_dir / f"eval-{cond}.json", run_dir / f"eval-{cond}.png"):
+                if src.is_file():
+                    (Path(args.export) / src.name).write_bytes(src.read_bytes())
     print(f"pipeline ({preset.name}) finished in {time.monotonic() - t0:.0f} s")
     return 0
