@@ -52,7 +52,7 @@ from scoreid import contract as C  # noqa: E402
 from scoreid.audio.spectrogram import OnlineSpectrogram  # noqa: E402
 from scoreid.identify.engine import TOP_K, EngineSettings, SessionEngine  # noqa: E402
 from scoreid.identify.stream import time_to_identify  # noqa: E402
-from scoreid.identify.windows import HopWindows, Window  # noqa: E402
+from scoreid.identify.windows import HopWindows, Window, hop_frames_of  # noqa: E402
 from scoreid.library.store import Library  # noqa: E402
 from scoreid.search.exact import ExactIndex  # noqa: E402
 from scoreid.tensors import audio_to_network, model_fingerprint  # noqa: E402
@@ -86,13 +86,13 @@ def log(msg: str) -> None:
 def windows_of_audio(audio: np.ndarray, hop_s: float, frames: int) -> list[Window]:
     """The windows ``scoreid identify`` makes of ``audio`` (front end, hop windows, silence rule)."""
     front = OnlineSpectrogram()
-    hw = HopWindows(max(1, int(round(hop_s * C.FPS))), frames)
+    hw = HopWindows(hop_frames_of(hop_s), frames)
     return hw.push(front.push(audio)) + hw.finish(front.flush())
 
 
 def windows_of_frames(spec: np.ndarray, hop_s: float, frames: int) -> list[Window]:
     """The windows of stored spectrogram frames (``Identifier.push_frames``, no finish)."""
-    hw = HopWindows(max(1, int(round(hop_s * C.FPS))), frames)
+    hw = HopWindows(hop_frames_of(hop_s), frames)
     return hw.push(np.asarray(spec, np.float32))
 
 
@@ -302,14 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.model / "manifest.json").is_file():
         raise SystemExit(f"engine_sweep: no model at {args.model} (manifest.json)")
     grid = parse_grid(args.grid)
-    k_max = RECORD_K
     sets = [s for s in args.sets.split(",") if s]
     from scoreid.inference import load_model
 
     enc = load_model(args.model, threads=args.threads)
     fp = model_fingerprint(args.model)[:12]
     tag = hashlib.sha256(
-        f"{args.lengths}|{args.seed}|{args.hop}|{args.valid_seconds}|{k_max}".encode()
+        f"{args.lengths}|{args.seed}|{args.hop}|{args.valid_seconds}|{RECORD_K}".encode()
     ).hexdigest()[:8]
     data: dict[str, tuple[Library, list[Recorded]]] = {}
     t0 = time.perf_counter()
@@ -317,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         holder: dict[str, Library] = {}
 
         def make(s: str = s, holder: dict[str, Library] = holder) -> list[Recorded]:
-            lib, recs = (record_realdev if s == "realdev" else record_valid)(args, enc, k_max)
+            lib, recs = (record_realdev if s == "realdev" else record_valid)(args, enc, RECORD_K)
             holder["lib"] = lib
             return recs
 
