@@ -6,9 +6,10 @@
 #      (40 main + 6 refinement epochs, 1 thread, seed 0), as `RUNS/finetune-world`,
 #   3. a second fine-tuning run warm-started from its weights (40 + 6 more epochs, seed 1), as
 #      `RUNS/finetune-world2` -- the validation MRR was still rising when the first budget ended,
-#   4. a third, warm-started from the second (40 + 6 more epochs, seed 2), as `RUNS/finetune-none`
-#      (validation MRR 0.557 -> 0.686 -> 0.726 over the three),
-#   5. the `cpu` preset pipeline on it: evaluate on the test split (`same` and `shifted`) and export
+#   4. a third, warm-started from the second (40 + 6 more epochs, seed 2), as `RUNS/finetune-world3`,
+#   5. a fourth, warm-started from the third (40 + 6 more epochs, seed 3), as `RUNS/finetune-none`
+#      (validation MRR 0.557 -> 0.686 -> 0.726 -> 0.753 over the four),
+#   6. the `cpu` preset pipeline on it: evaluate on the test split (`same` and `shifted`) and export
 #      ONNX + manifest + eval JSONs to models/default.
 # Every step is resumable: run it again after an interruption and it continues where it stopped
 # (the corpus builder skips finished pieces; a fine-tuning run resumes from its state.pt; the
@@ -19,8 +20,9 @@
 #   trainer/reproduce_default.sh [DATA_DIR] [RUNS_DIR]     (defaults: data/ and runs/cpu/)
 #
 # Time on an idle 2-core machine: corpus ~25 min, each fine-tuning run ~55-65 min, evaluation and export ~25 min.
-# (A runs directory of the two-stage recipe before 2026-12-04 holds the second stage as finetune-none:
-# move it to finetune-world2 before running this.)
+# (A runs directory of an earlier recipe holds its last stage as finetune-none: move it to
+# finetune-world2 (two-stage recipe, before 2026-12-04) or finetune-world3 (three-stage recipe,
+# 2026-12-04) before running this.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-data}
@@ -42,21 +44,24 @@ finetune() {  # OUT [extra args]: a fine-tuning run, resumed if interrupted, ski
   "$PY" trainer/run.py finetune "${BUDGET[@]}" --data "$DATA/corpus" --out "$out" "$@" "${resume[@]}"
 }
 
-echo "reproduce: 1/5 aligned corpus -> $DATA/corpus"
+echo "reproduce: 1/6 aligned corpus -> $DATA/corpus"
 sources=(); for d in "$CORPORA"/*/; do sources+=(--source "${d%/}"); done
 ok_or_skipped "$PY" trainer/run.py corpus build "${sources[@]}" \
   --out "$DATA/corpus" --workers 2 --looks 2 --performances 2 --seed 0
 
-echo "reproduce: 2/5 fine-tuning -> $RUNS/finetune-world"
+echo "reproduce: 2/6 fine-tuning -> $RUNS/finetune-world"
 finetune "$RUNS/finetune-world" --seed 0
 
-echo "reproduce: 3/5 fine-tuning, continued -> $RUNS/finetune-world2"
+echo "reproduce: 3/6 fine-tuning, continued -> $RUNS/finetune-world2"
 finetune "$RUNS/finetune-world2" --seed 1 --init-model "$RUNS/finetune-world"
 
-echo "reproduce: 4/5 fine-tuning, continued again -> $RUNS/finetune-none"
-finetune "$RUNS/finetune-none" --seed 2 --init-model "$RUNS/finetune-world2"
+echo "reproduce: 4/6 fine-tuning, continued again -> $RUNS/finetune-world3"
+finetune "$RUNS/finetune-world3" --seed 2 --init-model "$RUNS/finetune-world2"
 
-echo "reproduce: 5/5 evaluate (test split) and export -> models/default"
+echo "reproduce: 5/6 fine-tuning, continued a third time -> $RUNS/finetune-none"
+finetune "$RUNS/finetune-none" --seed 3 --init-model "$RUNS/finetune-world3"
+
+echo "reproduce: 6/6 evaluate (test split) and export -> models/default"
 "$PY" trainer/run.py pipeline "${BUDGET[@]}" --variants none --data "$DATA/corpus" --out "$RUNS" --export models/default
 cp "$RUNS/finetune-none/metrics.csv" models/default/finetune-metrics.csv
 cp "$RUNS/finetune-none/metrics.png" models/default/finetune-metrics.png
