@@ -32,7 +32,7 @@ import bisect
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,19 @@ class Library:
         self.piece_ids = [*self.piece_ids, piece.pid]
         self.rows = {**self.rows, piece.pid: (start, start + n)}
         self._chance.clear()
+
+    def subset(self, piece_ids: Iterable[str]) -> Library:
+        """A library in memory of some of these pieces only (rows in this library's order; same
+        contract, stride and geometry): a smaller library without embedding anything again."""
+        want = set(piece_ids)
+        unknown = want - set(self.rows)
+        if unknown:
+            raise KeyError(f"not in the library: {sorted(unknown)[:3]}")
+        ids = [p for p in self.piece_ids if p in want]
+        take = np.concatenate([np.arange(*self.rows[p]) for p in ids]) if ids else np.zeros(0, np.int64)
+        index = {**self.index, "pieces": {p: self.pieces[p] for p in ids}}
+        meta = {k: v[take] for k, v in self.meta.items()}
+        return Library(self.dir, index, np.ascontiguousarray(self.vectors[take]), meta, ids)
 
     def __len__(self) -> int:
         return len(self.vectors)

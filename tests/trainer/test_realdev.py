@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -133,3 +134,26 @@ def test_a_corpus_built_before_the_exclusion_never_trains_on_a_real_dev_work(tmp
     (tmp_path / "index.json").write_text(json.dumps({"version": 1, "pieces": pieces, "splits": splits}))
     c = Corpus(tmp_path)
     assert c.ids("train") == ["other-piece"] and c.ids("test") == [held[-1]]
+
+
+def test_a_distractor_is_engraved_as_a_grand_staff_and_a_real_dev_work_is_left_out(tmp_path):
+    """A four-part chorale is reduced to a grand staff and engraved in the real-dev look; the same
+    score is left out when its notes are those of a real-dev work (never a distractor of itself)."""
+    from trainer.corpus.sources import music21_items
+    from trainer.realdev.distractors import build_piece, grand_staff_file
+
+    (item,) = music21_items("bach/bwv66.6*")
+    reduced = grand_staff_file(item.path, tmp_path)
+    assert reduced != item.path and reduced.suffix == ".musicxml"
+    unrelated = {"Bach/Other": [60, 62, 64, 65, 67, 69, 71, 72] * 20}
+    built = run_isolated(build_piece, item, tmp_path / "d", 0, unrelated, 0.5, timeout=300)
+    pages = sorted((tmp_path / "d").glob("p*.png"))
+    assert built.pages == len(pages) >= 1 and built.best_match[1] < 0.5
+    meta = json.loads((tmp_path / "d" / "piece.json").read_text())
+    assert meta["distractor"] is True and meta["source"].endswith(item.path.name)
+    from trainer.realdev.matches import music21_pitches
+
+    itself = {"Bach/Chorale": list(music21_pitches(item.path))}  # the four parts, as a real-dev score
+    left = run_isolated(build_piece, item, tmp_path / "e", 0, itself, 0.5, timeout=300)
+    assert left.pages == 0 and left.best_match[0] == "Bach/Chorale" and left.best_match[1] >= 0.5
+    assert not (tmp_path / "e").exists()

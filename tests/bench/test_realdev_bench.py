@@ -1,0 +1,111 @@
+"""bench/realdev.py at several library sizes: a sub-library is the same library cut down (the same
+answers as a library built of those pieces alone), an excerpt's library holds its work and draws the
+rest reproducibly, an open-set library never holds the work, and the summaries count identity right
+and wrong as defined."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import realdev as R  # noqa: E402
+from libwriter import unit_rows, write_core_library  # noqa: E402
+from test_engine_sweep import ProjectingEncoder, frames_of  # noqa: E402
+
+from scoreid.identify.stream import Identifier  # noqa: E402
+from scoreid.library.store import Library  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return {f"p{i:02d}": unit_rows(rng, int(n)) for i, n in enumerate(rng.integers(30, 90, size=14))}
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory, rows) -> Library:
+    return Library.open(write_core_library(tmp_path_factory.mktemp("realdev") / "lib", rows))
+
+
+def test_a_subset_is_the_library_of_those_pieces_alone(tmp_path, lib, rows):
+    keep = ["p03", "p07", "p11"]
+    sub = lib.subset(keep)
+    alone = Library.open(write_core_library(tmp_path / "alone", {p: rows[p] for p in keep}))
+    assert sub.piece_ids == alone.piece_ids == keep
+    np.testing.assert_array_equal(sub.vectors, alone.vectors)
+    for k in alone.meta:
+        np.testing.assert_array_equal(sub.meta[k], alone.meta[k])
+    assert sub.rows == alone.rows
+    assert sub.at_strip_x("p07", 120.0) == alone.at_strip_x("p07", 120.0)
+    enc = ProjectingEncoder(1)
+    frames = frames_of(5, 12.0)
+    a = [u.ranking for u in Identifier(sub, enc).push_frames(frames)]
+    b = [u.ranking for u in Identifier(alone, enc).push_frames(frames)]
+    assert a == b
+    with pytest.raises(KeyError):
+        lib.subset(["p03", "nope"])
+
+
+def test_an_excerpt_library_holds_its_work_and_draws_the_rest_reproducibly(lib):
+    a = R.excerpt_library(lib, "p05", 6, "w/perf/30", 0, True)
+    assert len(a.piece_ids) == 6 and "p05" in a.rows
+    assert a.piece_ids == R.excerpt_library(lib, "p05", 6, "w/perf/30", 0, True).piece_ids
+    others = {tuple(R.excerpt_library(lib, "p05", 6, f"w/perf{i}/30", 0, True).piece_ids) for i in range(8)}
+    assert len(others) > 1  # another excerpt draws another library
+    out = R.excerpt_library(lib, "p05", 6, "w/perf/30", 0, False)
+    assert len(out.piece_ids) == 6 and "p05" not in out.rows
+    assert R.excerpt_library(lib, "p05", 99, "k", 0, True) is lib  # "all": the whole library
+
+
+def test_stream_reports_identity_right_wrong_and_the_top1_of_every_hop(lib):
+    audio = np.random.default_rng(0).normal(0, 0.1, 22050 * 6).astype(np.float32)
+    st = R.stream(lib, ProjectingEncoder(2), audio, "p01", 0.5)
+    assert len(st.right) in (12, 13)  # a hop per 0.5 s, and the last partial one
+    assert st.rank is None or st.rank >= 1
+    assert (st.identity not in (None, "p01")) <= (st.first_wrong_identity_s is not None)
+    assert (st.identity == "p01") <= (st.first_identity_s is not None)
+
+
+def mk(
+    work: str, identity: str | None, rank: int | None, right: str, inside: bool = True, **kw
+) -> R.ExcerptResult:
+    base = dict(folder="A/x", performer="p", composer="A", length_s=30.0, start_s=0.0, size=10,
+                top1=None, tti_s=None, first_identity_s=None, first_wrong_identity_s=None)  # fmt: skip
+    base.update(kw)
+    return R.ExcerptResult(work=work, identity=identity, rank=rank, right=right, in_library=inside, **base)
+
+
+def test_summaries_count_identity_right_wrong_and_the_curve():
+    rs = [
+        mk("a", "a", 1, "0111", first_identity_s=1.5, tti_s=1.0),
+        mk("b", "c", 2, "0000", first_wrong_identity_s=2.0),
+        mk("c", None, 1, "0011", tti_s=1.5),
+        mk("d", None, 3, "1100", first_wrong_identity_s=0.5),
+    ]
+    s = R.summary(rs)
+    assert s["top1"] == 0.5 and s["identity_right"] == 0.25 and s["identity_wrong"] == 0.25
+    assert s["identity_ever_wrong"] == 0.5 and s["median_time_to_identity_s"] == 1.5
+    assert R.curve(rs, 0.5) == [[0.5, 0.25], [1.0, 0.5], [1.5, 0.5], [2.0, 0.5]]
+    o = R.open_summary(
+        [mk("a", "x", 1, "0", False, first_wrong_identity_s=3.0), mk("b", None, 1, "0", False)]
+    )
+    assert o == {"streams": 2, "named_at_end": 0.5, "ever_named": 0.5}
+
+
+def test_performances_are_chosen_per_composer_round_robin_over_works():
+    perfs = [{"folder": f"{c}/{w}", "work": f"{c}.{w}", "performer": f"x{i}"}
+             for c in ("Bach", "Liszt") for w in ("a", "b") for i in range(3)]  # fmt: skip
+    got = R.select_performances(perfs, None, per_composer=3)
+    assert sorted((p["folder"], p["performer"]) for p in got) == [
+        ("Bach/a", "x0"), ("Bach/a", "x1"), ("Bach/b", "x0"), ("Liszt/a", "x0"), ("Liszt/a", "x1"), ("Liszt/b", "x0"),
+    ]  # fmt: skip
+    assert R.parse_sizes("40,200,all", 150) == [40, 150]
+    with pytest.raises(SystemExit):
+        R.parse_sizes("1", 150)
