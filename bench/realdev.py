@@ -451,6 +451,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--candidates", type=int, default=CANDIDATES, help="pieces of the tally followed (and reordered)"
     )
     p.add_argument("--threads", type=int, default=1, help="encoder threads while streaming")
+    p.add_argument("--prepare-only", action="store_true", help="build (or bring up to date) the library and stop")
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev"
     )
@@ -470,10 +471,9 @@ def parse_sizes(text: str, n_all: int) -> list[int]:
 
 
 def distractor_folders(root: Path) -> list[Path]:
-    doc = root / "distractors.json"
-    if not doc.is_file():
-        return []
-    return [root / "pieces" / pid for pid in json.loads(doc.read_text())["built"]]
+    """The finished distractor page folders (a folder is finished once its ``piece.json`` is written:
+    a build still running or stopped gives the ones it finished)."""
+    return sorted(f.parent for f in (root / "pieces").glob("*/piece.json"))
 
 
 def run_excerpts(lib: Library, enc: Any, data: Path, perfs: list[dict[str, Any]], plan: list[Excerpt],
@@ -535,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     lib = build_library(realdev_folders + corpus_folders + extra, args.model, args.work / tag, log)
     t_lib = time.perf_counter() - t0
     log(f"library: {len(lib.piece_ids)} pieces, {len(lib)} windows ({t_lib:.0f} s)")
+    if args.prepare_only:
+        return 0
     sizes = parse_sizes(args.sizes, len(lib.piece_ids))
 
     perfs = select_performances(set_doc["performances"], args.limit, args.per_composer)

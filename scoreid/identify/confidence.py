@@ -57,6 +57,27 @@ MIN_STILL_PAIRS = 2
 MAX_STILLNESS = 0.7
 
 
+#: sequence evidence (decayed log-likelihood ratios, :mod:`scoreid.identify.follow`) enters the
+#: features divided by this and clipped to +-``MAX_SEQUENCE``
+SEQUENCE_SCALE = 10.0
+MAX_SEQUENCE = 5.0
+#: the feature sets a model can be fitted on (``bench/identity_fit.py --features``), by name
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "share": ("intercept", "log1p(windows)", "share", "log ratio", "coherence"),
+    "margin": ("intercept", "log1p(windows)", "log ratio", "coherence", "sequence margin"),
+    "margin+sequence": (
+        "intercept",
+        "log1p(windows)",
+        "log ratio",
+        "coherence",
+        "sequence margin",
+        "sequence",
+    ),
+}
+#: the feature set ``COEF`` was fitted on
+FEATURES = "share"
+
+
 @dataclass(frozen=True)
 class Evidence:
     windows: int  #: voting windows so far
@@ -64,32 +85,60 @@ class Evidence:
     log_ratio: float  #: log(top tally / runner-up tally), capped at MAX_LOG_RATIO
     coherence: float  #: the top piece's following coherence (0..1)
     stillness: float = 0.0  #: :func:`stillness` of the stream's recent windows (1.0: not known yet)
+    sequence: float = 0.0  #: the top piece's sequence evidence (library null)
+    sequence_margin: float = 0.0  #: its margin over the best other followed candidate's
 
     def features(self) -> tuple[float, ...]:
-        return (1.0, math.log1p(self.windows), self.share, min(self.log_ratio, MAX_LOG_RATIO), self.coherence)
+        return features(self, FEATURES)
 
 
-def probability(ev: Evidence, coef: tuple[float, ...] = COEF) -> float:
+def _seq(x: float) -> float:
+    return max(-MAX_SEQUENCE, min(MAX_SEQUENCE, x / SEQUENCE_SCALE))
+
+
+def features(ev: Evidence, name: str = FEATURES) -> tuple[float, ...]:
+    """The model's inputs from the evidence, for the feature set ``name`` (:data:`FEATURE_SETS`)."""
+    ratio = max(-MAX_LOG_RATIO, min(ev.log_ratio, MAX_LOG_RATIO))
+    base = (1.0, math.log1p(ev.windows))
+    if name == "share":
+        return (*base, ev.share, min(ev.log_ratio, MAX_LOG_RATIO), ev.coherence)
+    if name == "margin":
+        return (*base, ratio, ev.coherence, _seq(ev.sequence_margin))
+    if name == "margin+sequence":
+        return (*base, ratio, ev.coherence, _seq(ev.sequence_margin), _seq(ev.sequence))
+    raise ValueError(f"unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}")
+
+
+def gated(ev: Evidence) -> bool:
+    """Whether the evidence may name a piece at all: enough sound, a coherent track, a sound that
+    moves on (see the module docstring)."""
+    return (
+        ev.windows >= MIN_VOTING_WINDOWS
+        and ev.coherence >= MIN_COHERENCE
+        and math.isfinite(ev.share)
+        and ev.stillness <= MAX_STILLNESS
+    )
+
+
+def probability(ev: Evidence, coef: tuple[float, ...] = COEF, feature_set: str = FEATURES) -> float:
     """P(the top piece is the one playing | evidence); 0 below MIN_VOTING_WINDOWS or MIN_COHERENCE, or
     above MAX_STILLNESS."""
-    if ev.windows < MIN_VOTING_WINDOWS or ev.coherence < MIN_COHERENCE or not math.isfinite(ev.share):
+    if not gated(ev):
         return 0.0
-    if not ev.stillness <= MAX_STILLNESS:
-        return 0.0
-    z = sum(c * f for c, f in zip(coef, ev.features()))
+    z = sum(c * f for c, f in zip(coef, features(ev, feature_set)))
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
 def evidence_of(windows: int, ranked: list[tuple[str, float]], total: float, coherence: float,
-                stillness: float = 0.0) -> Evidence:  # fmt: skip
-    """Evidence from the tally's ranking [(piece, tally)], its total, the top track's coherence and
-    the stream's stillness."""
+                stillness: float = 0.0, sequence: float = 0.0, sequence_margin: float = 0.0) -> Evidence:  # fmt: skip
+    """Evidence from the tally's ranking [(piece, tally)], its total, the top track's coherence, the
+    stream's stillness and the top piece's sequence evidence and margin."""
     if not ranked or total <= 0:
         return Evidence(windows, 0.0, 0.0, 0.0, stillness)
     first = ranked[0][1]
     second = ranked[1][1] if len(ranked) > 1 else 0.0
     ratio = MAX_LOG_RATIO if second <= 0 else math.log(max(first, 1e-12) / second)
-    return Evidence(windows, first / total, ratio, coherence, stillness)
+    return Evidence(windows, first / total, ratio, coherence, stillness, sequence, sequence_margin)
 
 
 def stillness(times: Sequence[float], embeddings: Sequence[np.ndarray], window_s: float) -> float:

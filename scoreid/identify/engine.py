@@ -235,7 +235,14 @@ class SessionEngine:
         hist = self.follower.history
         window_s = self.library.contract.audio_window_frames / C.FPS
         still = K.stillness([h[0] for h in hist], [h[1] for h in hist], window_s)
-        return K.evidence_of(self.n_voting, ranked[:2], total, coherence, still)
+        seq = margin = 0.0
+        if ranked:  # the top piece's sequence evidence and its margin over the best other followed one
+            kind = self.settings.evidence
+            top = ranked[0][0]
+            seq = self.follower.evidence(top, kind)
+            rivals = [self.follower.evidence(p, kind) for p in self.follower.tracks if p != top]
+            margin = seq - max(rivals, default=0.0)
+        return K.evidence_of(self.n_voting, ranked[:2], total, coherence, still, seq, margin)
 
     def confident(self) -> bool:
         """Whether the top piece is identified (its probability reaches the threshold)."""
