@@ -66,13 +66,6 @@ class VoteError(Exception):
         self.code, self.message = code, message
 
 
-def position_pb(pid: str, pos: dict[str, Any]) -> pb.Position:
-    return pb.Position(piece=pid, page=int(pos["page"]), system=int(pos["system"]), x=float(pos["x"]),
-                       y0=float(pos["y0"]), y1=float(pos["y1"]), file=str(pos.get("file", "")),
-                       file_page=int(pos.get("file_page", 0)), show_page=int(pos.get("show_page", pos["page"])),
-                       strip_x=float(pos.get("strip_x", 0.0)))  # fmt: skip
-
-
 def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteResponse:
     """The engine's answer as a VoteResponse (``None``: a session with no vote yet)."""
     resp = pb.VoteResponse()
@@ -84,8 +77,8 @@ def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteR
     for pid, score, votes in u.ranking[:top_k]:
         ps = pb.PieceScore(piece=pid, score=score, votes=votes)
         pos = u.positions.get(pid)
-        if pos:
-            ps.position.CopyFrom(position_pb(pid, pos))
+        if pos is not None:
+            ps.position.CopyFrom(pos.to_message(pb.Position))
         resp.top.append(ps)
     if resp.top and resp.top[0].HasField("position"):
         resp.position.CopyFrom(resp.top[0].position)

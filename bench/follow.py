@@ -167,9 +167,9 @@ def run_stream(lib: Library, enc, pid: str, spec: np.ndarray, segs: list[tuple[i
                     (u.t, right, t_true if known else np.nan, np.nan, np.nan, true_sys, np.nan, true_page)
                 )
                 continue
-            rx = to_render_x(float(pos["strip_x"]), offs)
+            rx = to_render_x(float(pos.strip_x), offs)
             rows.append((u.t, right, t_true, float(truth.t_at(np.array([rx]))[0]), float(truth.system(np.array([rx]))[0]),
-                         true_sys, float(pos.get("show_page", np.nan)), true_page))  # fmt: skip
+                         true_sys, float(pos.show_page), true_page))  # fmt: skip
     a = np.array(rows, dtype=np.float64).reshape(-1, 8)
     return {"t": a[:, 0], "right": a[:, 1].astype(bool), "t_true": a[:, 2], "t_rep": a[:, 3],
             "sys_rep": a[:, 4], "sys_true": a[:, 5], "show_page": a[:, 6], "page_true": a[:, 7],

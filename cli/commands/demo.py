@@ -212,14 +212,13 @@ def update_of(msg, lib):  # type: ignore[no-untyped-def]
     """An ``Identification`` from the services as the offline :class:`Update` (for the same
     status lines and plot): the same engine made it, so every field maps one to one."""
     from scoreid.identify.engine import Update
+    from scoreid.identify.position import Position
 
     ranking = [(t.piece, float(t.score), float(t.votes)) for t in msg.top]
-    positions = {}
-    for t in msg.top:
-        if t.HasField("position") and t.piece in lib.pieces:
-            p = t.position
-            positions[t.piece] = {"piece": t.piece, "page": p.page, "system": p.system, "x": p.x, "y0": p.y0,
-                                  "y1": p.y1, "strip_x": p.strip_x, "file": p.file, "file_page": p.file_page,
-                                  "show_page": p.show_page}  # fmt: skip
+    positions = {
+        t.piece: Position.from_message(t.position)
+        for t in msg.top
+        if t.HasField("position") and t.piece in lib.pieces
+    }
     return Update(t=float(msg.t_seconds), ranking=ranking, positions=positions, identity=msg.identity or None,
                   confidence=float(msg.confidence))  # fmt: skip

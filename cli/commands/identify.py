@@ -168,7 +168,7 @@ def status_line(u, lib) -> str:  # type: ignore[no-untyped-def]
         return f"t={u.t:6.1f}s  (listening...)"
     pid, score, _v = u.ranking[0]
     pos = u.positions.get(pid)
-    where = f"page {pos['page'] + 1}, system {pos['system'] + 1}, x {pos['x']:.0f}" if pos else ""
+    where = f"page {pos.page + 1}, system {pos.system + 1}, x {pos.x:.0f}" if pos else ""
     if u.identity:
         return f"t={u.t:6.1f}s  {lib.title(pid)} [{pid}] {score:.0%} (p {u.confidence:.2f})  {where}"
     return f"t={u.t:6.1f}s  unknown; top: {lib.title(pid)} [{pid}] {score:.0%}  {where}"

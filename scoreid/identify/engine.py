@@ -40,6 +40,7 @@ from scoreid.identify.follow import (
     lag_of,
     library_null,
 )
+from scoreid.identify.position import Position
 from scoreid.identify.tally import (
     CHANCE_EXPONENT,
     DEFAULT_HALF_LIFE_S,
@@ -63,7 +64,6 @@ SEQUENCE_WEIGHT = 0.1
 EVIDENCE = "library"
 MAGIC = b"scoreid-engine/2\n"
 MAGIC_V1 = b"scoreid-engine/1\n"  #: read too (the tally's values in the header): states written before
-POSITION_KEYS = ("page", "system", "x", "file", "file_page", "show_page")
 
 
 class EngineStateError(ValueError):
@@ -77,7 +77,7 @@ class Update:
 
     t: float
     ranking: list[tuple[str, float, float]]
-    positions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
     silent: bool = False
     identity: str | None = None
     confidence: float = 0.0
@@ -87,10 +87,8 @@ class Update:
         for pid, score, votes in self.ranking[: k if k else None]:
             entry: dict[str, Any] = {"piece": pid, "score": round(score, 4), "votes": round(votes, 3)}
             pos = self.positions.get(pid)
-            if pos:
-                entry.update({key: pos[key] for key in POSITION_KEYS if key in pos})
-                if "y0" in pos:
-                    entry["band"] = [pos["y0"], pos["y1"]]
+            if pos is not None:
+                entry.update(pos.to_json())
             top.append(entry)
         out: dict[str, Any] = {"t": round(self.t, 3), "identity": self.identity,
                                "confidence": round(self.confidence, 4), "top": top}  # fmt: skip
@@ -202,7 +200,8 @@ class SessionEngine:
         for pid, _s, _v in ranking[:POSITIONS]:
             x = self.follower.position_x(pid)
             if x is not None:
-                positions[pid] = self.library.at_strip_x(pid, x, speed=self.follower.speed(pid))
+                # the library's mapping has the position's fields
+                positions[pid] = Position(**self.library.at_strip_x(pid, x, speed=self.follower.speed(pid)))
         p = K.probability(self._evidence(ranked, votes))
         identity = ranking[0][0] if ranking and p >= K.THRESHOLD else None
         return Update(t, ranking, positions, silent, identity, p)

@@ -52,7 +52,7 @@ def test_a_restored_state_continues_exactly(library, follower):
         got = step(saved, t, emb, hits)
         assert got == want, f"hop {k}"
         assert saved.to_bytes() == whole.to_bytes()
-    assert want.ranking[0][0] == "piece-1" and want.positions["piece-1"]["x"] > 0
+    assert want.ranking[0][0] == "piece-1" and want.positions["piece-1"].x > 0
     assert SessionEngine.from_bytes(library, saved.to_bytes()).settings == settings
 
 
