@@ -21,6 +21,8 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.audio.io import AudioError, load_audio
 from scoreid.errors import UserError
+from scoreid.identify.engine import DEFAULT_HOP_S, EngineSettings
+from scoreid.identify.tally import DEFAULT_HALF_LIFE_S
 
 NAME = "identify"
 HELP = "identify recordings against a sheet library, streaming (JSON lines with --json)"
@@ -39,8 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default="", help="with --server: bearer token, when the server requires one")
     p.add_argument("--tls-ca", default=None, help="with --server: CA certificate (PEM) of a TLS server")
     p.add_argument("--json", action="store_true", help="one JSON line per hop, then a final ranking line")
-    p.add_argument("--hop", type=float, default=0.5, help="seconds of audio between updates (default 0.5)")
-    p.add_argument("--half-life", type=float, default=20.0, help="vote decay half-life, seconds of audio")
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S,
+                   help=f"seconds of audio between updates (default {DEFAULT_HOP_S:g})")  # fmt: skip
+    p.add_argument("--half-life", type=float, default=DEFAULT_HALF_LIFE_S,
+                   help=f"vote decay half-life, seconds of audio (default {DEFAULT_HALF_LIFE_S:g})")  # fmt: skip
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the library's)")
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
     p.add_argument("--plot", type=Path, default=None, help="PNG: confidence over time + followed path")
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         except AudioError as e:
             print(f"scoreid: error: {e}", file=sys.stderr)
             continue
-        ident = Identifier(lib, enc, hop_s=args.hop, half_life=args.half_life)
+        ident = Identifier(lib, enc, EngineSettings(hop_s=args.hop, half_life=args.half_life))
         t0 = time.perf_counter()
         held: list[str] = []  # JSON lines of the silent start, printed once sound arrives
 

@@ -22,7 +22,7 @@ import json
 import math
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.identify import confidence as K
 from scoreid.identify.follow import (
+    CANDIDATES,
     COHERENCE_HOPS,
     EVIDENCE_KINDS,
     HISTORY_HOPS,
@@ -48,11 +49,12 @@ from scoreid.identify.tally import (
     VoteTally,
     window_votes,
 )
+from scoreid.identify.windows import hop_frames_of
 from scoreid.library.store import Library
 
+DEFAULT_HOP_S = 0.5  #: seconds of audio between updates (and between the audio windows that vote)
 TOP_K = 25  #: neighbours per audio window (published)
 POSITIONS = 5  #: pieces of the ranking that get a position
-CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
 MAX_CANDIDATES = 50
 #: weight of the followers' sequence evidence in the order of the top candidates, and its null
 #: (:data:`scoreid.identify.follow.EVIDENCE_KINDS`); chosen with the shipped model of 2026-12-04 on both
@@ -110,7 +112,7 @@ def sequence_order(cands: Sequence[tuple[str, float, float]], w: float) -> list[
 class EngineSettings:
     """What a session's engine is run with (kept in its state, so a restored session keeps them)."""
 
-    hop_s: float = 0.5
+    hop_s: float = DEFAULT_HOP_S
     half_life: float = DEFAULT_HALF_LIFE_S
     vote_temperature: float = VOTE_TEMPERATURE
     chance_exponent: float = CHANCE_EXPONENT
@@ -142,7 +144,18 @@ class EngineSettings:
 
     @property
     def hop_frames(self) -> int:
-        return max(1, int(round(self.hop_s * C.FPS)))
+        return hop_frames_of(self.hop_s)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> EngineSettings:
+        """The settings of a service configuration (``ops.config``): the encoder's ``hop_s`` (a
+        session's default hop) and the aggregator's ``half_life_s``, ``vote_temperature``,
+        ``sequence_weight``, ``candidates`` and ``evidence``; the others keep their defaults.
+        ValueError (or TypeError) for a value the engine does not take."""
+        a = cfg["aggregator"]
+        return cls(hop_s=float(cfg["encoder"]["hop_s"]), half_life=float(a["half_life_s"]),
+                   vote_temperature=float(a["vote_temperature"]), sequence_weight=float(a["sequence_weight"]),
+                   candidates=a["candidates"], evidence=a["evidence"])  # fmt: skip
 
 
 class SessionEngine:

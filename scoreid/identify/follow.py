@@ -70,6 +70,7 @@ HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
 MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
 KINDS = ("best", "hmm", "tempo")
+CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
 EVIDENCE_KINDS = ("piece", "library")  #: the null of the sequence evidence (see the module docstring)
 EVIDENCE_HALF_LIFE_S = 10.0  #: half-life of a track's sequence evidence, seconds of audio
 
@@ -236,7 +237,7 @@ class CandidateFollower:
     """Follows the candidate pieces of a library (rows contiguous per piece, in strip order)."""
 
     def __init__(self, rows: dict[str, tuple[int, int]], strip_x: np.ndarray, stride: float, hop_s: float,
-                 kind: str = "tempo", max_candidates: int = 5, lag_s: float = LAG_S):  # fmt: skip
+                 kind: str = "tempo", max_candidates: int = CANDIDATES, lag_s: float = LAG_S):  # fmt: skip
         if kind not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {kind!r}")
         self.rows = rows
