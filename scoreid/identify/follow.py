@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,7 @@ TEMPO_MIX = 0.25  #: weight of the broad kernel in the tempo kernel
 CONFIRM_HOPS = 2  #: hops a jump must hold before it is reported
 JUMP_WINDOWS = 4.0  #: a move this many windows away from the prediction is a jump
 HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
+PATH_HOPS = 64  #: matched positions a track keeps (the speed is fitted to the last SPEED_FIT_S of them)
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
 MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
 KINDS = ("best", "hmm", "tempo")
@@ -109,7 +111,7 @@ class PieceTrack:
     kind: str = "tempo"
     lag_s: float = LAG_S  #: half the model's audio window (where the matched music lies behind now)
     alpha: np.ndarray | None = None
-    path: deque = field(default_factory=lambda: deque(maxlen=64))  # (t, x) of the matched position
+    path: deque = field(default_factory=lambda: deque(maxlen=PATH_HOPS))  # (t, x) of the matched position
     speed: float = DEFAULT_SPEED_PX_S
     reported: float | None = None
     pending: tuple[float, int] | None = None  # a jump target (x) and for how many hops it held
@@ -232,6 +234,38 @@ class PieceTrack:
             return None
         return float(np.clip(self.reported, self.strip_x[0], self.strip_x[-1]))
 
+    def state(self) -> dict[str, Any]:
+        """What the track has learnt (for :meth:`from_state`): JSON values and one array, the
+        filter's ``alpha`` (float64, exact; None before the first window)."""
+        return {"alpha": None if self.alpha is None else np.asarray(self.alpha, "<f8"),
+                "path": [[t, x] for t, x in self.path], "speed": self.speed, "reported": self.reported,
+                "pending": None if self.pending is None else list(self.pending),
+                "steady": [bool(v) for v in self.steady], "evidence": self.evidence,
+                "evidence_library": self.evidence_library}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], strip_x: np.ndarray, stride: float, hop_s: float,
+                   kind: str = "tempo", lag_s: float = LAG_S) -> PieceTrack:  # fmt: skip
+        """The track :meth:`state` described, over the same windows ``strip_x`` (the other
+        arguments as the constructor's); ValueError when its filter is not over ``strip_x``."""
+        track = cls(strip_x, stride, hop_s, kind, lag_s)
+        if state["alpha"] is not None:
+            alpha = np.asarray(state["alpha"], np.float64)
+            if alpha.shape != (len(strip_x),):
+                raise ValueError(
+                    f"track state: a filter over {alpha.shape} windows, the piece has {len(strip_x)}"
+                )
+            track.alpha = alpha
+        track.path.extend((float(t), float(x)) for t, x in state["path"])
+        track.speed = float(state["speed"])
+        track.reported = None if state["reported"] is None else float(state["reported"])
+        pending = state["pending"]
+        track.pending = None if pending is None else (float(pending[0]), int(pending[1]))
+        track.steady.extend(bool(v) for v in state["steady"])
+        track.evidence = float(state["evidence"])
+        track.evidence_library = float(state["evidence_library"])
+        return track
+
 
 class CandidateFollower:
     """Follows the candidate pieces of a library (rows contiguous per piece, in strip order)."""
@@ -272,6 +306,35 @@ class CandidateFollower:
                 self.tracks[pid] = track
             else:
                 track.update(t, sims_of(pid, emb[None])[0], null)
+
+    def state(self) -> dict[str, Any]:
+        """What the follower holds (for :meth:`load_state`): its recent windows (times, library
+        nulls, embeddings as one float32 array) and each candidate's track state."""
+        hist = list(self.history)
+        embs = np.stack([h[1] for h in hist]).astype("<f4") if hist else np.zeros((0, 0), "<f4")
+        return {"history": {"t": [h[0] for h in hist], "null": [h[2] for h in hist], "embeddings": embs},
+                "tracks": {pid: track.state() for pid, track in self.tracks.items()}}  # fmt: skip
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take the windows and tracks of :meth:`state` (of a follower of the same settings). A
+        track whose piece left the library or has another number of windows now is dropped: it
+        is rebuilt from the recent windows when the piece is a candidate again."""
+        h = state["history"]
+        ts, nulls, embs = list(h["t"]), list(h["null"]), np.asarray(h["embeddings"], np.float32)
+        if not len(ts) == len(nulls) == len(embs) <= HISTORY_HOPS or (len(embs) and embs.ndim != 2):
+            raise ValueError("follower state: recent windows of the wrong shape")
+        self.history.clear()
+        self.history.extend(
+            (float(t), e, None if nl is None else float(nl)) for t, e, nl in zip(ts, embs, nulls)
+        )
+        self.tracks = {}
+        for pid, track in state["tracks"].items():
+            rows = self.rows.get(pid)
+            if rows is None or track["alpha"] is None or len(track["alpha"]) != rows[1] - rows[0]:
+                continue
+            s, e = rows
+            self.tracks[pid] = PieceTrack.from_state(track, self.strip_x[s:e], self.stride, self.hop_s,
+                                                     self.kind, self.lag_s)  # fmt: skip
 
     def position_x(self, pid: str) -> float | None:
         track = self.tracks.get(pid)
