@@ -2,10 +2,16 @@
 
 Each file is read (any rate, stereo -> mono, resampled to the contract) and fed to the
 :class:`scoreid.identify.stream.Identifier` in hop-sized chunks, exactly as a live stream would
-be. With ``--json`` one JSON line per hop ``{"t", "top": [{"piece", "score", "votes", "page",
-"system", "x"}, ...]}`` (top 5), then ``{"final": true, ...}`` with the full ranking; without it
-a live one-line status. A file that cannot be read is reported by name and skipped; the exit
-code is non-zero only when no file could be identified.
+be. With ``--json`` one JSON line per hop (:meth:`scoreid.identify.engine.Update.to_json`)::
+
+    {"t", "identity", "confidence", "top": [{"piece", "score", "votes", <position>}, ...]}
+
+(the top 5; ``<position>``, for a followed piece: ``"page", "system", "x", "file", "file_page",
+"show_page", "band"``, :meth:`scoreid.identify.position.Position.to_json`), then a final line with
+the full ranking and ``"final": true``, ``"confident"`` and ``"seconds_per_second"`` (with several
+audio files each line also names its ``"file"``); without ``--json`` a live one-line status. A
+file that cannot be read is reported by name and skipped; the exit code is non-zero only when no
+file could be identified.
 """
 
 from __future__ import annotations

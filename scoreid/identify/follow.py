@@ -48,9 +48,8 @@ from scoreid import contract as C
 
 TEMPERATURE = 0.1  #: emission temperature on cosine similarity
 JUMP_PROB = 0.02  #: chance per hop of a jump anywhere within the piece (a repeat, a cut, a new start)
-MAX_SPEED_PX_S = (
-    300.0  #: fastest reading speed of the broad kernel, strip px per second of audio (2x a fast engraving)
-)
+#: fastest reading speed of the broad kernel, strip px per second of audio (2x a fast engraving)
+MAX_SPEED_PX_S = 300.0
 #: how far back the matched audio window's centre lies: half the audio window (the contract's
 #: default; a track takes its model's window length, ``lag_s``)
 LAG_S = C.AUDIO_WINDOW_FRAMES / 2.0 / C.FPS
@@ -75,6 +74,22 @@ KINDS = ("best", "hmm", "tempo")
 CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
 EVIDENCE_KINDS = ("piece", "library")  #: the null of the sequence evidence (see the module docstring)
 EVIDENCE_HALF_LIFE_S = 10.0  #: half-life of a track's sequence evidence, seconds of audio
+#: the broad kernel reaches at least this many times :data:`DEFAULT_SPEED_PX_S`
+BROAD_REACH_DEFAULTS = 2.5
+#: the broad kernel's weights fall e-fold every (its reach / this) windows, but no faster than per window
+BROAD_FALLS = 2.0
+#: the tempo kernel's spread (windows) around the advance it expects: this much at a standstill ...
+TEMPO_SD_WINDOWS = 0.35
+#: ... plus this much per window of expected advance
+TEMPO_SD_PER_WINDOW = 0.25
+#: a fitted speed is clipped to [0, this x MAX_SPEED_PX_S]
+MAX_FIT_SPEEDS = 3.0
+#: the position is the posterior mean over the best state and this many windows on each side of it
+POSTERIOR_WINDOWS = 2
+#: a backward move of less than this many windows is held (the reported position does not jitter back)
+HOLD_BACK_WINDOWS = 1.0
+#: the predicted probability of a state is at least this (its log stays finite)
+PROB_FLOOR = 1e-300
 
 
 def _logsumexp(a: np.ndarray) -> float:
@@ -88,14 +103,14 @@ def _logmeanexp(a: np.ndarray) -> float:
 
 def broad_kernel(max_step: int) -> np.ndarray:
     """step(d), d = 0..max_step: small advances favoured (the ``hmm`` kernel)."""
-    w = np.exp(-np.arange(max_step + 1) / max(1.0, max_step / 2.0))
+    w = np.exp(-np.arange(max_step + 1) / max(1.0, max_step / BROAD_FALLS))
     return w / w.sum()
 
 
 def tempo_kernel(expected: float, broad: np.ndarray) -> np.ndarray:
     """step(d): a Gaussian around ``expected`` windows per hop, mixed with the ``broad`` kernel."""
     d = np.arange(len(broad), dtype=np.float64)
-    sd = 0.35 + 0.25 * expected
+    sd = TEMPO_SD_WINDOWS + TEMPO_SD_PER_WINDOW * expected
     g = np.exp(-0.5 * ((d - expected) / sd) ** 2)
     w = (1 - TEMPO_MIX) * g / g.sum() + TEMPO_MIX * broad
     return w / w.sum()
@@ -122,7 +137,7 @@ class PieceTrack:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {self.kind!r}")
-        speed_max = max(MAX_SPEED_PX_S, 2.5 * DEFAULT_SPEED_PX_S)
+        speed_max = max(MAX_SPEED_PX_S, BROAD_REACH_DEFAULTS * DEFAULT_SPEED_PX_S)
         self.max_step = max(1, int(math.ceil(speed_max * self.hop_s / self.stride)) + 1)
         self.broad = broad_kernel(self.max_step)
 
@@ -155,7 +170,7 @@ class PieceTrack:
         p = np.exp(a - top)
         moved = np.convolve(p, step)[: len(p)]
         pred = (1 - JUMP_PROB) * moved + JUMP_PROB * p.mean()
-        return np.log(np.maximum(pred, 1e-300)) + top
+        return np.log(np.maximum(pred, PROB_FLOOR)) + top
 
     def _speed_known(self) -> bool:
         return len(self.path) >= MIN_FIT_HOPS
@@ -167,7 +182,7 @@ class PieceTrack:
         i = int(np.argmax(self.alpha))
         if self.kind != "tempo":
             return float(self.strip_x[i])
-        lo, hi = max(0, i - 2), min(len(self.alpha), i + 3)
+        lo, hi = max(0, i - POSTERIOR_WINDOWS), min(len(self.alpha), i + POSTERIOR_WINDOWS + 1)
         p = np.exp(self.alpha[lo:hi] - self.alpha[i])
         return float(np.dot(p, self.strip_x[lo:hi]) / p.sum())
 
@@ -203,7 +218,8 @@ class PieceTrack:
         self.path.append((t, x))
         self._fit_speed()
         now = x + self.speed * self.lag_s
-        self.reported = max(now, self.reported) if now > self.reported - self.stride else now
+        held = now > self.reported - HOLD_BACK_WINDOWS * self.stride
+        self.reported = max(now, self.reported) if held else now
 
     def _accept(self, t: float, x: float, now: float) -> None:
         self.path.append((t, x))
@@ -219,7 +235,7 @@ class PieceTrack:
             return
         dt, dx = pts[:, 0] - pts[:, 0].mean(), pts[:, 1] - pts[:, 1].mean()
         slope = float(np.dot(dt, dx) / max(float(np.dot(dt, dt)), 1e-12))  # least squares
-        self.speed = float(np.clip(slope, 0.0, 3.0 * MAX_SPEED_PX_S))
+        self.speed = float(np.clip(slope, 0.0, MAX_FIT_SPEEDS * MAX_SPEED_PX_S))
 
     def coherence(self) -> float:
         """Share of the recent hops whose match lay where the track's tempo predicted, while the

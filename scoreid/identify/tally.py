@@ -5,8 +5,9 @@ in seconds of audio, so the answer can change when the music changes piece:
 
     tally[p] <- tally[p] * 2 ** (-(t - t_last) / half_life) + votes[p]
 
-``half_life = inf`` means no decay (the published offline scheme: plain vote counts). The
-aggregator service implements the same update in Redis and is tested against this class.
+``half_life = inf`` means no decay (the published offline scheme: plain vote counts). Every path
+runs this class inside the session engine (:mod:`scoreid.identify.engine`); the aggregator service
+keeps its state (:meth:`VoteTally.state`) in Redis between hops.
 
 What one window votes (:func:`window_votes`) goes beyond the published scheme (each of the top-25
 neighbours votes 1 for its piece) in two measured ways (BENCHMARKS.md "Time to identify"; chosen on
