@@ -11,6 +11,7 @@ from ops.config import internal_token, redis_client
 from ops.grpc_server import build_server, check_transport
 from ops.service_main import Started, run_service
 from scoreid.errors import UserError
+from scoreid.identify.engine import EngineSettings
 
 
 def build(cfg: dict) -> Started:
@@ -19,11 +20,8 @@ def build(cfg: dict) -> Started:
     check_transport("aggregator", cfg["host"], bool(token), False, cfg["allow_insecure"])
     libraries = Libraries(cfg["index"]["libraries"], cfg["index"]["default_library"])
     try:
-        servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries, a["half_life_s"],
-                                      a["top_k"], vote_temperature=float(a["vote_temperature"]),
-                                      hop_s=float(cfg["encoder"]["hop_s"]),
-                                      sequence_weight=float(a["sequence_weight"]),
-                                      candidates=a["candidates"], evidence=a["evidence"])  # fmt: skip
+        servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries,
+                                      EngineSettings.from_config(cfg), a["top_k"])  # fmt: skip
     except (TypeError, ValueError) as e:
         raise UserError(f"aggregator settings: {e}") from None
     server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"],

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -35,16 +35,7 @@ from ops.metrics import ERRORS, RPC_SECONDS
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
-from scoreid.identify.engine import (
-    CANDIDATES,
-    EVIDENCE,
-    SEQUENCE_WEIGHT,
-    EngineSettings,
-    EngineStateError,
-    SessionEngine,
-    Update,
-)
-from scoreid.identify.tally import VOTE_TEMPERATURE
+from scoreid.identify.engine import EngineSettings, EngineStateError, SessionEngine, Update
 from scoreid.library.store import LibraryError
 
 SERVICE = "aggregator"
@@ -66,13 +57,6 @@ class VoteError(Exception):
         self.code, self.message = code, message
 
 
-def position_pb(pid: str, pos: dict[str, Any]) -> pb.Position:
-    return pb.Position(piece=pid, page=int(pos["page"]), system=int(pos["system"]), x=float(pos["x"]),
-                       y0=float(pos["y0"]), y1=float(pos["y1"]), file=str(pos.get("file", "")),
-                       file_page=int(pos.get("file_page", 0)), show_page=int(pos.get("show_page", pos["page"])),
-                       strip_x=float(pos.get("strip_x", 0.0)))  # fmt: skip
-
-
 def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteResponse:
     """The engine's answer as a VoteResponse (``None``: a session with no vote yet)."""
     resp = pb.VoteResponse()
@@ -84,8 +68,8 @@ def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteR
     for pid, score, votes in u.ranking[:top_k]:
         ps = pb.PieceScore(piece=pid, score=score, votes=votes)
         pos = u.positions.get(pid)
-        if pos:
-            ps.position.CopyFrom(position_pb(pid, pos))
+        if pos is not None:
+            ps.position.CopyFrom(pos.to_message(pb.Position))
         resp.top.append(ps)
     if resp.top and resp.top[0].HasField("position"):
         resp.position.CopyFrom(resp.top[0].position)
@@ -127,21 +111,14 @@ class Step:
 
 
 class AggregatorServicer(pbg.AggregatorServicer):
-    def __init__(self, states: EngineStates, libraries: Libraries, half_life_s: float = 20.0, top_k: int = 5,
-                 vote_temperature: float = VOTE_TEMPERATURE, hop_s: float = 0.5,
-                 sequence_weight: float = SEQUENCE_WEIGHT, candidates: int = CANDIDATES,
-                 evidence: str = EVIDENCE):  # fmt: skip
-        EngineSettings(hop_s, half_life_s, vote_temperature, sequence_weight=sequence_weight,
-                       candidates=candidates, evidence=evidence)  # validates  # fmt: skip
-        self.sequence_weight = float(sequence_weight)
-        self.candidates = candidates
-        self.evidence = evidence
+    def __init__(self, states: EngineStates, libraries: Libraries, settings: EngineSettings | None = None,
+                 top_k: int = 5):  # fmt: skip
+        """A new session's engine runs with ``settings`` (:meth:`EngineSettings.from_config`; the
+        defaults when None), its hop and half-life replaced by the first vote's when it gives them."""
+        self.settings = settings or EngineSettings()
         self.states = states
         self.libraries = libraries
-        self.half_life_s = float(half_life_s)
         self.top_k = int(top_k)
-        self.vote_temperature = float(vote_temperature)
-        self.hop_s = float(hop_s)
         self._cache: OrderedDict[str, tuple[int, SessionEngine]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -214,10 +191,9 @@ class AggregatorServicer(pbg.AggregatorServicer):
             except ValueError as e:
                 raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"session {sid}: {e}") from None
         if eng is None:
+            s = self.settings
             try:
-                settings = EngineSettings(v.hop_seconds or self.hop_s, v.half_life or self.half_life_s,
-                                          self.vote_temperature, sequence_weight=self.sequence_weight,
-                                          candidates=self.candidates, evidence=self.evidence)  # fmt: skip
+                settings = replace(s, hop_s=v.hop_seconds or s.hop_s, half_life=v.half_life or s.half_life)
             except ValueError as e:
                 raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             eng = SessionEngine(lib, settings)

@@ -15,7 +15,7 @@ In one run, on this machine:
   options :func:`scoreid.inference.ort_session_options` now applies) and, for the audio encoder,
   ``ort-int8`` (the shipped model's statically quantised ``audio.int8.onnx``, ``--int8``; same
   options; its GFLOP/s count the fp32 network's FLOPs, so "of peak" is an effective figure);
-- the streaming front end: the incremental spectrogram's cost per hop (0.5 s) per stream at
+- the streaming front end: the incremental spectrogram's cost per hop (the engine's default) per stream at
   22.05 kHz, and with resampling from 44.1 kHz.
 
 ``--audio-archs FILTERS[:STEM] ...`` instead times only audio encoders of the given architectures
@@ -27,8 +27,8 @@ the reference of the ``vs first`` column), e.g. the default beside distilled stu
 
 each randomly initialised, exported to ONNX and statically quantised to int8 (calibrated on
 synthetic inputs), run by ONNX Runtime with the serving session options: windows/s at each batch
-size, multiply-adds per window, and the streams that rate serves at 2 windows/s per stream (a
-0.5 s hop). The JSON names the CPU and the load average at the start and the end.
+size, multiply-adds per window, and the streams that rate serves at 2 windows/s per stream (the
+default hop). The JSON names the CPU and the load average at the start and the end.
 
 The model is a randomly initialised :class:`scoreid.models.CrossModalNet` exported with
 ``trainer.export.export_model`` into a temporary directory (a benchmark fixture, never shipped;
@@ -69,6 +69,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 from scoreid.inference import ort_session_options  # noqa: E402
 from scoreid.models import AudioEmbedder, CrossModalNet, SheetEmbedder  # noqa: E402
 from scoreid.models.encoders import STEM, multiply_adds  # noqa: E402
@@ -133,7 +134,7 @@ def peak_flops(min_time: float, threads: int) -> dict[str, float]:
 
 
 def spectrogram_cost(min_time: float) -> dict[str, float]:
-    """Milliseconds per 0.5 s hop per stream of the incremental front end (steady state)."""
+    """Milliseconds per hop (the default) per stream of the incremental front end (steady state)."""
     from scoreid.audio.io import Resampler
     from scoreid.audio.processor import SequentialProcessor
     from scoreid.audio.spectrogram import OnlineSpectrogram
@@ -144,7 +145,7 @@ def spectrogram_cost(min_time: float) -> dict[str, float]:
         (C.SAMPLE_RATE, "spectrogram_ms_per_hop_22k"),
         (44100, "resample_spectrogram_ms_per_hop_44k"),
     ):
-        hop = rng.normal(0, 0.1, sr // 2).astype(np.float32)
+        hop = rng.normal(0, 0.1, int(sr * DEFAULT_HOP_S)).astype(np.float32)
         chain = SequentialProcessor([Resampler(sr).stream(), OnlineSpectrogram()])  # as the encoder service
 
         def push(chain: SequentialProcessor = chain, hop: np.ndarray = hop) -> None:
@@ -197,7 +198,7 @@ def architectures(args: argparse.Namespace) -> int:
     base = next(iter(macs))
     rows = [{"architecture": a, "precision": prec, "batch": b, "threads": args.threads,
              "mmac_per_window": round(macs[a] / 1e6, 1), "windows_per_s": round(rate, 1),
-             "streams_at_2_windows_per_s": round(rate / 2, 1),
+             "streams_at_2_windows_per_s": round(rate * DEFAULT_HOP_S, 1),
              "vs_first": round(rate / rates[(base, prec, b)], 2)}
             for (a, prec, b), rate in rates.items()]  # fmt: skip
     print(f"\n{'architecture':<22}{'prec':<6}{'batch':>6}{'MMAC/win':>10}{'win/s':>9}{'streams':>9}"
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['encoder']:<7}{r['backend']:<13}{r['batch']:>6}{r['windows_per_s']:>9.1f}{r['ms_per_window']:>8.2f}"
               f"{r['gflops']:>9.1f}{100 * r['flops_fraction']:>8.1f}%{r['vs_torch']:>8.2f}x")  # fmt: skip
-    print("\nincremental front end per 0.5 s hop per stream: "
+    print(f"\nincremental front end per {DEFAULT_HOP_S:g} s hop per stream: "
           + ", ".join(f"{k} {v:.3f} ms" for k, v in spec.items()))  # fmt: skip
 
     b32 = 32 if 32 in args.batches else max(args.batches)

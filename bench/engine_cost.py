@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import cpu_name, write_result  # noqa: E402
 
-from scoreid.identify.engine import EngineSettings, SessionEngine  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K, EngineSettings, SessionEngine  # noqa: E402
 from scoreid.library.store import Library  # noqa: E402
 from scoreid.search.exact import ExactIndex  # noqa: E402
 
@@ -53,12 +53,12 @@ def measure(pieces: int, windows: int, hops: int, seed: int = 0, candidates: int
     for k in range(hops):
         v = lib.vectors[s + k % (e - s)] + rng.normal(scale=0.1, size=32).astype(np.float32)
         v = (v / np.linalg.norm(v)).astype(np.float32)
-        sims, rows = index.search(v[None], 25)
+        sims, rows = index.search(v[None], TOP_K)
         hits = [(str(lib.meta["piece"][r]), float(x)) for r, x in zip(rows[0], sims[0])]
         t0 = time.perf_counter()
         eng = SessionEngine.from_bytes(lib, blob)
         t1 = time.perf_counter()
-        eng.vote(0.5 * (k + 1), v, hits)
+        eng.vote(DEFAULT_HOP_S * (k + 1), v, hits)
         t2 = time.perf_counter()
         blob = eng.to_bytes()
         t3 = time.perf_counter()

@@ -50,7 +50,7 @@ from report import cpu_name, write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
 from scoreid.audio.spectrogram import OnlineSpectrogram  # noqa: E402
-from scoreid.identify.engine import TOP_K, EngineSettings, SessionEngine  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K, EngineSettings, SessionEngine  # noqa: E402
 from scoreid.identify.stream import time_to_identify  # noqa: E402
 from scoreid.identify.windows import HopWindows, Window, hop_frames_of  # noqa: E402
 from scoreid.library.store import Library  # noqa: E402
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--lengths", default="10,20,30", help="real-dev excerpt lengths, seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the real-dev excerpt offsets")
-    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     p.add_argument("--valid-seconds", type=float, default=60.0, help="synthetic valid: seconds per stream")
     p.add_argument("--grid", nargs="*", default=[], help="NAME=V1,V2,... (EngineSettings fields, or k)")
     p.add_argument("--sets", default="realdev,valid", help="which validation sets")

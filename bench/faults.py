@@ -3,7 +3,7 @@
     python bench/faults.py [--streams 20] [--model models/default] [--between 15] [--out bench/results/faults.json]
 
 Starts the stack (`scoreid up`, loopback, free ports) on the three-piece bench library of
-``bench/stack_streams.py``, opens N real-time streams (hop 0.5 s; each plays one piece, round
+``bench/stack_streams.py``, opens N real-time streams (the default hop; each plays one piece, round
 robin) and, after a warm-up, kills with SIGKILL in turn the index, the aggregator, the encoder and
 redis-server. Nothing is restarted by hand: the stack's supervisor (``ops.supervisor``,
 as Kubernetes or compose would) starts the killed process again. The clients behave as a real client should:
@@ -55,8 +55,9 @@ from ops.stack import free_ports  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 
-HOP_S = 0.5
+HOP_S = DEFAULT_HOP_S  #: the streams' hop: the engine's default
 CHUNK_S = 0.1
 TARGETS = ("index", "aggregator", "encoder", "redis")
 

@@ -6,8 +6,8 @@
 1. Builds the sheet library of the split's pieces from the ``shifted`` look's page images (Petaluma,
    never seen in training; staff systems from pixels, as a user's library) — ``bench/identify.py``.
 2. Streams, per piece, the ``shifted`` performance (csound soundfont, tempo outside the training
-   range, room and noise) through :class:`scoreid.identify.stream.Identifier`, hop 0.5 s, as four
-   streams: from the first bar, from the middle, a *repeat* (the music jumps back: 10–50 % of the
+   range, room and noise) through :class:`scoreid.identify.stream.Identifier` at ``--hop`` (the
+   default hop), as four streams: from the first bar, from the middle, a *repeat* (the music jumps back: 10–50 % of the
    piece, then 25–60 %) and a *cut* (0–30 %, then 60–90 %); each at most ``--max-seconds``.
 3. Truth: every aligned notehead has its strip x (corpus render) and its onset frame in the
    performance, so the true strip position at every instant is the interpolation between onsets,
@@ -47,6 +47,7 @@ from identify import build_library  # noqa: E402
 from report import cpu_name, write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 from scoreid.identify.stream import Identifier  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.store import Library  # noqa: E402
@@ -167,9 +168,9 @@ def run_stream(lib: Library, enc, pid: str, spec: np.ndarray, segs: list[tuple[i
                     (u.t, right, t_true if known else np.nan, np.nan, np.nan, true_sys, np.nan, true_page)
                 )
                 continue
-            rx = to_render_x(float(pos["strip_x"]), offs)
+            rx = to_render_x(float(pos.strip_x), offs)
             rows.append((u.t, right, t_true, float(truth.t_at(np.array([rx]))[0]), float(truth.system(np.array([rx]))[0]),
-                         true_sys, float(pos.get("show_page", np.nan)), true_page))  # fmt: skip
+                         true_sys, float(pos.show_page), true_page))  # fmt: skip
     a = np.array(rows, dtype=np.float64).reshape(-1, 8)
     return {"t": a[:, 0], "right": a[:, 1].astype(bool), "t_true": a[:, 2], "t_rep": a[:, 3],
             "sys_rep": a[:, 4], "sys_true": a[:, 5], "show_page": a[:, 6], "page_true": a[:, 7],
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--streams", default="start,middle,repeat,cut", help=f"stream kinds ({', '.join(SPLICES)})"
     )
-    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--limit", type=int, default=0, help="at most this many pieces (0: all)")
     p.add_argument("--plots", type=int, default=4, help="streams drawn in the PNG")

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import cpu_name, write_result  # noqa: E402
 
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 from scoreid.identify.follow import KINDS, CandidateFollower  # noqa: E402
 
 
@@ -87,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         for kind in KINDS:
             best = math.inf
             for _ in range(args.rounds):
-                f = CandidateFollower(lib_rows, strip_x, 50.0, 0.5, kind=kind)
+                f = CandidateFollower(lib_rows, strip_x, 50.0, DEFAULT_HOP_S, kind=kind, max_candidates=5)
                 t0 = time.perf_counter()
                 for h in range(args.hops):
                     cands = [
                         pids[(h // 20 + j) % len(pids)] for j in range(5)
                     ]  # a new candidate every 20 hops
-                    f.update(0.5 * (h + 1), embs[h], cands, sims_of)
+                    f.update(DEFAULT_HOP_S * (h + 1), embs[h], cands, sims_of)
                 best = min(best, (time.perf_counter() - t0) / args.hops)
             row[f"{kind}_ms"] = round(best * 1e3, 3)
         hops_old = max(3, min(args.hops, 2_000_000 // n))

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT  # noqa: E402
+from scoreid.identify.engine import CANDIDATES, DEFAULT_HOP_S, SEQUENCE_WEIGHT  # noqa: E402
 from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
 from scoreid.identify.tally import CHANCE_EXPONENT, VOTE_TEMPERATURE  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="corpus directory (trainer/run.py corpus build)")
     p.add_argument("--split", default="test")
     p.add_argument("--condition", default="shifted", choices=("same", "shifted"))
-    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--starts", default="0,0.5", help="stream start positions, fractions of each recording")
     p.add_argument(

@@ -46,10 +46,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import TOP_K  # noqa: E402
 from scoreid.search.backends import make_index  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DIM, K = 32, 25
+DIM, K = C.EMBED_DIM, TOP_K
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@
 
 Engraves demo pieces (music21 corpus, cached, not timed), builds a library from their page
 images (timed: staff-system detection + cutting, and sheet embedding, separately), then streams a
-held-out performance through ``Identifier`` in 0.5 s hops (timed). Prints a table and writes JSON.
+held-out performance through ``Identifier`` in hops of ``--hop`` s (timed). Prints a table and writes JSON.
 Speeds depend on the model's architecture, not on its weights.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 from scoreid.identify.stream import Identifier  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, cut_piece, open_or_create  # noqa: E402
@@ -35,7 +36,7 @@ def main() -> None:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--pieces", type=int, default=10)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "scoreid-bench-sheets")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from cli.client import requests  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 5, 10])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per message")
-    ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     ap.add_argument("--audio", help="audio file to stream (default: synthetic tones)")
     ap.add_argument("--max-streams", type=int, default=400, help="per load-generator process")
     ap.add_argument(

@@ -38,6 +38,7 @@ from report import cpu_name, write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
 from scoreid.identify import confidence as K  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 from scoreid.identify.stream import Identifier  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from trainer.corpus.store import Corpus  # noqa: E402
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     p.add_argument("--fit", action="store_true", help="fit the confidence model's coefficients (valid split)")
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-openset"

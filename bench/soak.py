@@ -4,7 +4,7 @@
 
 Starts the stack (`scoreid up`, loopback, free ports, session TTL ``--ttl`` s) on the three-piece
 bench library of ``bench/stack_streams.py``. Each of N client threads streams one piece's
-performance in real time (0.1 s chunks, hop 0.5 s), one session per pass through the recording,
+performance in real time (0.1 s chunks, the default hop), one session per pass through the recording,
 back to back until the time is up. Checked and reported:
 
 - lost or crossed sessions: every update of a session carries that session's id and the next seq
@@ -43,8 +43,9 @@ from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
 from cli.client import requests  # noqa: E402
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
 from scoreid import contract as C  # noqa: E402
+from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 
-HOP_S = 0.5
+HOP_S = DEFAULT_HOP_S  #: the streams' hop: the engine's default
 CHUNK_S = 0.1
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid.errors import UserError
+from scoreid.identify.position import Position
 
 CHUNK_S = 0.1
 
@@ -74,15 +75,13 @@ def stream_audio(address: str, samples: np.ndarray, sample_rate: int, *, token: 
 
 def identification_to_dict(msg: pb.Identification, details: bool = False) -> dict[str, Any]:
     """The offline ``scoreid identify`` line (:meth:`scoreid.identify.engine.Update.to_json`):
-    {"t", "identity", "confidence", "top": [{piece, score, votes[, page, system, x, file, file_page,
-    show_page, band]}][, "final"]}. ``details`` adds session, seq, title and stage latencies."""
+    {"t", "identity", "confidence", "top": [{piece, score, votes[, the position's keys
+    (:meth:`scoreid.identify.position.Position.to_json`)]}][, "final"]}. ``details`` adds session, seq, title and stage latencies."""
     top = []
     for t in msg.top:
         entry: dict[str, Any] = {"piece": t.piece, "score": round(t.score, 4), "votes": round(t.votes, 3)}
         if t.HasField("position"):
-            p = t.position
-            entry.update({"page": p.page, "system": p.system, "x": p.x, "file": p.file, "file_page": p.file_page,
-                          "show_page": p.show_page, "band": [p.y0, p.y1]})  # fmt: skip
+            entry.update(Position.from_message(t.position).to_json())
         if details:
             entry["title"] = t.title
         top.append(entry)

@@ -53,6 +53,7 @@ from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor, to_tensor
 from scoreid import contract as C
+from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K
 from scoreid.tensors import audio_to_network
 
 SERVICE = "encoder"
@@ -70,9 +71,9 @@ class ServedEncoder(Protocol):
 
 @dataclass
 class EncoderSettings:
-    hop_s: float = 0.5
+    hop_s: float = DEFAULT_HOP_S
     top_k: int = 5
-    k: int = 25
+    k: int = TOP_K
     max_batch: int = 64
     max_wait_ms: float = 5.0
     batch_workers: int = 2

@@ -20,6 +20,7 @@ from ops.metrics import ERRORS, INDEX_VECTORS, RPC_SECONDS, STAGE_SECONDS
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
+from scoreid.identify.engine import TOP_K
 
 SERVICE = "index"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Index"].full_name
@@ -31,7 +32,7 @@ log = logging.getLogger("scoreid.index")
 
 
 class IndexServicer(pbg.IndexServicer):
-    def __init__(self, libraries: dict[str, ServedLibrary], default: str = "", k: int = 25):
+    def __init__(self, libraries: dict[str, ServedLibrary], default: str = "", k: int = TOP_K):
         if not libraries:
             raise ValueError("the index service needs at least one library")
         self.libraries = dict(libraries)

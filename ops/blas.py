@@ -2,7 +2,7 @@
 
 numpy's OpenBLAS starts a thread per core and spin-waits between calls. On a small machine
 shared by several services every small product (the spectrogram's (10, 1024) @ (1024, 92)
-filterbank per 0.5 s hop, exact search's query @ library) then waits for a descheduled worker:
+filterbank per hop, exact search's query @ library) then waits for a descheduled worker:
 measured 75 ms instead of 0.15 ms per hop (BENCHMARKS.md "Encoder"). The services parallelise
 across sessions instead, so each process keeps one BLAS thread unless the environment already
 says otherwise. Import this module before anything that imports numpy (it imports nothing).

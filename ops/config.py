@@ -84,7 +84,7 @@ DEFAULTS: dict[str, Any] = {
         "max_batch": 64,
         "max_wait_ms": 5.0,
         "batch_workers": 2,  # batches in flight at once (encode one while the last one searches/votes)
-        "hop_s": 0.5,
+        "hop_s": engine.DEFAULT_HOP_S,  # seconds of audio between updates (a session may ask for its own)
         "k": engine.TOP_K,  # neighbours per window (votes)
         "workers": 64,
         "tls_cert": "",

@@ -63,7 +63,7 @@ def git_commit(repo: Path | None = None) -> str:
 def make_manifest(
     contract: Contract, files: dict[str, str], training: dict[str, Any], sheet_space: str | None = None
 ) -> dict[str, Any]:
-    """The manifest dict of the shared ``scoreid-model/1`` format (see BRIEF / README);
+    """The manifest dict of the shared ``scoreid-model/1`` format (README "The feature contract");
     ``sheet_space``: the network's :meth:`~scoreid.models.CrossModalNet.sheet_space_digest`."""
     frames = contract.audio_window_frames
     extra = {} if sheet_space is None else {"sheet_space": sheet_space}

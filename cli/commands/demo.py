@@ -27,6 +27,7 @@ import numpy as np
 from ops.cache import demo_cache
 from scoreid import contract as C
 from scoreid.errors import UserError
+from scoreid.identify.engine import DEFAULT_HOP_S, EngineSettings
 
 NAME = "demo"
 HELP = "run the main job: build a demo library, synthesise a performance, identify it while streaming"
@@ -44,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pieces", type=int, default=30, help="library size (default 30)")
     p.add_argument("--seconds", type=float, default=40.0, help="seconds of the performance to stream")
-    p.add_argument("--hop", type=float, default=0.5, help="seconds of audio per streamed chunk")
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S,
+                   help=f"seconds of audio per streamed chunk (default {DEFAULT_HOP_S:g})")  # fmt: skip
     p.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {demo_cache()})")
     p.add_argument("--model", type=Path, default=MODEL_DIR, help="model directory (default models/default)")
     p.add_argument(
@@ -151,7 +153,7 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     if args.services:
         stream_services(args, lib, lib_dir, audio, show)
     else:
-        ident = Identifier(lib, enc, hop_s=args.hop)
+        ident = Identifier(lib, enc, EngineSettings(hop_s=args.hop))
         chunk = int(args.hop * C.SAMPLE_RATE)
         for s in range(0, len(audio) + chunk, chunk):
             for u in ident.push(audio[s : s + chunk]) if s < len(audio) else ident.finish():
@@ -212,14 +214,13 @@ def update_of(msg, lib):  # type: ignore[no-untyped-def]
     """An ``Identification`` from the services as the offline :class:`Update` (for the same
     status lines and plot): the same engine made it, so every field maps one to one."""
     from scoreid.identify.engine import Update
+    from scoreid.identify.position import Position
 
     ranking = [(t.piece, float(t.score), float(t.votes)) for t in msg.top]
-    positions = {}
-    for t in msg.top:
-        if t.HasField("position") and t.piece in lib.pieces:
-            p = t.position
-            positions[t.piece] = {"piece": t.piece, "page": p.page, "system": p.system, "x": p.x, "y0": p.y0,
-                                  "y1": p.y1, "strip_x": p.strip_x, "file": p.file, "file_page": p.file_page,
-                                  "show_page": p.show_page}  # fmt: skip
+    positions = {
+        t.piece: Position.from_message(t.position)
+        for t in msg.top
+        if t.HasField("position") and t.piece in lib.pieces
+    }
     return Update(t=float(msg.t_seconds), ranking=ranking, positions=positions, identity=msg.identity or None,
                   confidence=float(msg.confidence))  # fmt: skip

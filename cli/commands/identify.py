@@ -2,10 +2,16 @@
 
 Each file is read (any rate, stereo -> mono, resampled to the contract) and fed to the
 :class:`scoreid.identify.stream.Identifier` in hop-sized chunks, exactly as a live stream would
-be. With ``--json`` one JSON line per hop ``{"t", "top": [{"piece", "score", "votes", "page",
-"system", "x"}, ...]}`` (top 5), then ``{"final": true, ...}`` with the full ranking; without it
-a live one-line status. A file that cannot be read is reported by name and skipped; the exit
-code is non-zero only when no file could be identified.
+be. With ``--json`` one JSON line per hop (:meth:`scoreid.identify.engine.Update.to_json`)::
+
+    {"t", "identity", "confidence", "top": [{"piece", "score", "votes", <position>}, ...]}
+
+(the top 5; ``<position>``, for a followed piece: ``"page", "system", "x", "file", "file_page",
+"show_page", "band"``, :meth:`scoreid.identify.position.Position.to_json`), then a final line with
+the full ranking and ``"final": true``, ``"confident"`` and ``"seconds_per_second"`` (with several
+audio files each line also names its ``"file"``); without ``--json`` a live one-line status. A
+file that cannot be read is reported by name and skipped; the exit code is non-zero only when no
+file could be identified.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.audio.io import AudioError, load_audio
 from scoreid.errors import UserError
+from scoreid.identify.engine import DEFAULT_HOP_S, EngineSettings
+from scoreid.identify.tally import DEFAULT_HALF_LIFE_S
 
 NAME = "identify"
 HELP = "identify recordings against a sheet library, streaming (JSON lines with --json)"
@@ -39,8 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default="", help="with --server: bearer token, when the server requires one")
     p.add_argument("--tls-ca", default=None, help="with --server: CA certificate (PEM) of a TLS server")
     p.add_argument("--json", action="store_true", help="one JSON line per hop, then a final ranking line")
-    p.add_argument("--hop", type=float, default=0.5, help="seconds of audio between updates (default 0.5)")
-    p.add_argument("--half-life", type=float, default=20.0, help="vote decay half-life, seconds of audio")
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S,
+                   help=f"seconds of audio between updates (default {DEFAULT_HOP_S:g})")  # fmt: skip
+    p.add_argument("--half-life", type=float, default=DEFAULT_HALF_LIFE_S,
+                   help=f"vote decay half-life, seconds of audio (default {DEFAULT_HALF_LIFE_S:g})")  # fmt: skip
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the library's)")
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
     p.add_argument("--plot", type=Path, default=None, help="PNG: confidence over time + followed path")
@@ -87,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         except AudioError as e:
             print(f"scoreid: error: {e}", file=sys.stderr)
             continue
-        ident = Identifier(lib, enc, hop_s=args.hop, half_life=args.half_life)
+        ident = Identifier(lib, enc, EngineSettings(hop_s=args.hop, half_life=args.half_life))
         t0 = time.perf_counter()
         held: list[str] = []  # JSON lines of the silent start, printed once sound arrives
 
@@ -168,7 +178,7 @@ def status_line(u, lib) -> str:  # type: ignore[no-untyped-def]
         return f"t={u.t:6.1f}s  (listening...)"
     pid, score, _v = u.ranking[0]
     pos = u.positions.get(pid)
-    where = f"page {pos['page'] + 1}, system {pos['system'] + 1}, x {pos['x']:.0f}" if pos else ""
+    where = f"page {pos.page + 1}, system {pos.system + 1}, x {pos.x:.0f}" if pos else ""
     if u.identity:
         return f"t={u.t:6.1f}s  {lib.title(pid)} [{pid}] {score:.0%} (p {u.confidence:.2f})  {where}"
     return f"t={u.t:6.1f}s  unknown; top: {lib.title(pid)} [{pid}] {score:.0%}  {where}"

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from scoreid.identify.position import Position
+
 # titles that say nothing about the piece (music21's default title among them)
 GENERIC_TITLES = frozenset({"", "music21fragment", "music21", "fragment", "untitled", "notitle", "title",
                             "score", "piece", "unknown", "unnamed", "sheetmusic", "music"})  # fmt: skip
@@ -101,16 +103,16 @@ def legend_labels(titles: Mapping[str, str], n: int = TITLE_CHARS) -> dict[str, 
     return out
 
 
-def followed_path(history: Sequence[Any], pid: str) -> tuple[list[float], list[dict[str, Any]]]:
+def followed_path(history: Sequence[Any], pid: str) -> tuple[list[float], list[Position]]:
     """(times, positions) of the hops that have a followed position for ``pid``."""
     ts = [float(u.t) for u in history if pid in u.positions]
     rows = [u.positions[pid] for u in history if pid in u.positions]
     return ts, rows
 
 
-def visited_pages(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+def visited_pages(rows: Sequence[Position]) -> list[int]:
     """The library page indices (0-based) the followed path visits, in page order."""
-    return sorted({int(r["page"]) for r in rows})
+    return sorted({int(r.page) for r in rows})
 
 
 def strip_rows(xs: Sequence[float], strip_w: float, margin: float = ROW_MARGIN_PX, min_px: float = ROW_MIN_PX,
@@ -246,8 +248,8 @@ def plot_history(history: list, lib: Any, out: Path, title: str = "") -> None:
         piece = lib.pieces[top]
         strip = _strip_image(lib, top)
         strip_w = strip.shape[1] if strip is not None else float(piece.get("strip_width") or 0)
-        strip_w = max(strip_w, max(r["strip_x"] for r in rows) + 100)
-        segs = strip_rows([r["strip_x"] for r in rows], strip_w)
+        strip_w = max(strip_w, max(r.strip_x for r in rows) + 100)
+        segs = strip_rows([r.strip_x for r in rows], strip_w)
         seg_px = segs[0][1] - segs[0][0]
         data_h = LABEL_BAND + LANE_BOTTOM
         row_w = min(full_w - 0.75, 2.3 * seg_px / data_h)  # rows at most 2.3 in high
@@ -344,7 +346,7 @@ def _lane_y(t: float, t_end: float) -> float:
 
 
 def draw_strip_row(ax: Any, strip: np.ndarray | None, seg: tuple[float, float], ts: Sequence[float],
-                   rows: Sequence[Mapping[str, Any]], norm: Any, starts: Sequence[tuple[float, int, int]],
+                   rows: Sequence[Position], norm: Any, starts: Sequence[tuple[float, int, int]],
                    t_end: float) -> None:  # fmt: skip
     """One row: the strip between ``seg`` at true aspect, system labels above, the time lane
     under it with the hops whose strip x falls in the row."""
@@ -368,7 +370,7 @@ def draw_strip_row(ax: Any, strip: np.ndarray | None, seg: tuple[float, float], 
         ax.axvline(x, color="tab:blue", lw=0.9, ls=":", zorder=1)
         ax.text(x + 10, -8, f"p{k + 1} s{s + 1}", fontsize=10, color="tab:blue", va="bottom")
     # the path: hops in this row; consecutive ones joined (solid: a step forward, dotted: a jump)
-    xs = np.array([r["strip_x"] for r in rows], float)
+    xs = np.array([r.strip_x for r in rows], float)
     ys = np.array([_lane_y(t, t_end) for t in ts])
     tt = np.asarray(ts, float)
     inrow = (xs >= a) & (xs <= b)
@@ -394,7 +396,7 @@ def draw_strip_row(ax: Any, strip: np.ndarray | None, seg: tuple[float, float], 
         sp.set_color("0.6")
 
 
-def draw_page_path(ax: Any, lib: Any, pid: str, rows: Sequence[Mapping[str, Any]], ts: Sequence[float], k: int,
+def draw_page_path(ax: Any, lib: Any, pid: str, rows: Sequence[Position], ts: Sequence[float], k: int,
                    norm: Any, image: np.ndarray | None = None) -> None:  # fmt: skip
     """Library page ``k`` of ``pid`` with the part of the followed path on it (colour = time,
     the first hop of each visit and round times labelled)."""
@@ -412,14 +414,14 @@ def draw_page_path(ax: Any, lib: Any, pid: str, rows: Sequence[Mapping[str, Any]
         for top, bottom, lft, rgt in pg.get("systems", []):
             ax.add_patch(matplotlib_rect(lft, top, rgt - lft, bottom - top))
         ax.text(page_w / 2, 40, "source page not available", ha="center", va="top", color="0.4")
-    on = [int(r["page"]) == k for r in rows]
-    xs = np.array([r["x"] for r in rows], float)
-    ys = np.array([(r["y0"] + r["y1"]) / 2 for r in rows], float)
+    on = [int(r.page) == k for r in rows]
+    xs = np.array([r.x for r in rows], float)
+    ys = np.array([(r.y0 + r.y1) / 2 for r in rows], float)
     tt = np.asarray(ts, float)
     m = np.asarray(on, bool)
     for i in range(len(rows) - 1):
         if on[i] and on[i + 1]:
-            same = rows[i]["system"] == rows[i + 1]["system"] and 0 <= xs[i + 1] - xs[i] <= JUMP_PX
+            same = rows[i].system == rows[i + 1].system and 0 <= xs[i + 1] - xs[i] <= JUMP_PX
             ax.plot(xs[i : i + 2], ys[i : i + 2], color="0.2", lw=1.2 if same else 0.7,
                     ls="-" if same else ":", alpha=0.8, zorder=2)  # fmt: skip
     ax.scatter(xs[m], ys[m], c=tt[m], cmap=CMAP, norm=norm, s=42, edgecolors="k", linewidths=0.5, zorder=3)

@@ -7,13 +7,17 @@ the services in the aggregator: the window's neighbours vote into the decaying t
 (:mod:`scoreid.identify.follow`), and the answer — ranking, positions of the top pieces, identity and
 its probability (:mod:`scoreid.identify.confidence`) — is an :class:`Update`.
 
-The whole per-session state (settings, tally, follower tracks, recent embeddings) round-trips
-exactly through :meth:`SessionEngine.to_bytes` / :meth:`SessionEngine.from_bytes`, so a service can
-keep it in Redis and any replica, or a restarted process, continues the session where it was. The
-format is a JSON header (names, settings, short lists; numbers as Python's exact float repr)
-followed by raw little-endian arrays (embeddings, the tracks' distributions, the tally's values);
-loading checks every size against the header and the library, so a corrupt or foreign blob is an
-error, never a wrong answer (a track whose piece changed since is dropped and rebuilt).
+The whole per-session state round-trips exactly through :meth:`SessionEngine.to_bytes` /
+:meth:`SessionEngine.from_bytes`, so a service can keep it in Redis and any replica, or a restarted
+process, continues the session where it was. Each part owns its state — the tally
+(:meth:`VoteTally.state <scoreid.identify.tally.VoteTally.state>`), the follower's recent windows and
+tracks (:meth:`CandidateFollower.state <scoreid.identify.follow.CandidateFollower.state>`, each
+track's :meth:`PieceTrack.state <scoreid.identify.follow.PieceTrack.state>`) — and the engine only
+frames them with its settings (:func:`frame_state`): a JSON header (numbers as Python's exact float
+repr) followed by the parts' raw little-endian arrays (embeddings, the tracks' filters, the
+tallies). Loading checks every size against the header, and the parts check theirs against the
+library, so a corrupt or foreign blob is an error, never a wrong answer (a track whose piece changed
+since is dropped and rebuilt).
 """
 
 from __future__ import annotations
@@ -21,8 +25,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,15 +34,14 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.identify import confidence as K
 from scoreid.identify.follow import (
-    COHERENCE_HOPS,
+    CANDIDATES,
     EVIDENCE_KINDS,
-    HISTORY_HOPS,
     KINDS,
     CandidateFollower,
-    PieceTrack,
     lag_of,
     library_null,
 )
+from scoreid.identify.position import Position
 from scoreid.identify.tally import (
     CHANCE_EXPONENT,
     DEFAULT_HALF_LIFE_S,
@@ -47,11 +49,12 @@ from scoreid.identify.tally import (
     VoteTally,
     window_votes,
 )
+from scoreid.identify.windows import hop_frames_of
 from scoreid.library.store import Library
 
+DEFAULT_HOP_S = 0.5  #: seconds of audio between updates (and between the audio windows that vote)
 TOP_K = 25  #: neighbours per audio window (published)
 POSITIONS = 5  #: pieces of the ranking that get a position
-CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
 MAX_CANDIDATES = 50
 #: weight of the followers' sequence evidence in the order of the top candidates, and its null
 #: (:data:`scoreid.identify.follow.EVIDENCE_KINDS`); chosen with the shipped model of 2026-12-04 on both
@@ -61,9 +64,7 @@ MAX_CANDIDATES = 50
 #: where the piece null (w = 0.05) slows it to 5.5 s by favouring long pieces
 SEQUENCE_WEIGHT = 0.1
 EVIDENCE = "library"
-MAGIC = b"scoreid-engine/2\n"
-MAGIC_V1 = b"scoreid-engine/1\n"  #: read too (the tally's values in the header): states written before
-POSITION_KEYS = ("page", "system", "x", "file", "file_page", "show_page")
+MAGIC = b"scoreid-engine/3\n"  #: the format of :meth:`SessionEngine.to_bytes` (3: each part's own state)
 
 
 class EngineStateError(ValueError):
@@ -77,7 +78,7 @@ class Update:
 
     t: float
     ranking: list[tuple[str, float, float]]
-    positions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
     silent: bool = False
     identity: str | None = None
     confidence: float = 0.0
@@ -87,10 +88,8 @@ class Update:
         for pid, score, votes in self.ranking[: k if k else None]:
             entry: dict[str, Any] = {"piece": pid, "score": round(score, 4), "votes": round(votes, 3)}
             pos = self.positions.get(pid)
-            if pos:
-                entry.update({key: pos[key] for key in POSITION_KEYS if key in pos})
-                if "y0" in pos:
-                    entry["band"] = [pos["y0"], pos["y1"]]
+            if pos is not None:
+                entry.update(pos.to_json())
             top.append(entry)
         out: dict[str, Any] = {"t": round(self.t, 3), "identity": self.identity,
                                "confidence": round(self.confidence, 4), "top": top}  # fmt: skip
@@ -112,7 +111,7 @@ def sequence_order(cands: Sequence[tuple[str, float, float]], w: float) -> list[
 class EngineSettings:
     """What a session's engine is run with (kept in its state, so a restored session keeps them)."""
 
-    hop_s: float = 0.5
+    hop_s: float = DEFAULT_HOP_S
     half_life: float = DEFAULT_HALF_LIFE_S
     vote_temperature: float = VOTE_TEMPERATURE
     chance_exponent: float = CHANCE_EXPONENT
@@ -144,7 +143,18 @@ class EngineSettings:
 
     @property
     def hop_frames(self) -> int:
-        return max(1, int(round(self.hop_s * C.FPS)))
+        return hop_frames_of(self.hop_s)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> EngineSettings:
+        """The settings of a service configuration (``ops.config``): the encoder's ``hop_s`` (a
+        session's default hop) and the aggregator's ``half_life_s``, ``vote_temperature``,
+        ``sequence_weight``, ``candidates`` and ``evidence``; the others keep their defaults.
+        ValueError (or TypeError) for a value the engine does not take."""
+        a = cfg["aggregator"]
+        return cls(hop_s=float(cfg["encoder"]["hop_s"]), half_life=float(a["half_life_s"]),
+                   vote_temperature=float(a["vote_temperature"]), sequence_weight=float(a["sequence_weight"]),
+                   candidates=a["candidates"], evidence=a["evidence"])  # fmt: skip
 
 
 class SessionEngine:
@@ -202,7 +212,8 @@ class SessionEngine:
         for pid, _s, _v in ranking[:POSITIONS]:
             x = self.follower.position_x(pid)
             if x is not None:
-                positions[pid] = self.library.at_strip_x(pid, x, speed=self.follower.speed(pid))
+                # the library's mapping has the position's fields
+                positions[pid] = Position(**self.library.at_strip_x(pid, x, speed=self.follower.speed(pid)))
         p = K.probability(self._evidence(ranked, votes))
         identity = ranking[0][0] if ranking and p >= K.THRESHOLD else None
         return Update(t, ranking, positions, silent, identity, p)
@@ -250,27 +261,10 @@ class SessionEngine:
 
     # ------------------------------------------------------------------ state
     def to_bytes(self) -> bytes:
-        """The session's whole state (see the module docstring)."""
-        arrays: list[np.ndarray] = []
-        hist = list(self.follower.history)
-        emb = np.stack([h[1] for h in hist]).astype("<f4") if hist else np.zeros((0, 32), "<f4")
-        arrays.append(emb)
-        tracks = []
-        for pid, tr in self.follower.tracks.items():
-            alpha = np.zeros(0, "<f8") if tr.alpha is None else np.asarray(tr.alpha, "<f8")
-            arrays.append(alpha)
-            tracks.append({"piece": pid, "n": len(alpha), "path": [list(p) for p in tr.path], "speed": tr.speed,
-                           "reported": tr.reported, "pending": list(tr.pending) if tr.pending else None,
-                           "steady": [bool(v) for v in tr.steady], "evidence": tr.evidence,
-                           "evidence_library": tr.evidence_library})  # fmt: skip
-        tally = sorted(self.tally.tallies.items())
-        arrays.append(np.asarray([v for _p, v in tally], "<f8"))
-        header = {"settings": asdict(self.settings), "t_last": self.tally.t_last,
-                  "tally_pieces": [p for p, _v in tally], "n_voting": self.n_voting,
-                  "history_t": [h[0] for h in hist], "history_null": [h[2] for h in hist],
-                  "history_shape": list(emb.shape), "tracks": tracks}  # fmt: skip
-        head = json.dumps(header, separators=(",", ":")).encode()
-        return MAGIC + struct.pack("<I", len(head)) + head + b"".join(a.tobytes() for a in arrays)
+        """The session's whole state (see the module docstring): the settings, the number of
+        voting hops, and what the tally and the follower say of themselves."""
+        return frame_state(MAGIC, {"settings": asdict(self.settings), "n_voting": self.n_voting,
+                                   "tally": self.tally.state(), "follower": self.follower.state()})  # fmt: skip
 
     @classmethod
     def from_bytes(cls, library: Library, blob: bytes) -> SessionEngine:
@@ -279,69 +273,92 @@ class SessionEngine:
             return cls._restore(library, blob)
         except EngineStateError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            struct.error,
+            UnicodeDecodeError,
+        ) as e:
             raise EngineStateError(f"session state cannot be restored: {e}") from None
 
     @classmethod
     def _restore(cls, library: Library, blob: bytes) -> SessionEngine:
-        v1 = blob.startswith(MAGIC_V1)
-        if not (blob.startswith(MAGIC) or v1):
-            raise EngineStateError("session state of an unknown format")
-        off = len(MAGIC)
-        (n_head,) = struct.unpack_from("<I", blob, off)
-        off += 4
-        header = json.loads(blob[off : off + n_head])
-        off += n_head
-        eng = cls(library, EngineSettings(**header["settings"]))
-
-        def take(n: int, dtype: str) -> np.ndarray:
-            nonlocal off
-            size = n * np.dtype(dtype).itemsize
-            if n < 0 or off + size > len(blob):
-                raise EngineStateError("session state is truncated")
-            a = np.frombuffer(blob, dtype, n, off).copy()
-            off += size
-            return a
-
-        t_last = header["t_last"]
-        eng.tally.t_last = None if t_last is None else float(t_last)
-        eng.n_voting = int(header["n_voting"])
-        rows, dim = (int(v) for v in header["history_shape"])
-        if dim != library.vectors.shape[1] or rows != len(header["history_t"]) or rows > HISTORY_HOPS:
+        state = unframe_state(MAGIC, blob)
+        eng = cls(library, EngineSettings(**state["settings"]))
+        eng.n_voting = int(state["n_voting"])
+        eng.tally = VoteTally.from_state(state["tally"], eng.settings.half_life)
+        eng.follower.load_state(state["follower"])
+        dim = library.vectors.shape[1]
+        if any(emb.shape != (dim,) for _t, emb, _null in eng.follower.history):
             raise EngineStateError("session state: embeddings of the wrong shape")
-        emb = take(rows * dim, "<f4").reshape(rows, dim).astype(np.float32)
-        # states written before the library null existed have none: those hops use the piece null
-        nulls = header.get("history_null") or [None] * rows
-        if len(nulls) != rows:
-            raise EngineStateError("session state: embeddings of the wrong shape")
-        eng.follower.history.extend(
-            (float(t), e, None if nl is None else float(nl))
-            for t, e, nl in zip(header["history_t"], emb, nulls)
-        )
-        f = eng.follower
-        for tr in header["tracks"]:
-            pid, n = str(tr["piece"]), int(tr["n"])
-            alpha = take(n, "<f8")
-            if pid not in library.rows or library.rows[pid][1] - library.rows[pid][0] != n or n == 0:
-                continue  # the piece changed or left the library: its track is rebuilt when needed
-            s, e = library.rows[pid]
-            track = PieceTrack(f.strip_x[s:e], f.stride, f.hop_s, f.kind, f.lag_s)
-            track.alpha = alpha.astype(np.float64)
-            track.path = deque(((float(a), float(b)) for a, b in tr["path"]), maxlen=64)
-            track.speed = float(tr["speed"])
-            track.reported = None if tr["reported"] is None else float(tr["reported"])
-            track.pending = (
-                None if tr["pending"] is None else (float(tr["pending"][0]), int(tr["pending"][1]))
-            )
-            track.steady = deque((bool(v) for v in tr["steady"]), maxlen=COHERENCE_HOPS)
-            track.evidence = float(tr.get("evidence", 0.0))
-            track.evidence_library = float(tr.get("evidence_library", track.evidence))
-            f.tracks[pid] = track
-        if v1:
-            eng.tally.tallies = {str(p): float(v) for p, v in header["tally"]}
-        else:
-            names = [str(p) for p in header["tally_pieces"]]
-            eng.tally.tallies = dict(zip(names, (float(v) for v in take(len(names), "<f8"))))
-        if off != len(blob):
-            raise EngineStateError("session state has trailing bytes")
         return eng
+
+
+#: a JSON object ``{ARRAY: [dtype, shape]}`` in a state's header stands for the next raw array
+ARRAY = "__array__"
+STATE_DTYPES = ("<f4", "<f8")  #: the arrays a state may hold
+
+
+def frame_state(magic: bytes, state: Mapping[str, Any]) -> bytes:
+    """``magic``, the JSON header (uint32 length first) and the raw arrays of ``state``: a mapping of
+    JSON values and numpy arrays (:data:`STATE_DTYPES`) as values of its dicts, at any depth (not
+    inside lists); each array is replaced in the header by its dtype and shape."""
+    arrays: list[np.ndarray] = []
+
+    def header(m: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(m)
+        for k, v in out.items():
+            if type(v) is dict:  # (exact type checks: this runs on every sounding hop of the services)
+                out[k] = header(v)
+            elif type(v) is np.ndarray:
+                if v.dtype.str not in STATE_DTYPES:
+                    raise TypeError(f"state arrays are {STATE_DTYPES}, got {v.dtype.str} ({k})")
+                arrays.append(v)
+                out[k] = {ARRAY: [v.dtype.str, list(v.shape)]}
+        return out
+
+    head = json.dumps(header(state), separators=(",", ":")).encode()
+    return magic + struct.pack("<I", len(head)) + head + b"".join(a.tobytes() for a in arrays)
+
+
+def unframe_state(magic: bytes, blob: bytes) -> dict[str, Any]:
+    """The state :func:`frame_state` wrote (its arrays copied out of ``blob``); EngineStateError for
+    another format, a truncated blob, trailing bytes or an array the header cannot describe."""
+    if not blob.startswith(magic):
+        raise EngineStateError("session state of an unknown format")
+    off = len(magic)
+    (n_head,) = struct.unpack_from("<I", blob, off)
+    off += 4
+    if off + n_head > len(blob):
+        raise EngineStateError("session state is truncated")
+    head = json.loads(blob[off : off + n_head])
+    off += n_head
+
+    def array(desc: Any) -> np.ndarray:
+        nonlocal off
+        dtype, shape = desc
+        if dtype not in STATE_DTYPES or not all(type(d) is int and d >= 0 for d in shape):
+            raise EngineStateError(f"session state: an array of {dtype} {shape}")
+        n = math.prod(shape)
+        size = n * np.dtype(dtype).itemsize
+        if off + size > len(blob):
+            raise EngineStateError("session state is truncated")
+        a = np.frombuffer(blob, dtype, n, off).reshape(shape).copy()
+        off += size
+        return a
+
+    def state(m: dict[str, Any]) -> dict[str, Any]:
+        for k, v in m.items():
+            if isinstance(v, dict):
+                m[k] = array(v[ARRAY]) if v.keys() == {ARRAY} else state(v)
+        return m
+
+    if not isinstance(head, dict):
+        raise EngineStateError("session state: the header is not a mapping")
+    out = state(head)
+    if off != len(blob):
+        raise EngineStateError("session state has trailing bytes")
+    return out

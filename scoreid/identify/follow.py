@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,9 +48,8 @@ from scoreid import contract as C
 
 TEMPERATURE = 0.1  #: emission temperature on cosine similarity
 JUMP_PROB = 0.02  #: chance per hop of a jump anywhere within the piece (a repeat, a cut, a new start)
-MAX_SPEED_PX_S = (
-    300.0  #: fastest reading speed of the broad kernel, strip px per second of audio (2x a fast engraving)
-)
+#: fastest reading speed of the broad kernel, strip px per second of audio (2x a fast engraving)
+MAX_SPEED_PX_S = 300.0
 #: how far back the matched audio window's centre lies: half the audio window (the contract's
 #: default; a track takes its model's window length, ``lag_s``)
 LAG_S = C.AUDIO_WINDOW_FRAMES / 2.0 / C.FPS
@@ -67,11 +67,29 @@ TEMPO_MIX = 0.25  #: weight of the broad kernel in the tempo kernel
 CONFIRM_HOPS = 2  #: hops a jump must hold before it is reported
 JUMP_WINDOWS = 4.0  #: a move this many windows away from the prediction is a jump
 HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
+PATH_HOPS = 64  #: matched positions a track keeps (the speed is fitted to the last SPEED_FIT_S of them)
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
 MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
 KINDS = ("best", "hmm", "tempo")
+CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
 EVIDENCE_KINDS = ("piece", "library")  #: the null of the sequence evidence (see the module docstring)
 EVIDENCE_HALF_LIFE_S = 10.0  #: half-life of a track's sequence evidence, seconds of audio
+#: the broad kernel reaches at least this many times :data:`DEFAULT_SPEED_PX_S`
+BROAD_REACH_DEFAULTS = 2.5
+#: the broad kernel's weights fall e-fold every (its reach / this) windows, but no faster than per window
+BROAD_FALLS = 2.0
+#: the tempo kernel's spread (windows) around the advance it expects: this much at a standstill ...
+TEMPO_SD_WINDOWS = 0.35
+#: ... plus this much per window of expected advance
+TEMPO_SD_PER_WINDOW = 0.25
+#: a fitted speed is clipped to [0, this x MAX_SPEED_PX_S]
+MAX_FIT_SPEEDS = 3.0
+#: the position is the posterior mean over the best state and this many windows on each side of it
+POSTERIOR_WINDOWS = 2
+#: a backward move of less than this many windows is held (the reported position does not jitter back)
+HOLD_BACK_WINDOWS = 1.0
+#: the predicted probability of a state is at least this (its log stays finite)
+PROB_FLOOR = 1e-300
 
 
 def _logsumexp(a: np.ndarray) -> float:
@@ -85,14 +103,14 @@ def _logmeanexp(a: np.ndarray) -> float:
 
 def broad_kernel(max_step: int) -> np.ndarray:
     """step(d), d = 0..max_step: small advances favoured (the ``hmm`` kernel)."""
-    w = np.exp(-np.arange(max_step + 1) / max(1.0, max_step / 2.0))
+    w = np.exp(-np.arange(max_step + 1) / max(1.0, max_step / BROAD_FALLS))
     return w / w.sum()
 
 
 def tempo_kernel(expected: float, broad: np.ndarray) -> np.ndarray:
     """step(d): a Gaussian around ``expected`` windows per hop, mixed with the ``broad`` kernel."""
     d = np.arange(len(broad), dtype=np.float64)
-    sd = 0.35 + 0.25 * expected
+    sd = TEMPO_SD_WINDOWS + TEMPO_SD_PER_WINDOW * expected
     g = np.exp(-0.5 * ((d - expected) / sd) ** 2)
     w = (1 - TEMPO_MIX) * g / g.sum() + TEMPO_MIX * broad
     return w / w.sum()
@@ -108,7 +126,7 @@ class PieceTrack:
     kind: str = "tempo"
     lag_s: float = LAG_S  #: half the model's audio window (where the matched music lies behind now)
     alpha: np.ndarray | None = None
-    path: deque = field(default_factory=lambda: deque(maxlen=64))  # (t, x) of the matched position
+    path: deque = field(default_factory=lambda: deque(maxlen=PATH_HOPS))  # (t, x) of the matched position
     speed: float = DEFAULT_SPEED_PX_S
     reported: float | None = None
     pending: tuple[float, int] | None = None  # a jump target (x) and for how many hops it held
@@ -119,7 +137,7 @@ class PieceTrack:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {self.kind!r}")
-        speed_max = max(MAX_SPEED_PX_S, 2.5 * DEFAULT_SPEED_PX_S)
+        speed_max = max(MAX_SPEED_PX_S, BROAD_REACH_DEFAULTS * DEFAULT_SPEED_PX_S)
         self.max_step = max(1, int(math.ceil(speed_max * self.hop_s / self.stride)) + 1)
         self.broad = broad_kernel(self.max_step)
 
@@ -152,7 +170,7 @@ class PieceTrack:
         p = np.exp(a - top)
         moved = np.convolve(p, step)[: len(p)]
         pred = (1 - JUMP_PROB) * moved + JUMP_PROB * p.mean()
-        return np.log(np.maximum(pred, 1e-300)) + top
+        return np.log(np.maximum(pred, PROB_FLOOR)) + top
 
     def _speed_known(self) -> bool:
         return len(self.path) >= MIN_FIT_HOPS
@@ -164,7 +182,7 @@ class PieceTrack:
         i = int(np.argmax(self.alpha))
         if self.kind != "tempo":
             return float(self.strip_x[i])
-        lo, hi = max(0, i - 2), min(len(self.alpha), i + 3)
+        lo, hi = max(0, i - POSTERIOR_WINDOWS), min(len(self.alpha), i + POSTERIOR_WINDOWS + 1)
         p = np.exp(self.alpha[lo:hi] - self.alpha[i])
         return float(np.dot(p, self.strip_x[lo:hi]) / p.sum())
 
@@ -200,7 +218,8 @@ class PieceTrack:
         self.path.append((t, x))
         self._fit_speed()
         now = x + self.speed * self.lag_s
-        self.reported = max(now, self.reported) if now > self.reported - self.stride else now
+        held = now > self.reported - HOLD_BACK_WINDOWS * self.stride
+        self.reported = max(now, self.reported) if held else now
 
     def _accept(self, t: float, x: float, now: float) -> None:
         self.path.append((t, x))
@@ -216,7 +235,7 @@ class PieceTrack:
             return
         dt, dx = pts[:, 0] - pts[:, 0].mean(), pts[:, 1] - pts[:, 1].mean()
         slope = float(np.dot(dt, dx) / max(float(np.dot(dt, dt)), 1e-12))  # least squares
-        self.speed = float(np.clip(slope, 0.0, 3.0 * MAX_SPEED_PX_S))
+        self.speed = float(np.clip(slope, 0.0, MAX_FIT_SPEEDS * MAX_SPEED_PX_S))
 
     def coherence(self) -> float:
         """Share of the recent hops whose match lay where the track's tempo predicted, while the
@@ -231,12 +250,44 @@ class PieceTrack:
             return None
         return float(np.clip(self.reported, self.strip_x[0], self.strip_x[-1]))
 
+    def state(self) -> dict[str, Any]:
+        """What the track has learnt (for :meth:`from_state`): JSON values and one array, the
+        filter's ``alpha`` (float64, exact; None before the first window)."""
+        return {"alpha": None if self.alpha is None else np.asarray(self.alpha, "<f8"),
+                "path": [[t, x] for t, x in self.path], "speed": self.speed, "reported": self.reported,
+                "pending": None if self.pending is None else list(self.pending),
+                "steady": [bool(v) for v in self.steady], "evidence": self.evidence,
+                "evidence_library": self.evidence_library}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], strip_x: np.ndarray, stride: float, hop_s: float,
+                   kind: str = "tempo", lag_s: float = LAG_S) -> PieceTrack:  # fmt: skip
+        """The track :meth:`state` described, over the same windows ``strip_x`` (the other
+        arguments as the constructor's); ValueError when its filter is not over ``strip_x``."""
+        track = cls(strip_x, stride, hop_s, kind, lag_s)
+        if state["alpha"] is not None:
+            alpha = np.asarray(state["alpha"], np.float64)
+            if alpha.shape != (len(strip_x),):
+                raise ValueError(
+                    f"track state: a filter over {alpha.shape} windows, the piece has {len(strip_x)}"
+                )
+            track.alpha = alpha
+        track.path.extend((float(t), float(x)) for t, x in state["path"])
+        track.speed = float(state["speed"])
+        track.reported = None if state["reported"] is None else float(state["reported"])
+        pending = state["pending"]
+        track.pending = None if pending is None else (float(pending[0]), int(pending[1]))
+        track.steady.extend(bool(v) for v in state["steady"])
+        track.evidence = float(state["evidence"])
+        track.evidence_library = float(state["evidence_library"])
+        return track
+
 
 class CandidateFollower:
     """Follows the candidate pieces of a library (rows contiguous per piece, in strip order)."""
 
     def __init__(self, rows: dict[str, tuple[int, int]], strip_x: np.ndarray, stride: float, hop_s: float,
-                 kind: str = "tempo", max_candidates: int = 5, lag_s: float = LAG_S):  # fmt: skip
+                 kind: str = "tempo", max_candidates: int = CANDIDATES, lag_s: float = LAG_S):  # fmt: skip
         if kind not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {kind!r}")
         self.rows = rows
@@ -271,6 +322,35 @@ class CandidateFollower:
                 self.tracks[pid] = track
             else:
                 track.update(t, sims_of(pid, emb[None])[0], null)
+
+    def state(self) -> dict[str, Any]:
+        """What the follower holds (for :meth:`load_state`): its recent windows (times, library
+        nulls, embeddings as one float32 array) and each candidate's track state."""
+        hist = list(self.history)
+        embs = np.stack([h[1] for h in hist]).astype("<f4") if hist else np.zeros((0, 0), "<f4")
+        return {"history": {"t": [h[0] for h in hist], "null": [h[2] for h in hist], "embeddings": embs},
+                "tracks": {pid: track.state() for pid, track in self.tracks.items()}}  # fmt: skip
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take the windows and tracks of :meth:`state` (of a follower of the same settings). A
+        track whose piece left the library or has another number of windows now is dropped: it
+        is rebuilt from the recent windows when the piece is a candidate again."""
+        h = state["history"]
+        ts, nulls, embs = list(h["t"]), list(h["null"]), np.asarray(h["embeddings"], np.float32)
+        if not len(ts) == len(nulls) == len(embs) <= HISTORY_HOPS or (len(embs) and embs.ndim != 2):
+            raise ValueError("follower state: recent windows of the wrong shape")
+        self.history.clear()
+        self.history.extend(
+            (float(t), e, None if nl is None else float(nl)) for t, e, nl in zip(ts, embs, nulls)
+        )
+        self.tracks = {}
+        for pid, track in state["tracks"].items():
+            rows = self.rows.get(pid)
+            if rows is None or track["alpha"] is None or len(track["alpha"]) != rows[1] - rows[0]:
+                continue
+            s, e = rows
+            self.tracks[pid] = PieceTrack.from_state(track, self.strip_x[s:e], self.stride, self.hop_s,
+                                                     self.kind, self.lag_s)  # fmt: skip
 
     def position_x(self, pid: str) -> float | None:
         track = self.tracks.get(pid)

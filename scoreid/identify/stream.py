@@ -13,6 +13,7 @@ both paths give the same answers (``tests/ops/test_parity.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,24 +21,13 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.audio.spectrogram import OnlineSpectrogram
 from scoreid.identify import confidence as K
-from scoreid.identify.engine import (
-    CANDIDATES,
-    EVIDENCE,
-    SEQUENCE_WEIGHT,
-    TOP_K,
-    EngineSettings,
-    SessionEngine,
-    Update,
-)
-from scoreid.identify.tally import CHANCE_EXPONENT, DEFAULT_HALF_LIFE_S, VOTE_TEMPERATURE
+from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K, EngineSettings, SessionEngine, Update
 from scoreid.identify.windows import SILENCE_LEVEL, HopWindows, Window
 from scoreid.library.store import Library
 from scoreid.search.exact import ExactIndex
 from scoreid.tensors import audio_to_network
 
 __all__ = ["DEFAULT_HOP_S", "SILENCE_LEVEL", "TOP_K", "Identifier", "Update", "time_to_identify"]
-
-DEFAULT_HOP_S = 0.5
 
 
 def time_to_identify(ts: Sequence[float], right: Sequence[bool]) -> float:
@@ -58,16 +48,13 @@ class AudioEncoder(Protocol):
 class Identifier:
     """Running identification of one audio stream against a library."""
 
-    def __init__(self, library: Library, encoder: AudioEncoder, hop_s: float = DEFAULT_HOP_S,
-                 half_life: float = DEFAULT_HALF_LIFE_S, k: int = TOP_K,
-                 vote_temperature: float = VOTE_TEMPERATURE, chance_exponent: float = CHANCE_EXPONENT,
-                 follower: str = "tempo", sequence_weight: float = SEQUENCE_WEIGHT,
-                 candidates: int = CANDIDATES, evidence: str = EVIDENCE):  # fmt: skip
-        """``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme;
-        ``follower``: ``tempo`` (default), ``hmm`` or ``best`` (:mod:`scoreid.identify.follow`);
-        ``sequence_weight``, ``evidence``: :class:`scoreid.identify.engine.EngineSettings`."""
-        self.settings = EngineSettings(hop_s, half_life, vote_temperature, chance_exponent, follower,
-                                       sequence_weight, candidates, evidence)  # fmt: skip
+    def __init__(self, library: Library, encoder: AudioEncoder, settings: EngineSettings | None = None,
+                 k: int = TOP_K, **changes: Any):  # fmt: skip
+        """The engine runs with ``settings`` (:class:`scoreid.identify.engine.EngineSettings`; its
+        defaults when None), ``changes`` replacing fields of them by name (``hop_s=0.25``;
+        ``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme); ``k``
+        neighbours per audio window vote."""
+        self.settings = replace(settings or EngineSettings(), **changes)
         self.engine = SessionEngine(library, self.settings)
         self.library = library
         self.encoder = encoder

@@ -5,8 +5,9 @@ in seconds of audio, so the answer can change when the music changes piece:
 
     tally[p] <- tally[p] * 2 ** (-(t - t_last) / half_life) + votes[p]
 
-``half_life = inf`` means no decay (the published offline scheme: plain vote counts). The
-aggregator service implements the same update in Redis and is tested against this class.
+``half_life = inf`` means no decay (the published offline scheme: plain vote counts). Every path
+runs this class inside the session engine (:mod:`scoreid.identify.engine`); the aggregator service
+keeps its state (:meth:`VoteTally.state`) in Redis between hops.
 
 What one window votes (:func:`window_votes`) goes beyond the published scheme (each of the top-25
 neighbours votes 1 for its piece) in two measured ways (BENCHMARKS.md "Time to identify"; chosen on
@@ -32,7 +33,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Hashable, Iterable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import numpy as np
 
 DEFAULT_HALF_LIFE_S = 20.0
 #: similarity temperature of a neighbour's vote (cosine similarity units); inf = every vote 1
@@ -119,6 +122,26 @@ class VoteTally:
         for k, v in votes.items():
             self.tallies[k] = self.tallies.get(k, 0.0) + float(v)
         self.t_last = t
+
+    def state(self) -> dict[str, Any]:
+        """What the tally holds (for :meth:`from_state`): the time of its last update, its pieces
+        in id order and their tallies (float64, exact)."""
+        items = sorted(self.tallies.items())
+        return {"t_last": self.t_last, "pieces": [p for p, _v in items],
+                "tallies": np.asarray([v for _p, v in items], "<f8")}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], half_life: float = DEFAULT_HALF_LIFE_S) -> VoteTally:
+        """The tally :meth:`state` described, decaying with ``half_life`` (ValueError when the
+        state does not fit together)."""
+        tally = cls(half_life)
+        t_last, pieces = state["t_last"], [str(p) for p in state["pieces"]]
+        values = np.asarray(state["tallies"], np.float64)
+        if values.shape != (len(pieces),):
+            raise ValueError(f"tally state: {len(pieces)} pieces, {values.shape} tallies")
+        tally.t_last = None if t_last is None else float(t_last)
+        tally.tallies = dict(zip(pieces, (float(v) for v in values)))
+        return tally
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` best pieces with their tallies, best first (ties broken by piece id)."""

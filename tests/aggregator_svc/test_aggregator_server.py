@@ -74,13 +74,15 @@ def reference(
     return eng.vote(t, emb, [(h.piece, float(h.score)) for h in hl.hits])
 
 
-def servicer(redis_server, lib_dir: Path, **kw) -> AggregatorServicer:
-    return AggregatorServicer(EngineStates(redis_server.client()), Libraries({"lib": str(lib_dir)}), **kw)
+def servicer(redis_server, lib_dir: Path, top_k: int = 5, **settings) -> AggregatorServicer:
+    """The servicer with the engine settings ``settings`` (EngineSettings' fields by name)."""
+    return AggregatorServicer(EngineStates(redis_server.client()), Libraries({"lib": str(lib_dir)}),
+                              EngineSettings(**settings), top_k)  # fmt: skip
 
 
 def test_two_replicas_give_the_offline_engines_answer_at_every_hop(redis_server, grpc_server, lib_dir):
     servers = [
-        grpc_server(register(servicer(redis_server, lib_dir, half_life_s=4.0, top_k=3))) for _ in range(2)
+        grpc_server(register(servicer(redis_server, lib_dir, half_life=4.0, top_k=3))) for _ in range(2)
     ]
     stubs = [pbg.AggregatorStub(grpc.insecure_channel(s.address)) for s in servers]
     lib = Library.open(lib_dir)
@@ -313,7 +315,7 @@ def test_a_cached_copy_gone_between_the_reads_is_read_from_redis(redis_server, l
     """The version read skips the blob of a session this process holds decoded; when that copy is
     gone by the time the engine is restored (taken by a concurrent vote), the blob is read then —
     and a session changed meanwhile by another writer gets ABORTED, nothing written."""
-    svc = servicer(redis_server, lib_dir, half_life_s=4.0, top_k=3)
+    svc = servicer(redis_server, lib_dir, half_life=4.0, top_k=3)
     lib = Library.open(lib_dir)
     eng = SessionEngine(lib, EngineSettings(hop_s=0.5, half_life=4.0))
     hops = list(windows(lib, "a", 12, seed=5))

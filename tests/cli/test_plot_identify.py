@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from cli.commands import plot_identify as P
+from scoreid.identify.position import Position
 from scoreid.identify.stream import Update
 
 
@@ -46,7 +47,7 @@ def test_long_titles_are_shortened_and_stay_apart():
 
 
 def test_visited_pages_and_strip_rows():
-    rows = [{"page": p} for p in (1, 1, 0, 1, 2, 2)]
+    rows = [Position("song-a", p, 0, 0.0, 0.0, 0.0, 0.0) for p in (1, 1, 0, 1, 2, 2)]
     assert P.visited_pages(rows) == [0, 1, 2]
     assert P.visited_pages([]) == []
     segs = P.strip_rows([900, 5000, 7700], 8700, margin=150, max_px=2600)
@@ -109,8 +110,7 @@ def fake_history(n: int = 24) -> list[Update]:
         t = 0.5 * (i + 1)
         page = 0 if i < n // 2 else 1
         x = 60 + 30 * (i % (n // 2))
-        pos = {"piece": "song-a", "page": page, "system": 0, "x": x, "y0": 200.0, "y1": 280.0,
-               "strip_x": page * 1500 + x}  # fmt: skip
+        pos = Position(piece="song-a", page=page, system=0, x=x, y0=200.0, y1=280.0, strip_x=page * 1500 + x)
         out.append(
             Update(t=t, ranking=[("song-a", 0.7, 7.0), ("song-b", 0.3, 3.0)], positions={"song-a": pos})
         )

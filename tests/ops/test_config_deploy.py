@@ -61,6 +61,20 @@ def test_engine_defaults_are_the_engines_in_the_service_config_and_the_shipped_f
         assert shipped[section][key] == value, (section, key)
 
 
+def test_the_engine_settings_are_read_whole_from_the_config():
+    """``EngineSettings.from_config``: the defaults give the engine's defaults, and each engine key of
+    the file (the encoder's hop, the aggregator's engine keys) reaches its field."""
+    assert engine.EngineSettings.from_config(load_config(None, environ={})) == engine.EngineSettings()
+    env = {"SCOREID__ENCODER__HOP_S": "0.25", "SCOREID__AGGREGATOR__HALF_LIFE_S": "8",
+           "SCOREID__AGGREGATOR__VOTE_TEMPERATURE": "inf", "SCOREID__AGGREGATOR__SEQUENCE_WEIGHT": "0",
+           "SCOREID__AGGREGATOR__CANDIDATES": "3", "SCOREID__AGGREGATOR__EVIDENCE": "piece"}  # fmt: skip
+    got = engine.EngineSettings.from_config(load_config(None, environ=env))
+    assert got == engine.EngineSettings(hop_s=0.25, half_life=8.0, vote_temperature=float("inf"),
+                                        sequence_weight=0.0, candidates=3, evidence="piece")  # fmt: skip
+    with pytest.raises(ValueError, match="candidates"):
+        engine.EngineSettings.from_config(load_config(None, environ={"SCOREID__AGGREGATOR__CANDIDATES": "0"}))
+
+
 def test_the_shipped_file_documents_every_key():
     """deploy/scoreid.yaml names every configuration key (README: "documents every key"), except
     ``redis.managed``, which load_config derives."""

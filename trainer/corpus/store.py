@@ -1,6 +1,6 @@
 """Reading and writing the corpus on disk: ``index.json``, one ``.npz`` per piece, page PNGs.
 
-Layout (see BRIEF.md "Corpus on disk")::
+Layout::
 
     DATA_DIR/index.json               {"version": 1, "pieces": {pid: {...}}, "splits": {...}, "build": {...}}
     DATA_DIR/pieces/<pid>.npz         arrays (below) + "meta" (a JSON string)

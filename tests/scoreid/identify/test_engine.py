@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from libwriter import unit_rows, write_core_library
 
-from scoreid.identify.engine import MAGIC, MAGIC_V1, EngineSettings, EngineStateError, SessionEngine
+from scoreid.identify.engine import MAGIC, EngineSettings, EngineStateError, SessionEngine
 from scoreid.library.store import Library
 from scoreid.search.exact import ExactIndex
 
@@ -52,7 +52,7 @@ def test_a_restored_state_continues_exactly(library, follower):
         got = step(saved, t, emb, hits)
         assert got == want, f"hop {k}"
         assert saved.to_bytes() == whole.to_bytes()
-    assert want.ranking[0][0] == "piece-1" and want.positions["piece-1"]["x"] > 0
+    assert want.ranking[0][0] == "piece-1" and want.positions["piece-1"].x > 0
     assert SessionEngine.from_bytes(library, saved.to_bytes()).settings == settings
 
 
@@ -87,7 +87,7 @@ def test_corrupt_states_are_errors(library):
         blob[:-7],
         blob + b"x",
         MAGIC + b"\xff\xff\xff\x7f{}",
-        blob.replace(b'"tally_pieces"', b'"tallx_pieces"'),
+        blob.replace(b'"pieces"', b'"piecex"'),
     ):
         with pytest.raises(EngineStateError):
             SessionEngine.from_bytes(library, bad)
@@ -145,27 +145,16 @@ def test_sequence_evidence_orders_the_followed_candidates_when_weighted(library)
     assert again.snapshot(15.0).ranking == engines[0.5].snapshot(15.0).ranking
 
 
-def test_a_state_written_in_the_first_format_still_restores(library):
-    """Format 1 kept the tally's values in the JSON header; a session saved by an aggregator of
-    before the change continues exactly after an upgrade."""
-    import json
-    import struct
-
+def test_states_of_the_earlier_formats_are_refused(library):
+    """Format 3 (each part's own state, framed) reads no earlier format: a blob written by an
+    aggregator before it is an error (the session is lost, never misread)."""
     eng = SessionEngine(library)
-    steps = list(hops(library, "piece-3", 30))
-    for t, emb, hits in steps[:20]:
+    for t, emb, hits in list(hops(library, "piece-3", 20)):
         step(eng, t, emb, hits)
-    blob = eng.to_bytes()
-    (n,) = struct.unpack_from("<I", blob, len(MAGIC))
-    header = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + n])
-    names = header.pop("tally_pieces")
-    header["tally"] = sorted(eng.tally.tallies.items())
-    head = json.dumps(header, separators=(",", ":")).encode()
-    arrays = blob[len(MAGIC) + 4 + n : len(blob) - 8 * len(names)]  # without the tally's values
-    old = SessionEngine.from_bytes(library, MAGIC_V1 + struct.pack("<I", len(head)) + head + arrays)
-    assert old.to_bytes() == blob
-    for t, emb, hits in steps[20:]:
-        assert step(old, t, emb, hits) == step(eng, t, emb, hits)
+    body = eng.to_bytes()[len(MAGIC) :]
+    for old in (b"scoreid-engine/1\n", b"scoreid-engine/2\n"):
+        with pytest.raises(EngineStateError, match="unknown format"):
+            SessionEngine.from_bytes(library, old + body)
 
 
 def test_pieces_not_voted_for_in_a_long_time_leave_the_tally(library):
@@ -194,8 +183,9 @@ def test_the_number_of_followed_candidates_is_a_setting(library):
 
 def test_the_library_evidence_is_a_setting_and_survives_the_state(library):
     """``EngineSettings.evidence``: the null of the sequence evidence that orders the candidates;
-    a session with either continues exactly through its blob, and a blob from before the library
-    null existed (no ``history_null``, no ``evidence_library``) still restores."""
+    a session with either continues exactly through its blob, and a blob without the library null
+    (no ``null`` of the recent windows, no ``evidence_library`` of a track: a state of before it,
+    which format 3 does not read) is an error, not a session silently run on the piece null."""
     import json
     import struct
 
@@ -214,14 +204,14 @@ def test_the_library_evidence_is_a_setting_and_survives_the_state(library):
     blob = whole.to_bytes()
     (n,) = struct.unpack_from("<I", blob, len(MAGIC))
     header = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + n])
-    header.pop("history_null")
-    for tr in header["tracks"]:
-        tr.pop("evidence_library")
-    head = json.dumps(header, separators=(",", ":")).encode()
-    old = SessionEngine.from_bytes(
-        library, MAGIC + struct.pack("<I", len(head)) + head + blob[len(MAGIC) + 4 + n :]
-    )
-    assert old.follower.evidence("piece-3", "library") == old.follower.evidence("piece-3")
-    assert all(h[2] is None for h in old.follower.history)
-    t, emb, hits = next(h for h in hops(library, "piece-3", 60, seed=2) if h[1] is not None)
-    step(old, steps[-1][0] + 0.5, emb, hits)  # it goes on
+    for drop in ("null", "evidence_library"):
+        h = json.loads(json.dumps(header))
+        if drop == "null":
+            h["follower"]["history"].pop("null")
+        for tr in h["follower"]["tracks"].values():
+            tr.pop(drop, None)
+        head = json.dumps(h, separators=(",", ":")).encode()
+        with pytest.raises(EngineStateError):
+            SessionEngine.from_bytes(
+                library, MAGIC + struct.pack("<I", len(head)) + head + blob[len(MAGIC) + 4 + n :]
+            )

@@ -4,6 +4,7 @@ music is now (not half a window ago), takes real jumps, and follows only the can
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scoreid.identify.follow import LAG_S, CandidateFollower, PieceTrack
 
@@ -123,3 +124,53 @@ def test_library_evidence_does_not_grow_with_the_length_of_the_piece():
         sims[5 + step] += 0.5
         lone.update(step * HOP, sims)
     assert lone.evidence_library == lone.evidence
+
+
+def test_a_track_restored_from_its_state_goes_on_exactly():
+    """``PieceTrack.state`` / ``from_state``: a track rebuilt from its state mid-jump (a pending
+    target) answers as the original at every later hop; a state over another number of windows
+    is refused."""
+    import json
+
+    rng = np.random.default_rng(7)
+    n = 200
+    a = PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "tempo")
+    b = None
+    for k in range(60):
+        t = (k + 1) * HOP
+        centre = 500.0 + 80.0 * t if k < 30 else 3000.0 + 80.0 * t  # a jump at hop 30
+        sims = sims_at(n, centre, rng)
+        if b is None and a.pending is not None:  # the jump is pending: restore through JSON (the array aside)
+            st = a.state()
+            alpha = st.pop("alpha")
+            b = PieceTrack.from_state({**json.loads(json.dumps(st)), "alpha": alpha}, a.strip_x, STRIDE, HOP)
+            assert b.state().keys() == a.state().keys() and b.pending == a.pending
+        a.update(t, sims, 1.0)
+        if b is not None:
+            b.update(t, sims, 1.0)
+            assert (b.position_x(), b.coherence(), b.evidence_library) == (
+                a.position_x(), a.coherence(), a.evidence_library)  # fmt: skip
+    assert b is not None and list(b.path) == list(a.path) and np.array_equal(b.alpha, a.alpha)
+    with pytest.raises(ValueError, match="windows"):
+        PieceTrack.from_state(a.state(), a.strip_x[:-1], STRIDE, HOP)
+
+
+def test_a_follower_takes_the_state_of_another_and_drops_tracks_that_no_longer_fit():
+    rows = {"a": (0, 40), "b": (40, 100)}
+    strip_x = np.concatenate([np.arange(40), np.arange(60)]) * STRIDE
+    rng = np.random.default_rng(2)
+
+    def sims_of(pid: str, embs: np.ndarray) -> np.ndarray:
+        s, e = rows[pid]
+        return rng.normal(0.3, 0.05, (len(embs), e - s))
+
+    f = CandidateFollower(rows, strip_x, STRIDE, HOP, max_candidates=2)
+    for k in range(30):
+        f.update((k + 1) * HOP, rng.normal(size=4).astype(np.float32), ["a", "b"], sims_of, 0.5)
+    g = CandidateFollower(rows, strip_x, STRIDE, HOP, max_candidates=2)
+    g.load_state(f.state())
+    assert set(g.tracks) == {"a", "b"} and g.state()["history"]["t"] == f.state()["history"]["t"]
+    assert all(np.array_equal(x[1], y[1]) and x[2] == y[2] for x, y in zip(g.history, f.history))
+    changed = CandidateFollower({"a": (0, 40), "b": (40, 90)}, strip_x[:90], STRIDE, HOP, max_candidates=2)
+    changed.load_state(f.state())  # b has 50 windows now: its track is dropped, a's kept
+    assert set(changed.tracks) == {"a"}

@@ -65,3 +65,19 @@ def test_window_votes_hand_computed():
     assert window_votes([]) == {}
     with pytest.raises(ValueError, match="temperature"):
         window_votes(hits, temperature=0.0)
+
+
+def test_a_tally_restored_from_its_state_goes_on_exactly():
+    a = VoteTally(half_life=5.0)
+    a.update({"x": 1.0, "y": 0.25}, 1.0)
+    a.update({"y": 2.0 / 3.0, "z": 1e-7}, 2.5)
+    b = VoteTally.from_state(a.state(), half_life=5.0)
+    assert b.tallies == a.tallies and b.t_last == a.t_last and b.half_life == a.half_life
+    for v, t in (({"x": 0.5}, 3.0), ({"z": 3.0}, 9.0)):
+        a.update(v, t)
+        b.update(v, t)
+        assert b.top(3) == a.top(3)
+    assert VoteTally.from_state(VoteTally().state()).t_last is None
+    bad = {**a.state(), "pieces": ["x"]}
+    with pytest.raises(ValueError, match="tally state"):
+        VoteTally.from_state(bad)
