@@ -66,7 +66,7 @@ from report import cpu_name, write_result  # noqa: E402
 
 from scoreid import contract as C  # noqa: E402
 from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT  # noqa: E402
-from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
+from scoreid.identify.stream import DEFAULT_HOP_S, Identifier, time_to_identify  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.build import add_folder, open_or_create, remove_piece  # noqa: E402
 from scoreid.library.store import INDEX, Library, read_index, write_index  # noqa: E402
@@ -434,7 +434,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the excerpt offsets and the libraries")
     p.add_argument("--limit", type=int, default=None, help="only N performances (round-robin over works)")
     p.add_argument("--per-composer", type=int, default=None, help="only N performances of each composer")
-    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     p.add_argument(
         "--sequence-weight",
         type=float,
@@ -451,7 +451,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--candidates", type=int, default=CANDIDATES, help="pieces of the tally followed (and reordered)"
     )
     p.add_argument("--threads", type=int, default=1, help="encoder threads while streaming")
-    p.add_argument("--prepare-only", action="store_true", help="build (or bring up to date) the library and stop")
+    p.add_argument(
+        "--prepare-only", action="store_true", help="build (or bring up to date) the library and stop"
+    )
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev"
     )
