@@ -187,13 +187,17 @@ class LogFilterbank:
         bin_freqs = np.fft.fftfreq(frame_size, 1.0 / sample_rate)[:n_fft_bins]
         freqs = log_frequencies(bands_per_octave, fmin, fmax, fref)
         self.matrix = triangular_filterbank(frequencies_to_bins(freqs, bin_freqs), n_fft_bins)
+        self.matrix64 = np.asarray(self.matrix, np.float64)
 
     @property
     def n_bands(self) -> int:
         return self.matrix.shape[1]
 
     def process(self, mag: np.ndarray) -> np.ndarray:
-        return (mag @ self.matrix).astype(np.float32)
+        # in float64, then rounded: a float32 matrix product's last bits depend on how many frames
+        # are multiplied at once (BLAS kernels split batches differently), which would make the
+        # streamed frames depend on the chunking; float64 rounded to float32 does not
+        return (np.asarray(mag, np.float64) @ self.matrix64).astype(np.float32)
 
 
 # ------------------------------------------------------------------------- level normaliser

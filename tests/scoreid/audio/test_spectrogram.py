@@ -57,13 +57,15 @@ def test_online_equals_offline_for_any_chunking(seed):
     online = OnlineSpectrogram()
     parts, i = [], 0
     while i < len(x):
-        n = int(rng.integers(1, 6000))
+        n = int(rng.integers(1, 6000 if i < len(x) // 2 else 70000))  # small chunks, then up to 3 s at once
         parts.append(online.push(x[i : i + n]))
         i += n
     parts.append(online.flush())
     got = np.concatenate(parts)
     assert got.shape == offline.shape == (FramedSignal().num_frames(len(x)), 92)
-    np.testing.assert_allclose(got, offline, atol=1e-5)
+    # the same bits, whatever the chunking (a service streams chunks of any size; `scoreid identify`
+    # and the services must give the same answer)
+    np.testing.assert_array_equal(got, offline)
 
 
 def test_online_emits_frames_as_soon_as_they_are_complete():
