@@ -3,9 +3,10 @@
 Steps (``detect_systems``):
 
 1. **Binarise** with Otsu's threshold (after checking the page is not blank).
-2. **Deskew**: the angle (within ``MAX_SKEW_DEG``) that maximises the energy of the horizontal ink
-   projection, coarse then fine; the page is rotated about its centre (no expansion), so
-   positions on the deskewed page are those of the unrotated original.
+2. **Deskew** (:mod:`scoreid.sheet.deskew`): the angle (within ``MAX_SKEW_DEG``) of the staff lines
+   themselves, the median slope of the page's straight thin line segments (the projection-profile
+   search only where too few segments can be fitted); the page is rotated about its centre (no
+   expansion), so positions on the deskewed page are those of the unrotated original.
 3. **Staff-line spacing** from vertical run lengths: the most frequent (black run + following
    white run) length is the distance between staff-line centres (Fujinaga's staff-space
    estimate); refined later to sub-pixel precision from the detected lines themselves.
@@ -28,10 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from scoreid import contract as C
 from scoreid.sheet import strip as S
+from scoreid.sheet.deskew import projection_angle, rotate_page, staff_line_angle
 
 MAX_SKEW_DEG = 5.0
 LINE_MIN_SPACES = 3.0  #: a staff-line run spans at least this many staff spaces
@@ -131,42 +132,24 @@ def binarise(grey: np.ndarray, smooth_axis: int | None = None, frac: float = 0.3
 
 
 # ------------------------------------------------------------------------------- deskew
-def estimate_skew(ink: np.ndarray, max_deg: float = MAX_SKEW_DEG, max_points: int = 150_000) -> float:
-    """Angle in degrees (positive = content rotated counter-clockwise) maximising projection energy."""
-    ys, xs = np.nonzero(ink)
-    if len(ys) == 0:
+def deskew_angle(grey: np.ndarray, ink: np.ndarray, max_deg: float = MAX_SKEW_DEG) -> float:
+    """The page's rotation in degrees (positive = content rotated counter-clockwise): the fitted
+    slope of its staff lines (:func:`scoreid.sheet.deskew.staff_line_angle`), or, on a page with too
+    few straight line segments to fit, the projection-profile search on ``ink``."""
+    if max_deg <= 0:
         return 0.0
-    if len(ys) > max_points:
-        sel = np.random.default_rng(0).choice(len(ys), max_points, replace=False)
-        ys, xs = ys[sel], xs[sel]
-    ys = ys.astype(np.float64)
-    xs = xs.astype(np.float64) - ink.shape[1] / 2.0
-    h = ink.shape[0]
-    pad = int(np.ceil(abs(np.tan(np.radians(max_deg))) * ink.shape[1] / 2.0)) + 2
-
-    def energy(deg: float) -> float:
-        # content rotated ccw by `deg` (image y down): a line's y decreases with x -> y + x*tan
-        yy = ys + xs * np.tan(np.radians(deg)) + pad
-        hist = np.bincount(np.clip(yy.astype(np.int64), 0, h + 2 * pad), minlength=h + 2 * pad + 1)
-        return float(np.dot(hist.astype(np.float64), hist))
-
-    coarse = np.arange(-max_deg, max_deg + 1e-9, 0.5)
-    best = float(coarse[int(np.argmax([energy(a) for a in coarse]))])
-    mid = np.arange(best - 0.5, best + 0.5 + 1e-9, 0.1)
-    best = float(mid[int(np.argmax([energy(a) for a in mid]))])
-    fine = np.arange(best - 0.1, best + 0.1 + 1e-9, 0.02)
-    e = [energy(a) for a in fine]
-    k = int(np.argmax(e))
-    # prefer "not rotated" when it is as good as the best (beams and slurs add slanted ink)
-    return 0.0 if energy(0.0) >= 0.995 * e[k] else float(fine[k])
-
-
-def rotate_page(grey: np.ndarray, deg: float) -> np.ndarray:
-    """Rotate a grey page by ``deg`` degrees counter-clockwise about its centre, white fill, same size."""
-    if abs(deg) < 1e-3:
-        return grey
-    im = Image.fromarray(grey).rotate(deg, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=255)
-    return np.asarray(im, np.uint8)
+    hink = binarise(grey, smooth_axis=1, frac=0.15)  # faint and thin lines too
+    try:
+        space, thick = estimate_staff_space(hink)
+    except NoSystemsError:
+        space = 0.0
+    if space >= MIN_STAFF_SPACE_PX:
+        angle = staff_line_angle(hink, space, thick, max_deg)
+        if angle is not None and abs(angle) <= max_deg + 0.5:
+            return angle
+    # deskew on a reduced copy (speed); angle resolution is unaffected at these sizes
+    step = max(1, int(max(grey.shape) // 1600))
+    return projection_angle(ink[::step, ::step], max_deg)
 
 
 # ----------------------------------------------------------------------------- run lengths
@@ -416,12 +399,9 @@ def detect_systems(grey: np.ndarray, max_skew_deg: float = MAX_SKEW_DEG) -> Page
     ink = binarise(grey)
     if ink.mean() > MAX_INK_FRACTION:
         raise NoSystemsError(f"no staff lines found (not sheet music: {ink.mean():.0%} of the page is dark)")
-    # deskew on a reduced copy (speed); angle resolution is unaffected at these sizes
-    step = max(1, int(max(grey.shape) // 1600))
-    angle = estimate_skew(ink[::step, ::step], max_skew_deg) if max_skew_deg > 0 else 0.0
+    angle = deskew_angle(grey, ink, max_skew_deg)
     if abs(angle) >= 0.02:
         grey = rotate_page(grey, -angle)
-        ink = binarise(grey)
     else:
         angle = 0.0
     hink = binarise(grey, smooth_axis=1, frac=0.15)  # for horizontal lines
