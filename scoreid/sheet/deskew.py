@@ -31,10 +31,13 @@ MIN_SEGMENT_COVER = 0.5  #: ... or their total length under this fraction of the
 
 def thin_horizontal(mask: np.ndarray, limit: int) -> np.ndarray:
     """Ink of ``mask`` lying in vertical runs of at most ``limit`` px (lines, not symbols)."""
-    from scipy.ndimage import binary_opening
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-    tall = binary_opening(mask, structure=np.ones((limit + 1, 1), bool))
-    return mask & ~tall
+    # opening with a vertical run of limit + 1 px (two 1-D filters: twice as fast as binary_opening)
+    n = limit + 1
+    core = minimum_filter1d(mask.view(np.uint8), n, axis=0, mode="constant", cval=0)
+    tall = maximum_filter1d(core, n, axis=0, mode="constant", cval=0, origin=-1 if n % 2 == 0 else 0)
+    return mask & (tall == 0)
 
 
 def staff_line_angle(hink: np.ndarray, space: float, thick: float, max_deg: float) -> float | None:

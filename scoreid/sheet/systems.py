@@ -135,23 +135,25 @@ def binarise(grey: np.ndarray, smooth_axis: int | None = None, frac: float = 0.3
 
 
 # ------------------------------------------------------------------------------- deskew
-def deskew_angle(grey: np.ndarray, ink: np.ndarray, max_deg: float = MAX_SKEW_DEG) -> float:
+def deskew_angle(hink: np.ndarray, ink: np.ndarray, max_deg: float = MAX_SKEW_DEG) -> float:
     """The page's rotation in degrees (positive = content rotated counter-clockwise): the fitted
-    slope of its staff lines (:func:`scoreid.sheet.deskew.staff_line_angle`), or, on a page with too
-    few straight line segments to fit, the projection-profile search on ``ink``."""
+    slope of its staff lines in the horizontal-line ink ``hink``
+    (:func:`scoreid.sheet.deskew.staff_line_angle`), or, on a page with too few straight line
+    segments to fit, the projection-profile search on the ink mask ``ink``."""
     if max_deg <= 0:
         return 0.0
-    hink = binarise(grey, smooth_axis=1, frac=0.15)  # faint and thin lines too
+    # on a reduced copy of a large page (speed): lines stay 2 px or more, segments long
+    step = max(1, int(round(max(hink.shape) / 2000)))
+    lines = hink[::step, ::step]
     try:
-        space, thick = estimate_staff_space(hink)
+        space, thick = estimate_staff_space(lines)
     except NoSystemsError:
         space = 0.0
     if space >= MIN_STAFF_SPACE_PX:
-        angle = staff_line_angle(hink, space, thick, max_deg)
+        angle = staff_line_angle(lines, space, thick, max_deg)
         if angle is not None and abs(angle) <= max_deg + 0.5:
             return angle
-    # deskew on a reduced copy (speed); angle resolution is unaffected at these sizes
-    step = max(1, int(max(grey.shape) // 1600))
+    step = max(1, int(max(ink.shape) // 1600))
     return projection_angle(ink[::step, ::step], max_deg)
 
 
@@ -440,12 +442,13 @@ def detect_systems(grey: np.ndarray, max_skew_deg: float = MAX_SKEW_DEG) -> Page
     ink = binarise(grey)
     if ink.mean() > MAX_INK_FRACTION:
         raise NoSystemsError(f"no staff lines found (not sheet music: {ink.mean():.0%} of the page is dark)")
-    angle = deskew_angle(grey, ink, max_skew_deg)
+    hink = binarise(grey, smooth_axis=1, frac=0.15)  # for horizontal lines, faint ones too
+    angle = deskew_angle(hink, ink, max_skew_deg)
     if abs(angle) >= 0.02:
         grey = rotate_page(grey, -angle)
+        hink = binarise(grey, smooth_axis=1, frac=0.15)
     else:
         angle = 0.0
-    hink = binarise(grey, smooth_axis=1, frac=0.15)  # for horizontal lines
     hink[1:] |= hink[:-1].copy()  # a thin line split over two rows becomes one solid line
     space, thick = estimate_staff_space(hink)
     if space < MIN_STAFF_SPACE_PX:
