@@ -149,10 +149,9 @@ def deskew_angle(hink: np.ndarray, ink: np.ndarray, max_deg: float = MAX_SKEW_DE
         space, thick = estimate_staff_space(lines)
     except NoSystemsError:
         space = 0.0
-    if space >= MIN_STAFF_SPACE_PX:
-        angle = staff_line_angle(lines, space, thick, max_deg)
-        if angle is not None and abs(angle) <= max_deg + 0.5:
-            return angle
+    angle = staff_line_angle(lines, space, thick, max_deg) if space >= MIN_STAFF_SPACE_PX else None
+    if angle is not None:
+        return angle
     step = max(1, int(max(ink.shape) // 1600))
     return projection_angle(ink[::step, ::step], max_deg)
 
@@ -392,13 +391,15 @@ def group_systems(ink: np.ndarray, staves: list[Staff], thick: float, space: flo
 
 
 def split_merged(systems: list[System]) -> list[System]:
-    """Split a system holding twice the staves of the page's other systems (``k``, their most common
-    count) in two where the gap between its staves ``k`` and ``k + 1`` is a gap between systems: at
-    least ``SPLIT_GAP_RATIO`` times its other gaps and the page's gaps inside systems, and not under
-    ``SPLIT_GAP_RATIO`` times less than the page's median gap between systems. Whatever joined the
-    two halves (a margin line across both, a bracket spanning the page) was not a system's barline.
-    Not for pages of single staves (``k`` = 1): they have no gaps inside systems to compare with."""
+    """Split in two a system holding twice the staves of the page's other systems (``k``, their
+    most common count) whose gap between staves ``k`` and ``k + 1`` looks like a gap between
+    systems: ``SPLIT_GAP_RATIO`` times its other gaps and every gap inside the page's other systems,
+    and at least the page's median gap between systems over ``SPLIT_GAP_RATIO``. Whatever joined
+    the two halves (a margin line across both, a bracket spanning the page) was not a system's
+    barline. Not for pages of single staves (``k`` = 1): they have no gaps inside systems to compare."""
     counts = [len(s.staves) for s in systems]
+    spans = [b.top - a.bottom for a, b in zip(systems[:-1], systems[1:], strict=True)]
+    between = float(np.median(spans)) if spans else 0.0
     out: list[System] = []
     for i, s in enumerate(systems):
         others = counts[:i] + counts[i + 1 :]
@@ -407,12 +408,10 @@ def split_merged(systems: list[System]) -> list[System]:
             out.append(s)
             continue
         gaps = _gaps(s.staves)
-        middle, rest = gaps[k - 1], gaps[: k - 1] + gaps[k:]
-        inside = [g for j, o in enumerate(systems) if j != i for g in _gaps(o.staves)]
-        between = [b.top - a.bottom for a, b in zip(systems[:-1], systems[1:], strict=True)]
-        if middle >= SPLIT_GAP_RATIO * max(rest + inside, default=0.0) and middle * SPLIT_GAP_RATIO >= float(
-            np.median(between or [0.0])
-        ):
+        middle = gaps[k - 1]
+        inside = gaps[: k - 1] + gaps[k:]
+        inside += [g for j, o in enumerate(systems) if j != i for g in _gaps(o.staves)]
+        if middle >= SPLIT_GAP_RATIO * max(inside, default=0.0) and middle * SPLIT_GAP_RATIO >= between:
             out += [_system(s.staves[:k]), _system(s.staves[k:])]
         else:
             out.append(s)
