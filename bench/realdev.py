@@ -568,8 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     composers = by_composer(results, lengths)
     inside = [r for r in results if r.in_library and r.length_s == longest]
     curves = {str(n): curve([r for r in inside if r.size == n], args.hop) for n in sizes}
-    open_rows = [{"size": n, "length_s": longest, **open_summary([r for r in results if not r.in_library and r.size == n])}
-                 for n in sizes if any(not r.in_library and r.size == n for r in results)]  # fmt: skip
+    out_sizes = sorted({r.size for r in results if not r.in_library})  # "all" leaves one piece out
+    open_rows = [{"size": n, "length_s": longest,
+                  **open_summary([r for r in results if not r.in_library and r.size == n])} for n in out_sizes]  # fmt: skip
     works_benchmarked = sorted({r.work for r in results})
     realdev_in_lib = [w for w in set_doc["pieces"] if w in lib.pieces]
     audio_s = sum(r.length_s for r in results)

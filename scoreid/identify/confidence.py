@@ -1,17 +1,21 @@
 """How sure the identifier is: the probability that the top piece is the piece playing.
 
 The tally alone cannot say it: votes always go somewhere, so music that is not in the library (or
-noise) still gives a top piece with a large share. The evidence of one hop
-(:class:`Evidence`) is combined by a logistic model fitted on the validation pieces under an open
-set (``python bench/openset.py --split valid --fit``: a library of half the valid pieces, streams of
-all of them, so half the streams are of music that is not in the library):
+noise) still gives a top piece with a large share. The evidence of one hop (:class:`Evidence`) is
+combined by a logistic model fitted on real performances at several library sizes and under an open
+set (``python bench/realdev.py --sizes 40,200,all --open-set --dump D.json``, then
+``python bench/identity_fit.py D.json``): evidence that means the same in a 40-piece and a
+1000-piece library —
 
 - how much was heard: voting (non-silent) windows so far;
-- how the votes fall: the top piece's share of the decayed votes and its log ratio to the
-  runner-up;
+- how the votes fall between the top piece and its runner-up (the log ratio of their tallies; not
+  the top piece's share of all votes, which shrinks as the library grows);
 - whether the top piece is really being played: the coherence of its score-following track (the
   share of recent hops whose best match lay where the track's tempo predicted it —
-  :meth:`scoreid.identify.follow.PieceTrack.coherence`); chance matches scatter over the piece.
+  :meth:`scoreid.identify.follow.PieceTrack.coherence`); chance matches scatter over the piece;
+- how much better the stream moves in order through the top piece than through any other followed
+  candidate: the margin of its sequence evidence against the library null
+  (:mod:`scoreid.identify.follow`) over the best rival's.
 
 ``identified`` requires at least ``MIN_VOTING_WINDOWS`` windows of sound (so silence, a click or
 audio shorter than a few windows is never an identity), a following coherence of at least
@@ -31,16 +35,19 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_VOTING_WINDOWS = 8  #: 4 s of sound at the default hop before anything is identified
-#: logistic coefficients (intercept, log1p(windows), share, log ratio, coherence), fitted by
-#: ``bench/openset.py --split valid --fit`` on the shipped model (the fourth continued `world` run,
-#: 2026-12-04) with the engine's default order (sequence evidence, library null, w = 0.1: the top
-#: piece can trail the runner-up's tally; BENCHMARKS.md "Open set")
-COEF = (-12.337, 0.886, 15.517, -1.123, 6.640)
-#: probability from which the top piece is reported as identified; chosen on the valid open set
-#: (at 10 / 20 / 30 s: 30 / 85 / 80 % of in-library streams identified and right, none wrong, none
-#: of the 20 out-of-library streams identified, for 0.5, 0.6 and 0.7 alike; 0.8 and 0.9 identify
-#: fewer at 10 s; the highest of the equal ones is kept)
-THRESHOLD = 0.7
+#: logistic coefficients over the ``FEATURES`` set (intercept, log1p(windows), log ratio, coherence,
+#: sequence margin / SEQUENCE_SCALE), fitted by ``bench/identity_fit.py`` on real performances
+#: (real-dev, 85 works of 12 composers, 139 performances, 10/20/30-s excerpts) streamed against
+#: libraries of 40, 200 and 887 pieces and, for the open set, against libraries without their work
+#: (RESULTS.md "An identity that does not depend on the library's size", 2026-12-06). The vote share
+#: is no longer an input: it shrinks as the library grows (the model before, fitted on a 10-piece
+#: synthetic library, named the right piece in 1.4 % of 30-s excerpts against 887 pieces).
+COEF = (-7.771, 0.775, 1.081, 4.875, 2.218)
+#: probability from which the top piece is reported as identified: the lowest (in steps of 0.05)
+#: at which, with each work judged by a model fitted on the other works (2 folds), no library size
+#: ends more than 1 % of in-library streams on a wrong identity or names more than 2 % of the
+#: out-of-library ones
+THRESHOLD = 0.9
 MAX_LOG_RATIO = 5.0
 #: on the valid pieces the right top piece's coherence has median 0.95 (10th percentile 0.45),
 #: a wrong or out-of-library one 0.15 (90th: 0.5), noise and tones 0.11 (90th: 0.44)
@@ -75,7 +82,7 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     ),
 }
 #: the feature set ``COEF`` was fitted on
-FEATURES = "share"
+FEATURES = "margin"
 
 
 @dataclass(frozen=True)
