@@ -2,7 +2,7 @@
 
     python bench/realdev.py [--model models/default] [--data /work/data/realdev]
         [--corpus /work/data/corpus] [--distractors /work/data/realdev-distractors] [--look shifted]
-        [--sizes 40,200,all] [--open-set] [--lengths 20,30] [--per-composer N] [--limit N] [--seed 0]
+        [--sizes 40,200,all] [--open-set] [--lengths 10,20,30] [--per-composer N] [--limit N] [--seed 0]
         [--hop 0.5] [--sequence-weight W] [--dump FILE] [--work DIR] [--out bench/results/realdev.json]
 
 The set is built by ``python -m trainer.realdev.build`` (real performances of ASAP works by twelve

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from synthesis.engrave import EngraveOptions, MidiNote, engrave, resolve_source
+from synthesis.grand_staff import grand_staff
 from synthesis.perform import Performance, PerformOptions, perform
 
 KEYBOARD = (
@@ -49,22 +50,13 @@ def piece_id(source: str) -> str:
 def piano_score_file(source: str, tmp: Path) -> Path:
     """The score file to engrave: four-part chorales reduced to a grand staff (MusicXML)."""
     import music21
-    from music21 import clef, stream
 
     path = resolve_source(source)
     score = music21.converter.parse(str(path))
     parts = list(getattr(score, "parts", []))
     if len(parts) != 4:
         return path
-    upper = stream.Score([parts[0], parts[1]]).chordify()
-    lower = stream.Score([parts[2], parts[3]]).chordify()
-    for p, c in ((upper, clef.TrebleClef()), (lower, clef.BassClef())):
-        for old in p.recurse().getElementsByClass(clef.Clef):
-            p.remove(old, recurse=True)
-        measures = list(p.getElementsByClass(stream.Measure))
-        (measures[0] if measures else p).insert(0, c)
-    piano = stream.Score([stream.Part(upper.elements), stream.Part(lower.elements)])
-    piano.insert(0, music21.metadata.Metadata(title=score.metadata.title if score.metadata else source))
+    piano = grand_staff(parts[:2], parts[2:], score.metadata.title if score.metadata else source)
     out = tmp / (piece_id(source) + ".musicxml")
     piano.write("musicxml", out)
     return out

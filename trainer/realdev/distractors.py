@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from synthesis.grand_staff import grand_staff
 from trainer.corpus.sources import SourceItem, collect
 from trainer.corpus.splits import group_by_keys
 from trainer.corpus.store import atomic_write_bytes, png_bytes, write_json
@@ -109,7 +110,6 @@ def candidates(corpora: Path, music21: Sequence[str], palestrina: int, seed: int
 def grand_staff_file(path: Path, tmp: Path) -> Path:
     """``path`` itself when it has at most two parts; else a MusicXML grand-staff reduction."""
     import music21
-    from music21 import clef, stream
 
     score: Any = music21.converter.parse(str(path))
     if isinstance(score, music21.stream.Opus):
@@ -118,16 +118,8 @@ def grand_staff_file(path: Path, tmp: Path) -> Path:
     if len(parts) <= MAX_PARTS_AS_IS:
         return path
     half = (len(parts) + 1) // 2
-    upper = stream.Score(parts[:half]).chordify()
-    lower = stream.Score(parts[half:]).chordify()
-    for p, c in ((upper, clef.TrebleClef()), (lower, clef.BassClef())):
-        for old in p.recurse().getElementsByClass(clef.Clef):
-            p.remove(old, recurse=True)
-        measures = list(p.getElementsByClass(stream.Measure))
-        (measures[0] if measures else p).insert(0, c)
-    piano = stream.Score([stream.Part(upper.elements), stream.Part(lower.elements)])
     title = score.metadata.title if score.metadata and score.metadata.title else path.stem
-    piano.insert(0, music21.metadata.Metadata(title=title))
+    piano = grand_staff(parts[:half], parts[half:], title)
     out = tmp / "grand-staff.musicxml"
     piano.write("musicxml", out)
     return out
@@ -210,7 +202,8 @@ def build_distractors(out: Path, corpora: Path, realdev: Path, music21: Sequence
         for pid, entry in pool.map(one, todo):
             status[pid] = entry
     write_json(status_path, status)
-    built = {p: e for p, e in status.items() if e.get("built") and p in {it.pid for it in todo}}
+    wanted = {it.pid for it in todo}
+    built = {p: e for p, e in status.items() if e.get("built") and p in wanted}
     doc = {
         "version": 1,
         "seed": seed,
