@@ -39,7 +39,7 @@ MIN_VOTING_WINDOWS = 8  #: 4 s of sound at the default hop before anything is id
 #: sequence margin / SEQUENCE_SCALE), fitted by ``bench/identity_fit.py`` on real performances
 #: (real-dev, 85 works of 12 composers, 139 performances, 10/20/30-s excerpts) streamed against
 #: libraries of 40, 200 and 887 pieces and, for the open set, against libraries without their work
-#: (RESULTS.md "An identity that does not depend on the library's size", 2026-12-06). The vote share
+#: (RESULTS.md "The new real-dev", "The identity before and after", 2026-12-06). The vote share
 #: is no longer an input: it shrinks as the library grows (the model before, fitted on a 10-piece
 #: synthetic library, named the right piece in 1.4 % of 30-s excerpts against 887 pieces).
 COEF = (-7.771, 0.775, 1.081, 4.875, 2.218)

@@ -22,7 +22,7 @@ Leaf Rag; work keys of :mod:`trainer.corpus.sources`) are built once.
 
 Layout under ``--out``::
 
-    pieces/<pid>/p1.png …  piece.json     {"title", "composer", "source", "notes"}
+    pieces/<pid>/p1.png …  piece.json     {"title", "composer", "source", "distractor": true}
     realdev-notes.json                    the real-dev works' pitch sequences (a cache)
     distractors.json                      built, left out (why), failed (why); how they were made
 
