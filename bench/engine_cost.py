@@ -45,7 +45,7 @@ def measure(pieces: int, windows: int, hops: int, seed: int = 0, candidates: int
                 Path(tmp) / "lib", {f"p{i:04d}": unit_rows(rng, windows) for i in range(pieces)}
             )
         )
-    index = ExactIndex(lib.vectors)
+    index = ExactIndex(lib.search_vectors)
     s, e = lib.rows["p0003"]
     eng = SessionEngine(lib, EngineSettings(candidates=candidates))
     parts: dict[str, list[float]] = {"from_bytes": [], "vote": [], "to_bytes": []}
@@ -53,7 +53,7 @@ def measure(pieces: int, windows: int, hops: int, seed: int = 0, candidates: int
     for k in range(hops):
         v = lib.vectors[s + k % (e - s)] + rng.normal(scale=0.1, size=32).astype(np.float32)
         v = (v / np.linalg.norm(v)).astype(np.float32)
-        sims, rows = index.search(v[None], TOP_K)
+        sims, rows = index.search(lib.search_queries(v), TOP_K)
         hits = [(str(lib.meta["piece"][r]), float(x)) for r, x in zip(rows[0], sims[0])]
         t0 = time.perf_counter()
         eng = SessionEngine.from_bytes(lib, blob)

@@ -109,7 +109,7 @@ def record(lib: Library, index: ExactIndex, enc: Any, key: str, truth: str, leng
     rows = np.zeros((len(wins), k), np.int64)
     sims = np.zeros((len(wins), k), np.float32)
     if len(sounding):
-        s, r = index.search(emb[sounding], k)
+        s, r = index.search(lib.search_queries(emb[sounding]), k)
         rows[sounding], sims[sounding] = r, s
     return Recorded(key, truth, length_s, t, silent, emb, rows, sims, t_end)
 
@@ -137,7 +137,7 @@ def record_realdev(args: argparse.Namespace, enc: Any, k: int) -> tuple[Library,
         [(work_id(p["folder"]), p["performer"], p["seconds"]) for p in perfs], lengths, args.seed
     )
     by_key = {(work_id(p["folder"]), p["performer"]): p for p in perfs}
-    index = ExactIndex(lib.vectors)
+    index = ExactIndex(lib.search_vectors)
     out = []
     for n, ex in enumerate(plan):
         p = by_key[(ex.folder, ex.performer)]
@@ -158,7 +158,7 @@ def record_valid(args: argparse.Namespace, enc: Any, k: int) -> tuple[Library, l
     corpus = Corpus(args.corpus)
     pids = corpus.ids("valid")
     lib = I.build_library(corpus, pids, "shifted", args.model, args.valid_work, None)
-    index = ExactIndex(lib.vectors)
+    index = ExactIndex(lib.search_vectors)
     out = []
     for pid in pids:
         if pid not in lib.pieces:

@@ -1,5 +1,6 @@
 """A core library as the index service serves it: the name it is served under, a search backend over
-its vectors and the lock that keeps searches and additions apart.
+its vectors (as :attr:`scoreid.library.Library.search_vectors` holds them: with the hub correction
+when the library has one) and the lock that keeps searches and additions apart.
 
 The library itself (vectors, per-row positions, piece ids and titles, chance weights) is the core
 model :class:`scoreid.library.Library`; this module adds only the serving side.
@@ -66,7 +67,7 @@ class ServedLibrary:
         self.backend = backend
         self.backend_options = options
         self.lock = threading.RLock()
-        self.search_index: SearchIndex = make_index(backend, library.vectors, **options)
+        self.search_index: SearchIndex = make_index(backend, library.search_vectors, **options)
         model = library.index["model"]
         #: the model that embedded the library (None for one made from arrays)
         self.model_dir = None if library.dir is None else Path(model["dir"])
@@ -117,7 +118,7 @@ class ServedLibrary:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
-            return self.search_index.search(queries, k)
+            return self.search_index.search(self.library.search_queries(queries), k)
 
     def add(self, piece: Piece) -> None:
         """Store a built piece in the library directory (the whole piece or nothing:
@@ -140,12 +141,15 @@ class ServedLibrary:
         with self.lock:
             if piece.pid in self.library.rows:
                 raise ValueError(f"piece {piece.pid!r} is already in library {self.name!r}")
+            rows = self.library.search_rows_of(piece)
             self.library.append(piece)
             add = getattr(self.search_index, "add", None)
             if add is not None:
-                add(np.asarray(piece.rows.vectors, np.float32))
+                add(rows)
             else:
-                self.search_index = make_index(self.backend, self.library.vectors, **self.backend_options)
+                self.search_index = make_index(
+                    self.backend, self.library.search_vectors, **self.backend_options
+                )
 
     def hit(self, row: int, score: float) -> dict[str, Any]:
         lib = self.library

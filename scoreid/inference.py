@@ -18,6 +18,10 @@ differs from this code's (:class:`~scoreid.contract.ContractError` naming the fi
 Inputs: audio float32 (B, 1, 92, F) with F = the contract's audio window (84 by default);
 sheet float32 (B, 1, 80, 100) in [0, 1], ink = 1 (see :mod:`scoreid.sheet.strip`). Outputs:
 float32 (B, 32), L2-normalised. A wrongly shaped input raises ``ContractError``.
+
+A model may carry a hub bank (``manifest["hub"]``: audio embeddings of training windows; see
+:mod:`scoreid.search.hubness`): ``Encoders.hub`` reads it, and libraries built with the model score
+their windows' hubness against it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +153,60 @@ class Encoders:
     def embed_sheet(self, x: Any) -> np.ndarray:
         """float32 (B, 1, 80, 100) sheet windows (ink = 1) -> (B, 32) L2-normalised embeddings."""
         return self._run(self._sheet, _check_batch(x, self.sheet_shape, "sheet"))
+
+    @property
+    def hub(self) -> HubBank | None:
+        """The model's hub bank (:mod:`scoreid.search.hubness`; ``manifest["hub"]``, written by
+        ``trainer/run.py hub-bank``), read once; None when the model has none."""
+        if not hasattr(self, "_hub"):
+            self._hub = read_hub_bank(self.model_dir, self.manifest, self.dim)
+        return self._hub
+
+
+@dataclass(frozen=True)
+class HubBank:
+    """Audio embeddings of training windows, for the hub correction of sheet windows: ``bank``
+    (n, dim) float32, the ``k`` neighbours a window's hubness averages over, the ``weight`` a library
+    built with this model gives it, and the bank's ``sha256``."""
+
+    bank: np.ndarray
+    k: int
+    weight: float
+    sha256: str
+
+    def library_entry(self) -> dict[str, Any]:
+        """What a library records about the correction its rows were scored with."""
+        return {"bank": self.sha256, "k": self.k, "weight": self.weight}
+
+
+def read_hub_bank(model_dir: Path, manifest: dict[str, Any], dim: int) -> HubBank | None:
+    """The manifest's ``hub`` entry and its bank file, checked (UserError when it is malformed)."""
+    from scoreid.search.hubness import bank_sha
+
+    entry = manifest.get("hub")
+    if entry is None:
+        return None
+    where = f"{model_dir}/{MANIFEST}"
+    try:
+        name, k, weight = str(entry["bank"]), int(entry["k"]), float(entry["weight"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{where}: malformed 'hub' entry ({e})") from None
+    path = Path(model_dir) / name
+    if Path(name).name != name or not path.is_file():
+        raise UserError(f"{where}: hub bank {name!r} is missing")
+    try:
+        bank = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable hub bank ({e})") from None
+    if bank.ndim != 2 or bank.shape[1] != dim or not len(bank) or not np.all(np.isfinite(bank)):
+        raise UserError(f"{path}: hub bank must be (n, {dim}) finite numbers, got {bank.shape}")
+    if k < 1 or not (0.0 <= weight <= 10.0):
+        raise UserError(f"{where}: hub k must be >= 1 and weight in [0, 10], got {k}, {weight}")
+    bank = np.ascontiguousarray(bank, np.float32)
+    sha = bank_sha(bank)
+    if entry.get("sha256") not in (None, sha):
+        raise UserError(f"{path}: hub bank does not match the manifest's sha256; export it again")
+    return HubBank(bank, k, weight, sha)
 
 
 def _file(model_dir: Path, manifest: dict[str, Any], key: str) -> Path:

@@ -10,7 +10,9 @@
 #   5. a fourth, warm-started from the third (40 + 6 more epochs, seed 3), as `RUNS/finetune-none`
 #      (validation MRR 0.557 -> 0.686 -> 0.726 -> 0.753 over the four),
 #   6. the `cpu` preset pipeline on it: evaluate on the test split (`same` and `shifted`) and export
-#      ONNX + manifest + eval JSONs to models/default.
+#      ONNX + manifest + eval JSONs to models/default,
+#   7. the hub bank (8192 training audio windows embedded by the exported model; the hub correction of
+#      library search, scoreid/search/hubness.py) into models/default.
 # Every step is resumable: run it again after an interruption and it continues where it stopped
 # (the corpus builder skips finished pieces; a fine-tuning run resumes from its state.pt; the
 # pipeline skips finished stages). The corpus build is deterministic, so a rebuilt corpus is
@@ -44,25 +46,28 @@ finetune() {  # OUT [extra args]: a fine-tuning run, resumed if interrupted, ski
   "$PY" trainer/run.py finetune "${BUDGET[@]}" --data "$DATA/corpus" --out "$out" "$@" "${resume[@]}"
 }
 
-echo "reproduce: 1/6 aligned corpus -> $DATA/corpus"
+echo "reproduce: 1/7 aligned corpus -> $DATA/corpus"
 sources=(); for d in "$CORPORA"/*/; do sources+=(--source "${d%/}"); done
 ok_or_skipped "$PY" trainer/run.py corpus build "${sources[@]}" \
   --out "$DATA/corpus" --workers 2 --looks 2 --performances 2 --seed 0
 
-echo "reproduce: 2/6 fine-tuning -> $RUNS/finetune-world"
+echo "reproduce: 2/7 fine-tuning -> $RUNS/finetune-world"
 finetune "$RUNS/finetune-world" --seed 0
 
-echo "reproduce: 3/6 fine-tuning, continued -> $RUNS/finetune-world2"
+echo "reproduce: 3/7 fine-tuning, continued -> $RUNS/finetune-world2"
 finetune "$RUNS/finetune-world2" --seed 1 --init-model "$RUNS/finetune-world"
 
-echo "reproduce: 4/6 fine-tuning, continued again -> $RUNS/finetune-world3"
+echo "reproduce: 4/7 fine-tuning, continued again -> $RUNS/finetune-world3"
 finetune "$RUNS/finetune-world3" --seed 2 --init-model "$RUNS/finetune-world2"
 
-echo "reproduce: 5/6 fine-tuning, continued a third time -> $RUNS/finetune-none"
+echo "reproduce: 5/7 fine-tuning, continued a third time -> $RUNS/finetune-none"
 finetune "$RUNS/finetune-none" --seed 3 --init-model "$RUNS/finetune-world3"
 
-echo "reproduce: 6/6 evaluate (test split) and export -> models/default"
+echo "reproduce: 6/7 evaluate (test split) and export -> models/default"
 "$PY" trainer/run.py pipeline "${BUDGET[@]}" --variants none --data "$DATA/corpus" --out "$RUNS" --export models/default
 cp "$RUNS/finetune-none/metrics.csv" models/default/finetune-metrics.csv
 cp "$RUNS/finetune-none/metrics.png" models/default/finetune-metrics.png
+
+echo "reproduce: 7/7 hub bank -> models/default/hub-bank.npy"
+"$PY" trainer/run.py hub-bank --model models/default --data "$DATA/corpus"
 echo "reproduce: done; models/default holds the model, its manifest and eval-same/eval-shifted JSONs"

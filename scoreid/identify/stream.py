@@ -3,7 +3,8 @@
 :class:`Identifier` is the engine of ``scoreid identify`` and the demo, built from the steps the
 services run too: the incremental front end (:class:`scoreid.audio.spectrogram.OnlineSpectrogram`),
 the hop windows with the silence rule (:class:`scoreid.identify.windows.HopWindows`), the audio
-encoder, exact search for the top-25 sheet windows (:class:`scoreid.search.exact.ExactIndex`), and
+encoder, exact search for the top-25 sheet windows (:class:`scoreid.search.exact.ExactIndex`, with
+the library's hub correction, :mod:`scoreid.search.hubness`), and
 the session engine (:class:`scoreid.identify.engine.SessionEngine`: tally, score follower,
 confidence). The services split the same steps over processes — windows and the encoder in the
 encoder service, search in the index, the engine in the aggregator with its state in Redis — so
@@ -58,7 +59,7 @@ class Identifier:
         self.engine = SessionEngine(library, self.settings)
         self.library = library
         self.encoder = encoder
-        self.index = ExactIndex(library.vectors)
+        self.index = ExactIndex(library.search_vectors)
         self.k = k
         self.front = OnlineSpectrogram()
         self.windows = HopWindows(self.settings.hop_frames, library.contract.audio_window_frames)
@@ -97,7 +98,7 @@ class Identifier:
         if w.silent:
             return self.engine.silent(w.t)
         emb = self.encoder.embed_audio(audio_to_network(w.excerpt))
-        sims, rows = self.index.search(emb, self.k)
+        sims, rows = self.index.search(self.library.search_queries(emb), self.k)
         hits = [(str(self.library.meta["piece"][r]), float(sv)) for r, sv in zip(rows[0], sims[0])]
         return self.engine.vote(w.t, emb[0], hits)
 

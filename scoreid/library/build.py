@@ -15,6 +15,13 @@ could be built is it an error.
 :func:`piece_from_files` builds one piece the same way from its files' contents in memory (an
 upload: nothing is written to a folder first), ready to be stored
 (:func:`scoreid.library.store.store_new_piece`) and appended to an open library.
+
+With a model that has a hub bank (:attr:`scoreid.inference.Encoders.hub`) every piece's windows are
+also scored for hubness against it (:mod:`scoreid.search.hubness`); a library scored against
+another bank (or none) is re-scored when it is opened for building — from the stored vectors, no
+page is read again — piece by piece, the index last: a piece's new scores count only once the index
+names their bank, so a library without the correction that is interrupted while being re-scored
+searches as before.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -39,15 +46,20 @@ from scoreid.library.store import (
     LibraryError,
     Piece,
     PieceVectors,
+    load_piece,
     piece_file,
     read_index,
     save_piece,
     write_index,
 )
+from scoreid.search.hubness import hub_scores
 from scoreid.sheet import strip as S
 from scoreid.sheet.pages import Page, PageError, load_pages, page_files, pages_from_bytes
 from scoreid.sheet.systems import NoSystemsError, detect_systems, extract_systems
 from scoreid.tensors import model_fingerprint, sheet_to_network
+
+if TYPE_CHECKING:
+    from scoreid.inference import HubBank
 
 EMBED_BATCH = 256
 PIECE_ID = PIECE_ID_RE  #: use with .match (``\Z``: no trailing newline)
@@ -60,6 +72,18 @@ class SheetEncoder(Protocol):
     manifest: dict[str, Any]
 
     def embed_sheet(self, x: Any) -> np.ndarray: ...
+
+
+def hub_of(encoder: SheetEncoder) -> HubBank | None:
+    """The encoder's hub bank (None for a model without one, or an encoder that has no ``hub``)."""
+    return getattr(encoder, "hub", None)
+
+
+def scored(vectors: np.ndarray, meta: dict[str, np.ndarray], hub: HubBank | None) -> PieceVectors:
+    """A piece's rows with their hub scores against ``hub`` (none without a bank)."""
+    if hub is None:
+        return PieceVectors(vectors, meta)
+    return PieceVectors(vectors, meta, hub_scores(vectors, hub.bank, hub.k), hub.sha256)
 
 
 def folder_fingerprint(files: list[Path], stride: float, model_sha: str) -> str:
@@ -205,7 +229,7 @@ def build_piece(
     vectors = embed_strip(encoder, cut.strip, xs)
     entry = {**entry, "pages": cut.pages, "n_windows": len(vectors), "system_offsets": cut.offsets,
              "strip_width": int(cut.strip.shape[1]), "warnings": cut.warnings}  # fmt: skip
-    return Piece(pid, entry, PieceVectors(vectors, meta), cut.strip)
+    return Piece(pid, entry, scored(vectors, meta, hub_of(encoder)), cut.strip)
 
 
 def piece_from_files(pid: str, files: Sequence[tuple[str, bytes]], encoder: SheetEncoder, stride: float,
@@ -232,6 +256,7 @@ def piece_folders(sheets_dir: Path) -> list[Path]:
 
 
 def new_index(encoder: SheetEncoder, model_dir: Path, stride: float) -> dict[str, Any]:
+    hub = hub_of(encoder)
     return {
         "format": FORMAT,
         "contract": encoder.contract.to_dict(),
@@ -241,8 +266,34 @@ def new_index(encoder: SheetEncoder, model_dir: Path, stride: float) -> dict[str
             "training": encoder.manifest.get("training", {}),
         },  # fmt: skip
         "stride": float(stride),
+        **({"hub": hub.library_entry()} if hub is not None else {}),
         "pieces": {},
     }
+
+
+def rescore_hubs(index: dict[str, Any], lib_dir: Path, hub: HubBank | None, log: Log | None = None) -> int:
+    """Score every stored piece's rows against ``hub`` (None: drop the correction), then record it in
+    the index. Returns the number of pieces re-scored."""
+    want = hub.library_entry() if hub is not None else None
+    if index.get("hub") == want:
+        return 0
+    n = 0
+    if hub is not None:
+        for pid in sorted(index["pieces"]):
+            pv = load_piece(lib_dir, pid)
+            if pv.hub_bank != hub.sha256 or pv.hub is None:
+                save_piece(lib_dir, pid, scored(pv.vectors, pv.meta, hub))  # the strip PNG stays
+                n += 1
+    if want is None:
+        index.pop("hub", None)
+    else:
+        index["hub"] = want
+    write_index(lib_dir, index)
+    if log is not None:
+        log(
+            f"hub correction: {n} pieces scored against the model's bank {want['bank'][:12] if want else '(none)'}"
+        )
+    return n
 
 
 def open_or_create(
@@ -261,6 +312,7 @@ def open_or_create(
             raise LibraryError(
                 f"{lib_dir}: built with stride {index['stride']}, not {stride}; build a new library"
             )
+        rescore_hubs(index, lib_dir, hub_of(encoder))
         return index
     return new_index(encoder, model_dir, stride if stride is not None else DEFAULT_STRIDE)
 

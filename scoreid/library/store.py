@@ -11,7 +11,9 @@ Layout (format ``scoreid-library/1``)::
                                    per row, page int16, system int16, x float32 (window centre on
                                    the deskewed page, page px), y0 / y1 float32 (the window's rows
                                    on the page), strip_x float32 (window centre on the strip at
-                                   the contract scale)
+                                   the contract scale); with a model that has a hub bank also
+                                   hub float32 [n] (each row's hubness, :mod:`scoreid.search.
+                                   hubness`) and hub_bank (the bank's sha256 it was scored against)
     LIB_DIR/pieces/<pid>.png      the piece's unrolled strip (contract scale), for plots
 
 Each piece is stored on its own, so adding or removing one rewrites only ``library.json``;
@@ -24,6 +26,11 @@ them), ``meta`` (per-row positions as arrays, ``piece`` as the piece id), ``piec
 the piece's index in ``piece_ids``), ``rows`` (each piece's row range), ``pieces`` (the
 ``library.json`` entries: titles, pages, systems) and the pieces' chance weights. ``append`` adds
 a built piece in memory.
+
+Hub correction: ``library.json``'s ``hub`` ({bank, k, weight}) names the bank the rows' hubness was
+scored against; ``Library.hub`` holds each row's score (0 for a piece scored against another bank,
+which ``scoreid library build`` re-scores), and a search index is built on ``search_vectors`` and
+asked with ``search_queries`` (:mod:`scoreid.search.hubness`).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import numpy as np
 from scoreid.contract import Contract, ContractError
 from scoreid.errors import UserError
 from scoreid.identify.tally import CHANCE_EXPONENT, chance_weights
+from scoreid.search.hubness import search_queries, search_rows
 
 FORMAT = "scoreid-library/1"
 INDEX = "library.json"
@@ -60,6 +68,8 @@ class PieceVectors:
 
     vectors: np.ndarray  # float32 [n, 32]
     meta: dict[str, np.ndarray]  # META_FIELDS -> [n]
+    hub: np.ndarray | None = None  # float32 [n]: hubness against the bank ``hub_bank`` (None: not scored)
+    hub_bank: str = ""
 
 
 @dataclass
@@ -108,6 +118,8 @@ def save_piece(lib_dir: Path, pid: str, pv: PieceVectors, strip: np.ndarray | No
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {"vectors": pv.vectors.astype(np.float32), **pv.meta}
+    if pv.hub is not None:
+        arrays.update(hub=np.asarray(pv.hub, np.float32), hub_bank=np.array(pv.hub_bank))
     try:
         np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
@@ -144,7 +156,12 @@ def load_piece(lib_dir: Path, pid: str) -> PieceVectors:
     path = piece_file(lib_dir, pid)
     try:
         with np.load(path) as z:
-            return PieceVectors(z["vectors"].astype(np.float32), {k: z[k] for k in META_FIELDS})
+            hub = z["hub"].astype(np.float32) if "hub" in z.files else None
+            bank = str(z["hub_bank"]) if "hub_bank" in z.files else ""
+            pv = PieceVectors(z["vectors"].astype(np.float32), {k: z[k] for k in META_FIELDS}, hub, bank)
+        if pv.hub is not None and pv.hub.shape != (len(pv.vectors),):
+            raise ValueError(f"{pv.hub.shape} hub scores for {len(pv.vectors)} rows")
+        return pv
     except (OSError, KeyError, ValueError) as e:
         raise LibraryError(
             f"{path}: unreadable piece data ({e}); rebuild it with `scoreid library add`"
@@ -200,12 +217,18 @@ class Library:
     reads a built one, ``from_arrays`` makes one without a directory, ``append`` adds a piece."""
 
     def __init__(self, lib_dir: Path | None, index: dict[str, Any], vectors: np.ndarray,
-                 meta: dict[str, np.ndarray], piece_ids: Sequence[str] | None = None):  # fmt: skip
-        """``piece_ids``: the order of the pieces' rows in ``vectors`` (default: sorted ids)."""
+                 meta: dict[str, np.ndarray], piece_ids: Sequence[str] | None = None,
+                 hub: np.ndarray | None = None):  # fmt: skip
+        """``piece_ids``: the order of the pieces' rows in ``vectors`` (default: sorted ids);
+        ``hub``: each row's hubness against the bank ``index["hub"]`` names (None: zeros)."""
         self.dir = lib_dir
         self.index = index
         self.vectors = vectors
         self.meta = meta
+        self.hub = np.zeros(len(vectors), np.float32) if hub is None else np.asarray(hub, np.float32)
+        if self.hub.shape != (len(vectors),):
+            raise ValueError(f"{self.hub.shape} hub scores for {len(vectors)} rows")
+        self._search_vectors: np.ndarray | None = None
         self.pieces: dict[str, dict[str, Any]] = index["pieces"]
         self._geometries: dict[str, _Geometry] = {}
         self._chance: dict[tuple[float, int], dict[str, float]] = {}
@@ -239,7 +262,8 @@ class Library:
         bad = [pid for pid in index["pieces"] if not isinstance(pid, str) or not PIECE_ID_RE.match(pid)]
         if bad:  # a piece id names a file under pieces/: never a path, never control characters
             raise LibraryError(f"{lib_dir / INDEX}: invalid piece ids {bad[:3]!r}; rebuild the library")
-        vecs, metas = [], []
+        vecs, metas, hubs = [], [], []
+        bank = hub_bank_of(index)
         for pid in sorted(index["pieces"]):
             pv = load_piece(lib_dir, pid)
             if len(pv.vectors) != int(index["pieces"][pid]["n_windows"]):
@@ -247,11 +271,13 @@ class Library:
                                    f"{index['pieces'][pid]['n_windows']}; rebuild the piece")  # fmt: skip
             vecs.append(pv.vectors)
             metas.append(_with_piece(pv.meta, pid))
+            hubs.append(piece_hub(pv, bank))
         dim = int(index["contract"].get("embed_dim", 32))
         vectors = np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)
         keys = (*META_FIELDS, "piece")
         meta = {k: (np.concatenate([m[k] for m in metas]) if metas else np.zeros(0)) for k in keys}
-        return cls(lib_dir, index, np.ascontiguousarray(vectors, np.float32), meta)
+        hub = np.concatenate(hubs) if hubs else np.zeros(0, np.float32)
+        return cls(lib_dir, index, np.ascontiguousarray(vectors, np.float32), meta, hub=hub)
 
     @classmethod
     def from_arrays(cls, vectors: np.ndarray, piece_index: np.ndarray, positions: Mapping[str, np.ndarray],
@@ -293,6 +319,8 @@ class Library:
         meta = _with_piece(piece.rows.meta, piece.pid)
         self.meta = {k: np.concatenate([self.meta[k], np.asarray(meta[k])]) for k in self.meta}
         self.vectors = np.concatenate([self.vectors, vectors])
+        self.hub = np.concatenate([self.hub, piece_hub(piece.rows, hub_bank_of(self.index))])
+        self._search_vectors = None
         self.piece_index = np.concatenate([self.piece_index, np.full(n, len(self.piece_ids), np.int32)])
         self.pieces[piece.pid] = piece.entry
         self.piece_ids = [*self.piece_ids, piece.pid]
@@ -310,7 +338,31 @@ class Library:
         take = np.concatenate([np.arange(*self.rows[p]) for p in ids]) if ids else np.zeros(0, np.int64)
         index = {**self.index, "pieces": {p: self.pieces[p] for p in ids}}
         meta = {k: v[take] for k, v in self.meta.items()}
-        return Library(self.dir, index, np.ascontiguousarray(self.vectors[take]), meta, ids)
+        return Library(self.dir, index, np.ascontiguousarray(self.vectors[take]), meta, ids, self.hub[take])
+
+    # ------------------------------------------------------------------ search (hub correction)
+    @property
+    def hub_weight(self) -> float:
+        """The weight of the rows' hubness in a search's score (0: no correction)."""
+        entry = self.index.get("hub") or {}
+        return float(entry.get("weight", 0.0)) if entry.get("bank") else 0.0
+
+    @property
+    def search_vectors(self) -> np.ndarray:
+        """The rows a search index of this library holds (:func:`scoreid.search.hubness.search_rows`)."""
+        if self._search_vectors is None:
+            self._search_vectors = search_rows(self.vectors, self.hub, self.hub_weight)
+        return self._search_vectors
+
+    def search_queries(self, queries: np.ndarray) -> np.ndarray:
+        """Audio embeddings as queries of an index on :attr:`search_vectors`."""
+        return search_queries(queries, self.search_vectors.shape[1] != self.vectors.shape[1])
+
+    def search_rows_of(self, piece: Piece) -> np.ndarray:
+        """A built piece's rows as :attr:`search_vectors` holds them (for an index extended in place)."""
+        return search_rows(
+            piece.rows.vectors, piece_hub(piece.rows, hub_bank_of(self.index)), self.hub_weight
+        )
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -378,6 +430,18 @@ class Library:
         if w is None:
             w = self._chance[key] = chance_weights({pid: e - s for pid, (s, e) in rows.items()}, exponent)
         return w
+
+
+def hub_bank_of(index: Mapping[str, Any]) -> str:
+    """The sha256 of the hub bank a library's rows are scored against ("" for none)."""
+    return str((index.get("hub") or {}).get("bank") or "")
+
+
+def piece_hub(pv: PieceVectors, bank: str) -> np.ndarray:
+    """A piece's hub scores if they were scored against ``bank``, else zeros (no correction)."""
+    if pv.hub is not None and bank and pv.hub_bank == bank:
+        return np.asarray(pv.hub, np.float32)
+    return np.zeros(len(pv.vectors), np.float32)
 
 
 def _with_piece(meta: Mapping[str, np.ndarray], pid: str) -> dict[str, np.ndarray]:
