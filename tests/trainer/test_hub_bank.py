@@ -29,7 +29,9 @@ def test_hub_bank_embeds_training_windows_into_the_model_deterministically(rando
     enc = load_model(model)
     assert enc.hub is not None and np.array_equal(enc.hub.bank, bank)
     assert model_fingerprint(model) == before  # libraries of the model stay valid
-    run_trainer("hub-bank", "--model", str(model), "--data", str(corpus), "--n", "64", "--k", "5", "--weight", "0.4")
+    run_trainer(
+        "hub-bank", "--model", str(model), "--data", str(corpus), "--n", "64", "--k", "5", "--weight", "0.4"
+    )
     assert np.array_equal(np.load(model / "hub-bank.npy"), bank)  # the same corpus and model: the same bank
 
 
