@@ -146,8 +146,12 @@ def create_app(library: Library, encoder: AudioEncoder, settings: EngineSettings
         while True:
             wait = limits.idle_timeout_s if ever_started else limits.options_timeout_s
             left = end - loop.time()
+            if left <= 0:
+                raise ProtocolError(
+                    L.CLOSE_TOO_LONG, f"the session reached its limit of {limits.max_session_s:g} s"
+                )
             try:
-                msg = await asyncio.wait_for(ws.receive(), min(wait, max(left, 0.0)))
+                msg = await asyncio.wait_for(ws.receive(), min(wait, left))
             except TimeoutError:
                 if loop.time() >= end:
                     raise ProtocolError(

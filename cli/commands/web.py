@@ -83,6 +83,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
+        sock.listen(2048)  # connections made before uvicorn runs wait in the backlog
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     sock.set_inheritable(True)

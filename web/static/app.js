@@ -11,7 +11,7 @@ const CHUNK_S = 0.1; // seconds of audio per WebSocket frame
 const UNKNOWN_AFTER_VOTING = 40; // voting hops (20 s at 0.5 s) without an identity: say "not recognised"
 
 const stats = (window.scoreidStats = {
-  updates: 0, latencies: [], identities: [], pagesShown: [], cursor: [], closes: [], errors: [],
+  updates: 0, latencies: [], identities: [], pagesShown: [], cursor: [], follow: [], closes: [], errors: [],
 });
 
 let library = null; // {pieces: [...], sample_rate, hop_s}
@@ -357,6 +357,7 @@ function renderScore(m) {
   $("score-title").textContent = `${piece.title}${how}`;
   showPage(f.pid, page);
   $("sheet").classList.toggle("guess", f.how === "guess");
+  if (pos) stats.follow.push({ t: m.t, piece: f.pid, page: pos.page, show_page: pos.show_page, shown: page });
   const pg = piece.pages[page];
   const [h, w] = pg.size;
   const sys = $("system"), cur = $("cursor");
