@@ -158,3 +158,20 @@ def test_the_page_fits_a_phone(server):
         sheet = page.locator("#sheet").bounding_box()
         controls = page.locator("#listen").bounding_box()
     assert width <= 390 and sheet and sheet["width"] <= 390 and controls and controls["y"] < sheet["y"]
+
+
+def test_a_chosen_recording_is_streamed_to_its_end(server, tmp_path):
+    """The file picker: the recording is decoded at the contract rate, played and streamed; at its
+    end the page asks for the final answer."""
+    clip = tmp_path / "clip.flac"
+    x, sr = sf.read(RECORDING, dtype="float32")
+    sf.write(clip, x[: 9 * sr], sr)
+    with fake_mic_page(server, None) as page:
+        page.set_input_files("#file", str(clip))
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent === 'finished'", timeout=40_000
+        )
+        s = stats(page)
+        assert page.text_content("#clock") == "9.0 s"  # the final answer, at the recording's end
+    assert len(s["latencies"]) >= 16 and not s["errors"]
+    assert any(c["piece"] == PID for c in s["cursor"])
