@@ -1,9 +1,10 @@
-"""``scoreid web LIB_DIR``: the page a musician opens — listen, name the piece, show and turn its pages.
+"""``scoreid web [LIB_DIR]``: the page a musician opens — listen, name the piece, show and turn its pages.
 
 Serves one page (``web/static``) and its WebSocket with uvicorn on ``--host`` (loopback unless
-told otherwise) and ``--port``; the browser sends the microphone (or a chosen recording) and the
-server runs the same streaming engine as ``scoreid identify`` on it, one per browser session
-(:mod:`web.app`, :mod:`web.session`). Stop it with Ctrl-C.
+told otherwise) and ``--port``, for ``LIB_DIR`` (default: the demo library, as ``scoreid up``
+serves it); the browser sends the microphone (or a chosen recording) and the server runs the same
+streaming engine as ``scoreid identify`` on it, one per browser session (:mod:`web.app`,
+:mod:`web.session`). Stop it with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from scoreid.errors import UserError
 from scoreid.identify.engine import DEFAULT_HOP_S, EngineSettings
 
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "default"  #: the demo library's model
+
 NAME = "web"
 HELP = "serve the page-turner: a web page that listens, names the piece and follows it in the score"
 
@@ -24,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from web.limits import DEFAULT_MAX_SESSIONS, Limits
 
     d = Limits()
-    p.add_argument("lib", type=Path, metavar="LIB_DIR", help="library folder (scoreid library build)")
+    p.add_argument("lib", type=Path, nargs="?", metavar="LIB_DIR",
+                   help="library folder (scoreid library build); default: the demo library (scoreid demo builds it)")  # fmt: skip
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
@@ -55,6 +59,15 @@ def run(args: argparse.Namespace) -> int:
         limits = Limits(max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if args.lib is None:  # the demo's library, as `scoreid up` serves it when none is configured
+        from ops.cache import demo_cache
+        from ops.stack import demo_library
+
+        try:
+            args.lib = demo_library(args.model or MODEL_DIR)
+        except UserError:
+            raise UserError(f"no LIB_DIR given and no demo library in {demo_cache()}: run `scoreid demo` "
+                            "once (it builds it), or give a library folder") from None  # fmt: skip
     lib = Library.open(args.lib)
     model_dir = args.model or Path(lib.index["model"]["dir"])
     enc = load_model(model_dir, args.backend, expected=lib.contract)
