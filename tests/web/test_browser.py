@@ -1,15 +1,18 @@
 """The page-turner in a real browser: Debian's headless ``chromium`` driven by Playwright (the system
 browser via ``executable_path``; nothing downloaded), against ``scoreid web`` (uvicorn, the shipped
-model) serving a library built from engraved pages, with a fake microphone that plays
-``tests/data/chopin-mazurka06-2-20s.flac`` in real time.
+model) serving a library built from engraved pages, with a fake microphone that plays audio files
+in real time.
 
-On this 20-s clip the engine (``scoreid identify`` gives the same) follows the Mazurka from about
-6 s on but keeps its identity *unknown* (the calibrated probability stays under the threshold), so
-the page must name the Mazurka as its best guess — never as an identity it was not given — show
-its pages with the cursor moving forward on the followed system, and turn the page when the
-position's ``show_page`` does (the identified state, after a page turn, is what
-``bench/web_latency.py`` photographs for ``docs/web-page.png`` on the demo's 40-s performance).
-Also: a denied microphone, a server that went away, silence, and a phone-sized screen.
+``tests/data/chopin-mazurka06-2-20s.flac``: on this 20-s clip the engine (``scoreid identify``
+gives the same) follows the Mazurka from about 6 s on but keeps its identity *unknown* (the
+calibrated probability stays under the threshold), so the page must name the Mazurka as its best
+guess — never as an identity it was not given — show its pages with the cursor moving forward on
+the followed system, and turn the page when the position does (at 13 s, where the follower takes
+the written-out reprise on page 2 for the opening). ``scoreid demo``'s 32-s held-out performance
+of the same piece: the engine names it from about 22 s on — the page shows its title and composer
+— and turns to page 2 ahead of the music (the position's ``show_page``, while the music is still on
+page 1's last system), then runs the cursor along page 2. Also: a chosen recording streamed to its
+end, silence, a denied microphone, a server that went away, and a phone-sized screen.
 """
 
 from __future__ import annotations
@@ -111,6 +114,38 @@ def test_the_page_names_the_mazurka_follows_it_and_turns_the_page(server, tmp_pa
     # every update came back, and fast (BENCHMARKS.md "The page-turner" measures it properly)
     assert len(s["latencies"]) >= 38 and np.median([x["recv_ms"] for x in s["latencies"]]) < 500
     assert not s["closes"] and not s["errors"]
+
+
+@pytest.fixture(scope="module")
+def performance(tmp_path_factory) -> Path:
+    """32 s of ``scoreid demo``'s held-out performance of the Mazurka (csound soundfont, 1.25x with
+    a tempo curve, room, noise; seed 7) as WAV: long enough for the engine to name it (from about
+    22 s on) and to turn the page ahead of the music (27 s)."""
+    from synthesis.demo_data import engrave_piece, piece_id, shifted_performance
+
+    root = tmp_path_factory.mktemp("performance")
+    notes = engrave_piece("chopin/mazurka06-2", root / piece_id("chopin/mazurka06-2"))
+    audio = shifted_performance(notes, tempo_factor=1.25, seed=7).audio[: 32 * 22050]
+    sf.write(root / "performance.wav", audio, 22050, subtype="PCM_16")
+    return root / "performance.wav"
+
+
+def test_the_identified_piece_is_named_and_its_page_turns_ahead_of_the_music(server, performance):
+    with fake_mic_page(server, performance) as page:
+        page.click("#listen")
+        page.wait_for_function("() => window.scoreidStats.latencies.some(l => l.t >= 31)", timeout=60_000)
+        s = stats(page)
+        title, composer = page.text_content("#identity-title"), page.text_content("#identity-composer")
+        state = page.get_attribute("#identity", "data-state")
+    assert s["identities"] == [PID]  # named once, and only the Mazurka
+    assert (title, composer, state) == (MAZURKA, "Frédéric Chopin", "identified")
+    follow = [f for f in s["follow"] if f["piece"] == PID]
+    assert all(f["shown"] == f["show_page"] for f in follow)  # the page shown is the position's show_page
+    ahead = [f for f in follow if f["page"] == 0 and f["show_page"] == 1]
+    assert ahead, "the page did not turn ahead of the music (end of page 1's last system)"
+    after = [c for c in s["cursor"] if c["piece"] == PID and c["page"] == 1 and c["t"] > ahead[0]["t"]]
+    xs = [c["x"] for c in after if c["system"] == 0]
+    assert len(xs) >= 3 and xs[-1] > xs[0]  # then the cursor runs along page 2's first system
 
 
 def test_silence_is_said_so(server, tmp_path):
