@@ -21,8 +21,8 @@ _ENC: dict[str, Any] = DEFAULTS["encoder"]
 MAX_SAMPLE = 64.0
 #: a control (text) frame is a small JSON object
 MAX_TEXT_BYTES = 4096
-#: sessions of one server at once: each runs the audio encoder in this process (a 2-core machine
-#: keeps about this many real-time streams; BENCHMARKS.md "The page-turner")
+#: sessions of one server at once: each runs its own engine and the shared audio encoder in this
+#: one process (the services' ``max_sessions`` is for a stack that scales its encoders out)
 DEFAULT_MAX_SESSIONS = 8
 
 # WebSocket close codes (RFC 6455 section 7.4; 4000-4999 are the application's own)

@@ -103,17 +103,3 @@ def fake_mic_page(url: str, wav: Path | None, width: int = 1280, height: int = 8
 def stats(page: Any) -> dict[str, Any]:
     """What the page recorded (``window.scoreidStats``)."""
     return page.evaluate("() => window.scoreidStats")
-
-
-def last_t(page: Any) -> float:
-    return float(page.evaluate("() => { const s = window.scoreidStats; return s.cursor.length ? "
-                               "s.cursor[s.cursor.length - 1].t : (s.updates ? 0.0 : -1.0); }"))  # fmt: skip
-
-
-def play_until(page: Any, t_audio: float, timeout_s: float) -> dict[str, Any]:
-    """Click Listen, wait until the page has shown an update at ``t_audio`` s of audio; its stats."""
-    page.click("#listen")
-    page.wait_for_function(
-        f"() => window.scoreidStats.latencies.some(l => l.t >= {t_audio})", timeout=timeout_s * 1000
-    )
-    return stats(page)

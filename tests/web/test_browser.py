@@ -196,17 +196,24 @@ def test_the_page_fits_a_phone(server):
 
 
 def test_a_chosen_recording_is_streamed_to_its_end(server, tmp_path):
-    """The file picker: the recording is decoded at the contract rate, played and streamed; at its
-    end the page asks for the final answer."""
+    """The file picker: the recording is decoded at the contract rate, played and streamed; Restart
+    starts a new stream on the same connection; at the recording's end the page asks for the final
+    answer."""
     clip = tmp_path / "clip.flac"
     x, sr = sf.read(RECORDING, dtype="float32")
     sf.write(clip, x[: 9 * sr], sr)
     with fake_mic_page(server, None) as page:
         page.set_input_files("#file", str(clip))
+        page.wait_for_function("() => window.scoreidStats.latencies.some(l => l.t >= 3)", timeout=30_000)
+        page.click("#restart")  # a new stream from here: the answers start again from 0 s
         page.wait_for_function(
             "() => document.getElementById('status').textContent === 'finished'", timeout=40_000
         )
         s = stats(page)
-        assert page.text_content("#clock") == "9.0 s"  # the final answer, at the recording's end
-    assert len(s["latencies"]) >= 16 and not s["errors"]
+        clock = float(page.text_content("#clock").split()[0])  # the final answer, at the recording's end
+    ts = [x["t"] for x in s["latencies"]]
+    k = next(i for i in range(1, len(ts)) if ts[i] < ts[i - 1])  # where the restart began
+    assert ts[k] <= 1.0 and ts[k - 1] >= 3.0 and ts[k:] == sorted(ts[k:])
+    assert abs(clock - (9.0 - ts[k - 1])) <= 1.0, (clock, ts[k - 1])
+    assert len(s["latencies"]) >= 14 and not s["errors"]
     assert any(c["piece"] == PID for c in s["cursor"])
