@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(redis-server fluidsynth fluid-soundfont-gm fluidr3mono-gm-soundfont timgm6mb-soundfont
-              csound-soundfont librsvg2-bin libsndfile1 prometheus qemu-user)
+              csound-soundfont librsvg2-bin libsndfile1 prometheus qemu-user
+              chromium)  # chromium: the page-turner's real-browser test (tests/web), driven by Playwright
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -34,7 +35,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log=.venv/setup-pip.log  # pip's and the build backend's chatter; shown only when it fails
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >"$log" 2>&1 || true
   if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >>"$log" 2>&1 \
-     || ! .venv/bin/python -c "import scoreid, torch, onnxruntime, verovio, grpc, redis" >>"$log" 2>&1; then
+     || ! .venv/bin/python -c "import scoreid, torch, onnxruntime, verovio, grpc, redis, starlette, uvicorn, playwright" >>"$log" 2>&1; then
     tail -n 40 "$log" >&2; echo "setup: Python install failed (full log: $log)" >&2; exit 1
   fi
   echo "$want" > "$stamp"

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "cli.commands.spectrogram",
     "cli.commands.up",
     "cli.commands.down",
+    "cli.commands.web",
 )
 
 

@@ -6,7 +6,9 @@
 - the command line imports the core, ``ops``, ``synthesis`` and ``proto`` (its client), never a
   service or the trainer;
 - the services import the core, ``ops`` and ``proto``, never the trainer, the command line,
-  synthesis or another service; the trainer imports no service and not ``ops``;
+  synthesis, the page-turner or another service; the trainer imports no service, not ``ops`` and
+  not the page-turner;
+- the page-turner (``web``) imports the core and ``ops`` only (the command line starts it);
 - and no module imports itself through a circle of imports (function-local imports included).
 """
 
@@ -19,16 +21,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"encoder_svc", "index_svc", "aggregator_svc"}
-APP = {"cli", "ops", "synthesis", "trainer"}  #: the layers around the core
+APP = {"cli", "ops", "synthesis", "trainer", "web"}  #: the layers around the core
 FORBIDDEN = {
     "scoreid": SERVICES | APP | {"proto"},
     "synthesis": SERVICES | APP - {"synthesis"} | {"proto"},
     "ops": SERVICES | APP - {"ops"} | {"proto"},
     "cli": SERVICES | {"trainer"},
-    "trainer": SERVICES | {"ops"},
-    "encoder_svc": {"trainer", "cli", "synthesis", "index_svc", "aggregator_svc"},
-    "index_svc": {"trainer", "cli", "synthesis", "encoder_svc", "aggregator_svc"},
-    "aggregator_svc": {"trainer", "cli", "synthesis", "encoder_svc", "index_svc"},
+    "web": SERVICES | APP - {"web", "ops"} | {"proto"},
+    "trainer": SERVICES | {"ops", "web"},
+    "encoder_svc": {"trainer", "cli", "synthesis", "web", "index_svc", "aggregator_svc"},
+    "index_svc": {"trainer", "cli", "synthesis", "web", "encoder_svc", "aggregator_svc"},
+    "aggregator_svc": {"trainer", "cli", "synthesis", "web", "encoder_svc", "index_svc"},
     "proto": SERVICES | APP | {"scoreid"},
 }
 
