@@ -3,7 +3,7 @@
     python bench/realdev.py [--model models/default] [--data /work/data/realdev]
         [--corpus /work/data/corpus] [--distractors /work/data/realdev-distractors] [--look shifted]
         [--sizes 40,200,all] [--open-set] [--lengths 10,20,30] [--per-composer N] [--limit N] [--seed 0]
-        [--hop 0.5] [--sequence-weight W] [--dump FILE] [--work DIR] [--out bench/results/realdev.json]
+        [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--dump FILE] [--work DIR] [--out bench/results/realdev.json]
 
 The set is built by ``python -m trainer.realdev.build`` (real performances of ASAP works by twelve
 composers, synthesised with the held-out csound soundfont in a room with noise; their scores
@@ -244,6 +244,16 @@ def stream(lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float, 
                     right)  # fmt: skip
 
 
+def with_hub_weight(lib: Library, weight: float) -> Library:
+    """The library searched with another weight of its hub correction (0: none); nothing re-scored."""
+    if weight and "hub" not in lib.index:
+        raise SystemExit("bench/realdev: the library has no hub scores (a model without a hub bank)")
+    index = {**lib.index, "hub": {**lib.index.get("hub", {}), "weight": float(weight)}}
+    if not weight:
+        index.pop("hub", None)
+    return Library(lib.dir, index, lib.vectors, lib.meta, lib.piece_ids, lib.hub)
+
+
 def excerpt_library(lib: Library, truth: str, size: int, key: str, seed: int, in_library: bool) -> Library:
     """The library of ``size`` pieces an excerpt is streamed against: its work (unless
     ``in_library`` is False) and others drawn with an RNG named by the excerpt and the size."""
@@ -435,6 +445,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="only N performances (round-robin over works)")
     p.add_argument("--per-composer", type=int, default=None, help="only N performances of each composer")
     p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
+    p.add_argument("--hub-weight", type=float, default=None,
+                   help="weight of the hub correction (default: the library's, from the model; 0: none)")  # fmt: skip
     p.add_argument(
         "--sequence-weight",
         type=float,
@@ -540,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_only:
         return 0
     sizes = parse_sizes(args.sizes, len(lib.piece_ids))
+    if args.hub_weight is not None:
+        lib = with_hub_weight(lib, args.hub_weight)
 
     perfs = select_performances(set_doc["performances"], args.limit, args.per_composer)
     perfs = [p for p in perfs if p["work"] in lib.rows]
@@ -589,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_works": len(works_benchmarked), "n_performances": len(perfs),
         "n_work_folders": set_doc["work_folders"],
         "limit": args.limit, "per_composer": args.per_composer, "seed": args.seed, "lengths_s": lengths,
-        "sizes": sizes, "hop_s": args.hop, "sequence_weight": args.sequence_weight, "candidates": args.candidates,
+        "sizes": sizes, "hop_s": args.hop, "hub": lib.index.get("hub"), "sequence_weight": args.sequence_weight, "candidates": args.candidates,
         "library": {"pieces": len(lib.piece_ids), "windows": len(lib), "realdev_pieces": len(realdev_in_lib),
                     "corpus_test_pieces": len(corpus_folders), "distractors": len(extra),
                     "corpus_look": args.look, "corpus_excluded_as_realdev_works": excluded, "dir": str(lib.dir)},
@@ -609,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{f' (--per-composer {args.per_composer})' if args.per_composer else ''}; library of "
               f"{len(lib.piece_ids)} pieces ({len(realdev_in_lib)} real-dev + {len(corpus_folders)} corpus test, "
               f"{args.look} look + {len(extra)} distractors), {len(lib)} windows; sizes {sizes}; hop {args.hop} s, "
-              f"seed {args.seed}")  # fmt: skip
+              f"hub correction weight {lib.hub_weight:g}, seed {args.seed}")  # fmt: skip
     print_table(rows, header)
     print("\nby composer (top-1 / identity right at the end):")
     print_composers(composers, sizes, lengths)

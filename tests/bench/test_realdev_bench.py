@@ -109,3 +109,17 @@ def test_performances_are_chosen_per_composer_round_robin_over_works():
     assert R.parse_sizes("40,200,all", 150) == [40, 150]
     with pytest.raises(SystemExit):
         R.parse_sizes("1", 150)
+
+
+def test_the_hub_weight_is_chosen_without_scoring_again(lib):
+    hub = np.linspace(0.0, 1.0, len(lib)).astype(np.float32)
+    scored = Library(lib.dir, {**lib.index, "hub": {"bank": "b" * 64, "k": 10, "weight": 0.5}}, lib.vectors,
+                     lib.meta, lib.piece_ids, hub)  # fmt: skip
+    assert scored.search_vectors.shape[1] == lib.vectors.shape[1] + 1
+    off = R.with_hub_weight(scored, 0.0)
+    assert off.hub_weight == 0.0 and off.search_vectors.shape == lib.vectors.shape
+    heavier = R.with_hub_weight(scored, 2.0)
+    assert heavier.hub_weight == 2.0 and np.allclose(heavier.search_vectors[:, -1], -2.0 * hub)
+    assert scored.hub_weight == 0.5  # the library it came from is unchanged
+    with pytest.raises(SystemExit):
+        R.with_hub_weight(lib, 1.0)  # no hub scores to weigh
