@@ -92,6 +92,7 @@ class Measure:
     backward: int = 0  #: times played when a backward repeat ends it (0: none)
     ending: tuple[int, ...] = ()  #: the volta numbers it belongs to (empty: no volta)
     ending_start: bool = False
+    implicit: bool = False  #: ``implicit="yes"``: not counted (an upbeat, a split bar)
 
 
 def parse_measures(xml: str | bytes) -> list[Measure]:
@@ -129,6 +130,7 @@ def parse_measures(xml: str | bytes) -> list[Measure]:
                 longest = max(longest, cursor)
         meas = Measure(m.get("number", str(len(out) + 1)), longest, beats * 4.0 / beat_type,
                        f"{beats}/{beat_type}")  # fmt: skip
+        meas.implicit = m.get("implicit") == "yes"
         if meas.length_q <= 0:
             meas.length_q = meas.nominal_q
         stop_after = False
@@ -210,7 +212,7 @@ def downbeat_flags(order: list[int], measures: list[Measure]) -> list[bool]:
     for k, i in enumerate(order):
         m = measures[i]
         partial = m.length_q < m.nominal_q - 1e-6
-        if k == 0 and partial:
+        if k == 0 and (partial or m.implicit):
             flags.append(False)
             carry = 0.0
             continue
@@ -256,6 +258,8 @@ def beat_positions(labels: list[str], unf: Unfolded, measures: list[Measure]) ->
     flags = downbeat_flags(unf.order, measures)
     db_q = unf.start_q[:-1][np.asarray(flags, bool)]
     is_db = np.array([lab.startswith("db") for lab in labels])
+    if is_db.sum() == len(db_q) - 1 and len(is_db) and not is_db[0] and flags[0]:
+        db_q = db_q[1:]  # the annotations start after the first downbeat (a rest on it)
     if is_db.sum() != len(db_q) or not len(db_q):
         return None
     beat_q = np.full(len(labels), np.nan)
@@ -406,7 +410,8 @@ class PieceMap:
     """The engraving's systems matched to the library's detected ones (one piece)."""
 
     layout: Layout
-    lib_systems: list[tuple[int, int, float, float]]  #: global system -> page, system, left, right (library page px)
+    #: per global system: page, system on it, left, right (library page px)
+    lib_systems: list[tuple[int, int, float, float]]
     strip_a: np.ndarray  #: strip x = a + b * library page x, per global system
     strip_b: np.ndarray
     offsets: np.ndarray
@@ -616,7 +621,9 @@ def page_turns(r: dict[str, np.ndarray], pmap: PieceMap) -> list[dict[str, float
 
 
 # ------------------------------------------------------------------------------ metrics
-def metrics(rs: list[dict[str, Any]], hop_s: float, lo: float = 0.0, hi: float = float("inf")) -> dict[str, Any]:
+def metrics(
+    rs: list[dict[str, Any]], hop_s: float, lo: float = 0.0, hi: float = float("inf")
+) -> dict[str, Any]:
     """The table's numbers over excerpts ``rs`` (hops heard in [lo, hi) s)."""
     err, sys_ok, page_ok, e2e, minutes, spur, own_min, own = [], [], [], [], 0.0, 0, 0.0, 0
     turns: list[dict[str, float]] = []
@@ -695,7 +702,9 @@ def draw_truth(page_png: Path, pmap: PieceMap, lib: Library, pid: str, page: int
 
     entry = lib.pieces[pid]["pages"][page]
     img = Image.open(page_png).convert("RGB")
-    img = img.rotate(-float(entry.get("angle_deg", 0.0)), resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    img = img.rotate(
+        -float(entry.get("angle_deg", 0.0)), resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)
+    )
     h, w = entry.get("size", [img.height, img.width])
     if (img.width, img.height) != (w, h):
         img = img.resize((int(w), int(h)))
@@ -755,7 +764,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--realdev", type=Path, default=DEFAULT_REALDEV)
-    p.add_argument("--library", type=Path, default=DEFAULT_LIBRARY, help="a built library (bench/realdev.py's)")
+    p.add_argument(
+        "--library", type=Path, default=DEFAULT_LIBRARY, help="a built library (bench/realdev.py's)"
+    )
     p.add_argument("--sizes", default="40", help="library sizes, e.g. 40,200,all")
     p.add_argument("--length", type=float, default=60.0, help="excerpt seconds")
     p.add_argument("--whole", action="store_true", help="stream whole performances instead of excerpts")
@@ -765,8 +776,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--plots", type=int, default=4)
-    p.add_argument("--draw-truth", type=int, default=0, help="draw the true measure boxes on pages of N works")
-    p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev-follow")
+    p.add_argument(
+        "--draw-truth", type=int, default=0, help="draw the true measure boxes on pages of N works"
+    )
+    p.add_argument(
+        "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev-follow"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realdev-follow.json")
     return p.parse_args(argv)
 
@@ -778,7 +793,9 @@ def piece_map(lib: Library, work: str, score: Path, cache: Path) -> tuple[list[M
     f = cache / f"{work}.layout.json"
     if f.is_file():
         doc = json.loads(f.read_text())
-        layout = Layout([MeasureBox(**b) for b in doc["measures"]], [[tuple(s) for s in pg] for pg in doc["systems"]])  # type: ignore[misc]
+        layout = Layout(
+            [MeasureBox(**b) for b in doc["measures"]], [[tuple(s) for s in pg] for pg in doc["systems"]]
+        )  # type: ignore[misc]
     else:
         from trainer.realdev.isolated import IsolatedError, run_isolated
 
@@ -787,7 +804,9 @@ def piece_map(lib: Library, work: str, score: Path, cache: Path) -> tuple[list[M
         except IsolatedError as e:
             return f"engraving failed ({e})"
         cache.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps({"measures": [b.__dict__ for b in layout.measures], "systems": layout.systems}))
+        f.write_text(
+            json.dumps({"measures": [b.__dict__ for b in layout.measures], "systems": layout.systems})
+        )
     if len(layout.measures) != len(measures):
         return f"the engraving has {len(layout.measures)} measures, the MusicXML {len(measures)}"
     got = map_to_library(lib, work, layout)
@@ -831,7 +850,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.whole:
             start, length = 0.0, float(p["seconds"])
         else:
-            start_or_none = excerpt_start(args.seed, work_id(p["folder"]), p["performer"], args.length, p["seconds"])
+            start_or_none = excerpt_start(
+                args.seed, work_id(p["folder"]), p["performer"], args.length, p["seconds"]
+            )
             if start_or_none is None:
                 skipped.append({"performance": name, "reason": f"shorter than {args.length:g} s"})
                 continue
@@ -867,7 +888,9 @@ def main(argv: list[str] | None = None) -> int:
     print_rows([(f"library {n}", m) for n, m in table.items()], "library")
     first = sizes[0]
     comps = sorted({r["composer"] for r in results})
-    by_comp = {c: metrics([r for r in results if r["size"] == first and r["composer"] == c], args.hop) for c in comps}
+    by_comp = {
+        c: metrics([r for r in results if r["size"] == first and r["composer"] == c], args.hop) for c in comps
+    }
     print(f"\nby composer (library {first}):\n")
     print_rows(list(by_comp.items()), "composer")
     bins = [(lo, hi) for lo, hi in HEARD_BINS if lo < max((r["length_s"] for r in results), default=0)]
@@ -888,9 +911,16 @@ def main(argv: list[str] | None = None) -> int:
     # ---------------------------------------------------------------- plot and JSON
     drawn, seen = [], set()
     for r in results:
-        if r["size"] == first and r["composer"] not in seen and len(drawn) < args.plots and r["metrics"]["hops"]:
+        if (
+            r["size"] == first
+            and r["composer"] not in seen
+            and len(drawn) < args.plots
+            and r["metrics"]["hops"]
+        ):
             seen.add(r["composer"])
-            drawn.append({**r, "within_1s": r["metrics"]["within_1s"], "right_system": r["metrics"]["right_system"]})
+            drawn.append(
+                {**r, "within_1s": r["metrics"]["within_1s"], "right_system": r["metrics"]["right_system"]}
+            )
     if len(drawn) > 1:  # spread over the composers: every other one when there are many
         step = max(1, len(comps) // args.plots)
         pick = [c for i, c in enumerate(comps) if i % step == 0][: args.plots]
