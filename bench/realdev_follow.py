@@ -3,16 +3,19 @@
     python bench/realdev_follow.py [--model models/default] [--data /work/data/realdev]
         [--realdev ../shared/real-dev] [--library /work/runs/bench-realdev/library-shifted-cbab04cc3d1e-d]
         [--sizes 40] [--length 60] [--whole] [--per-composer N] [--limit N] [--seed 0] [--hop 0.5]
-        [--plots 4] [--draw-truth N] [--work DIR] [--out bench/results/realdev-follow.json]
+        [--plots 4] [--draw-truth N] [--work DIR] [--out bench/results/realdev-follow.json] [--dump FILE]
 
 1. Truth (per performance, :func:`performance_truth`): performance time -> beat (the performer's
    ``<performer>_annotations.txt``; beat k of the performance is beat k of ``midi_score``, whose
    MIDI is the score *unfolded as played*) -> unfolded score position in quarter notes (each
    unfolded measure starts at a downbeat ``db`` of ``midi_score_annotations.txt``; the beats between
    are spread evenly) -> written measure + fraction of the engraved ``xml_score.musicxml`` (the work's
-   page folder's score; its repeats and voltas unfolded by :func:`unfold`, with repeats or, for the
-   ``_no_repeat`` folders, without; the one whose downbeats match the annotations' count is used,
-   else the performance is skipped with the reason) -> the engraving: the same MusicXML engraved
+   page folder's score; its repeats and voltas — or those of the performance's own folder's score
+   when it has the same measures — unfolded by :func:`unfold`, with repeats or, for the
+   ``_no_repeat`` folders, without; the one whose downbeats match the annotations' count is used;
+   when neither count matches, :func:`align_downbeats` aligns the annotated bars' beat counts with
+   the measures, accepted with at most MAX_EDITS edits or 2 % of the downbeats (``downbeat_edits``
+   per excerpt); else the performance is skipped with the reason) -> the engraving: the same MusicXML engraved
    again with the build's Verovio options (``trainer.realdev.build``: deterministic), every measure's
    page, system and x range and its noteheads' x at their onsets (SVG units) -> the library's
    detected systems, matched by page and vertical order (the system's staff extent mapped linearly
@@ -66,6 +69,7 @@ from scoreid import contract as C  # noqa: E402
 from scoreid.identify.stream import DEFAULT_HOP_S, Identifier  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.store import Library, system_layout  # noqa: E402
+from scoreid.tensors import model_fingerprint  # noqa: E402
 from trainer.realdev.build import DEFAULT_DATA  # noqa: E402
 from trainer.realdev.excerpts import excerpt_start  # noqa: E402
 from trainer.realdev.works import DEFAULT_REALDEV, work_id  # noqa: E402
@@ -76,6 +80,8 @@ BACK_JUMP_MEASURES = 1.0  #: a backward move by more than this many written meas
 JUMP_GRACE_S = 3.0  #: a reported jump back within this long after the performer's own is not spurious
 TOLERANCES_S = (0.5, 1.0, 2.0, 5.0)
 HEARD_BINS = ((0.0, 10.0), (10.0, 30.0), (30.0, 60.0), (60.0, float("inf")))
+EDIT_COST = 2.0  #: beats: the cost of an edit of the downbeat alignment
+MAX_EDITS = 4  #: an alignment may need at most this many edits (or 2 % of the downbeats)
 TARGETS = {"within_1s": 0.90, "right_system": 0.97, "spurious_back_per_min": 0.2, "abs_lag_s": 0.3}
 
 
@@ -253,17 +259,96 @@ class Unfolded:
         return u, np.asarray(self.order)[u] + frac
 
 
-def beat_positions(labels: list[str], unf: Unfolded, measures: list[Measure]) -> np.ndarray | None:
-    """The unfolded quarter position of every annotated beat (None: downbeats do not match)."""
-    flags = downbeat_flags(unf.order, measures)
-    db_q = unf.start_q[:-1][np.asarray(flags, bool)]
-    is_db = np.array([lab.startswith("db") for lab in labels])
-    if is_db.sum() == len(db_q) - 1 and len(is_db) and not is_db[0] and flags[0]:
-        db_q = db_q[1:]  # the annotations start after the first downbeat (a rest on it)
-    if is_db.sum() != len(db_q) or not len(db_q):
+def beat_unit_q(m: Measure) -> float:
+    """The annotated beat of a measure's time signature in quarters (compound metres: dotted)."""
+    try:
+        num, den = (int(v) for v in m.time_sig.split("/"))
+    except ValueError:
+        return 1.0
+    return 4.0 / den * (3 if den >= 8 and num % 3 == 0 and num > 3 else 1)
+
+
+def align_downbeats(bar_beats: list[int], starts: np.ndarray, units: np.ndarray, band: int = 24) -> tuple[np.ndarray, int] | None:  # fmt: skip
+    """Where each annotated bar's downbeat is in the unfolded score when the counts differ: a
+    dynamic-programming alignment of the annotated bars (``bar_beats`` beats each; the last one's
+    is not counted) with the unfolded measures that start at a downbeat (``starts``: their starts
+    and the end, quarters; ``units``: their beats, quarters). Moves: a bar is a measure; a bar spans
+    two measures (a downbeat not annotated); two bars share a measure (a downbeat annotated inside
+    it); a measure is left out (not annotated). Each move but the first costs EDIT_COST beats, a
+    bar costs its beat-count difference. Returns the downbeats' quarter positions and the number
+    of edits, None when no alignment stays within the band."""
+    nj, nk = len(bar_beats), len(starts) - 1
+    e = np.diff(starts) / units
+    inf = float("inf")
+    cost = np.full((nj + 1, nk + 1), inf)
+    back: dict[tuple[int, int], tuple[int, int, str]] = {}
+    cost[0, 0] = 0.0
+
+    def b(j: int) -> float:
+        return float(bar_beats[j])
+
+    def diff(j: int, beats: float) -> float:
+        return 0.0 if j == nj - 1 else abs(b(j) - beats)
+
+    for j in range(nj + 1):
+        for k in range(max(0, j - band), min(nk, j + band) + 1):
+            c = cost[j, k]
+            if not np.isfinite(c):
+                continue
+            moves = []
+            if j < nj and k < nk:
+                moves.append((j + 1, k + 1, "A", diff(j, e[k])))
+            if j < nj and k + 1 < nk:
+                moves.append((j + 1, k + 2, "B", diff(j, e[k] + e[k + 1]) + EDIT_COST))
+            if j + 1 < nj and k < nk:
+                moves.append(
+                    (j + 2, k + 1, "C", diff(j + 1, e[k] - b(j)) + abs(min(0.0, e[k] - b(j))) + EDIT_COST)
+                )
+            if k < nk:
+                moves.append((j, k + 1, "D", e[k] + EDIT_COST))
+            for jj, kk, mv, dc in moves:
+                if c + dc < cost[jj, kk]:
+                    cost[jj, kk] = c + dc
+                    back[(jj, kk)] = (j, k, mv)
+    if not np.isfinite(cost[nj, nk]):
         return None
-    beat_q = np.full(len(labels), np.nan)
+    db_q = np.full(nj, np.nan)
+    edits = 0
+    j, k = nj, nk
+    while (j, k) != (0, 0):
+        pj, pk, mv = back[(j, k)]
+        if mv != "A":
+            edits += 1
+        if mv in "AB":
+            db_q[pj] = starts[pk]
+        elif mv == "C":
+            db_q[pj] = starts[pk]
+            db_q[pj + 1] = starts[pk] + b(pj) * units[pk]
+        j, k = pj, pk
+    return db_q, edits
+
+
+def beat_positions(labels: list[str], unf: Unfolded, measures: list[Measure]) -> tuple[np.ndarray, int] | None:  # fmt: skip
+    """The unfolded quarter position of every annotated beat, and the edits the downbeats needed
+    (0: one unfolded measure per annotated downbeat; else :func:`align_downbeats`'s; None: no
+    alignment within MAX_EDITS)."""
+    flags = np.asarray(downbeat_flags(unf.order, measures), bool)
+    db_q = unf.start_q[:-1][flags]
+    is_db = np.array([lab.startswith("db") for lab in labels])
     idx = np.flatnonzero(is_db)
+    if not len(idx) or not len(db_q):
+        return None
+    edits = 0
+    if len(idx) == len(db_q) - 1 and not is_db[0] and flags[0]:
+        db_q = db_q[1:]  # the annotations start after the first downbeat (a rest on it)
+    if len(idx) != len(db_q):
+        units = np.array([beat_unit_q(measures[i]) for i in np.asarray(unf.order)[flags]])
+        starts = np.concatenate([unf.start_q[:-1][flags], [unf.start_q[-1]]])
+        got = align_downbeats(np.diff(np.append(idx, len(labels))).tolist(), starts, units)
+        if got is None or got[1] > max(MAX_EDITS, 0.02 * len(idx)):
+            return None
+        db_q, edits = got
+    beat_q = np.full(len(labels), np.nan)
     beat_q[idx] = db_q
     for a, b in zip(idx[:-1], idx[1:], strict=True):  # beats between downbeats: evenly spread
         beat_q[a:b] = np.linspace(beat_q[a], beat_q[b], b - a + 1)[:-1]
@@ -274,21 +359,25 @@ def beat_positions(labels: list[str], unf: Unfolded, measures: list[Measure]) ->
     step1 = (beat_q[idx[-1]] - beat_q[idx[-2]]) / max(idx[-1] - idx[-2], 1) if len(idx) > 1 else first_len
     for k in range(idx[-1] + 1, len(labels)):
         beat_q[k] = min(beat_q[k - 1] + step1, unf.start_q[-1])
-    return beat_q
+    return beat_q, edits
 
 
-def match_unfolding(measures: list[Measure], labels: list[str]) -> tuple[Unfolded, np.ndarray] | str:
-    """The unfolding (with repeats, else without) whose downbeats match the annotations, and the
-    beats' quarter positions; a reason string when neither matches."""
+def match_unfolding(measures: list[Measure], labels: list[str]) -> tuple[Unfolded, np.ndarray, int] | str:
+    """The unfolding (with repeats, else without) whose downbeats match the annotations (one
+    measure each; else the one that needs the fewest edits), the beats' quarter positions and the
+    edits; a reason string when neither matches."""
     tried = []
+    best: tuple[Unfolded, np.ndarray, int] | None = None
     for repeats in (True, False):
         order = unfold(measures, repeats)
         lengths = np.array([measures[i].length_q for i in order])
         unf = Unfolded(order, np.concatenate([[0.0], np.cumsum(lengths)]), repeats)
-        bq = beat_positions(labels, unf, measures)
-        if bq is not None:
-            return unf, bq
+        got = beat_positions(labels, unf, measures)
+        if got is not None and (best is None or got[1] < best[2]):
+            best = (unf, got[0], got[1])
         tried.append(f"{sum(downbeat_flags(order, measures))} ({'repeats' if repeats else 'no repeats'})")
+    if best is not None:
+        return best
     n_db = sum(1 for lab in labels if lab.startswith("db"))
     return f"annotations have {n_db} downbeats, the unfolded score " + " / ".join(tried)
 
@@ -487,6 +576,7 @@ class Truth:
     page: np.ndarray
     system: np.ndarray  #: on its page
     repeats: bool
+    edits: int = 0  #: edits the downbeat alignment needed (0: one measure per annotated downbeat)
 
     def at(self, t: np.ndarray) -> np.ndarray:
         """Index of the grid point of each time (clipped)."""
@@ -542,10 +632,15 @@ def performance_truth(perf: dict[str, Any], realdev: Path, measures: list[Measur
     perf_t, _perf_lab = read_beats(realdev / perf["annotations"])
     if len(perf_t) != len(score_t):
         return f"performance has {len(perf_t)} beats, the score {len(score_t)}"
+    own = folder / "xml_score.musicxml"  # a folder of the same work (``_repeat``, ``_no_repeat``)
+    if own.is_file():  # its own repeats, where its measures are the engraved score's
+        own_measures = parse_measures(own.read_bytes())
+        if len(own_measures) == len(measures):
+            measures = own_measures
     got = match_unfolding(measures, score_lab)
     if isinstance(got, str):
         return got
-    unf, beat_q = got
+    unf, beat_q, edits = got
     if np.any(np.diff(perf_t) <= 0):
         keep = np.concatenate([[True], np.diff(perf_t) > 0])
         perf_t, beat_q = perf_t[keep], beat_q[keep]
@@ -562,7 +657,7 @@ def performance_truth(perf: dict[str, Any], realdev: Path, measures: list[Measur
         box = pmap.layout.measures[w]
         strip[k] = pmap.strip_x(w, wpos[k] - w)
         page[k], system[k] = box.page, box.system
-    return Truth(tg, wpos, strip, page, system, unf.repeats)
+    return Truth(tg, wpos, strip, page, system, unf.repeats, edits)
 
 
 # ------------------------------------------------------------------------------ streaming
@@ -783,6 +878,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev-follow"
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realdev-follow.json")
+    p.add_argument("--dump", type=Path, default=None, help="write every hop (compact JSON) here")
     return p.parse_args(argv)
 
 
@@ -818,6 +914,11 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     set_doc = json.loads((args.data / "set.json").read_text())
     lib = Library.open(args.library)
+    built_with = (lib.index.get("model") or {}).get("sha256")
+    if built_with and built_with != model_fingerprint(args.model):
+        raise SystemExit(
+            f"bench/realdev_follow: {args.library} was built with another model than {args.model}"
+        )
     sizes = parse_sizes(args.sizes, len(lib.piece_ids))
     perfs = select_performances(set_doc["performances"], args.limit, args.per_composer)
     perfs = [p for p in perfs if p["work"] in lib.rows]
@@ -867,7 +968,7 @@ def main(argv: list[str] | None = None) -> int:
             hops = follow_excerpt(sub, memo, audio, work, start, truth, pmap, args.hop)
             r = {"work": work, "folder": p["folder"], "performer": p["performer"],
                  "composer": composer_of(p["folder"]), "size": len(sub.piece_ids), "start_s": start,
-                 "length_s": length, "repeats_played": truth.repeats, "hops": hops,
+                 "length_s": length, "repeats_played": truth.repeats, "downbeat_edits": truth.edits, "hops": hops,
                  "grid_t": truth.t[in_ex], "grid_heard": truth.t[in_ex] - start, "grid_w": truth.wpos[in_ex],
                  "turns": page_turns(hops, pmap)}  # fmt: skip
             m = metrics([r], args.hop)
@@ -943,11 +1044,17 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": cpu_name(),
         "excerpts": [{k: v for k, v in r.items() if k not in ("hops", "grid_t", "grid_heard", "grid_w")}
-                     | {"hops": {k: rnd(v) if k != "right" else [bool(b) for b in v]
-                                 for k, v in r["hops"].items() if k in ("heard", "right", "w_true", "w_rep", "err")}}
                      for r in results],
     }  # fmt: skip
     write_result(args.out, result)
+    if args.dump:  # every hop: heard s, top-1 right, true / reported written measure, time error
+        args.dump.parent.mkdir(parents=True, exist_ok=True)
+        args.dump.write_text(json.dumps([
+            {"work": r["work"], "performer": r["performer"], "size": r["size"], "start_s": r["start_s"]}
+            | {k: rnd(v) if k != "right" else [bool(b) for b in v]
+               for k, v in r["hops"].items() if k in ("heard", "right", "w_true", "w_rep", "err")}
+            for r in results]))  # fmt: skip
+        print(f"wrote {args.dump}")
     return 0
 
 

@@ -78,8 +78,8 @@ def test_upbeat_and_split_bar_downbeats() -> None:
     )
     got = F.match_unfolding(ms, labels)
     assert not isinstance(got, str)
-    unf, bq = got
-    assert unf.repeats
+    unf, bq, edits = got
+    assert unf.repeats and edits == 0
     assert bq[0] == pytest.approx(0.0) and bq[1] == pytest.approx(1.0)  # upbeat, then m1's downbeat
     _u, w = unf.written(np.array([1.5, 9.5, 12.5]))  # in m1 (1st pass), m1 (2nd pass), m2 (2nd pass)
     assert w == pytest.approx([1.125, 1.375, 2 + 0.5 / 3])
@@ -87,10 +87,22 @@ def test_upbeat_and_split_bar_downbeats() -> None:
 
 def test_mismatched_downbeats_are_a_reason() -> None:
     ms = F.parse_measures(musicxml(["|4", BWD + "|4", "|4"]))
-    assert isinstance(F.match_unfolding(ms, ["db", "b"] * 7), str)
+    assert isinstance(F.match_unfolding(ms, ["db", "b"] * 40), str)  # far too many downbeats
     # without the repeat (a _no_repeat performance): 3 downbeats
-    got = F.match_unfolding(ms, ["db", "b"] * 3)
-    assert not isinstance(got, str) and not got[0].repeats
+    got = F.match_unfolding(ms, ["db", "b", "b", "b"] * 2 + ["db"])
+    assert not isinstance(got, str) and not got[0].repeats and got[2] == 0
+
+
+def test_a_downbeat_missing_from_the_annotations_is_aligned() -> None:
+    ms = F.parse_measures(musicxml(["|4"] * 6))
+    # the third bar's downbeat is not annotated: bars of 4, 8, 4, 4 beats, then the last downbeat
+    labels = ["db", "b", "b", "b"] + ["db"] + ["b"] * 7 + ["db", "b", "b", "b"] * 2 + ["db"]
+    got = F.match_unfolding(ms, labels)
+    assert not isinstance(got, str)
+    unf, bq, edits = got
+    assert edits == 1
+    assert bq[4] == pytest.approx(4.0) and bq[12] == pytest.approx(12.0) and bq[-1] == pytest.approx(20.0)
+    assert bq[8] == pytest.approx(8.0)  # inside the long bar: the beats spread evenly
 
 
 def repeat_truth() -> tuple[np.ndarray, np.ndarray]:
