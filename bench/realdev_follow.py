@@ -20,7 +20,11 @@
    page, system and x range and its noteheads' x at their onsets (SVG units) -> the library's
    detected systems, matched by page and vertical order (the system's staff extent mapped linearly
    onto the detected one: upscaling, rotation and deskew only move and scale it) -> the strip x
-   (each system's strip x fitted to its windows' page x). ``--draw-truth N`` draws the true measure
+   (each system's strip x fitted to its windows' page x). Checked by the notes, independently of
+   the beats (:func:`note_agreement`): the share of the performance MIDI's onsets in the excerpt
+   whose pitch the written score has within a quarter measure of the true position (0.97-1.0 where
+   the truth is right, about 0.3-0.5 with it moved by a measure); an excerpt below MIN_AGREEMENT
+   is skipped with the reason. ``--draw-truth N`` draws the true measure
    boxes on the first pages of N works (``--work``/truth-*.png) to check the mapping by eye.
 2. Following: every selected performance gives one ``--length`` s excerpt at a seeded random
    offset (:mod:`trainer.realdev.excerpts`; ``--whole``: the whole performance instead), streamed
@@ -70,6 +74,7 @@ from scoreid.identify.stream import DEFAULT_HOP_S, Identifier  # noqa: E402
 from scoreid.inference import load_model  # noqa: E402
 from scoreid.library.store import Library, system_layout  # noqa: E402
 from scoreid.tensors import model_fingerprint  # noqa: E402
+from synthesis.engrave import parse_midi  # noqa: E402
 from trainer.realdev.build import DEFAULT_DATA  # noqa: E402
 from trainer.realdev.excerpts import excerpt_start  # noqa: E402
 from trainer.realdev.works import DEFAULT_REALDEV, work_id  # noqa: E402
@@ -81,6 +86,7 @@ JUMP_GRACE_S = 3.0  #: a reported jump back within this long after the performer
 TOLERANCES_S = (0.5, 1.0, 2.0, 5.0)
 HEARD_BINS = ((0.0, 10.0), (10.0, 30.0), (30.0, 60.0), (60.0, float("inf")))
 EDIT_COST = 2.0  #: beats: the cost of an edit of the downbeat alignment
+MIN_AGREEMENT = 0.8  #: an excerpt whose notes agree less with where the truth puts them is skipped
 MAX_EDITS = 4  #: an alignment may need at most this many edits (or 2 % of the downbeats)
 TARGETS = {"within_1s": 0.90, "right_system": 0.97, "spurious_back_per_min": 0.2, "abs_lag_s": 0.3}
 
@@ -229,6 +235,76 @@ def downbeat_flags(order: list[int], measures: list[Measure]) -> list[bool]:
         flags.append(True)
         carry = m.length_q if partial else 0.0
     return flags
+
+
+STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def score_notes(xml: str | bytes) -> list[tuple[int, float, int]]:
+    """Every struck note of every part: (written measure index, onset in quarters from the
+    measure's start, MIDI pitch); tie continuations are no onsets."""
+    root = ET.fromstring(xml)
+    out: list[tuple[int, float, int]] = []
+    for part in root.findall("part"):
+        divisions = 1.0
+        for k, m in enumerate(part.findall("measure")):
+            d = m.find("attributes/divisions")
+            if d is not None and d.text:
+                divisions = float(d.text)
+            cursor = last = 0.0
+            for el in m:
+                if el.tag in ("backup", "forward"):
+                    q = float(el.findtext("duration") or 0) / divisions
+                    cursor += q if el.tag == "forward" else -q
+                    continue
+                if el.tag != "note":
+                    continue
+                q = float(el.findtext("duration") or 0) / divisions
+                onset = last if el.find("chord") is not None else cursor
+                if el.find("chord") is None:
+                    last = cursor
+                    onset = cursor
+                    cursor += q
+                pitch = el.find("pitch")
+                tied = any(t.get("type") == "stop" for t in el.findall("tie")) and not any(
+                    t.get("type") == "start" for t in el.findall("tie")
+                )
+                if pitch is None or tied:
+                    continue
+                step = STEPS.get(pitch.findtext("step") or "C", 0)
+                alter = round(float(pitch.findtext("alter") or 0))
+                octave = int(pitch.findtext("octave") or 4)
+                out.append((k, onset, 12 * (octave + 1) + step + alter))
+    return out
+
+
+def note_agreement(perf_notes: list[tuple[float, int]], truth: Truth, measures: list[Measure],
+                   notes: list[tuple[int, float, int]], t0: float, t1: float, shift: float = 0.0) -> float:  # fmt: skip
+    """The share of the performance's note onsets in [t0, t1] whose pitch the written score has
+    within a quarter of a measure of where the truth puts them (``shift``: the truth moved by this
+    many measures, a control): a check of the truth that does not use the beat annotations."""
+    by_measure: dict[int, list[tuple[float, int]]] = {}
+    for k, q, p in notes:
+        by_measure.setdefault(k, []).append((q / max(measures[k].length_q, 1e-9), p))
+    hits = total = 0
+    for t, pitch in perf_notes:
+        if not t0 <= t <= t1:
+            continue
+        g = int(truth.at(np.array([t]))[0])
+        w = truth.wpos[g] + shift
+        if not np.isfinite(w) or abs(truth.t[g] - t) > GRID_S or w < 0 or w >= len(measures):
+            continue
+        total += 1
+        k = int(w)
+        for kk in (k - 1, k, k + 1):
+            for f, p in by_measure.get(kk, []):
+                if p == pitch and abs(kk + f - w) <= 0.25:
+                    hits += 1
+                    break
+            else:
+                continue
+            break
+    return hits / total if total else float("nan")
 
 
 # ------------------------------------------------------------------------------ beats -> position
@@ -924,6 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
     perfs = [p for p in perfs if p["work"] in lib.rows]
     enc = load_model(args.model, threads=args.threads)
     maps: dict[str, Any] = {}
+    notes: dict[str, list[tuple[int, float, int]]] = {}
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     drawn_truth = 0
@@ -943,6 +1020,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{n + 1}/{len(perfs)} {name}: skipped ({maps[work]})")
             continue
         measures, pmap = maps[work]
+        if work not in notes:
+            notes[work] = score_notes(
+                (args.realdev / set_doc["pieces"][work]["folder"] / "xml_score.musicxml").read_bytes()
+            )
         truth = performance_truth(p, args.realdev, measures, pmap, float(p["seconds"]))
         if isinstance(truth, str):
             skipped.append({"performance": name, "reason": truth})
@@ -958,6 +1039,13 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append({"performance": name, "reason": f"shorter than {args.length:g} s"})
                 continue
             start, length = start_or_none, args.length
+        perf_notes = [(x.onset_s, x.pitch) for x in parse_midi((args.realdev / p["midi"]).read_bytes())]
+        agree = note_agreement(perf_notes, truth, measures, notes[work], start, start + length)
+        if not agree >= MIN_AGREEMENT:
+            reason = f"truth doubtful: {agree:.0%} of the excerpt's notes are in the score where it puts them"
+            skipped.append({"performance": name, "reason": reason})
+            log(f"{n + 1}/{len(perfs)} {name}: skipped ({reason})")
+            continue
         audio = read_excerpt(args.data / p["audio"], start, length)
         memo = CachedEncoder(enc)
         key = f"{work_id(p['folder'])}/{p['performer']}/{length:g}"
@@ -968,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
             hops = follow_excerpt(sub, memo, audio, work, start, truth, pmap, args.hop)
             r = {"work": work, "folder": p["folder"], "performer": p["performer"],
                  "composer": composer_of(p["folder"]), "size": len(sub.piece_ids), "start_s": start,
-                 "length_s": length, "repeats_played": truth.repeats, "downbeat_edits": truth.edits, "hops": hops,
+                 "length_s": length, "repeats_played": truth.repeats, "downbeat_edits": truth.edits, "note_agreement": round(agree, 3), "hops": hops,
                  "grid_t": truth.t[in_ex], "grid_heard": truth.t[in_ex] - start, "grid_w": truth.wpos[in_ex],
                  "turns": page_turns(hops, pmap)}  # fmt: skip
             m = metrics([r], args.hop)

@@ -137,3 +137,25 @@ def test_spurious_back_jumps() -> None:
     # the truth's own back-jumps
     tr = F.Truth(gt, gw, gw, gw * 0, gw * 0, True)
     assert tr.back_jumps() == 1
+
+
+def test_note_agreement_checks_the_truth() -> None:
+    # four 4/4 measures of rising quarter notes C4 D4 E4 F4 | G4 A4 B4 C5 | ..., one beat a second
+    steps = [("C", 4), ("D", 4), ("E", 4), ("F", 4), ("G", 4), ("A", 4), ("B", 4), ("C", 5)] * 2
+    body = []
+    for k in range(4):
+        att = "<attributes><divisions>1</divisions><time><beats>4</beats><beat-type>4</beat-type></time></attributes>"
+        notes = "".join(
+            f"<note><pitch><step>{s}</step><octave>{o}</octave></pitch><duration>1</duration></note>"
+            for s, o in steps[4 * k : 4 * k + 4]
+        )
+        body.append(f'<measure number="{k + 1}">{att if k == 0 else ""}{notes}</measure>')
+    xml = f'<score-partwise><part id="P1">{"".join(body)}</part></score-partwise>'
+    ms = F.parse_measures(xml)
+    notes = F.score_notes(xml)
+    assert [p for _k, _q, p in notes[:5]] == [60, 62, 64, 65, 67]
+    t = np.arange(0.0, 16.0, F.GRID_S)
+    truth = F.Truth(t, t / 4.0, t, t * 0, t * 0, True)
+    perf = [(float(i), p) for i, (_k, _q, p) in enumerate(notes)]
+    assert F.note_agreement(perf, truth, ms, notes, 0.0, 16.0) == pytest.approx(1.0)
+    assert F.note_agreement(perf, truth, ms, notes, 0.0, 16.0, shift=1.0) < 0.5
