@@ -1098,24 +1098,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwall {time.perf_counter() - t_start:.0f} s; {cpu_name()}")
 
     # ---------------------------------------------------------------- plot and JSON
-    drawn, seen = [], set()
-    for r in results:
-        if (
-            r["size"] == first
-            and r["composer"] not in seen
-            and len(drawn) < args.plots
-            and r["metrics"]["hops"]
-        ):
-            seen.add(r["composer"])
+    # the PNG: composers spread over the list (the four with the most excerpts when --plots 4), of
+    # each the excerpt whose share within 1 s is its composer's median (a typical one)
+    counts = {c: sum(1 for r in results if r["size"] == first and r["composer"] == c) for c in comps}
+    pick = sorted(sorted(comps, key=lambda c: -counts[c])[: args.plots])
+    drawn = []
+    for c in pick:
+        rs = sorted((r for r in results if r["size"] == first and r["composer"] == c and r["metrics"]["hops"] > 20),
+                    key=lambda r: (r["metrics"]["within_1s"], r["folder"], r["performer"]))  # fmt: skip
+        if rs:
+            r = rs[len(rs) // 2]
             drawn.append(
                 {**r, "within_1s": r["metrics"]["within_1s"], "right_system": r["metrics"]["right_system"]}
             )
-    if len(drawn) > 1:  # spread over the composers: every other one when there are many
-        step = max(1, len(comps) // args.plots)
-        pick = [c for i, c in enumerate(comps) if i % step == 0][: args.plots]
-        cand = {r["composer"]: r for r in results if r["size"] == first and r["metrics"]["hops"] > 20}
-        drawn = [{**cand[c], "within_1s": cand[c]["metrics"]["within_1s"],
-                  "right_system": cand[c]["metrics"]["right_system"]} for c in pick if c in cand] or drawn  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(drawn, args.out.with_suffix(".png"))
 
     def rnd(x: np.ndarray, k: int = 3) -> list[Any]:
