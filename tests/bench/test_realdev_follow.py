@@ -118,7 +118,9 @@ def test_time_error_with_a_repeat() -> None:
     # the first pass's m0.5 is at 0.5 s, the second's at 2.5 s: the nearer one counts
     assert F.time_error(w, t, 3.0, 0.5) == pytest.approx(-0.5, abs=1e-6)
     assert F.time_error(w, t, 0.8, 1.4) == pytest.approx(0.6, abs=1e-6)
-    # the jump back (1.95 -> 0.0) is no crossing: 1.99 is reached only near 2.0 s
+    # the jump back (1.95 -> 0.0 at 2.0 s) is no crossing: m1.0 was played at 1.0 s and 3.0 s
+    assert abs(F.time_error(w, t, 2.0, 1.0)) == pytest.approx(1.0, abs=1e-6)
+    # 1.99 is reached only near 2.0 s
     assert F.time_error(w, t, 2.0, 1.99) == pytest.approx(-0.05, abs=0.051)
 
 
