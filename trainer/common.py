@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -11,6 +12,8 @@ import torch
 from scoreid.errors import UserError
 from scoreid.models import CrossModalNet, load_checkpoint
 from trainer import presets
+
+NetT = TypeVar("NetT", bound=torch.nn.Module)
 
 
 def add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
@@ -35,6 +38,12 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     (oneDNN's NHWC convolution kernels). Exported models are unaffected (ONNX has no layout).
     """
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def channels_last_net(net: NetT) -> NetT:
+    """A network with its weights in NHWC memory layout, for the batches of :func:`channels_last`
+    (torch's type stubs do not list ``memory_format`` for ``Module.to``)."""
+    return net.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return]
 
 
 def set_threads(args: argparse.Namespace, preset: presets.Preset) -> None:

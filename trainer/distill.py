@@ -49,7 +49,7 @@ from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
 from scoreid.models.encoders import multiply_adds
 from scoreid.tensors import audio_input_shape
 from trainer import distributed as D
-from trainer.common import find_checkpoint, load_net
+from trainer.common import channels_last_net, find_checkpoint, load_net
 from trainer.finetune import Finetuning, PairData, embed_pairs, retrieval_metrics, staged_schedule
 from trainer.loop import fit, optimise, start
 from trainer.losses import distill_loss
@@ -164,14 +164,14 @@ def run(
     out = Path(out_dir)
     device, rank, rng = start(seed, device_name)
     teacher_file = find_checkpoint(teacher_path)
-    teacher = load_net(teacher_file).to(device).to(memory_format=torch.channels_last).eval()
+    teacher = channels_last_net(load_net(teacher_file).to(device)).eval()
     teacher.requires_grad_(False)
     if resume:
         check_teacher(out, teacher)
     cfg = dataclasses.replace(cfg, audio_frames=teacher.audio_frames)
     data = PairData.load(cfg, corpus_dir, "distill", log)
     net = make_student(teacher, tuple(cfg.filters), cfg.stem).to(device)
-    net = net.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
+    net = channels_last_net(net)  # see trainer.common.channels_last
     student = Student(net)
 
     teacher_audio, teacher_sheet = embed_pairs(teacher, data.valid, data.val_idx, cfg.audio_frames, device)

@@ -97,7 +97,7 @@ def piece_identification(
     enc: Embedder, corpus: Corpus, pids: list[str], condition: str, cfg: EvalConfig, frames: int
 ) -> dict[str, Any]:
     db, owner, recordings = [], [], []
-    pieces = []
+    pieces: list[str] = []
     for pid in tqdm(pids, desc=f"database ({condition})", leave=False, disable=not sys.stderr.isatty()):
         piece = corpus.load(pid)
         renders = [r for r in piece.renders if r.condition == condition]

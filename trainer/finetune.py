@@ -51,7 +51,7 @@ from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
 from scoreid.models.cca import CCALayer
 from trainer import distributed as D
 from trainer.augment import AudioFinetuneAugment, AudioWorldAugment, SheetFinetuneAugment, SheetScanAugment
-from trainer.common import channels_last, load_net
+from trainer.common import channels_last, channels_last_net, load_net
 from trainer.data import PairSet, context_frames, open_corpus
 from trainer.loop import Method, Schedule, Stage, fit, optimise, start
 from trainer.losses import TAU_FINETUNE, contrastive_loss, ranking_loss
@@ -240,7 +240,7 @@ def run(
     train, valid, val_idx = data.train, data.valid, data.val_idx
 
     net = CrossModalNet(audio_frames=cfg.audio_frames).to(device)
-    net = net.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
+    net = channels_last_net(net)  # see trainer.common.channels_last
     if init_audio:
         net.audio_encoder.load_state_dict(load_encoder(init_audio, "audio", cfg.audio_frames))
     if init_sheet:
@@ -248,7 +248,7 @@ def run(
     if init_model:
         warm = load_finetuned(init_model, cfg.audio_frames)
         if warm.config != net.config:  # another audio architecture (a distilled student): train that one
-            net = CrossModalNet.from_config(warm.config).to(device).to(memory_format=torch.channels_last)
+            net = channels_last_net(CrossModalNet.from_config(warm.config).to(device))
         net.load_state_dict(warm.state_dict())
     config = {"title": "finetune", "seed": seed, "corpus": str(corpus_dir), "preset": preset,
               "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),

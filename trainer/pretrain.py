@@ -31,7 +31,7 @@ from torch import nn
 from scoreid.errors import UserError
 from scoreid.models import ProjectionHead, audio_encoder, sheet_encoder
 from trainer.augment import AudioAugment, SheetAugment
-from trainer.common import channels_last
+from trainer.common import channels_last, channels_last_net
 from trainer.data import SnippetSource, context_frames, open_corpus
 from trainer.loop import Method, Schedule, Stage, fit, optimise, start
 from trainer.losses import nt_xent
@@ -173,7 +173,7 @@ def run(
     torch.set_rng_state(torch_state)
 
     model = PretrainNet(cfg.modality, cfg.audio_frames).to(device)
-    model = model.to(memory_format=torch.channels_last)  # see trainer.common.channels_last
+    model = channels_last_net(model)  # see trainer.common.channels_last
     out = Path(out_dir)
     config = {"title": f"pretrain {cfg.modality}", "seed": seed, "corpus": str(corpus_dir),
               "pool": [str(p) for p in pool_dirs], **dataclasses.asdict(cfg)}  # fmt: skip

@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm import tqdm
 
@@ -156,7 +156,7 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
                                        timeout=5.0)  # fmt: skip
             for pid in list(running):
                 proc, conn, started = running[pid]
-                msg = None
+                msg: tuple[str, Any] | None = None
                 if conn in ready or proc.sentinel in ready:
                     try:
                         if conn.poll():
@@ -180,7 +180,7 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
                 conn.close()
                 status, payload = msg
                 if status == "ok":
-                    entries[pid] = payload
+                    entries[pid] = cast(dict[str, Any], payload)
                     res.built.append(pid)
                 else:
                     res.skipped[pid] = str(payload)

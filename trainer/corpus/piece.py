@@ -114,30 +114,30 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
     )
     for j in range(cfg.performances):
         sf = TRAIN_SOUNDFONTS[(sf0 + j) % len(TRAIN_SOUNDFONTS)]
-        opts = PerformOptions(soundfont=sf, tempo_factor=round(float(rng.uniform(*TRAIN_TEMPO)), 3),
+        popts = PerformOptions(soundfont=sf, tempo_factor=round(float(rng.uniform(*TRAIN_TEMPO)), 3),
                               tempo_curve=0.08, curve_period_s=float(rng.uniform(4, 10)),
                               velocity_jitter=8.0, dynamics=12.0, pedal=bool(rng.random() < 0.5),
                               seed=int(rng.integers(2**31)))  # fmt: skip
         if touch_rng is not None:
             touch = {k: round(float(touch_rng.uniform(lo, hi)), 3) for k, (lo, hi) in TRAIN_TOUCH.items()}
             program = int(TRAIN_PROGRAMS[int(touch_rng.integers(len(TRAIN_PROGRAMS)))])
-            opts = replace(opts, program=program, **touch)  # type: ignore[arg-type]
-        plan.performances.append(PerfPlan(f"same{j}-{sf}", "same", opts))
+            popts = replace(popts, program=program, **touch)  # type: ignore[arg-type]
+        plan.performances.append(PerfPlan(f"same{j}-{sf}", "same", popts))
     if split in ("valid", "test"):
         for i in range(cfg.shifted_looks):
             font = SHIFTED_FONTS[i % len(SHIFTED_FONTS)]
-            opts = EngraveOptions(font=font, page_width=int(rng.choice(PAGE_WIDTHS)))
-            plan.renders.append(RenderPlan(f"shifted{i}-{font.lower()}", "shifted", opts))
+            eopts = EngraveOptions(font=font, page_width=int(rng.choice(PAGE_WIDTHS)))
+            plan.renders.append(RenderPlan(f"shifted{i}-{font.lower()}", "shifted", eopts))
         for j in range(cfg.shifted_performances):
             sf = SHIFTED_SOUNDFONTS[j % len(SHIFTED_SOUNDFONTS)]
             lo, hi = SHIFTED_TEMPO[int(rng.integers(2))]
-            opts = PerformOptions(soundfont=sf, tempo_factor=round(float(rng.uniform(lo, hi)), 3),
+            popts = PerformOptions(soundfont=sf, tempo_factor=round(float(rng.uniform(lo, hi)), 3),
                                   tempo_curve=0.1, curve_period_s=float(rng.uniform(4, 10)),
                                   velocity_jitter=10.0, dynamics=15.0, pedal=bool(rng.random() < 0.5),
                                   reverb_rt60=round(float(rng.uniform(0.4, 1.2)), 3),
                                   snr_db=round(float(rng.uniform(15, 30)), 1),
                                   seed=int(rng.integers(2**31)))  # fmt: skip
-            plan.performances.append(PerfPlan(f"shifted{j}-{sf}", "shifted", opts))
+            plan.performances.append(PerfPlan(f"shifted{j}-{sf}", "shifted", popts))
     return plan
 
 
@@ -179,7 +179,7 @@ def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
         "note_onset_s": onset,
         "note_pitch": np.array([x.pitch for x in base.notes], np.int16),
     }
-    renders_meta = []
+    renders_meta: list[dict[str, Any]] = []
     for i, (rp, eng) in enumerate(zip(plan.renders, engravings, strict=True)):
         strip, offsets, boxes = strip_of(eng)
         nx = np.full(n, np.nan, np.float32)
@@ -214,7 +214,7 @@ def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
             "strip_width": int(strip.shape[1]), "aligned": int(np.isfinite(nx).sum()),
             "dropped": eng.dropped,
         })  # fmt: skip
-    perfs_meta = []
+    perfs_meta: list[dict[str, Any]] = []
     for j, pp_ in enumerate(plan.performances):
         perf = perform(base.midi_notes, pp_.options)
         if cfg.keep_audio:
