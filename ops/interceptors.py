@@ -110,7 +110,7 @@ class ErrorShield(grpc.aio.ServerInterceptor):
 
             return call
 
-        def blocking(request: Any, context: Any) -> Any:  # in the server's thread pool
+        def blocking(request: Any, context: Any) -> Any:  # a unary call, in the server's thread pool
             try:
                 return fn(request, context)
             except grpc.aio.AbortError:
@@ -127,7 +127,8 @@ class ErrorShield(grpc.aio.ServerInterceptor):
         kinds = ((h.unary_unary, grpc.unary_unary_rpc_method_handler),
                  (h.stream_stream, grpc.stream_stream_rpc_method_handler)) if h is not None else ()  # fmt: skip
         for fn, make in kinds:
-            if fn is not None:
+            asynchronous = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+            if fn is not None and (asynchronous or make is grpc.unary_unary_rpc_method_handler):
                 return make(self._shield(fn), request_deserializer=h.request_deserializer,
                             response_serializer=h.response_serializer)  # fmt: skip
-        return h  # unary-stream / stream-unary: none of ours
+        return h  # unary-stream / stream-unary / a blocking stream handler: none of ours
