@@ -339,10 +339,11 @@ class AggregatorServicer(pbg.AggregatorServicer):
 
 
 def register(servicer: AggregatorServicer) -> Any:
-    """``register(server)`` callback: the Aggregator servicer plus health and reflection."""
+    """``register(server)`` callback of a ``grpc.aio`` server: the Aggregator servicer
+    (blocking handlers, run in the server's thread pool) plus health and reflection."""
 
-    def add(server: grpc.Server) -> None:
+    async def add(server: grpc.aio.Server) -> None:
         pbg.add_AggregatorServicer_to_server(servicer, server)
-        add_standard_services(server, [SERVICE_NAME])
+        await add_standard_services(server, [SERVICE_NAME])
 
     return add

@@ -15,7 +15,7 @@
 # (no install, no plans): what CI-class machines can check.
 #
 #   bench/gpu.sh [--cpu-rehearsal] [--backend tensorrt|torch] [--model DIR] [--out DIR]
-#                [--streams "1000 2000 5000 10000"] [--seconds 20] [--server threads|asyncio]
+#                [--streams "1000 2000 5000 10000"] [--seconds 20]
 #                [--work DIR] [--loadgen-procs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,6 @@ SECONDS_PER_STEP=20
 REHEARSAL=0
 BACKEND=tensorrt
 MODEL=models/default
-SERVER=asyncio
 WORK=""
 PROCS=""
 while [ $# -gt 0 ]; do
@@ -37,7 +36,6 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --streams) STREAMS=$2; shift ;;
     --seconds) SECONDS_PER_STEP=$2; shift ;;
-    --server) SERVER=$2; shift ;;
     --work) WORK=$2; shift ;;
     --loadgen-procs) PROCS=$2; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -100,10 +98,10 @@ PYEOF
 echo "gpu.sh: 3/4 encoder windows/s"
 "$PY" bench/backend_windows.py --model "$MODEL" --backend "$RUN_BACKEND" ${PRECISION:+--precision "$PRECISION"} \
   ${DEVICE:+--device "$DEVICE"} --batches 1 64 256 1024 --out "$OUT/windows.json"
-echo "gpu.sh: 4/4 streams through the stack ($STREAMS, $SERVER front)"
+echo "gpu.sh: 4/4 streams through the stack ($STREAMS)"
 MAX=$(echo $STREAMS | tr ' ' '\n' | sort -n | tail -1)
 # shellcheck disable=SC2086
 "$PY" bench/stack_streams.py --model "$MODEL" --backend "$RUN_BACKEND" ${PRECISION:+--precision "$PRECISION"} \
-  ${DEVICE:+--device "$DEVICE"} --server "$SERVER" --streams $STREAMS --seconds "$SECONDS_PER_STEP" --chunk 0.5 \
+  ${DEVICE:+--device "$DEVICE"} --streams $STREAMS --seconds "$SECONDS_PER_STEP" --chunk 0.5 \
   --max-batch 1024 --loadgen-procs "$PROCS" --max-sessions "$MAX" --work "${WORK:-$OUT/stack}" --out "$OUT/streams.json"
 echo "gpu.sh: done; results in $OUT"

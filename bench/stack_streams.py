@@ -1,15 +1,13 @@
 """End-to-end streaming benchmark: `scoreid up` on loopback, then bench/loadgen.py at rising N.
 
-    python bench/stack_streams.py --streams 5 20 50 --seconds 20 [--model models/default] [--server asyncio]
+    python bench/stack_streams.py --streams 5 20 50 --seconds 20 [--model models/default]
 
 Sets up under --work (default /work/data/bench/stack): the model (``--model``; without one, a
 randomly initialised CrossModalNet exported with trainer.export — latency does not depend on the
 weights, identification quality does), three engraved music21 pieces and their library
 (`scoreid library build`), a performance of one piece as the streamed audio; then starts the stack,
-runs the load generator (table + bench/results/streams.json) and stops the stack. ``--server``
-picks the encoder's client-facing front (``encoder.server``: ``threads``, a server thread per
-stream, or ``asyncio``, a coroutine per stream). Everything is on this machine's loopback; bounded
-by the load generator's limits.
+runs the load generator (table + bench/results/streams.json) and stops the stack. Everything is
+on this machine's loopback; bounded by the load generator's limits.
 """
 
 from __future__ import annotations
@@ -124,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         "--loadgen-procs", type=int, default=1, help="load-generator processes (bench/loadgen.py --procs)"
     )
     ap.add_argument("--max-sessions", type=int, default=1000, help="encoder.max_sessions of the stack")
-    ap.add_argument("--server", default="threads", choices=("threads", "asyncio"),
-                    help="the encoder's front (encoder.server): a thread or a coroutine per stream")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     ap.add_argument("--prepare-only", action="store_true",
                     help="set up --work (pieces, library, performances) and stop (bench/gpu_bundle.sh)")  # fmt: skip
@@ -138,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = stack_config(args.work, model, lib, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                        batch_workers=args.batch_workers, threads=args.threads, precision=args.precision,
                        backend=args.backend, max_sessions=max(args.max_sessions, max(args.streams)),
-                       server=args.server, device=args.device)  # fmt: skip
+                       device=args.device)  # fmt: skip
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     address = cli("up", "--config", cfg_path).strip()
@@ -168,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         "precision": args.precision or "fp32",
         "backend": args.backend,
         "device": args.device or "default",
-        "server": args.server,
         "loadgen_procs": args.loadgen_procs,
         "chunk_s": args.chunk,
     }

@@ -4,32 +4,28 @@ from __future__ import annotations
 
 import sys
 
-from encoder_svc.aio_server import FRONTS
 from encoder_svc.backend import load_served_model
-from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer
+from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer, register
 from ops.config import internal_token, secret
 from ops.grpc_server import build_server, check_transport, keepalive_options
 from ops.service_main import Started, run_service
 from scoreid.audio.io import AudioError
 from scoreid.contract import ContractError
-from scoreid.errors import UserError
 
 
 def build(cfg: dict) -> Started:
     e = cfg["encoder"]
-    if e["server"] not in FRONTS:
-        raise UserError(f"encoder.server must be one of {', '.join(FRONTS)}, got {e['server']!r}")
     settings = EncoderSettings.from_config(e)
     tokens = [t for t in (secret(e, "token"), *(settings.clients or {})) if t]
     check_transport("encoder", cfg["host"], bool(tokens), bool(e["tls_cert"]), cfg["allow_insecure"])
     encoder = load_served_model(e["model"], e["backend"], e["threads"], e["precision"], e["device"])
     identify = IdentifyServicer(encoder, cfg["index"]["address"], cfg["aggregator"]["address"],
                                 settings, internal_token(cfg))  # fmt: skip
-    # each open stream holds a thread (threads) or a coroutine (asyncio); the gate refuses streams
-    # beyond sessions + pending, so the reserve always stays free for health checks and unary calls
+    # each open stream is a coroutine; the gate refuses streams beyond sessions + pending, so the
+    # reserve always stays free for health checks and unary calls
     rpcs = max(e["workers"], e["max_sessions"] + e["max_pending_streams"] + e["health_reserve"])
     server, port = build_server(
-        FRONTS[e["server"]](identify, EmbedderServicer(encoder, str(e["model"]))),
+        register(identify, EmbedderServicer(encoder, str(e["model"]))),
         f"{cfg['host']}:{e['port']}",
         workers=rpcs,
         maximum_concurrent_rpcs=rpcs,
@@ -39,10 +35,9 @@ def build(cfg: dict) -> Started:
         tls_key=e["tls_key"],
         options=keepalive_options(e["keepalive_s"]),
         service="encoder",
-        server=e["server"],
     )
-    return Started(server, port, e["metrics_port"], {"model": str(e["model"]), "backend": e["backend"], "device": e["device"] or "default",
-                   "server": e["server"]}, on_stop=identify.close)  # fmt: skip
+    fields = {"model": str(e["model"]), "backend": e["backend"], "device": e["device"] or "default"}
+    return Started(server, port, e["metrics_port"], fields, on_stop=identify.close)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,10 +115,11 @@ class IndexServicer(pbg.IndexServicer):
 
 
 def register(servicer: IndexServicer) -> Any:
-    """``register(server)`` callback: the Index servicer plus health and reflection."""
+    """``register(server)`` callback of a ``grpc.aio`` server: the Index servicer (blocking
+    handlers, run in the server's thread pool) plus health and reflection."""
 
-    def add(server: grpc.Server) -> None:
+    async def add(server: grpc.aio.Server) -> None:
         pbg.add_IndexServicer_to_server(servicer, server)
-        add_standard_services(server, [SERVICE_NAME])
+        await add_standard_services(server, [SERVICE_NAME])
 
     return add

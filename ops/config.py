@@ -75,7 +75,6 @@ DEFAULTS: dict[str, Any] = {
     "encoder": {
         "port": 50051,
         "metrics_port": 9101,
-        "server": "threads",  # threads (a server thread per stream) | asyncio (one event loop, a coroutine per stream)
         "model": "models/default",
         "backend": "onnx",  # onnx | tensorrt | torch
         "precision": "",  # empty: the backend's default (onnx fp32, tensorrt fp16, torch fp32); onnx int8 = audio.int8.onnx

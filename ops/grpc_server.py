@@ -1,198 +1,32 @@
 """Building a service's gRPC server: health checking, reflection, limits, TLS and bearer token.
 
-Every service calls :func:`build_server`; it registers the standard ``grpc.health.v1.Health``
-service (all listed services SERVING) and server reflection, caps message sizes, and
-optionally requires TLS and an ``authorization: Bearer <token>`` header on every call.
-
-Two kinds of server (``server=``): ``threads``, a ``grpc.server`` whose handlers run in a thread
-pool (a thread per open stream), and ``asyncio``, a ``grpc.aio`` server whose handlers are
-coroutines on one event loop; :class:`AsyncioServer` runs that loop in a thread of its own and is
-started and stopped like a ``grpc.Server``. Both get the same interceptors (bearer token, error
-shield), options, limits and standard services.
+Every service calls :func:`build_server`: a ``grpc.aio`` server whose handlers are coroutines on
+one event loop (the encoder's streams) or blocking functions run in its thread pool (``workers``;
+the index's and the aggregator's unary calls). :class:`AsyncioServer` runs that loop in a thread
+of its own and is started and stopped like a ``grpc.Server``. The server registers the standard
+``grpc.health.v1.Health`` service (all listed services SERVING) and server reflection, caps
+message sizes, and optionally requires TLS and an ``authorization: Bearer <token>`` header on
+every call (``ops.interceptors``, with the error shield).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
-import logging
-import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent import futures
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ops.interceptors import BearerTokenInterceptor, ErrorShield
+from ops.interceptors import bearer_of as bearer_of
+from ops.interceptors import public_details as public_details
 from scoreid.errors import UserError
-
-DENIED = "missing or wrong bearer token"
-
-
-class BearerTokenInterceptor(grpc.ServerInterceptor):
-    """Reject calls without ``authorization: Bearer <token>`` (health checks stay open)."""
-
-    OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-    def __init__(self, tokens: Iterable[str]):
-        self.tokens = [t.encode() for t in tokens if t]
-        deny = self._deny()
-        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny)
-
-    def _deny(self) -> Callable[[Any, Any], Any]:
-        def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
-
-        return deny
-
-    def admits(self, handler_call_details: grpc.HandlerCallDetails) -> bool:
-        """An open method (health, reflection), or a call with one of the tokens."""
-        if handler_call_details.method.startswith(self.OPEN):
-            return True
-        got = bearer_of(handler_call_details.invocation_metadata)
-        return bool(got) and bearer_matches(got, self.tokens)
-
-    def denial(self, handler: Any) -> Any:
-        """The handler that refuses a call to ``handler``'s method (a stream one for a stream)."""
-        return self._deny_stream if handler is not None and handler.request_streaming else self._deny_unary
-
-    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        if self.admits(handler_call_details):
-            return continuation(handler_call_details)
-        return self.denial(continuation(handler_call_details))
-
-
-class AioBearerTokenInterceptor(BearerTokenInterceptor, grpc.aio.ServerInterceptor):
-    """:class:`BearerTokenInterceptor` for a ``grpc.aio`` server."""
-
-    def _deny(self) -> Callable[[Any, Any], Any]:
-        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
-
-        return deny
-
-    async def intercept_service(
-        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
-    ) -> Any:
-        if self.admits(handler_call_details):
-            return await continuation(handler_call_details)
-        return self.denial(await continuation(handler_call_details))
-
-
-_PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/(?:[^\s'\"/:,;()]+/)*[^\s'\"/:,;()]*")
-_ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\blocalhost:\d+\b|\[[0-9a-fA-F:]+\](?::\d+)?")
-
-
-def public_details(message: str) -> str:
-    """An error message as a caller may see it: file-system paths and network addresses of the
-    servers are replaced by ``<path>`` and ``<address>`` (the service's log keeps the original)."""
-    return _ADDRESS.sub("<address>", _PATH.sub("<path>", message))
-
-
-class ErrorShield(grpc.ServerInterceptor):
-    """An exception a handler did not turn into a status becomes ``INTERNAL`` with a fixed message
-    (gRPC would send ``Exception calling application: <the exception>``, paths and all); the
-    exception goes to the service's log."""
-
-    def __init__(self, service: str):
-        self.service = service
-        self.log = logging.getLogger(f"scoreid.{service}")
-
-    def _unhandled(self) -> str:
-        """Log the exception being handled; the fixed message the caller gets instead."""
-        self.log.exception("unhandled error in %s", self.service)
-        return f"internal error in the {self.service} service (logged there)"
-
-    def _shielded(self, context: grpc.ServicerContext, e: Exception) -> None:
-        if context.code() is not None:  # context.abort(...) already set the status
-            raise e
-        context.abort(grpc.StatusCode.INTERNAL, self._unhandled())
-
-    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        h = continuation(handler_call_details)
-        if h is None:
-            return h
-        kw = {"request_deserializer": h.request_deserializer, "response_serializer": h.response_serializer}
-        if h.unary_unary:
-            fn = h.unary_unary
-
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    return fn(request, context)
-                except Exception as e:  # noqa: BLE001 - every unhandled error, shielded
-                    self._shielded(context, e)
-
-            return grpc.unary_unary_rpc_method_handler(unary, **kw)
-        if h.stream_stream:
-            gen = h.stream_stream
-
-            def streams(requests: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    yield from gen(requests, context)
-                except Exception as e:  # noqa: BLE001
-                    self._shielded(context, e)
-
-            return grpc.stream_stream_rpc_method_handler(streams, **kw)
-        return h  # unary-stream / stream-unary: none of ours
-
-
-class AioErrorShield(ErrorShield, grpc.aio.ServerInterceptor):
-    """:class:`ErrorShield` for a ``grpc.aio`` server (whose default would send ``Unexpected <type>:
-    <the exception>``): coroutine and async-generator handlers are shielded; an ``abort`` passes."""
-
-    async def _shielded_aio(self, context: grpc.aio.ServicerContext, e: Exception) -> None:
-        if isinstance(e, grpc.aio.AbortError) or context.code() is not None:
-            raise e
-        await context.abort(grpc.StatusCode.INTERNAL, self._unhandled())
-
-    def _shield(self, fn: Callable) -> Callable:
-        if inspect.isasyncgenfunction(fn):
-
-            async def responses(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    async for r in fn(request, context):
-                        yield r
-                except Exception as e:  # noqa: BLE001 - every unhandled error, shielded
-                    await self._shielded_aio(context, e)
-
-            return responses
-
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                return await fn(request, context)
-            except Exception as e:  # noqa: BLE001
-                await self._shielded_aio(context, e)
-
-        return call
-
-    async def intercept_service(
-        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
-    ) -> Any:
-        h = await continuation(handler_call_details)
-        kinds = ((h.unary_unary, grpc.unary_unary_rpc_method_handler),
-                 (h.stream_stream, grpc.stream_stream_rpc_method_handler)) if h is not None else ()  # fmt: skip
-        for fn, make in kinds:
-            if fn is not None and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
-                return make(self._shield(fn), request_deserializer=h.request_deserializer,
-                            response_serializer=h.response_serializer)  # fmt: skip
-        return h  # unary-stream / stream-unary, or a blocking handler: none of ours
-
-
-def bearer_of(metadata: Iterable[tuple[str, Any]] | None) -> str:
-    """The token of an ``authorization: Bearer <token>`` header in call metadata ("" if none)."""
-    got = str(dict(metadata or ()).get("authorization", ""))
-    return got[7:] if got.startswith("Bearer ") else ""
-
-
-def bearer_matches(got: str, tokens: Iterable[bytes]) -> bool:
-    """Whether ``got`` is one of ``tokens`` (every one compared, in constant time each)."""
-    g = got.encode()
-    return any([hmac.compare_digest(g, t) for t in tokens])
 
 
 def keepalive_options(keepalive_s: float) -> list[tuple[str, Any]]:
@@ -253,37 +87,15 @@ def server_credentials(cert: str, key: str) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())])
 
 
-def _standard_services(server: Any, service_names: Iterable[str], hs: Any) -> list[str]:
-    """Register the health servicer ``hs`` and reflection; returns the names health says SERVING for."""
+async def add_standard_services(server: grpc.aio.Server, service_names: Iterable[str]) -> Any:
+    """Register grpc.health.v1 (the listed services and "" SERVING) and server reflection."""
     names = list(service_names)
+    hs = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    return [*names, ""]
-
-
-def add_standard_services(server: grpc.Server, service_names: Iterable[str]) -> health.HealthServicer:
-    """Register grpc.health.v1 (the listed services and "" SERVING) and server reflection."""
-    hs = health.HealthServicer()
-    for n in _standard_services(server, service_names, hs):
-        hs.set(n, health_pb2.HealthCheckResponse.SERVING)
-    return hs
-
-
-async def add_standard_services_aio(server: grpc.aio.Server, service_names: Iterable[str]) -> Any:
-    """:func:`add_standard_services` on a ``grpc.aio`` server (its asyncio health servicer)."""
-    hs = health.aio.HealthServicer()
-    for n in _standard_services(server, service_names, hs):
+    for n in [*names, ""]:
         await hs.set(n, health_pb2.HealthCheckResponse.SERVING)
     return hs
-
-
-class Serving(Protocol):
-    """What starting and stopping a service needs of its server: a ``grpc.Server`` or an
-    :class:`AsyncioServer`."""
-
-    def start(self) -> None: ...
-
-    def stop(self, grace: float | None) -> Any: ...
 
 
 class _Finished:
@@ -300,10 +112,13 @@ class _Finished:
 class AsyncioServer:
     """A ``grpc.aio`` server on an event loop in a thread of its own, started and stopped like a
     ``grpc.Server``: ``start()``, and ``stop(grace)``, whose result's ``wait()`` returns once the
-    server has stopped and the loop has ended (its tasks cancelled, its default executor shut down).
-    ``build``, a coroutine function run on the loop, makes the server and returns (server, port)."""
+    server has stopped and the loop has ended (its tasks cancelled, its default executor and the
+    ``workers`` threads of blocking handlers shut down). ``build(pool)``, a coroutine function run
+    on the loop, makes the server on that thread pool and returns (server, port)."""
 
-    def __init__(self, build: Callable[[], Awaitable[tuple[Any, int]]], name: str = "grpc-asyncio"):
+    def __init__(self, build: Callable[[futures.ThreadPoolExecutor], Awaitable[tuple[Any, int]]],
+                 name: str = "grpc-asyncio", workers: int = 16):  # fmt: skip
+        self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-worker")
         self.server: Any = None
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -315,17 +130,21 @@ class AsyncioServer:
         if self._error is not None:
             raise self._error
 
-    async def _main(self, build: Callable[[], Awaitable[tuple[Any, int]]]) -> None:
+    async def _main(self, build: Callable[[futures.ThreadPoolExecutor], Awaitable[tuple[Any, int]]]) -> None:
         self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         try:
-            self.server, self.port = await build()
+            self.server, self.port = await build(self.pool)
         except BaseException as e:  # noqa: BLE001 - raised in the thread that built the server
             self._error = e
+            self.pool.shutdown(wait=False)
             return
         finally:
             self._ready.set()
-        await self._stopped.wait()
+        try:
+            await self._stopped.wait()
+        finally:
+            self.pool.shutdown(wait=False)
 
     def _run(self, coro: Awaitable[Any]) -> futures.Future:
         assert self.loop is not None
@@ -344,9 +163,6 @@ class AsyncioServer:
         if self._thread.is_alive():
             self._run(stop())
         return _Finished(self._thread)
-
-
-SERVER_KINDS = ("threads", "asyncio")
 
 
 def _bind(server: Any, address: str, credentials: grpc.ServerCredentials | None) -> int:
@@ -368,16 +184,14 @@ def build_server(
     options: list[tuple[str, Any]] | None = None,
     maximum_concurrent_rpcs: int | None = None,
     service: str = "scoreid",
-    server: str = "threads",
-) -> tuple[Serving, int]:
+) -> tuple[AsyncioServer, int]:
     """A server (not yet started) bound to ``address``; returns (server, bound port).
 
-    ``register`` adds the servicers and, via :func:`add_standard_services`, health and reflection;
-    for ``server="asyncio"`` it gets the ``grpc.aio`` server, on the loop, and may be a coroutine
-    function (:func:`add_standard_services_aio`). ``workers``: the threads of a ``threads`` server.
+    ``register`` gets the ``grpc.aio`` server, on its loop, and adds the servicers and, with
+    :func:`add_standard_services`, health and reflection; it may return an awaitable (awaited).
+    ``workers``: the threads that run blocking handlers. Calls beyond ``maximum_concurrent_rpcs``
+    are refused with RESOURCE_EXHAUSTED, not queued.
     """
-    if server not in SERVER_KINDS:
-        raise UserError(f"{service}: unknown server {server!r}: one of {', '.join(SERVER_KINDS)}")
     tokens = [token] if isinstance(token, str) else list(token)
     credentials = server_credentials(tls_cert, tls_key) if tls_cert or tls_key else None
     opts = [
@@ -386,29 +200,18 @@ def build_server(
         ("grpc.so_reuseport", 0),
         *(options or []),
     ]
-    if server == "asyncio":
 
-        async def build() -> tuple[Any, int]:
-            auth: list[Any] = [AioBearerTokenInterceptor(tokens)] if any(tokens) else []
-            aio = grpc.aio.server(interceptors=[*auth, AioErrorShield(service)], options=opts,
-                                  maximum_concurrent_rpcs=maximum_concurrent_rpcs)  # fmt: skip
-            added = register(aio)
-            if inspect.isawaitable(added):
-                await added
-            return aio, _bind(aio, address, credentials)
+    async def build(pool: futures.ThreadPoolExecutor) -> tuple[Any, int]:
+        auth: list[Any] = [BearerTokenInterceptor(tokens)] if any(tokens) else []
+        server = grpc.aio.server(pool, interceptors=[*auth, ErrorShield(service)], options=opts,
+                                 maximum_concurrent_rpcs=maximum_concurrent_rpcs)  # fmt: skip
+        added = register(server)
+        if inspect.isawaitable(added):
+            await added
+        return server, _bind(server, address, credentials)
 
-        served = AsyncioServer(build, name=f"{service}-asyncio")
-        return served, served.port
-    interceptors: list[grpc.ServerInterceptor] = [BearerTokenInterceptor(tokens)] if any(tokens) else []
-    interceptors.append(ErrorShield(service))
-    threaded = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=interceptors,
-        options=opts,
-        maximum_concurrent_rpcs=maximum_concurrent_rpcs,  # beyond it: RESOURCE_EXHAUSTED, not a hang
-    )
-    register(threaded)
-    return threaded, _bind(threaded, address, credentials)
+    served = AsyncioServer(build, name=f"{service}-asyncio", workers=workers)
+    return served, served.port
 
 
 def wait_healthy(address: str, timeout: float = 10.0, service: str = "") -> None:
@@ -430,7 +233,7 @@ def wait_healthy(address: str, timeout: float = 10.0, service: str = "") -> None
     raise TimeoutError(f"{address} not healthy within {timeout} s ({last})")
 
 
-def serve_until_signal(server: Serving, grace: float = 2.0) -> None:
+def serve_until_signal(server: AsyncioServer, grace: float = 2.0) -> None:
     """Block until SIGTERM or SIGINT, then stop ``server`` letting in-flight RPCs finish (``grace`` s)."""
     import signal
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ops.config import load_config
-from ops.grpc_server import Serving, serve_until_signal
+from ops.grpc_server import AsyncioServer, serve_until_signal
 from ops.logs import log_event, setup_json_logging
 from ops.metrics import serve_metrics
 from scoreid.errors import UserError
@@ -28,7 +28,7 @@ from scoreid.errors import UserError
 class Started:
     """A built (not yet started) service."""
 
-    server: Serving  #: a grpc.Server or an ops.grpc_server.AsyncioServer
+    server: AsyncioServer
     port: int
     metrics_port: int
     fields: dict[str, Any] = field(default_factory=dict)  #: extra fields of the ``listening`` log line

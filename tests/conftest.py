@@ -106,7 +106,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @dataclass
 class GrpcServer:
-    server: grpc.Server
+    server: object  #: an ops.grpc_server.AsyncioServer (a grpc.aio server on its own loop)
     port: int
 
     @property
@@ -116,22 +116,30 @@ class GrpcServer:
 
 @pytest.fixture
 def grpc_server() -> Iterator[Callable[..., GrpcServer]]:
-    """Factory: ``grpc_server(register)`` starts a real in-process gRPC server on a free port.
+    """Factory: ``grpc_server(register)`` starts a real in-process ``grpc.aio`` server on a free port
+    (blocking handlers run in its ``max_workers`` threads).
 
     ``register(server)`` adds servicers before start. Every started server is stopped at teardown.
     """
-    from concurrent import futures
+    import inspect
 
-    started: list[grpc.Server] = []
+    from ops.grpc_server import AsyncioServer
 
-    def start(register: Callable[[grpc.Server], None], max_workers: int = 8) -> GrpcServer:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-        register(server)
-        port = server.add_insecure_port("127.0.0.1:0")
+    started: list[AsyncioServer] = []
+
+    def start(register: Callable[[grpc.aio.Server], object], max_workers: int = 8) -> GrpcServer:
+        async def build(pool):
+            server = grpc.aio.server(pool)
+            added = register(server)
+            if inspect.isawaitable(added):
+                await added
+            return server, server.add_insecure_port("127.0.0.1:0")
+
+        server = AsyncioServer(build, name="test-grpc", workers=max_workers)
         server.start()
         started.append(server)
-        return GrpcServer(server, port)
+        return GrpcServer(server, server.port)
 
     yield start
     for s in started:
-        s.stop(grace=None)
+        s.stop(grace=None).wait(10)

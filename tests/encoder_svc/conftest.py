@@ -8,5 +8,4 @@ from svc_fixtures import (  # noqa: F401  (fixtures)
     random_library,
     random_library_dir,
     random_model_dir,
-    server_kind,
 )

@@ -3,9 +3,8 @@ CrossModalNet exported with ``trainer.export`` inside the test session (never sh
 with the service's backend loader, a synthetic three-piece library embedded with that same
 random model, and the whole stack on localhost (real redis-server, real gRPC servers).
 
-The encoder's client-facing server is built for each front (``server_kind``: ``threads``, a server
-thread per stream, and ``asyncio``, a coroutine per stream): every test of ``make_stack`` runs on
-both, and :func:`serve_encoder` builds a front with ``build_server``'s options the same way.
+The encoder's client-facing server (``grpc.aio``, a coroutine per stream) is built by
+:func:`serve_encoder` with ``build_server``, as ``encoder_svc`` builds it.
 
 The random model makes identification meaningful without a trained model: the library rows are
 the random model's embeddings of the very windows the stream will produce, so the right piece
@@ -28,7 +27,6 @@ from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer
 from aggregator_svc.server import register as register_aggregator
 from aggregator_svc.store import EngineStates
-from encoder_svc.aio_server import FRONTS
 from encoder_svc.backend import load_served_model
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer
 from encoder_svc.server import register as register_encoder
@@ -114,17 +112,11 @@ def random_library(random_library_dir) -> ServedLibrary:
     return ServedLibrary.open(random_library_dir, "test")
 
 
-@pytest.fixture(params=list(FRONTS))
-def server_kind(request) -> str:
-    """The encoder's front: ``threads`` or ``asyncio`` (``encoder.server``)."""
-    return request.param
-
-
-def serve_encoder(kind: str, identify: IdentifyServicer, encoder, **build) -> tuple[object, str]:
-    """A started encoder server of front ``kind`` on a free loopback port (``build``: ``build_server``'s
-    options); returns (server, address). The caller stops it (``server.stop(None)``)."""
-    server, port = build_server(FRONTS[kind](identify, EmbedderServicer(encoder, "random")), "127.0.0.1:0",
-                                server=kind, **build)  # fmt: skip
+def serve_encoder(identify: IdentifyServicer, encoder, **build) -> tuple[object, str]:
+    """A started encoder server on a free loopback port (``build``: ``build_server``'s options);
+    returns (server, address). The caller stops it (``server.stop(None)``)."""
+    server, port = build_server(register_encoder(identify, EmbedderServicer(encoder, "random")), "127.0.0.1:0",
+                                service="encoder", **build)  # fmt: skip
     server.start()
     return server, f"127.0.0.1:{port}"
 
@@ -139,10 +131,8 @@ class Stack:
 
 
 @pytest.fixture
-def make_stack(redis_server, grpc_server, random_encoder, random_library, random_library_dir,
-               server_kind) -> Iterator:  # fmt: skip
-    """Factory: ``make_stack(**EncoderSettings overrides, ttl_s=..., aggregator_address=...)``; the
-    encoder's front is ``server_kind`` (the threaded one as a plain in-process server, as before)."""
+def make_stack(redis_server, grpc_server, random_encoder, random_library, random_library_dir) -> Iterator:
+    """Factory: ``make_stack(**EncoderSettings overrides, ttl_s=..., aggregator_address=...)``."""
     made: list[IdentifyServicer] = []
     servers: list = []
 
@@ -161,14 +151,8 @@ def make_stack(redis_server, grpc_server, random_encoder, random_library, random
         ident = IdentifyServicer(encoder or random_encoder, idx.address, aggregator_address,
                                  EncoderSettings(**{"max_wait_ms": 2.0, "k": 5, **settings}))  # fmt: skip
         made.append(ident)
-        if server_kind == "threads":
-            enc = grpc_server(
-                register_encoder(ident, EmbedderServicer(random_encoder, "random")), max_workers=16
-            )
-            address = enc.address
-        else:
-            server, address = serve_encoder(server_kind, ident, random_encoder, workers=16)
-            servers.append(server)
+        server, address = serve_encoder(ident, random_encoder, workers=16)
+        servers.append(server)
         return Stack(address, ident, redis_server, idx.address, aggregator_address)
 
     yield make

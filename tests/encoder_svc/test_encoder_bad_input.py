@@ -133,9 +133,9 @@ def test_max_session_duration(make_stack):
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "maximum duration" in e.value.details()
 
 
-def test_bearer_token_and_max_message_size(make_stack, random_encoder, server_kind):
+def test_bearer_token_and_max_message_size(make_stack, random_encoder):
     stack = make_stack()
-    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+    server, addr = serve_encoder(stack.identify, random_encoder,
                                  token="s3cret", max_message_bytes=64 * 1024)  # fmt: skip
     try:
         x = piece_audio(0, 1.0)
@@ -154,7 +154,7 @@ def test_bearer_token_and_max_message_size(make_stack, random_encoder, server_ki
     assert C.SAMPLE_RATE == SR
 
 
-def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path, server_kind):
+def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path):
     import shutil
     import subprocess
 
@@ -165,7 +165,7 @@ def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path, ser
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)  # fmt: skip
     stack = make_stack()
-    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+    server, addr = serve_encoder(stack.identify, random_encoder,
                                  tls_cert=str(cert), tls_key=str(key))  # fmt: skip
     try:
         x = piece_audio(2, 1.0)

@@ -90,12 +90,11 @@ def test_a_session_sending_audio_is_not_idle(make_stack):
     assert ups[-1].final and len(ups) >= 5
 
 
-def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_stack, random_encoder,
-                                                                               server_kind):  # fmt: skip
+def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_stack, random_encoder):  # fmt: skip
     stack = make_stack(max_pending_streams=4, options_timeout_s=3.0)
     # the server as encoder_svc builds it: RPC budget = sessions + pending + a reserve of 2
     rpcs = stack.identify.s.max_sessions + 4 + 2
-    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+    server, addr = serve_encoder(stack.identify, random_encoder,
                                  workers=rpcs, maximum_concurrent_rpcs=rpcs)  # fmt: skip
     release = threading.Event()
     held = [held_stream(addr, [], release) for _ in range(4)]
@@ -125,15 +124,14 @@ def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_s
         server.stop(None)
 
 
-def test_named_clients_have_their_own_session_cap_from_one_address(make_stack, random_encoder, tmp_path,
-                                                                  server_kind):  # fmt: skip
+def test_named_clients_have_their_own_session_cap_from_one_address(make_stack, random_encoder, tmp_path):  # fmt: skip
     f = tmp_path / "clients.yaml"
     f.write_text("alice: alice-token-0123456789\nbob: bob-token-0123456789ab\n")
     f.chmod(0o600)
     clients = client_tokens({"token": "", "clients_file": str(f)})
     assert clients == {"alice-token-0123456789": "alice", "bob-token-0123456789ab": "bob"}
     stack = make_stack(max_sessions_per_client=1, clients=clients)
-    server, addr = serve_encoder(server_kind, stack.identify, random_encoder,
+    server, addr = serve_encoder(stack.identify, random_encoder,
                                  token=list(clients))  # fmt: skip
     release = threading.Event()
     ch, alice = held_stream(addr, [options(), pb.StreamRequest(audio=pb.AudioChunk(data=CHUNK))], release,

@@ -54,15 +54,15 @@ def test_a_failing_service_tells_the_caller_nothing_of_its_files(redis_server, t
         server.stop(None)
 
 
-def test_the_asyncio_server_shields_authenticates_and_stops_gracefully(tmp_path, caplog):
-    """``build_server(server="asyncio")``: the same bearer token check (health open), an unhandled
+def test_the_server_shields_authenticates_and_stops_gracefully(tmp_path, caplog):
+    """``build_server`` with coroutine handlers: the bearer token check (health open), an unhandled
     exception is INTERNAL with the fixed message (logged in full), and ``stop(grace)`` lets a call
     in flight finish."""
     import asyncio
     import threading
     import time
 
-    from ops.grpc_server import add_standard_services_aio
+    from ops.grpc_server import add_standard_services
 
     async def get(request, context):  # an error no handler turned into a status
         raise RuntimeError(f"failed reading {tmp_path}/secret-place/state.bin")
@@ -79,10 +79,9 @@ def test_the_asyncio_server_shields_authenticates_and_stops_gracefully(tmp_path,
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("scoreid.v1.Aggregator", {
             "Get": unary(get, pb.GetRequest, pb.VoteResponse),
             "Close": unary(close, pb.CloseRequest, pb.CloseResponse)})])  # fmt: skip
-        return add_standard_services_aio(server, ["scoreid.v1.Aggregator"])
+        return add_standard_services(server, ["scoreid.v1.Aggregator"])
 
-    server, port = build_server(register_, "127.0.0.1:0", token="s3cret-token-0123", service="aggregator",
-                                server="asyncio")  # fmt: skip
+    server, port = build_server(register_, "127.0.0.1:0", token="s3cret-token-0123", service="aggregator")
     server.start()
     auth = [("authorization", "Bearer s3cret-token-0123")]
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:

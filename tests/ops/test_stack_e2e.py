@@ -4,8 +4,8 @@ processes, clients streaming over gRPC, compared with the offline ``scoreid iden
 - With a RANDOMLY INITIALISED model exported in the test (``random_model``, never shipped): three
   concurrent clients get an update every hop and exactly the offline ranking (pieces and decayed
   votes) at the end — the services run the same path as the offline identifier; admin ingestion,
-  metrics endpoint and `down` are checked on the same stack. The same three clients get the same
-  answers from the encoder's asyncio front (``encoder.server: asyncio``).
+  metrics endpoint and `down` are checked on the same stack. A second stack checks bad input's
+  status, the error metrics and the encoder's log lines with the same three clients.
 - With the shipped trained model ``models/default`` (skipped, saying so, while it is absent): three
   concurrent clients stream performances of three different pieces and get the right top-1 within
   10 s of audio, and the same final top-1 as offline.
@@ -179,10 +179,10 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
         list(identify_files(address, [str(wavs[0])], speed=0))
 
 
-def test_random_model_asyncio_front_three_clients_match_offline(tmp_path, random_lib, random_model):
-    """``encoder.server: asyncio``: the same three clients get the same answers as offline (and as
-    the threaded front above); bad input gets the same status; metrics, log lines and `down` work."""
-    cfg = stack_config(tmp_path, random_lib, random_model, server="asyncio")
+def test_random_model_three_clients_bad_input_metrics_and_log_lines(tmp_path, random_lib, random_model):
+    """The same three clients get the same answers as offline; bad input gets its status; metrics,
+    log lines and `down` work."""
+    cfg = stack_config(tmp_path, random_lib, random_model)
     up = cli("up", "--config", cfg)
     assert up.returncode == 0, up.stderr
     address = up.stdout.strip()
@@ -207,7 +207,7 @@ def test_random_model_asyncio_front_three_clients_match_offline(tmp_path, random
            if line.startswith("{")]  # fmt: skip
     events = [r["msg"] for r in log]
     assert events.count("session start") == 3 and events.count("session end") == 3
-    assert next(r for r in log if r["msg"] == "listening")["server"] == "asyncio"
+    assert next(r for r in log if r["msg"] == "listening")["service"] == "encoder"
     assert [r["code"] for r in log if r["msg"] == "stream error"] == ["INVALID_ARGUMENT"]
 
 
