@@ -548,23 +548,26 @@ def engrave_layout(score: Path, lengths_q: list[float]) -> Layout:
     return Layout(boxes, systems)
 
 
-def measure_x(box: MeasureBox, frac: float) -> float:
-    """The x (SVG units) of a fraction of a measure: between its onsets' noteheads, its staff range."""
+def measure_anchors(box: MeasureBox) -> tuple[list[float], list[float]]:
+    """(fraction, x) anchors of a measure from 0 to 1: its onsets' noteheads, a start 15 % into the
+    measure (or at the first notehead, if earlier) when the first onset is not at 0, and its end."""
     fs = list(box.anchor_frac)
     xs = list(box.anchor_x)
     if not fs or fs[0] > 1e-6:
-        fs, xs = [0.0, *fs], [box.x0 + 0.15 * (box.x1 - box.x0) if not xs else min(box.x0 + 0.15 * (box.x1 - box.x0), xs[0]), *xs]  # fmt: skip
-    fs, xs = [*fs, 1.0], [*xs, box.x1]
+        start = box.x0 + 0.15 * (box.x1 - box.x0)
+        fs, xs = [0.0, *fs], [start if not xs else min(start, xs[0]), *xs]
+    return [*fs, 1.0], [*xs, box.x1]
+
+
+def measure_x(box: MeasureBox, frac: float) -> float:
+    """The x (SVG units) of a fraction of a measure: between its onsets' noteheads, its staff range."""
+    fs, xs = measure_anchors(box)
     return float(np.interp(frac, fs, np.maximum.accumulate(xs)))
 
 
 def measure_frac(box: MeasureBox, x: float) -> float:
     """The inverse of :func:`measure_x`."""
-    fs = list(box.anchor_frac)
-    xs = list(box.anchor_x)
-    if not fs or fs[0] > 1e-6:
-        fs, xs = [0.0, *fs], [box.x0 + 0.15 * (box.x1 - box.x0) if not xs else min(box.x0 + 0.15 * (box.x1 - box.x0), xs[0]), *xs]  # fmt: skip
-    fs, xs = [*fs, 1.0], [*xs, box.x1]
+    fs, xs = measure_anchors(box)
     xa = np.maximum.accumulate(np.asarray(xs)) + np.arange(len(xs)) * 1e-6
     return float(np.interp(x, xa, fs))
 
