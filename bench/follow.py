@@ -1,6 +1,6 @@
 """Benchmark: score following — how far the reported position is from where the music is.
 
-``python bench/follow.py --model models/default --data DATA/corpus [--split test] [--kinds best,hmm,tempo]
+``python bench/follow.py --model models/default --data DATA/corpus [--split test] [--kinds best,hmm,tempo,guard]
 [--max-seconds 60] [--out bench/results/follow.json]``
 
 1. Builds the sheet library of the split's pieces from the ``shifted`` look's page images (Petaluma,
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     p.add_argument("--data", type=Path, required=True, help="corpus directory (trainer/run.py corpus build)")
     p.add_argument("--split", default="test")
-    p.add_argument("--kinds", default="best,hmm,tempo", help="follower kinds to compare")
+    p.add_argument("--kinds", default="best,hmm,tempo,guard", help="follower kinds to compare")
     p.add_argument(
         "--streams", default="start,middle,repeat,cut", help=f"stream kinds ({', '.join(SPLICES)})"
     )

@@ -64,7 +64,8 @@ MAX_CANDIDATES = 50
 #: where the piece null (w = 0.05) slows it to 5.5 s by favouring long pieces
 SEQUENCE_WEIGHT = 0.1
 EVIDENCE = "library"
-MAGIC = b"scoreid-engine/3\n"  #: the format of :meth:`SessionEngine.to_bytes` (3: each part's own state)
+#: the format of :meth:`SessionEngine.to_bytes` (4: a track keeps its rival region, ``guard``)
+MAGIC = b"scoreid-engine/4\n"
 
 
 class EngineStateError(ValueError):

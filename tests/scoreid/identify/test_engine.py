@@ -185,7 +185,7 @@ def test_the_library_evidence_is_a_setting_and_survives_the_state(library):
     """``EngineSettings.evidence``: the null of the sequence evidence that orders the candidates;
     a session with either continues exactly through its blob, and a blob without the library null
     (no ``null`` of the recent windows, no ``evidence_library`` of a track: a state of before it,
-    which format 3 does not read) is an error, not a session silently run on the piece null."""
+    which formats 3 and later do not read) is an error, not a session silently run on the piece null."""
     import json
     import struct
 
