@@ -22,7 +22,8 @@
    (the reported position moves back by more than 1 s of music where the music did not jump), and
    the time to lock on (from the start and from each splice until the error stays within 1 s for
    2 s). One row per follower kind (``best`` = the naive best hit, ``hmm`` = the follower before,
-   ``tempo`` = the current one); writes JSON and a PNG of true vs followed position for a few streams.
+   ``tempo`` = the follower of 2026-12-04, ``guard`` = ``tempo`` holding off look-alike passages);
+   writes JSON and a PNG of true vs followed position for a few streams.
 
 The audio encoder's outputs are cached per window, so every kind sees the same embeddings and
 identity; only the follower differs. Tune on ``--split valid``, report on ``test`` once.

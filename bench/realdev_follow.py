@@ -987,7 +987,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realdev-follow.json")
     p.add_argument("--dump", type=Path, default=None, help="write every hop (compact JSON) here")
-    p.add_argument("--follower", default="tempo", help="the follower kind (scoreid.identify.follow.KINDS)")
+    p.add_argument("--follower", default="guard", help="the follower kind (scoreid.identify.follow.KINDS)")
     p.add_argument(
         "--embed-cache",
         type=Path,

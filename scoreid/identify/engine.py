@@ -116,7 +116,7 @@ class EngineSettings:
     half_life: float = DEFAULT_HALF_LIFE_S
     vote_temperature: float = VOTE_TEMPERATURE
     chance_exponent: float = CHANCE_EXPONENT
-    follower: str = "tempo"
+    follower: str = "guard"
     #: weight of the score followers' sequence evidence in the order of the top candidates (0: the
     #: tally alone orders them; see :meth:`SessionEngine.snapshot`)
     sequence_weight: float = SEQUENCE_WEIGHT

@@ -40,7 +40,7 @@ def step(eng: SessionEngine, t, emb, hits):
     return eng.silent(t) if emb is None else eng.vote(t, emb, hits)
 
 
-@pytest.mark.parametrize("follower", ["tempo", "hmm", "best"])
+@pytest.mark.parametrize("follower", ["guard", "tempo", "hmm", "best"])
 def test_a_restored_state_continues_exactly(library, follower):
     settings = EngineSettings(hop_s=0.5, half_life=8.0, follower=follower)
     whole = SessionEngine(library, settings)
