@@ -1,6 +1,6 @@
 """Benchmark: score following — how far the reported position is from where the music is.
 
-``python bench/follow.py --model models/default --data DATA/corpus [--split test] [--kinds best,hmm,tempo]
+``python bench/follow.py --model models/default --data DATA/corpus [--split test] [--kinds best,hmm,tempo,guard]
 [--max-seconds 60] [--out bench/results/follow.json]``
 
 1. Builds the sheet library of the split's pieces from the ``shifted`` look's page images (Petaluma,
@@ -22,7 +22,8 @@
    (the reported position moves back by more than 1 s of music where the music did not jump), and
    the time to lock on (from the start and from each splice until the error stays within 1 s for
    2 s). One row per follower kind (``best`` = the naive best hit, ``hmm`` = the follower before,
-   ``tempo`` = the current one); writes JSON and a PNG of true vs followed position for a few streams.
+   ``tempo`` = the follower of 2026-12-04, ``guard`` = ``tempo`` holding off look-alike passages);
+   writes JSON and a PNG of true vs followed position for a few streams.
 
 The audio encoder's outputs are cached per window, so every kind sees the same embeddings and
 identity; only the follower differs. Tune on ``--split valid``, report on ``test`` once.
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     p.add_argument("--data", type=Path, required=True, help="corpus directory (trainer/run.py corpus build)")
     p.add_argument("--split", default="test")
-    p.add_argument("--kinds", default="best,hmm,tempo", help="follower kinds to compare")
+    p.add_argument("--kinds", default="best,hmm,tempo,guard", help="follower kinds to compare")
     p.add_argument(
         "--streams", default="start,middle,repeat,cut", help=f"stream kinds ({', '.join(SPLICES)})"
     )

@@ -6,7 +6,7 @@ The follower (:class:`scoreid.identify.follow.CandidateFollower`) updates only t
 candidates (5), so its cost per hop should not grow with the library. Measured here with a
 synthetic library of N random unit vectors in pieces of ``--piece-windows`` windows: per hop, one
 audio embedding, the similarities to the candidates' windows and the filter update of each kind
-(``tempo``, ``hmm``, ``best``); the candidate set changes now and then (a new candidate is caught up
+(``guard``, ``tempo``, ``hmm``, ``best``); the candidate set changes now and then (a new candidate is caught up
 on the buffered windows). For comparison, the follower before it updated every library row every
 hop (an HMM over all N windows, reimplemented here as it was: ``whole-library hmm``), timed over
 fewer hops at the larger sizes. Prints a table (ms per hop, best of ``--rounds``) and writes JSON.
@@ -110,12 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"follower cost per hop (ms, one core; 5 candidates of {args.piece_windows} windows) on {result['cpu']}"
     )
-    print("| library windows | tempo | hmm | best | whole-library hmm (before) |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| library windows | " + " | ".join(KINDS) + " | whole-library hmm (before) |")
+    print("|---:|" + "---:|" * (len(KINDS) + 1))
     for r in rows:
-        print(
-            f"| {r['windows']:,} | {r['tempo_ms']:.2f} | {r['hmm_ms']:.2f} | {r['best_ms']:.2f} | {r['whole_library_hmm_ms']:.1f} |"
-        )
+        kinds = " | ".join(f"{r[f'{k}_ms']:.2f}" for k in KINDS)
+        print(f"| {r['windows']:,} | {kinds} | {r['whole_library_hmm_ms']:.1f} |")
     write_result(args.out, result)
     return 0
 

@@ -741,10 +741,11 @@ def performance_truth(perf: dict[str, Any], realdev: Path, measures: list[Measur
 
 # ------------------------------------------------------------------------------ streaming
 def follow_excerpt(lib: Library, enc: Any, audio: np.ndarray, pid: str, start_s: float, truth: Truth,
-                   pmap: PieceMap, hop_s: float) -> dict[str, np.ndarray]:  # fmt: skip
-    """Stream ``audio``; per hop: heard s, top-1 right, true / reported written position, time
-    error, true / reported page and system, the page shown, true / reported strip x."""
-    ident = Identifier(lib, enc, hop_s=hop_s)
+                   pmap: PieceMap, hop_s: float, follower: str = "tempo") -> dict[str, np.ndarray]:  # fmt: skip
+    """Stream ``audio`` (the engine's ``follower`` kind); per hop: heard s, top-1 right, true /
+    reported written position, time error, true / reported page and system, the page shown, true /
+    reported strip x."""
+    ident = Identifier(lib, enc, hop_s=hop_s, follower=follower)
     chunk = max(1, int(round(hop_s * C.SAMPLE_RATE)))
     rows = []
     ups = []
@@ -933,6 +934,37 @@ def plot(drawn: list[dict[str, Any]], path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ main
+class DiskCachedEncoder(CachedEncoder):
+    """:class:`CachedEncoder` whose memo (keyed by the window's SHA-1) is kept in ``folder`` (one
+    ``.npz`` per excerpt ``key``; None: in memory only), so a rerun with another follower skips
+    the model."""
+
+    def __init__(self, enc: Any, folder: Path | None, key: str):
+        super().__init__(enc)
+        import hashlib
+
+        self._sha1 = hashlib.sha1
+        self.file = None if folder is None else folder / (self._sha1(key.encode()).hexdigest() + ".npz")
+        self.disk: dict[str, np.ndarray] = {}
+        if self.file is not None and self.file.is_file():
+            with np.load(self.file) as z:
+                self.disk = {k: z[k] for k in z.files}
+        self.loaded = len(self.disk)
+
+    def embed_audio(self, x: np.ndarray) -> np.ndarray:
+        key = self._sha1(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()
+        if key not in self.disk:
+            self.disk[key] = self.enc.embed_audio(x)
+        return self.disk[key]
+
+    def save(self) -> None:
+        if self.file is not None and len(self.disk) > self.loaded:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_suffix(".tmp.npz")
+            np.savez(tmp, **self.disk)
+            os.replace(tmp, self.file)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "models" / "default")
@@ -958,6 +990,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realdev-follow.json")
     p.add_argument("--dump", type=Path, default=None, help="write every hop (compact JSON) here")
+    p.add_argument("--follower", default="guard", help="the follower kind (scoreid.identify.follow.KINDS)")
+    p.add_argument(
+        "--embed-cache",
+        type=Path,
+        default=None,
+        help="keep the audio windows' embeddings here between runs (per excerpt; a rerun skips the model)",
+    )
     return p.parse_args(argv)
 
 
@@ -1050,13 +1089,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{n + 1}/{len(perfs)} {name}: skipped ({reason})")
             continue
         audio = read_excerpt(args.data / p["audio"], start, length)
-        memo = CachedEncoder(enc)
         key = f"{work_id(p['folder'])}/{p['performer']}/{length:g}"
+        memo = DiskCachedEncoder(enc, args.embed_cache, f"{key}/{start:.3f}/{built_with}")
         in_ex = (truth.t >= start) & (truth.t <= start + length)
         said = []
         for size in sizes:
             sub = excerpt_library(lib, work, size, key, args.seed, True)
-            hops = follow_excerpt(sub, memo, audio, work, start, truth, pmap, args.hop)
+            hops = follow_excerpt(sub, memo, audio, work, start, truth, pmap, args.hop, args.follower)
             r = {"work": work, "folder": p["folder"], "performer": p["performer"],
                  "composer": composer_of(p["folder"]), "size": len(sub.piece_ids), "start_s": start,
                  "length_s": length, "repeats_played": truth.repeats, "downbeat_edits": truth.edits, "note_agreement": round(agree, 3), "hops": hops,
@@ -1067,6 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             said.append(f"@{len(sub.piece_ids)}: top-1 {pct(m['top1'])}, within 1 s {pct(m['within_1s'])}, "
                         f"system {pct(m['right_system'])}, lag {num(m['lag_s'], '+.2f')}")  # fmt: skip
+        memo.save()
         el = time.perf_counter() - t_start
         log(f"{n + 1}/{len(perfs)} {name} @ {start:.1f} s: {'; '.join(said)} ({el:.0f} s)")
 
@@ -1126,7 +1166,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_composer": args.per_composer, "limit": args.limit,
         "table": table, "by_composer": by_comp, "by_seconds_heard": by_heard,
         "targets": TARGETS, "skipped": skipped,
-        "library": str(args.library), "model": str(args.model),
+        "library": str(args.library), "model": str(args.model), "follower": args.follower,
         "constants": {"grid_s": GRID_S, "back_jump_measures": BACK_JUMP_MEASURES, "jump_grace_s": JUMP_GRACE_S},
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": cpu_name(),

@@ -64,7 +64,8 @@ MAX_CANDIDATES = 50
 #: where the piece null (w = 0.05) slows it to 5.5 s by favouring long pieces
 SEQUENCE_WEIGHT = 0.1
 EVIDENCE = "library"
-MAGIC = b"scoreid-engine/3\n"  #: the format of :meth:`SessionEngine.to_bytes` (3: each part's own state)
+#: the format of :meth:`SessionEngine.to_bytes` (4: a track keeps its rival region, ``guard``)
+MAGIC = b"scoreid-engine/4\n"
 
 
 class EngineStateError(ValueError):
@@ -115,7 +116,7 @@ class EngineSettings:
     half_life: float = DEFAULT_HALF_LIFE_S
     vote_temperature: float = VOTE_TEMPERATURE
     chance_exponent: float = CHANCE_EXPONENT
-    follower: str = "tempo"
+    follower: str = "guard"
     #: weight of the score followers' sequence evidence in the order of the top candidates (0: the
     #: tally alone orders them; see :meth:`SessionEngine.snapshot`)
     sequence_weight: float = SEQUENCE_WEIGHT

@@ -21,7 +21,18 @@ apart) and ``sim_i`` the cosine similarity of the audio window to window ``i``::
   window that ends at ``t`` is centred on the music of ``t - lag_s`` (half the model's window), so the
   matched position is moved on by ``v * lag_s``. A jump (repeat, cut, a performer starting
   elsewhere) is reported only when the filter has held it for ``CONFIRM_HOPS`` hops, and small
-  backward moves are held, so the reported position does not jitter backwards.
+  backward moves are held, so the reported position does not jitter backwards;
+- ``guard``: ``tempo`` that survives look-alike passages (a reprise, a rondo's refrain, a fugue's
+  entries: issue 29; the engine's default). Its filter is ``tempo``'s with a ten times rarer jump
+  anywhere (``GUARD_JUMP_PROB``: a jump costs more than continuing), and the position reported
+  differs. While the filter's best state lies off the track's path (more than ``JUMP_WINDOWS``
+  from where the track's tempo puts it), the track reports its best state *on* the path, and
+  switches to the rival region only when the new audio has matched the rival better than the path
+  by ``SWITCH_NATS`` (summed over ``SWITCH_HOPS`` or more hops in a row, the rival moving on at the
+  track's tempo). The test is the audio's fresh evidence, not the filter's posterior: once a
+  look-alike has won the filter (a slight, sustained edge is enough), identical music keeps it
+  there, but it never earns the evidence a real jump does (the path's own music no longer
+  sounding: several nats a hop).
 
 A piece that becomes a candidate is caught up on the recent audio windows (a ring buffer of
 embeddings), so its position is known at once.
@@ -70,7 +81,7 @@ HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
 PATH_HOPS = 64  #: matched positions a track keeps (the speed is fitted to the last SPEED_FIT_S of them)
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
 MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
-KINDS = ("best", "hmm", "tempo")
+KINDS = ("best", "hmm", "tempo", "guard")
 CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
 EVIDENCE_KINDS = ("piece", "library")  #: the null of the sequence evidence (see the module docstring)
 EVIDENCE_HALF_LIFE_S = 10.0  #: half-life of a track's sequence evidence, seconds of audio
@@ -90,6 +101,15 @@ POSTERIOR_WINDOWS = 2
 HOLD_BACK_WINDOWS = 1.0
 #: the predicted probability of a state is at least this (its log stays finite)
 PROB_FLOOR = 1e-300
+#: ``guard``: chance per hop of a jump anywhere (a jump costs log(n / GUARD_JUMP_PROB) nats of evidence;
+#: real-dev: 0.002 beat 0.02 by 1.0 point within 1 s, 1.0 right system; BENCHMARKS.md)
+GUARD_JUMP_PROB = 0.002
+#: ``guard``: a rival region (the filter's best state off the track's path) replaces the track's
+#: own only when the audio has matched it better than the track's best state on its path by this
+#: many nats (sims / TEMPERATURE) summed over the hops in a row it was the filter's best ...
+SWITCH_NATS = 8.0
+#: ... and for at least this many hops (moving on at the track's tempo)
+SWITCH_HOPS = 2
 
 
 def _logsumexp(a: np.ndarray) -> float:
@@ -133,6 +153,9 @@ class PieceTrack:
     steady: deque = field(default_factory=lambda: deque(maxlen=COHERENCE_HOPS))  # matched where predicted?
     evidence: float = 0.0  #: decayed sum of the per-hop sequence log-likelihood ratios (see ``update``)
     evidence_library: float = 0.0  #: the same against the library null (module docstring)
+    #: ``guard``: the rival region the filter prefers: (t, x, hops in a row, nats it matched better)
+    rival: tuple[float, float, int, float] | None = None
+    _emission: np.ndarray | None = None  #: the latest hop's sims / T (within ``update`` only)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -145,10 +168,11 @@ class PieceTrack:
         """One audio window: its similarities to the piece's windows, and ``null`` =
         ``log mean e^{sim/T}`` over the window's search hits (None: unknown, the piece null is used)."""
         e = np.asarray(sims, np.float64) / TEMPERATURE
+        self._emission = e
         a = e
         if self.kind != "best" and self.alpha is not None:
             kernel = self.broad
-            if self.kind == "tempo" and self._speed_known():
+            if self.kind in ("tempo", "guard") and self._speed_known():
                 kernel = tempo_kernel(self.speed * self.hop_s / self.stride, self.broad)
             a = e + self._predict(self.alpha, kernel)
             # sequence evidence: how much better the filter's prediction explains this window than
@@ -169,7 +193,8 @@ class PieceTrack:
         top = float(a.max())
         p = np.exp(a - top)
         moved = np.convolve(p, step)[: len(p)]
-        pred = (1 - JUMP_PROB) * moved + JUMP_PROB * p.mean()
+        eps = GUARD_JUMP_PROB if self.kind == "guard" else JUMP_PROB
+        pred = (1 - eps) * moved + eps * p.mean()
         return np.log(np.maximum(pred, PROB_FLOOR)) + top
 
     def _speed_known(self) -> bool:
@@ -179,8 +204,13 @@ class PieceTrack:
         """Strip x of the audio window's centre: the best state, refined by the posterior mean
         over its neighbours (``best`` and ``hmm``: the best state's centre)."""
         assert self.alpha is not None
-        i = int(np.argmax(self.alpha))
-        if self.kind != "tempo":
+        return self._refined(int(np.argmax(self.alpha)))
+
+    def _refined(self, i: int) -> float:
+        """Strip x of state ``i`` refined by the posterior mean over its neighbours (``tempo``,
+        ``guard``)."""
+        assert self.alpha is not None
+        if self.kind not in ("tempo", "guard"):
             return float(self.strip_x[i])
         lo, hi = max(0, i - POSTERIOR_WINDOWS), min(len(self.alpha), i + POSTERIOR_WINDOWS + 1)
         p = np.exp(self.alpha[lo:hi] - self.alpha[i])
@@ -192,12 +222,20 @@ class PieceTrack:
             t0, x0 = self.path[-1]
             near = abs(x - (x0 + self.speed * (t - t0))) <= JUMP_WINDOWS * self.stride
             self.steady.append(near and self._speed_known() and self.speed >= MIN_MOVING_PX_S)
-        if self.kind != "tempo":
+        if self.kind not in ("tempo", "guard"):
             self.reported = x
             self.path.append((t, x))
             self._fit_speed()
             return
+        switched = False
+        if self.kind == "guard":
+            x, switched = self._guarded(t, x)
         now = x + self.speed * self.lag_s
+        if switched:  # a rival held long enough: it is the jump (no further CONFIRM_HOPS)
+            self.path.clear()
+            self.pending = None
+            self._accept(t, x, now)
+            return
         if self.reported is None:
             self._accept(t, x, now)
             return
@@ -220,6 +258,44 @@ class PieceTrack:
         now = x + self.speed * self.lag_s
         held = now > self.reported - HOLD_BACK_WINDOWS * self.stride
         self.reported = max(now, self.reported) if held else now
+
+    def _guarded(self, t: float, x: float) -> tuple[float, bool]:
+        """``guard``: the matched x, or, while the filter's best state ``x`` lies off the track's
+        path (a rival region: a look-alike passage, or a real jump), the best state on the path —
+        until the audio has matched the rival better than the path by SWITCH_NATS summed over
+        SWITCH_HOPS or more hops in a row (the rival moving on at the track's tempo); then
+        ``(x, True)``: the track jumps there. The filter's posterior is not the test: once a rival
+        has won it, identical music keeps it there; the audio's new evidence decides, so a
+        look-alike passage that matches as well as the path never takes the track, and a real
+        jump (the path's music no longer sounding) does within a few hops. Before the track has a
+        tempo (lock-on) the filter's best state is taken, as ``tempo`` takes it."""
+        assert self.alpha is not None and self._emission is not None
+        if not (self.path and self._speed_known()):
+            self.rival = None
+            return x, False
+        reach = JUMP_WINDOWS * self.stride
+        t0, x0 = self.path[-1]
+        expected = x0 + self.speed * (t - t0)
+        if abs(x - expected) <= reach:  # on the path
+            self.rival = None
+            return x, False
+        lo = int(np.searchsorted(self.strip_x, expected - reach))
+        hi = int(np.searchsorted(self.strip_x, expected + reach))
+        if hi <= lo:  # the path left the strip
+            self.rival = None
+            return x, False
+        j = int(lo + np.argmax(self.alpha[lo:hi]))
+        better = float(self._emission[int(np.argmax(self.alpha))] - self._emission[j])
+        hops, nats = 1, better
+        if self.rival is not None:
+            rt, rx, n, s = self.rival
+            if abs(x - (rx + self.speed * (t - rt))) <= reach:
+                hops, nats = n + 1, s + better
+        self.rival = (t, x, hops, nats)
+        if hops >= SWITCH_HOPS and nats >= SWITCH_NATS:
+            self.rival = None
+            return x, True
+        return self._refined(j), False
 
     def _accept(self, t: float, x: float, now: float) -> None:
         self.path.append((t, x))
@@ -257,7 +333,8 @@ class PieceTrack:
                 "path": [[t, x] for t, x in self.path], "speed": self.speed, "reported": self.reported,
                 "pending": None if self.pending is None else list(self.pending),
                 "steady": [bool(v) for v in self.steady], "evidence": self.evidence,
-                "evidence_library": self.evidence_library}  # fmt: skip
+                "evidence_library": self.evidence_library,
+                "rival": None if self.rival is None else list(self.rival)}  # fmt: skip
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], strip_x: np.ndarray, stride: float, hop_s: float,
@@ -280,6 +357,10 @@ class PieceTrack:
         track.steady.extend(bool(v) for v in state["steady"])
         track.evidence = float(state["evidence"])
         track.evidence_library = float(state["evidence_library"])
+        rival = state["rival"]
+        track.rival = (
+            None if rival is None else (float(rival[0]), float(rival[1]), int(rival[2]), float(rival[3]))
+        )
         return track
 
 

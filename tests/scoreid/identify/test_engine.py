@@ -40,7 +40,7 @@ def step(eng: SessionEngine, t, emb, hits):
     return eng.silent(t) if emb is None else eng.vote(t, emb, hits)
 
 
-@pytest.mark.parametrize("follower", ["tempo", "hmm", "best"])
+@pytest.mark.parametrize("follower", ["guard", "tempo", "hmm", "best"])
 def test_a_restored_state_continues_exactly(library, follower):
     settings = EngineSettings(hop_s=0.5, half_life=8.0, follower=follower)
     whole = SessionEngine(library, settings)
@@ -185,7 +185,7 @@ def test_the_library_evidence_is_a_setting_and_survives_the_state(library):
     """``EngineSettings.evidence``: the null of the sequence evidence that orders the candidates;
     a session with either continues exactly through its blob, and a blob without the library null
     (no ``null`` of the recent windows, no ``evidence_library`` of a track: a state of before it,
-    which format 3 does not read) is an error, not a session silently run on the piece null."""
+    which formats 3 and later do not read) is an error, not a session silently run on the piece null."""
     import json
     import struct
 

@@ -174,3 +174,81 @@ def test_a_follower_takes_the_state_of_another_and_drops_tracks_that_no_longer_f
     changed = CandidateFollower({"a": (0, 40), "b": (40, 90)}, strip_x[:90], STRIDE, HOP, max_candidates=2)
     changed.load_state(f.state())  # b has 50 windows now: its track is dropped, a's kept
     assert set(changed.tracks) == {"a"}
+
+
+def run_reprise(kind: str, favour: float, seed: int = 11) -> np.ndarray:
+    """A piece of 200 windows whose windows 120..159 repeat 20..59 (a written-out reprise); the
+    stream plays the first occurrence, one window per hop, from window 0 to 99 (now), and the audio
+    matches the reprise a little better than the passage played (``favour``: a room, a pedal,
+    another engraving). Rows (true window, reported window)."""
+    rng = np.random.default_rng(seed)
+    n, speed = 200, STRIDE / HOP
+    track = PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, kind)
+    out = []
+    for k in range(100):
+        t = (k + 1) * HOP
+        centre = k * STRIDE - speed * LAG_S  # what the audio window (ending at t) matches
+        sims = sims_at(n, centre, rng)
+        if 20 * STRIDE <= centre < 60 * STRIDE:  # the reprise sounds the same
+            lookalike = sims_at(n, centre + 100 * STRIDE, rng)
+            sims = np.maximum(sims, lookalike + favour * (np.arange(n) >= 100))
+        track.update(t, sims)
+        out.append((k, (track.position_x() or 0.0) / STRIDE))
+    return np.array(out)
+
+
+def test_guard_track_stays_on_the_passage_played_not_its_lookalike_reprise():
+    """The ``tempo`` follower leaves the played passage for its reprise (the audio matches both;
+    a slight edge for the reprise wins the filter after ~20 hops, and it is reported); ``guard``
+    reports the path's position until the rival has earned SWITCH_NATS of evidence on new audio,
+    which a look-alike never does — and it still takes a real jump (below)."""
+    for seed in (11, 12, 13):
+        old, new = run_reprise("tempo", 0.02, seed), run_reprise("guard", 0.02, seed)
+        late = slice(10, 100)
+        assert np.max(np.abs(old[late, 1] - old[late, 0])) > 50, seed  # tempo: on the reprise
+        assert np.max(np.abs(new[late, 1] - new[late, 0])) < 4, seed  # guard: never off by > 4 windows
+        assert np.all(np.diff(new[late, 1]) >= -1e-6), seed  # and never backwards
+
+
+def test_guard_track_takes_a_real_repeat():
+    r = []
+    rng = np.random.default_rng(5)
+    n, speed = 200, 80.0
+    track = PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "guard")
+    for k in range(80):
+        t = (k + 1) * HOP
+        now = 500.0 + speed * t if t < 20.0 else 600.0 + speed * (t - 20.0)  # back to x 600 at 20 s
+        track.update(t, sims_at(n, now - speed * LAG_S, rng))
+        r.append((t, now, track.position_x()))
+    a = np.array(r, dtype=float)
+    after = a[a[:, 0] >= 20.0 + 3 * HOP + 4.0]
+    assert np.mean(np.abs(after[:, 2] - after[:, 1]) <= speed * 0.5) >= 0.9
+    assert len(np.flatnonzero(np.diff(a[:, 2]) < -2 * STRIDE)) == 1  # exactly the repeat
+
+
+def test_a_guard_track_restored_while_it_holds_off_a_rival_goes_on_exactly():
+    """The rival region (``PieceTrack.rival``) is part of the state: a ``guard`` track rebuilt
+    from its state while it holds off a look-alike answers as the original at every later hop."""
+    import json
+
+    rng = np.random.default_rng(11)
+    n, speed = 200, STRIDE / HOP
+    a = PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "guard")
+    b = None
+    for k in range(100):
+        t = (k + 1) * HOP
+        centre = k * STRIDE - speed * LAG_S
+        sims = sims_at(n, centre, rng)
+        if 20 * STRIDE <= centre < 60 * STRIDE:
+            sims = np.maximum(sims, sims_at(n, centre + 100 * STRIDE, rng) + 0.02 * (np.arange(n) >= 100))
+        if b is None and a.rival is not None and a.rival[2] >= 2:
+            st = a.state()
+            alpha = st.pop("alpha")
+            b = PieceTrack.from_state({**json.loads(json.dumps(st)), "alpha": alpha}, a.strip_x, STRIDE, HOP,
+                                      "guard")  # fmt: skip
+            assert b.rival == a.rival
+        a.update(t, sims)
+        if b is not None:
+            b.update(t, sims)
+            assert (b.position_x(), b.coherence(), b.rival) == (a.position_x(), a.coherence(), a.rival)
+    assert b is not None and np.array_equal(b.alpha, a.alpha)
