@@ -6,9 +6,10 @@ in real time.
 ``tests/data/chopin-mazurka06-2-20s.flac``: on this 20-s clip the engine (``scoreid identify``
 gives the same) follows the Mazurka from about 6 s on but keeps its identity *unknown* (the
 calibrated probability stays under the threshold), so the page must name the Mazurka as its best
-guess — never as an identity it was not given — show its pages with the cursor moving forward on
-the followed system, and turn the page when the position does (at 13 s, where the follower takes
-the written-out reprise on page 2 for the opening). ``scoreid demo``'s 32-s held-out performance
+guess — never as an identity it was not given — and show the page the position says
+(``show_page``) with the cursor moving forward on the followed system (which page, and whether it
+turns within 20 s, depends on the follower: the ``guard`` follower locks on to the written-out
+reprise on page 2, the one before it went between the two). ``scoreid demo``'s 32-s held-out performance
 of the same piece: the engine names it from about 22 s on — the page shows its title and composer
 — and turns to page 2 ahead of the music (the position's ``show_page``, while the music is still on
 page 1's last system), then runs the cursor along page 2. Also: a chosen recording streamed to its
@@ -63,19 +64,18 @@ def server(trained_lib):
         yield url
 
 
-def test_the_page_names_the_mazurka_follows_it_and_turns_the_page(server, tmp_path):
+def test_the_page_names_the_mazurka_and_follows_it(server, tmp_path):
     wav = write_wav(RECORDING, tmp_path / "mazurka.wav")
     with fake_mic_page(server, wav) as page:
         page.click("#listen")
-        # the page turns: page 2 of the Mazurka is shown, its image loaded
+        # the Mazurka's score is shown, a page image loaded
         page.wait_for_function(
-            "() => document.getElementById('page-index').dataset.page === '1'"
-            f" && document.getElementById('score-title').textContent.startsWith({json.dumps(MAZURKA)})",
+            f"() => document.getElementById('score-title').textContent.startsWith({json.dumps(MAZURKA)})",
             timeout=60_000,
         )
         page.wait_for_function(
             "() => { const im = document.getElementById('page');"
-            " return im.src.endsWith('/pages/1') && im.complete && im.naturalWidth > 0; }",
+            " return /\\/pages\\/[0-9]+$/.test(im.src) && im.complete && im.naturalWidth > 0; }",
             timeout=20_000,
         )
         page.wait_for_function("() => window.scoreidStats.latencies.some(l => l.t >= 19)", timeout=30_000)
@@ -90,13 +90,12 @@ def test_the_page_names_the_mazurka_follows_it_and_turns_the_page(server, tmp_pa
     assert set(s["identities"]) <= {PID}
     if not s["identities"]:
         assert f"best guess: {MAZURKA}" in note, note
-    # the page turned to the Mazurka's page 2 after its page 1, as the position's show_page said
+    # the pages shown are the Mazurka's, each the one the position's show_page said (the turn ahead of
+    # the music: test_the_identified_piece_is_named_and_its_page_turns_ahead_of_the_music)
     shown = [(p["piece"], p["page"]) for p in s["pagesShown"]]
-    assert (PID, 0) in shown and (PID, 1) in shown
-    assert shown.index((PID, 0)) < shown.index((PID, 1))
+    assert shown and shown[-1][0] == PID
     follow = [f for f in s["follow"] if f["piece"] == PID]
-    assert all(f["shown"] == f["show_page"] for f in follow)
-    assert any(f["show_page"] == 1 for f in follow)
+    assert len(follow) >= 20 and all(f["shown"] == f["show_page"] for f in follow)
     # the cursor moved forward: along each followed system, more steps forward than back
     cur = [c for c in s["cursor"] if c["piece"] == PID]
     steps = [
