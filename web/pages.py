@@ -2,9 +2,9 @@
 
 A position (:class:`scoreid.identify.position.Position`) and a page's system boxes
 (``library.json``: ``pages[k].systems``) are in px of the *deskewed* page at the resolution it was
-read at (a PDF at :data:`scoreid.sheet.pages.PDF_DPI`): :func:`page_png` reads the page from the
-file the library names (``pages[k].path``), deskews it as the library build did (by
-``-angle_deg``, same size) and sends it as PNG, shrunk to at most :data:`MAX_WIDTH` px wide (the
+read at (a PDF at :data:`scoreid.sheet.pages.PDF_DPI`): :func:`render_page` reads the page from the
+file the library names and deskews it as the library build did
+(:func:`scoreid.sheet.pages.library_page`) and sends it as PNG, shrunk to at most :data:`MAX_WIDTH` px wide (the
 page scales coordinates by the page's ``size``, which the library stores). Rendered pages are
 kept (:data:`CACHED` of them).
 """
@@ -19,8 +19,7 @@ from typing import Any
 from PIL import Image
 
 from scoreid.library.store import Library
-from scoreid.sheet.deskew import rotate_page
-from scoreid.sheet.pages import PageError, load_pages
+from scoreid.sheet.pages import PageError, library_page
 
 MAX_WIDTH = 1400  #: px of a served page image (a tablet's width at 2x; phones scale it down)
 CACHED = 32  #: rendered pages kept in memory
@@ -42,18 +41,10 @@ def page_entry(lib: Library, pid: str, k: int) -> dict[str, Any]:
 
 def render_page(lib: Library, pid: str, k: int) -> bytes:
     """Page ``k`` of piece ``pid`` (over the piece's pages) as PNG bytes (see the module docstring)."""
-    entry = page_entry(lib, pid, k)
-    path = entry.get("path")
-    if not path:
-        raise PageNotFound(f"piece {pid!r} page {k}: the library does not record its file")
     try:
-        pages = load_pages(path)
+        grey = library_page(page_entry(lib, pid, k))
     except PageError as e:
-        raise PageNotFound(str(e)) from None
-    index = int(entry.get("page", 0))
-    if not 0 <= index < len(pages):
-        raise PageNotFound(f"{path}: has no page {index + 1} any more")
-    grey = rotate_page(pages[index].image, -float(entry.get("angle_deg", 0.0)))
+        raise PageNotFound(f"piece {pid!r} page {k}: {e}") from None
     im = Image.fromarray(grey)
     if im.width > MAX_WIDTH:
         im = im.resize((MAX_WIDTH, round(im.height * MAX_WIDTH / im.width)), Image.Resampling.LANCZOS)

@@ -174,15 +174,14 @@ def show(lib: Path, pid: str, out: Path) -> int:
 
     from cli.commands.outputs import output_file
     from scoreid.library.store import read_index
-    from scoreid.sheet.pages import PageError, load_pages
-    from scoreid.sheet.systems import rotate_page
+    from scoreid.sheet.pages import Page, PageError, library_page
 
     output_file(out, ".png", "--out")
     index = read_index(lib)
     if pid not in index["pieces"]:
         raise UserError(f"{lib}: no piece {pid!r} (have: {', '.join(sorted(index['pieces'])) or 'none'})")
     pages = index["pieces"][pid]["pages"]
-    cache: dict[str, list] = {}
+    cache: dict[str, list[Page]] = {}
     n = len(pages)
     cols = min(n, 4)
     rows = (n + cols - 1) // cols
@@ -192,10 +191,9 @@ def show(lib: Path, pid: str, out: Path) -> int:
     for i, pg in enumerate(pages):
         ax = axes.flat[i]
         try:
-            loaded = cache.setdefault(pg["path"], load_pages(pg["path"]))
+            img = library_page(pg, cache)
         except PageError as e:
             raise UserError(f"{pid}: the source pages are needed to draw them ({e})") from None
-        img = rotate_page(loaded[pg["page"]].image, -pg["angle_deg"])
         ax.imshow(img, cmap="gray", vmin=0, vmax=255)
         for k, (top, bottom, left, right) in enumerate(pg["systems"]):
             ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, ec="red", lw=1.2))

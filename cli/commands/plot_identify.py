@@ -174,17 +174,13 @@ def _fmt_runs(runs: list[tuple[float, float]], most: int = 3) -> str:
 def _page_images(pages: Sequence[Mapping[str, Any]], ks: Sequence[int]) -> dict[int, np.ndarray | None]:
     """The deskewed source pages ``ks`` (None for one that cannot be read any more); each source
     file is read once."""
-    from scoreid.sheet.pages import PageError, load_pages
-    from scoreid.sheet.systems import rotate_page
+    from scoreid.sheet.pages import Page, PageError, library_page
 
-    loaded: dict[str, Any] = {}
+    files: dict[str, list[Page]] = {}
     out: dict[int, np.ndarray | None] = {}
     for k in ks:
-        pg = pages[k]
         try:
-            if pg["path"] not in loaded:
-                loaded[pg["path"]] = load_pages(Path(pg["path"]))
-            out[k] = rotate_page(loaded[pg["path"]][pg["page"]].image, -pg["angle_deg"])
+            out[k] = library_page(pages[k], files)
         except (PageError, OSError, IndexError, KeyError, ValueError):
             out[k] = None
     return out

@@ -5,16 +5,22 @@ or a PDF, whose pages are rasterised with pypdfium2 at ``PDF_DPI``; ``pages_from
 name)`` reads the same from a file's contents in memory (the type from ``name``'s suffix).
 Transparent images are composited onto white. Errors a user can cause (missing, unreadable or
 corrupt files, a PDF with no pages) raise :class:`PageError` with a one-line message naming the file.
+``library_page(entry)`` reads a page a library records again, deskewed as the build did (the page
+images of ``library show``, ``identify --plot`` and the web page).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageSequence
+
+from scoreid.sheet.deskew import rotate_page
 
 #: Resolution at which PDF pages are rasterised. Typical engraved staff spacing (1.6-1.9 mm) is
 #: then 12-15 px, comfortably above the contract's 8 px, so the page is only ever shrunk.
@@ -112,6 +118,27 @@ def load_pages(path: str | Path, pdf_dpi: float = PDF_DPI) -> list[Page]:
     if not path.is_file():
         raise PageError(f"{path}: not a file")
     return _read(path, pdf_dpi)
+
+
+def library_page(entry: Mapping[str, Any], files: dict[str, list[Page]] | None = None) -> np.ndarray:
+    """The grey image of a page as a library records it (``library.json``'s ``pages[k]``: its file
+    ``path``, the ``page`` within that file and the ``angle_deg`` the build deskewed it by), read from
+    the file and deskewed again (same size): the coordinates of its systems and of followed positions.
+    ``files``: each file's pages, read once across calls. PageError when the file cannot be read (any
+    more) or lacks the page."""
+    path = entry.get("path")
+    if not path:
+        raise PageError("the library does not record the page's file")
+    if files is not None and path in files:
+        pages = files[path]
+    else:
+        pages = load_pages(path)
+        if files is not None:
+            files[path] = pages
+    k = int(entry.get("page", 0))
+    if not 0 <= k < len(pages):
+        raise PageError(f"{path}: has no page {k + 1} any more")
+    return rotate_page(pages[k].image, -float(entry.get("angle_deg", 0.0)))
 
 
 def pages_from_bytes(data: bytes, name: str, pdf_dpi: float = PDF_DPI) -> list[Page]:
