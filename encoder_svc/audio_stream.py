@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from scoreid import contract as C
-from scoreid.audio.io import Resampler
+from scoreid.audio.io import MAX_SAMPLE as MAX_SAMPLE  # the bound on float32 samples, re-exported
+from scoreid.audio.io import Resampler, check_float32_samples
 from scoreid.audio.processor import SequentialProcessor
 from scoreid.audio.spectrogram import OnlineSpectrogram
 from scoreid.identify.windows import HopWindows, Window, hop_frames_of
@@ -25,9 +26,6 @@ from scoreid.identify.windows import HopWindows, Window, hop_frames_of
 MIN_RATE, MAX_RATE = 8000, 192000
 MIN_HOP_S, MAX_HOP_S = 0.05, 10.0
 MAX_TOP_K = 50
-#: float32 samples beyond this magnitude are refused (nominal full scale is +-1; +-64 leaves 36 dB of
-#: headroom for uncalibrated input, and keeps every later stage finite: 3e38 overflowed the spectrogram)
-MAX_SAMPLE = 64.0
 ENCODINGS = {1: ("float32", "<f4", 4), 2: ("int16", "<i2", 2)}  # proto Encoding -> (name, dtype, bytes)
 
 
@@ -76,13 +74,10 @@ def decode(data: bytes, encoding: int, sample_rate: int, max_chunk_s: float) -> 
     x = np.frombuffer(data, dtype=dtype)
     if encoding == 2:
         return x.astype(np.float32) / 32768.0
-    if not np.all(np.isfinite(x)):
-        raise StreamError("audio chunk contains NaN or infinite samples")
-    peak = float(np.max(np.abs(x)))
-    if peak > MAX_SAMPLE:
-        raise StreamError(
-            f"audio samples must be within +-{MAX_SAMPLE:g} (full scale is +-1), got {peak:.3g}"
-        )
+    try:
+        check_float32_samples(x)
+    except ValueError as e:
+        raise StreamError(str(e)) from None
     return x.astype(np.float32)
 
 

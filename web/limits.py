@@ -3,7 +3,8 @@
 The limits of a WebSocket session are those of a stream of the gRPC services (``ops.config``'s
 ``encoder`` section: message size, chunk length, idle and options timeouts, session length, the
 per-client cap); only the total number of sessions is the page's own, because here every session's
-encoder runs in this one process. :data:`MAX_SAMPLE` is the services' bound on a float32 sample.
+encoder runs in this one process. :data:`MAX_SAMPLE` is the services' bound on a float32 sample
+(:func:`scoreid.audio.io.check_float32_samples`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any
 
 from ops.config import DEFAULTS
 from scoreid import contract as C
+from scoreid.audio import io
 
 _ENC: dict[str, Any] = DEFAULTS["encoder"]
 
-#: float32 samples beyond this magnitude are refused (the same bound as the encoder service's
-#: ``encoder_svc.audio_stream.MAX_SAMPLE``; tests/web checks they agree)
-MAX_SAMPLE = 64.0
+#: float32 samples beyond this magnitude are refused: the services' bound (``scoreid.audio.io``)
+MAX_SAMPLE = io.MAX_SAMPLE
 #: a control (text) frame is a small JSON object
 MAX_TEXT_BYTES = 4096
 #: sessions of one server at once: each runs its own engine and the shared audio encoder in this

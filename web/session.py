@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from scoreid import contract as C
+from scoreid.audio.io import check_float32_samples
 from scoreid.identify.engine import EngineSettings, Update
 from scoreid.identify.stream import AudioEncoder, Identifier
 from scoreid.library.store import Library
@@ -68,13 +69,10 @@ def decode_chunk(data: bytes, limits: L.Limits) -> np.ndarray:
         raise ProtocolError(L.CLOSE_TOO_BIG, f"audio chunk of {n} samples; the limit is "
                             f"{limits.max_chunk_samples} ({limits.max_chunk_seconds:g} s); send smaller chunks")  # fmt: skip
     x = np.frombuffer(data, "<f4")
-    if not np.all(np.isfinite(x)):
-        raise ProtocolError(L.CLOSE_BAD_DATA, "audio chunk contains NaN or infinite samples")
-    peak = float(np.max(np.abs(x)))
-    if peak > L.MAX_SAMPLE:
-        raise ProtocolError(
-            L.CLOSE_BAD_DATA, f"audio samples must be within +-{L.MAX_SAMPLE:g} (full scale is +-1)"
-        )
+    try:
+        check_float32_samples(x)
+    except ValueError as e:
+        raise ProtocolError(L.CLOSE_BAD_DATA, str(e)) from None
     return x.astype(np.float32)
 
 

@@ -6,7 +6,8 @@ offline mode (a whole signal) and a streaming mode (:class:`StreamResampler`: ch
 rate, the filter state kept between chunks), so that an input path runs it as the first step of a
 :class:`~scoreid.audio.processor.SequentialProcessor` in front of the front end. Errors that a user
 can cause (missing, unreadable, empty or truncated files) raise :class:`AudioError` with a one-line
-message that names the file.
+message that names the file. :func:`check_float32_samples` is the bound every stream (the encoder
+service, the web page) puts on the float32 samples it is sent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,22 @@ from scoreid import contract as C
 
 class AudioError(ValueError):
     """An audio input that cannot be used; the message names the file and the reason."""
+
+
+#: float32 samples beyond this magnitude are refused on a stream (nominal full scale is +-1; +-64
+#: leaves 36 dB of headroom for uncalibrated input, and keeps every later stage finite: 3e38
+#: overflowed the spectrogram)
+MAX_SAMPLE = 64.0
+
+
+def check_float32_samples(x: np.ndarray) -> None:
+    """A streamed float32 chunk's samples: ValueError (a message for the sender) for NaN, infinite
+    or out-of-range (beyond +-:data:`MAX_SAMPLE`) samples."""
+    if not np.all(np.isfinite(x)):
+        raise ValueError("audio chunk contains NaN or infinite samples")
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    if peak > MAX_SAMPLE:
+        raise ValueError(f"audio samples must be within +-{MAX_SAMPLE:g} (full scale is +-1), got {peak:.3g}")
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
