@@ -30,6 +30,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -154,13 +155,11 @@ class Encoders:
         """float32 (B, 1, 80, 100) sheet windows (ink = 1) -> (B, 32) L2-normalised embeddings."""
         return self._run(self._sheet, _check_batch(x, self.sheet_shape, "sheet"))
 
-    @property
+    @cached_property
     def hub(self) -> HubBank | None:
         """The model's hub bank (:mod:`scoreid.search.hubness`; ``manifest["hub"]``, written by
         ``trainer/run.py hub-bank``), read once; None when the model has none."""
-        if not hasattr(self, "_hub"):
-            self._hub = read_hub_bank(self.model_dir, self.manifest, self.dim)
-        return self._hub
+        return read_hub_bank(self.model_dir, self.manifest, self.dim)
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,7 @@ def new_index(encoder: SheetEncoder, model_dir: Path, stride: float) -> dict[str
     }
 
 
-def rescore_hubs(index: dict[str, Any], lib_dir: Path, hub: HubBank | None, log: Log | None = None) -> int:
+def rescore_hubs(index: dict[str, Any], lib_dir: Path, hub: HubBank | None) -> int:
     """Score every stored piece's rows against ``hub`` (None: drop the correction), then record it in
     the index. Returns the number of pieces re-scored."""
     want = hub.library_entry() if hub is not None else None
@@ -289,10 +289,6 @@ def rescore_hubs(index: dict[str, Any], lib_dir: Path, hub: HubBank | None, log:
     else:
         index["hub"] = want
     write_index(lib_dir, index)
-    if log is not None:
-        log(
-            f"hub correction: {n} pieces scored against the model's bank {want['bank'][:12] if want else '(none)'}"
-        )
     return n
 
 
