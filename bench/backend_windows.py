@@ -1,6 +1,6 @@
 """Benchmark: encoder windows per second of one backend, by batch size (for the GPU run).
 
-    python bench/backend_windows.py --model MODEL_DIR [--backend tensorrt|torch] [--precision fp16]
+    python -m bench.backend_windows --model MODEL_DIR [--backend tensorrt|torch] [--precision fp16]
         [--device cuda]
         [--batches 1 64 256 1024] [--seconds 3] [--out bench/results/backend_windows.json]
 
@@ -20,14 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import cpu_name, write_result
+from scoreid.inference import load_model
+from scoreid.tensors import audio_input_shape, sheet_input_shape
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid.inference import load_model  # noqa: E402
-from scoreid.tensors import audio_input_shape, sheet_input_shape  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

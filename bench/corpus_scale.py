@@ -6,7 +6,7 @@ system's height (top to bottom staff line) and each notehead's distance from its
 in staff spaces, and prints, for candidate spacings, the share of noteheads whose centre lies in a
 160 px band centred on the system. The result chose ``contract.STAFF_SPACE_PX``.
 
-    python bench/corpus_scale.py [--corpora ../shared/corpora] [--n 24] [--json bench/results/corpus_scale.json]
+    python -m bench.corpus_scale [--corpora ../shared/corpora] [--n 24] [--json bench/results/corpus_scale.json]
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scoreid import contract as C  # noqa: E402
-from synthesis.engrave import EngraveError, engrave  # noqa: E402
+from scoreid import contract as C
+from synthesis.engrave import EngraveError, engrave
 
 CANDIDATES = (9.0, 8.0, 7.5, 7.0, 6.5, 6.0)
 
@@ -55,7 +53,7 @@ def main() -> int:
         half = C.SHEET_WINDOW_H / 2 / space
         rows.append({"staff_space_px": space, "band_staff_spaces": round(2 * half, 1),
                      "noteheads_in_band": round(float(np.mean(r <= half - 0.5)) * 100, 2)})  # fmt: skip
-    out = {"pieces": len(files), "systems": len(h), "noteheads": len(r),
+    out: dict[str, Any] = {"pieces": len(files), "systems": len(h), "noteheads": len(r),
            "system_height_spaces": {"median": round(float(np.median(h)), 1),
                                     "p90": round(float(np.percentile(h, 90)), 1), "max": round(float(h.max()), 1)},
            "candidates": rows}  # fmt: skip

@@ -1,6 +1,6 @@
 """Benchmark: encoder throughput (ONNX Runtime vs torch eager) against the CPU's measured FLOP/s.
 
-``python bench/encoder.py [--threads 1] [--batches 1 8 32 128] [--rounds 3] [--min-time 0.4]
+``python -m bench.encoder [--threads 1] [--batches 1 8 32 128] [--rounds 3] [--min-time 0.4]
 [--out bench/results/encoder.json]``
 
 In one run, on this machine:
@@ -22,7 +22,7 @@ In one run, on this machine:
 (:mod:`scoreid.models.encoders`: filters per block, stem ``full`` or ``stride2``; the first one is
 the reference of the ``vs first`` column), e.g. the default beside distilled students::
 
-    python bench/encoder.py --threads 1 --batches 64 --audio-archs 24,48,96,96 12,24,48,48 \
+    python -m bench.encoder --threads 1 --batches 64 --audio-archs 24,48,96,96 12,24,48,48 \
         12,24,48,48:stride2 --out /tmp/encoder-archs-1t.json
 
 each randomly initialised, exported to ONNX and statically quantised to int8 (calibrated on
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -52,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # BLAS threads must be fixed before numpy loads OpenBLAS: numpy's sgemm and the spectrogram's
 # filterbank product then run on --threads threads like everything else measured here.
@@ -60,10 +62,6 @@ _pre.add_argument("--threads", type=int, default=1)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(_pre.parse_known_args()[0].threads))
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -163,8 +161,7 @@ def parse_arch(spec: str) -> tuple[tuple[int, ...], str]:
 
 def architectures(args: argparse.Namespace) -> int:
     """``--audio-archs``: windows/s of each audio architecture's ONNX encoder, fp32 and int8."""
-    from report import cpu_name
-
+    from bench.report import cpu_name
     from trainer.export import export_onnx, quantize_int8, random_inputs
 
     load_start = os.getloadavg()[0]
@@ -189,7 +186,7 @@ def architectures(args: argparse.Namespace) -> int:
                 str(path), ort_session_options(args.threads), providers=["CPUExecutionProvider"]
             )
             for b, x in inputs.items():
-                runners[(name, prec, b)] = lambda s=s, x=x: s.run(None, {"spec": x})
+                runners[(name, prec, b)] = functools.partial(s.run, None, {"spec": x})
     rates: dict[tuple[str, str, int], float] = {}
     for r in range(args.rounds):
         for key, fn in runners.items():
@@ -211,7 +208,7 @@ def architectures(args: argparse.Namespace) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu_name(),
         "load_average": {"start": round(load_start, 1), "end": round(os.getloadavg()[0], 1)},
-        "command": "python bench/encoder.py " + " ".join(args.argv),
+        "command": "python -m bench.encoder " + " ".join(args.argv),
         "threads": args.threads,
         "onnxruntime": ort.__version__,
         "weights": "random (untrained): the cost does not depend on them",
@@ -273,23 +270,23 @@ def main(argv: list[str] | None = None) -> int:
             x = np.abs(rng.normal(0, 0.5, (b, *shapes[m]))).astype(np.float32)
             tx = torch.from_numpy(x)
             for name, s in sessions.items():
-                runners[(m, name, b)] = lambda s=s, x=x, n=inputs[m]: s.run(None, {n: x})
-            runners[(m, "torch", b)] = lambda mod=modules[m], tx=tx: mod(tx)
+                runners[(m, name, b)] = functools.partial(s.run, None, {inputs[m]: x})
+            runners[(m, "torch", b)] = functools.partial(modules[m], tx)
 
     rates: dict[tuple[str, str, int], float] = {}
     peaks: dict[str, float] = {}
     with torch.inference_mode():
-        for r in range(args.rounds):
+        for rnd in range(args.rounds):
             for key, fn in runners.items():
                 rate = best_rate(fn, key[2], args.min_time)
                 rates[key] = max(rates.get(key, 0.0), rate)
             for k, v in peak_flops(args.min_time, args.threads).items():
                 peaks[k] = max(peaks.get(k, 0.0), v)
-            print(f"round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+            print(f"round {rnd + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})", flush=True)
     spec = spectrogram_cost(args.min_time)
     peak = max(v for k, v in peaks.items() if k.startswith("sgemm"))
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (m, backend, b), rate in rates.items():
         gflops = rate * flops[m] / 1e9
         rows.append({"encoder": m, "backend": backend, "batch": b, "windows_per_s": round(rate, 1),
@@ -315,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'}), shared; "
         f"load average {os.getloadavg()[0]:.1f} at the end",
-        "command": "python bench/encoder.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.encoder " + " ".join(argv if argv is not None else sys.argv[1:]),
         "threads": args.threads,
         "onnxruntime": ort.__version__,
         "torch": torch.__version__,

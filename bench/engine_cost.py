@@ -1,6 +1,6 @@
 """Benchmark: what one hop of a session costs the aggregator — the engine step and its state.
 
-``python bench/engine_cost.py [--pieces 200] [--piece-windows 200 600 2000] [--candidates 5 10 20] [--hops 200] [--out FILE]``
+``python -m bench.engine_cost [--pieces 200] [--piece-windows 200 600 2000] [--candidates 5 10 20] [--hops 200] [--out FILE]``
 
 Each sounding hop the aggregator reads the session's engine state from Redis, restores it
 (:meth:`scoreid.identify.engine.SessionEngine.from_bytes` — skipped when this process wrote the
@@ -23,18 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.libwriter import unit_rows, write_core_library
+from bench.report import cpu_name, write_result
+from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K, EngineSettings, SessionEngine
+from scoreid.library.store import Library
+from scoreid.search.exact import ExactIndex
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K, EngineSettings, SessionEngine  # noqa: E402
-from scoreid.library.store import Library  # noqa: E402
-from scoreid.search.exact import ExactIndex  # noqa: E402
-
-sys.path.append(str(ROOT / "tests"))
-from libwriter import unit_rows, write_core_library  # noqa: E402
 
 
 def measure(pieces: int, windows: int, hops: int, seed: int = 0, candidates: int = 5) -> dict[str, float]:

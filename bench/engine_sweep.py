@@ -1,10 +1,10 @@
 """Benchmark: the session engine's settings swept on both validation sets, the encoder run once.
 
-``python bench/engine_sweep.py --model models/default --corpus DATA/corpus --realdev DATA/realdev
+``python -m bench.engine_sweep --model models/default --corpus DATA/corpus --realdev DATA/realdev
 [--grid half_life=10,20,40 k=10,25 ...] [--work DIR] [--out FILE]``
 
 The identification benches (``bench/realdev.py``: real performances, 10 / 20 / 30-s excerpts;
-``bench/identify.py --split valid``: synthetic ``shifted`` streams of the valid split) spend nearly
+``python -m bench.identify --split valid``: synthetic ``shifted`` streams of the valid split) spend nearly
 all their time in the audio encoder, whose output does not depend on the engine's settings (vote
 half-life and temperature, neighbours per window, chance exponent, sequence weight and null,
 followed candidates). This bench runs each set's windows through the encoder and the exact search
@@ -42,20 +42,17 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import cpu_name, write_result
+from scoreid import contract as C
+from scoreid.audio.spectrogram import OnlineSpectrogram
+from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K, EngineSettings, SessionEngine
+from scoreid.identify.stream import time_to_identify
+from scoreid.identify.windows import HopWindows, Window, hop_frames_of
+from scoreid.library.store import Library
+from scoreid.search.exact import ExactIndex
+from scoreid.tensors import audio_to_network, model_fingerprint
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid import contract as C  # noqa: E402
-from scoreid.audio.spectrogram import OnlineSpectrogram  # noqa: E402
-from scoreid.identify.engine import DEFAULT_HOP_S, TOP_K, EngineSettings, SessionEngine  # noqa: E402
-from scoreid.identify.stream import time_to_identify  # noqa: E402
-from scoreid.identify.windows import HopWindows, Window, hop_frames_of  # noqa: E402
-from scoreid.library.store import Library  # noqa: E402
-from scoreid.search.exact import ExactIndex  # noqa: E402
-from scoreid.tensors import audio_to_network, model_fingerprint  # noqa: E402
 
 VALID_AT_S = (5.0, 10.0, 20.0, 30.0, 60.0)  #: synthetic valid: top-1 reported at these seconds
 #: the settings a grid may name: EngineSettings' fields (hop_s excepted: it changes the windows) and k
@@ -115,8 +112,7 @@ def record(lib: Library, index: ExactIndex, enc: Any, key: str, truth: str, leng
 
 
 def record_realdev(args: argparse.Namespace, enc: Any, k: int) -> tuple[Library, list[Recorded]]:
-    import realdev as R
-
+    from bench import realdev as R
     from trainer.realdev.excerpts import plan_excerpts
     from trainer.realdev.matches import load_matches, matched_corpus_pids
     from trainer.realdev.works import work_id
@@ -151,8 +147,7 @@ def record_realdev(args: argparse.Namespace, enc: Any, k: int) -> tuple[Library,
 
 
 def record_valid(args: argparse.Namespace, enc: Any, k: int) -> tuple[Library, list[Recorded]]:
-    import identify as I
-
+    from bench import identify as I
     from trainer.corpus.store import Corpus
 
     corpus = Corpus(args.corpus)

@@ -1,6 +1,6 @@
 """Faults under load: kill -9 each service and Redis in turn while N streams run; measure recovery.
 
-    python bench/faults.py [--streams 20] [--model models/default] [--between 15] [--out bench/results/faults.json]
+    python -m bench.faults [--streams 20] [--model models/default] [--between 15] [--out bench/results/faults.json]
 
 Starts the stack (`scoreid up`, loopback, free ports) on the three-piece bench library of
 ``bench/stack_streams.py``, opens N real-time streams (the default hop; each plays one piece, round
@@ -35,7 +35,6 @@ import platform
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -44,18 +43,15 @@ import grpc
 import numpy as np
 import yaml
 
+from bench.stack_streams import cli, piece_streams, setup, stack_config
+from ops.grpc_server import internal_channel
+from ops.stack import free_ports
+from proto.scoreid.v1 import scoreid_pb2 as pb
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from scoreid import contract as C
+from scoreid.identify.engine import DEFAULT_HOP_S
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
-
-from ops.grpc_server import internal_channel  # noqa: E402
-from ops.stack import free_ports  # noqa: E402
-from proto.scoreid.v1 import scoreid_pb2 as pb  # noqa: E402
-from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 
 HOP_S = DEFAULT_HOP_S  #: the streams' hop: the engine's default
 CHUNK_S = 0.1

@@ -1,6 +1,6 @@
 """Benchmark: score following — how far the reported position is from where the music is.
 
-``python bench/follow.py --model models/default --data DATA/corpus [--split test] [--kinds best,hmm,tempo,guard]
+``python -m bench.follow --model models/default --data DATA/corpus [--split test] [--kinds best,hmm,tempo,guard]
 [--max-seconds 60] [--out bench/results/follow.json]``
 
 1. Builds the sheet library of the split's pieces from the ``shifted`` look's page images (Petaluma,
@@ -40,19 +40,16 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.identify import build_library
+from bench.report import cpu_name, write_result
+from scoreid import contract as C
+from scoreid.identify.engine import DEFAULT_HOP_S
+from scoreid.identify.stream import AudioEncoder, Identifier
+from scoreid.inference import load_model
+from scoreid.library.store import Library
+from trainer.corpus.store import Corpus
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from identify import build_library  # noqa: E402
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
-from scoreid.identify.stream import Identifier  # noqa: E402
-from scoreid.inference import load_model  # noqa: E402
-from scoreid.library.store import Library  # noqa: E402
-from trainer.corpus.store import Corpus  # noqa: E402
 
 SPLICES = {  # stream kind: segments as fractions of the performance
     "start": [(0.0, 1.0)],
@@ -69,7 +66,7 @@ KNOWN_GAP_S = 3.0  #: the truth at t is known when aligned onsets lie within thi
 class CachedEncoder:
     """The audio encoder with a per-window memo (the same window gives the same embedding)."""
 
-    def __init__(self, enc):  # type: ignore[no-untyped-def]
+    def __init__(self, enc: AudioEncoder) -> None:
         self.enc = enc
         self.memo: dict[bytes, np.ndarray] = {}
 

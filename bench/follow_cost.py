@@ -1,6 +1,6 @@
 """Benchmark: the score follower's cost per hop against the library's size.
 
-``python bench/follow_cost.py [--windows 10000 100000 1000000] [--piece-windows 400] [--hops 200]``
+``python -m bench.follow_cost [--windows 10000 100000 1000000] [--piece-windows 400] [--hops 200]``
 
 The follower (:class:`scoreid.identify.follow.CandidateFollower`) updates only the tally's top
 candidates (5), so its cost per hop should not grow with the library. Measured here with a
@@ -22,14 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import cpu_name, write_result
+from scoreid.identify.engine import DEFAULT_HOP_S
+from scoreid.identify.follow import KINDS, CandidateFollower
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
-from scoreid.identify.follow import KINDS, CandidateFollower  # noqa: E402
 
 
 def whole_library_hmm_step(

@@ -96,12 +96,12 @@ for name, x, f, g in (("audio", a, ref.embed_audio, got.embed_audio), ("sheet", 
         sys.exit(f"parity: {name} embeddings differ (mean cosine {cos:.4f} < 0.999)")
 PYEOF
 echo "gpu.sh: 3/4 encoder windows/s"
-"$PY" bench/backend_windows.py --model "$MODEL" --backend "$RUN_BACKEND" ${PRECISION:+--precision "$PRECISION"} \
+"$PY" -m bench.backend_windows --model "$MODEL" --backend "$RUN_BACKEND" ${PRECISION:+--precision "$PRECISION"} \
   ${DEVICE:+--device "$DEVICE"} --batches 1 64 256 1024 --out "$OUT/windows.json"
 echo "gpu.sh: 4/4 streams through the stack ($STREAMS)"
 MAX=$(echo $STREAMS | tr ' ' '\n' | sort -n | tail -1)
 # shellcheck disable=SC2086
-"$PY" bench/stack_streams.py --model "$MODEL" --backend "$RUN_BACKEND" ${PRECISION:+--precision "$PRECISION"} \
+"$PY" -m bench.stack_streams --model "$MODEL" --backend "$RUN_BACKEND" ${PRECISION:+--precision "$PRECISION"} \
   ${DEVICE:+--device "$DEVICE"} --streams $STREAMS --seconds "$SECONDS_PER_STEP" --chunk 0.5 \
   --max-batch 1024 --loadgen-procs "$PROCS" --max-sessions "$MAX" --work "${WORK:-$OUT/stack}" --out "$OUT/streams.json"
 echo "gpu.sh: done; results in $OUT"

@@ -44,7 +44,7 @@ d=$(cd "$(dirname "$0")/../lib" && pwd)
 LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$d/redis-server.real" "$@"
 SH
 chmod +x "$DIR/redis/bin/redis-server"
-"$PY" bench/stack_streams.py --model "$MODEL" --work "$DIR/work" --prepare-only
+"$PY" -m bench.stack_streams --model "$MODEL" --work "$DIR/work" --prepare-only
 rm -rf "$DIR/work/state" "$DIR/work/scoreid.yaml"
 cat > "$DIR/run.sh" <<SH
 #!/usr/bin/env bash

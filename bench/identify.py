@@ -1,6 +1,6 @@
 """Benchmark: time to identify — seconds of audio until the top-1 piece is right and stays right.
 
-``python bench/identify.py --model models/default --data DATA/corpus [--split test]
+``python -m bench.identify --model models/default --data DATA/corpus [--split test]
 [--condition shifted] [--max-seconds 60] [--starts 0,0.5] [--vote-temperature T] [--chance-exponent A]
 [--out bench/results/identify.json]``
 
@@ -38,18 +38,17 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from scoreid import contract as C
+from scoreid.identify.engine import CANDIDATES, DEFAULT_HOP_S, SEQUENCE_WEIGHT
+from scoreid.identify.stream import Identifier, time_to_identify
+from scoreid.identify.tally import CHANCE_EXPONENT, VOTE_TEMPERATURE
+from scoreid.inference import load_model
+from scoreid.library.build import add_folder, open_or_create
+from scoreid.library.store import Library, write_index
+from scoreid.tensors import model_fingerprint
+from trainer.corpus.store import Corpus
 
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import CANDIDATES, DEFAULT_HOP_S, SEQUENCE_WEIGHT  # noqa: E402
-from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
-from scoreid.identify.tally import CHANCE_EXPONENT, VOTE_TEMPERATURE  # noqa: E402
-from scoreid.inference import load_model  # noqa: E402
-from scoreid.library.build import add_folder, open_or_create  # noqa: E402
-from scoreid.library.store import Library, write_index  # noqa: E402
-from scoreid.tensors import model_fingerprint  # noqa: E402
-from trainer.corpus.store import Corpus  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_sheet_folder(folder: Path, pid: str, meta: dict[str, Any], pages: Sequence[Path]) -> None:
@@ -62,7 +61,7 @@ def write_sheet_folder(folder: Path, pid: str, meta: dict[str, Any], pages: Sequ
 
 
 def build_library(
-    corpus: Corpus, pids: list[str], condition: str, model: Path, work: Path, stride: float
+    corpus: Corpus, pids: list[str], condition: str, model: Path, work: Path, stride: float | None
 ) -> Library:
     lib_dir = work / f"library-{condition}-{model_fingerprint(model)[:12]}"
     enc = load_model(model)
@@ -97,10 +96,10 @@ def stream_parts(spec: np.ndarray, starts: Sequence[float], seconds: float) -> l
 
 
 def stream_times(
-    lib: Library, enc, spec: np.ndarray, truth: str, hop_s: float, hops: list | None = None, **votes: float
+    lib: Library, enc, spec: np.ndarray, truth: str, hop_s: float, hops: list | None = None, **votes: Any
 ) -> tuple[list[float], list[bool]]:  # type: ignore[no-untyped-def]
     """(hop times, top-1 right at each); ``hops`` gets each hop's followed candidates (``--dump``)."""
-    from realdev import candidates
+    from bench.realdev import candidates
 
     ident = Identifier(lib, enc, hop_s=hop_s, **votes)
     step = max(1, int(round(hop_s * C.FPS)))
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     lib = build_library(corpus, pids, args.condition, args.model, args.work, args.stride)
     t_lib = time.perf_counter() - t0
     enc = load_model(args.model, threads=1)
-    streams = []
+    streams: list[dict[str, Any]] = []
     dumped: list = []
     t1 = time.perf_counter()
     for pid in pids:

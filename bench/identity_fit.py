@@ -1,9 +1,9 @@
 """Fitting the calibrated identity on real performances at several library sizes, and checking it.
 
-    python bench/identity_fit.py DUMP.json [DUMP.json ...] [--features NAME] [--folds 2]
+    python -m bench.identity_fit DUMP.json [DUMP.json ...] [--features NAME] [--folds 2]
         [--max-wrong 0.01] [--out bench/results/identity-fit.json]
 
-``DUMP.json`` is written by ``bench/realdev.py --sizes 40,200,all --open-set --dump DUMP.json``:
+``DUMP.json`` is written by ``python -m bench.realdev --sizes 40,200,all --open-set --dump DUMP.json``:
 every hop of every stream (in-library streams at each size and out-of-library ones, whose work was
 left out of the library) with the engine's followed candidates and its identity evidence. Each hop
 becomes one example of :class:`scoreid.identify.confidence.Evidence` (built as the engine builds it,
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.openset import fit_logistic
+from bench.report import cpu_name, write_result
+from scoreid.identify import confidence as K
+from scoreid.identify.engine import SEQUENCE_WEIGHT, sequence_order
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from openset import fit_logistic  # noqa: E402
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid.identify import confidence as K  # noqa: E402
-from scoreid.identify.engine import SEQUENCE_WEIGHT, sequence_order  # noqa: E402
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Benchmark: nearest-neighbour search scaling — exact vs FAISS (IVF, HNSW) vs Milvus-lite.
 
-``python bench/index.py [--sizes 10000 100000 1000000 10000000] [--budget-s 900]
+``python -m bench.index [--sizes 10000 100000 1000000 10000000] [--budget-s 900]
 [--library LIB_DIR] [--out bench/results/index.json]``
 
 Per library size N and backend: build time, index memory (FAISS: serialised size; exact: the
@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -43,8 +44,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoreid import contract as C  # noqa: E402
 from scoreid.identify.engine import TOP_K  # noqa: E402
@@ -179,7 +178,7 @@ def bench_size(
         _, got = index.search(q, K)
         row["recall25"] = round(recall(got, truth), 4)
         for batch, calls in ((1, args.calls), (64, max(3, args.calls // 8))):
-            lat = latencies(lambda x, ix=index: ix.search(x, K), q, batch, calls)
+            lat = latencies(functools.partial(index.search, k=K), q, batch, calls)
             row[f"b{batch}_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
             row[f"b{batch}_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
         if mdir is not None:
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, shared; load average {os.getloadavg()[0]:.1f} at the end",
-        "command": "python bench/index.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.index " + " ".join(argv if argv is not None else sys.argv[1:]),
         "k": K,
         "n10M_p50_ms": b10["b1_p50_ms"] if b10 else None,
         "n10M_recall25": b10["recall25"] if b10 else None,

@@ -1,6 +1,6 @@
 """Benchmark: the int8 audio encoder on each x86-64 CPU kind — cosine to fp32 and speed.
 
-``python bench/int8_cpu.py --model models/default --data DATA/corpus [--n 256] [--out bench/results/int8_cpu.json]``
+``python -m bench.int8_cpu --model models/default --data DATA/corpus [--n 256] [--out bench/results/int8_cpu.json]``
 
 ONNX Runtime picks its int8 kernels by the CPU's instruction set: VNNI (``vpdpbusd``, int32
 accumulation) on AVX-512 VNNI / AVX-VNNI CPUs, ``vpmaddubsw`` (pairs of u8 x s8 products summed in
@@ -27,14 +27,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.report import cpu_name, write_result
 
-from report import cpu_name, write_result  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 EMULATED_AVX2 = ["qemu-x86_64", "-cpu", "Haswell"]
 RUN = """
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"bench/int8_cpu: no corpus test excerpts in {args.data}")
     x = pairs.audio_batch(pairs.evenly(args.n), int(manifest["contract"]["audio_window_frames"]))
     emulate = not args.no_emulation and shutil.which(EMULATED_AVX2[0]) is not None
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         xp = Path(tmp) / "x.npy"
         np.save(xp, x)
@@ -124,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
           "| cosine mean (emulated AVX2) | min | max abs diff AVX2 vs this CPU |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        emu = (f"{r['avx2_cos_mean']:.4f} | {r['avx2_cos_min']:.4f} | {r['avx2_vs_native_max_abs']:.2g}"
+        avx2 = (f"{r['avx2_cos_mean']:.4f} | {r['avx2_cos_min']:.4f} | {r['avx2_vs_native_max_abs']:.2g}"
                if "avx2_cos_mean" in r else "– | – | –")  # fmt: skip
         print(f"| {r['model']} | {r['native_cos_mean']:.4f} | {r['native_cos_min']:.4f} | {r['native_win_s']:.0f} "
-              f"| {r['fp32_win_s']:.0f} | {r['native_win_s'] / r['fp32_win_s']:.2f} | {emu} |")  # fmt: skip
+              f"| {r['fp32_win_s']:.0f} | {r['native_win_s'] / r['fp32_win_s']:.2f} | {avx2} |")  # fmt: skip
     write_result(args.out, result)
     return 0
 

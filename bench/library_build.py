@@ -1,6 +1,6 @@
 """Benchmark: library ingest speed (pages/s) of ``scoreid library build`` with 1 and all cores.
 
-    python bench/library_build.py --data DATA/corpus [--pieces 10 200] [--workers 1 2]
+    python -m bench.library_build --data DATA/corpus [--pieces 10 200] [--workers 1 2]
         [--model models/default] [--out bench/results/library_build.json]
 
 Stages the first N pieces of the corpus (sorted ids, every split; their ``shifted`` page images,
@@ -25,14 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench.identify import write_sheet_folder
+from bench.report import cpu_name, write_result
+from trainer.corpus.store import Corpus
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from identify import write_sheet_folder  # noqa: E402
-from report import cpu_name, write_result  # noqa: E402
-
-from trainer.corpus.store import Corpus  # noqa: E402
 
 
 def stage(corpus: Corpus, n: int, out: Path) -> int:

@@ -1,6 +1,6 @@
 """Benchmark: library build speed (pages/s) and streaming identification speed (x real time).
 
-    python bench/library_identify.py --model models/default [--pieces 10] [--json out.json]
+    python -m bench.library_identify --model models/default [--pieces 10] [--json out.json]
 
 Engraves demo pieces (music21 corpus, cached, not timed), builds a library from their page
 images (timed: staff-system detection + cutting, and sheet embedding, separately), then streams a
@@ -14,21 +14,18 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
-from scoreid.identify.stream import Identifier  # noqa: E402
-from scoreid.inference import load_model  # noqa: E402
-from scoreid.library.build import add_folder, cut_piece, open_or_create  # noqa: E402
-from scoreid.library.store import Library, write_index  # noqa: E402
-from scoreid.sheet.pages import page_files  # noqa: E402
-from synthesis.demo_data import DEMO_PIECES, engrave_piece, notes_of, piece_id, shifted_performance  # noqa: E402
+from scoreid import contract as C
+from scoreid.identify.engine import DEFAULT_HOP_S
+from scoreid.identify.stream import Identifier
+from scoreid.inference import load_model
+from scoreid.library.build import add_folder, cut_piece, open_or_create
+from scoreid.library.store import Library, write_index
+from scoreid.sheet.pages import page_files
+from synthesis.demo_data import DEMO_PIECES, engrave_piece, notes_of, piece_id, shifted_performance
 
 
 def main() -> None:
@@ -69,8 +66,8 @@ def main() -> None:
         ident = Identifier(lib, enc, hop_s=args.hop)
         chunk = int(args.hop * C.SAMPLE_RATE)
         t0 = time.perf_counter()
-        for s in range(0, len(audio), chunk):
-            ident.push(audio[s : s + chunk])
+        for i in range(0, len(audio), chunk):
+            ident.push(audio[i : i + chunk])
         ident.finish()
         t_ident = time.perf_counter() - t0
     secs = len(audio) / C.SAMPLE_RATE

@@ -1,6 +1,6 @@
 """Load generator for the Identify stream: N concurrent real-time streams on loopback.
 
-    python bench/loadgen.py --address 127.0.0.1:50051 --streams 10 20 50 --seconds 20 [--audio FILE]
+    python -m bench.loadgen --address 127.0.0.1:50051 --streams 10 20 50 --seconds 20 [--audio FILE]
 
 For each N it opens N streams (threads, one gRPC channel each; ``--procs P`` spreads them over P
 processes — one GIL cannot drive thousands of streams), sends float32 PCM in chunks of
@@ -24,17 +24,17 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cli.client import requests
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from scoreid import contract as C
+from scoreid.identify.engine import DEFAULT_HOP_S
 
-from cli.client import requests  # noqa: E402
-from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -149,11 +149,11 @@ def step(
             runs = []
             for k in range(workers):
                 out = Path(tmp) / f"share-{k}.json"
-                cmd = [sys.executable, __file__, "--share", f"{k}/{workers}", "--share-audio", str(Path(tmp) / "audio.npy"),
+                cmd = [sys.executable, "-m", "bench.loadgen", "--share", f"{k}/{workers}", "--share-audio", str(Path(tmp) / "audio.npy"),
                        "--share-out", str(out), "--address", address, "--streams", str(n), "--seconds", str(seconds),
                        "--chunk", str(chunk_s), "--hop", str(hop_s)]  # fmt: skip
-                runs.append((subprocess.Popen(cmd), out))
-            parts = []
+                runs.append((subprocess.Popen(cmd, cwd=ROOT), out))
+            parts: list[dict[str, Any]] = []
             for proc, out in runs:
                 proc.wait()
                 parts.append(json.loads(out.read_text()) if out.is_file() else {"lat": [], "updates": 0,

@@ -1,6 +1,6 @@
 """Benchmark: an honest identity — is ``confident`` right, and does music not in the library stay *unknown*?
 
-``python bench/openset.py --data DATA/corpus [--split test] [--seconds 30] [--fit] [--out bench/results/openset.json]``
+``python -m bench.openset --data DATA/corpus [--split test] [--seconds 30] [--fit] [--out bench/results/openset.json]``
 
 Open set: the library holds half the split's pieces (every other piece id, from the ``shifted``
 look's page images, built as ``bench/identify.py`` does); every piece's ``shifted`` performance is
@@ -25,23 +25,21 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from bench.follow import CachedEncoder
+from bench.identify import build_library, stream_parts
+from bench.report import cpu_name, write_result
+from scoreid import contract as C
+from scoreid.identify import confidence as K
+from scoreid.identify.engine import DEFAULT_HOP_S
+from scoreid.identify.stream import Identifier
+from scoreid.inference import load_model
+from trainer.corpus.store import Corpus
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from follow import CachedEncoder  # noqa: E402
-from identify import build_library, stream_parts  # noqa: E402
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify import confidence as K  # noqa: E402
-from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
-from scoreid.identify.stream import Identifier  # noqa: E402
-from scoreid.inference import load_model  # noqa: E402
-from trainer.corpus.store import Corpus  # noqa: E402
 
 CHECK_S = (10.0, 20.0, 30.0)
 
@@ -126,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     lib = build_library(corpus, inside, "shifted", args.model, args.work / args.split, None)
     enc = CachedEncoder(load_model(args.model, threads=1))
-    rows, hops = [], []
+    rows: list[dict[str, Any]] = []
+    hops = []
     for pid in pids:
         piece = corpus.load(pid)
         perf = next((q for q in piece.performances if q.condition == "shifted"), None)
@@ -138,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             in_lib = pid in lib.pieces
             for _t, top, _ident, feats, prob in res:
                 hops.append((feats, top == pid, prob))
-            at = {}
+            at: dict[str, dict[str, Any]] = {}
             for c in CHECK_S:
                 k = min(len(res) - 1, int(round(c / args.hop)) - 1)
-                _t, top, ident, _f, prob = res[k]
-                at[str(c)] = {"identified": ident, "top": top, "p": round(prob, 4)}
+                _t, top, identified, _f, prob = res[k]
+                at[str(c)] = {"identified": identified, "top": top, "p": round(prob, 4)}
             rows.append({"piece": pid, "in_library": in_lib, "start": start, "at": at})
         print(f"openset: {pid} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     table = []

@@ -1,7 +1,7 @@
 """A picture of real-performance validation runs: piece top-1 against excerpt length, one line per
 model and setting, the median time to identify in the legend.
 
-    python bench/plot_realdev.py --series "LABEL=SW.json@W" [--series "LABEL=REALDEV.json" ...]
+    python -m bench.plot_realdev --series "LABEL=SW.json@W" [--series "LABEL=REALDEV.json" ...]
         --out FILE.png [--title TEXT] [--target 20:0.90 --target 30:0.95]
 
 Each series is one weight ``W`` of a ``bench/sequence_weight.py`` result (``SW.json``: the rows of
@@ -19,14 +19,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def parse_series(text: str) -> tuple[str, Path, str | None]:
     label, _, rest = text.partition("=")
-    path, at, weight = rest.rpartition("@")
-    if not at:
-        path, weight = rest, None
+    head, at, tail = rest.rpartition("@")
+    path, weight = (head, tail) if at else (rest, None)
     if not (label and path and (weight or not at)):
         raise argparse.ArgumentTypeError(f"a series is LABEL=FILE@WEIGHT or LABEL=FILE, got {text!r}")
     return label, Path(path), weight

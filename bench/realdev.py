@@ -1,6 +1,6 @@
 """Benchmark: piece identification on real human performances (real-performance validation, ASAP).
 
-    python bench/realdev.py [--model models/default] [--data /work/data/realdev]
+    python -m bench.realdev [--model models/default] [--data /work/data/realdev]
         [--corpus /work/data/corpus] [--distractors /work/data/realdev-distractors] [--look shifted]
         [--sizes 40,200,all] [--open-set] [--lengths 10,20,30] [--per-composer N] [--limit N] [--seed 0]
         [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--dump FILE] [--work DIR] [--out bench/results/realdev.json]
@@ -50,6 +50,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -57,26 +58,23 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from bench.follow import CachedEncoder
+from bench.report import cpu_name, write_result
+from scoreid import contract as C
+from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT
+from scoreid.identify.stream import DEFAULT_HOP_S, Identifier, time_to_identify
+from scoreid.inference import load_model
+from scoreid.library.build import add_folder, open_or_create, remove_piece
+from scoreid.library.store import INDEX, Library, read_index, write_index
+from scoreid.tensors import model_fingerprint
+from trainer.realdev.build import DEFAULT_DATA
+from trainer.realdev.distractors import DEFAULT_DATA as DEFAULT_DISTRACTORS
+from trainer.realdev.excerpts import Excerpt, plan_excerpts
+from trainer.realdev.matches import DEFAULT_OUT as DEFAULT_MATCHES
+from trainer.realdev.matches import load_matches, matched_corpus_pids
+from trainer.realdev.works import item_rng, work_id
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from follow import CachedEncoder  # noqa: E402
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT  # noqa: E402
-from scoreid.identify.stream import DEFAULT_HOP_S, Identifier, time_to_identify  # noqa: E402
-from scoreid.inference import load_model  # noqa: E402
-from scoreid.library.build import add_folder, open_or_create, remove_piece  # noqa: E402
-from scoreid.library.store import INDEX, Library, read_index, write_index  # noqa: E402
-from scoreid.tensors import model_fingerprint  # noqa: E402
-from trainer.realdev.build import DEFAULT_DATA  # noqa: E402
-from trainer.realdev.distractors import DEFAULT_DATA as DEFAULT_DISTRACTORS  # noqa: E402
-from trainer.realdev.excerpts import Excerpt, plan_excerpts  # noqa: E402
-from trainer.realdev.matches import DEFAULT_OUT as DEFAULT_MATCHES  # noqa: E402
-from trainer.realdev.matches import load_matches, matched_corpus_pids  # noqa: E402
-from trainer.realdev.works import item_rng, work_id  # noqa: E402
 
 Log = Callable[[str], None]
 
@@ -113,7 +111,7 @@ def stage_corpus_folder(pid: str, entry: dict[str, Any], pages: list[Path], shee
 
 
 def corpus_test_folders(
-    corpus_dir: Path, look: str, exclude: set[str], sheets: Path
+    corpus_dir: Path, look: str, exclude: AbstractSet[str], sheets: Path
 ) -> tuple[list[Path], list[str]]:
     """Staged folders of the test split's pieces (minus ``exclude``), and the excluded ones present."""
     index = json.loads((corpus_dir / "index.json").read_text())

@@ -1,6 +1,6 @@
 """Benchmark: score following on real human performances (real-dev, ASAP) — issue 29.
 
-    python bench/realdev_follow.py [--model models/default] [--data /work/data/realdev]
+    python -m bench.realdev_follow [--model models/default] [--data /work/data/realdev]
         [--realdev ../shared/real-dev] [--library /work/runs/bench-realdev/library-shifted-cbab04cc3d1e-d]
         [--sizes 40] [--length 60] [--whole] [--per-composer N] [--limit N] [--seed 0] [--hop 0.5]
         [--plots 4] [--draw-truth N] [--work DIR] [--out bench/results/realdev-follow.json] [--dump FILE]
@@ -61,23 +61,20 @@ from typing import Any
 
 import numpy as np
 
+from bench.follow import CachedEncoder
+from bench.realdev import composer_of, excerpt_library, parse_sizes, read_excerpt, select_performances
+from bench.report import cpu_name, write_result
+from scoreid import contract as C
+from scoreid.identify.stream import DEFAULT_HOP_S, Identifier
+from scoreid.inference import load_model
+from scoreid.library.store import Library, system_layout
+from scoreid.tensors import model_fingerprint
+from synthesis.engrave import parse_midi
+from trainer.realdev.build import DEFAULT_DATA
+from trainer.realdev.excerpts import excerpt_start
+from trainer.realdev.works import DEFAULT_REALDEV, work_id
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from follow import CachedEncoder  # noqa: E402
-from realdev import composer_of, excerpt_library, parse_sizes, read_excerpt, select_performances  # noqa: E402
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.stream import DEFAULT_HOP_S, Identifier  # noqa: E402
-from scoreid.inference import load_model  # noqa: E402
-from scoreid.library.store import Library, system_layout  # noqa: E402
-from scoreid.tensors import model_fingerprint  # noqa: E402
-from synthesis.engrave import parse_midi  # noqa: E402
-from trainer.realdev.build import DEFAULT_DATA  # noqa: E402
-from trainer.realdev.excerpts import excerpt_start  # noqa: E402
-from trainer.realdev.works import DEFAULT_REALDEV, work_id  # noqa: E402
 
 DEFAULT_LIBRARY = Path("/work/runs/bench-realdev/library-shifted-cbab04cc3d1e-d")
 GRID_S = 0.05  #: the truth is tabulated every this many seconds of the performance
@@ -635,7 +632,7 @@ def map_to_library(lib: Library, pid: str, layout: Layout) -> PieceMap | str:
         if len(rows) >= 2 and np.ptp(mx[rows]) > 0:
             b[g], a[g] = np.polyfit(mx[rows], msx[rows], 1)
     b_med = float(np.nanmedian(b)) if np.isfinite(b).any() else 0.5
-    for g in np.flatnonzero(~np.isfinite(b)):
+    for g in np.flatnonzero(~np.isfinite(b)).tolist():
         b[g] = b_med
         a[g] = offsets[g] - b_med * lib_sys[g][2]
     measures_of: list[list[int]] = [[] for _ in lay]
@@ -961,7 +958,7 @@ class DiskCachedEncoder(CachedEncoder):
         if self.file is not None and len(self.disk) > self.loaded:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.file.with_suffix(".tmp.npz")
-            np.savez(tmp, **self.disk)
+            np.savez(tmp, allow_pickle=True, **self.disk)
             os.replace(tmp, self.file)
 
 

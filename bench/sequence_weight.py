@@ -1,10 +1,10 @@
 """Choosing the sequence weight: piece identification when the followed candidates are ordered by
 ``log(tally) + W x sequence evidence`` (:attr:`scoreid.identify.engine.EngineSettings.sequence_weight`).
 
-    python bench/sequence_weight.py DUMP.json [--weights 0 0.05 0.1 0.2 0.5 1 2] [--evidence piece|library]
+    python -m bench.sequence_weight DUMP.json [--weights 0 0.05 0.1 0.2 0.5 1 2] [--evidence piece|library]
         [--out FILE]
 
-``DUMP.json`` is written by ``bench/realdev.py --dump`` (or any bench that dumps the same shape): for
+``DUMP.json`` is written by ``python -m bench.realdev --dump`` (or any bench that dumps the same shape): for
 every excerpt, each hop's followed candidates (the tally's top N: piece, tally, sequence evidence,
 coherence, and in dumps since 2026-12-04 the library-null evidence), the final ones, and the truth's
 rank by the tally. The weight only reorders those N and the tally and the evidence do not depend on
@@ -24,14 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import cpu_name, write_result
+from scoreid.identify.engine import EVIDENCE, sequence_order
+from scoreid.identify.stream import time_to_identify
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid.identify.engine import EVIDENCE, sequence_order  # noqa: E402
-from scoreid.identify.stream import time_to_identify  # noqa: E402
 
 EVIDENCE_COLUMN = {"piece": 2, "library": 4}  #: where each evidence lies in a dumped candidate
 
@@ -44,7 +41,7 @@ def order(cands: list[list[Any]], w: float, evidence: str = "piece") -> list[str
 
 
 def at_times(dump: list[dict[str, Any]], times: list[float]) -> list[dict[str, Any]]:
-    """Whole streams (``bench/identify.py --dump``: hops only) as excerpts ending at each time: the
+    """Whole streams (``python -m bench.identify --dump``: hops only) as excerpts ending at each time: the
     candidates of the last hop at or before it (a truth beyond the five counts as rank 6)."""
     out = []
     for d in dump:

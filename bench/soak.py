@@ -1,6 +1,6 @@
 """Soak: N real-time streams for D minutes against the local stack; sessions, memory, Redis keys.
 
-    python bench/soak.py [--streams 40] [--minutes 10] [--model models/default] [--out bench/results/soak.json]
+    python -m bench.soak [--streams 40] [--minutes 10] [--model models/default] [--out bench/results/soak.json]
 
 Starts the stack (`scoreid up`, loopback, free ports, session TTL ``--ttl`` s) on the three-piece
 bench library of ``bench/stack_streams.py``. Each of N client threads streams one piece's
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,16 +33,13 @@ import grpc
 import numpy as np
 import yaml
 
+from bench.stack_streams import cli, piece_streams, setup, stack_config
+from cli.client import requests
+from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
+from scoreid import contract as C
+from scoreid.identify.engine import DEFAULT_HOP_S
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from stack_streams import cli, piece_streams, setup, stack_config  # noqa: E402
-
-from cli.client import requests  # noqa: E402
-from proto.scoreid.v1 import scoreid_pb2_grpc as pbg  # noqa: E402
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import DEFAULT_HOP_S  # noqa: E402
 
 HOP_S = DEFAULT_HOP_S  #: the streams' hop: the engine's default
 CHUNK_S = 0.1

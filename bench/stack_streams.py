@@ -1,6 +1,6 @@
 """End-to-end streaming benchmark: `scoreid up` on loopback, then bench/loadgen.py at rising N.
 
-    python bench/stack_streams.py --streams 5 20 50 --seconds 20 [--model models/default]
+    python -m bench.stack_streams --streams 5 20 50 --seconds 20 [--model models/default]
 
 Sets up under --work (default /work/data/bench/stack): the model (``--model``; without one, a
 randomly initialised CrossModalNet exported with trainer.export — latency does not depend on the
@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 PIECES = ("joplin/maple_leaf_rag", "chopin/mazurka06-2", "schoenberg/opus19/movement2")
 
 
@@ -139,12 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg_path.write_text(yaml.safe_dump(cfg))
     address = cli("up", "--config", cfg_path).strip()
     try:
-        import importlib.util
+        from bench import loadgen as lg
 
-        spec = importlib.util.spec_from_file_location("loadgen", ROOT / "bench" / "loadgen.py")
-        assert spec and spec.loader
-        lg = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(lg)
         stack = json.loads((Path(cfg["state_dir"]) / "stack.json").read_text())
         pids = [f"--pid={p['name']}={p['pid']}" for p in stack["processes"] if p["name"] != "supervisor"]
         rc = lg.main(["--address", address, "--streams", *map(str, args.streams), "--seconds", str(args.seconds),

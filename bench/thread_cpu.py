@@ -1,6 +1,6 @@
 """Benchmark helper: the CPU of each thread of a running process over a window of time.
 
-``python bench/thread_cpu.py PID [--seconds 30] [--per-second N] [--out FILE]``
+``python -m bench.thread_cpu PID [--seconds 30] [--per-second N] [--out FILE]``
 
 Reads every thread's user + system time from ``/proc/PID/task/*/stat`` at the start and the end of
 ``--seconds`` and prints cores used per thread, grouped by name: the Python name of a thread when
@@ -17,14 +17,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-from collections import Counter
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from report import cpu_name, write_result  # noqa: E402
+from bench.report import cpu_name, write_result
 
 
 def python_thread_names(pid: int) -> dict[str, str]:
@@ -49,15 +46,15 @@ def thread_times(pid: int, names: dict[str, str]) -> dict[str, tuple[str, int]]:
     return out
 
 
-def measure(pid: int, seconds: float) -> Counter[str]:
+def measure(pid: int, seconds: float) -> dict[str, float]:
     names = python_thread_names(pid)
     a = thread_times(pid, names)
     time.sleep(seconds)
     b = thread_times(pid, names)
     hz = os.sysconf("SC_CLK_TCK")
-    cores: Counter[str] = Counter()
+    cores: dict[str, float] = {}
     for tid, (name, ticks) in b.items():
-        cores[name] += (ticks - a.get(tid, (name, 0))[1]) / hz / seconds
+        cores[name] = cores.get(name, 0.0) + (ticks - a.get(tid, (name, 0))[1]) / hz / seconds
     return cores
 
 
@@ -72,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"thread_cpu: no process {args.pid}")
     cores = measure(args.pid, args.seconds)
     total = sum(cores.values())
-    rows = [{"thread": n, "cores": round(c, 4)} for n, c in cores.most_common() if c > 0]
+    busiest = sorted(cores.items(), key=lambda nc: -nc[1])
+    rows: list[dict[str, Any]] = [{"thread": n, "cores": round(c, 4)} for n, c in busiest if c > 0]
     if args.per_second:
         for r in rows:
             r["ms_per_unit"] = round(1000 * r["cores"] / args.per_second, 2)

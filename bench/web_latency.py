@@ -1,6 +1,6 @@
 """Benchmark: the page-turner's end-to-end latency, from a chunk leaving the browser to the cursor moving.
 
-``python bench/web_latency.py [--lib DIR] [--seconds 40] [--screenshot docs/web-page.png]``
+``python -m bench.web_latency [--lib DIR] [--seconds 40] [--screenshot docs/web-page.png]``
 
 Starts ``scoreid web`` (a real uvicorn server, the shipped model) on the demo library (``scoreid
 demo`` builds it once), opens the page in headless Debian Chromium whose fake microphone plays the
@@ -26,15 +26,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from bench.pagedriver import chromium, fake_mic_page, stats, web_server
+from bench.report import cpu_name, write_result
+from scoreid import contract as C
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests" / "web"))
-
-from pagedriver import chromium, fake_mic_page, stats, web_server  # noqa: E402
-from report import cpu_name, write_result  # noqa: E402
-
-from scoreid import contract as C  # noqa: E402
 
 DEMO_PIECE_ID = "chopin-mazurka06-2"
 

@@ -3,8 +3,8 @@
 The tally alone cannot say it: votes always go somewhere, so music that is not in the library (or
 noise) still gives a top piece with a large share. The evidence of one hop (:class:`Evidence`) is
 combined by a logistic model fitted on real performances at several library sizes and under an open
-set (``python bench/realdev.py --sizes 40,200,all --open-set --dump D.json``, then
-``python bench/identity_fit.py D.json``): evidence that means the same in a 40-piece and a
+set (``python -m bench.realdev --sizes 40,200,all --open-set --dump D.json``, then
+``python -m bench.identity_fit D.json``): evidence that means the same in a 40-piece and a
 1000-piece library —
 
 - how much was heard: voting (non-silent) windows so far;
@@ -68,7 +68,7 @@ MAX_STILLNESS = 0.7
 #: features divided by this and clipped to +-``MAX_SEQUENCE``
 SEQUENCE_SCALE = 10.0
 MAX_SEQUENCE = 5.0
-#: the feature sets a model can be fitted on (``bench/identity_fit.py --features``), by name
+#: the feature sets a model can be fitted on (``python -m bench.identity_fit --features``), by name
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "share": ("intercept", "log1p(windows)", "share", "log ratio", "coherence"),
     "margin": ("intercept", "log1p(windows)", "log ratio", "coherence", "sequence margin"),

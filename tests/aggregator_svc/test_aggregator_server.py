@@ -14,12 +14,12 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from libwriter import unit_rows, write_core_library
 from svc_helpers import free_port, terminate
 
 from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer, register, update_to_pb
 from aggregator_svc.store import EngineStates
+from bench.libwriter import unit_rows, write_core_library
 from ops.grpc_server import wait_healthy
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg

@@ -5,24 +5,16 @@ grid is the cartesian product of what it names, the defaults' row first."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import engine_sweep as S  # noqa: E402
-from libwriter import unit_rows, write_core_library  # noqa: E402
-
-from scoreid import contract as C  # noqa: E402
-from scoreid.identify.engine import TOP_K, EngineSettings  # noqa: E402
-from scoreid.identify.stream import Identifier, time_to_identify  # noqa: E402
-from scoreid.library.store import Library  # noqa: E402
-from scoreid.search.exact import ExactIndex  # noqa: E402
+from bench import engine_sweep as S
+from bench.libwriter import unit_rows, write_core_library
+from scoreid import contract as C
+from scoreid.identify.engine import TOP_K, EngineSettings
+from scoreid.identify.stream import Identifier, time_to_identify
+from scoreid.library.store import Library
+from scoreid.search.exact import ExactIndex
 
 
 class ProjectingEncoder:

@@ -22,7 +22,7 @@ def test_gpu_script_cpu_rehearsal_runs_every_step_no_gpu_here(tmp_path, backend,
     out, extra = tmp_path / "gpu", []
     if backend == "torch":  # as bench/gpu_bundle.sh does: the stack's work prepared beforehand
         work = tmp_path / "work"
-        r = subprocess.run([sys.executable, "bench/stack_streams.py", "--model", "models/default", "--work", str(work),
+        r = subprocess.run([sys.executable, "-m", "bench.stack_streams", "--model", "models/default", "--work", str(work),
                             "--prepare-only"], cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
         assert r.returncode == 0 and "prepared" in r.stdout, r.stderr[-2000:]
         assert (work / "library-default" / "library.json").is_file() and not (work / "state").exists()

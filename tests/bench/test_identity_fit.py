@@ -5,17 +5,12 @@ identities within the bound at every size."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import identity_fit as F  # noqa: E402
-
-from scoreid.identify import confidence as K  # noqa: E402
+from bench import identity_fit as F
+from scoreid.identify import confidence as K
 
 
 def test_a_dumped_hop_gives_the_engines_top_piece_and_sequence_margin():

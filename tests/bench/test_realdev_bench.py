@@ -5,22 +5,14 @@ and wrong as defined."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from test_engine_sweep import ProjectingEncoder, frames_of
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import realdev as R  # noqa: E402
-from libwriter import unit_rows, write_core_library  # noqa: E402
-from test_engine_sweep import ProjectingEncoder, frames_of  # noqa: E402
-
-from scoreid.identify.stream import Identifier  # noqa: E402
-from scoreid.library.store import Library  # noqa: E402
+from bench import realdev as R
+from bench.libwriter import unit_rows, write_core_library
+from scoreid.identify.stream import Identifier
+from scoreid.library.store import Library
 
 
 @pytest.fixture(scope="module")

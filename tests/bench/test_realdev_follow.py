@@ -3,16 +3,10 @@ and backward jumps (small synthetic inputs, no data needed)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import realdev_follow as F  # noqa: E402
+from bench import realdev_follow as F
 
 
 def musicxml(measures: list[str], time_sig: str = "4/4", divisions: int = 1) -> str:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import thread_cpu  # noqa: E402
+from bench import thread_cpu
 
 
 def test_a_spinning_thread_is_measured_as_most_of_a_core():

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,8 +84,7 @@ def test_push_frames_equals_pushing_the_audio(lib, random_model):
 
 
 def test_time_to_identify_rule():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-    from identify import time_to_identify
+    from bench.identify import time_to_identify
 
     ts = [0.5, 1.0, 1.5, 2.0, 2.5]
     assert time_to_identify(ts, [False, True, False, True, True]) == 2.0  # right and stays right from 2.0

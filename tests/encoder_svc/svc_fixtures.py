@@ -21,12 +21,12 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from libwriter import write_core_library
 
 from aggregator_svc.libraries import Libraries
 from aggregator_svc.server import AggregatorServicer
 from aggregator_svc.server import register as register_aggregator
 from aggregator_svc.store import EngineStates
+from bench.libwriter import write_core_library
 from encoder_svc.backend import load_served_model
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer
 from encoder_svc.server import register as register_encoder

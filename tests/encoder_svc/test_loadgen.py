@@ -3,22 +3,12 @@ streams x 3 s, every hop answered, latencies measured, loopback-only and bounds 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_loadgen():
-    spec = importlib.util.spec_from_file_location("loadgen", ROOT / "bench" / "loadgen.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench import loadgen as lg
 
 
 def test_random_model_two_realtime_streams_every_hop(make_stack, tmp_path):
-    lg = load_loadgen()
     stack = make_stack()
     out = tmp_path / "streams.json"
     assert lg.main(["--address", stack.address, "--streams", "2", "--seconds", "3", "--out", str(out)]) == 0
@@ -32,7 +22,6 @@ def test_random_model_two_realtime_streams_every_hop(make_stack, tmp_path):
 
 
 def test_streams_spread_over_load_processes_are_all_answered(make_stack, tmp_path):
-    lg = load_loadgen()
     stack = make_stack()
     out = tmp_path / "streams.json"
     args = ["--address", stack.address, "--streams", "4", "--seconds", "3", "--procs", "2", "--out", str(out)]

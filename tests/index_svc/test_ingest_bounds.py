@@ -8,9 +8,9 @@ import io
 
 import numpy as np
 import pytest
-from libwriter import unit_rows, write_core_library
 from PIL import Image
 
+from bench.libwriter import unit_rows, write_core_library
 from index_svc.ingest import MAX_PAGES, IngestError, ingest
 from index_svc.library import ServedLibrary
 

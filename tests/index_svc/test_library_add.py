@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from libwriter import unit_rows, write_core_library
 
 import scoreid.library.store as store
+from bench.libwriter import unit_rows, write_core_library
 from index_svc.library import ServedLibrary
 from scoreid.library.store import Library, Piece, PieceVectors
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from pagedriver import chromium, fake_mic_page, stats, web_server, write_wav
+
+from bench.pagedriver import chromium, fake_mic_page, stats, web_server, write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "default"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from libwriter import unit_rows, write_core_library
 
+from bench.libwriter import unit_rows, write_core_library
 from scoreid.identify.engine import MAGIC, EngineSettings, EngineStateError, SessionEngine
 from scoreid.library.store import Library
 from scoreid.search.exact import ExactIndex

@@ -1,6 +1,6 @@
 """Drive the page-turner for real: ``scoreid web`` as a process, headless Chromium with a fake microphone.
 
-Shared by ``tests/web/test_browser.py`` and ``bench/web_latency.py``. The browser is Debian's
+Shared by ``tests/web/test_browser.py`` and ``bench.web_latency``. The browser is Debian's
 ``chromium`` (``setup.sh`` installs it) driven by Playwright's Python package with
 ``executable_path``: no browser is downloaded. The fake microphone plays a WAV file
 (``--use-file-for-fake-audio-capture``) in real time, looping at its end; the page's timings and
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def chromium() -> str | None:
@@ -51,7 +51,8 @@ def web_server(lib: Path, *args: str, timeout_s: float = 120.0) -> Iterator[str]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + timeout_s
-        url, seen = None, []
+        url: str | None = None
+        seen: list[str] = []
         assert proc.stdout is not None
         while url is None:
             line = proc.stdout.readline()

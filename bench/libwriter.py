@@ -1,6 +1,7 @@
 """A core library directory (``scoreid.library.store`` format) written from given window vectors,
-for tests that need a library without engraving pages: each piece's rows are windows every
-``stride`` px of its strip, a system every ``per_system`` windows, the systems on two pages."""
+for the benches and tests that need a library without engraving pages (``bench.engine_cost``, the
+engine and service tests): each piece's rows are windows every ``stride`` px of its strip, a
+system every ``per_system`` windows, the systems on two pages."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def write_core_library(out: Path, vectors: Mapping[str, np.ndarray], contract: C
         on_page = (system % per_page).astype(np.int16)
         sys_w = stride * per_system
         strip_x = ((idx + 0.5) * stride).astype(np.float32)
-        meta = {"page": page, "system": on_page, "x": (strip_x - system * sys_w + 60.0).astype(np.float32),
+        meta: dict[str, np.ndarray] = {"page": page, "system": on_page, "x": (strip_x - system * sys_w + 60.0).astype(np.float32),
                 "y0": (100.0 + 300.0 * on_page).astype(np.float32),
                 "y1": (260.0 + 300.0 * on_page).astype(np.float32), "strip_x": strip_x}  # fmt: skip
         save_piece(out, pid, PieceVectors(np.asarray(vecs, np.float32), meta))
