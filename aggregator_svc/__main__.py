@@ -20,12 +20,21 @@ def build(cfg: dict) -> Started:
     check_transport("aggregator", cfg["host"], bool(token), False, cfg["allow_insecure"])
     libraries = Libraries(cfg["index"]["libraries"], cfg["index"]["default_library"])
     try:
-        servicer = AggregatorServicer(EngineStates(client, ttl_s=a["session_ttl_s"]), libraries,
-                                      EngineSettings.from_config(cfg), a["top_k"])  # fmt: skip
+        servicer = AggregatorServicer(
+            EngineStates(client, ttl_s=a["session_ttl_s"]),
+            libraries,
+            EngineSettings.from_config(cfg),
+            a["top_k"],
+        )
     except (TypeError, ValueError) as e:
         raise UserError(f"aggregator settings: {e}") from None
-    server, port = build_server(register(servicer), f"{cfg['host']}:{a['port']}", workers=a["workers"],
-                                token=token, service="aggregator")  # fmt: skip
+    server, port = build_server(
+        register(servicer),
+        f"{cfg['host']}:{a['port']}",
+        workers=a["workers"],
+        token=token,
+        service="aggregator",
+    )
     return Started(server, port, a["metrics_port"], {"redis": cfg["redis"]["url"]})
 
 

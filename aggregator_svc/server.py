@@ -80,8 +80,10 @@ def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteR
 
 def check_session_id(sid: str) -> None:
     if not SESSION_ID.match(sid):
-        raise VoteError(grpc.StatusCode.INVALID_ARGUMENT,
-                        "session_id is required: 1-128 letters, digits, '.', '_', ':' or '-'")  # fmt: skip
+        raise VoteError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "session_id is required: 1-128 letters, digits, '.', '_', ':' or '-'",
+        )
 
 
 def check_vote(v: pb.VoteRequest) -> None:
@@ -111,8 +113,13 @@ class Step:
 
 
 class AggregatorServicer(pbg.AggregatorServicer):
-    def __init__(self, states: EngineStates, libraries: Libraries, settings: EngineSettings | None = None,
-                 top_k: int = 5):  # fmt: skip
+    def __init__(
+        self,
+        states: EngineStates,
+        libraries: Libraries,
+        settings: EngineSettings | None = None,
+        top_k: int = 5,
+    ):
         """A new session's engine runs with ``settings`` (:meth:`EngineSettings.from_config`; the
         defaults when None), its hop and half-life replaced by the first vote's when it gives them."""
         self.settings = settings or EngineSettings()
@@ -162,8 +169,9 @@ class AggregatorServicer(pbg.AggregatorServicer):
         if blob is None:  # the blob was skipped for a cached copy that is gone now: read it
             fresh = self.states.get(sid)
             if fresh.version != stored.version or fresh.state is None:
-                raise VoteError(grpc.StatusCode.ABORTED,
-                                f"session {sid} was changed by another writer; vote not applied")  # fmt: skip
+                raise VoteError(
+                    grpc.StatusCode.ABORTED, f"session {sid} was changed by another writer; vote not applied"
+                )
             blob = fresh.state
         try:
             return SessionEngine.from_bytes(lib, blob)
@@ -210,8 +218,10 @@ class AggregatorServicer(pbg.AggregatorServicer):
         except UnknownLibrary as e:
             raise VoteError(grpc.StatusCode.NOT_FOUND, str(e.args[0])) from None
         if stored.exists and stored.library and stored.library != name:
-            raise VoteError(grpc.StatusCode.INVALID_ARGUMENT,
-                            f"the session runs against library {stored.library!r}, not {name!r}")  # fmt: skip
+            raise VoteError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the session runs against library {stored.library!r}, not {name!r}",
+            )
         return name
 
     def _top_k(self, k: int) -> int:
@@ -247,8 +257,12 @@ class AggregatorServicer(pbg.AggregatorServicer):
                 self._keep(votes[i].session_id, stored[i].version + 1, w.engine)
         for i, step in enumerate(steps):
             if i in conflicted:
-                out.append(VoteError(grpc.StatusCode.ABORTED,
-                                     f"session {votes[i].session_id} was changed by another writer; vote not applied"))  # fmt: skip
+                out.append(
+                    VoteError(
+                        grpc.StatusCode.ABORTED,
+                        f"session {votes[i].session_id} was changed by another writer; vote not applied",
+                    )
+                )
             else:
                 out.append(step.response if isinstance(step, Step) else step)
         return out
@@ -261,8 +275,11 @@ class AggregatorServicer(pbg.AggregatorServicer):
             self._fail(context, grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {e}")
         except redis.ResponseError as e:
             if isinstance(e, redis.exceptions.OutOfMemoryError) or "maxmemory" in str(e):  # noeviction
-                self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           "the session store is full (Redis maxmemory): the vote is not answered; live sessions are kept")  # fmt: skip
+                self._fail(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "the session store is full (Redis maxmemory): the vote is not answered; live sessions are kept",
+                )
             raise
         finally:
             dt = time.perf_counter() - t0

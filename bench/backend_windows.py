@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "backend_windows.json")
     args = ap.parse_args(argv)
-    enc = load_model(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
-                     device=args.device)  # fmt: skip
+    enc = load_model(
+        args.model, backend=args.backend, threads=args.threads, precision=args.precision, device=args.device
+    )
     rng = np.random.default_rng(0)
     shapes = {"audio": audio_input_shape(enc.contract.audio_window_frames), "sheet": sheet_input_shape()}
     rows = []
@@ -61,13 +62,27 @@ def main(argv: list[str] | None = None) -> int:
             while (dt := time.perf_counter() - t0) < args.seconds:
                 fn(x)
                 n += 1
-            rows.append({"encoder": name, "batch": b, "windows_per_s": round(n * b / dt, 1),
-                         "ms_per_batch": round(1000 * dt / n, 3)})  # fmt: skip
+            rows.append(
+                {
+                    "encoder": name,
+                    "batch": b,
+                    "windows_per_s": round(n * b / dt, 1),
+                    "ms_per_batch": round(1000 * dt / n, 3),
+                }
+            )
             print(f"{name:>7} | {b:>5} | {n * b / dt:>10.1f} | {1000 * dt / n:>9.3f}", flush=True)
-    write_result(args.out, {"model": str(args.model), "backend": args.backend, "precision": args.precision,
-                            "device": args.device,
-                            "machine": machine, "rows": rows,
-                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})  # fmt: skip
+    write_result(
+        args.out,
+        {
+            "model": str(args.model),
+            "backend": args.backend,
+            "precision": args.precision,
+            "device": args.device,
+            "machine": machine,
+            "rows": rows,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+    )
     return 0
 
 

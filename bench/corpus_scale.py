@@ -51,15 +51,29 @@ def main() -> int:
     rows = []
     for space in CANDIDATES:
         half = C.SHEET_WINDOW_H / 2 / space
-        rows.append({"staff_space_px": space, "band_staff_spaces": round(2 * half, 1),
-                     "noteheads_in_band": round(float(np.mean(r <= half - 0.5)) * 100, 2)})  # fmt: skip
-    out: dict[str, Any] = {"pieces": len(files), "systems": len(h), "noteheads": len(r),
-           "system_height_spaces": {"median": round(float(np.median(h)), 1),
-                                    "p90": round(float(np.percentile(h, 90)), 1), "max": round(float(h.max()), 1)},
-           "candidates": rows}  # fmt: skip
-    print(f"{out['pieces']} pieces, {out['systems']} systems, {out['noteheads']} noteheads; system height "
-          f"(staff spaces) median {out['system_height_spaces']['median']}, p90 {out['system_height_spaces']['p90']}, "
-          f"max {out['system_height_spaces']['max']}")  # fmt: skip
+        rows.append(
+            {
+                "staff_space_px": space,
+                "band_staff_spaces": round(2 * half, 1),
+                "noteheads_in_band": round(float(np.mean(r <= half - 0.5)) * 100, 2),
+            }
+        )
+    out: dict[str, Any] = {
+        "pieces": len(files),
+        "systems": len(h),
+        "noteheads": len(r),
+        "system_height_spaces": {
+            "median": round(float(np.median(h)), 1),
+            "p90": round(float(np.percentile(h, 90)), 1),
+            "max": round(float(h.max()), 1),
+        },
+        "candidates": rows,
+    }
+    print(
+        f"{out['pieces']} pieces, {out['systems']} systems, {out['noteheads']} noteheads; system height "
+        f"(staff spaces) median {out['system_height_spaces']['median']}, p90 {out['system_height_spaces']['p90']}, "
+        f"max {out['system_height_spaces']['max']}"
+    )
     print(f"{'staff space px':>15} {'band (spaces)':>14} {'noteheads in band %':>20}")
     for row in rows:
         print(f"{row['staff_space_px']:>15} {row['band_staff_spaces']:>14} {row['noteheads_in_band']:>20}")

@@ -193,17 +193,29 @@ def architectures(args: argparse.Namespace) -> int:
             rates[key] = max(rates.get(key, 0.0), best_rate(fn, key[2], args.min_time))
         print(f"round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})", flush=True)
     base = next(iter(macs))
-    rows = [{"architecture": a, "precision": prec, "batch": b, "threads": args.threads,
-             "mmac_per_window": round(macs[a] / 1e6, 1), "windows_per_s": round(rate, 1),
-             "streams_at_2_windows_per_s": round(rate * DEFAULT_HOP_S, 1),
-             "vs_first": round(rate / rates[(base, prec, b)], 2)}
-            for (a, prec, b), rate in rates.items()]  # fmt: skip
-    print(f"\n{'architecture':<22}{'prec':<6}{'batch':>6}{'MMAC/win':>10}{'win/s':>9}{'streams':>9}"
-          f"{'vs first':>9}")  # fmt: skip
+    rows = [
+        {
+            "architecture": a,
+            "precision": prec,
+            "batch": b,
+            "threads": args.threads,
+            "mmac_per_window": round(macs[a] / 1e6, 1),
+            "windows_per_s": round(rate, 1),
+            "streams_at_2_windows_per_s": round(rate * DEFAULT_HOP_S, 1),
+            "vs_first": round(rate / rates[(base, prec, b)], 2),
+        }
+        for (a, prec, b), rate in rates.items()
+    ]
+    print(
+        f"\n{'architecture':<22}{'prec':<6}{'batch':>6}{'MMAC/win':>10}{'win/s':>9}{'streams':>9}"
+        f"{'vs first':>9}"
+    )
     for row in rows:
-        print(f"{row['architecture']:<22}{row['precision']:<6}{row['batch']:>6}{row['mmac_per_window']:>10.1f}"
-              f"{row['windows_per_s']:>9.1f}{row['streams_at_2_windows_per_s']:>9.1f}"
-              f"{row['vs_first']:>8.2f}x")  # fmt: skip
+        print(
+            f"{row['architecture']:<22}{row['precision']:<6}{row['batch']:>6}{row['mmac_per_window']:>10.1f}"
+            f"{row['windows_per_s']:>9.1f}{row['streams_at_2_windows_per_s']:>9.1f}"
+            f"{row['vs_first']:>8.2f}x"
+        )
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu_name(),
@@ -228,11 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-time", type=float, default=0.4, help="seconds per configuration per round")
     p.add_argument("--out", type=Path, default=RESULTS / "encoder.json")
-    p.add_argument("--int8", type=Path, default=RESULTS.parents[1] / "models" / "default" / "audio.int8.onnx",
-                   help="int8 audio encoder to time as ort-int8 (skipped when the file is missing)")  # fmt: skip
-    p.add_argument("--audio-archs", nargs="+", default=None, metavar="FILTERS[:STEM]",
-                   help="instead: time only these audio encoders (e.g. 24,48,96,96 12,24,48,48:stride2), "
-                        "ONNX Runtime fp32 and int8, randomly initialised")  # fmt: skip
+    p.add_argument(
+        "--int8",
+        type=Path,
+        default=RESULTS.parents[1] / "models" / "default" / "audio.int8.onnx",
+        help="int8 audio encoder to time as ort-int8 (skipped when the file is missing)",
+    )
+    p.add_argument(
+        "--audio-archs",
+        nargs="+",
+        default=None,
+        metavar="FILTERS[:STEM]",
+        help="instead: time only these audio encoders (e.g. 24,48,96,96 12,24,48,48:stride2), "
+        "ONNX Runtime fp32 and int8, randomly initialised",
+    )
     args = p.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
     torch.set_num_threads(args.threads)
@@ -289,10 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for (m, backend, b), rate in rates.items():
         gflops = rate * flops[m] / 1e9
-        rows.append({"encoder": m, "backend": backend, "batch": b, "windows_per_s": round(rate, 1),
-                     "ms_per_window": round(1000 / rate, 3), "gflops": round(gflops, 2),
-                     "flops_fraction": round(gflops / peak, 3),
-                     "vs_torch": round(rate / rates[(m, "torch", b)], 2)})  # fmt: skip
+        rows.append(
+            {
+                "encoder": m,
+                "backend": backend,
+                "batch": b,
+                "windows_per_s": round(rate, 1),
+                "ms_per_window": round(1000 / rate, 3),
+                "gflops": round(gflops, 2),
+                "flops_fraction": round(gflops / peak, 3),
+                "vs_torch": round(rate / rates[(m, "torch", b)], 2),
+            }
+        )
     print(
         f"\nmeasured peak ({args.threads} thread(s)): "
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items())
@@ -302,10 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{'encoder':<7}{'backend':<13}{'batch':>6}{'win/s':>9}{'ms/win':>8}{'GFLOP/s':>9}{'of peak':>9}{'vs torch':>9}"
     )
     for r in rows:
-        print(f"{r['encoder']:<7}{r['backend']:<13}{r['batch']:>6}{r['windows_per_s']:>9.1f}{r['ms_per_window']:>8.2f}"
-              f"{r['gflops']:>9.1f}{100 * r['flops_fraction']:>8.1f}%{r['vs_torch']:>8.2f}x")  # fmt: skip
-    print(f"\nincremental front end per {DEFAULT_HOP_S:g} s hop per stream: "
-          + ", ".join(f"{k} {v:.3f} ms" for k, v in spec.items()))  # fmt: skip
+        print(
+            f"{r['encoder']:<7}{r['backend']:<13}{r['batch']:>6}{r['windows_per_s']:>9.1f}{r['ms_per_window']:>8.2f}"
+            f"{r['gflops']:>9.1f}{100 * r['flops_fraction']:>8.1f}%{r['vs_torch']:>8.2f}x"
+        )
+    print(
+        f"\nincremental front end per {DEFAULT_HOP_S:g} s hop per stream: "
+        + ", ".join(f"{k} {v:.3f} ms" for k, v in spec.items())
+    )
 
     b32 = 32 if 32 in args.batches else max(args.batches)
     result = {

@@ -75,14 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     cpu = cpu_name()
     print(f"session engine cost per hop, {args.pieces} pieces, {cpu}")
-    print(f"{'windows/piece':>13} | {'followed':>8} | {'from_bytes ms':>13} | {'vote ms':>8} | {'to_bytes ms':>11} "
-          f"| {'state KB':>8}")  # fmt: skip
+    print(
+        f"{'windows/piece':>13} | {'followed':>8} | {'from_bytes ms':>13} | {'vote ms':>8} | {'to_bytes ms':>11} "
+        f"| {'state KB':>8}"
+    )
     for n in args.piece_windows:
         for c in args.candidates:
             r = {"piece_windows": n, "candidates": c, **measure(args.pieces, n, args.hops, candidates=c)}
             rows.append(r)
-            print(f"{n:>13} | {c:>8} | {r['from_bytes']:>13.3f} | {r['vote']:>8.3f} | {r['to_bytes']:>11.3f} "
-                  f"| {r['state_kb']:>8.1f}")  # fmt: skip
+            print(
+                f"{n:>13} | {c:>8} | {r['from_bytes']:>13.3f} | {r['vote']:>8.3f} | {r['to_bytes']:>11.3f} "
+                f"| {r['state_kb']:>8.1f}"
+            )
     write_result(args.out, {"cpu": cpu, "pieces": args.pieces, "hops": args.hops, "rows": rows})
     return 0
 

@@ -93,8 +93,18 @@ def windows_of_frames(spec: np.ndarray, hop_s: float, frames: int) -> list[Windo
     return hw.push(np.asarray(spec, np.float32))
 
 
-def record(lib: Library, index: ExactIndex, enc: Any, key: str, truth: str, length_s: float,
-           wins: list[Window], t_end: float, k: int, batch: int = 256) -> Recorded:  # fmt: skip
+def record(
+    lib: Library,
+    index: ExactIndex,
+    enc: Any,
+    key: str,
+    truth: str,
+    length_s: float,
+    wins: list[Window],
+    t_end: float,
+    k: int,
+    batch: int = 256,
+) -> Recorded:
     dim = lib.vectors.shape[1]
     t = np.array([w.t for w in wins], np.float64)
     silent = np.array([w.silent for w in wins], bool)
@@ -121,9 +131,11 @@ def record_realdev(args: argparse.Namespace, enc: Any, k: int) -> tuple[Library,
     fp = model_fingerprint(args.model)[:12]
     folders = [args.realdev / "pieces" / w for w in sorted(set_doc["pieces"])]
     corpus_folders, _excluded = R.corpus_test_folders(
-        args.corpus, "shifted", matched_corpus_pids(load_matches(R.DEFAULT_MATCHES)),
+        args.corpus,
+        "shifted",
+        matched_corpus_pids(load_matches(R.DEFAULT_MATCHES)),
         args.realdev_work / "sheets" / "shifted",
-    )  # fmt: skip
+    )
     lib = R.build_library(
         folders + corpus_folders, args.model, args.realdev_work / f"library-shifted-{fp}", log
     )
@@ -185,7 +197,7 @@ def cached(path: Path, make: Callable[[], list[Recorded]]) -> list[Recorded]:
                 z[f"r{i}"],
                 z[f"h{i}"],
                 k["t_end"],
-            )  # fmt: skip
+            )
             for i, k in enumerate(keys)
         ]
     recs = make()
@@ -287,10 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", default="realdev,valid", help="which validation sets")
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     p.add_argument("--work", type=Path, default=tmp / "scoreid-bench-sweep", help="the recorded windows")
-    p.add_argument("--realdev-work", type=Path, default=tmp / "scoreid-bench-realdev",
-                   help="real-dev library cache (bench/realdev.py --work)")  # fmt: skip
-    p.add_argument("--valid-work", type=Path, default=tmp / "scoreid-bench-identify-valid",
-                   help="valid library cache (bench/identify.py --work)")  # fmt: skip
+    p.add_argument(
+        "--realdev-work",
+        type=Path,
+        default=tmp / "scoreid-bench-realdev",
+        help="real-dev library cache (bench/realdev.py --work)",
+    )
+    p.add_argument(
+        "--valid-work",
+        type=Path,
+        default=tmp / "scoreid-bench-identify-valid",
+        help="valid library cache (bench/identify.py --work)",
+    )
     p.add_argument("--threads", type=int, default=1, help="encoder threads while recording")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine_sweep.json")
     args = p.parse_args(argv)
@@ -343,10 +363,18 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         log(f"{g or 'defaults'}: {json.dumps({s: row[s] for s in data})}")
     print_table(rows, list(data))
-    result = {"name": "engine settings on both validation sets (encoder once, engine replayed)",
-              "model": str(args.model), "model_sha256_12": fp, "lengths": args.lengths, "seed": args.seed,
-              "hop_s": args.hop, "valid_seconds": args.valid_seconds, "record_s": round(t_rec, 1),
-              "cpu": cpu_name(), "rows": rows}  # fmt: skip
+    result = {
+        "name": "engine settings on both validation sets (encoder once, engine replayed)",
+        "model": str(args.model),
+        "model_sha256_12": fp,
+        "lengths": args.lengths,
+        "seed": args.seed,
+        "hop_s": args.hop,
+        "valid_seconds": args.valid_seconds,
+        "record_s": round(t_rec, 1),
+        "cpu": cpu_name(),
+        "rows": rows,
+    }
     write_result(args.out, result)
     return 0
 

@@ -73,9 +73,15 @@ class Client:
         self.token = ""  # the session's resume token
 
     def requests(self, start: int):  # type: ignore[no-untyped-def]
-        yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=C.SAMPLE_RATE, encoding=pb.PCM_FLOAT32,
-                                                         hop_seconds=HOP_S, resume_session=self.sid,
-                                                         resume_token=self.token))  # fmt: skip
+        yield pb.StreamRequest(
+            options=pb.SessionOptions(
+                sample_rate=C.SAMPLE_RATE,
+                encoding=pb.PCM_FLOAT32,
+                hop_seconds=HOP_S,
+                resume_session=self.sid,
+                resume_token=self.token,
+            )
+        )
         step = int(CHUNK_S * C.SAMPLE_RATE)
         t0 = time.monotonic()
         for i, s in enumerate(range(start, len(self.audio), step)):
@@ -102,8 +108,16 @@ class Client:
                         self.acked = self.sent
                         self.sid = m.session_id
                         self.token = m.resume_token or self.token  # sent in the session's first message
-                        self.updates.append({"wall": time.time(), "t": m.seconds, "seq": m.seq, "sid": m.session_id,
-                                             "final": m.final, "votes": {t.piece: t.votes for t in m.top}})  # fmt: skip
+                        self.updates.append(
+                            {
+                                "wall": time.time(),
+                                "t": m.seconds,
+                                "seq": m.seq,
+                                "sid": m.session_id,
+                                "final": m.final,
+                                "votes": {t.piece: t.votes for t in m.top},
+                            }
+                        )
                 self.finished = True
                 return
             except grpc.RpcError as e:
@@ -169,8 +183,12 @@ def kill_redis_and_check(proc: dict, state: Path, redis_port: int) -> dict:  # t
             chk.kill()
             chk.wait(10)
     same = sum(1 for k, v in before.items() if after.get(k) == v)
-    return {"t_kill": t_kill, "keys_before": len(before), "keys_identical_after": same,
-            "intact": same == len(before) and len(after) == len(before)}  # fmt: skip
+    return {
+        "t_kill": t_kill,
+        "keys_before": len(before),
+        "keys_identical_after": same,
+        "intact": same == len(before) and len(after) == len(before),
+    }
 
 
 def wait_restarted(state: Path, proc: dict, timeout: float = 60.0) -> float:  # type: ignore[type-arg]
@@ -217,8 +235,11 @@ def check_streams(clients: list[Client], t_kill: float, t_next: float, half_life
     """Errors, resumes and tally continuity of the outage that started at ``t_kill``."""
     errs = [e for c in clients for e in c.errors if t_kill <= e["wall"] < t_next]
     interrupted = [c for c in clients if any(t_kill <= e["wall"] < t_next for e in c.errors)]
-    lost = sum(1 for c in interrupted if any(t_kill <= r["wall"] < t_next and r["code"] == "NOT_FOUND"
-                                             for r in c.resumes))  # fmt: skip
+    lost = sum(
+        1
+        for c in interrupted
+        if any(t_kill <= r["wall"] < t_next and r["code"] == "NOT_FOUND" for r in c.resumes)
+    )
     resumed = sum(1 for c in interrupted if any(t_kill <= r["wall"] < t_next and r["ok"] for r in c.resumes))
     intact, checked = 0, 0
     for c in interrupted:
@@ -235,12 +256,23 @@ def check_streams(clients: list[Client], t_kill: float, t_next: float, half_life
     codes: dict[str, int] = {}
     for e in errs:
         codes[e["code"]] = codes.get(e["code"], 0) + 1
-    return {"streams_interrupted": len(interrupted), "errors_by_code": codes,
-            "unclean_errors": sum(n for k, n in codes.items() if k != "UNAVAILABLE"),
-            "error_example": errs[0]["details"][:160] if errs else "",
-            "resumed": resumed, "lost_sessions": lost, "tallies_checked": checked, "tallies_intact": intact,
-            "recovery_s": max((min((u["wall"] for u in c.updates if u["wall"] > t_kill), default=float("nan"))
-                               - t_kill for c in interrupted), default=0.0)}  # fmt: skip
+    return {
+        "streams_interrupted": len(interrupted),
+        "errors_by_code": codes,
+        "unclean_errors": sum(n for k, n in codes.items() if k != "UNAVAILABLE"),
+        "error_example": errs[0]["details"][:160] if errs else "",
+        "resumed": resumed,
+        "lost_sessions": lost,
+        "tallies_checked": checked,
+        "tallies_intact": intact,
+        "recovery_s": max(
+            (
+                min((u["wall"] for u in c.updates if u["wall"] > t_kill), default=float("nan")) - t_kill
+                for c in interrupted
+            ),
+            default=0.0,
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,8 +335,15 @@ def main(argv: list[str] | None = None) -> int:
             ok, checked = server_tallies_intact(
                 tallies_before, server_tallies(agg_address, list(tallies_before), internal), 20.0
             )
-            faults.append({"target": name, "t_kill": t_kill, "server_tallies_intact": ok,
-                           "server_tallies_checked": checked, **red})  # fmt: skip
+            faults.append(
+                {
+                    "target": name,
+                    "t_kill": t_kill,
+                    "server_tallies_intact": ok,
+                    "server_tallies_checked": checked,
+                    **red,
+                }
+            )
         stop.set()
         for th in threads:
             th.join(30)
@@ -314,19 +353,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k, f in enumerate(faults):
         t_next = faults[k + 1]["t_kill"] if k + 1 < len(faults) else float("inf")
-        row = {"target": f["target"], "restarted_after_s": f["restarted_after_s"],
-               "server_tallies_intact": f["server_tallies_intact"],
-               "server_tallies_checked": f["server_tallies_checked"],
-               **check_streams(clients, f["t_kill"], t_next, 20.0)}  # fmt: skip
+        row = {
+            "target": f["target"],
+            "restarted_after_s": f["restarted_after_s"],
+            "server_tallies_intact": f["server_tallies_intact"],
+            "server_tallies_checked": f["server_tallies_checked"],
+            **check_streams(clients, f["t_kill"], t_next, 20.0),
+        }
         if f["target"] == "redis":
             row["redis_keys"] = f["keys_before"]
             row["redis_keys_identical_after_restart"] = f["keys_identical_after"]
         rows.append(row)
     crossed = sum(1 for c in clients for u in c.updates if c.sid and u["sid"] != c.updates[0]["sid"])
-    result = {"streams": args.streams, "faults": rows, "crossed_updates": crossed,
-              "streams_finished": sum(c.finished for c in clients), "model": str(model), "precision": args.precision or "fp32",
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})"}  # fmt: skip
+    result = {
+        "streams": args.streams,
+        "faults": rows,
+        "crossed_updates": crossed,
+        "streams_finished": sum(c.finished for c in clients),
+        "model": str(model),
+        "precision": args.precision or "fp32",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
+    }
     print(
         "| killed | restarted after s | streams hit | errors (codes) | unclean | resumed | lost sessions "
         "| tallies intact (client bound) | tallies intact (Aggregator.Get) | updates again after s |"
@@ -334,11 +382,16 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         codes = ", ".join(f"{k} {n}" for k, n in r["errors_by_code"].items()) or "-"
-        extra = (f" (redis keys {r['redis_keys_identical_after_restart']}/{r['redis_keys']} identical)"
-                 if r["target"] == "redis" else "")  # fmt: skip
-        print(f"| {r['target']} | {r['restarted_after_s']:.1f} | {r['streams_interrupted']} | {codes} | {r['unclean_errors']} | {r['resumed']} "
-              f"| {r['lost_sessions']} | {r['tallies_intact']}/{r['tallies_checked']}{extra} "
-              f"| {r['server_tallies_intact']}/{r['server_tallies_checked']} | {r['recovery_s']:.1f} |")  # fmt: skip
+        extra = (
+            f" (redis keys {r['redis_keys_identical_after_restart']}/{r['redis_keys']} identical)"
+            if r["target"] == "redis"
+            else ""
+        )
+        print(
+            f"| {r['target']} | {r['restarted_after_s']:.1f} | {r['streams_interrupted']} | {codes} | {r['unclean_errors']} | {r['resumed']} "
+            f"| {r['lost_sessions']} | {r['tallies_intact']}/{r['tallies_checked']}{extra} "
+            f"| {r['server_tallies_intact']}/{r['server_tallies_checked']} | {r['recovery_s']:.1f} |"
+        )
     print(f"streams finished: {result['streams_finished']}/{args.streams}; crossed updates: {crossed}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -143,8 +143,17 @@ def segments(n_frames: int, kind: str, max_frames: int) -> list[tuple[int, int]]
     return out
 
 
-def run_stream(lib: Library, enc, pid: str, spec: np.ndarray, segs: list[tuple[int, int]], truth: Truth,
-               offs: tuple[np.ndarray, np.ndarray], kind: str, hop_s: float) -> dict:  # type: ignore[no-untyped-def]  # fmt: skip
+def run_stream(
+    lib: Library,
+    enc,
+    pid: str,
+    spec: np.ndarray,
+    segs: list[tuple[int, int]],
+    truth: Truth,
+    offs: tuple[np.ndarray, np.ndarray],
+    kind: str,
+    hop_s: float,
+) -> dict:  # type: ignore[no-untyped-def]
     """Stream the spliced spectrogram; per hop: time, right, true / reported perf time and system."""
     frames = np.concatenate([spec[s:e] for s, e in segs])
     src = np.concatenate([np.arange(s, e) for s, e in segs])  # stream frame -> performance frame
@@ -167,12 +176,30 @@ def run_stream(lib: Library, enc, pid: str, spec: np.ndarray, segs: list[tuple[i
                 )
                 continue
             rx = to_render_x(float(pos.strip_x), offs)
-            rows.append((u.t, right, t_true, float(truth.t_at(np.array([rx]))[0]), float(truth.system(np.array([rx]))[0]),
-                         true_sys, float(pos.show_page), true_page))  # fmt: skip
+            rows.append(
+                (
+                    u.t,
+                    right,
+                    t_true,
+                    float(truth.t_at(np.array([rx]))[0]),
+                    float(truth.system(np.array([rx]))[0]),
+                    true_sys,
+                    float(pos.show_page),
+                    true_page,
+                )
+            )
     a = np.array(rows, dtype=np.float64).reshape(-1, 8)
-    return {"t": a[:, 0], "right": a[:, 1].astype(bool), "t_true": a[:, 2], "t_rep": a[:, 3],
-            "sys_rep": a[:, 4], "sys_true": a[:, 5], "show_page": a[:, 6], "page_true": a[:, 7],
-            "splices": splice_at.tolist()}  # fmt: skip
+    return {
+        "t": a[:, 0],
+        "right": a[:, 1].astype(bool),
+        "t_true": a[:, 2],
+        "t_rep": a[:, 3],
+        "sys_rep": a[:, 4],
+        "sys_true": a[:, 5],
+        "show_page": a[:, 6],
+        "page_true": a[:, 7],
+        "splices": splice_at.tolist(),
+    }
 
 
 def page_turns(r: dict, truth: Truth) -> list[dict]:  # type: ignore[type-arg]
@@ -218,11 +245,15 @@ def stream_metrics(r: dict, hop_s: float, truth: Truth | None = None) -> dict:  
     spurious = int(np.sum(both & (d_rep < -BACK_JUMP_S) & (d_tru > -BACK_JUMP_S)))
     starts = [float(r["t"][0]) - hop_s, *r["splices"]] if len(r["t"]) else []
     return {
-        "err": err[ok_hop], "sys_ok": (r["sys_rep"] == r["sys_true"])[ok_hop], "hops": int(ok_hop.sum()),
-        "spurious_back": spurious, "minutes": float(ok_hop.sum() * hop_s / 60.0), "unknown_truth": unknown,
+        "err": err[ok_hop],
+        "sys_ok": (r["sys_rep"] == r["sys_true"])[ok_hop],
+        "hops": int(ok_hop.sum()),
+        "spurious_back": spurious,
+        "minutes": float(ok_hop.sum() * hop_s / 60.0),
+        "unknown_truth": unknown,
         "lock_on": [lock_on(r["t"], within1, t0, hop_s) for t0 in starts],
         "turns": page_turns(r, truth) if truth is not None else [],
-    }  # fmt: skip
+    }
 
 
 def summarise(ms: list[dict]) -> dict:  # type: ignore[type-arg]
@@ -340,27 +371,53 @@ def main(argv: list[str] | None = None) -> int:
     if tty:
         print(file=sys.stderr)
     table = {k: summarise(v) for k, v in per_kind.items()}
-    by_stream = {k: {sk: summarise([m for m, s in zip(per_kind[k], per_stream[k]) if s["stream"] == sk])
-                     for sk in stream_kinds} for k in kinds}  # fmt: skip
+    by_stream = {
+        k: {
+            sk: summarise([m for m, s in zip(per_kind[k], per_stream[k]) if s["stream"] == sk])
+            for sk in stream_kinds
+        }
+        for k in kinds
+    }
     result = {
-        "kinds": table, "by_stream": by_stream, "split": args.split, "condition": "shifted",
-        "pieces": len(pids) - len(skipped), "skipped": skipped, "hop_s": args.hop, "max_seconds": args.max_seconds,
-        "library_pieces": len(lib.piece_ids), "library_windows": len(lib), "model": str(args.model),
-        "wall_s": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "kinds": table,
+        "by_stream": by_stream,
+        "split": args.split,
+        "condition": "shifted",
+        "pieces": len(pids) - len(skipped),
+        "skipped": skipped,
+        "hop_s": args.hop,
+        "max_seconds": args.max_seconds,
+        "library_pieces": len(lib.piece_ids),
+        "library_windows": len(lib),
+        "model": str(args.model),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": cpu_name(),
-        "targets": {"within_1s": 0.90, "within_0_5s": 0.75, "right_system": 0.97, "spurious_back_per_min": 0.2, "lag_s": 0.5},
-    }  # fmt: skip
-    print(f"score following ({args.split}/shifted, {result['pieces']} pieces, streams {','.join(stream_kinds)}, "
-          f"hops where the top-1 piece is right)")  # fmt: skip
-    print("| follower | hops | within 0.5 s | within 1 s | within 2 s | right system | median abs err s | lag s "
-          "| back jumps/min | lock-on s | page turns | turn lead s | late | too early | missed |")  # fmt: skip
+        "targets": {
+            "within_1s": 0.90,
+            "within_0_5s": 0.75,
+            "right_system": 0.97,
+            "spurious_back_per_min": 0.2,
+            "lag_s": 0.5,
+        },
+    }
+    print(
+        f"score following ({args.split}/shifted, {result['pieces']} pieces, streams {','.join(stream_kinds)}, "
+        f"hops where the top-1 piece is right)"
+    )
+    print(
+        "| follower | hops | within 0.5 s | within 1 s | within 2 s | right system | median abs err s | lag s "
+        "| back jumps/min | lock-on s | page turns | turn lead s | late | too early | missed |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, r in table.items():
-        print(f"| {k} | {r['hops']} | {r['within_0_5s']:.1%} | {r['within_1s']:.1%} | {r['within_2s']:.1%} | "
-              f"{r['right_system']:.1%} | {r['median_abs_error_s']:.2f} | {r['lag_s']:+.2f} | "
-              f"{r['spurious_back_per_min']:.2f} | {r['lock_on_median_s']:.1f} | {r['page_turns']} | "
-              f"{r['turn_lead_median_s']:.1f} | {r['turns_late']:.0%} | {r['turns_too_early']:.0%} | "
-              f"{r['turns_missed']:.0%} |")  # fmt: skip
+        print(
+            f"| {k} | {r['hops']} | {r['within_0_5s']:.1%} | {r['within_1s']:.1%} | {r['within_2s']:.1%} | "
+            f"{r['right_system']:.1%} | {r['median_abs_error_s']:.2f} | {r['lag_s']:+.2f} | "
+            f"{r['spurious_back_per_min']:.2f} | {r['lock_on_median_s']:.1f} | {r['page_turns']} | "
+            f"{r['turn_lead_median_s']:.1f} | {r['turns_late']:.0%} | {r['turns_too_early']:.0%} | "
+            f"{r['turns_missed']:.0%} |"
+        )
     plot(drawn, args.out.with_suffix(".png"))
     write_result(args.out, result)
     return 0

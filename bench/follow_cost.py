@@ -102,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         row["whole_library_hmm_ms"] = round((time.perf_counter() - t0) / hops_old * 1e3, 3)
         rows.append(row)
         print(f"{n} windows: {row}", file=sys.stderr, flush=True)
-    result = {"rows": rows, "candidates": 5, "piece_windows": args.piece_windows, "hops": args.hops,
-              "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+    result = {
+        "rows": rows,
+        "candidates": 5,
+        "piece_windows": args.piece_windows,
+        "hops": args.hops,
+        "cpu": cpu_name(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     print(
         f"follower cost per hop (ms, one core; 5 candidates of {args.piece_windows} windows) on {result['cpu']}"
     )

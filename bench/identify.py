@@ -56,8 +56,9 @@ def write_sheet_folder(folder: Path, pid: str, meta: dict[str, Any], pages: Sequ
     folder.mkdir(parents=True, exist_ok=True)
     for pg in pages:
         shutil.copyfile(pg, folder / Path(pg).name)
-    (folder / "piece.json").write_text(json.dumps({"title": meta.get("title", pid),
-                                                   "composer": meta.get("composer", "")}))  # fmt: skip
+    (folder / "piece.json").write_text(
+        json.dumps({"title": meta.get("title", pid), "composer": meta.get("composer", "")})
+    )
 
 
 def build_library(
@@ -68,8 +69,10 @@ def build_library(
     index = open_or_create(lib_dir, enc, model, stride)
     extra = sorted(set(index.get("pieces", {})) - set(pids))
     if extra:  # another split's run shared this --work: its pieces would be distractors here
-        raise SystemExit(f"bench: {lib_dir} also holds {len(extra)} pieces not asked for ({extra[0]}, ...); "
-                         "use another --work or delete it")  # fmt: skip
+        raise SystemExit(
+            f"bench: {lib_dir} also holds {len(extra)} pieces not asked for ({extra[0]}, ...); "
+            "use another --work or delete it"
+        )
     for pid in pids:
         piece = corpus.load(pid)
         render = next((r for r in piece.renders if r.condition == condition), None)
@@ -131,16 +134,24 @@ def main(argv: list[str] | None = None) -> int:
         default=VOTE_TEMPERATURE,
         help=f"similarity temperature of a neighbour's vote (default {VOTE_TEMPERATURE}; inf = 1 per vote)",
     )
-    p.add_argument("--chance-exponent", type=float, default=CHANCE_EXPONENT,
-                   help=f"piece-length normalisation exponent (default {CHANCE_EXPONENT}; 0 = none)")  # fmt: skip
+    p.add_argument(
+        "--chance-exponent",
+        type=float,
+        default=CHANCE_EXPONENT,
+        help=f"piece-length normalisation exponent (default {CHANCE_EXPONENT}; 0 = none)",
+    )
     p.add_argument(
         "--dump",
         type=Path,
         default=None,
         help="write every hop's followed candidates as JSON (bench/sequence_weight.py --at)",
     )
-    p.add_argument("--sequence-weight", type=float, default=SEQUENCE_WEIGHT,
-                   help="order the followed candidates by log(tally) + W x sequence evidence (default: the engine's; 0: off)")  # fmt: skip
+    p.add_argument(
+        "--sequence-weight",
+        type=float,
+        default=SEQUENCE_WEIGHT,
+        help="order the followed candidates by log(tally) + W x sequence evidence (default: the engine's; 0: off)",
+    )
     p.add_argument(
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-identify"
     )
@@ -172,13 +183,31 @@ def main(argv: list[str] | None = None) -> int:
             spec = perf.spec.astype(np.float32)
             for start, part in stream_parts(spec, starts, args.max_seconds):
                 hops: list | None = [] if args.dump else None
-                ts, right = stream_times(lib, enc, part, pid, args.hop, hops, vote_temperature=args.vote_temperature,
-                                         chance_exponent=args.chance_exponent,
-                                         sequence_weight=args.sequence_weight, candidates=args.candidates)  # fmt: skip
+                ts, right = stream_times(
+                    lib,
+                    enc,
+                    part,
+                    pid,
+                    args.hop,
+                    hops,
+                    vote_temperature=args.vote_temperature,
+                    chance_exponent=args.chance_exponent,
+                    sequence_weight=args.sequence_weight,
+                    candidates=args.candidates,
+                )
                 if hops is not None:
                     dumped.append({"truth": pid, "start": start, "hops": hops})
-                streams.append({"piece": pid, "performance": j, "start": start, "seconds": len(part) / C.FPS,
-                                "tti": time_to_identify(ts, right), "t": ts, "right": right})  # fmt: skip
+                streams.append(
+                    {
+                        "piece": pid,
+                        "performance": j,
+                        "start": start,
+                        "seconds": len(part) / C.FPS,
+                        "tti": time_to_identify(ts, right),
+                        "t": ts,
+                        "right": right,
+                    }
+                )
     t_id = time.perf_counter() - t1
     if args.dump:
         args.dump.parent.mkdir(parents=True, exist_ok=True)
@@ -194,10 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for start in starts:
         tt = np.array([s["tti"] for s in streams if s["start"] == start])
-        rows.append({"start": start, "streams": int(len(tt)), "median_s": float(np.median(tt)),
-                     "identified": float(np.isfinite(tt).mean()),
-                     "p75_s": float(np.percentile(tt, 75)), "within_5s": float((tt <= 5).mean()),
-                     "within_10s": float((tt <= 10).mean())})  # fmt: skip
+        rows.append(
+            {
+                "start": start,
+                "streams": int(len(tt)),
+                "median_s": float(np.median(tt)),
+                "identified": float(np.isfinite(tt).mean()),
+                "p75_s": float(np.percentile(tt, 75)),
+                "within_5s": float((tt <= 5).mean()),
+                "within_10s": float((tt <= 10).mean()),
+            }
+        )
     all_tt = np.array([s["tti"] for s in streams])
     audio_s = sum(s["seconds"] for s in streams)
     result = {
@@ -208,23 +244,32 @@ def main(argv: list[str] | None = None) -> int:
         "library_windows": len(lib),
         "per_start": rows,
         "accuracy_vs_seconds": {"seconds": grid.round(3).tolist(), "top1": [round(a, 4) for a in acc]},
-        "split": args.split, "condition": args.condition, "hop_s": args.hop, "max_seconds": args.max_seconds,
-        "vote_temperature": args.vote_temperature, "chance_exponent": args.chance_exponent,
+        "split": args.split,
+        "condition": args.condition,
+        "hop_s": args.hop,
+        "max_seconds": args.max_seconds,
+        "vote_temperature": args.vote_temperature,
+        "chance_exponent": args.chance_exponent,
         "sequence_weight": args.sequence_weight,
         "candidates": args.candidates,
-        "model": str(args.model), "library_build_s": round(t_lib, 1),
+        "model": str(args.model),
+        "library_build_s": round(t_lib, 1),
         "identify_x_real_time": round(audio_s / max(t_id, 1e-9), 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
-    }  # fmt: skip
-    print(f"time to identify ({args.split}/{args.condition}, {len(lib.piece_ids)} pieces in the library, "
-          f"hop {args.hop} s, at most {args.max_seconds:g} s per stream; vote temperature "
-          f"{args.vote_temperature:g}, chance exponent {args.chance_exponent:g})")  # fmt: skip
+    }
+    print(
+        f"time to identify ({args.split}/{args.condition}, {len(lib.piece_ids)} pieces in the library, "
+        f"hop {args.hop} s, at most {args.max_seconds:g} s per stream; vote temperature "
+        f"{args.vote_temperature:g}, chance exponent {args.chance_exponent:g})"
+    )
     print("| start | streams | median s | p75 s | identified | within 5 s | within 10 s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['start']:g} | {r['streams']} | {r['median_s']:.1f} | {r['p75_s']:.1f} | {r['identified']:.1%} "
-              f"| {r['within_5s']:.1%} | {r['within_10s']:.1%} |")  # fmt: skip
+        print(
+            f"| {r['start']:g} | {r['streams']} | {r['median_s']:.1f} | {r['p75_s']:.1f} | {r['identified']:.1%} "
+            f"| {r['within_5s']:.1%} | {r['within_10s']:.1%} |"
+        )
     print(f"median over all {len(streams)} streams: {result['median_seconds_to_identify']:.1f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
@@ -242,13 +287,19 @@ def plot(result: dict, path: Path) -> None:  # type: ignore[type-arg]
     fig, ax = plt.subplots(figsize=(7, 4))
     c = result["accuracy_vs_seconds"]
     ax.plot(c["seconds"], c["top1"], "b.-", ms=3)
-    ax.axvline(result["median_seconds_to_identify"], color="r", ls="--",
-               label=f"median time to identify {result['median_seconds_to_identify']:.1f} s")  # fmt: skip
+    ax.axvline(
+        result["median_seconds_to_identify"],
+        color="r",
+        ls="--",
+        label=f"median time to identify {result['median_seconds_to_identify']:.1f} s",
+    )
     ax.set_xlabel("seconds of audio streamed")
     ax.set_ylabel("top-1 correct (share of streams)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{result['split']}/{result['condition']}: {result['streams']} streams, "
-                 f"{result['pieces_in_library']} pieces")  # fmt: skip
+    ax.set_title(
+        f"{result['split']}/{result['condition']}: {result['streams']} streams, "
+        f"{result['pieces_in_library']} pieces"
+    )
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -77,8 +77,19 @@ def read_streams(paths: Sequence[Path]) -> list[Stream]:
                 evs.append(e)
                 ts.append(t)
             label = np.array([d["in_library"] and p == d["truth"] for p in tops], bool)
-            out.append(Stream(d["truth"], d.get("composer", ""), int(d["size"]), float(d["length_s"]),
-                              bool(d["in_library"]), np.array(ts), tops, evs, label))  # fmt: skip
+            out.append(
+                Stream(
+                    d["truth"],
+                    d.get("composer", ""),
+                    int(d["size"]),
+                    float(d["length_s"]),
+                    bool(d["in_library"]),
+                    np.array(ts),
+                    tops,
+                    evs,
+                    label,
+                )
+            )
     return out
 
 
@@ -128,13 +139,18 @@ def table(streams: Sequence[Stream], probs: Sequence[np.ndarray], threshold: flo
         ]
         outs = [outcome(streams[i], probs[i], threshold) for i in idx]
         firsts = [o.first_right_s for o in outs if o.right and o.first_right_s is not None]
-        rows.append({
-            "size": size, "length_s": length, "in_library": inside, "streams": len(idx),
-            "right": round(float(np.mean([o.right for o in outs])), 4),
-            "wrong": round(float(np.mean([o.wrong for o in outs])), 4),
-            "ever_wrong": round(float(np.mean([o.ever_wrong for o in outs])), 4),
-            "median_time_to_identity_s": round(float(np.median(firsts)), 2) if firsts else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "size": size,
+                "length_s": length,
+                "in_library": inside,
+                "streams": len(idx),
+                "right": round(float(np.mean([o.right for o in outs])), 4),
+                "wrong": round(float(np.mean([o.wrong for o in outs])), 4),
+                "ever_wrong": round(float(np.mean([o.ever_wrong for o in outs])), 4),
+                "median_time_to_identity_s": round(float(np.median(firsts)), 2) if firsts else None,
+            }
+        )
     return rows
 
 
@@ -168,21 +184,35 @@ def main(argv: list[str] | None = None) -> int:
     th = choose_threshold(streams, probs, args.max_wrong)
     rows = table(streams, probs, th)
     coef_all = fit_logistic(*design(streams, args.features))
-    print(f"identity ({args.features}: {', '.join(K.FEATURE_SETS[args.features])}), {args.folds}-fold by work, "
-          f"threshold {th:.2f} (max wrong {args.max_wrong:.0%}); {len(streams)} streams")  # fmt: skip
+    print(
+        f"identity ({args.features}: {', '.join(K.FEATURE_SETS[args.features])}), {args.folds}-fold by work, "
+        f"threshold {th:.2f} (max wrong {args.max_wrong:.0%}); {len(streams)} streams"
+    )
     print(
         "| library | excerpt s | in library | streams | identity right | wrong | ever wrong | median time to identity s |"
     )
     print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         med = "-" if r["median_time_to_identity_s"] is None else f"{r['median_time_to_identity_s']:.1f}"
-        print(f"| {r['size']} | {r['length_s']:g} | {'yes' if r['in_library'] else 'no'} | {r['streams']} "
-              f"| {r['right']:.3f} | {r['wrong']:.3f} | {r['ever_wrong']:.3f} | {med} |")  # fmt: skip
+        print(
+            f"| {r['size']} | {r['length_s']:g} | {'yes' if r['in_library'] else 'no'} | {r['streams']} "
+            f"| {r['right']:.3f} | {r['wrong']:.3f} | {r['ever_wrong']:.3f} | {med} |"
+        )
     print(f"COEF fitted on every work: ({', '.join(f'{c:.3f}' for c in coef_all)})")
-    write_result(args.out, {"features": args.features, "feature_names": list(K.FEATURE_SETS[args.features]),
-                            "folds": args.folds, "max_wrong": args.max_wrong, "threshold": th, "rows": rows,
-                            "coef_all_works": [round(float(c), 4) for c in coef_all],
-                            "dumps": [str(d) for d in args.dumps], "machine": cpu_name()})  # fmt: skip
+    write_result(
+        args.out,
+        {
+            "features": args.features,
+            "feature_names": list(K.FEATURE_SETS[args.features]),
+            "folds": args.folds,
+            "max_wrong": args.max_wrong,
+            "threshold": th,
+            "rows": rows,
+            "coef_all_works": [round(float(c), 4) for c in coef_all],
+            "dumps": [str(d) for d in args.dumps],
+            "machine": cpu_name(),
+        },
+    )
     return 0
 
 

@@ -126,10 +126,21 @@ def backends_for(n: int, args: argparse.Namespace) -> list[tuple[str, dict[str, 
     return [
         ("exact", {}, "" if n <= args.exact_max else f"> {args.exact_max} rows (linear scan; see 1M row)"),
         ("faiss-ivf", {"nlist": nlist, "nprobe": args.nprobe}, ""),
-        ("faiss-hnsw", {"m": 32, "ef_construction": 80, "ef_search": 128}, ""
-         if n <= args.hnsw_max else f"> {args.hnsw_max} rows (single-thread build too slow for the budget)"),
-        ("milvus", {}, "" if n <= args.milvus_max else f"> {args.milvus_max} rows (milvus-lite FLAT search: > 1 s per query at 100k)"),
-    ]  # fmt: skip
+        (
+            "faiss-hnsw",
+            {"m": 32, "ef_construction": 80, "ef_search": 128},
+            ""
+            if n <= args.hnsw_max
+            else f"> {args.hnsw_max} rows (single-thread build too slow for the budget)",
+        ),
+        (
+            "milvus",
+            {},
+            ""
+            if n <= args.milvus_max
+            else f"> {args.milvus_max} rows (milvus-lite FLAT search: > 1 s per query at 100k)",
+        ),
+    ]
 
 
 def ivf_index(vectors: np.ndarray, nlist: int, nprobe: int) -> Any:
@@ -186,9 +197,12 @@ def bench_size(
             shutil.rmtree(mdir, ignore_errors=True)
         del index
         rows.append(row)
-        print(f"{name:<10}{n:>10} {backend:<11} build {row['build_s']:>8.2f} s  mem {row['memory_mb']:>8.1f} MB  "
-              f"recall@25 {row['recall25']:.3f}  b1 p50/p99 {row['b1_p50_ms']:.3f}/{row['b1_p99_ms']:.3f} ms  "
-              f"b64 p50/p99 {row['b64_p50_ms']:.2f}/{row['b64_p99_ms']:.2f} ms", flush=True)  # fmt: skip
+        print(
+            f"{name:<10}{n:>10} {backend:<11} build {row['build_s']:>8.2f} s  mem {row['memory_mb']:>8.1f} MB  "
+            f"recall@25 {row['recall25']:.3f}  b1 p50/p99 {row['b1_p50_ms']:.3f}/{row['b1_p99_ms']:.3f} ms  "
+            f"b64 p50/p99 {row['b64_p50_ms']:.2f}/{row['b64_p99_ms']:.2f} ms",
+            flush=True,
+        )
     return rows
 
 
@@ -201,8 +215,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, batch in zip(axes, (1, 64)):
         for backend in sorted({r["backend"] for r in rows}):
-            pts = sorted((r["n"], r[f"b{batch}_p50_ms"]) for r in rows
-                         if r["backend"] == backend and r["library"] == "synthetic" and "skipped" not in r)  # fmt: skip
+            pts = sorted(
+                (r["n"], r[f"b{batch}_p50_ms"])
+                for r in rows
+                if r["backend"] == backend and r["library"] == "synthetic" and "skipped" not in r
+            )
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=backend)
         ax.set_xscale("log")
@@ -244,8 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_size("synthetic", clustered(n, seed=0), args, t_start)
 
     def best_at(n: int) -> dict[str, Any] | None:
-        ok = [r for r in rows if r["n"] == n and r["library"] == "synthetic" and "skipped" not in r
-              and r["recall25"] >= 0.95]  # fmt: skip
+        ok = [
+            r
+            for r in rows
+            if r["n"] == n and r["library"] == "synthetic" and "skipped" not in r and r["recall25"] >= 0.95
+        ]
         return min(ok, key=lambda r: r["b1_p50_ms"]) if ok else None
 
     b10 = best_at(10_000_000)

@@ -46,8 +46,12 @@ np.save(sys.argv[3], np.concatenate([s.run(None, {n: x[i:i + 32]})[0] for i in r
 
 
 def embed(model: Path, x_path: Path, out: Path, prefix: list[str]) -> np.ndarray:
-    r = subprocess.run([*prefix, sys.executable, "-c", RUN, str(model), str(x_path), str(out)],
-                       capture_output=True, text=True, timeout=3600)  # fmt: skip
+    r = subprocess.run(
+        [*prefix, sys.executable, "-c", RUN, str(model), str(x_path), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if r.returncode != 0:
         raise SystemExit(f"bench/int8_cpu: {model.name} failed: {r.stderr[-500:]}")
     return np.load(out)
@@ -105,28 +109,50 @@ def main(argv: list[str] | None = None) -> int:
         for m in models:
             native = embed(m, xp, Path(tmp) / "native.npy", [])
             c = cosine(native, ref)
-            row = {"model": str(m.relative_to(ROOT) if m.is_relative_to(ROOT) else m), "n": len(x),
-                   "native_cos_mean": float(c.mean()), "native_cos_min": float(c.min()),
-                   "native_win_s": speed(m, x, args.rounds), "fp32_win_s": fp32_speed}  # fmt: skip
+            row = {
+                "model": str(m.relative_to(ROOT) if m.is_relative_to(ROOT) else m),
+                "n": len(x),
+                "native_cos_mean": float(c.mean()),
+                "native_cos_min": float(c.min()),
+                "native_win_s": speed(m, x, args.rounds),
+                "fp32_win_s": fp32_speed,
+            }
             if emulate:
                 emu = embed(m, xp, Path(tmp) / "emu.npy", EMULATED_AVX2)
                 ce = cosine(emu, ref)
-                row.update({"avx2_cos_mean": float(ce.mean()), "avx2_cos_min": float(ce.min()),
-                            "avx2_vs_native_max_abs": float(np.abs(emu - native).max())})  # fmt: skip
+                row.update(
+                    {
+                        "avx2_cos_mean": float(ce.mean()),
+                        "avx2_cos_min": float(ce.min()),
+                        "avx2_vs_native_max_abs": float(np.abs(emu - native).max()),
+                    }
+                )
             rows.append(row)
-    result = {"cpu": cpu_name(), "emulated_avx2": emulate, "rows": rows, "model": str(args.model),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+    result = {
+        "cpu": cpu_name(),
+        "emulated_avx2": emulate,
+        "rows": rows,
+        "model": str(args.model),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     print(
         f"int8 audio encoder vs fp32 on {result['cpu']}; {len(x)} real test excerpts; speed: batch 32, 1 thread"
     )
-    print("| int8 model | cosine mean (this CPU) | min | int8 win/s | fp32 win/s | int8/fp32 "
-          "| cosine mean (emulated AVX2) | min | max abs diff AVX2 vs this CPU |")  # fmt: skip
+    print(
+        "| int8 model | cosine mean (this CPU) | min | int8 win/s | fp32 win/s | int8/fp32 "
+        "| cosine mean (emulated AVX2) | min | max abs diff AVX2 vs this CPU |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        avx2 = (f"{r['avx2_cos_mean']:.4f} | {r['avx2_cos_min']:.4f} | {r['avx2_vs_native_max_abs']:.2g}"
-               if "avx2_cos_mean" in r else "– | – | –")  # fmt: skip
-        print(f"| {r['model']} | {r['native_cos_mean']:.4f} | {r['native_cos_min']:.4f} | {r['native_win_s']:.0f} "
-              f"| {r['fp32_win_s']:.0f} | {r['native_win_s'] / r['fp32_win_s']:.2f} | {avx2} |")  # fmt: skip
+        avx2 = (
+            f"{r['avx2_cos_mean']:.4f} | {r['avx2_cos_min']:.4f} | {r['avx2_vs_native_max_abs']:.2g}"
+            if "avx2_cos_mean" in r
+            else "– | – | –"
+        )
+        print(
+            f"| {r['model']} | {r['native_cos_mean']:.4f} | {r['native_cos_min']:.4f} | {r['native_win_s']:.0f} "
+            f"| {r['fp32_win_s']:.0f} | {r['native_win_s'] / r['fp32_win_s']:.2f} | {avx2} |"
+        )
     write_result(args.out, result)
     return 0
 

@@ -89,9 +89,25 @@ def main(argv: list[str] | None = None) -> int:
             if lib.exists():
                 shutil.rmtree(lib)
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "cli", "library", "build", str(sheets), "--out", str(lib),
-                                "--model", str(args.model), "--workers", str(w)],
-                               capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cli",
+                    "library",
+                    "build",
+                    str(sheets),
+                    "--out",
+                    str(lib),
+                    "--model",
+                    str(args.model),
+                    "--workers",
+                    str(w),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             dt = time.perf_counter() - t0
             if r.returncode != 0:
                 raise SystemExit(f"bench/library_build: the build failed: {r.stderr.strip()[-500:]}")
@@ -100,15 +116,32 @@ def main(argv: list[str] | None = None) -> int:
             d = digest(lib)
             base_s = base_s or dt
             base_digest = base_digest or d
-            row = {"pieces": n, "pages": pages, "workers": w, "seconds": round(dt, 2),
-                   "pages_per_s": round(pages / dt, 3), "speedup": round(base_s / dt, 2), "windows": windows,
-                   "same_library_as_first": d == base_digest}  # fmt: skip
+            row = {
+                "pieces": n,
+                "pages": pages,
+                "workers": w,
+                "seconds": round(dt, 2),
+                "pages_per_s": round(pages / dt, 3),
+                "speedup": round(base_s / dt, 2),
+                "windows": windows,
+                "same_library_as_first": d == base_digest,
+            }
             rows.append(row)
-            print(f"{n:>6} | {pages:>5} | {w:>7} | {dt:>8.1f} | {pages / dt:>7.2f} | {base_s / dt:>7.2f}x | "
-                  f"{'yes' if d == base_digest else 'NO'}", flush=True)  # fmt: skip
+            print(
+                f"{n:>6} | {pages:>5} | {w:>7} | {dt:>8.1f} | {pages / dt:>7.2f} | {base_s / dt:>7.2f}x | "
+                f"{'yes' if d == base_digest else 'NO'}",
+                flush=True,
+            )
             shutil.rmtree(lib)
-    write_result(args.out, {"cpu": cpu, "model": str(args.model), "rows": rows,
-                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})  # fmt: skip
+    write_result(
+        args.out,
+        {
+            "cpu": cpu,
+            "model": str(args.model),
+            "rows": rows,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+    )
     return 0
 
 

@@ -72,16 +72,34 @@ def main() -> None:
         t_ident = time.perf_counter() - t0
     secs = len(audio) / C.SAMPLE_RATE
     res = {
-        "pieces": len(folders), "pages": n_pages, "windows": len(lib), "stride": lib.stride,
-        "detect_s": round(t_detect, 2), "build_s": round(t_build, 2),
-        "detect_pages_per_s": round(n_pages / t_detect, 2), "build_pages_per_s": round(n_pages / t_build, 2),
-        "audio_s": round(secs, 1), "hop_s": args.hop, "identify_s": round(t_ident, 2),
-        "identify_x_realtime": round(secs / t_ident, 1), "hop_latency_ms": round(1000 * t_ident / ident.n_windows, 1),
-        "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(), "model": str(args.model),
-    }  # fmt: skip
+        "pieces": len(folders),
+        "pages": n_pages,
+        "windows": len(lib),
+        "stride": lib.stride,
+        "detect_s": round(t_detect, 2),
+        "build_s": round(t_build, 2),
+        "detect_pages_per_s": round(n_pages / t_detect, 2),
+        "build_pages_per_s": round(n_pages / t_build, 2),
+        "audio_s": round(secs, 1),
+        "hop_s": args.hop,
+        "identify_s": round(t_ident, 2),
+        "identify_x_realtime": round(secs / t_ident, 1),
+        "hop_latency_ms": round(1000 * t_ident / ident.n_windows, 1),
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "model": str(args.model),
+    }
     print(f"{'measure':32s} value")
-    for k in ("pieces", "pages", "windows", "detect_pages_per_s", "build_pages_per_s", "audio_s",
-              "identify_x_realtime", "hop_latency_ms"):  # fmt: skip
+    for k in (
+        "pieces",
+        "pages",
+        "windows",
+        "detect_pages_per_s",
+        "build_pages_per_s",
+        "audio_s",
+        "identify_x_realtime",
+        "hop_latency_ms",
+    ):
         print(f"{k:32s} {res[k]}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1) + "\n")

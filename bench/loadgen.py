@@ -99,8 +99,9 @@ def run_stream(address: str, audio: np.ndarray, chunk_s: float, hop_s: float, st
         stats.error = f"{e.code().name}: {e.details()}"
 
 
-def run_share(address: str, ids: list[int], n: int, seconds: float, chunk_s: float, hop_s: float,
-              audio: np.ndarray) -> tuple[list[float], int, list[str]]:  # fmt: skip
+def run_share(
+    address: str, ids: list[int], n: int, seconds: float, chunk_s: float, hop_s: float, audio: np.ndarray
+) -> tuple[list[float], int, list[str]]:
     """Streams ``ids`` of the step's ``n`` (threads of this process): their latencies (s), the updates
     received and the errors."""
     stats = [StreamStats() for _ in ids]
@@ -130,9 +131,15 @@ def _children_cpu_s() -> float:
 
 
 def step(
-    address: str, n: int, seconds: float, chunk_s: float, hop_s: float, audio: np.ndarray,
-    procs: dict[str, int] | None = None, workers: int = 1,
-) -> dict:  # fmt: skip
+    address: str,
+    n: int,
+    seconds: float,
+    chunk_s: float,
+    hop_s: float,
+    audio: np.ndarray,
+    procs: dict[str, int] | None = None,
+    workers: int = 1,
+) -> dict:
     """One load step; ``procs`` (name -> pid) are sampled for CPU (% of one core over the step) and
     RSS; ``workers`` > 1 spreads the streams over that many processes (one GIL cannot drive
     thousands of streams), the load generator's CPU then counts them all."""
@@ -149,15 +156,36 @@ def step(
             runs = []
             for k in range(workers):
                 out = Path(tmp) / f"share-{k}.json"
-                cmd = [sys.executable, "-m", "bench.loadgen", "--share", f"{k}/{workers}", "--share-audio", str(Path(tmp) / "audio.npy"),
-                       "--share-out", str(out), "--address", address, "--streams", str(n), "--seconds", str(seconds),
-                       "--chunk", str(chunk_s), "--hop", str(hop_s)]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "bench.loadgen",
+                    "--share",
+                    f"{k}/{workers}",
+                    "--share-audio",
+                    str(Path(tmp) / "audio.npy"),
+                    "--share-out",
+                    str(out),
+                    "--address",
+                    address,
+                    "--streams",
+                    str(n),
+                    "--seconds",
+                    str(seconds),
+                    "--chunk",
+                    str(chunk_s),
+                    "--hop",
+                    str(hop_s),
+                ]
                 runs.append((subprocess.Popen(cmd, cwd=ROOT), out))
             parts: list[dict[str, Any]] = []
             for proc, out in runs:
                 proc.wait()
-                parts.append(json.loads(out.read_text()) if out.is_file() else {"lat": [], "updates": 0,
-                                                                                 "errors": ["a load process failed"]})  # fmt: skip
+                parts.append(
+                    json.loads(out.read_text())
+                    if out.is_file()
+                    else {"lat": [], "updates": 0, "errors": ["a load process failed"]}
+                )
         lat_s = [x for part in parts for x in part["lat"]]
         received = sum(part["updates"] for part in parts)
         errors = [e for part in parts for e in part["errors"]]
@@ -171,10 +199,20 @@ def step(
     def pct(q: float) -> float:
         return float(np.percentile(lat, q)) if len(lat) else float("nan")
 
-    return {"streams": n, "updates": received, "missed_hops": max(0, expected - received),
-            "errors": len(errors), "first_error": errors[0] if errors else "",
-            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "wall_s": round(wall, 1),
-            "cpu_pct": cpu, "rss_mb": rss, "loadgen_processes": workers}  # fmt: skip
+    return {
+        "streams": n,
+        "updates": received,
+        "missed_hops": max(0, expected - received),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "wall_s": round(wall, 1),
+        "cpu_pct": cpu,
+        "rss_mb": rss,
+        "loadgen_processes": workers,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,14 +231,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--share-audio", default="", help=argparse.SUPPRESS)
     ap.add_argument("--share-out", default="", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
-    ap.add_argument("--pid", action="append", default=[], metavar="NAME=PID",
-                    help="a server process to report CPU and RSS for (repeatable)")  # fmt: skip
+    ap.add_argument(
+        "--pid",
+        action="append",
+        default=[],
+        metavar="NAME=PID",
+        help="a server process to report CPU and RSS for (repeatable)",
+    )
     args = ap.parse_args(argv)
     if args.share:  # one load process of a --procs step: its streams, raw results to --share-out
         k, total = (int(v) for v in args.share.split("/"))
         n = args.streams[0]
-        lat, updates, errors = run_share(args.address, list(range(n))[k::total], n, args.seconds, args.chunk,
-                                         args.hop, np.load(args.share_audio))  # fmt: skip
+        lat, updates, errors = run_share(
+            args.address,
+            list(range(n))[k::total],
+            n,
+            args.seconds,
+            args.chunk,
+            args.hop,
+            np.load(args.share_audio),
+        )
         Path(args.share_out).write_text(json.dumps({"lat": lat, "updates": updates, "errors": errors}))
         return 0
     try:
@@ -213,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     limit = min(args.max_streams * max(args.procs, 1), 20000)
     if max(args.streams) > limit or args.seconds > 600 or not 1 <= args.procs <= 64:
-        print(f"loadgen: error: at most {limit} streams ({args.max_streams} per process, 1-64 processes) and "
-              "600 s per step", file=sys.stderr)  # fmt: skip
+        print(
+            f"loadgen: error: at most {limit} streams ({args.max_streams} per process, 1-64 processes) and "
+            "600 s per step",
+            file=sys.stderr,
+        )
         return 2
     if args.audio:
         from scoreid.audio.io import load_audio
@@ -236,8 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     ok = [r["streams"] for r in rows if r["p99_ms"] <= 100 and r["missed_hops"] == 0 and r["errors"] == 0]
     at200 = next((r["p99_ms"] for r in rows if r["streams"] == 200), None)
-    out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node() + " " + platform.machine(),
-           "command": " ".join(sys.argv), "steps": rows, "max_streams_p99_100ms": max(ok) if ok else 0, "p99_ms_at_200": at200}  # fmt: skip
+    out = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.node() + " " + platform.machine(),
+        "command": " ".join(sys.argv),
+        "steps": rows,
+        "max_streams_p99_100ms": max(ok) if ok else 0,
+        "p99_ms_at_200": at200,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

@@ -158,15 +158,31 @@ def main(argv: list[str] | None = None) -> int:
         false_id = (
             np.mean([r["at"][str(c)]["identified"] is not None for r in outs]) if outs else float("nan")
         )
-        table.append({"seconds": c, "in_library_streams": len(ins), "out_of_library_streams": len(outs),
-                      "in_top1": float(top1), "in_identified_right": float(right), "in_identified_wrong": float(wrong),
-                      "out_identified": float(false_id)})  # fmt: skip
+        table.append(
+            {
+                "seconds": c,
+                "in_library_streams": len(ins),
+                "out_of_library_streams": len(outs),
+                "in_top1": float(top1),
+                "in_identified_right": float(right),
+                "in_identified_wrong": float(wrong),
+                "out_identified": float(false_id),
+            }
+        )
     specials = special_inputs(lib, enc)
-    result = {"split": args.split, "table": table, "specials_identified": specials,
-              "threshold": K.THRESHOLD, "coef": list(K.COEF), "min_voting_windows": K.MIN_VOTING_WINDOWS,
-              "library_pieces": len(lib.piece_ids), "streams": rows, "model": str(args.model),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "machine": cpu_name()}  # fmt: skip
+    result = {
+        "split": args.split,
+        "table": table,
+        "specials_identified": specials,
+        "threshold": K.THRESHOLD,
+        "coef": list(K.COEF),
+        "min_voting_windows": K.MIN_VOTING_WINDOWS,
+        "library_pieces": len(lib.piece_ids),
+        "streams": rows,
+        "model": str(args.model),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": cpu_name(),
+    }
     if args.fit:  # negatives also from signals that are no music at all
         for audio in not_music(args.seconds, seed=0).values():
             ident = Identifier(lib, enc, hop_s=args.hop)
@@ -179,15 +195,19 @@ def main(argv: list[str] | None = None) -> int:
         w = fit_logistic(x, y)
         result["fitted_coef"] = [round(float(v), 3) for v in w]
         print(f"fitted COEF = ({', '.join(f'{v:.3f}' for v in w)})  on {len(y)} hops ({y.mean():.1%} right)")
-    print(f"open set ({args.split}/shifted): library of {len(lib.piece_ids)} pieces; streams of all "
-          f"{len(pids)} (from the start and the middle, {args.seconds:g} s)")  # fmt: skip
+    print(
+        f"open set ({args.split}/shifted): library of {len(lib.piece_ids)} pieces; streams of all "
+        f"{len(pids)} (from the start and the middle, {args.seconds:g} s)"
+    )
     print(
         "| seconds | in-library: top-1 right | identified right | identified wrong | out of library: identified |"
     )
     print("|---:|---:|---:|---:|---:|")
     for r in table:
-        print(f"| {r['seconds']:g} | {r['in_top1']:.1%} | {r['in_identified_right']:.1%} | "
-              f"{r['in_identified_wrong']:.1%} | {r['out_identified']:.1%} |")  # fmt: skip
+        print(
+            f"| {r['seconds']:g} | {r['in_top1']:.1%} | {r['in_identified_right']:.1%} | "
+            f"{r['in_identified_wrong']:.1%} | {r['out_identified']:.1%} |"
+        )
     print("identified at the end (must all be false):", specials)
     write_result(args.out, result)
     return 0

@@ -85,8 +85,11 @@ def fake_mic_page(url: str, wav: Path | None, width: int = 1280, height: int = 8
         raise RuntimeError("chromium is not installed (./setup.sh installs it)")
     args = ["--autoplay-policy=no-user-gesture-required"]
     if wav is not None:
-        args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 f"--use-file-for-fake-audio-capture={wav}"]  # fmt: skip
+        args += [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}",
+        ]
     else:
         args += ["--use-fake-device-for-media-stream", "--deny-permission-prompts"]
     with sync_playwright() as p:
@@ -94,8 +97,10 @@ def fake_mic_page(url: str, wav: Path | None, width: int = 1280, height: int = 8
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(url)
-            page.wait_for_function("() => document.getElementById('status').textContent.includes('pieces')"
-                                   " || document.getElementById('status').dataset.state === 'error'")  # fmt: skip
+            page.wait_for_function(
+                "() => document.getElementById('status').textContent.includes('pieces')"
+                " || document.getElementById('status').dataset.state === 'error'"
+            )
             yield page
         finally:
             browser.close()

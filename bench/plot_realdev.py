@@ -54,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{path}: no weight {weight} (has {', '.join(rows_by_w)})")
             rows = rows_by_w[key]
         tti = rows[-1]["median_tti_s"]
-        ax.plot([r["length_s"] for r in rows], [r["top1"] for r in rows], marker="o",
-                label=f"{label} (median TTI {'never' if tti is None else f'{tti:.1f} s'})")  # fmt: skip
+        ax.plot(
+            [r["length_s"] for r in rows],
+            [r["top1"] for r in rows],
+            marker="o",
+            label=f"{label} (median TTI {'never' if tti is None else f'{tti:.1f} s'})",
+        )
     for t in args.target:
         length, _, top1 = t.partition(":")
         ax.plot([float(length)], [float(top1)], "kx", markersize=10)

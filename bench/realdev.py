@@ -195,8 +195,16 @@ class Streamed:
     right: list[bool]
 
 
-def stream(lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float, sequence_weight: float = 0.0,
-           dump: list[Any] | None = None, followed: int = CANDIDATES) -> Streamed:  # fmt: skip
+def stream(
+    lib: Library,
+    enc: Any,
+    audio: np.ndarray,
+    truth: str,
+    hop_s: float,
+    sequence_weight: float = 0.0,
+    dump: list[Any] | None = None,
+    followed: int = CANDIDATES,
+) -> Streamed:
     """Stream ``audio`` as ``scoreid identify`` does and say how it went for the true piece
     ``truth`` (which need not be in ``lib``). ``dump``: gets each hop's (t, candidates, identity
     evidence, identity, probability) and the final candidates (for fitting offline, ``--dump``)."""
@@ -216,9 +224,21 @@ def stream(lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float, 
                 (first_id if u.identity == truth else first_wrong).append(u.t)
             if dump is not None:
                 ev = ident.evidence()
-                hops.append([u.t, candidates(ident), [ev.windows, round(ev.share, 5), round(ev.log_ratio, 4),
-                                                      round(ev.coherence, 3), round(ev.stillness, 3)],
-                             u.identity, round(u.confidence, 4)])  # fmt: skip
+                hops.append(
+                    [
+                        u.t,
+                        candidates(ident),
+                        [
+                            ev.windows,
+                            round(ev.share, 5),
+                            round(ev.log_ratio, 4),
+                            round(ev.coherence, 3),
+                            round(ev.stillness, 3),
+                        ],
+                        u.identity,
+                        round(u.confidence, 4),
+                    ]
+                )
 
     for s in range(0, len(audio), chunk):
         run(ident.push(audio[s : s + chunk]))
@@ -237,9 +257,15 @@ def stream(lib: Library, enc: Any, audio: np.ndarray, truth: str, hop_s: float, 
                 "rank_by_tally": rank_of(by_tally, truth),
             }
         )
-    return Streamed(rank_of(final, truth), final[0][0] if final else None, time_to_identify(ts, right),
-                    end.identity, first_id[0] if first_id else None, first_wrong[0] if first_wrong else None,
-                    right)  # fmt: skip
+    return Streamed(
+        rank_of(final, truth),
+        final[0][0] if final else None,
+        time_to_identify(ts, right),
+        end.identity,
+        first_id[0] if first_id else None,
+        first_wrong[0] if first_wrong else None,
+        right,
+    )
 
 
 def with_hub_weight(lib: Library, weight: float) -> Library:
@@ -291,8 +317,9 @@ def round_robin(perfs: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]
     return out
 
 
-def select_performances(perfs: list[dict[str, Any]], limit: int | None,
-                        per_composer: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def select_performances(
+    perfs: list[dict[str, Any]], limit: int | None, per_composer: int | None = None
+) -> list[dict[str, Any]]:
     """All performances (sorted), or ``per_composer`` of each composer and/or ``limit`` in all,
     round-robin over the works."""
     perfs = sorted(perfs, key=lambda p: (p["folder"], p["performer"]))
@@ -300,8 +327,10 @@ def select_performances(perfs: list[dict[str, Any]], limit: int | None,
         by_comp: dict[str, list[dict[str, Any]]] = {}
         for p in perfs:
             by_comp.setdefault(composer_of(p["folder"]), []).append(p)
-        perfs = sorted((q for c in sorted(by_comp) for q in round_robin(by_comp[c], per_composer)),
-                       key=lambda p: (p["folder"], p["performer"]))  # fmt: skip
+        perfs = sorted(
+            (q for c in sorted(by_comp) for q in round_robin(by_comp[c], per_composer)),
+            key=lambda p: (p["folder"], p["performer"]),
+        )
     return perfs if limit is None else round_robin(perfs, limit)
 
 
@@ -318,8 +347,9 @@ def median_finite(x: np.ndarray) -> float | None:
 def summary(rs: Sequence[ExcerptResult]) -> dict[str, Any]:
     """Top-1, MRR, time to identify and the calibrated identity of in-library excerpts."""
     tti = np.array([np.inf if r.tti_s is None else r.tti_s for r in rs])
-    t_id = np.array([np.inf if r.first_identity_s is None else r.first_identity_s for r in rs
-                     if r.identity == r.work])  # fmt: skip
+    t_id = np.array(
+        [np.inf if r.first_identity_s is None else r.first_identity_s for r in rs if r.identity == r.work]
+    )
     return {
         "excerpts": len(rs),
         "top1": round(float(np.mean([r.rank == 1 for r in rs])), 4),
@@ -376,16 +406,21 @@ def training_splits(matches: dict[str, Any], corpus_dir: Path) -> dict[str, list
     """Work folder -> the ``--corpus`` splits of its corpus matches (``unbuilt``: not in the corpus)."""
     index = corpus_dir / "index.json"
     pieces = json.loads(index.read_text())["pieces"] if index.is_file() else {}
-    return {folder: sorted({pieces.get(m["pid"], {}).get("split", "unbuilt") for m in e["matches"]})
-            for folder, e in matches["works"].items()}  # fmt: skip
+    return {
+        folder: sorted({pieces.get(m["pid"], {}).get("split", "unbuilt") for m in e["matches"]})
+        for folder, e in matches["works"].items()
+    }
 
 
 def per_work(results: Sequence[ExcerptResult], longest: float, size: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for w in sorted({r.work for r in results}):
         rs = [r for r in results if r.work == w and r.length_s == longest and r.size == size and r.in_library]
-        out[w] = {"excerpts": len(rs), "top1": round(float(np.mean([r.rank == 1 for r in rs])), 4) if rs else None,
-                  "mrr": round(float(np.mean([r.rr for r in rs])), 4) if rs else None}  # fmt: skip
+        out[w] = {
+            "excerpts": len(rs),
+            "top1": round(float(np.mean([r.rank == 1 for r in rs])), 4) if rs else None,
+            "mrr": round(float(np.mean([r.rr for r in rs])), 4) if rs else None,
+        }
     return out
 
 
@@ -395,13 +430,17 @@ def fmt_s(x: float | None, never: str = "never") -> str:
 
 def print_table(rows: list[dict[str, Any]], header: str) -> None:
     print(header)
-    print("| library | excerpt s | excerpts | top-1 | MRR | median time to identify s "
-          "| identity right | identity wrong | ever wrong | median time to identity s |")  # fmt: skip
+    print(
+        "| library | excerpt s | excerpts | top-1 | MRR | median time to identify s "
+        "| identity right | identity wrong | ever wrong | median time to identity s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['size']} | {r['length_s']:g} | {r['excerpts']} | {r['top1']:.3f} | {r['mrr']:.3f} "
-              f"| {fmt_s(r['median_tti_s'])} | {r['identity_right']:.3f} | {r['identity_wrong']:.3f} "
-              f"| {r['identity_ever_wrong']:.3f} | {fmt_s(r['median_time_to_identity_s'], '-')} |")  # fmt: skip
+        print(
+            f"| {r['size']} | {r['length_s']:g} | {r['excerpts']} | {r['top1']:.3f} | {r['mrr']:.3f} "
+            f"| {fmt_s(r['median_tti_s'])} | {r['identity_right']:.3f} | {r['identity_wrong']:.3f} "
+            f"| {r['identity_ever_wrong']:.3f} | {fmt_s(r['median_time_to_identity_s'], '-')} |"
+        )
 
 
 def print_composers(
@@ -430,8 +469,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--corpus", type=Path, default=Path("/work/data/corpus"), help="corpus: test-split distractors"
     )
-    p.add_argument("--distractors", type=Path, default=DEFAULT_DISTRACTORS,
-                   help="python -m trainer.realdev.distractors output (skipped when absent)")  # fmt: skip
+    p.add_argument(
+        "--distractors",
+        type=Path,
+        default=DEFAULT_DISTRACTORS,
+        help="python -m trainer.realdev.distractors output (skipped when absent)",
+    )
     p.add_argument("--look", default="shifted", choices=("same", "shifted"), help="corpus pages' look")
     p.add_argument("--matches", type=Path, default=DEFAULT_MATCHES)
     p.add_argument("--sizes", default="all", help="library sizes, e.g. 40,200,all")
@@ -443,8 +486,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="only N performances (round-robin over works)")
     p.add_argument("--per-composer", type=int, default=None, help="only N performances of each composer")
     p.add_argument("--hop", type=float, default=DEFAULT_HOP_S)
-    p.add_argument("--hub-weight", type=float, default=None,
-                   help="weight of the hub correction (default: the library's, from the model; 0: none)")  # fmt: skip
+    p.add_argument(
+        "--hub-weight",
+        type=float,
+        default=None,
+        help="weight of the hub correction (default: the library's, from the model; 0: none)",
+    )
     p.add_argument(
         "--sequence-weight",
         type=float,
@@ -488,9 +535,20 @@ def distractor_folders(root: Path) -> list[Path]:
     return sorted(f.parent for f in (root / "pieces").glob("*/piece.json"))
 
 
-def run_excerpts(lib: Library, enc: Any, data: Path, perfs: list[dict[str, Any]], plan: list[Excerpt],
-                 hop: float, sizes: Sequence[int], open_set: bool, seed: int, sequence_weight: float = 0.0,
-                 dump: list[Any] | None = None, followed: int = CANDIDATES) -> list[ExcerptResult]:  # fmt: skip
+def run_excerpts(
+    lib: Library,
+    enc: Any,
+    data: Path,
+    perfs: list[dict[str, Any]],
+    plan: list[Excerpt],
+    hop: float,
+    sizes: Sequence[int],
+    open_set: bool,
+    seed: int,
+    sequence_weight: float = 0.0,
+    dump: list[Any] | None = None,
+    followed: int = CANDIDATES,
+) -> list[ExcerptResult]:
     by_key = {(work_id(p["folder"]), p["performer"]): p for p in perfs}
     longest = max(e.length_s for e in plan) if plan else 0.0
     results: list[ExcerptResult] = []
@@ -508,19 +566,47 @@ def run_excerpts(lib: Library, enc: Any, data: Path, perfs: list[dict[str, Any]]
             sub = excerpt_library(lib, p["work"], size, key, seed, inside)
             st = stream(sub, memo, audio, p["work"], hop, sequence_weight, dump, followed)
             if dump is not None:
-                dump[-1].update({"work": p["work"], "length_s": ex.length_s, "start_s": ex.start_s,
-                                 "composer": composer_of(p["folder"])})  # fmt: skip
-            results.append(ExcerptResult(
-                p["work"], p["folder"], p["performer"], composer_of(p["folder"]), ex.length_s, ex.start_s,
-                len(sub.piece_ids), inside, st.rank, st.top1, finite_or_none(st.tti_s), st.identity,
-                st.first_identity_s, st.first_wrong_identity_s, "".join("1" if r else "0" for r in st.right)))  # fmt: skip
-            said.append(f"{len(sub.piece_ids)}{'' if inside else ' out'}: "
-                        + (f"rank {st.rank}, {'id ' + str(st.identity == p['work']) if st.identity else 'unknown'}"
-                           if inside else ("named" if st.identity else "unknown")))  # fmt: skip
+                dump[-1].update(
+                    {
+                        "work": p["work"],
+                        "length_s": ex.length_s,
+                        "start_s": ex.start_s,
+                        "composer": composer_of(p["folder"]),
+                    }
+                )
+            results.append(
+                ExcerptResult(
+                    p["work"],
+                    p["folder"],
+                    p["performer"],
+                    composer_of(p["folder"]),
+                    ex.length_s,
+                    ex.start_s,
+                    len(sub.piece_ids),
+                    inside,
+                    st.rank,
+                    st.top1,
+                    finite_or_none(st.tti_s),
+                    st.identity,
+                    st.first_identity_s,
+                    st.first_wrong_identity_s,
+                    "".join("1" if r else "0" for r in st.right),
+                )
+            )
+            said.append(
+                f"{len(sub.piece_ids)}{'' if inside else ' out'}: "
+                + (
+                    f"rank {st.rank}, {'id ' + str(st.identity == p['work']) if st.identity else 'unknown'}"
+                    if inside
+                    else ("named" if st.identity else "unknown")
+                )
+            )
         elapsed = time.perf_counter() - t0
         eta = elapsed / (i + 1) * (len(plan) - i - 1)
-        log(f"{i + 1}/{len(plan)} {key} @ {ex.start_s:.1f}: {'; '.join(said)}; "
-            f"{elapsed:.0f} s elapsed, about {eta:.0f} s left")  # fmt: skip
+        log(
+            f"{i + 1}/{len(plan)} {key} @ {ex.start_s:.1f}: {'; '.join(said)}; "
+            f"{elapsed:.0f} s elapsed, about {eta:.0f} s left"
+        )
     return results
 
 
@@ -537,8 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus_folders: list[Path] = []
     excluded: list[str] = []
     if (args.corpus / "index.json").is_file():
-        corpus_folders, excluded = corpus_test_folders(args.corpus, args.look, matched_corpus_pids(matches),
-                                                       args.work / "sheets" / args.look)  # fmt: skip
+        corpus_folders, excluded = corpus_test_folders(
+            args.corpus, args.look, matched_corpus_pids(matches), args.work / "sheets" / args.look
+        )
     extra = distractor_folders(args.distractors)
     taken = {f.name for f in realdev_folders + corpus_folders}
     extra = [f for f in extra if f.name not in taken]  # a corpus test piece is staged once, in its --look
@@ -558,13 +645,27 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_excerpts(
         [(work_id(p["folder"]), p["performer"], p["seconds"]) for p in perfs], lengths, args.seed
     )
-    log(f"streaming {len(plan)} excerpts of {len(perfs)} performances in hops of {args.hop} s "
-        f"at library sizes {sizes}{' and out of the library' if args.open_set else ''}")  # fmt: skip
+    log(
+        f"streaming {len(plan)} excerpts of {len(perfs)} performances in hops of {args.hop} s "
+        f"at library sizes {sizes}{' and out of the library' if args.open_set else ''}"
+    )
     enc = load_model(args.model, threads=args.threads)
     t1 = time.perf_counter()
     dump: list[Any] | None = [] if args.dump else None
-    results = run_excerpts(lib, enc, args.data, perfs, plan, args.hop, sizes, args.open_set, args.seed,
-                           args.sequence_weight, dump, args.candidates)  # fmt: skip
+    results = run_excerpts(
+        lib,
+        enc,
+        args.data,
+        perfs,
+        plan,
+        args.hop,
+        sizes,
+        args.open_set,
+        args.seed,
+        args.sequence_weight,
+        dump,
+        args.candidates,
+    )
     if args.dump:
         args.dump.parent.mkdir(parents=True, exist_ok=True)
         args.dump.write_text(json.dumps(dump))
@@ -581,8 +682,14 @@ def main(argv: list[str] | None = None) -> int:
     inside = [r for r in results if r.in_library and r.length_s == longest]
     curves = {str(n): curve([r for r in inside if r.size == n], args.hop) for n in sizes}
     out_sizes = sorted({r.size for r in results if not r.in_library})  # "all" leaves one piece out
-    open_rows = [{"size": n, "length_s": longest,
-                  **open_summary([r for r in results if not r.in_library and r.size == n])} for n in out_sizes]  # fmt: skip
+    open_rows = [
+        {
+            "size": n,
+            "length_s": longest,
+            **open_summary([r for r in results if not r.in_library and r.size == n]),
+        }
+        for n in out_sizes
+    ]
     works_benchmarked = sorted({r.work for r in results})
     realdev_in_lib = [w for w in set_doc["pieces"] if w in lib.pieces]
     audio_s = sum(r.length_s for r in results)
@@ -595,33 +702,55 @@ def main(argv: list[str] | None = None) -> int:
         "open_set": open_rows,
         "top1_vs_seconds": curves,
         "per_length_works_not_in_training": unseen_rows,
-        "median_seconds_to_identify": next((r["median_tti_s"] for r in rows
-                                            if r["length_s"] == longest and r["size"] == max(sizes)), None),
+        "median_seconds_to_identify": next(
+            (r["median_tti_s"] for r in rows if r["length_s"] == longest and r["size"] == max(sizes)), None
+        ),
         "median_tti_length_s": longest,
-        "n_works": len(works_benchmarked), "n_performances": len(perfs),
+        "n_works": len(works_benchmarked),
+        "n_performances": len(perfs),
         "n_work_folders": set_doc["work_folders"],
-        "limit": args.limit, "per_composer": args.per_composer, "seed": args.seed, "lengths_s": lengths,
-        "sizes": sizes, "hop_s": args.hop, "hub": lib.index.get("hub"), "sequence_weight": args.sequence_weight, "candidates": args.candidates,
-        "library": {"pieces": len(lib.piece_ids), "windows": len(lib), "realdev_pieces": len(realdev_in_lib),
-                    "corpus_test_pieces": len(corpus_folders), "distractors": len(extra),
-                    "corpus_look": args.look, "corpus_excluded_as_realdev_works": excluded, "dir": str(lib.dir)},
+        "limit": args.limit,
+        "per_composer": args.per_composer,
+        "seed": args.seed,
+        "lengths_s": lengths,
+        "sizes": sizes,
+        "hop_s": args.hop,
+        "hub": lib.index.get("hub"),
+        "sequence_weight": args.sequence_weight,
+        "candidates": args.candidates,
+        "library": {
+            "pieces": len(lib.piece_ids),
+            "windows": len(lib),
+            "realdev_pieces": len(realdev_in_lib),
+            "corpus_test_pieces": len(corpus_folders),
+            "distractors": len(extra),
+            "corpus_look": args.look,
+            "corpus_excluded_as_realdev_works": excluded,
+            "dir": str(lib.dir),
+        },
         "works_with_corpus_match_in_training": sorted(trained_works),
         "corpus_splits_of_matches": splits,
         "per_work_longest": per_work(results, longest, max(sizes)),
-        "sheets": set_doc["sheets"], "audio": set_doc["audio"],
-        "model": str(args.model), "model_sha256_12": fp, "corpus": str(args.corpus),
-        "library_build_s": round(t_lib, 1), "identify_x_real_time": round(audio_s / max(t_id, 1e-9), 1),
+        "sheets": set_doc["sheets"],
+        "audio": set_doc["audio"],
+        "model": str(args.model),
+        "model_sha256_12": fp,
+        "corpus": str(args.corpus),
+        "library_build_s": round(t_lib, 1),
+        "identify_x_real_time": round(audio_s / max(t_id, 1e-9), 1),
         "wall_s": round(time.perf_counter() - t_start, 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": cpu_name(),
         "excerpts": [asdict(r) for r in results],
-    }  # fmt: skip
-    header = (f"real-performance validation: {len(works_benchmarked)} works, {len(perfs)} performances"
-              f"{f' (--limit {args.limit})' if args.limit else ''}"
-              f"{f' (--per-composer {args.per_composer})' if args.per_composer else ''}; library of "
-              f"{len(lib.piece_ids)} pieces ({len(realdev_in_lib)} real-dev + {len(corpus_folders)} corpus test, "
-              f"{args.look} look + {len(extra)} distractors), {len(lib)} windows; sizes {sizes}; hop {args.hop} s, "
-              f"hub correction weight {lib.hub_weight:g}, seed {args.seed}")  # fmt: skip
+    }
+    header = (
+        f"real-performance validation: {len(works_benchmarked)} works, {len(perfs)} performances"
+        f"{f' (--limit {args.limit})' if args.limit else ''}"
+        f"{f' (--per-composer {args.per_composer})' if args.per_composer else ''}; library of "
+        f"{len(lib.piece_ids)} pieces ({len(realdev_in_lib)} real-dev + {len(corpus_folders)} corpus test, "
+        f"{args.look} look + {len(extra)} distractors), {len(lib)} windows; sizes {sizes}; hop {args.hop} s, "
+        f"hub correction weight {lib.hub_weight:g}, seed {args.seed}"
+    )
     print_table(rows, header)
     print("\nby composer (top-1 / identity right at the end):")
     print_composers(composers, sizes, lengths)
@@ -641,8 +770,10 @@ def main(argv: list[str] | None = None) -> int:
             unseen_rows,
             f"works with no corpus match in the training split ({len(trained_works)} works left out):",
         )
-    print(f"wall time {result['wall_s']:.0f} s (library {t_lib:.0f} s, streaming {t_id:.0f} s, "
-          f"{result['identify_x_real_time']:g}x real time); {cpu_name()}")  # fmt: skip
+    print(
+        f"wall time {result['wall_s']:.0f} s (library {t_lib:.0f} s, streaming {t_id:.0f} s, "
+        f"{result['identify_x_real_time']:g}x real time); {cpu_name()}"
+    )
     write_result(args.out, result)
     return 0
 

@@ -137,8 +137,9 @@ def parse_measures(xml: str | bytes) -> list[Measure]:
                 elif el.tag == "forward" or el.find("chord") is None:
                     cursor += q
                 longest = max(longest, cursor)
-        meas = Measure(m.get("number", str(len(out) + 1)), longest, beats * 4.0 / beat_type,
-                       f"{beats}/{beat_type}")  # fmt: skip
+        meas = Measure(
+            m.get("number", str(len(out) + 1)), longest, beats * 4.0 / beat_type, f"{beats}/{beat_type}"
+        )
         meas.implicit = m.get("implicit") == "yes"
         if meas.length_q <= 0:
             meas.length_q = meas.nominal_q
@@ -203,8 +204,14 @@ def unfold(measures: list[Measure], repeats: bool = True) -> list[int]:
             passes += 1
             i = start
             continue
-        if m.backward or (m.ending and passes in m.ending and passes == max(m.ending)
-                          and i + 1 < n and not measures[i + 1].ending and not m.backward):  # fmt: skip
+        if m.backward or (
+            m.ending
+            and passes in m.ending
+            and passes == max(m.ending)
+            and i + 1 < n
+            and not measures[i + 1].ending
+            and not m.backward
+        ):
             start, passes = i + 1, 1
             for k in list(done):
                 if k < 0:
@@ -275,8 +282,15 @@ def score_notes(xml: str | bytes) -> list[tuple[int, float, int]]:
     return out
 
 
-def note_agreement(perf_notes: list[tuple[float, int]], truth: Truth, measures: list[Measure],
-                   notes: list[tuple[int, float, int]], t0: float, t1: float, shift: float = 0.0) -> float:  # fmt: skip
+def note_agreement(
+    perf_notes: list[tuple[float, int]],
+    truth: Truth,
+    measures: list[Measure],
+    notes: list[tuple[int, float, int]],
+    t0: float,
+    t1: float,
+    shift: float = 0.0,
+) -> float:
     """The share of the performance's note onsets in [t0, t1] whose pitch the written score has
     within a quarter of a measure of where the truth puts them (``shift``: the truth moved by this
     many measures, a control): a check of the truth that does not use the beat annotations."""
@@ -341,7 +355,9 @@ def beat_unit_q(m: Measure) -> float:
     return 4.0 / den * (3 if den >= 8 and num % 3 == 0 and num > 3 else 1)
 
 
-def align_downbeats(bar_beats: list[int], starts: np.ndarray, units: np.ndarray, band: int = 24) -> tuple[np.ndarray, int] | None:  # fmt: skip
+def align_downbeats(
+    bar_beats: list[int], starts: np.ndarray, units: np.ndarray, band: int = 24
+) -> tuple[np.ndarray, int] | None:
     """Where each annotated bar's downbeat is in the unfolded score when the counts differ: a
     dynamic-programming alignment of the annotated bars (``bar_beats`` beats each; the last one's
     is not counted) with the unfolded measures that start at a downbeat (``starts``: their starts
@@ -401,7 +417,9 @@ def align_downbeats(bar_beats: list[int], starts: np.ndarray, units: np.ndarray,
     return db_q, edits
 
 
-def beat_positions(labels: list[str], unf: Unfolded, measures: list[Measure]) -> tuple[np.ndarray, int] | None:  # fmt: skip
+def beat_positions(
+    labels: list[str], unf: Unfolded, measures: list[Measure]
+) -> tuple[np.ndarray, int] | None:
     """The unfolded quarter position of every annotated beat, and the edits the downbeats needed
     (0: one unfolded measure per annotated downbeat; else :func:`align_downbeats`'s; None: no
     alignment within MAX_EDITS)."""
@@ -529,16 +547,25 @@ def engrave_layout(score: Path, lengths_q: list[float]) -> Layout:
                     nid = ng.get("id") or ""
                     if "note" not in _classes(ng) or nid not in n_q or q0 is None:
                         continue
-                    rect = next((b.find(SVG_NS + "rect") for b in ng.findall(SVG_NS + "g")
-                                 if b.get("id") == f"bbox-{nid}"), None)  # fmt: skip
+                    rect = next(
+                        (
+                            b.find(SVG_NS + "rect")
+                            for b in ng.findall(SVG_NS + "g")
+                            if b.get("id") == f"bbox-{nid}"
+                        ),
+                        None,
+                    )
                     if rect is None:
                         continue
                     f = round((n_q[nid] - q0) / max(length, 1e-9), 4)
                     if 0.0 <= f < 1.0:
                         fr.setdefault(f, []).append(float(rect.get("x", 0)) + float(rect.get("width", 0)) / 2)
                 fs = sorted(fr)
-                boxes.append(MeasureBox(p - 1, len(page_sys), min(mx), max(mx), fs,
-                                        [float(np.median(fr[f])) for f in fs]))  # fmt: skip
+                boxes.append(
+                    MeasureBox(
+                        p - 1, len(page_sys), min(mx), max(mx), fs, [float(np.median(fr[f])) for f in fs]
+                    )
+                )
             if ys:
                 page_sys.append((min(ys), max(ys), min(xs), max(xs)))
         systems.append(page_sys)
@@ -699,8 +726,9 @@ def spurious_back_jumps(t: np.ndarray, rep: np.ndarray, true_t: np.ndarray, true
     return n
 
 
-def performance_truth(perf: dict[str, Any], realdev: Path, measures: list[Measure], pmap: PieceMap,
-                      duration_s: float) -> Truth | str:  # fmt: skip
+def performance_truth(
+    perf: dict[str, Any], realdev: Path, measures: list[Measure], pmap: PieceMap, duration_s: float
+) -> Truth | str:
     folder = realdev / perf["folder"]
     score_t, score_lab = read_beats(folder / "midi_score_annotations.txt")
     if not perf.get("annotations"):
@@ -737,8 +765,17 @@ def performance_truth(perf: dict[str, Any], realdev: Path, measures: list[Measur
 
 
 # ------------------------------------------------------------------------------ streaming
-def follow_excerpt(lib: Library, enc: Any, audio: np.ndarray, pid: str, start_s: float, truth: Truth,
-                   pmap: PieceMap, hop_s: float, follower: str = "tempo") -> dict[str, np.ndarray]:  # fmt: skip
+def follow_excerpt(
+    lib: Library,
+    enc: Any,
+    audio: np.ndarray,
+    pid: str,
+    start_s: float,
+    truth: Truth,
+    pmap: PieceMap,
+    hop_s: float,
+    follower: str = "tempo",
+) -> dict[str, np.ndarray]:
     """Stream ``audio`` (the engine's ``follower`` kind); per hop: heard s, top-1 right, true /
     reported written position, time error, true / reported page and system, the page shown, true /
     reported strip x."""
@@ -756,16 +793,56 @@ def follow_excerpt(lib: Library, enc: Any, audio: np.ndarray, pid: str, start_s:
         right = bool(u.ranking) and u.ranking[0][0] == pid
         pos = u.positions.get(pid)
         if pos is None:
-            rows.append((u.t, right, wt, np.nan, np.nan, truth.page[g], truth.system[g], np.nan, np.nan, np.nan,
-                         truth.strip[g], np.nan))  # fmt: skip
+            rows.append(
+                (
+                    u.t,
+                    right,
+                    wt,
+                    np.nan,
+                    np.nan,
+                    truth.page[g],
+                    truth.system[g],
+                    np.nan,
+                    np.nan,
+                    np.nan,
+                    truth.strip[g],
+                    np.nan,
+                )
+            )
             continue
         wr = pmap.written_at(float(pos.strip_x))
         err = time_error(truth.wpos, truth.t, t, wr) if np.isfinite(wt) else np.nan
-        rows.append((u.t, right, wt, wr, err, truth.page[g], truth.system[g], float(pos.page), float(pos.system),
-                     float(pos.show_page), truth.strip[g], float(pos.strip_x)))  # fmt: skip
+        rows.append(
+            (
+                u.t,
+                right,
+                wt,
+                wr,
+                err,
+                truth.page[g],
+                truth.system[g],
+                float(pos.page),
+                float(pos.system),
+                float(pos.show_page),
+                truth.strip[g],
+                float(pos.strip_x),
+            )
+        )
     a = np.array(rows, np.float64).reshape(-1, 12)
-    keys = ("heard", "right", "w_true", "w_rep", "err", "page_true", "sys_true", "page_rep", "sys_rep",
-            "show_page", "strip_true", "strip_rep")  # fmt: skip
+    keys = (
+        "heard",
+        "right",
+        "w_true",
+        "w_rep",
+        "err",
+        "page_true",
+        "sys_true",
+        "page_rep",
+        "sys_rep",
+        "show_page",
+        "strip_true",
+        "strip_rep",
+    )
     out = {k: a[:, i] for i, k in enumerate(keys)}
     out["right"] = out["right"].astype(bool)
     return out
@@ -788,7 +865,13 @@ def page_turns(r: dict[str, np.ndarray], pmap: PieceMap) -> list[dict[str, float
         t_last = float(t[j]) if st[i - 1] == last else float(t[i - 1])
         window = np.flatnonzero((t >= t_last - 10.0) & (t <= t[i] + 10.0) & r["right"])
         turned = [k for k in window if np.isfinite(show[k]) and show[k] >= page + 1]
-        out.append({"t_leave": float(t[i]), "t_last": t_last, "t_turn": float(t[turned[0]]) if turned else float("nan")})  # fmt: skip
+        out.append(
+            {
+                "t_leave": float(t[i]),
+                "t_last": t_last,
+                "t_turn": float(t[turned[0]]) if turned else float("nan"),
+            }
+        )
     return out
 
 
@@ -825,24 +908,33 @@ def metrics(
     out: dict[str, Any] = {"excerpts": len(rs), "hops": int(len(e)), "all_hops": int(len(ee))}
     for tol in TOLERANCES_S:
         out[f"within_{tol:g}s".replace(".", "_")] = float(np.mean(np.abs(e) <= tol)) if len(e) else nan
-    out.update({
-        "right_system": float(np.mean(so)) if len(so) else nan,
-        "right_page": float(np.mean(po)) if len(po) else nan,
-        "median_abs_error_s": float(np.median(np.abs(e))) if len(e) else nan,
-        "lag_s": float(np.median(e)) if len(e) else nan,
-        "spurious_back_per_min": spur / minutes if minutes else nan,
-        "performer_back_per_min": own / own_min if own_min else nan,
-        "end_to_end": float(np.mean(ee)) if len(ee) else nan,
-        "top1": float(np.mean([np.mean(r["hops"]["right"]) for r in rs])) if rs else nan,
-        "minutes_followed": round(minutes, 2),
-    })  # fmt: skip
+    out.update(
+        {
+            "right_system": float(np.mean(so)) if len(so) else nan,
+            "right_page": float(np.mean(po)) if len(po) else nan,
+            "median_abs_error_s": float(np.median(np.abs(e))) if len(e) else nan,
+            "lag_s": float(np.median(e)) if len(e) else nan,
+            "spurious_back_per_min": spur / minutes if minutes else nan,
+            "performer_back_per_min": own / own_min if own_min else nan,
+            "end_to_end": float(np.mean(ee)) if len(ee) else nan,
+            "top1": float(np.mean([np.mean(r["hops"]["right"]) for r in rs])) if rs else nan,
+            "minutes_followed": round(minutes, 2),
+        }
+    )
     if lo == 0.0 and hi == float("inf"):
         lead = np.array([tr["t_leave"] - tr["t_turn"] for tr in turns], np.float64)
         done = np.isfinite(lead)
-        out.update({"page_turns": len(turns), "turns_late": int(np.sum(done & (lead < 0))),
-                    "turns_too_early": int(np.sum(done & np.array([tr["t_turn"] < tr["t_last"] for tr in turns], bool))),
-                    "turns_missed": int(np.sum(~done)),
-                    "turn_lead_median_s": float(np.median(lead[done])) if done.any() else nan})  # fmt: skip
+        out.update(
+            {
+                "page_turns": len(turns),
+                "turns_late": int(np.sum(done & (lead < 0))),
+                "turns_too_early": int(
+                    np.sum(done & np.array([tr["t_turn"] < tr["t_last"] for tr in turns], bool))
+                ),
+                "turns_missed": int(np.sum(~done)),
+                "turn_lead_median_s": float(np.median(lead[done])) if done.any() else nan,
+            }
+        )
     return out
 
 
@@ -855,15 +947,19 @@ def num(x: float, fmt: str = ".2f") -> str:
 
 
 def print_rows(rows: list[tuple[str, dict[str, Any]]], first: str) -> None:
-    print(f"| {first} | excerpts | hops (top-1 right) | within 0.5 s | within 1 s | within 2 s | within 5 s "
-          "| right system | right page | median abs err s | lag s | spurious back jumps/min "
-          "| performer's back jumps/min | end-to-end | top-1 |")  # fmt: skip
+    print(
+        f"| {first} | excerpts | hops (top-1 right) | within 0.5 s | within 1 s | within 2 s | within 5 s "
+        "| right system | right page | median abs err s | lag s | spurious back jumps/min "
+        "| performer's back jumps/min | end-to-end | top-1 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, m in rows:
-        print(f"| {name} | {m['excerpts']} | {m['hops']} | {pct(m['within_0_5s'])} | {pct(m['within_1s'])} "
-              f"| {pct(m['within_2s'])} | {pct(m['within_5s'])} | {pct(m['right_system'])} | {pct(m['right_page'])} "
-              f"| {num(m['median_abs_error_s'])} | {num(m['lag_s'], '+.2f')} | {num(m['spurious_back_per_min'])} "
-              f"| {num(m['performer_back_per_min'])} | {pct(m['end_to_end'])} | {pct(m['top1'])} |")  # fmt: skip
+        print(
+            f"| {name} | {m['excerpts']} | {m['hops']} | {pct(m['within_0_5s'])} | {pct(m['within_1s'])} "
+            f"| {pct(m['within_2s'])} | {pct(m['within_5s'])} | {pct(m['right_system'])} | {pct(m['right_page'])} "
+            f"| {num(m['median_abs_error_s'])} | {num(m['lag_s'], '+.2f')} | {num(m['spurious_back_per_min'])} "
+            f"| {num(m['performer_back_per_min'])} | {pct(m['end_to_end'])} | {pct(m['top1'])} |"
+        )
 
 
 # ------------------------------------------------------------------------------ drawing
@@ -919,8 +1015,11 @@ def plot(drawn: list[dict[str, Any]], path: Path) -> None:
         hi = np.nanmax(np.concatenate([d["grid_w"], h["w_rep"]])) + 1
         ax.set_ylim(lo - 1, hi + 1)
         ax.set_xlim(t[0] - 1, t[-1] + 1)
-        ax.set_title(f"{d['work']} / {d['performer']}: within 1 s {pct(d['within_1s'])}, "
-                     f"right system {pct(d['right_system'])}", fontsize=9)  # fmt: skip
+        ax.set_title(
+            f"{d['work']} / {d['performer']}: within 1 s {pct(d['within_1s'])}, "
+            f"right system {pct(d['right_system'])}",
+            fontsize=9,
+        )
         ax.set_ylabel("written measure")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", markerscale=2)
@@ -1093,26 +1192,42 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             sub = excerpt_library(lib, work, size, key, args.seed, True)
             hops = follow_excerpt(sub, memo, audio, work, start, truth, pmap, args.hop, args.follower)
-            r = {"work": work, "folder": p["folder"], "performer": p["performer"],
-                 "composer": composer_of(p["folder"]), "size": len(sub.piece_ids), "start_s": start,
-                 "length_s": length, "repeats_played": truth.repeats, "downbeat_edits": truth.edits, "note_agreement": round(agree, 3), "hops": hops,
-                 "grid_t": truth.t[in_ex], "grid_heard": truth.t[in_ex] - start, "grid_w": truth.wpos[in_ex],
-                 "turns": page_turns(hops, pmap)}  # fmt: skip
+            r = {
+                "work": work,
+                "folder": p["folder"],
+                "performer": p["performer"],
+                "composer": composer_of(p["folder"]),
+                "size": len(sub.piece_ids),
+                "start_s": start,
+                "length_s": length,
+                "repeats_played": truth.repeats,
+                "downbeat_edits": truth.edits,
+                "note_agreement": round(agree, 3),
+                "hops": hops,
+                "grid_t": truth.t[in_ex],
+                "grid_heard": truth.t[in_ex] - start,
+                "grid_w": truth.wpos[in_ex],
+                "turns": page_turns(hops, pmap),
+            }
             m = metrics([r], args.hop)
             r["metrics"] = m
             results.append(r)
-            said.append(f"@{len(sub.piece_ids)}: top-1 {pct(m['top1'])}, within 1 s {pct(m['within_1s'])}, "
-                        f"system {pct(m['right_system'])}, lag {num(m['lag_s'], '+.2f')}")  # fmt: skip
+            said.append(
+                f"@{len(sub.piece_ids)}: top-1 {pct(m['top1'])}, within 1 s {pct(m['within_1s'])}, "
+                f"system {pct(m['right_system'])}, lag {num(m['lag_s'], '+.2f')}"
+            )
         memo.save()
         el = time.perf_counter() - t_start
         log(f"{n + 1}/{len(perfs)} {name} @ {start:.1f} s: {'; '.join(said)} ({el:.0f} s)")
 
     # ---------------------------------------------------------------- tables
     mode = "whole performances" if args.whole else f"{args.length:g} s excerpts"
-    print(f"score following on real performances (real-dev): {mode}, "
-          f"{len({r['folder'] + r['performer'] for r in results})} performances of "
-          f"{len({r['work'] for r in results})} works, {len(skipped)} skipped; hop {args.hop} s, seed {args.seed}; "
-          "metrics over the hops where the top-1 piece is right (end-to-end: over every hop)\n")  # fmt: skip
+    print(
+        f"score following on real performances (real-dev): {mode}, "
+        f"{len({r['folder'] + r['performer'] for r in results})} performances of "
+        f"{len({r['work'] for r in results})} works, {len(skipped)} skipped; hop {args.hop} s, seed {args.seed}; "
+        "metrics over the hops where the top-1 piece is right (end-to-end: over every hop)\n"
+    )
     table = {str(n): metrics([r for r in results if r["size"] == n], args.hop) for n in sizes}
     print_rows([(f"library {n}", m) for n, m in table.items()], "library")
     first = sizes[0]
@@ -1123,14 +1238,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nby composer (library {first}):\n")
     print_rows(list(by_comp.items()), "composer")
     bins = [(lo, hi) for lo, hi in HEARD_BINS if lo < max((r["length_s"] for r in results), default=0)]
-    by_heard = {f"{lo:g}-{hi:g} s": metrics([r for r in results if r["size"] == first], args.hop, lo, hi)
-                for lo, hi in bins}  # fmt: skip
+    by_heard = {
+        f"{lo:g}-{hi:g} s": metrics([r for r in results if r["size"] == first], args.hop, lo, hi)
+        for lo, hi in bins
+    }
     print(f"\nby seconds heard (library {first}):\n")
     print_rows(list(by_heard.items()), "heard")
     m0 = table[str(first)]
-    print(f"\npage turns (library {first}): {m0.get('page_turns', 0)}, late {m0.get('turns_late', 0)}, "
-          f"too early {m0.get('turns_too_early', 0)}, missed {m0.get('turns_missed', 0)}, "
-          f"median lead {num(m0.get('turn_lead_median_s', float('nan')), '.1f')} s")  # fmt: skip
+    print(
+        f"\npage turns (library {first}): {m0.get('page_turns', 0)}, late {m0.get('turns_late', 0)}, "
+        f"too early {m0.get('turns_too_early', 0)}, missed {m0.get('turns_missed', 0)}, "
+        f"median lead {num(m0.get('turn_lead_median_s', float('nan')), '.1f')} s"
+    )
     if skipped:
         print("\nskipped:")
         for s in skipped:
@@ -1144,8 +1263,10 @@ def main(argv: list[str] | None = None) -> int:
     pick = sorted(sorted(comps, key=lambda c: -counts[c])[: args.plots])
     drawn = []
     for c in pick:
-        rs = sorted((r for r in results if r["size"] == first and r["composer"] == c and r["metrics"]["hops"] > 20),
-                    key=lambda r: (r["metrics"]["within_1s"], r["folder"], r["performer"]))  # fmt: skip
+        rs = sorted(
+            (r for r in results if r["size"] == first and r["composer"] == c and r["metrics"]["hops"] > 20),
+            key=lambda r: (r["metrics"]["within_1s"], r["folder"], r["performer"]),
+        )
         if rs:
             r = rs[len(rs) // 2]
             drawn.append(
@@ -1159,25 +1280,54 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "name": "score following on real performances (real-dev, ASAP)",
-        "mode": mode, "sizes": sizes, "hop_s": args.hop, "seed": args.seed,
-        "per_composer": args.per_composer, "limit": args.limit,
-        "table": table, "by_composer": by_comp, "by_seconds_heard": by_heard,
-        "targets": TARGETS, "skipped": skipped,
-        "library": str(args.library), "model": str(args.model), "follower": args.follower,
-        "constants": {"grid_s": GRID_S, "back_jump_measures": BACK_JUMP_MEASURES, "jump_grace_s": JUMP_GRACE_S},
+        "mode": mode,
+        "sizes": sizes,
+        "hop_s": args.hop,
+        "seed": args.seed,
+        "per_composer": args.per_composer,
+        "limit": args.limit,
+        "table": table,
+        "by_composer": by_comp,
+        "by_seconds_heard": by_heard,
+        "targets": TARGETS,
+        "skipped": skipped,
+        "library": str(args.library),
+        "model": str(args.model),
+        "follower": args.follower,
+        "constants": {
+            "grid_s": GRID_S,
+            "back_jump_measures": BACK_JUMP_MEASURES,
+            "jump_grace_s": JUMP_GRACE_S,
+        },
         "wall_s": round(time.perf_counter() - t_start, 1),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": cpu_name(),
-        "excerpts": [{k: v for k, v in r.items() if k not in ("hops", "grid_t", "grid_heard", "grid_w")}
-                     for r in results],
-    }  # fmt: skip
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": cpu_name(),
+        "excerpts": [
+            {k: v for k, v in r.items() if k not in ("hops", "grid_t", "grid_heard", "grid_w")}
+            for r in results
+        ],
+    }
     write_result(args.out, result)
     if args.dump:  # every hop: heard s, top-1 right, true / reported written measure, time error
         args.dump.parent.mkdir(parents=True, exist_ok=True)
-        args.dump.write_text(json.dumps([
-            {"work": r["work"], "performer": r["performer"], "size": r["size"], "start_s": r["start_s"]}
-            | {k: rnd(v) if k != "right" else [bool(b) for b in v]
-               for k, v in r["hops"].items() if k in ("heard", "right", "w_true", "w_rep", "err")}
-            for r in results]))  # fmt: skip
+        args.dump.write_text(
+            json.dumps(
+                [
+                    {
+                        "work": r["work"],
+                        "performer": r["performer"],
+                        "size": r["size"],
+                        "start_s": r["start_s"],
+                    }
+                    | {
+                        k: rnd(v) if k != "right" else [bool(b) for b in v]
+                        for k, v in r["hops"].items()
+                        if k in ("heard", "right", "w_true", "w_rep", "err")
+                    }
+                    for r in results
+                ]
+            )
+        )
         print(f"wrote {args.dump}")
     return 0
 

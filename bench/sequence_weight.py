@@ -49,8 +49,15 @@ def at_times(dump: list[dict[str, Any]], times: list[float]) -> list[dict[str, A
             hops = [h for h in d["hops"] if h[0] <= t + 1e-9]
             if hops:
                 final = hops[-1][1]
-                out.append({"truth": d["truth"], "length_s": t, "hops": hops, "final": final,
-                            "rank_by_tally": None if d["truth"] not in [c[0] for c in final] else 1})  # fmt: skip
+                out.append(
+                    {
+                        "truth": d["truth"],
+                        "length_s": t,
+                        "hops": hops,
+                        "final": final,
+                        "rank_by_tally": None if d["truth"] not in [c[0] for c in final] else 1,
+                    }
+                )
     return out
 
 
@@ -67,10 +74,15 @@ def evaluate(dump: list[dict[str, Any]], w: float, evidence: str = "piece") -> l
             right = [bool(h[1]) and order(h[1], w, evidence)[0] == d["truth"] for h in d["hops"]]
             ttis.append(time_to_identify(ts, right))
         tti = np.array(ttis)
-        rows.append({"length_s": length, "excerpts": len(ds),
-                     "top1": round(float(np.mean([r == 1 for r in ranks])), 4),
-                     "mrr": round(float(np.mean([1.0 / r if r else 0.0 for r in ranks])), 4),
-                     "median_tti_s": float(np.median(tti)) if np.isfinite(np.median(tti)) else None})  # fmt: skip
+        rows.append(
+            {
+                "length_s": length,
+                "excerpts": len(ds),
+                "top1": round(float(np.mean([r == 1 for r in ranks])), 4),
+                "mrr": round(float(np.mean([1.0 / r if r else 0.0 for r in ranks])), 4),
+                "median_tti_s": float(np.median(tti)) if np.isfinite(np.median(tti)) else None,
+            }
+        )
     return rows
 
 
@@ -85,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a dump of whole streams (bench/identify.py --dump): evaluate at these seconds",
     )
-    ap.add_argument("--evidence", choices=tuple(EVIDENCE_COLUMN), default=EVIDENCE,
-                    help="the sequence evidence that orders the candidates (library: length-fair)")  # fmt: skip
+    ap.add_argument(
+        "--evidence",
+        choices=tuple(EVIDENCE_COLUMN),
+        default=EVIDENCE,
+        help="the sequence evidence that orders the candidates (library: length-fair)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sequence_weight.json")
     args = ap.parse_args(argv)
     dump = json.loads(args.dump.read_text())

@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     import redis
     import soundfile as sf
 
-    tracks = [(pid, sf.read(str(w), dtype="float32")[0][: int(args.session_seconds * C.SAMPLE_RATE)])
-              for pid, w in piece_streams(args.work)]  # fmt: skip
+    tracks = [
+        (pid, sf.read(str(w), dtype="float32")[0][: int(args.session_seconds * C.SAMPLE_RATE)])
+        for pid, w in piece_streams(args.work)
+    ]
     cfg = stack_config(args.work, model, lib, precision=args.precision)
     cfg["aggregator"]["session_ttl_s"] = args.ttl
     cfg_path = args.work / "soak.yaml"
@@ -170,11 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     for m in range(int(np.ceil((t_end - t_start) / 60))):
         xs = np.array([s for w, s in lat if m * 60 <= w < (m + 1) * 60]) * 1000
         if len(xs):
-            per_minute.append({"minute": m + 1, "updates": len(xs), "p50_ms": round(float(np.percentile(xs, 50)), 1),
-                               "p99_ms": round(float(np.percentile(xs, 99)), 1)})  # fmt: skip
+            per_minute.append(
+                {
+                    "minute": m + 1,
+                    "updates": len(xs),
+                    "p50_ms": round(float(np.percentile(xs, 50)), 1),
+                    "p99_ms": round(float(np.percentile(xs, 99)), 1),
+                }
+            )
     sessions = sum(st.sessions for st in streamers)
     result = {
-        "streams": args.streams, "minutes": args.minutes, "sessions": sessions,
+        "streams": args.streams,
+        "minutes": args.minutes,
+        "sessions": sessions,
         "lost_or_crossed_sessions": sum(len(st.bad_sessions) for st in streamers),
         "bad_session_examples": [b for st in streamers for b in st.bad_sessions][:5],
         "server_errors": sum(len(st.errors) for st in streamers),
@@ -182,15 +192,21 @@ def main(argv: list[str] | None = None) -> int:
         "final_top1_correct": round(sum(st.correct for st in streamers) / max(sessions, 1), 4),
         "rss_mb_after_warmup": {k: round(v, 1) for k, v in base.items() if k != "t"},
         "rss_mb_at_end": {k: round(v, 1) for k, v in last.items() if k != "t"},
-        "rss_growth_pct": growth, "redis_session_keys_at_end": keys_at_end,
-        "redis_session_keys_after_ttl": keys_after_ttl, "latency_per_minute": per_minute,
-        "rss_samples": rss, "model": str(model), "precision": args.precision or "fp32",
+        "rss_growth_pct": growth,
+        "redis_session_keys_at_end": keys_at_end,
+        "redis_session_keys_after_ttl": keys_after_ttl,
+        "latency_per_minute": per_minute,
+        "rss_samples": rss,
+        "model": str(model),
+        "precision": args.precision or "fp32",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
-    }  # fmt: skip
-    print(f"soak: {args.streams} streams x {args.minutes:g} min, {sessions} sessions; lost/crossed "
-          f"{result['lost_or_crossed_sessions']}, server errors {result['server_errors']}, final top-1 correct "
-          f"{result['final_top1_correct']:.1%}; session keys at end {keys_at_end}, after TTL {keys_after_ttl}")  # fmt: skip
+    }
+    print(
+        f"soak: {args.streams} streams x {args.minutes:g} min, {sessions} sessions; lost/crossed "
+        f"{result['lost_or_crossed_sessions']}, server errors {result['server_errors']}, final top-1 correct "
+        f"{result['final_top1_correct']:.1%}; session keys at end {keys_at_end}, after TTL {keys_after_ttl}"
+    )
     print("| process | RSS MB after warm-up | at end | growth |")
     print("|---|---:|---:|---:|")
     for k in growth:

@@ -50,8 +50,13 @@ def setup(work: Path, model: Path | None) -> tuple[Path, Path, Path]:
             from trainer.export import export_model
 
             torch.manual_seed(0)
-            export_model(CrossModalNet().eval(), model, {"preset": "random-init-benchmark"}, tensorrt=False,
-                         log=lambda m: None)  # fmt: skip
+            export_model(
+                CrossModalNet().eval(),
+                model,
+                {"preset": "random-init-benchmark"},
+                tensorrt=False,
+                log=lambda m: None,
+            )
     sheets = work / "sheets"
     for src in PIECES:
         if not (sheets / piece_id(src) / "piece.json").is_file():
@@ -81,8 +86,9 @@ def stack_config(work: Path, model: Path, lib: Path, **encoder: object) -> dict:
     """A `scoreid up` config on free loopback ports serving ``lib`` as library "bench"."""
     from ops.stack import loopback_config
 
-    return loopback_config(work / "state", model, {"bench": lib},
-                           encoder={"max_sessions_per_client": 1000, **encoder})  # fmt: skip
+    return loopback_config(
+        work / "state", model, {"bench": lib}, encoder={"max_sessions_per_client": 1000, **encoder}
+    )
 
 
 def stage_means(metrics_port: int) -> dict[str, dict[str, float]]:
@@ -97,9 +103,14 @@ def stage_means(metrics_port: int) -> dict[str, dict[str, float]]:
                 labels, value = line[len("scoreid_stage_seconds" + suffix) :].rsplit(" ", 1)
                 stage = labels.split('stage="', 1)[1].split('"', 1)[0]
                 acc.setdefault(stage, {})[suffix[1:]] = float(value)
-    return {k: {"count": v.get("count", 0.0), "sum_s": round(v.get("sum", 0.0), 3),
-                "mean_ms": round(1000 * v.get("sum", 0.0) / max(v.get("count", 0.0), 1.0), 3)}
-            for k, v in sorted(acc.items())}  # fmt: skip
+    return {
+        k: {
+            "count": v.get("count", 0.0),
+            "sum_s": round(v.get("sum", 0.0), 3),
+            "mean_ms": round(1000 * v.get("sum", 0.0) / max(v.get("count", 0.0), 1.0), 3),
+        }
+        for k, v in sorted(acc.items())
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,18 +134,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--max-sessions", type=int, default=1000, help="encoder.max_sessions of the stack")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
-    ap.add_argument("--prepare-only", action="store_true",
-                    help="set up --work (pieces, library, performances) and stop (bench/gpu_bundle.sh)")  # fmt: skip
+    ap.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="set up --work (pieces, library, performances) and stop (bench/gpu_bundle.sh)",
+    )
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     model, lib, wav = setup(args.work, args.model)
     if args.prepare_only:
         print(f"prepared {args.work}: library {lib.name}, performance {wav.name}")
         return 0
-    cfg = stack_config(args.work, model, lib, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                       batch_workers=args.batch_workers, threads=args.threads, precision=args.precision,
-                       backend=args.backend, max_sessions=max(args.max_sessions, max(args.streams)),
-                       device=args.device)  # fmt: skip
+    cfg = stack_config(
+        args.work,
+        model,
+        lib,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        batch_workers=args.batch_workers,
+        threads=args.threads,
+        precision=args.precision,
+        backend=args.backend,
+        max_sessions=max(args.max_sessions, max(args.streams)),
+        device=args.device,
+    )
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     address = cli("up", "--config", cfg_path).strip()
@@ -143,9 +166,25 @@ def main(argv: list[str] | None = None) -> int:
 
         stack = json.loads((Path(cfg["state_dir"]) / "stack.json").read_text())
         pids = [f"--pid={p['name']}={p['pid']}" for p in stack["processes"] if p["name"] != "supervisor"]
-        rc = lg.main(["--address", address, "--streams", *map(str, args.streams), "--seconds", str(args.seconds),
-                      "--chunk", str(args.chunk), "--audio", str(wav), "--out", str(args.out),
-                      "--procs", str(args.loadgen_procs), *pids])  # fmt: skip
+        rc = lg.main(
+            [
+                "--address",
+                address,
+                "--streams",
+                *map(str, args.streams),
+                "--seconds",
+                str(args.seconds),
+                "--chunk",
+                str(args.chunk),
+                "--audio",
+                str(wav),
+                "--out",
+                str(args.out),
+                "--procs",
+                str(args.loadgen_procs),
+                *pids,
+            ]
+        )
         stages = stage_means(cfg["encoder"]["metrics_port"])
     finally:
         cli("down", "--config", cfg_path)

@@ -80,9 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         per = f" {1000 * r['cores'] / args.per_second:.2f} |" if args.per_second else ""
         print(f"| {r['thread']} | {r['cores']:.3f} |{per}")
     if args.out:
-        write_result(args.out, {"pid": args.pid, "seconds": args.seconds, "per_second": args.per_second,
-                                "total_cores": round(total, 4), "threads": rows, "cpu": cpu_name(),
-                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})  # fmt: skip
+        write_result(
+            args.out,
+            {
+                "pid": args.pid,
+                "seconds": args.seconds,
+                "per_second": args.per_second,
+                "total_cores": round(total, 4),
+                "threads": rows,
+                "cpu": cpu_name(),
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            },
+        )
     return 0
 
 

@@ -58,8 +58,13 @@ def demo_performance(lib: Path, seconds: float, out: Path) -> Path:
 
 def summary(xs: list[float]) -> dict[str, float]:
     a = np.asarray(xs, np.float64)
-    return {"n": int(len(a)), "median": round(float(np.median(a)), 2), "p90": round(float(np.percentile(a, 90)), 2),
-            "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2)}  # fmt: skip
+    return {
+        "n": int(len(a)),
+        "median": round(float(np.median(a)), 2),
+        "p90": round(float(np.percentile(a, 90)), 2),
+        "p99": round(float(np.percentile(a, 99)), 2),
+        "max": round(float(a.max()), 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,11 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     recv, paint = summary([x["recv_ms"] for x in lat]), summary([x["paint_ms"] for x in lat])
     result = {
         "what": "chunk sent by the browser -> update received (recv) / cursor moved (cursor), ms",
-        "recv_ms": recv, "cursor_ms": paint, "seconds": args.seconds, "chunk_s": 0.1,
-        "identified": s["identities"], "pages_shown": s["pagesShown"], "screenshot_at_s": shot,
-        "library": str(lib), "browser": "Debian chromium, headless, fake microphone",
-        "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }  # fmt: skip
+        "recv_ms": recv,
+        "cursor_ms": paint,
+        "seconds": args.seconds,
+        "chunk_s": 0.1,
+        "identified": s["identities"],
+        "pages_shown": s["pagesShown"],
+        "screenshot_at_s": shot,
+        "library": str(lib),
+        "browser": "Debian chromium, headless, fake microphone",
+        "cpu": cpu_name(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     print(f"page-turner latency over {recv['n']} updates ({args.seconds:g} s of audio) on {result['cpu']}")
     print("| chunk sent -> | median | p90 | p99 | max |")
     print("|---|---:|---:|---:|---:|")
@@ -125,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {r['median']:.1f} ms | {r['p90']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms |"
         )
     if args.screenshot:
-        print(f"screenshot: {args.screenshot if shot is not None else 'not taken (no identity and page turn)'}"
-              + (f" at {shot:.1f} s" if shot is not None else ""))  # fmt: skip
+        print(
+            f"screenshot: {args.screenshot if shot is not None else 'not taken (no identity and page turn)'}"
+            + (f" at {shot:.1f} s" if shot is not None else "")
+        )
     write_result(args.out, result)
     return 0
 

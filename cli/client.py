@@ -37,15 +37,33 @@ def channel(address: str, tls_ca: str | Path | None = None, max_message_bytes: i
     return grpc.insecure_channel(address, options=opts)
 
 
-def requests(samples: np.ndarray, sample_rate: int, *, speed: float = 1.0, chunk_s: float = CHUNK_S,
-             library: str = "", hop_s: float = 0.0, top_k: int = 0, resume_session: str = "",
-             resume_token: str = "", stop: threading.Event | None = None,
-             on_send: Callable[[], None] | None = None) -> Iterator[pb.StreamRequest]:  # fmt: skip
+def requests(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    speed: float = 1.0,
+    chunk_s: float = CHUNK_S,
+    library: str = "",
+    hop_s: float = 0.0,
+    top_k: int = 0,
+    resume_session: str = "",
+    resume_token: str = "",
+    stop: threading.Event | None = None,
+    on_send: Callable[[], None] | None = None,
+) -> Iterator[pb.StreamRequest]:
     """Options first, then float32 chunks of ``chunk_s`` seconds, paced at ``speed`` x real time;
     ``on_send()`` runs as each chunk goes out (the load generators time updates from it)."""
-    yield pb.StreamRequest(options=pb.SessionOptions(sample_rate=sample_rate, encoding=pb.PCM_FLOAT32,
-                                                     library=library, hop_seconds=hop_s, top_k=top_k,
-                                                     resume_session=resume_session, resume_token=resume_token))  # fmt: skip
+    yield pb.StreamRequest(
+        options=pb.SessionOptions(
+            sample_rate=sample_rate,
+            encoding=pb.PCM_FLOAT32,
+            library=library,
+            hop_seconds=hop_s,
+            top_k=top_k,
+            resume_session=resume_session,
+            resume_token=resume_token,
+        )
+    )
     x = np.ascontiguousarray(samples, dtype="<f4")
     step = max(1, int(round(chunk_s * sample_rate)))
     t0 = time.monotonic()
@@ -63,9 +81,16 @@ def requests(samples: np.ndarray, sample_rate: int, *, speed: float = 1.0, chunk
         yield msg
 
 
-def stream_audio(address: str, samples: np.ndarray, sample_rate: int, *, token: str = "",
-                 tls_ca: str | Path | None = None, timeout: float | None = None,
-                 **kw: Any) -> Iterator[pb.Identification]:  # fmt: skip
+def stream_audio(
+    address: str,
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    token: str = "",
+    tls_ca: str | Path | None = None,
+    timeout: float | None = None,
+    **kw: Any,
+) -> Iterator[pb.Identification]:
     """Stream ``samples`` to the server at ``address``; yields every update (the last is final)."""
     md = [("authorization", f"Bearer {token}")] if token else None
     with channel(address, tls_ca) as ch:
@@ -85,13 +110,22 @@ def identification_to_dict(msg: pb.Identification, details: bool = False) -> dic
         if details:
             entry["title"] = t.title
         top.append(entry)
-    out: dict[str, Any] = {"t": round(msg.t_seconds, 3), "identity": msg.identity or None,
-                           "confidence": round(msg.confidence, 4), "top": top}  # fmt: skip
+    out: dict[str, Any] = {
+        "t": round(msg.t_seconds, 3),
+        "identity": msg.identity or None,
+        "confidence": round(msg.confidence, 4),
+        "top": top,
+    }
     if msg.final:
         out["final"] = True
     if details:
-        out.update({"session": msg.session_id, "seq": msg.seq,
-                    "latency_ms": {k: round(v, 3) for k, v in sorted(msg.latency_ms.items())}})  # fmt: skip
+        out.update(
+            {
+                "session": msg.session_id,
+                "seq": msg.seq,
+                "latency_ms": {k: round(v, 3) for k, v in sorted(msg.latency_ms.items())},
+            }
+        )
     return out
 
 
@@ -99,9 +133,19 @@ def identification_to_json(msg: pb.Identification, details: bool = False) -> str
     return json.dumps(identification_to_dict(msg, details))
 
 
-def identify_files(address: str, paths: list[str], *, speed: float = 1.0, token: str = "",
-                   tls_ca: str | None = None, library: str = "", hop_s: float = 0.0,
-                   top_k: int = 0, final_only: bool = False, details: bool = False) -> Iterator[str]:  # fmt: skip
+def identify_files(
+    address: str,
+    paths: list[str],
+    *,
+    speed: float = 1.0,
+    token: str = "",
+    tls_ca: str | None = None,
+    library: str = "",
+    hop_s: float = 0.0,
+    top_k: int = 0,
+    final_only: bool = False,
+    details: bool = False,
+) -> Iterator[str]:
     """JSON lines for each file streamed to the server (the ``scoreid identify --server`` path)."""
     from scoreid.audio.io import load_audio
     from scoreid.contract import SAMPLE_RATE
@@ -109,8 +153,17 @@ def identify_files(address: str, paths: list[str], *, speed: float = 1.0, token:
     for path in paths:
         x = load_audio(path)
         try:
-            for msg in stream_audio(address, x, SAMPLE_RATE, token=token, tls_ca=tls_ca, speed=speed,
-                                    library=library, hop_s=hop_s, top_k=top_k):  # fmt: skip
+            for msg in stream_audio(
+                address,
+                x,
+                SAMPLE_RATE,
+                token=token,
+                tls_ca=tls_ca,
+                speed=speed,
+                library=library,
+                hop_s=hop_s,
+                top_k=top_k,
+            ):
                 if msg.final or not final_only:
                     yield identification_to_json(msg, details)
         except grpc.RpcError as e:
@@ -143,9 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         print("scoreid: error: --speed must be >= 0", file=sys.stderr)
         return 2
     try:
-        for line in identify_files(args.server, args.audio, speed=args.speed, token=args.token, tls_ca=args.tls_ca,
-                                   library=args.library, hop_s=args.hop, final_only=args.final_only,
-                                   details=args.details):  # fmt: skip
+        for line in identify_files(
+            args.server,
+            args.audio,
+            speed=args.speed,
+            token=args.token,
+            tls_ca=args.tls_ca,
+            library=args.library,
+            hop_s=args.hop,
+            final_only=args.final_only,
+            details=args.details,
+        ):
             print(line, flush=True)
     except (UserError, AudioError) as e:
         print(f"scoreid: error: {e}", file=sys.stderr)

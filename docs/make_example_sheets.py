@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             info = json.loads((Path(tmp) / "piece.json").read_text())
             pages = [scanned(Image.open(p), rng) for p in sorted(Path(tmp).glob("*.png"))]
         pages[0].save(folder / "score.pdf", save_all=True, append_images=pages[1:], resolution=150.0)
-        (folder / "piece.json").write_text(json.dumps({"title": info.get("title", src),
-                                                       "composer": info.get("composer", "")}))  # fmt: skip
+        (folder / "piece.json").write_text(
+            json.dumps({"title": info.get("title", src), "composer": info.get("composer", "")})
+        )
         print(f"{folder}/score.pdf: {len(pages)} pages")
     return 0
 

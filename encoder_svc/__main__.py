@@ -19,8 +19,9 @@ def build(cfg: dict) -> Started:
     tokens = [t for t in (secret(e, "token"), *(settings.clients or {})) if t]
     check_transport("encoder", cfg["host"], bool(tokens), bool(e["tls_cert"]), cfg["allow_insecure"])
     encoder = load_served_model(e["model"], e["backend"], e["threads"], e["precision"], e["device"])
-    identify = IdentifyServicer(encoder, cfg["index"]["address"], cfg["aggregator"]["address"],
-                                settings, internal_token(cfg))  # fmt: skip
+    identify = IdentifyServicer(
+        encoder, cfg["index"]["address"], cfg["aggregator"]["address"], settings, internal_token(cfg)
+    )
     # each open stream is a coroutine; the gate refuses streams beyond sessions + pending, so the
     # reserve always stays free for health checks and unary calls
     rpcs = max(e["workers"], e["max_sessions"] + e["max_pending_streams"] + e["health_reserve"])

@@ -42,8 +42,16 @@ class StreamOptions:
     library: str = ""
 
     @classmethod
-    def validate(cls, sample_rate: int, encoding: int, hop_s: float, top_k: int, library: str,
-                 default_hop_s: float, default_top_k: int) -> StreamOptions:  # fmt: skip
+    def validate(
+        cls,
+        sample_rate: int,
+        encoding: int,
+        hop_s: float,
+        top_k: int,
+        library: str,
+        default_hop_s: float,
+        default_top_k: int,
+    ) -> StreamOptions:
         if encoding not in ENCODINGS:
             raise StreamError(f"unsupported encoding {encoding}: use PCM_FLOAT32 (1) or PCM_INT16 (2)")
         if not (MIN_RATE <= sample_rate <= MAX_RATE):
@@ -84,8 +92,13 @@ def decode(data: bytes, encoding: int, sample_rate: int, max_chunk_s: float) -> 
 class AudioStream:
     """Chunks in, hop windows out, for one session."""
 
-    def __init__(self, opts: StreamOptions, frames: int = C.AUDIO_WINDOW_FRAMES, t_offset: float = 0.0,
-                 max_chunk_s: float = 10.0):  # fmt: skip
+    def __init__(
+        self,
+        opts: StreamOptions,
+        frames: int = C.AUDIO_WINDOW_FRAMES,
+        t_offset: float = 0.0,
+        max_chunk_s: float = 10.0,
+    ):
         self.opts = opts
         self.t_offset = t_offset
         self.max_chunk_s = max_chunk_s

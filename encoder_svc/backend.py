@@ -14,12 +14,18 @@ from pathlib import Path
 from scoreid import contract as C
 
 
-def load_served_model(model_dir: str | Path, backend: str = "onnx", threads: int | None = None,
-                      precision: str | None = None, device: str | None = None):  # -> Encoders  # fmt: skip
+def load_served_model(
+    model_dir: str | Path,
+    backend: str = "onnx",
+    threads: int | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+):  # -> Encoders
     from scoreid.inference import load_model
 
-    enc = load_model(Path(model_dir), backend=backend, threads=threads, precision=precision or None,
-                     device=device or None)  # fmt: skip
+    enc = load_model(
+        Path(model_dir), backend=backend, threads=threads, precision=precision or None, device=device or None
+    )
     expected = C.with_audio_window(enc.contract.audio_window_frames)
     expected.check_compatible(enc.contract, what=f"model {model_dir}")
     return enc

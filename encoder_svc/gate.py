@@ -45,8 +45,10 @@ class SessionGate:
         """A new stream, before its options: refused when ``pending`` streams already wait."""
         with self.lock:
             if self.pending >= self.max_pending:
-                raise StreamAbort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"server has {self.max_pending} streams waiting for their options (the limit)")  # fmt: skip
+                raise StreamAbort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"server has {self.max_pending} streams waiting for their options (the limit)",
+                )
             self.pending += 1
 
     def entered(self) -> None:
@@ -61,8 +63,10 @@ class SessionGate:
                     grpc.StatusCode.RESOURCE_EXHAUSTED, f"server is at its limit of {self.total} sessions"
                 )
             if self.by_client[client] >= self.per_client:
-                raise StreamAbort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"client {client} already has {self.per_client} open sessions (the limit)")  # fmt: skip
+                raise StreamAbort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"client {client} already has {self.per_client} open sessions (the limit)",
+                )
             self.by_client[client] += 1
 
     def release(self, client: str) -> None:

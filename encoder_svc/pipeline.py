@@ -55,8 +55,9 @@ class Pipeline:
     votes in one Redis pipeline (BENCHMARKS.md "Streaming capacity").
     """
 
-    def __init__(self, encoder: ServedEncoder, index: pbg.IndexStub, aggregator: pbg.AggregatorStub,
-                 timeout_s: float):  # fmt: skip
+    def __init__(
+        self, encoder: ServedEncoder, index: pbg.IndexStub, aggregator: pbg.AggregatorStub, timeout_s: float
+    ):
         self.encoder = encoder
         self.index = index
         self.aggregator = aggregator
@@ -80,8 +81,9 @@ class Pipeline:
             groups.setdefault((it.library, it.k), []).append(i)
         for (lib, k), idx in groups.items():
             try:
-                resp = self.index.Search(pb.SearchRequest(library=lib, queries=to_tensor(emb[idx]), k=k),
-                                         timeout=self.timeout_s)  # fmt: skip
+                resp = self.index.Search(
+                    pb.SearchRequest(library=lib, queries=to_tensor(emb[idx]), k=k), timeout=self.timeout_s
+                )
             except grpc.RpcError as e:  # only the sessions of this library see the error
                 for i in idx:
                     hits[i] = e
@@ -102,26 +104,44 @@ class Pipeline:
                 votes[i] = r
         t3 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "vote_batch").observe(t3 - t2)
-        stamps = {"encode": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "vote": (t3 - t2) * 1000,
-                  "batch": float(len(items))}  # fmt: skip
+        stamps = {
+            "encode": (t1 - t0) * 1000,
+            "search": (t2 - t1) * 1000,
+            "vote": (t3 - t2) * 1000,
+            "batch": float(len(items)),
+        }
         return [(hl, v, stamps) for hl, v in zip(hits, votes)]
 
 
 def vote_request(job: WindowJob, hits: Any, emb: np.ndarray | None) -> pb.VoteRequest:
     """One hop of the session's engine: the window's neighbours and embedding (none: silence)."""
-    req = pb.VoteRequest(session_id=job.session_id, t_seconds=job.t, top_k=job.top_k, library=job.library,
-                         hop_seconds=job.hop_s, hits=hits if hits is not None else pb.HitList())  # fmt: skip
+    req = pb.VoteRequest(
+        session_id=job.session_id,
+        t_seconds=job.t,
+        top_k=job.top_k,
+        library=job.library,
+        hop_seconds=job.hop_s,
+        hits=hits if hits is not None else pb.HitList(),
+    )
     if emb is not None:
         req.embedding.CopyFrom(to_tensor(np.ascontiguousarray(emb, np.float32)))
     return req
 
 
-def identification(sid: str, seq: int, seconds: float, t: float, final: bool, vote: pb.VoteResponse,
-                   titles: dict[str, str]) -> pb.Identification:  # fmt: skip
+def identification(
+    sid: str, seq: int, seconds: float, t: float, final: bool, vote: pb.VoteResponse, titles: dict[str, str]
+) -> pb.Identification:
     """The client's message from the engine's answer (top-k with positions, identity, confidence)
     for the window at audio time ``t``, after ``seconds`` of the session's audio."""
-    msg = pb.Identification(session_id=sid, seq=seq, seconds=seconds, t_seconds=t, final=final,
-                            identity=vote.identity, confidence=vote.confidence)  # fmt: skip
+    msg = pb.Identification(
+        session_id=sid,
+        seq=seq,
+        seconds=seconds,
+        t_seconds=t,
+        final=final,
+        identity=vote.identity,
+        confidence=vote.confidence,
+    )
     for e in vote.top:
         ps = msg.top.add(piece=e.piece, title=titles.get(e.piece, ""), score=e.score, votes=e.votes)
         if e.HasField("position"):

@@ -156,8 +156,14 @@ class ClientStream:
 class IdentifyServicer(pbg.IdentifyServicer):
     """The Identify service: :meth:`Stream`, a coroutine per stream (see the module text)."""
 
-    def __init__(self, encoder: ServedEncoder, index_address: str, aggregator_address: str,
-                 settings: EncoderSettings | None = None, internal_token: str = ""):  # fmt: skip
+    def __init__(
+        self,
+        encoder: ServedEncoder,
+        index_address: str,
+        aggregator_address: str,
+        settings: EncoderSettings | None = None,
+        internal_token: str = "",
+    ):
         """``internal_token``: the credential the index and the aggregator require (``internal.token``)."""
         self.encoder = encoder
         self.s = settings or EncoderSettings()
@@ -166,10 +172,15 @@ class IdentifyServicer(pbg.IdentifyServicer):
         self._metadata = (("authorization", f"Bearer {internal_token}"),) if internal_token else None
         self._channels = [internal_channel(a, internal_token) for a in self._addresses]  # the batcher's
         self._aio: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Stubs] = weakref.WeakKeyDictionary()
-        pipeline = Pipeline(encoder, pbg.IndexStub(self._channels[0]), pbg.AggregatorStub(self._channels[1]),
-                            self.s.rpc_timeout_s)  # fmt: skip
-        self.batcher = DynamicBatcher(pipeline, self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE,
-                                      self.s.batch_workers)  # fmt: skip
+        pipeline = Pipeline(
+            encoder,
+            pbg.IndexStub(self._channels[0]),
+            pbg.AggregatorStub(self._channels[1]),
+            self.s.rpc_timeout_s,
+        )
+        self.batcher = DynamicBatcher(
+            pipeline, self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE, self.s.batch_workers
+        )
         self.gate = SessionGate(
             self.s.max_sessions_per_client, self.s.max_sessions, self.s.max_pending_streams
         )
@@ -212,9 +223,11 @@ class IdentifyServicer(pbg.IdentifyServicer):
             info = await self._call("index", self._stubs[0].Info, pb.InfoRequest(library=library))
             li = info.libraries[0] if info.libraries else pb.LibraryInfo()
             if li.model_sha256 and self.model_sha256 and li.model_sha256 != self.model_sha256:
-                raise StreamAbort(grpc.StatusCode.FAILED_PRECONDITION,
-                                  f"library {li.name!r} was embedded with another model than the encoder serves; "
-                                  "rebuild the library with the encoder's model")  # fmt: skip
+                raise StreamAbort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"library {li.name!r} was embedded with another model than the encoder serves; "
+                    "rebuild the library with the encoder's model",
+                )
             self._titles[library] = dict(li.titles)
         return self._titles[library]
 
@@ -224,12 +237,15 @@ class IdentifyServicer(pbg.IdentifyServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "empty stream: the first message must be SessionOptions"
             )
         if first.WhichOneof("msg") != "options":
-            raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT,
-                              "the first message must be SessionOptions (got audio before options)")  # fmt: skip
+            raise StreamAbort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first message must be SessionOptions (got audio before options)",
+            )
         o = first.options
         try:
-            return StreamOptions.validate(o.sample_rate, o.encoding, o.hop_seconds, o.top_k, o.library,
-                                          self.s.hop_s, self.s.top_k)  # fmt: skip
+            return StreamOptions.validate(
+                o.sample_rate, o.encoding, o.hop_seconds, o.top_k, o.library, self.s.hop_s, self.s.top_k
+            )
         except StreamError as e:
             raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
 
@@ -257,8 +273,16 @@ class IdentifyServicer(pbg.IdentifyServicer):
         stamps["queue_wait"] = wait * 1000
         return result.response  # type: ignore[no-any-return]
 
-    async def identify(self, sid: str, seq: int, opts: StreamOptions, w: Window, stream: AudioStream,
-                       t_chunk: float, final: bool) -> pb.Identification:  # fmt: skip
+    async def identify(
+        self,
+        sid: str,
+        seq: int,
+        opts: StreamOptions,
+        w: Window,
+        stream: AudioStream,
+        t_chunk: float,
+        final: bool,
+    ) -> pb.Identification:
         stamps = dict(stream.stamps)
         if not np.isfinite(w.excerpt).all():  # checked before it can join (and fail) a shared batch
             raise StreamAbort(
@@ -277,13 +301,22 @@ class IdentifyServicer(pbg.IdentifyServicer):
         for name, ms in stamps.items():
             msg.latency_ms[name] = ms
         UPDATES.labels(SERVICE).inc()
-        log_event(log, "update", level=logging.DEBUG, session=sid, seq=seq, stage="total",
-                  latency_ms=round(stamps["total"], 3), top=msg.top[0].piece if msg.top else "")  # fmt: skip
+        log_event(
+            log,
+            "update",
+            level=logging.DEBUG,
+            session=sid,
+            seq=seq,
+            stage="total",
+            latency_ms=round(stamps["total"], 3),
+            top=msg.top[0].piece if msg.top else "",
+        )
         return msg
 
     # ------------------------------------------------------------------ the RPC
-    async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
-                     context: grpc.aio.ServicerContext) -> None:  # fmt: skip
+    async def Stream(
+        self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
+    ) -> None:
         """One stream from its first message to its end; ends with the session's status, if any."""
         stream = ClientStream(request_iterator, context)
         status = await self.session(client_of(context, self.s.clients), stream)
@@ -300,8 +333,10 @@ class IdentifyServicer(pbg.IdentifyServicer):
         status: StreamAbort | None = None
         watch: Watched | None = None
         try:
-            async with self.watch.open(self.s.options_timeout_s,
-                                       f"no SessionOptions within {self.s.options_timeout_s:g} s of the stream's start") as watch:  # fmt: skip
+            async with self.watch.open(
+                self.s.options_timeout_s,
+                f"no SessionOptions within {self.s.options_timeout_s:g} s of the stream's start",
+            ) as watch:
                 try:
                     self.gate.enter()
                     pending = True
@@ -332,15 +367,28 @@ class IdentifyServicer(pbg.IdentifyServicer):
                         ACTIVE_SESSIONS.labels(SERVICE).set(self.gate.active)
         except StreamAbort as e:
             ERRORS.labels(SERVICE, e.code.name).inc()
-            log_event(log, "stream error", level=logging.WARNING, session=sid, client=client, code=e.code.name,
-                      error=e.message)  # fmt: skip
+            log_event(
+                log,
+                "stream error",
+                level=logging.WARNING,
+                session=sid,
+                client=client,
+                code=e.code.name,
+                error=e.message,
+            )
             status = e
         except TimeoutError:
             if watch is None or not watch.expired:
                 raise
             ERRORS.labels(SERVICE, "DEADLINE_EXCEEDED").inc()
-            log_event(log, "stream timed out", level=logging.WARNING, session=sid, client=client,
-                      error=watch.expired)  # fmt: skip
+            log_event(
+                log,
+                "stream timed out",
+                level=logging.WARNING,
+                session=sid,
+                client=client,
+                error=watch.expired,
+            )
             return StreamAbort(grpc.StatusCode.DEADLINE_EXCEEDED, watch.expired)
         except (StreamGone, asyncio.CancelledError) as e:  # the client went away (gRPC cancelled the call)
             ERRORS.labels(SERVICE, "CANCELLED").inc()
@@ -358,8 +406,10 @@ class IdentifyServicer(pbg.IdentifyServicer):
         """Continue a session kept in Redis: its id and the audio time of its last vote. Only with
         the session's resume token (the id alone is not a secret)."""
         if not hmac.compare_digest(token.encode(), self.resume_token(sid).encode()):
-            raise StreamAbort(grpc.StatusCode.PERMISSION_DENIED,
-                              "resuming a session needs its resume_token (sent in its first Identification)")  # fmt: skip
+            raise StreamAbort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "resuming a session needs its resume_token (sent in its first Identification)",
+            )
         st = await self._call("aggregator", self._stubs[1].Get, pb.GetRequest(session_id=sid, top_k=1))
         if not st.top and st.t_seconds == 0:
             raise StreamAbort(
@@ -371,8 +421,15 @@ class IdentifyServicer(pbg.IdentifyServicer):
     def _idle_reason(self) -> str:
         return f"no audio for {self.s.idle_timeout_s:g} s: the stream is closed"
 
-    async def _session(self, client: ClientStream, opts: StreamOptions, sid: str, t_offset: float,
-                       started: float, watch: Watched) -> None:  # fmt: skip
+    async def _session(
+        self,
+        client: ClientStream,
+        opts: StreamOptions,
+        sid: str,
+        t_offset: float,
+        started: float,
+        watch: Watched,
+    ) -> None:
         stream = AudioStream(opts, self.frames, t_offset, self.s.max_chunk_seconds)
         seq = 0
         log_event(
@@ -382,13 +439,18 @@ class IdentifyServicer(pbg.IdentifyServicer):
             watch.extend(self.s.idle_timeout_s, self._idle_reason, started + self.s.max_session_s)
             t_chunk = time.perf_counter()
             if time.monotonic() - started > self.s.max_session_s:
-                raise StreamAbort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  f"session exceeded the maximum duration of {self.s.max_session_s:g} s")  # fmt: skip
+                raise StreamAbort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"session exceeded the maximum duration of {self.s.max_session_s:g} s",
+                )
             kind = req.WhichOneof("msg")
             if kind != "audio":
-                raise StreamAbort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  "SessionOptions may be sent only once, as the first message" if kind
-                                  else "empty StreamRequest (neither options nor audio)")  # fmt: skip
+                raise StreamAbort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "SessionOptions may be sent only once, as the first message"
+                    if kind
+                    else "empty StreamRequest (neither options nor audio)",
+                )
             try:
                 windows = stream.push(req.audio.data)
             except StreamError as e:
@@ -400,15 +462,25 @@ class IdentifyServicer(pbg.IdentifyServicer):
         windows = stream.finish()
         seq = await self._answer(client, sid, seq, opts, windows, stream, t_chunk, final=True)
         if not windows:  # nothing new since the last update: repeat the current answer as final
-            st = await self._call("aggregator", self._stubs[1].Get,
-                                  pb.GetRequest(session_id=sid, top_k=opts.top_k))  # fmt: skip
+            st = await self._call(
+                "aggregator", self._stubs[1].Get, pb.GetRequest(session_id=sid, top_k=opts.top_k)
+            )
             secs = stream.session_seconds
             titles = await self.titles(opts.library)
             await client.write(identification(sid, seq, secs, secs, True, st, titles))
         log_event(log, "session end", session=sid, seconds=round(stream.seconds, 3), updates=seq)
 
-    async def _answer(self, client: ClientStream, sid: str, seq: int, opts: StreamOptions, windows: list[Window],
-                      stream: AudioStream, t_chunk: float, final: bool) -> int:  # fmt: skip
+    async def _answer(
+        self,
+        client: ClientStream,
+        sid: str,
+        seq: int,
+        opts: StreamOptions,
+        windows: list[Window],
+        stream: AudioStream,
+        t_chunk: float,
+        final: bool,
+    ) -> int:
         """An identification for each of ``windows`` (the last one ``final`` when asked); returns the next seq."""
         for i, w in enumerate(windows):
             last = final and i == len(windows) - 1

@@ -39,8 +39,14 @@ def build(cfg: dict) -> Started:
     libs = load_libraries(cfg)
     ic = cfg["index"]
     servicer = IndexServicer(libs, ic["default_library"], ic["k"])
-    server, port = build_server(register(servicer), f"{cfg['host']}:{ic['port']}", workers=ic["workers"],
-                                max_message_bytes=64 << 20, token=internal_token(cfg), service="index")  # fmt: skip
+    server, port = build_server(
+        register(servicer),
+        f"{cfg['host']}:{ic['port']}",
+        workers=ic["workers"],
+        max_message_bytes=64 << 20,
+        token=internal_token(cfg),
+        service="index",
+    )
     return Started(server, port, ic["metrics_port"])
 
 

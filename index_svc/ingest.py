@@ -69,8 +69,9 @@ def ingest(lib: ServedLibrary, piece: str, title: str, composer: str, pdf: bytes
             raise IngestError(f"piece {piece!r} is already in library {lib.name!r}")
         try:
             encoder = sheet_encoder(lib)
-            built = piece_from_files(piece, files, encoder, lib.library.stride, lib.model_sha256, title, composer,
-                                     messages.append)  # fmt: skip
+            built = piece_from_files(
+                piece, files, encoder, lib.library.stride, lib.model_sha256, title, composer, messages.append
+            )
         except NoSystemsError as e:
             messages.append(f"warning: {e}; piece {piece} skipped")
             raise IngestError(f"piece {piece!r} not added: " + "; ".join(messages)) from None

@@ -44,16 +44,29 @@ class RowMeta:
 
     def positions(self) -> dict[str, np.ndarray]:
         """As the core library's per-row positions (``strip_x``, not known here, is NaN)."""
-        return {"page": self.page, "system": self.system, "x": self.x, "y0": self.y0, "y1": self.y1,
-                "strip_x": np.full(len(self.piece), np.nan, np.float32)}  # fmt: skip
+        return {
+            "page": self.page,
+            "system": self.system,
+            "x": self.x,
+            "y0": self.y0,
+            "y1": self.y1,
+            "strip_x": np.full(len(self.piece), np.nan, np.float32),
+        }
 
 
 class ServedLibrary:
     """A core library (``library``) served under ``name`` with a search backend (``search_index``)."""
 
-    def __init__(self, name: str, vectors: np.ndarray, meta: RowMeta, piece_ids: list[str],
-                 titles: dict[str, str], backend: str = "exact",
-                 backend_options: dict[str, Any] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        meta: RowMeta,
+        piece_ids: list[str],
+        titles: dict[str, str],
+        backend: str = "exact",
+        backend_options: dict[str, Any] | None = None,
+    ):
         """A library made from arrays: ``vectors`` with their positions ``meta`` (each piece's rows
         together, in ``piece_ids`` order), titles by piece id."""
         if len(vectors) != len(meta):
@@ -155,7 +168,14 @@ class ServedLibrary:
         lib = self.library
         m = lib.meta
         pid = lib.piece_ids[int(lib.piece_index[row])]
-        return {"row": int(row), "score": float(score), "piece": pid,
-                "page": int(m["page"][row]), "system": int(m["system"][row]), "x": float(m["x"][row]),
-                "y0": float(m["y0"][row]), "y1": float(m["y1"][row]),
-                "chance_weight": float(lib.chance_weights().get(pid, 1.0))}  # fmt: skip
+        return {
+            "row": int(row),
+            "score": float(score),
+            "piece": pid,
+            "page": int(m["page"][row]),
+            "system": int(m["system"][row]),
+            "x": float(m["x"][row]),
+            "y0": float(m["y0"][row]),
+            "y1": float(m["y1"][row]),
+            "chance_weight": float(lib.chance_weights().get(pid, 1.0)),
+        }

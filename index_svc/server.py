@@ -52,8 +52,11 @@ class IndexServicer(pbg.IndexServicer):
     def library(self, name: str, context: grpc.ServicerContext) -> ServedLibrary:
         lib = self.libraries.get(name or self.default)
         if lib is None:
-            self._fail(context, grpc.StatusCode.NOT_FOUND,
-                       f"unknown library {name!r}; loaded: {', '.join(sorted(self.libraries))}")  # fmt: skip
+            self._fail(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown library {name!r}; loaded: {', '.join(sorted(self.libraries))}",
+            )
         assert lib is not None
         return lib
 
@@ -66,16 +69,22 @@ class IndexServicer(pbg.IndexServicer):
             return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"queries: {e}")
         dim = lib.vectors.shape[1]
         if q.ndim != 2 or q.shape[1] != dim or not (0 < len(q) <= MAX_QUERIES):
-            return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT,
-                              f"queries must have shape (1..{MAX_QUERIES}, {dim}), got {q.shape}")  # fmt: skip
+            return self._fail(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"queries must have shape (1..{MAX_QUERIES}, {dim}), got {q.shape}",
+            )
         if not np.all(np.isfinite(q)):
             return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "queries contain NaN or Inf")
         k = int(request.k or self.k)
         if k > MAX_K:
             return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"k must be <= {MAX_K}, got {k}")
         if len(q) * k > MAX_RESULTS:
-            return self._fail(context, grpc.StatusCode.INVALID_ARGUMENT,
-                              f"queries x k must be <= {MAX_RESULTS}, got {len(q)} x {k}")  # fmt: skip
+            return self._fail(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"queries x k must be <= {MAX_RESULTS}, got {len(q)} x {k}",
+            )
         scores, rows = lib.search(q, k)
         t1 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "search").observe(t1 - t0)
@@ -94,9 +103,14 @@ class IndexServicer(pbg.IndexServicer):
         for n in names:
             lib = self.library(n, context)
             resp.libraries.append(
-                pb.LibraryInfo(name=n, vectors=len(lib), backend=lib.backend, titles=lib.titles,
-                               model_sha256=lib.model_sha256)
-            )  # fmt: skip
+                pb.LibraryInfo(
+                    name=n,
+                    vectors=len(lib),
+                    backend=lib.backend,
+                    titles=lib.titles,
+                    model_sha256=lib.model_sha256,
+                )
+            )
         return resp
 
     def Ingest(self, request: pb.IngestRequest, context: grpc.ServicerContext) -> pb.IngestResponse:

@@ -209,8 +209,10 @@ def client_tokens(enc: dict[str, Any]) -> dict[str, str]:
                 and len(token) >= 16
                 and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(name))
             ):
-                raise UserError(f"clients_file {p}: client {str(name)[:64]!r} needs a name of letters, digits, "
-                                "'_.-' and a token of at least 16 characters")  # fmt: skip
+                raise UserError(
+                    f"clients_file {p}: client {str(name)[:64]!r} needs a name of letters, digits, "
+                    "'_.-' and a token of at least 16 characters"
+                )
             if token in out or token == shared:
                 raise UserError(f"clients_file {p}: two clients share a token")
             out[token] = str(name)
@@ -227,5 +229,9 @@ def redis_client(cfg: dict[str, Any]) -> Any:
     import redis
 
     r = cfg["redis"]
-    return redis.Redis.from_url(r["url"], password=secret(r, "password") or None, socket_timeout=r["timeout_s"],
-                                socket_connect_timeout=r["timeout_s"])  # fmt: skip
+    return redis.Redis.from_url(
+        r["url"],
+        password=secret(r, "password") or None,
+        socket_timeout=r["timeout_s"],
+        socket_connect_timeout=r["timeout_s"],
+    )

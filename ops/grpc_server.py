@@ -116,8 +116,12 @@ class AsyncioServer:
     ``workers`` threads of blocking handlers shut down). ``build(pool)``, a coroutine function run
     on the loop, makes the server on that thread pool and returns (server, port)."""
 
-    def __init__(self, build: Callable[[futures.ThreadPoolExecutor], Awaitable[tuple[Any, int]]],
-                 name: str = "grpc-asyncio", workers: int = 16):  # fmt: skip
+    def __init__(
+        self,
+        build: Callable[[futures.ThreadPoolExecutor], Awaitable[tuple[Any, int]]],
+        name: str = "grpc-asyncio",
+        workers: int = 16,
+    ):
         self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-worker")
         self.server: Any = None
         self.port = 0
@@ -203,8 +207,12 @@ def build_server(
 
     async def build(pool: futures.ThreadPoolExecutor) -> tuple[Any, int]:
         auth: list[Any] = [BearerTokenInterceptor(tokens)] if any(tokens) else []
-        server = grpc.aio.server(pool, interceptors=[*auth, ErrorShield(service)], options=opts,
-                                 maximum_concurrent_rpcs=maximum_concurrent_rpcs)  # fmt: skip
+        server = grpc.aio.server(
+            pool,
+            interceptors=[*auth, ErrorShield(service)],
+            options=opts,
+            maximum_concurrent_rpcs=maximum_concurrent_rpcs,
+        )
         added = register(server)
         if inspect.isawaitable(added):
             await added

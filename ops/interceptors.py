@@ -124,11 +124,20 @@ class ErrorShield(grpc.aio.ServerInterceptor):
         self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
     ) -> Any:
         h = await continuation(handler_call_details)
-        kinds = ((h.unary_unary, grpc.unary_unary_rpc_method_handler),
-                 (h.stream_stream, grpc.stream_stream_rpc_method_handler)) if h is not None else ()  # fmt: skip
+        kinds = (
+            (
+                (h.unary_unary, grpc.unary_unary_rpc_method_handler),
+                (h.stream_stream, grpc.stream_stream_rpc_method_handler),
+            )
+            if h is not None
+            else ()
+        )
         for fn, make in kinds:
             asynchronous = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
             if fn is not None and (asynchronous or make is grpc.unary_unary_rpc_method_handler):
-                return make(self._shield(fn), request_deserializer=h.request_deserializer,
-                            response_serializer=h.response_serializer)  # fmt: skip
+                return make(
+                    self._shield(fn),
+                    request_deserializer=h.request_deserializer,
+                    response_serializer=h.response_serializer,
+                )
         return h  # unary-stream / stream-unary / a blocking stream handler: none of ours

@@ -35,8 +35,13 @@ class Started:
     on_stop: Callable[[], None] | None = None
 
 
-def run_service(prog: str, doc: str | None, argv: list[str] | None, build: Callable[[dict], Started],
-                errors: tuple[type[BaseException], ...] = ()) -> int:  # fmt: skip
+def run_service(
+    prog: str,
+    doc: str | None,
+    argv: list[str] | None,
+    build: Callable[[dict], Started],
+    errors: tuple[type[BaseException], ...] = (),
+) -> int:
     """Run the service ``prog`` (``encoder_svc``, ...) built by ``build(config)``; see the module text."""
     ap = argparse.ArgumentParser(prog=prog, description=doc)
     ap.add_argument("--config", help="YAML configuration file")
@@ -52,8 +57,13 @@ def run_service(prog: str, doc: str | None, argv: list[str] | None, build: Calla
         return 2
     serve_metrics(started.metrics_port, cfg["host"])
     started.server.start()
-    log_event(logging.getLogger(f"scoreid.{service}"), "listening", service=service,
-              address=f"{cfg['host']}:{started.port}", **started.fields)  # fmt: skip
+    log_event(
+        logging.getLogger(f"scoreid.{service}"),
+        "listening",
+        service=service,
+        address=f"{cfg['host']}:{started.port}",
+        **started.fields,
+    )
     serve_until_signal(started.server)
     if started.on_stop is not None:
         started.on_stop()

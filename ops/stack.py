@@ -102,8 +102,10 @@ def demo_library(model: Path) -> Path:
 
     lib = demo_cache() / f"library-{model_fingerprint(model)[:12]}"
     if not (lib / "library.json").is_file():
-        raise UserError(f"no library configured and no demo library at {lib}: run `scoreid demo` once "
-                        "(it builds it), or set index.libraries {name: LIB_DIR} in a config file")  # fmt: skip
+        raise UserError(
+            f"no library configured and no demo library at {lib}: run `scoreid demo` once "
+            "(it builds it), or set index.libraries {name: LIB_DIR} in a config file"
+        )
     return lib
 
 
@@ -190,8 +192,22 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         conf = _resolve(str(cfg["redis"]["conf"]))
         auth = secrets_dir / "redis-auth.conf"  # the password in a 0600 file, not on the command line
         write_private(auth, f"requirepass {secret(cfg['redis'], 'password')}\n")
-        cmd = [exe, *([str(conf)] if conf.is_file() else []), "--port", str(cfg["redis"]["port"]), "--bind", host,
-               "--dir", str(rdir), "--daemonize", "no", "--appendonly", "yes", "--include", str(auth)]  # fmt: skip
+        cmd = [
+            exe,
+            *([str(conf)] if conf.is_file() else []),
+            "--port",
+            str(cfg["redis"]["port"]),
+            "--bind",
+            host,
+            "--dir",
+            str(rdir),
+            "--daemonize",
+            "no",
+            "--appendonly",
+            "yes",
+            "--include",
+            str(auth),
+        ]
         log = logs / "redis.log"
         p = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         procs.append({"name": "redis", "pid": p.pid, "marker": "redis-server", "log": str(log), "cmd": cmd})
@@ -200,10 +216,25 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     for name, module in SERVICES:
         log = logs / f"{name}.log"
         cmd = [sys.executable, "-m", module, "--config", str(config_path)]
-        p = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                             start_new_session=True)  # fmt: skip
-        procs.append({"name": name, "pid": p.pid, "marker": module, "log": str(log), "cmd": cmd,
-                      "port": cfg[name]["port"], "metrics_port": cfg[name]["metrics_port"]})  # fmt: skip
+        p = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=str(REPO),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        procs.append(
+            {
+                "name": name,
+                "pid": p.pid,
+                "marker": module,
+                "log": str(log),
+                "cmd": cmd,
+                "port": cfg[name]["port"],
+                "metrics_port": cfg[name]["metrics_port"],
+            }
+        )
         deadline = time.monotonic() + timeout
         while True:
             if p.poll() is not None:
@@ -219,15 +250,38 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
     sv = cfg.get("supervisor", {})
     if sv.get("enabled", True):  # restarts a crashed process (ops.supervisor)
         log = logs / "supervisor.log"
-        cmd = [sys.executable, "-m", "ops.supervisor", "--state", str(state),
-               "--interval", str(sv.get("interval_s", 0.5)), "--restart-delay", str(sv.get("restart_delay_s", 1.0)),
-               "--max-restarts", str(sv.get("max_restarts", 5)), "--window", str(sv.get("window_s", 60.0))]  # fmt: skip
-        p = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                             start_new_session=True)  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "ops.supervisor",
+            "--state",
+            str(state),
+            "--interval",
+            str(sv.get("interval_s", 0.5)),
+            "--restart-delay",
+            str(sv.get("restart_delay_s", 1.0)),
+            "--max-restarts",
+            str(sv.get("max_restarts", 5)),
+            "--window",
+            str(sv.get("window_s", 60.0)),
+        ]
+        p = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=str(REPO),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append({"name": "supervisor", "pid": p.pid, "marker": "ops.supervisor", "log": str(log)})
-    record = {"address": f"{host}:{cfg['encoder']['port']}", "state_dir": str(state), "config": str(config_path),
-              "redis": cfg["redis"]["url"], "processes": procs,
-              "metrics": {n: f"http://{host}:{cfg[n]['metrics_port']}/metrics" for n, _ in SERVICES}}  # fmt: skip
+    record = {
+        "address": f"{host}:{cfg['encoder']['port']}",
+        "state_dir": str(state),
+        "config": str(config_path),
+        "redis": cfg["redis"]["url"],
+        "processes": procs,
+        "metrics": {n: f"http://{host}:{cfg[n]['metrics_port']}/metrics" for n, _ in SERVICES},
+    }
     write_stack(state, record)
     return record
 

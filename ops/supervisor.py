@@ -32,8 +32,14 @@ NAME = "supervisor"
 
 
 class Supervisor:
-    def __init__(self, state: Path, interval_s: float = 0.5, restart_delay_s: float = 1.0,
-                 max_restarts: int = 5, window_s: float = 60.0):  # fmt: skip
+    def __init__(
+        self,
+        state: Path,
+        interval_s: float = 0.5,
+        restart_delay_s: float = 1.0,
+        max_restarts: int = 5,
+        window_s: float = 60.0,
+    ):
         self.state = state
         self.interval_s, self.restart_delay_s = interval_s, restart_delay_s
         self.max_restarts, self.window_s = max_restarts, window_s
@@ -69,12 +75,24 @@ class Supervisor:
                 recent.popleft()
             if len(recent) >= self.max_restarts:
                 self.given_up.add(name)
-                log_event(log, "crash loop: left down", level=logging.ERROR, service=name,
-                          restarts=len(recent), window_s=self.window_s)  # fmt: skip
+                log_event(
+                    log,
+                    "crash loop: left down",
+                    level=logging.ERROR,
+                    service=name,
+                    restarts=len(recent),
+                    window_s=self.window_s,
+                )
                 continue
             with open(p.get("log") or os.devnull, "ab") as logf:  # the child keeps its own descriptor
-                child = subprocess.Popen(p["cmd"], cwd=str(REPO), env=os.environ.copy(), stdout=logf,
-                                         stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                child = subprocess.Popen(
+                    p["cmd"],
+                    cwd=str(REPO),
+                    env=os.environ.copy(),
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             old = p["pid"]
             self.children[name] = child
             recent.append(now)

@@ -24,8 +24,15 @@ def generate(out: Path = ROOT) -> list[Path]:
 
     include = str(Path(grpc_tools.__file__).parent / "_proto")
     out.mkdir(parents=True, exist_ok=True)
-    args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
-            f"--grpc_python_out={out}", *[str(ROOT / p) for p in PROTOS]]  # fmt: skip
+    args = [
+        "protoc",
+        f"-I{ROOT}",
+        f"-I{include}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        *[str(ROOT / p) for p in PROTOS],
+    ]
     rc = protoc.main(args)
     if rc != 0:
         raise RuntimeError(f"protoc failed with exit code {rc}")

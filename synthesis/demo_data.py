@@ -32,11 +32,32 @@ KEYBOARD = (
     "schumann_clara/polonaise_op1n3",
     "schumann_clara/polonaise_op1n4",
 )
-CHORALES = tuple(f"bach/{b}" for b in (
-    "bwv7.7", "bwv70.7", "bwv72.6", "bwv73.5", "bwv74.8", "bwv77.6", "bwv78.7", "bwv66.6",
-    "bwv26.6", "bwv32.6", "bwv40.8", "bwv44.7", "bwv48.7", "bwv57.8", "bwv60.5", "bwv64.8",
-    "bwv65.7", "bwv67.7", "bwv69.6", "bwv80.8", "bwv84.5",
-))  # fmt: skip
+CHORALES = tuple(
+    f"bach/{b}"
+    for b in (
+        "bwv7.7",
+        "bwv70.7",
+        "bwv72.6",
+        "bwv73.5",
+        "bwv74.8",
+        "bwv77.6",
+        "bwv78.7",
+        "bwv66.6",
+        "bwv26.6",
+        "bwv32.6",
+        "bwv40.8",
+        "bwv44.7",
+        "bwv48.7",
+        "bwv57.8",
+        "bwv60.5",
+        "bwv64.8",
+        "bwv65.7",
+        "bwv67.7",
+        "bwv69.6",
+        "bwv80.8",
+        "bwv84.5",
+    )
+)
 DEMO_PIECES = KEYBOARD + CHORALES
 DEMO_FONT = "Leland"
 #: the held-out performance conditions: soundfont, tempo outside training's 0.9-1.1, room, noise
@@ -76,8 +97,9 @@ def engrave_piece(source: str, folder: Path, font: str = DEMO_FONT) -> list[Midi
     notes = [
         {"pitch": n.pitch, "on": n.onset_s, "off": n.offset_s, "vel": n.velocity} for n in eng.midi_notes
     ]
-    (folder / "piece.json").write_text(json.dumps({"title": eng.title or source, "composer": eng.composer,
-                                                   "source": source, "notes": notes}))  # fmt: skip
+    (folder / "piece.json").write_text(
+        json.dumps({"title": eng.title or source, "composer": eng.composer, "source": source, "notes": notes})
+    )
     return eng.midi_notes
 
 

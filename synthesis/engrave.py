@@ -415,7 +415,7 @@ class LoadedScore:
                         (bottom + oy) * px_per_unit,
                         (left + ox) * px_per_unit,
                         (right + ox) * px_per_unit,
-                    )  # fmt: skip
+                    )
                 )
             for nid, si, x, y, w, h in pg.notes:
                 if nid in self.tie_ends:
@@ -442,13 +442,22 @@ class LoadedScore:
                         h * px_per_unit,
                         self.onset_ms[nid] / 1000.0,
                         self.pitch_of(nid),
-                    )  # fmt: skip
+                    )
                 )
         if not notes:
             raise EngraveError(f"{path}: no notehead could be aligned with an onset")
         notes.sort(key=lambda n: (n.onset_s, n.pitch, n.id))
-        return Engraving(pages, systems, notes, list(self.midi_notes), self.title, self.composer, options,
-                         space_units, dict(dropped))  # fmt: skip
+        return Engraving(
+            pages,
+            systems,
+            notes,
+            list(self.midi_notes),
+            self.title,
+            self.composer,
+            options,
+            space_units,
+            dict(dropped),
+        )
 
 
 def engrave(source: str | Path, options: EngraveOptions | None = None) -> Engraving:

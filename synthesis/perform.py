@@ -71,8 +71,9 @@ class TimeMap:
             raise ValueError("a time map must be strictly increasing")
 
     @classmethod
-    def make(cls, duration_s: float, tempo_factor: float, curve: float, period_s: float,
-             rng: np.random.Generator) -> TimeMap:  # fmt: skip
+    def make(
+        cls, duration_s: float, tempo_factor: float, curve: float, period_s: float, rng: np.random.Generator
+    ) -> TimeMap:
         """Global tempo factor times exp(smooth random curve), knots every STEP_S score seconds."""
         if tempo_factor <= 0:
             raise ValueError(f"tempo factor must be positive, got {tempo_factor}")
@@ -163,8 +164,9 @@ def _touch(
     return on_s, off_s
 
 
-def performance_midi(notes: list[MidiNote], opts: PerformOptions, time_map: TimeMap,
-                     rng: np.random.Generator) -> bytes:  # fmt: skip
+def performance_midi(
+    notes: list[MidiNote], opts: PerformOptions, time_map: TimeMap, rng: np.random.Generator
+) -> bytes:
     """A one-track piano MIDI file of ``notes`` placed in performance time."""
     import mido
 

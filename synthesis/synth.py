@@ -69,10 +69,25 @@ def render_midi(
         mid.write_bytes(midi)
         # dynamic sample loading: only the samples the MIDI uses are read. Same output, but the
         # compressed .sf3 bank loads in 0.2 s instead of 3 s of CPU (measured).
-        cmd = [exe, "-ni", "-q", "-r", str(sample_rate), "-g", str(gain),
-               "-R", "1" if reverb else "0", "-C", "1" if chorus else "0",
-               "-o", "synth.dynamic-sample-loading=1",
-               "-F", str(wav), str(sf_path), str(mid)]  # fmt: skip
+        cmd = [
+            exe,
+            "-ni",
+            "-q",
+            "-r",
+            str(sample_rate),
+            "-g",
+            str(gain),
+            "-R",
+            "1" if reverb else "0",
+            "-C",
+            "1" if chorus else "0",
+            "-o",
+            "synth.dynamic-sample-loading=1",
+            "-F",
+            str(wav),
+            str(sf_path),
+            str(mid),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if res.returncode != 0 or not wav.exists():
             msg = (res.stderr or res.stdout).strip().splitlines()

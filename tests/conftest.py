@@ -51,9 +51,25 @@ def start_redis(workdir: Path, port: int | None = None, appendonly: bool = True)
         pytest.fail("redis-server is not installed; run ./setup.sh")
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-           "--save", "", "--appendonly", "yes" if appendonly else "no",
-           "--appendfsync", "always", "--daemonize", "no", "--protected-mode", "yes"]  # fmt: skip
+    cmd = [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "always",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     server = RedisServer("127.0.0.1", port, workdir, proc)
     deadline = time.monotonic() + 10

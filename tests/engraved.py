@@ -55,15 +55,26 @@ def svg_systems(svg: str, px_per_unit: float) -> list[tuple[float, float, float,
     return boxes
 
 
-def verovio_svgs(source: str, scale: int = 40, font: str = "Leipzig", page_w: int = 2100,
-                 page_h: int = 2970) -> list[str]:  # fmt: skip
+def verovio_svgs(
+    source: str, scale: int = 40, font: str = "Leipzig", page_w: int = 2100, page_h: int = 2970
+) -> list[str]:
     import verovio
     from music21 import converter, corpus
 
     tk = verovio.toolkit()
-    tk.setOptions({"pageWidth": page_w, "pageHeight": page_h, "scale": scale, "font": font,
-                   "xmlIdSeed": 1, "svgViewBox": True, "adjustPageHeight": False,
-                   "footer": "none", "breaks": "auto"})  # fmt: skip
+    tk.setOptions(
+        {
+            "pageWidth": page_w,
+            "pageHeight": page_h,
+            "scale": scale,
+            "font": font,
+            "xmlIdSeed": 1,
+            "svgViewBox": True,
+            "adjustPageHeight": False,
+            "footer": "none",
+            "breaks": "auto",
+        }
+    )
     path = Path(source)
     if not path.exists():
         path = Path(str(corpus.getWork(source)))
@@ -82,8 +93,12 @@ def rasterise(svg: str, width: int) -> np.ndarray:
     exe = shutil.which("rsvg-convert")
     if exe is None:
         pytest.fail("rsvg-convert is not installed; run ./setup.sh (librsvg2-bin)")
-    res = subprocess.run([exe, "-w", str(width), "-b", "white", "-f", "png"], input=svg.encode(),
-                         capture_output=True, check=True)  # fmt: skip
+    res = subprocess.run(
+        [exe, "-w", str(width), "-b", "white", "-f", "png"],
+        input=svg.encode(),
+        capture_output=True,
+        check=True,
+    )
     import io
 
     return np.asarray(Image.open(io.BytesIO(res.stdout)).convert("L"), np.uint8)
@@ -126,9 +141,11 @@ def sheets_dir(tmp_path_factory) -> Path:
     import json
 
     root = tmp_path_factory.mktemp("sheets")
-    for pid, src in (("schoenberg-19-2", "schoenberg/opus19/movement2"),
-                     ("chopin-mazurka-6-2", "chopin/mazurka06-2"),
-                     ("joplin-maple-leaf", "joplin/maple_leaf_rag")):  # fmt: skip
+    for pid, src in (
+        ("schoenberg-19-2", "schoenberg/opus19/movement2"),
+        ("chopin-mazurka-6-2", "chopin/mazurka06-2"),
+        ("joplin-maple-leaf", "joplin/maple_leaf_rag"),
+    ):
         d = root / pid
         d.mkdir()
         pages = engrave_pages(src, width=1240)[:2]
@@ -138,8 +155,9 @@ def sheets_dir(tmp_path_factory) -> Path:
         else:
             for i, p in enumerate(pages):
                 Image.fromarray(p.image).save(d / f"page{i + 1}.png")
-    (root / "joplin-maple-leaf" / "piece.json").write_text(json.dumps({"title": "Maple Leaf Rag",
-                                                                       "composer": "Scott Joplin"}))  # fmt: skip
+    (root / "joplin-maple-leaf" / "piece.json").write_text(
+        json.dumps({"title": "Maple Leaf Rag", "composer": "Scott Joplin"})
+    )
     return root
 
 
@@ -151,7 +169,22 @@ def lib(tmp_path_factory, sheets_dir, random_model) -> Path:
     import sys
 
     out = tmp_path_factory.mktemp("lib") / "lib"
-    res = subprocess.run([sys.executable, "-m", "cli", "library", "build", str(sheets_dir), "--out", str(out),
-                          "--model", str(random_model)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "library",
+            "build",
+            str(sheets_dir),
+            "--out",
+            str(out),
+            "--model",
+            str(random_model),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     return out

@@ -379,10 +379,19 @@ class AudioWorldAugment(nn.Module):
     ======================  ====  ===================================================
     """
 
-    def __init__(self, fps: float, p_reverb: float = 0.5, rt60_s: tuple[float, float] = (0.2, 1.5),
-                 wet: tuple[float, float] = (0.2, 1.0), p_eq: float = 0.5, eq_db: float = 9.0,
-                 p_gain: float = 0.5, gain_db: float = 12.0, p_noise: float = 0.4,
-                 snr_db: tuple[float, float] = (10.0, 40.0)):  # fmt: skip
+    def __init__(
+        self,
+        fps: float,
+        p_reverb: float = 0.5,
+        rt60_s: tuple[float, float] = (0.2, 1.5),
+        wet: tuple[float, float] = (0.2, 1.0),
+        p_eq: float = 0.5,
+        eq_db: float = 9.0,
+        p_gain: float = 0.5,
+        gain_db: float = 12.0,
+        p_noise: float = 0.4,
+        snr_db: tuple[float, float] = (10.0, 40.0),
+    ):
         super().__init__()
         self.fps = fps
         self.p_reverb, self.rt60_s, self.wet = p_reverb, rt60_s, wet

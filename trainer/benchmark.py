@@ -54,8 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     net = PretrainNet("audio", a.audio_frames)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     v1, v2 = aug(x), aug(x)
-    rows.append(("pretrain audio", a.batch, timeit(lambda: (aug(x), aug(x)), args.reps),
-                 timeit(lambda: pt_step(net, opt, v1, v2, a.tau), args.reps)))  # fmt: skip
+    rows.append(
+        (
+            "pretrain audio",
+            a.batch,
+            timeit(lambda: (aug(x), aug(x)), args.reps),
+            timeit(lambda: pt_step(net, opt, v1, v2, a.tau), args.reps),
+        )
+    )
 
     s = pr.pretrain_sheet
     w = (torch.rand(s.batch, *sheet_input_shape()) < 0.1).float()
@@ -63,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     snet = PretrainNet("sheet", s.audio_frames)
     sopt = torch.optim.Adam(snet.parameters(), lr=s.lr)
     w1, w2 = saug(w), saug(w)
-    rows.append(("pretrain sheet", s.batch, timeit(lambda: (saug(w), saug(w)), args.reps),
-                 timeit(lambda: pt_step(snet, sopt, w1, w2, s.tau), args.reps)))  # fmt: skip
+    rows.append(
+        (
+            "pretrain sheet",
+            s.batch,
+            timeit(lambda: (saug(w), saug(w)), args.reps),
+            timeit(lambda: pt_step(snet, sopt, w1, w2, s.tau), args.reps),
+        )
+    )
 
     f = pr.finetune
     fa = torch.rand(f.batch, *audio_input_shape(context_frames(f.audio_frames, f.context_factor)))
@@ -73,20 +85,39 @@ def main(argv: list[str] | None = None) -> int:
     cnet = CrossModalNet(f.audio_frames)
     copt = torch.optim.Adam(cnet.parameters(), lr=f.lr)
     ab, sb = faug(fa), fsaug(fs)
-    rows.append(("finetune", f.batch, timeit(lambda: (faug(fa), fsaug(fs)), args.reps),
-                 timeit(lambda: ft_step(cnet, copt, ab, sb, f.margin), args.reps)))  # fmt: skip
+    rows.append(
+        (
+            "finetune",
+            f.batch,
+            timeit(lambda: (faug(fa), fsaug(fs)), args.reps),
+            timeit(lambda: ft_step(cnet, copt, ab, sb, f.margin), args.reps),
+        )
+    )
 
     result = {
-        "preset": args.preset, "threads": args.threads, "reps": args.reps, "torch": torch.__version__,
+        "preset": args.preset,
+        "threads": args.threads,
+        "reps": args.reps,
+        "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
-        "stages": [{"stage": n, "batch": b, "augment_s": round(ta, 4), "step_s": round(ts, 4),
-                    "augment_share": round(ta / (ta + ts), 4), "samples_per_s": round(b / (ta + ts), 2)}
-                   for n, b, ta, ts in rows],
-    }  # fmt: skip
+        "stages": [
+            {
+                "stage": n,
+                "batch": b,
+                "augment_s": round(ta, 4),
+                "step_s": round(ts, 4),
+                "augment_share": round(ta / (ta + ts), 4),
+                "samples_per_s": round(b / (ta + ts), 2),
+            }
+            for n, b, ta, ts in rows
+        ],
+    }
     print(f"{'stage':<16}{'batch':>6}{'augment s':>11}{'step s':>9}{'aug share':>11}{'samples/s':>11}")
     for r in result["stages"]:
-        print(f"{r['stage']:<16}{r['batch']:>6}{r['augment_s']:>11.3f}{r['step_s']:>9.3f}"
-              f"{100 * r['augment_share']:>10.1f}%{r['samples_per_s']:>11.1f}")  # fmt: skip
+        print(
+            f"{r['stage']:<16}{r['batch']:>6}{r['augment_s']:>11.3f}{r['step_s']:>9.3f}"
+            f"{100 * r['augment_share']:>10.1f}%{r['samples_per_s']:>11.1f}"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -94,8 +94,16 @@ class PairSet:
                     if dedupe:
                         _, first = np.unique(np.round(f, 3), return_index=True)
                         x, f = x[first], f[first]
-                    block = np.stack([np.full_like(x, strip_ids[i]), x, np.full_like(x, spec_ids[j]), f,
-                                      np.full_like(x, pno)], axis=1)  # fmt: skip
+                    block = np.stack(
+                        [
+                            np.full_like(x, strip_ids[i]),
+                            x,
+                            np.full_like(x, spec_ids[j]),
+                            f,
+                            np.full_like(x, pno),
+                        ],
+                        axis=1,
+                    )
                     rows.append(block)
         if rows:
             ps.rows = np.concatenate(rows)

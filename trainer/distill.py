@@ -92,9 +92,13 @@ def make_student(teacher: CrossModalNet, filters: tuple[int, ...], stem: str) ->
 
 
 def train_step(
-    model: nn.Module, teacher: CrossModalNet, opt: torch.optim.Optimizer, audio: torch.Tensor,
-    sheet: torch.Tensor, cfg: DistillConfig,
-) -> float:  # fmt: skip
+    model: nn.Module,
+    teacher: CrossModalNet,
+    opt: torch.optim.Optimizer,
+    audio: torch.Tensor,
+    sheet: torch.Tensor,
+    cfg: DistillConfig,
+) -> float:
     """One optimisation step of the student (``model``: a :class:`Student`, maybe DDP-wrapped) on a
     batch of pairs; the teacher gives the targets. Returns the loss."""
     model.train()
@@ -111,9 +115,17 @@ class Distillation(Finetuning):
     cfg: DistillConfig
 
     def __init__(
-        self, cfg: DistillConfig, student: Student, teacher: CrossModalNet, teacher_audio: np.ndarray,
-        data: PairData, out: Path, device: torch.device, rank: int, log: Callable[[str], None],
-    ):  # fmt: skip
+        self,
+        cfg: DistillConfig,
+        student: Student,
+        teacher: CrossModalNet,
+        teacher_audio: np.ndarray,
+        data: PairData,
+        out: Path,
+        device: torch.device,
+        rank: int,
+        log: Callable[[str], None],
+    ):
         super().__init__(cfg, student.net, data, out, device, rank, log)
         self.model, self.teacher, self.teacher_audio = student, teacher, teacher_audio
 
@@ -156,10 +168,16 @@ def check_teacher(out: Path, teacher: CrossModalNet) -> None:
 
 
 def run(
-    cfg: DistillConfig, corpus_dir: str | Path, out_dir: str | Path, teacher_path: str | Path,
-    seed: int = 0, resume: bool = False, device_name: str | None = None, preset: str = "",
+    cfg: DistillConfig,
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    teacher_path: str | Path,
+    seed: int = 0,
+    resume: bool = False,
+    device_name: str | None = None,
+    preset: str = "",
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Distil the teacher's audio pathway into the student architecture; returns the summary."""
     out = Path(out_dir)
     device, rank, rng = start(seed, device_name)
@@ -178,12 +196,21 @@ def run(
     teacher_val = retrieval_metrics(teacher_audio, teacher_sheet)
     cost = {"teacher": audio_mmacs(teacher), "student": audio_mmacs(net)}
     tc, sc = teacher.config, net.config
-    log(f"distill: teacher {teacher_file} ({tc['audio_filters']}, {tc['audio_stem']}, {cost['teacher']} M "
+    log(
+        f"distill: teacher {teacher_file} ({tc['audio_filters']}, {tc['audio_stem']}, {cost['teacher']} M "
         f"multiply-adds per window): val a2s MRR {teacher_val['val_MRR']:.4f}; student "
-        f"{sc['audio_filters']}, {sc['audio_stem']}: {cost['student']} M")  # fmt: skip
-    config = {"title": "distill", "seed": seed, "corpus": str(corpus_dir), "preset": preset,
-              "teacher": str(teacher_file), "train_pairs": len(data.train), "val_pairs": len(data.val_idx),
-              **dataclasses.asdict(cfg)}  # fmt: skip
+        f"{sc['audio_filters']}, {sc['audio_stem']}: {cost['student']} M"
+    )
+    config = {
+        "title": "distill",
+        "seed": seed,
+        "corpus": str(corpus_dir),
+        "preset": preset,
+        "teacher": str(teacher_file),
+        "train_pairs": len(data.train),
+        "val_pairs": len(data.val_idx),
+        **dataclasses.asdict(cfg),
+    }
     method = Distillation(cfg, student, teacher, teacher_audio, data, out, device, rank, log)
     done = fit(method, staged_schedule(cfg, "distill"), out, config, rng, device, resume=resume, log=log)
 
@@ -192,18 +219,32 @@ def run(
         final = load_checkpoint(out / "best.pt", map_location=device)
         val = validate(final, teacher_audio, data, cfg.audio_frames, device)
         summary = {
-            "title": "distill", "preset": preset, "corpus": str(Path(corpus_dir).resolve()), "seed": seed,
-            "git_commit": git_commit(), "teacher": str(teacher_file.resolve()),
-            "teacher_architecture": teacher.config, "architecture": final.config,
-            "audio_mmac_per_window": cost, "epochs": done.epochs, "seconds": round(done.seconds, 1),
-            "stopped": done.stopped, "best_val_MRR": done.best, "val": val, "teacher_val": teacher_val,
+            "title": "distill",
+            "preset": preset,
+            "corpus": str(Path(corpus_dir).resolve()),
+            "seed": seed,
+            "git_commit": git_commit(),
+            "teacher": str(teacher_file.resolve()),
+            "teacher_architecture": teacher.config,
+            "architecture": final.config,
+            "audio_mmac_per_window": cost,
+            "epochs": done.epochs,
+            "seconds": round(done.seconds, 1),
+            "stopped": done.stopped,
+            "best_val_MRR": done.best,
+            "val": val,
+            "teacher_val": teacher_val,
             "loss": {"cos_weight": cfg.cos_weight, "nce_weight": cfg.nce_weight, "tau": cfg.tau},
-            "augment": cfg.augment, "train_pairs": len(data.train), "val_pairs": len(data.val_idx),
+            "augment": cfg.augment,
+            "train_pairs": len(data.train),
+            "val_pairs": len(data.val_idx),
             "audio_frames": cfg.audio_frames,
-        }  # fmt: skip
+        }
         save_checkpoint(final, out / "model.pt", summary)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        log(f"distill done: student val a2s MRR {val['val_MRR']:.4f} (teacher {teacher_val['val_MRR']:.4f}), "
-            f"cosine to the teacher {val['val_cos_teacher']:.4f}; wrote {out / 'model.pt'}")  # fmt: skip
+        log(
+            f"distill done: student val a2s MRR {val['val_MRR']:.4f} (teacher {teacher_val['val_MRR']:.4f}), "
+            f"cosine to the teacher {val['val_cos_teacher']:.4f}; wrote {out / 'model.pt'}"
+        )
     D.barrier()
     return summary

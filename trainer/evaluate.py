@@ -78,8 +78,9 @@ def _vote_rank(neighbours: np.ndarray, owner: np.ndarray, n_pieces: int, true_pi
     return int(1 + (votes > votes[true_piece]).sum()) if votes[true_piece] > 0 else n_pieces
 
 
-def _product_rank(sims: np.ndarray, neighbours: np.ndarray, owner: np.ndarray, weights: np.ndarray,
-                  true_piece: int) -> int:  # fmt: skip
+def _product_rank(
+    sims: np.ndarray, neighbours: np.ndarray, owner: np.ndarray, weights: np.ndarray, true_piece: int
+) -> int:
     """Rank of the true piece under the product's vote scheme (whole recording, no decay)."""
     votes = np.zeros(len(weights))
     for srow, nrow in zip(sims, neighbours):
@@ -132,14 +133,21 @@ def piece_identification(
     r = np.asarray(ranks, np.float64)
     pr = np.asarray(product, np.float64)
     result: dict[str, Any] = {
-        "pieces": n, "recordings": len(recordings), "windows_per_recording": cfg.windows_per_recording,
-        "k": cfg.k, "db_stride_px": cfg.db_stride_px, "db_windows": len(index),
-        "top1": float((r == 1).mean()), "MRR": float((1 / r).mean()),
+        "pieces": n,
+        "recordings": len(recordings),
+        "windows_per_recording": cfg.windows_per_recording,
+        "k": cfg.k,
+        "db_stride_px": cfg.db_stride_px,
+        "db_windows": len(index),
+        "top1": float((r == 1).mean()),
+        "MRR": float((1 / r).mean()),
         # which recordings miss: every recording's piece and the rank of its piece in the vote
-        "per_recording": [{"piece": pieces[pno], "rank": int(rk), "product_rank": int(pk)}
-                          for (pno, _), rk, pk in zip(recordings, ranks, product)],
+        "per_recording": [
+            {"piece": pieces[pno], "rank": int(rk), "product_rank": int(pk)}
+            for (pno, _), rk, pk in zip(recordings, ranks, product)
+        ],
         "product_votes": {"top1": float((pr == 1).mean()), "MRR": float((1 / pr).mean())},
-    }  # fmt: skip
+    }
     # accuracy vs seconds of audio (the first curve_recordings_per_piece recordings of each piece)
     per_piece: dict[int, int] = {}
     curve_recordings = []
@@ -193,9 +201,16 @@ def plot_curve(results: dict[str, Any], path: Path) -> None:
 
 
 def evaluate(
-    enc: Embedder, corpus: Corpus, split: str, condition: str, cfg: EvalConfig, frames: int, out_json: Path,
-    model_name: str = "", log: Callable[[str], None] = print,
-) -> dict[str, Any]:  # fmt: skip
+    enc: Embedder,
+    corpus: Corpus,
+    split: str,
+    condition: str,
+    cfg: EvalConfig,
+    frames: int,
+    out_json: Path,
+    model_name: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run the three evaluations; writes ``out_json`` and ``<out_json stem>.png``."""
     if condition not in CONDITIONS:
         raise UserError(f"unknown condition {condition!r}; one of {', '.join(CONDITIONS)}")
@@ -204,10 +219,14 @@ def evaluate(
         raise UserError(f"the {split!r} split of {corpus.root} has no pieces")
     pairs = PairSet.from_corpus(corpus, split, condition).require(f"split {split!r}, condition {condition!r}")
     results: dict[str, Any] = {
-        "model": model_name, "corpus": str(corpus.root), "split": split, "condition": condition,
-        "audio_frames": frames, "protocol": asdict(cfg),
+        "model": model_name,
+        "corpus": str(corpus.root),
+        "split": split,
+        "condition": condition,
+        "audio_frames": frames,
+        "protocol": asdict(cfg),
         "snippet_retrieval": snippet_retrieval(enc, pairs, cfg.n_pairs, frames),
-    }  # fmt: skip
+    }
     results["piece_identification"] = piece_identification(enc, corpus, pids, condition, cfg, frames)
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -217,8 +236,10 @@ def evaluate(
     out_json.write_text(json.dumps(results, indent=1) + "\n")
     sr, pi = results["snippet_retrieval"], results["piece_identification"]
     a2s, s2a = sr["audio_to_sheet"], sr["sheet_to_audio"]
-    log(f"eval {split}/{condition} N={sr['N']}: audio->sheet R@1 {a2s['R@1']:.3f} R@10 {a2s['R@10']:.3f} "
+    log(
+        f"eval {split}/{condition} N={sr['N']}: audio->sheet R@1 {a2s['R@1']:.3f} R@10 {a2s['R@10']:.3f} "
         f"R@25 {a2s['R@25']:.3f} MRR {a2s['MRR']:.3f} MR {a2s['MR']:.0f} | sheet->audio R@1 {s2a['R@1']:.3f} "
         f"MRR {s2a['MRR']:.3f} MR {s2a['MR']:.0f} | piece ID top-1 {pi['top1']:.3f} MRR {pi['MRR']:.3f} "
-        f"({pi['recordings']} recordings, {pi['pieces']} pieces) -> {out_json}")  # fmt: skip
+        f"({pi['recordings']} recordings, {pi['pieces']} pieces) -> {out_json}"
+    )
     return results

@@ -127,9 +127,16 @@ def quantize_int8(src: Path, dst: Path, input_name: str, calibration: np.ndarray
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre))
-        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)  # fmt: skip
+        quantize_static(
+            str(pre),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     onnx.checker.check_model(onnx.load(str(dst)))
     return dst
 
@@ -206,8 +213,10 @@ def export_model(
         mean, low = mean_cosine(q, name, module, parity_audio)
         parity["audio_onnx_int8_mean_cos"] = mean
         parity["audio_onnx_int8_min_cos"] = low
-        log(f"int8 {q.name} vs torch: cosine mean {mean:.4f}, min {low:.4f} over {len(parity_audio)} {what} "
-            f"(calibrated on {len(calib)} excerpts; kept when the mean is >= {int8_min_cos})")  # fmt: skip
+        log(
+            f"int8 {q.name} vs torch: cosine mean {mean:.4f}, min {low:.4f} over {len(parity_audio)} {what} "
+            f"(calibrated on {len(calib)} excerpts; kept when the mean is >= {int8_min_cos})"
+        )
         if mean >= int8_min_cos:
             files["audio_onnx_int8"] = q.name
         else:  # the fp32 model is what matters: an inaccurate int8 one is left out, not fatal

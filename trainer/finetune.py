@@ -107,8 +107,10 @@ class PairData:
         train = PairSet.from_corpus(corpus, "train", "same").require("the train split")
         valid = PairSet.from_corpus(corpus, "valid", "same").require("the valid split")
         val_idx = valid.evenly(cfg.val_size)
-        log(f"{title}: {len(train)} training pairs ({len(train.piece_ids)} pieces), "
-            f"{len(val_idx)} validation pairs")  # fmt: skip
+        log(
+            f"{title}: {len(train)} training pairs ({len(train.piece_ids)} pieces), "
+            f"{len(val_idx)} validation pairs"
+        )
         return cls(train, valid, val_idx, PairBatches(cfg, train))
 
 
@@ -121,9 +123,15 @@ def load_finetuned(path: str | Path, audio_frames: int) -> CrossModalNet:
 
 
 def train_step(
-    model: nn.Module, opt: torch.optim.Optimizer, audio: torch.Tensor, sheet: torch.Tensor, margin: float,
-    loss_name: str = "hinge", tau: float = TAU_FINETUNE, cca_in_training: bool = True,
-) -> float:  # fmt: skip
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    audio: torch.Tensor,
+    sheet: torch.Tensor,
+    margin: float,
+    loss_name: str = "hinge",
+    tau: float = TAU_FINETUNE,
+    cca_in_training: bool = True,
+) -> float:
     """One optimisation step on a batch of pairs (hinge ranking or contrastive loss); returns the loss."""
     model.train()
     if not cca_in_training:  # the CCA layer in eval mode: its buffers (identity until refitted)
@@ -137,9 +145,14 @@ def train_step(
 
 @torch.no_grad()
 def embed_pairs(
-    net: CrossModalNet, pairs: PairSet, idx: np.ndarray, frames: int, device: torch.device,
-    pre_cca: bool = False, chunk: int = 256,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    net: CrossModalNet,
+    pairs: PairSet,
+    idx: np.ndarray,
+    frames: int,
+    device: torch.device,
+    pre_cca: bool = False,
+    chunk: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode embeddings of the given pairs (pre-CCA features with ``pre_cca``)."""
     net.eval()
     fa = net.pre_cca_audio if pre_cca else net.embed_audio
@@ -184,9 +197,15 @@ class Finetuning(Method):
     metric_label = "val a2s MRR"
 
     def __init__(
-        self, cfg: FinetuneConfig | DistillConfig, net: CrossModalNet, data: PairData, out: Path,
-        device: torch.device, rank: int, log: Callable[[str], None],
-    ):  # fmt: skip
+        self,
+        cfg: FinetuneConfig | DistillConfig,
+        net: CrossModalNet,
+        data: PairData,
+        out: Path,
+        device: torch.device,
+        rank: int,
+        log: Callable[[str], None],
+    ):
         self.cfg, self.model, self.net, self.data = cfg, net, net, data
         self.out, self.device, self.rank, self.log = out, device, rank, log
 
@@ -213,10 +232,15 @@ def staged_schedule(cfg: FinetuneConfig | DistillConfig, title: str) -> Schedule
     """The main stage, then ``cfg.refine_rounds`` refinement rounds at LR x ``refine_lr_factor`` ** round."""
     stages = [Stage(f"{title} main", cfg.lr, cfg.max_epochs, cfg.early_stop, cfg.time_budget_s)]
     stages += [
-        Stage(f"{title} refine {r}", cfg.lr * cfg.refine_lr_factor**r, cfg.refine_max_epochs,
-              cfg.refine_early_stop, cfg.refine_budget_s)
+        Stage(
+            f"{title} refine {r}",
+            cfg.lr * cfg.refine_lr_factor**r,
+            cfg.refine_max_epochs,
+            cfg.refine_early_stop,
+            cfg.refine_budget_s,
+        )
         for r in range(1, cfg.refine_rounds + 1)
-    ]  # fmt: skip
+    ]
     return Schedule(stages, cfg.batch, cfg.samples_per_epoch, cfg.lr_patience, cfg.weight_decay, staged=True)
 
 
@@ -250,9 +274,18 @@ def run(
         if warm.config != net.config:  # another audio architecture (a distilled student): train that one
             net = channels_last_net(CrossModalNet.from_config(warm.config).to(device))
         net.load_state_dict(warm.state_dict())
-    config = {"title": "finetune", "seed": seed, "corpus": str(corpus_dir), "preset": preset,
-              "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
-              "init_model": str(init_model or ""), "train_pairs": len(train), "val_pairs": len(val_idx), **dataclasses.asdict(cfg)}  # fmt: skip
+    config = {
+        "title": "finetune",
+        "seed": seed,
+        "corpus": str(corpus_dir),
+        "preset": preset,
+        "init_audio": str(init_audio or ""),
+        "init_sheet": str(init_sheet or ""),
+        "init_model": str(init_model or ""),
+        "train_pairs": len(train),
+        "val_pairs": len(val_idx),
+        **dataclasses.asdict(cfg),
+    }
     schedule = staged_schedule(cfg, "finetune")
     method = Finetuning(cfg, net, data, out, device, rank, log)
     done = fit(method, schedule, out, config, rng, device, resume=resume, log=log)
@@ -267,18 +300,34 @@ def run(
         cca = "refit"
         if not cfg.cca_in_training and val["val_MRR"] < val_before["val_MRR"]:
             # trained without CCA and the refit does not help: keep the identity layer it was trained with
-            log(f"CCA refit lowered val MRR to {val['val_MRR']:.4f} (from {val_before['val_MRR']:.4f}): "
-                "kept the identity layer")  # fmt: skip
+            log(
+                f"CCA refit lowered val MRR to {val['val_MRR']:.4f} (from {val_before['val_MRR']:.4f}): "
+                "kept the identity layer"
+            )
             final = load_checkpoint(out / "best.pt", map_location=device)
             val, cca = val_before, "identity (the refit lowered validation MRR)"
         summary = {
-            "preset": preset, "corpus": str(Path(corpus_dir).resolve()), "seed": seed, "git_commit": git_commit(),
-            "init_audio": str(init_audio or ""), "init_sheet": str(init_sheet or ""),
-            "init_model": str(init_model or ""), "epochs": done.epochs, "seconds": round(done.seconds, 1), "best_val_MRR_before_refit": best,
-            "val_after_refit": val, "val_pairs": len(val_idx), "cca_refit_pairs": int(min(cfg.cca_refit_pairs, len(train))),
-            "cca_correlations": corr if cca == "refit" else [], "cca_refit_correlations": corr, "cca": cca, "val_before_refit": val_before, "loss": cfg.loss,
-            "train_pairs": len(train), "audio_frames": cfg.audio_frames,
-        }  # fmt: skip
+            "preset": preset,
+            "corpus": str(Path(corpus_dir).resolve()),
+            "seed": seed,
+            "git_commit": git_commit(),
+            "init_audio": str(init_audio or ""),
+            "init_sheet": str(init_sheet or ""),
+            "init_model": str(init_model or ""),
+            "epochs": done.epochs,
+            "seconds": round(done.seconds, 1),
+            "best_val_MRR_before_refit": best,
+            "val_after_refit": val,
+            "val_pairs": len(val_idx),
+            "cca_refit_pairs": int(min(cfg.cca_refit_pairs, len(train))),
+            "cca_correlations": corr if cca == "refit" else [],
+            "cca_refit_correlations": corr,
+            "cca": cca,
+            "val_before_refit": val_before,
+            "loss": cfg.loss,
+            "train_pairs": len(train),
+            "audio_frames": cfg.audio_frames,
+        }
         save_checkpoint(final, out / "model.pt", summary)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         log(

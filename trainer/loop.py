@@ -111,11 +111,24 @@ class Progress:
 
     def to_state(self, staged: bool, lr0: float) -> dict[str, Any]:
         if not staged:
-            return {"epoch": self.epoch, "best": self.best, "bad": self.bad, "elapsed": self.elapsed,
-                    "best_epoch": self.best_epoch}  # fmt: skip
-        return {"lr0": lr0, "stage": self.stage, "stage_epoch": self.stage_epoch, "total_epoch": self.epoch,
-                "best": self.best, "bad": self.bad, "stage_elapsed": self.stage_elapsed,
-                "total_elapsed": self.elapsed, "best_epoch": self.best_epoch}  # fmt: skip
+            return {
+                "epoch": self.epoch,
+                "best": self.best,
+                "bad": self.bad,
+                "elapsed": self.elapsed,
+                "best_epoch": self.best_epoch,
+            }
+        return {
+            "lr0": lr0,
+            "stage": self.stage,
+            "stage_epoch": self.stage_epoch,
+            "total_epoch": self.epoch,
+            "best": self.best,
+            "bad": self.bad,
+            "stage_elapsed": self.stage_elapsed,
+            "total_elapsed": self.elapsed,
+            "best_epoch": self.best_epoch,
+        }
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> Progress:
@@ -124,8 +137,16 @@ class Progress:
             return cls(
                 0, st["epoch"], st["epoch"], st["best"], st["bad"], best_epoch, st["elapsed"], st["elapsed"]
             )
-        return cls(st["stage"], st["stage_epoch"], st["total_epoch"], st["best"], st["bad"], best_epoch,
-                   st["stage_elapsed"], st["total_elapsed"])  # fmt: skip
+        return cls(
+            st["stage"],
+            st["stage_epoch"],
+            st["total_epoch"],
+            st["best"],
+            st["bad"],
+            best_epoch,
+            st["stage_elapsed"],
+            st["total_elapsed"],
+        )
 
     def stopped(self, stage: Stage) -> str | None:
         """Why ``stage`` is over, or None while it goes on."""
@@ -258,17 +279,30 @@ def fit(
             else:
                 p.bad += 1
             if rank == 0:
-                row = {"epoch": p.epoch, **({"stage": p.stage} if schedule.staged else {}),
-                       "train_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"),
-                       **val, "lr": opt.param_groups[0]["lr"], "seconds": round(p.elapsed, 1)}  # fmt: skip
+                row = {
+                    "epoch": p.epoch,
+                    **({"stage": p.stage} if schedule.staged else {}),
+                    "train_loss": float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"),
+                    **val,
+                    "lr": opt.param_groups[0]["lr"],
+                    "seconds": round(p.elapsed, 1),
+                }
                 metrics.add(row)
-                log(f"{desc}: loss {row['train_loss']:.4f} {method.metric_label} {val[METRIC]:.4f} "
-                    f"R@1 {val['val_R@1']:.3f} lr {row['lr']:.2g} ({p.elapsed:.0f} s)")  # fmt: skip
+                log(
+                    f"{desc}: loss {row['train_loss']:.4f} {method.metric_label} {val[METRIC]:.4f} "
+                    f"R@1 {val['val_R@1']:.3f} lr {row['lr']:.2g} ({p.elapsed:.0f} s)"
+                )
                 torch.save(
-                    {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                     "rng": rng_state(rng), **p.to_state(schedule.staged, lr0), "rows": metrics.rows},
+                    {
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "sched": sched.state_dict(),
+                        "rng": rng_state(rng),
+                        **p.to_state(schedule.staged, lr0),
+                        "rows": metrics.rows,
+                    },
                     str(state_path.with_suffix(".pt.tmp")),
-                )  # fmt: skip
+                )
                 # a kill mid-write must not leave a state.pt that cannot be resumed
                 state_path.with_suffix(".pt.tmp").replace(state_path)
                 if pending is not None:  # the best model becomes current only with the state that knows it

@@ -85,8 +85,10 @@ def distill_loss(
     """Distillation loss of the student's L2-normalised audio embeddings (N, d) against the
     teacher's audio (``teacher``) and sheet (``sheet``) embeddings of the same pairs."""
     if student.shape != teacher.shape:
-        raise ValueError(f"student and teacher embeddings differ in shape: {tuple(student.shape)} "
-                         f"and {tuple(teacher.shape)}")  # fmt: skip
+        raise ValueError(
+            f"student and teacher embeddings differ in shape: {tuple(student.shape)} "
+            f"and {tuple(teacher.shape)}"
+        )
     gap = (1.0 - (student * teacher).sum(dim=1)).mean()
     return cos_weight * gap + nce_weight * contrastive_loss(student, sheet, tau)
 

@@ -169,7 +169,7 @@ def _smoke() -> Preset:
             refine_max_epochs=1,
             refine_early_stop=1,
             cca_refit_pairs=256,
-        ),  # fmt: skip
+        ),
         eval=EvalConfig(n_pairs=200, windows_per_recording=20, curve_seconds=(2.0, 4.0, 8.0), curve_starts=2),
     )
 
@@ -189,7 +189,7 @@ def _cpu() -> Preset:
             early_stop=8,
             val_size=512,
             time_budget_s=1200,
-        ),  # fmt: skip
+        ),
         pretrain_sheet=PretrainConfig(
             "sheet",
             batch=64,
@@ -201,7 +201,7 @@ def _cpu() -> Preset:
             early_stop=8,
             val_size=512,
             time_budget_s=1200,
-        ),  # fmt: skip
+        ),
         finetune=FinetuneConfig(
             batch=128,
             lr=1e-3,
@@ -218,7 +218,7 @@ def _cpu() -> Preset:
             refine_budget_s=400,
             loss="contrastive",
             cca_in_training=False,
-        ),  # fmt: skip
+        ),
         eval=EvalConfig(curve_starts=3, curve_hop_frames=10),
     )
 
@@ -237,7 +237,7 @@ def _gpu() -> Preset:
             lr_patience=15,
             early_stop=31,
             val_size=4096,
-        ),  # fmt: skip
+        ),
         pretrain_sheet=PretrainConfig(
             "sheet",
             batch=256,
@@ -248,7 +248,7 @@ def _gpu() -> Preset:
             lr_patience=10,
             early_stop=21,
             val_size=4096,
-        ),  # fmt: skip
+        ),
         finetune=FinetuneConfig(
             batch=128,
             lr=4e-4,
@@ -261,7 +261,7 @@ def _gpu() -> Preset:
             refine_max_epochs=200,
             refine_early_stop=15,
             cca_refit_pairs=25000,
-        ),  # fmt: skip
+        ),
     )
 
 

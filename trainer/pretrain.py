@@ -95,10 +95,15 @@ def validate(
 
 def save_encoder(model: PretrainNet, cfg: PretrainConfig, path: Path, extra: dict[str, Any]) -> None:
     torch.save(
-        {"format": ENCODER_FORMAT, "modality": cfg.modality, "audio_frames": cfg.audio_frames,
-         "state_dict": model.encoder.state_dict(), "extra": extra},
+        {
+            "format": ENCODER_FORMAT,
+            "modality": cfg.modality,
+            "audio_frames": cfg.audio_frames,
+            "state_dict": model.encoder.state_dict(),
+            "extra": extra,
+        },
         str(path),
-    )  # fmt: skip
+    )
 
 
 def load_encoder(path: str | Path, modality: str, audio_frames: int) -> dict[str, torch.Tensor]:
@@ -126,9 +131,15 @@ class Pretraining(Method):
     model: PretrainNet
 
     def __init__(
-        self, cfg: PretrainConfig, model: PretrainNet, views: Views,
-        val_views: tuple[torch.Tensor, torch.Tensor], out: Path, seed: int, device: torch.device,
-    ):  # fmt: skip
+        self,
+        cfg: PretrainConfig,
+        model: PretrainNet,
+        views: Views,
+        val_views: tuple[torch.Tensor, torch.Tensor],
+        out: Path,
+        seed: int,
+        device: torch.device,
+    ):
         self.cfg, self.model, self.views, self.val_views = cfg, model, views, val_views
         self.out, self.seed, self.device = out, seed, device
 
@@ -175,16 +186,29 @@ def run(
     model = PretrainNet(cfg.modality, cfg.audio_frames).to(device)
     model = channels_last_net(model)  # see trainer.common.channels_last
     out = Path(out_dir)
-    config = {"title": f"pretrain {cfg.modality}", "seed": seed, "corpus": str(corpus_dir),
-              "pool": [str(p) for p in pool_dirs], **dataclasses.asdict(cfg)}  # fmt: skip
+    config = {
+        "title": f"pretrain {cfg.modality}",
+        "seed": seed,
+        "corpus": str(corpus_dir),
+        "pool": [str(p) for p in pool_dirs],
+        **dataclasses.asdict(cfg),
+    }
     schedule = Schedule(
         [Stage(f"pretrain {cfg.modality}", cfg.lr, cfg.max_epochs, cfg.early_stop, cfg.time_budget_s)],
-        cfg.batch, cfg.samples_per_epoch, cfg.lr_patience, cfg.weight_decay,
-    )  # fmt: skip
+        cfg.batch,
+        cfg.samples_per_epoch,
+        cfg.lr_patience,
+        cfg.weight_decay,
+    )
     method = Pretraining(cfg, model, views, val_views, out, seed, device)
     done = fit(method, schedule, out, config, rng, device, resume=resume, log=log)
-    summary = {"best_val_MRR": done.best, "epochs": done.epochs, "stopped": done.stopped,
-               "seconds": round(done.seconds, 1), "encoder": str(out / "encoder.pt")}  # fmt: skip
+    summary = {
+        "best_val_MRR": done.best,
+        "epochs": done.epochs,
+        "stopped": done.stopped,
+        "seconds": round(done.seconds, 1),
+        "encoder": str(out / "encoder.pt"),
+    }
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         log(f"pretrain {cfg.modality} done: {summary}")

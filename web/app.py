@@ -87,8 +87,12 @@ def same_origin(ws: WebSocket) -> bool:
     return origin is None or urlsplit(origin).netloc == ws.headers.get("host")
 
 
-def create_app(library: Library, encoder: AudioEncoder, settings: EngineSettings | None = None,
-               limits: L.Limits | None = None) -> Starlette:  # fmt: skip
+def create_app(
+    library: Library,
+    encoder: AudioEncoder,
+    settings: EngineSettings | None = None,
+    limits: L.Limits | None = None,
+) -> Starlette:
     """The application serving ``library`` with ``encoder`` (one model for all sessions)."""
     settings = settings or EngineSettings()
     limits = limits or L.Limits()

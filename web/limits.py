@@ -52,8 +52,15 @@ class Limits:
     max_sessions: int = DEFAULT_MAX_SESSIONS
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_chunk_seconds", "idle_timeout_s", "options_timeout_s",
-                     "max_session_s", "max_sessions_per_client", "max_sessions"):  # fmt: skip
+        for name in (
+            "max_message_bytes",
+            "max_chunk_seconds",
+            "idle_timeout_s",
+            "options_timeout_s",
+            "max_session_s",
+            "max_sessions_per_client",
+            "max_sessions",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -63,6 +70,10 @@ class Limits:
         return int(self.max_chunk_seconds * C.SAMPLE_RATE)
 
     def to_json(self) -> dict[str, Any]:
-        return {"max_message_bytes": self.max_message_bytes, "max_chunk_samples": self.max_chunk_samples,
-                "idle_timeout_s": self.idle_timeout_s, "options_timeout_s": self.options_timeout_s,
-                "max_session_s": self.max_session_s}  # fmt: skip
+        return {
+            "max_message_bytes": self.max_message_bytes,
+            "max_chunk_samples": self.max_chunk_samples,
+            "idle_timeout_s": self.idle_timeout_s,
+            "options_timeout_s": self.options_timeout_s,
+            "max_session_s": self.max_session_s,
+        }

@@ -66,8 +66,11 @@ def decode_chunk(data: bytes, limits: L.Limits) -> np.ndarray:
         )
     n = len(data) // 4
     if n > limits.max_chunk_samples:
-        raise ProtocolError(L.CLOSE_TOO_BIG, f"audio chunk of {n} samples; the limit is "
-                            f"{limits.max_chunk_samples} ({limits.max_chunk_seconds:g} s); send smaller chunks")  # fmt: skip
+        raise ProtocolError(
+            L.CLOSE_TOO_BIG,
+            f"audio chunk of {n} samples; the limit is "
+            f"{limits.max_chunk_samples} ({limits.max_chunk_seconds:g} s); send smaller chunks",
+        )
     x = np.frombuffer(data, "<f4")
     try:
         check_float32_samples(x)
@@ -107,8 +110,14 @@ class Session:
         self.samples = 0
 
     def hello(self) -> dict[str, Any]:
-        return {"type": "hello", "sample_rate": C.SAMPLE_RATE, "format": FORMAT, "hop_s": self.settings.hop_s,
-                "pieces": len(self.library.piece_ids), "limits": self.limits.to_json()}  # fmt: skip
+        return {
+            "type": "hello",
+            "sample_rate": C.SAMPLE_RATE,
+            "format": FORMAT,
+            "hop_s": self.settings.hop_s,
+            "pieces": len(self.library.piece_ids),
+            "limits": self.limits.to_json(),
+        }
 
     @property
     def started(self) -> bool:
@@ -119,8 +128,11 @@ class Session:
         msg = parse_control(text)
         if msg["type"] == "start":
             if msg.get("sample_rate") != C.SAMPLE_RATE or msg.get("format") != FORMAT:
-                raise ProtocolError(L.CLOSE_BAD_DATA, f"start: audio must be {FORMAT} at {C.SAMPLE_RATE} Hz, got "
-                                    f"{msg.get('format')!r} at {msg.get('sample_rate')!r}")  # fmt: skip
+                raise ProtocolError(
+                    L.CLOSE_BAD_DATA,
+                    f"start: audio must be {FORMAT} at {C.SAMPLE_RATE} Hz, got "
+                    f"{msg.get('format')!r} at {msg.get('sample_rate')!r}",
+                )
             self.ident = Identifier(self.library, self.encoder, self.settings)
             self.samples = 0
             return [{"type": "started", "sample_rate": C.SAMPLE_RATE, "hop_s": self.settings.hop_s}]

@@ -45,15 +45,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pieces", type=int, default=30, help="library size (default 30)")
     p.add_argument("--seconds", type=float, default=40.0, help="seconds of the performance to stream")
-    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S,
-                   help=f"seconds of audio per streamed chunk (default {DEFAULT_HOP_S:g})")  # fmt: skip
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=DEFAULT_HOP_S,
+        help=f"seconds of audio per streamed chunk (default {DEFAULT_HOP_S:g})",
+    )
     p.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {demo_cache()})")
     p.add_argument("--model", type=Path, default=MODEL_DIR, help="model directory (default models/default)")
     p.add_argument(
         "--services", action="store_true", help="run through the services (`scoreid up`) on loopback"
     )
-    p.add_argument("--speed", type=float, default=4.0,
-                   help="with --services: stream at N x real time (0: as fast as possible; default 4)")  # fmt: skip
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=4.0,
+        help="with --services: stream at N x real time (0: as fast as possible; default 4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,8 +101,10 @@ def front_end_only(args: argparse.Namespace) -> int:
     print(
         f"demo: streamed {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s -> {len(spec)} frames; wrote {png}"
     )
-    print(f"demo: no trained model in {args.model} yet, so no identification is shown; "
-          "train one with trainer/run.py (README, 'Training')")  # fmt: skip
+    print(
+        f"demo: no trained model in {args.model} yet, so no identification is shown; "
+        "train one with trainer/run.py (README, 'Training')"
+    )
     return 0
 
 
@@ -130,15 +140,19 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
         add_folder(index, lib_dir, f, enc, lambda m: print(f"demo: {m}", file=sys.stderr))
     write_index(lib_dir, index)
     lib = Library.open(lib_dir)
-    print(f"demo: library {lib_dir}: {len(lib.piece_ids)} pieces, {len(lib)} sheet windows "
-          f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    print(
+        f"demo: library {lib_dir}: {len(lib.piece_ids)} pieces, {len(lib)} sheet windows "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     target = piece_id(args.piece)
     if target not in lib.pieces:
         raise UserError(f"demo: {args.piece} is not in the demo library (it could not be engraved)")
     perf = shifted_performance(notes_of(sheets / target), tempo_factor=1.25, seed=7)
     audio = perf.audio[: int(args.seconds * C.SAMPLE_RATE)]
-    print(f"demo: performing {args.piece} [{target}]: csound soundfont, tempo 1.25x with a tempo curve, "
-          f"room and noise; streaming {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s")  # fmt: skip
+    print(
+        f"demo: performing {args.piece} [{target}]: csound soundfont, tempo 1.25x with a tempo curve, "
+        f"room and noise; streaming {len(audio) / C.SAMPLE_RATE:.1f} s in hops of {args.hop} s"
+    )
     history: list[Update] = []
     shown: set[float] = set()  # the final update repeats the last hop's time: one line per time
 
@@ -167,11 +181,19 @@ def identify_demo(args: argparse.Namespace, pieces: list[str]) -> int:
     ts = [u.t for u in history]
     t_first = time_to_identify(ts, [bool(u.ranking) and u.ranking[0][0] == target for u in history])
     t_named = time_to_identify(ts, [u.identity == target for u in history])
-    print(f"demo: final identity: top piece {got} -> {verdict}; "
-          + (f"top from {t_first:.1f} s of audio on; " if got == target else "")
-          + (f"identified (not unknown) from {t_named:.1f} s on; " if named == target
-             else "still unknown at the end; " if named is None else f"identified as {named}; ")
-          + f"{secs / max(dt, 1e-9):.0f}x real time" + (" (paced by the client)" if args.services else ""))  # fmt: skip
+    print(
+        f"demo: final identity: top piece {got} -> {verdict}; "
+        + (f"top from {t_first:.1f} s of audio on; " if got == target else "")
+        + (
+            f"identified (not unknown) from {t_named:.1f} s on; "
+            if named == target
+            else "still unknown at the end; "
+            if named is None
+            else f"identified as {named}; "
+        )
+        + f"{secs / max(dt, 1e-9):.0f}x real time"
+        + (" (paced by the client)" if args.services else "")
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "demo-identify.png"
     plot_history(history, lib, png, title=f"{args.piece} (held-out performance)")
@@ -197,8 +219,10 @@ def stream_services(args: argparse.Namespace, lib, lib_dir: Path, audio: np.ndar
         print("demo: starting the services (redis-server, index, aggregator, encoder) on loopback ...")
         record = start_stack(cfg)
         try:
-            print(f"demo: stack up at {record['address']}; metrics {record['metrics']['encoder']}; "
-                  f"streaming at {args.speed:g}x real time")  # fmt: skip
+            print(
+                f"demo: stack up at {record['address']}; metrics {record['metrics']['encoder']}; "
+                f"streaming at {args.speed:g}x real time"
+            )
             for msg in stream_audio(
                 record["address"], audio, C.SAMPLE_RATE, speed=args.speed, hop_s=args.hop
             ):
@@ -222,5 +246,10 @@ def update_of(msg, lib):  # type: ignore[no-untyped-def]
         for t in msg.top
         if t.HasField("position") and t.piece in lib.pieces
     }
-    return Update(t=float(msg.t_seconds), ranking=ranking, positions=positions, identity=msg.identity or None,
-                  confidence=float(msg.confidence))  # fmt: skip
+    return Update(
+        t=float(msg.t_seconds),
+        ranking=ranking,
+        positions=positions,
+        identity=msg.identity or None,
+        confidence=float(msg.confidence),
+    )

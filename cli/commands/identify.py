@@ -36,10 +36,13 @@ HELP = "identify recordings against a sheet library, streaming (JSON lines with 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "paths", type=Path, nargs="+", metavar="[LIB_DIR] AUDIO",
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="[LIB_DIR] AUDIO",
         help="library folder (scoreid library build), then audio files (WAV, FLAC, OGG, MP3; any rate); "
         "with --server only audio files",
-    )  # fmt: skip
+    )
     p.add_argument("--server", metavar="HOST:PORT", help="stream to a running stack (scoreid up) instead")
     p.add_argument(
         "--speed", type=float, default=1.0, help="with --server: times real time (0: as fast as possible)"
@@ -47,10 +50,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default="", help="with --server: bearer token, when the server requires one")
     p.add_argument("--tls-ca", default=None, help="with --server: CA certificate (PEM) of a TLS server")
     p.add_argument("--json", action="store_true", help="one JSON line per hop, then a final ranking line")
-    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S,
-                   help=f"seconds of audio between updates (default {DEFAULT_HOP_S:g})")  # fmt: skip
-    p.add_argument("--half-life", type=float, default=DEFAULT_HALF_LIFE_S,
-                   help=f"vote decay half-life, seconds of audio (default {DEFAULT_HALF_LIFE_S:g})")  # fmt: skip
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=DEFAULT_HOP_S,
+        help=f"seconds of audio between updates (default {DEFAULT_HOP_S:g})",
+    )
+    p.add_argument(
+        "--half-life",
+        type=float,
+        default=DEFAULT_HALF_LIFE_S,
+        help=f"vote decay half-life, seconds of audio (default {DEFAULT_HALF_LIFE_S:g})",
+    )
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the library's)")
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
     p.add_argument("--plot", type=Path, default=None, help="PNG: confidence over time + followed path")
@@ -138,8 +149,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{path}: {status_line(final, lib)} ({secs:.1f} s of audio, {secs / max(dt, 1e-9):.0f}x real time)"
             )
         if not confident:
-            print(f"scoreid: warning: {path}: unknown: no piece identified (votes spread over pieces, or "
-                  "a stream that does not follow one piece; is it in the library?)", file=sys.stderr)  # fmt: skip
+            print(
+                f"scoreid: warning: {path}: unknown: no piece identified (votes spread over pieces, or "
+                "a stream that does not follow one piece; is it in the library?)",
+                file=sys.stderr,
+            )
         if args.plot:
             plot_path = (
                 args.plot
@@ -162,8 +176,15 @@ def run_remote(args: argparse.Namespace) -> int:
     ok = 0
     for path in args.paths:
         try:
-            for line in identify_files(args.server, [str(path)], speed=args.speed, token=args.token,
-                                       tls_ca=args.tls_ca, hop_s=args.hop, final_only=not args.json):  # fmt: skip
+            for line in identify_files(
+                args.server,
+                [str(path)],
+                speed=args.speed,
+                token=args.token,
+                tls_ca=args.tls_ca,
+                hop_s=args.hop,
+                final_only=not args.json,
+            ):
                 print(line, flush=True)
             ok += 1
         except AudioError as e:

@@ -45,8 +45,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
     p.add_argument("--force", action="store_true", help="re-embed pieces even when unchanged")
-    p.add_argument("--workers", type=int, default=None,
-                   help="pieces prepared in parallel processes (default: one per core)")  # fmt: skip
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pieces prepared in parallel processes (default: one per core)",
+    )
 
 
 def log(msg: str) -> None:
@@ -122,8 +126,15 @@ def _prepare_in_worker(index: dict[str, Any], lib: Path, folder: Path, force: bo
     return prepare_folder(index, lib, folder, _worker["enc"], force)
 
 
-def prepared(index: dict[str, Any], lib: Path, folders: list[Path], enc: Any, model_dir: Path,
-             args: argparse.Namespace, workers: int) -> Iterator[Any]:  # fmt: skip
+def prepared(
+    index: dict[str, Any],
+    lib: Path,
+    folders: list[Path],
+    enc: Any,
+    model_dir: Path,
+    args: argparse.Namespace,
+    workers: int,
+) -> Iterator[Any]:
     """Each folder prepared (:func:`scoreid.library.build.prepare_folder`), in folder order: here,
     or in ``workers`` processes (each with its own encoder on one core; only the main process
     writes the index, so the library on disk stays whole)."""
@@ -138,11 +149,18 @@ def prepared(index: dict[str, Any], lib: Path, folders: list[Path], enc: Any, mo
 
     def view(folder: Path) -> dict[str, Any]:  # what prepare_folder reads of the index
         old = index["pieces"].get(piece_id_for(folder))
-        return {"stride": index["stride"], "model": {"sha256": index["model"]["sha256"]},
-                "pieces": {piece_id_for(folder): {"fingerprint": old.get("fingerprint")}} if old else {}}  # fmt: skip
+        return {
+            "stride": index["stride"],
+            "model": {"sha256": index["model"]["sha256"]},
+            "pieces": {piece_id_for(folder): {"fingerprint": old.get("fingerprint")}} if old else {},
+        }
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(str(model_dir), args.backend)) as pool:  # fmt: skip
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(str(model_dir), args.backend),
+    ) as pool:
         futures = [pool.submit(_prepare_in_worker, view(f), lib, f, args.force) for f in folders]
         for fut in futures:
             yield fut.result()

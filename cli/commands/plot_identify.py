@@ -30,8 +30,23 @@ import numpy as np
 from scoreid.identify.position import Position
 
 # titles that say nothing about the piece (music21's default title among them)
-GENERIC_TITLES = frozenset({"", "music21fragment", "music21", "fragment", "untitled", "notitle", "title",
-                            "score", "piece", "unknown", "unnamed", "sheetmusic", "music"})  # fmt: skip
+GENERIC_TITLES = frozenset(
+    {
+        "",
+        "music21fragment",
+        "music21",
+        "fragment",
+        "untitled",
+        "notitle",
+        "title",
+        "score",
+        "piece",
+        "unknown",
+        "unnamed",
+        "sheetmusic",
+        "music",
+    }
+)
 TITLE_CHARS = 40  # legend titles are cut to this many characters
 CMAP = "viridis"  # time colour scale: dark = early, yellow = late
 
@@ -115,8 +130,14 @@ def visited_pages(rows: Sequence[Position]) -> list[int]:
     return sorted({int(r.page) for r in rows})
 
 
-def strip_rows(xs: Sequence[float], strip_w: float, margin: float = ROW_MARGIN_PX, min_px: float = ROW_MIN_PX,
-               max_px: float = ROW_MAX_PX, max_n: int = ROW_MAX_N) -> list[tuple[float, float]]:  # fmt: skip
+def strip_rows(
+    xs: Sequence[float],
+    strip_w: float,
+    margin: float = ROW_MARGIN_PX,
+    min_px: float = ROW_MIN_PX,
+    max_px: float = ROW_MAX_PX,
+    max_n: int = ROW_MAX_N,
+) -> list[tuple[float, float]]:
     """The strip x ranges to show as rows: the covered stretch ``[min(xs), max(xs)]`` plus
     ``margin``, at least ``min_px`` wide (within the strip), cut into equal rows of at most
     ``max_px`` (but no more than ``max_n`` rows)."""
@@ -281,12 +302,23 @@ def plot_history(history: list, lib: Any, out: Path, title: str = "") -> None:
         if rows and segs is not None:
             label = labels.get(top, top)
             y_title = 1 - (lay.items[1][2] - 0.1) / fig_h
-            fig.text(left / FIG_W, y_title + 0.32 / fig_h, f"followed position in {label}: the unrolled strip "
-                     f"(x {segs[0][0]:.0f}–{segs[-1][1]:.0f} of {strip_w:.0f} px, true aspect)",
-                     fontsize=13, fontweight="bold", va="bottom")  # fmt: skip
-            fig.text(left / FIG_W, y_title, "ticks under the strip: the followed positions; grey lane: the same "
-                     "positions over time (time runs down; solid: a step forward, dotted: a jump)",
-                     fontsize=11, va="bottom")  # fmt: skip
+            fig.text(
+                left / FIG_W,
+                y_title + 0.32 / fig_h,
+                f"followed position in {label}: the unrolled strip "
+                f"(x {segs[0][0]:.0f}–{segs[-1][1]:.0f} of {strip_w:.0f} px, true aspect)",
+                fontsize=13,
+                fontweight="bold",
+                va="bottom",
+            )
+            fig.text(
+                left / FIG_W,
+                y_title,
+                "ticks under the strip: the followed positions; grey lane: the same "
+                "positions over time (time runs down; solid: a step forward, dotted: a jump)",
+                fontsize=11,
+                va="bottom",
+            )
             starts = system_starts(lib.pieces[top])
             for i, seg in enumerate(segs):
                 draw_strip_row(axes[f"row{i}"], strip, seg, ts, rows, norm, starts, t_end)
@@ -318,8 +350,9 @@ def save_png(png: bytes, out: Path) -> None:
     im.save(out, optimize=True)
 
 
-def _draw_identity(ax: Any, history: Sequence[Any], pieces: list[str], labels: Mapping[str, str],
-                   title: str) -> None:  # fmt: skip
+def _draw_identity(
+    ax: Any, history: Sequence[Any], pieces: list[str], labels: Mapping[str, str], title: str
+) -> None:
     ts = [u.t for u in history]
     hi = 0.0
     for i, pid in enumerate(pieces):
@@ -332,8 +365,15 @@ def _draw_identity(ax: Any, history: Sequence[Any], pieces: list[str], labels: M
     ax.set_ylim(0, min(1.0, hi * 1.12 + 0.02))
     ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=11,
-              title="final ranking (top 5)", title_fontsize=11, alignment="left")  # fmt: skip
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize=11,
+        title="final ranking (top 5)",
+        title_fontsize=11,
+        alignment="left",
+    )
     ax.set_title(f"{title}: running identity" if title else "running identity", loc="left")
 
 
@@ -341,16 +381,29 @@ def _lane_y(t: float, t_end: float) -> float:
     return LANE_TOP + 6 + (LANE_BOTTOM - LANE_TOP - 12) * t / t_end
 
 
-def draw_strip_row(ax: Any, strip: np.ndarray | None, seg: tuple[float, float], ts: Sequence[float],
-                   rows: Sequence[Position], norm: Any, starts: Sequence[tuple[float, int, int]],
-                   t_end: float) -> None:  # fmt: skip
+def draw_strip_row(
+    ax: Any,
+    strip: np.ndarray | None,
+    seg: tuple[float, float],
+    ts: Sequence[float],
+    rows: Sequence[Position],
+    norm: Any,
+    starts: Sequence[tuple[float, int, int]],
+    t_end: float,
+) -> None:
     """One row: the strip between ``seg`` at true aspect, system labels above, the time lane
     under it with the hops whose strip x falls in the row."""
     a, b = seg
     if strip is not None:
         i0, i1 = int(math.floor(a)), int(math.ceil(b))
-        ax.imshow(strip[:, i0:i1], cmap="gray", vmin=0, vmax=255, extent=(i0, i1, STRIP_H, 0),
-                  interpolation="antialiased")  # fmt: skip
+        ax.imshow(
+            strip[:, i0:i1],
+            cmap="gray",
+            vmin=0,
+            vmax=255,
+            extent=(i0, i1, STRIP_H, 0),
+            interpolation="antialiased",
+        )
     else:
         ax.text((a + b) / 2, STRIP_H / 2, "strip image not available", ha="center", va="center", color="0.4")
     ax.axhspan(LANE_TOP, LANE_BOTTOM, color="0.95", zorder=0)
@@ -374,13 +427,37 @@ def draw_strip_row(ax: Any, strip: np.ndarray | None, seg: tuple[float, float], 
         if inrow[i] and inrow[i + 1]:
             dx = xs[i + 1] - xs[i]
             jump = dx < 0 or dx > JUMP_PX
-            ax.plot(xs[i : i + 2], ys[i : i + 2], color="0.25", lw=0.8 if jump else 1.3,
-                    ls=":" if jump else "-", zorder=2)  # fmt: skip
-    ax.scatter(xs[inrow], ys[inrow], c=tt[inrow], cmap=CMAP, norm=norm, s=22, edgecolors="k",
-               linewidths=0.4, zorder=3)  # fmt: skip
+            ax.plot(
+                xs[i : i + 2],
+                ys[i : i + 2],
+                color="0.25",
+                lw=0.8 if jump else 1.3,
+                ls=":" if jump else "-",
+                zorder=2,
+            )
+    ax.scatter(
+        xs[inrow],
+        ys[inrow],
+        c=tt[inrow],
+        cmap=CMAP,
+        norm=norm,
+        s=22,
+        edgecolors="k",
+        linewidths=0.4,
+        zorder=3,
+    )
     # where the path is on the music: a coloured tick under the strip
-    ax.scatter(xs[inrow], np.full(int(inrow.sum()), STRIP_H + 5), c=tt[inrow], cmap=CMAP, norm=norm,
-               marker="|", s=60, linewidths=1.5, zorder=3)  # fmt: skip
+    ax.scatter(
+        xs[inrow],
+        np.full(int(inrow.sum()), STRIP_H + 5),
+        c=tt[inrow],
+        cmap=CMAP,
+        norm=norm,
+        marker="|",
+        s=60,
+        linewidths=1.5,
+        zorder=3,
+    )
     ax.set_xlim(a, b)
     ax.set_ylim(LANE_BOTTOM, -LABEL_BAND)
     ax.set_aspect("equal")
@@ -392,8 +469,16 @@ def draw_strip_row(ax: Any, strip: np.ndarray | None, seg: tuple[float, float], 
         sp.set_color("0.6")
 
 
-def draw_page_path(ax: Any, lib: Any, pid: str, rows: Sequence[Position], ts: Sequence[float], k: int,
-                   norm: Any, image: np.ndarray | None = None) -> None:  # fmt: skip
+def draw_page_path(
+    ax: Any,
+    lib: Any,
+    pid: str,
+    rows: Sequence[Position],
+    ts: Sequence[float],
+    k: int,
+    norm: Any,
+    image: np.ndarray | None = None,
+) -> None:
     """Library page ``k`` of ``pid`` with the part of the followed path on it (colour = time,
     the first hop of each visit and round times labelled)."""
     pages = lib.pieces[pid]["pages"]
@@ -405,8 +490,9 @@ def draw_page_path(ax: Any, lib: Any, pid: str, rows: Sequence[Position], ts: Se
         ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
     else:  # the source is gone: a blank page with the system boxes
         page_h, page_w = pg.get("size", [2339, 1654])[:2]
-        ax.imshow(np.full((2, 2), 255, np.uint8), cmap="gray", vmin=0, vmax=255,
-                  extent=(0, page_w, page_h, 0))  # fmt: skip
+        ax.imshow(
+            np.full((2, 2), 255, np.uint8), cmap="gray", vmin=0, vmax=255, extent=(0, page_w, page_h, 0)
+        )
         for top, bottom, lft, rgt in pg.get("systems", []):
             ax.add_patch(matplotlib_rect(lft, top, rgt - lft, bottom - top))
         ax.text(page_w / 2, 40, "source page not available", ha="center", va="top", color="0.4")
@@ -418,8 +504,15 @@ def draw_page_path(ax: Any, lib: Any, pid: str, rows: Sequence[Position], ts: Se
     for i in range(len(rows) - 1):
         if on[i] and on[i + 1]:
             same = rows[i].system == rows[i + 1].system and 0 <= xs[i + 1] - xs[i] <= JUMP_PX
-            ax.plot(xs[i : i + 2], ys[i : i + 2], color="0.2", lw=1.2 if same else 0.7,
-                    ls="-" if same else ":", alpha=0.8, zorder=2)  # fmt: skip
+            ax.plot(
+                xs[i : i + 2],
+                ys[i : i + 2],
+                color="0.2",
+                lw=1.2 if same else 0.7,
+                ls="-" if same else ":",
+                alpha=0.8,
+                zorder=2,
+            )
     ax.scatter(xs[m], ys[m], c=tt[m], cmap=CMAP, norm=norm, s=42, edgecolors="k", linewidths=0.5, zorder=3)
     # time labels: the first hop of each visit, and round times
     step = time_ticks(float(norm.vmax))[1] if len(time_ticks(float(norm.vmax))) > 1 else 1.0
@@ -432,15 +525,27 @@ def draw_page_path(ax: Any, lib: Any, pid: str, rows: Sequence[Position], ts: Se
         if any(abs(xs[i] - x) < 0.13 * page_w and abs(ys[i] - y) < 0.04 * page_h for x, y in last_xy):
             continue  # keep labels apart
         last_xy.append((xs[i], ys[i]))
-        ax.annotate(f"{tt[i]:g} s", (xs[i], ys[i]), xytext=(0, 9), textcoords="offset points", ha="center",
-                    va="bottom", fontsize=9, fontweight="bold" if first else "normal",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8}, zorder=4)  # fmt: skip
+        ax.annotate(
+            f"{tt[i]:g} s",
+            (xs[i], ys[i]),
+            xytext=(0, 9),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            fontweight="bold" if first else "normal",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+            zorder=4,
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     same_file = sum(p["file"] == pg["file"] for p in pages) > 1
     where = f"{pg['file']}, page {pg['page'] + 1}" if same_file else pg["file"]
-    ax.set_title(f"page {k + 1} of {len(pages)} ({where})\n{int(m.sum())} hops: {_fmt_runs(_runs(ts, on))}",
-                 fontsize=11, fontweight="normal")  # fmt: skip
+    ax.set_title(
+        f"page {k + 1} of {len(pages)} ({where})\n{int(m.sum())} hops: {_fmt_runs(_runs(ts, on))}",
+        fontsize=11,
+        fontweight="normal",
+    )
 
 
 def matplotlib_rect(x: float, y: float, w: float, h: float) -> Any:

@@ -29,8 +29,9 @@ def plot_spectrogram(spec: np.ndarray, out: Path, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(min(20, 4 + len(spec) / 100), 3.5))
-    ax.imshow(spec.T, origin="lower", aspect="auto", cmap="magma",
-              extent=(0, len(spec) / C.FPS, 0, spec.shape[1]))  # fmt: skip
+    ax.imshow(
+        spec.T, origin="lower", aspect="auto", cmap="magma", extent=(0, len(spec) / C.FPS, 0, spec.shape[1])
+    )
     ax.set_xlabel("seconds")
     ax.set_ylabel("log-frequency bin")
     ax.set_title(title)

@@ -27,20 +27,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from web.limits import DEFAULT_MAX_SESSIONS, Limits
 
     d = Limits()
-    p.add_argument("lib", type=Path, nargs="?", metavar="LIB_DIR",
-                   help="library folder (scoreid library build); default: the demo library (scoreid demo builds it)")  # fmt: skip
+    p.add_argument(
+        "lib",
+        type=Path,
+        nargs="?",
+        metavar="LIB_DIR",
+        help="library folder (scoreid library build); default: the demo library (scoreid demo builds it)",
+    )
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the library's)")
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
-    p.add_argument("--hop", type=float, default=DEFAULT_HOP_S,
-                   help=f"seconds of audio between updates (default {DEFAULT_HOP_S:g})")  # fmt: skip
-    p.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
-                   help=f"browser sessions at once (default {DEFAULT_MAX_SESSIONS})")  # fmt: skip
-    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout_s,
-                   help=f"close a session that sends nothing for this many seconds (default {d.idle_timeout_s:g})")  # fmt: skip
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=DEFAULT_HOP_S,
+        help=f"seconds of audio between updates (default {DEFAULT_HOP_S:g})",
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=DEFAULT_MAX_SESSIONS,
+        help=f"browser sessions at once (default {DEFAULT_MAX_SESSIONS})",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=d.idle_timeout_s,
+        help=f"close a session that sends nothing for this many seconds (default {d.idle_timeout_s:g})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             args.lib = demo_library(args.model or MODEL_DIR)
         except UserError:
-            raise UserError(f"no LIB_DIR given and no demo library in {demo_cache()}: run `scoreid demo` "
-                            "once (it builds it), or give a library folder") from None  # fmt: skip
+            raise UserError(
+                f"no LIB_DIR given and no demo library in {demo_cache()}: run `scoreid demo` "
+                "once (it builds it), or give a library folder"
+            ) from None
     lib = Library.open(args.lib)
     model_dir = args.model or Path(lib.index["model"]["dir"])
     enc = load_model(model_dir, args.backend, expected=lib.contract)
@@ -76,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"scoreid: warning: {args.lib}: the library has no pieces; the page will say so", file=sys.stderr
         )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                            ws_max_size=limits.max_message_bytes + 65536)  # fmt: skip
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", ws_max_size=limits.max_message_bytes + 65536
+    )
     sock = listen_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

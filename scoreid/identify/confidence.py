@@ -136,8 +136,15 @@ def probability(ev: Evidence, coef: tuple[float, ...] = COEF, feature_set: str =
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-def evidence_of(windows: int, ranked: list[tuple[str, float]], total: float, coherence: float,
-                stillness: float = 0.0, sequence: float = 0.0, sequence_margin: float = 0.0) -> Evidence:  # fmt: skip
+def evidence_of(
+    windows: int,
+    ranked: list[tuple[str, float]],
+    total: float,
+    coherence: float,
+    stillness: float = 0.0,
+    sequence: float = 0.0,
+    sequence_margin: float = 0.0,
+) -> Evidence:
     """Evidence from the tally's ranking [(piece, tally)], its total, the top track's coherence, the
     stream's stillness and the top piece's sequence evidence and margin."""
     if not ranked or total <= 0:

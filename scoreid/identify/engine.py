@@ -92,8 +92,12 @@ class Update:
             if pos is not None:
                 entry.update(pos.to_json())
             top.append(entry)
-        out: dict[str, Any] = {"t": round(self.t, 3), "identity": self.identity,
-                               "confidence": round(self.confidence, 4), "top": top}  # fmt: skip
+        out: dict[str, Any] = {
+            "t": round(self.t, 3),
+            "identity": self.identity,
+            "confidence": round(self.confidence, 4),
+            "top": top,
+        }
         if final:
             out["final"] = True
         return out
@@ -153,9 +157,14 @@ class EngineSettings:
         ``sequence_weight``, ``candidates`` and ``evidence``; the others keep their defaults.
         ValueError (or TypeError) for a value the engine does not take."""
         a = cfg["aggregator"]
-        return cls(hop_s=float(cfg["encoder"]["hop_s"]), half_life=float(a["half_life_s"]),
-                   vote_temperature=float(a["vote_temperature"]), sequence_weight=float(a["sequence_weight"]),
-                   candidates=a["candidates"], evidence=a["evidence"])  # fmt: skip
+        return cls(
+            hop_s=float(cfg["encoder"]["hop_s"]),
+            half_life=float(a["half_life_s"]),
+            vote_temperature=float(a["vote_temperature"]),
+            sequence_weight=float(a["sequence_weight"]),
+            candidates=a["candidates"],
+            evidence=a["evidence"],
+        )
 
 
 class SessionEngine:
@@ -169,9 +178,15 @@ class SessionEngine:
         self.chance = library.chance_weights(s.chance_exponent)
         self.tally = VoteTally(s.half_life)
         lag = lag_of(library.contract.audio_window_frames)  # the library's model's window
-        self.follower = CandidateFollower(library.rows, library.meta["strip_x"], library.stride,
-                                          s.hop_frames / C.FPS, kind=s.follower, lag_s=lag,
-                                          max_candidates=s.candidates)  # fmt: skip
+        self.follower = CandidateFollower(
+            library.rows,
+            library.meta["strip_x"],
+            library.stride,
+            s.hop_frames / C.FPS,
+            kind=s.follower,
+            lag_s=lag,
+            max_candidates=s.candidates,
+        )
         self.n_voting = 0
 
     # ------------------------------------------------------------------ one hop
@@ -264,8 +279,15 @@ class SessionEngine:
     def to_bytes(self) -> bytes:
         """The session's whole state (see the module docstring): the settings, the number of
         voting hops, and what the tally and the follower say of themselves."""
-        return frame_state(MAGIC, {"settings": asdict(self.settings), "n_voting": self.n_voting,
-                                   "tally": self.tally.state(), "follower": self.follower.state()})  # fmt: skip
+        return frame_state(
+            MAGIC,
+            {
+                "settings": asdict(self.settings),
+                "n_voting": self.n_voting,
+                "tally": self.tally.state(),
+                "follower": self.follower.state(),
+            },
+        )
 
     @classmethod
     def from_bytes(cls, library: Library, blob: bytes) -> SessionEngine:

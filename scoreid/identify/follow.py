@@ -329,16 +329,28 @@ class PieceTrack:
     def state(self) -> dict[str, Any]:
         """What the track has learnt (for :meth:`from_state`): JSON values and one array, the
         filter's ``alpha`` (float64, exact; None before the first window)."""
-        return {"alpha": None if self.alpha is None else np.asarray(self.alpha, "<f8"),
-                "path": [[t, x] for t, x in self.path], "speed": self.speed, "reported": self.reported,
-                "pending": None if self.pending is None else list(self.pending),
-                "steady": [bool(v) for v in self.steady], "evidence": self.evidence,
-                "evidence_library": self.evidence_library,
-                "rival": None if self.rival is None else list(self.rival)}  # fmt: skip
+        return {
+            "alpha": None if self.alpha is None else np.asarray(self.alpha, "<f8"),
+            "path": [[t, x] for t, x in self.path],
+            "speed": self.speed,
+            "reported": self.reported,
+            "pending": None if self.pending is None else list(self.pending),
+            "steady": [bool(v) for v in self.steady],
+            "evidence": self.evidence,
+            "evidence_library": self.evidence_library,
+            "rival": None if self.rival is None else list(self.rival),
+        }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any], strip_x: np.ndarray, stride: float, hop_s: float,
-                   kind: str = "tempo", lag_s: float = LAG_S) -> PieceTrack:  # fmt: skip
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        strip_x: np.ndarray,
+        stride: float,
+        hop_s: float,
+        kind: str = "tempo",
+        lag_s: float = LAG_S,
+    ) -> PieceTrack:
         """The track :meth:`state` described, over the same windows ``strip_x`` (the other
         arguments as the constructor's); ValueError when its filter is not over ``strip_x``."""
         track = cls(strip_x, stride, hop_s, kind, lag_s)
@@ -367,8 +379,16 @@ class PieceTrack:
 class CandidateFollower:
     """Follows the candidate pieces of a library (rows contiguous per piece, in strip order)."""
 
-    def __init__(self, rows: dict[str, tuple[int, int]], strip_x: np.ndarray, stride: float, hop_s: float,
-                 kind: str = "tempo", max_candidates: int = CANDIDATES, lag_s: float = LAG_S):  # fmt: skip
+    def __init__(
+        self,
+        rows: dict[str, tuple[int, int]],
+        strip_x: np.ndarray,
+        stride: float,
+        hop_s: float,
+        kind: str = "tempo",
+        max_candidates: int = CANDIDATES,
+        lag_s: float = LAG_S,
+    ):
         if kind not in KINDS:
             raise ValueError(f"follower kind must be one of {KINDS}, got {kind!r}")
         self.rows = rows
@@ -381,8 +401,14 @@ class CandidateFollower:
         self.tracks: dict[str, PieceTrack] = {}
         self.history: deque = deque(maxlen=HISTORY_HOPS)  # (t, embedding)
 
-    def update(self, t: float, emb: np.ndarray, candidates: Sequence[str],
-               sims_of: Callable[[str, np.ndarray], np.ndarray], null: float | None = None) -> None:  # fmt: skip
+    def update(
+        self,
+        t: float,
+        emb: np.ndarray,
+        candidates: Sequence[str],
+        sims_of: Callable[[str, np.ndarray], np.ndarray],
+        null: float | None = None,
+    ) -> None:
         """One audio window at ``t`` with embedding ``emb``; ``sims_of(pid, embs)`` gives the
         cosine similarities (len(embs), n_windows) of embeddings to the piece's windows; ``null``:
         the window's library null (:func:`library_null` of its search hits)."""
@@ -409,8 +435,10 @@ class CandidateFollower:
         nulls, embeddings as one float32 array) and each candidate's track state."""
         hist = list(self.history)
         embs = np.stack([h[1] for h in hist]).astype("<f4") if hist else np.zeros((0, 0), "<f4")
-        return {"history": {"t": [h[0] for h in hist], "null": [h[2] for h in hist], "embeddings": embs},
-                "tracks": {pid: track.state() for pid, track in self.tracks.items()}}  # fmt: skip
+        return {
+            "history": {"t": [h[0] for h in hist], "null": [h[2] for h in hist], "embeddings": embs},
+            "tracks": {pid: track.state() for pid, track in self.tracks.items()},
+        }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Take the windows and tracks of :meth:`state` (of a follower of the same settings). A
@@ -430,8 +458,9 @@ class CandidateFollower:
             if rows is None or track["alpha"] is None or len(track["alpha"]) != rows[1] - rows[0]:
                 continue
             s, e = rows
-            self.tracks[pid] = PieceTrack.from_state(track, self.strip_x[s:e], self.stride, self.hop_s,
-                                                     self.kind, self.lag_s)  # fmt: skip
+            self.tracks[pid] = PieceTrack.from_state(
+                track, self.strip_x[s:e], self.stride, self.hop_s, self.kind, self.lag_s
+            )
 
     def position_x(self, pid: str) -> float | None:
         track = self.tracks.get(pid)

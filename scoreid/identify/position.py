@@ -54,14 +54,30 @@ class Position:
         """The position's keys of a ``scoreid identify`` line's entry (README "Sheet library and
         identification"): the band as ``[y0, y1]``; the piece is the entry's own, the strip x is
         not printed."""
-        return {"page": self.page, "system": self.system, "x": self.x, "file": self.file,
-                "file_page": self.file_page, "show_page": self.show_page, "band": [self.y0, self.y1]}  # fmt: skip
+        return {
+            "page": self.page,
+            "system": self.system,
+            "x": self.x,
+            "file": self.file,
+            "file_page": self.file_page,
+            "show_page": self.show_page,
+            "band": [self.y0, self.y1],
+        }
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any], strip_x: float = float("nan")) -> Position:
         """Read back from a line's entry (its ``piece`` and the keys of :meth:`to_json`); the line
         does not carry the strip x: ``strip_x`` (NaN: unknown)."""
         y0, y1 = entry["band"]
-        return cls(piece=entry["piece"], page=entry["page"], system=entry["system"], x=entry["x"], y0=y0,
-                   y1=y1, strip_x=strip_x, file=entry["file"], file_page=entry["file_page"],
-                   show_page=entry["show_page"])  # fmt: skip
+        return cls(
+            piece=entry["piece"],
+            page=entry["page"],
+            system=entry["system"],
+            x=entry["x"],
+            y0=y0,
+            y1=y1,
+            strip_x=strip_x,
+            file=entry["file"],
+            file_page=entry["file_page"],
+            show_page=entry["show_page"],
+        )

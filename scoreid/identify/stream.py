@@ -49,8 +49,14 @@ class AudioEncoder(Protocol):
 class Identifier:
     """Running identification of one audio stream against a library."""
 
-    def __init__(self, library: Library, encoder: AudioEncoder, settings: EngineSettings | None = None,
-                 k: int = TOP_K, **changes: Any):  # fmt: skip
+    def __init__(
+        self,
+        library: Library,
+        encoder: AudioEncoder,
+        settings: EngineSettings | None = None,
+        k: int = TOP_K,
+        **changes: Any,
+    ):
         """The engine runs with ``settings`` (:class:`scoreid.identify.engine.EngineSettings`; its
         defaults when None), ``changes`` replacing fields of them by name (``hop_s=0.25``;
         ``vote_temperature=math.inf, chance_exponent=0`` is the published vote scheme); ``k``

@@ -127,8 +127,11 @@ class VoteTally:
         """What the tally holds (for :meth:`from_state`): the time of its last update, its pieces
         in id order and their tallies (float64, exact)."""
         items = sorted(self.tallies.items())
-        return {"t_last": self.t_last, "pieces": [p for p, _v in items],
-                "tallies": np.asarray([v for _p, v in items], "<f8")}  # fmt: skip
+        return {
+            "t_last": self.t_last,
+            "pieces": [p for p, _v in items],
+            "tallies": np.asarray([v for _p, v in items], "<f8"),
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], half_life: float = DEFAULT_HALF_LIFE_S) -> VoteTally:

@@ -174,11 +174,17 @@ def cut_pages(what: str | Path, sources: Iterable[PageSource], log: Log) -> CutP
                 log(f"warning: {msg}")
                 continue
             cuts = extract_systems(layout)
-            pages.append({
-                "file": src.file, "path": src.path, "page": pg.index, "angle_deg": layout.angle_deg,
-                "staff_space": layout.staff_space, "size": list(pg.image.shape),
-                "systems": [[round(v, 2) for v in c.box] for c in cuts],
-            })  # fmt: skip
+            pages.append(
+                {
+                    "file": src.file,
+                    "path": src.path,
+                    "page": pg.index,
+                    "angle_deg": layout.angle_deg,
+                    "staff_space": layout.staff_space,
+                    "size": list(pg.image.shape),
+                    "systems": [[round(v, 2) for v in c.box] for c in cuts],
+                }
+            )
             for c in cuts:
                 bands.append(c.band)
                 system_page.append((page_no, c.index, c.scale, c.box))
@@ -227,22 +233,42 @@ def build_piece(
     pages, windows and systems."""
     xs, meta = windows_of(cut, stride)
     vectors = embed_strip(encoder, cut.strip, xs)
-    entry = {**entry, "pages": cut.pages, "n_windows": len(vectors), "system_offsets": cut.offsets,
-             "strip_width": int(cut.strip.shape[1]), "warnings": cut.warnings}  # fmt: skip
+    entry = {
+        **entry,
+        "pages": cut.pages,
+        "n_windows": len(vectors),
+        "system_offsets": cut.offsets,
+        "strip_width": int(cut.strip.shape[1]),
+        "warnings": cut.warnings,
+    }
     return Piece(pid, entry, scored(vectors, meta, hub_of(encoder)), cut.strip)
 
 
-def piece_from_files(pid: str, files: Sequence[tuple[str, bytes]], encoder: SheetEncoder, stride: float,
-                     model_sha: str, title: str, composer: str, log: Log) -> Piece:  # fmt: skip
+def piece_from_files(
+    pid: str,
+    files: Sequence[tuple[str, bytes]],
+    encoder: SheetEncoder,
+    stride: float,
+    model_sha: str,
+    title: str,
+    composer: str,
+    log: Log,
+) -> Piece:
     """One piece built in memory from its files' (name, contents), in page order: pages decoded
     from the contents, cut, windowed and embedded as a folder's would be; raises
     :class:`~scoreid.sheet.systems.NoSystemsError` when no page has music. The entry's ``source``
     and pages' ``path`` say ``ingest:<pid>``: there is no file to draw the pages from later."""
-    sources = [PageSource(name, f"ingest:{pid}/{name}", name, partial(pages_from_bytes, data, name))
-               for name, data in files]  # fmt: skip
+    sources = [
+        PageSource(name, f"ingest:{pid}/{name}", name, partial(pages_from_bytes, data, name))
+        for name, data in files
+    ]
     cut = cut_pages(pid, sources, log)
-    entry = {"title": title or pid, "composer": composer, "source": f"ingest:{pid}",
-             "fingerprint": contents_fingerprint(files, stride, model_sha)}  # fmt: skip
+    entry = {
+        "title": title or pid,
+        "composer": composer,
+        "source": f"ingest:{pid}",
+        "fingerprint": contents_fingerprint(files, stride, model_sha),
+    }
     return build_piece(pid, cut, encoder, stride, entry)
 
 
@@ -264,7 +290,7 @@ def new_index(encoder: SheetEncoder, model_dir: Path, stride: float) -> dict[str
             "dir": str(Path(model_dir).resolve()),
             "sha256": model_fingerprint(model_dir),
             "training": encoder.manifest.get("training", {}),
-        },  # fmt: skip
+        },
         "stride": float(stride),
         **({"hub": hub.library_entry()} if hub is not None else {}),
         "pieces": {},
@@ -324,8 +350,14 @@ class Prepared:
     entry: dict[str, Any] | None = None
 
 
-def prepare_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder,
-                   force: bool = False, replace: bool = True) -> Prepared:  # fmt: skip
+def prepare_folder(
+    index: dict[str, Any],
+    lib_dir: Path,
+    folder: Path,
+    encoder: SheetEncoder,
+    force: bool = False,
+    replace: bool = True,
+) -> Prepared:
     """The heavy part of :func:`add_folder` — pages, systems, windows, embeddings — saving the
     piece's own files (``pieces/<id>.npz``, ``.png``) but not the index, so folders can be prepared
     in parallel processes and committed by one (:func:`commit_prepared`)."""
@@ -371,8 +403,15 @@ def commit_prepared(index: dict[str, Any], lib_dir: Path, prep: Prepared, log: L
     return prep.status
 
 
-def add_folder(index: dict[str, Any], lib_dir: Path, folder: Path, encoder: SheetEncoder, log: Log,
-               force: bool = False, replace: bool = True) -> str:  # fmt: skip
+def add_folder(
+    index: dict[str, Any],
+    lib_dir: Path,
+    folder: Path,
+    encoder: SheetEncoder,
+    log: Log,
+    force: bool = False,
+    replace: bool = True,
+) -> str:
     """Embed one piece folder into the library (skipped when unchanged). Returns a status word;
     ``replace=False``: a piece already in the library is never touched (status ``exists``)."""
     return commit_prepared(

@@ -216,9 +216,15 @@ class Library:
     ``piece_index`` (per row), ``piece_ids`` (in row order), ``rows``, ``pieces``; ``open(dir)``
     reads a built one, ``from_arrays`` makes one without a directory, ``append`` adds a piece."""
 
-    def __init__(self, lib_dir: Path | None, index: dict[str, Any], vectors: np.ndarray,
-                 meta: dict[str, np.ndarray], piece_ids: Sequence[str] | None = None,
-                 hub: np.ndarray | None = None):  # fmt: skip
+    def __init__(
+        self,
+        lib_dir: Path | None,
+        index: dict[str, Any],
+        vectors: np.ndarray,
+        meta: dict[str, np.ndarray],
+        piece_ids: Sequence[str] | None = None,
+        hub: np.ndarray | None = None,
+    ):
         """``piece_ids``: the order of the pieces' rows in ``vectors`` (default: sorted ids);
         ``hub``: each row's hubness against the bank ``index["hub"]`` names (None: zeros)."""
         self.dir = lib_dir
@@ -244,8 +250,10 @@ class Library:
             self.rows[pid] = (start, start + n)
             start += n
         if start != len(vectors) or any(len(a) != start for a in meta.values()):
-            raise ValueError(f"{start} windows in the pieces, {len(vectors)} vectors, "
-                             f"{sorted({len(a) for a in meta.values()})} metadata rows")  # fmt: skip
+            raise ValueError(
+                f"{start} windows in the pieces, {len(vectors)} vectors, "
+                f"{sorted({len(a) for a in meta.values()})} metadata rows"
+            )
         #: per row: the piece's index in ``piece_ids``
         self.piece_index = np.repeat(
             np.arange(len(ids), dtype=np.int32), [self.rows[p][1] - self.rows[p][0] for p in ids]
@@ -267,8 +275,10 @@ class Library:
         for pid in sorted(index["pieces"]):
             pv = load_piece(lib_dir, pid)
             if len(pv.vectors) != int(index["pieces"][pid]["n_windows"]):
-                raise LibraryError(f"{piece_file(lib_dir, pid)}: {len(pv.vectors)} rows, index says "
-                                   f"{index['pieces'][pid]['n_windows']}; rebuild the piece")  # fmt: skip
+                raise LibraryError(
+                    f"{piece_file(lib_dir, pid)}: {len(pv.vectors)} rows, index says "
+                    f"{index['pieces'][pid]['n_windows']}; rebuild the piece"
+                )
             vecs.append(pv.vectors)
             metas.append(_with_piece(pv.meta, pid))
             hubs.append(piece_hub(pv, bank))
@@ -280,9 +290,16 @@ class Library:
         return cls(lib_dir, index, np.ascontiguousarray(vectors, np.float32), meta, hub=hub)
 
     @classmethod
-    def from_arrays(cls, vectors: np.ndarray, piece_index: np.ndarray, positions: Mapping[str, np.ndarray],
-                    piece_ids: Sequence[str], titles: Mapping[str, str] | None = None,
-                    contract: Contract | None = None, stride: float = DEFAULT_STRIDE) -> Library:  # fmt: skip
+    def from_arrays(
+        cls,
+        vectors: np.ndarray,
+        piece_index: np.ndarray,
+        positions: Mapping[str, np.ndarray],
+        piece_ids: Sequence[str],
+        titles: Mapping[str, str] | None = None,
+        contract: Contract | None = None,
+        stride: float = DEFAULT_STRIDE,
+    ) -> Library:
         """A library in memory only (no directory, no model): rows ``vectors`` of the pieces
         ``piece_index`` (index into ``piece_ids``; each piece's rows together, in ``piece_ids``
         order) at ``positions`` (``META_FIELDS``)."""
@@ -294,8 +311,13 @@ class Library:
         pieces = {
             pid: {"title": titles.get(pid, pid), "n_windows": int(n)} for pid, n in zip(piece_ids, counts)
         }
-        index = {"format": FORMAT, "contract": (contract or Contract()).to_dict(),
-                 "model": {"dir": "", "sha256": ""}, "stride": float(stride), "pieces": pieces}  # fmt: skip
+        index = {
+            "format": FORMAT,
+            "contract": (contract or Contract()).to_dict(),
+            "model": {"dir": "", "sha256": ""},
+            "stride": float(stride),
+            "pieces": pieces,
+        }
         meta = {k: np.asarray(positions[k]) for k in META_FIELDS}
         meta["piece"] = np.array([piece_ids[i] for i in piece_index], dtype=object)
         return cls(None, index, np.ascontiguousarray(vectors, np.float32), meta, piece_ids)
@@ -314,8 +336,10 @@ class Library:
             or vectors.shape[1] != self.vectors.shape[1]
             or int(piece.entry["n_windows"]) != n
         ):
-            raise ValueError(f"piece {piece.pid!r}: {vectors.shape} vectors, {piece.entry['n_windows']} "
-                             f"windows; the library's rows have {self.vectors.shape[1]} dimensions")  # fmt: skip
+            raise ValueError(
+                f"piece {piece.pid!r}: {vectors.shape} vectors, {piece.entry['n_windows']} "
+                f"windows; the library's rows have {self.vectors.shape[1]} dimensions"
+            )
         meta = _with_piece(piece.rows.meta, piece.pid)
         self.meta = {k: np.concatenate([self.meta[k], np.asarray(meta[k])]) for k in self.meta}
         self.vectors = np.concatenate([self.vectors, vectors])

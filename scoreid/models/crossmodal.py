@@ -58,15 +58,22 @@ class CrossModalNet(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"audio_frames": self.audio_frames, "dim": self.cca.dim,
-                "audio_filters": list(self.audio_encoder.filters), "audio_stem": self.audio_encoder.stem}  # fmt: skip
+        return {
+            "audio_frames": self.audio_frames,
+            "dim": self.cca.dim,
+            "audio_filters": list(self.audio_encoder.filters),
+            "audio_stem": self.audio_encoder.stem,
+        }
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> CrossModalNet:
         """The (untrained) network a checkpoint's ``config`` describes."""
-        return cls(audio_frames=int(cfg["audio_frames"]), dim=int(cfg["dim"]),
-                   audio_filters=tuple(int(f) for f in cfg.get("audio_filters", FILTERS)),
-                   audio_stem=str(cfg.get("audio_stem", STEM)))  # fmt: skip
+        return cls(
+            audio_frames=int(cfg["audio_frames"]),
+            dim=int(cfg["dim"]),
+            audio_filters=tuple(int(f) for f in cfg.get("audio_filters", FILTERS)),
+            audio_stem=str(cfg.get("audio_stem", STEM)),
+        )
 
     def forward(self, audio: torch.Tensor, sheet: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.audio_head(self.audio_encoder(audio))

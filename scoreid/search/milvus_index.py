@@ -75,8 +75,14 @@ class MilvusIndex:
         k = min(k, self._n)
         if k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        res = self.client.search(self.collection, data=q.tolist(), limit=k, anns_field="v",
-                                 search_params=self.search_params, output_fields=["row"])  # fmt: skip
+        res = self.client.search(
+            self.collection,
+            data=q.tolist(),
+            limit=k,
+            anns_field="v",
+            search_params=self.search_params,
+            output_fields=["row"],
+        )
         scores = np.full((len(q), k), -np.inf, np.float32)
         rows = np.full((len(q), k), -1, np.int64)
         for i, hits in enumerate(res):

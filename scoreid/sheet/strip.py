@@ -47,8 +47,9 @@ def scale_for_staff_space(staff_space_px: float) -> float:
     return C.STAFF_SPACE_PX / staff_space_px
 
 
-def cut_system(page: np.ndarray, top: float, bottom: float, left: float, right: float,
-               height: int = C.SHEET_WINDOW_H) -> np.ndarray:  # fmt: skip
+def cut_system(
+    page: np.ndarray, top: float, bottom: float, left: float, right: float, height: int = C.SHEET_WINDOW_H
+) -> np.ndarray:
     """The (height, right - left) band of ``page`` centred vertically on the system, white padded."""
     centre = (top + bottom) / 2.0
     y0 = int(round(centre - height / 2.0))

@@ -76,8 +76,12 @@ def reference(
 
 def servicer(redis_server, lib_dir: Path, top_k: int = 5, **settings) -> AggregatorServicer:
     """The servicer with the engine settings ``settings`` (EngineSettings' fields by name)."""
-    return AggregatorServicer(EngineStates(redis_server.client()), Libraries({"lib": str(lib_dir)}),
-                              EngineSettings(**settings), top_k)  # fmt: skip
+    return AggregatorServicer(
+        EngineStates(redis_server.client()),
+        Libraries({"lib": str(lib_dir)}),
+        EngineSettings(**settings),
+        top_k,
+    )
 
 
 def test_two_replicas_give_the_offline_engines_answer_at_every_hop(redis_server, grpc_server, lib_dir):
@@ -173,11 +177,21 @@ def test_redis_down_is_unavailable(grpc_server, lib_dir):
 
 
 def start_aggregator_process(redis_url: str, port: int, lib_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, SCOREID__REDIS__URL=redis_url, SCOREID__AGGREGATOR__PORT=str(port),
-               SCOREID__AGGREGATOR__METRICS_PORT="0", SCOREID__AGGREGATOR__HALF_LIFE_S="10.0",
-               SCOREID__INDEX__LIBRARIES=json.dumps({"lib": str(lib_dir)}))  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "aggregator_svc"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    env = dict(
+        os.environ,
+        SCOREID__REDIS__URL=redis_url,
+        SCOREID__AGGREGATOR__PORT=str(port),
+        SCOREID__AGGREGATOR__METRICS_PORT="0",
+        SCOREID__AGGREGATOR__HALF_LIFE_S="10.0",
+        SCOREID__INDEX__LIBRARIES=json.dumps({"lib": str(lib_dir)}),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator_svc"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_healthy(f"127.0.0.1:{port}", timeout=20)
     except TimeoutError:
@@ -285,8 +299,13 @@ def test_vote_temperature_is_the_servers_setting(redis_server, grpc_server, lib_
 def test_a_bad_engine_setting_in_the_config_is_a_one_line_error(tmp_path, setting, word):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(f"aggregator:\n  {setting}\n")
-    p = subprocess.run([sys.executable, "-m", "aggregator_svc", "--config", str(cfg)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "aggregator_svc", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and word in p.stderr and "Traceback" not in p.stderr
 
 

@@ -22,14 +22,45 @@ def test_gpu_script_cpu_rehearsal_runs_every_step_no_gpu_here(tmp_path, backend,
     out, extra = tmp_path / "gpu", []
     if backend == "torch":  # as bench/gpu_bundle.sh does: the stack's work prepared beforehand
         work = tmp_path / "work"
-        r = subprocess.run([sys.executable, "-m", "bench.stack_streams", "--model", "models/default", "--work", str(work),
-                            "--prepare-only"], cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.stack_streams",
+                "--model",
+                "models/default",
+                "--work",
+                str(work),
+                "--prepare-only",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0 and "prepared" in r.stdout, r.stderr[-2000:]
         assert (work / "library-default" / "library.json").is_file() and not (work / "state").exists()
         extra = ["--work", str(work)]
-    r = subprocess.run(["bash", "bench/gpu.sh", "--cpu-rehearsal", "--backend", backend, "--out", str(out),
-                        "--streams", "2 4", "--seconds", "3", *extra],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
+    r = subprocess.run(
+        [
+            "bash",
+            "bench/gpu.sh",
+            "--cpu-rehearsal",
+            "--backend",
+            backend,
+            "--out",
+            str(out),
+            "--streams",
+            "2 4",
+            "--seconds",
+            "3",
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "mean cosine 1.000000" in (out / "parity.txt").read_text()
     # the tensorrt run exports (plans on a GPU, ONNX here); the torch run serves the model as exported

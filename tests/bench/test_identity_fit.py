@@ -37,8 +37,16 @@ def synthetic_dump(path: Path, seed: int = 0) -> None:
                 cands = [[truth_top, 5.0, 0.0, 0.9, margin], ["y", 4.0, 0.0, 0.5, 0.0]]
                 ev = [h + 1, 0.3 if size == 10 else 0.05, 0.2, 0.9, 0.1]
                 hops.append([0.5 * (h + 1), cands, ev, None, 0.0])
-            out.append({"truth": f"w{w}", "in_library": inside, "size": size, "hops": hops,
-                        "length_s": 20.0, "composer": "A"})  # fmt: skip
+            out.append(
+                {
+                    "truth": f"w{w}",
+                    "in_library": inside,
+                    "size": size,
+                    "hops": hops,
+                    "length_s": 20.0,
+                    "composer": "A",
+                }
+            )
     path.write_text(json.dumps(out))
 
 

@@ -68,8 +68,18 @@ def test_stream_reports_identity_right_wrong_and_the_top1_of_every_hop(lib):
 def mk(
     work: str, identity: str | None, rank: int | None, right: str, inside: bool = True, **kw
 ) -> R.ExcerptResult:
-    base = dict(folder="A/x", performer="p", composer="A", length_s=30.0, start_s=0.0, size=10,
-                top1=None, tti_s=None, first_identity_s=None, first_wrong_identity_s=None)  # fmt: skip
+    base = dict(
+        folder="A/x",
+        performer="p",
+        composer="A",
+        length_s=30.0,
+        start_s=0.0,
+        size=10,
+        top1=None,
+        tti_s=None,
+        first_identity_s=None,
+        first_wrong_identity_s=None,
+    )
     base.update(kw)
     return R.ExcerptResult(work=work, identity=identity, rank=rank, right=right, in_library=inside, **base)
 
@@ -92,12 +102,21 @@ def test_summaries_count_identity_right_wrong_and_the_curve():
 
 
 def test_performances_are_chosen_per_composer_round_robin_over_works():
-    perfs = [{"folder": f"{c}/{w}", "work": f"{c}.{w}", "performer": f"x{i}"}
-             for c in ("Bach", "Liszt") for w in ("a", "b") for i in range(3)]  # fmt: skip
+    perfs = [
+        {"folder": f"{c}/{w}", "work": f"{c}.{w}", "performer": f"x{i}"}
+        for c in ("Bach", "Liszt")
+        for w in ("a", "b")
+        for i in range(3)
+    ]
     got = R.select_performances(perfs, None, per_composer=3)
     assert sorted((p["folder"], p["performer"]) for p in got) == [
-        ("Bach/a", "x0"), ("Bach/a", "x1"), ("Bach/b", "x0"), ("Liszt/a", "x0"), ("Liszt/a", "x1"), ("Liszt/b", "x0"),
-    ]  # fmt: skip
+        ("Bach/a", "x0"),
+        ("Bach/a", "x1"),
+        ("Bach/b", "x0"),
+        ("Liszt/a", "x0"),
+        ("Liszt/a", "x1"),
+        ("Liszt/b", "x0"),
+    ]
     assert R.parse_sizes("40,200,all", 150) == [40, 150]
     with pytest.raises(SystemExit):
         R.parse_sizes("1", 150)
@@ -105,8 +124,14 @@ def test_performances_are_chosen_per_composer_round_robin_over_works():
 
 def test_the_hub_weight_is_chosen_without_scoring_again(lib):
     hub = np.linspace(0.0, 1.0, len(lib)).astype(np.float32)
-    scored = Library(lib.dir, {**lib.index, "hub": {"bank": "b" * 64, "k": 10, "weight": 0.5}}, lib.vectors,
-                     lib.meta, lib.piece_ids, hub)  # fmt: skip
+    scored = Library(
+        lib.dir,
+        {**lib.index, "hub": {"bank": "b" * 64, "k": 10, "weight": 0.5}},
+        lib.vectors,
+        lib.meta,
+        lib.piece_ids,
+        hub,
+    )
     assert scored.search_vectors.shape[1] == lib.vectors.shape[1] + 1
     off = R.with_hub_weight(scored, 0.0)
     assert off.hub_weight == 0.0 and off.search_vectors.shape == lib.vectors.shape

@@ -15,8 +15,14 @@ def musicxml(measures: list[str], time_sig: str = "4/4", divisions: int = 1) -> 
     body = []
     for k, spec in enumerate(measures):
         bars, quarters = spec.split("|")
-        att = (f"<attributes><divisions>{divisions}</divisions><time><beats>{beats}</beats>"
-               f"<beat-type>{beat_type}</beat-type></time></attributes>") if k == 0 else ""  # fmt: skip
+        att = (
+            (
+                f"<attributes><divisions>{divisions}</divisions><time><beats>{beats}</beats>"
+                f"<beat-type>{beat_type}</beat-type></time></attributes>"
+            )
+            if k == 0
+            else ""
+        )
         notes = "".join(
             f"<note><pitch><step>C</step><octave>4</octave></pitch><duration>{divisions}</duration></note>"
             for _ in range(int(quarters))
@@ -35,12 +41,16 @@ def volta(n: str, kind: str, loc: str) -> str:
 
 def test_unfold_repeat_and_voltas() -> None:
     # m1 | m2 :| with voltas: |: m2 m3 |1. m4 :|2. m5 | m6
-    xml = musicxml([
-        "|4", FWD + "|4", "|4",
-        volta("1", "start", "left") + volta("1", "stop", "right") + BWD + "|4",
-        volta("2", "start", "left") + volta("2", "discontinue", "right") + "|4",
-        "|4",
-    ])  # fmt: skip
+    xml = musicxml(
+        [
+            "|4",
+            FWD + "|4",
+            "|4",
+            volta("1", "start", "left") + volta("1", "stop", "right") + BWD + "|4",
+            volta("2", "start", "left") + volta("2", "discontinue", "right") + "|4",
+            "|4",
+        ]
+    )
     ms = F.parse_measures(xml)
     assert [m.length_q for m in ms] == [4.0] * 6
     assert ms[3].ending == (1,) and ms[4].ending == (2,) and ms[5].ending == ()

@@ -13,8 +13,9 @@ import soundfile as sf
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def one_error(res: subprocess.CompletedProcess, *words: str) -> str:

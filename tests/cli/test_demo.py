@@ -9,8 +9,9 @@ import sys
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def assert_clean_output(res: subprocess.CompletedProcess) -> None:
@@ -30,8 +31,21 @@ def test_demo_without_model_says_so(tmp_path):
 
 
 def test_demo_with_model_streams_and_plots(tmp_path, random_model):
-    args = ("demo", "--model", random_model, "--pieces", 2, "--seconds", 6, "--cache", tmp_path / "cache",
-            "--out", tmp_path / "out", "--piece", "schoenberg/opus19/movement2")  # fmt: skip
+    args = (
+        "demo",
+        "--model",
+        random_model,
+        "--pieces",
+        2,
+        "--seconds",
+        6,
+        "--cache",
+        tmp_path / "cache",
+        "--out",
+        tmp_path / "out",
+        "--piece",
+        "schoenberg/opus19/movement2",
+    )
     res = cli(*args)
     assert res.returncode == 0, res.stderr
     assert "t=   2.0s" in res.stdout and "final identity" in res.stdout
@@ -44,8 +58,24 @@ def test_demo_with_model_streams_and_plots(tmp_path, random_model):
 def test_demo_through_services(tmp_path, random_model):
     """``demo --services``: the same performance through a real stack (redis-server + the three
     services on free loopback ports), the same status lines and plot, and the stack stopped after."""
-    args = ("demo", "--services", "--speed", 0, "--model", random_model, "--pieces", 2, "--seconds", 6,
-            "--cache", tmp_path / "cache", "--out", tmp_path / "out", "--piece", "schoenberg/opus19/movement2")  # fmt: skip
+    args = (
+        "demo",
+        "--services",
+        "--speed",
+        0,
+        "--model",
+        random_model,
+        "--pieces",
+        2,
+        "--seconds",
+        6,
+        "--cache",
+        tmp_path / "cache",
+        "--out",
+        tmp_path / "out",
+        "--piece",
+        "schoenberg/opus19/movement2",
+    )
     res = cli(*args)
     assert res.returncode == 0, res.stderr
     assert "stack up at 127.0.0.1:" in res.stdout and "services stopped" in res.stdout

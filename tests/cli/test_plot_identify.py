@@ -85,8 +85,16 @@ def fake_lib(tmp_path):
         for y in range(200, 281, 20):
             page[y, 30:470] = 0
         Image.fromarray(page).save(tmp_path / f"p{k + 1}.png")
-        pages.append({"file": f"p{k + 1}.png", "path": str(tmp_path / f"p{k + 1}.png"), "page": 0, "angle_deg": 0.0,
-                      "size": [700, 500], "systems": [[200, 280, 30, 470]]})  # fmt: skip
+        pages.append(
+            {
+                "file": f"p{k + 1}.png",
+                "path": str(tmp_path / f"p{k + 1}.png"),
+                "page": 0,
+                "angle_deg": 0.0,
+                "size": [700, 500],
+                "systems": [[200, 280, 30, 470]],
+            }
+        )
     pieces = {
         "song-a": {
             "title": "Music21 Fragment",

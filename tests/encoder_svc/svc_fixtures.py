@@ -115,8 +115,12 @@ def random_library(random_library_dir) -> ServedLibrary:
 def serve_encoder(identify: IdentifyServicer, encoder, **build) -> tuple[object, str]:
     """A started encoder server on a free loopback port (``build``: ``build_server``'s options);
     returns (server, address). The caller stops it (``server.stop(None)``)."""
-    server, port = build_server(register_encoder(identify, EmbedderServicer(encoder, "random")), "127.0.0.1:0",
-                                service="encoder", **build)  # fmt: skip
+    server, port = build_server(
+        register_encoder(identify, EmbedderServicer(encoder, "random")),
+        "127.0.0.1:0",
+        service="encoder",
+        **build,
+    )
     server.start()
     return server, f"127.0.0.1:{port}"
 
@@ -144,12 +148,16 @@ def make_stack(redis_server, grpc_server, random_encoder, random_library, random
                         EngineStates(redis_server.client(), ttl_s=ttl_s),
                         Libraries({"test": str(random_library_dir)}),
                     )
-                )  # fmt: skip
+                )
             )
             aggregator_address = agg.address
         idx = grpc_server(register_index(IndexServicer({"test": random_library})))
-        ident = IdentifyServicer(encoder or random_encoder, idx.address, aggregator_address,
-                                 EncoderSettings(**{"max_wait_ms": 2.0, "k": 5, **settings}))  # fmt: skip
+        ident = IdentifyServicer(
+            encoder or random_encoder,
+            idx.address,
+            aggregator_address,
+            EncoderSettings(**{"max_wait_ms": 2.0, "k": 5, **settings}),
+        )
         made.append(ident)
         server, address = serve_encoder(ident, random_encoder, workers=16)
         servers.append(server)

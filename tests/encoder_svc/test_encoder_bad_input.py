@@ -135,8 +135,7 @@ def test_max_session_duration(make_stack):
 
 def test_bearer_token_and_max_message_size(make_stack, random_encoder):
     stack = make_stack()
-    server, addr = serve_encoder(stack.identify, random_encoder,
-                                 token="s3cret", max_message_bytes=64 * 1024)  # fmt: skip
+    server, addr = serve_encoder(stack.identify, random_encoder, token="s3cret", max_message_bytes=64 * 1024)
     try:
         x = piece_audio(0, 1.0)
         with pytest.raises(grpc.RpcError) as e:
@@ -161,12 +160,30 @@ def test_tls_on_the_client_facing_port(make_stack, random_encoder, tmp_path):
     openssl = shutil.which("openssl")
     assert openssl, "openssl is part of the base system"
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     stack = make_stack()
-    server, addr = serve_encoder(stack.identify, random_encoder,
-                                 tls_cert=str(cert), tls_key=str(key))  # fmt: skip
+    server, addr = serve_encoder(stack.identify, random_encoder, tls_cert=str(cert), tls_key=str(key))
     try:
         x = piece_audio(2, 1.0)
         assert list(stream_audio(addr, x, SR, speed=0, tls_ca=cert))[-1].final

@@ -27,10 +27,20 @@ SR = 22050
 
 
 def start_aggregator(redis_url: str, port: int, library_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, SCOREID__REDIS__URL=redis_url, SCOREID__AGGREGATOR__PORT=str(port),
-               SCOREID__AGGREGATOR__METRICS_PORT="0", SCOREID__INDEX__LIBRARIES=json.dumps({"test": str(library_dir)}))  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "aggregator_svc"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = dict(
+        os.environ,
+        SCOREID__REDIS__URL=redis_url,
+        SCOREID__AGGREGATOR__PORT=str(port),
+        SCOREID__AGGREGATOR__METRICS_PORT="0",
+        SCOREID__INDEX__LIBRARIES=json.dumps({"test": str(library_dir)}),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator_svc"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_healthy(f"127.0.0.1:{port}", timeout=30)
     return proc
 
@@ -77,8 +87,16 @@ def test_kill_9_of_the_aggregator_mid_stream_then_resume_from_redis(
         assert resumed[-1].final
         # an unknown session cannot be resumed
         with pytest.raises(grpc.RpcError) as e:
-            list(stream_audio(stack.address, x[:SR], SR, speed=0, resume_session="nope",
-                              resume_token=stack.identify.resume_token("nope")))  # fmt: skip
+            list(
+                stream_audio(
+                    stack.address,
+                    x[:SR],
+                    SR,
+                    speed=0,
+                    resume_session="nope",
+                    resume_token=stack.identify.resume_token("nope"),
+                )
+            )
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         proc.kill()
@@ -93,8 +111,12 @@ def test_a_model_with_another_contract_is_refused(random_model_dir, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ContractError, match="fmax"):
         load_served_model(bad, "onnx")
-    env = dict(os.environ, SCOREID__ENCODER__MODEL=str(bad), SCOREID__ENCODER__PORT=str(free_port()),
-               SCOREID__ENCODER__METRICS_PORT="0")  # fmt: skip
+    env = dict(
+        os.environ,
+        SCOREID__ENCODER__MODEL=str(bad),
+        SCOREID__ENCODER__PORT=str(free_port()),
+        SCOREID__ENCODER__METRICS_PORT="0",
+    )
     r = subprocess.run(
         [sys.executable, "-m", "encoder_svc"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )

@@ -27,14 +27,17 @@ METHOD = "/scoreid.v1.Identify/Stream"
 
 options = st.builds(
     pb.SessionOptions,
-    sample_rate=st.one_of(st.sampled_from([0, 7999, 8000, 16000, 22050, 44100, 192000, 192001]),
-                          st.integers(0, 2**32 - 1)),
+    sample_rate=st.one_of(
+        st.sampled_from([0, 7999, 8000, 16000, 22050, 44100, 192000, 192001]), st.integers(0, 2**32 - 1)
+    ),
     encoding=st.integers(0, 3),
     library=st.sampled_from(["", "", "nope", "\x00", "x" * 300]),
-    hop_seconds=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 0.05, 0.5, 10.0])),
+    hop_seconds=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 0.05, 0.5, 10.0])
+    ),
     top_k=st.one_of(st.integers(0, 60), st.integers(0, 2**32 - 1)),
     resume_session=st.sampled_from(["", "", "no-such-session", "\u2603" * 40]),
-)  # fmt: skip
+)
 chunk = st.one_of(
     st.binary(max_size=3000),
     st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), max_size=600).map(
@@ -46,30 +49,58 @@ message = st.one_of(
     options.map(lambda o: pb.StreamRequest(options=o)),
     st.just(pb.StreamRequest()),
 )
-stream = st.tuples(st.one_of(options.map(lambda o: pb.StreamRequest(options=o)), message),
-                   st.lists(message, max_size=8)).map(lambda t: [t[0], *t[1]])  # fmt: skip
+stream = st.tuples(
+    st.one_of(options.map(lambda o: pb.StreamRequest(options=o)), message), st.lists(message, max_size=8)
+).map(lambda t: [t[0], *t[1]])
 #: a session that starts well: valid options, then music (0.25 s pieces of a test piece, float32 at
 #: 22.05 kHz) mixed with hostile messages
 MUSIC = piece_audio(2, 3.0)
 session = st.tuples(
-    st.builds(pb.SessionOptions, sample_rate=st.just(22050), encoding=st.just(pb.PCM_FLOAT32),
-              hop_seconds=st.sampled_from([0.0, 0.05, 0.5]), top_k=st.integers(0, 10)),
-    st.lists(st.one_of(st.integers(0, 11).map(lambda i: pb.StreamRequest(audio=pb.AudioChunk(
-        data=MUSIC[i * 5512 : (i + 1) * 5512].tobytes()))), message), max_size=12),
-).map(lambda t: [pb.StreamRequest(options=t[0]), *t[1]])  # fmt: skip
+    st.builds(
+        pb.SessionOptions,
+        sample_rate=st.just(22050),
+        encoding=st.just(pb.PCM_FLOAT32),
+        hop_seconds=st.sampled_from([0.0, 0.05, 0.5]),
+        top_k=st.integers(0, 10),
+    ),
+    st.lists(
+        st.one_of(
+            st.integers(0, 11).map(
+                lambda i: pb.StreamRequest(
+                    audio=pb.AudioChunk(data=MUSIC[i * 5512 : (i + 1) * 5512].tobytes())
+                )
+            ),
+            message,
+        ),
+        max_size=12,
+    ),
+).map(lambda t: [pb.StreamRequest(options=t[0]), *t[1]])
 
 
 def outcome(call_messages: list, address: str, raw: bool = False) -> tuple:
     """How a stream ends as its client sees it: status, message, and each update's seq, final flag,
     times and ranking (``raw``: ``call_messages`` are frames of bytes)."""
     with grpc.insecure_channel(address) as ch:
-        call = (ch.stream_stream(METHOD, request_serializer=None, response_deserializer=None) if raw
-                else pbg.IdentifyStub(ch).Stream)  # fmt: skip
+        call = (
+            ch.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
+            if raw
+            else pbg.IdentifyStub(ch).Stream
+        )
         got: list = []
         try:
             for m in call(iter(call_messages), timeout=30):
-                got.append(m if raw else (m.seq, m.final, m.seconds, m.t_seconds, m.identity,
-                                          [(t.piece, round(t.votes, 6)) for t in m.top]))  # fmt: skip
+                got.append(
+                    m
+                    if raw
+                    else (
+                        m.seq,
+                        m.final,
+                        m.seconds,
+                        m.t_seconds,
+                        m.identity,
+                        [(t.piece, round(t.votes, 6)) for t in m.top],
+                    )
+                )
         except grpc.RpcError as e:
             return e.code(), e.details(), got
     return grpc.StatusCode.OK, "", got

@@ -90,12 +90,11 @@ def test_a_session_sending_audio_is_not_idle(make_stack):
     assert ups[-1].final and len(ups) >= 5
 
 
-def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_stack, random_encoder):  # fmt: skip
+def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_stack, random_encoder):
     stack = make_stack(max_pending_streams=4, options_timeout_s=3.0)
     # the server as encoder_svc builds it: RPC budget = sessions + pending + a reserve of 2
     rpcs = stack.identify.s.max_sessions + 4 + 2
-    server, addr = serve_encoder(stack.identify, random_encoder,
-                                 workers=rpcs, maximum_concurrent_rpcs=rpcs)  # fmt: skip
+    server, addr = serve_encoder(stack.identify, random_encoder, workers=rpcs, maximum_concurrent_rpcs=rpcs)
     release = threading.Event()
     held = [held_stream(addr, [], release) for _ in range(4)]
     try:
@@ -113,8 +112,10 @@ def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_s
             )
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         for _ch, call in held:  # the options deadline ends the hostile ones ...
-            assert ended_with(call, within_s=6.0).code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
-                                                              grpc.StatusCode.CANCELLED)  # fmt: skip
+            assert ended_with(call, within_s=6.0).code() in (
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED,
+            )
         # ... and honest clients are served again
         assert list(stream_audio(addr, piece_audio(0, 2.0), SR, speed=0))[-1].final
     finally:
@@ -124,18 +125,21 @@ def test_streams_waiting_for_options_are_capped_and_health_stays_answered(make_s
         server.stop(None)
 
 
-def test_named_clients_have_their_own_session_cap_from_one_address(make_stack, random_encoder, tmp_path):  # fmt: skip
+def test_named_clients_have_their_own_session_cap_from_one_address(make_stack, random_encoder, tmp_path):
     f = tmp_path / "clients.yaml"
     f.write_text("alice: alice-token-0123456789\nbob: bob-token-0123456789ab\n")
     f.chmod(0o600)
     clients = client_tokens({"token": "", "clients_file": str(f)})
     assert clients == {"alice-token-0123456789": "alice", "bob-token-0123456789ab": "bob"}
     stack = make_stack(max_sessions_per_client=1, clients=clients)
-    server, addr = serve_encoder(stack.identify, random_encoder,
-                                 token=list(clients))  # fmt: skip
+    server, addr = serve_encoder(stack.identify, random_encoder, token=list(clients))
     release = threading.Event()
-    ch, alice = held_stream(addr, [options(), pb.StreamRequest(audio=pb.AudioChunk(data=CHUNK))], release,
-                            token="alice-token-0123456789")  # fmt: skip
+    ch, alice = held_stream(
+        addr,
+        [options(), pb.StreamRequest(audio=pb.AudioChunk(data=CHUNK))],
+        release,
+        token="alice-token-0123456789",
+    )
     try:
         wait_for(lambda: stack.identify.gate.active >= 1, timeout=5)
         # bob, from the same address, still gets his session; alice's second one is refused
@@ -194,8 +198,11 @@ def test_each_service_refuses_to_start_with_a_clear_text_token_off_loopback(serv
     tok = tmp_path / "internal.token"
     tok.write_text("internal-token-0123456789")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"host: 0.0.0.0\ninternal: {{token_file: {tok}}}\nencoder: {{token: client-token-0123456789}}\n"
-                   f"index: {{libraries: {{x: {tmp_path}}}}}\n")  # fmt: skip
-    r = subprocess.run([sys.executable, "-m", service, "--config", str(cfg)], capture_output=True, text=True,
-                       timeout=60)  # fmt: skip
+    cfg.write_text(
+        f"host: 0.0.0.0\ninternal: {{token_file: {tok}}}\nencoder: {{token: client-token-0123456789}}\n"
+        f"index: {{libraries: {{x: {tmp_path}}}}}\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", service, "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and "clear text" in r.stderr, r.stderr

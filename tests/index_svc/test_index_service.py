@@ -101,8 +101,14 @@ def test_add_piece_extends_every_backend(tmp_path):
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         assert lib.hit(0, 1.0)["chance_weight"] == pytest.approx(1.0)  # before: 3 pieces of 100
         n = 20
-        lib.add_piece("new", "New piece", v, RowMeta(np.zeros(n, np.int32), np.ones(n), np.zeros(n), np.arange(n) * 1.0,
-                                                     np.zeros(n), np.ones(n)))  # fmt: skip
+        lib.add_piece(
+            "new",
+            "New piece",
+            v,
+            RowMeta(
+                np.zeros(n, np.int32), np.ones(n), np.zeros(n), np.arange(n) * 1.0, np.zeros(n), np.ones(n)
+            ),
+        )
         s, r = lib.search(v[3], 1)
         hit = lib.hit(int(r[0, 0]), float(s[0, 0]))
         assert r[0, 0] == 303 and hit["piece"] == "new"

@@ -16,10 +16,23 @@ from scoreid.library.store import Library, Piece, PieceVectors
 def new_piece(pid: str, n: int, seed: int = 5) -> Piece:
     v = unit_rows(np.random.default_rng(seed), n)
     x = np.arange(n, dtype=np.float32) * 6.0
-    meta = {"page": np.zeros(n, np.int16), "system": np.zeros(n, np.int16), "x": x + 60.0,
-            "y0": np.full(n, 100.0, np.float32), "y1": np.full(n, 260.0, np.float32), "strip_x": x + 3.0}  # fmt: skip
-    entry = {"title": "New Piece", "composer": "", "pages": [], "n_windows": n, "system_offsets": [0],
-             "strip_width": 6.0 * n, "warnings": []}  # fmt: skip
+    meta = {
+        "page": np.zeros(n, np.int16),
+        "system": np.zeros(n, np.int16),
+        "x": x + 60.0,
+        "y0": np.full(n, 100.0, np.float32),
+        "y1": np.full(n, 260.0, np.float32),
+        "strip_x": x + 3.0,
+    }
+    entry = {
+        "title": "New Piece",
+        "composer": "",
+        "pages": [],
+        "n_windows": n,
+        "system_offsets": [0],
+        "strip_width": 6.0 * n,
+        "warnings": [],
+    }
     return Piece(pid, entry, PieceVectors(v, meta))
 
 

@@ -65,12 +65,23 @@ def test_the_engine_settings_are_read_whole_from_the_config():
     """``EngineSettings.from_config``: the defaults give the engine's defaults, and each engine key of
     the file (the encoder's hop, the aggregator's engine keys) reaches its field."""
     assert engine.EngineSettings.from_config(load_config(None, environ={})) == engine.EngineSettings()
-    env = {"SCOREID__ENCODER__HOP_S": "0.25", "SCOREID__AGGREGATOR__HALF_LIFE_S": "8",
-           "SCOREID__AGGREGATOR__VOTE_TEMPERATURE": "inf", "SCOREID__AGGREGATOR__SEQUENCE_WEIGHT": "0",
-           "SCOREID__AGGREGATOR__CANDIDATES": "3", "SCOREID__AGGREGATOR__EVIDENCE": "piece"}  # fmt: skip
+    env = {
+        "SCOREID__ENCODER__HOP_S": "0.25",
+        "SCOREID__AGGREGATOR__HALF_LIFE_S": "8",
+        "SCOREID__AGGREGATOR__VOTE_TEMPERATURE": "inf",
+        "SCOREID__AGGREGATOR__SEQUENCE_WEIGHT": "0",
+        "SCOREID__AGGREGATOR__CANDIDATES": "3",
+        "SCOREID__AGGREGATOR__EVIDENCE": "piece",
+    }
     got = engine.EngineSettings.from_config(load_config(None, environ=env))
-    assert got == engine.EngineSettings(hop_s=0.25, half_life=8.0, vote_temperature=float("inf"),
-                                        sequence_weight=0.0, candidates=3, evidence="piece")  # fmt: skip
+    assert got == engine.EngineSettings(
+        hop_s=0.25,
+        half_life=8.0,
+        vote_temperature=float("inf"),
+        sequence_weight=0.0,
+        candidates=3,
+        evidence="piece",
+    )
     with pytest.raises(ValueError, match="candidates"):
         engine.EngineSettings.from_config(load_config(None, environ={"SCOREID__AGGREGATOR__CANDIDATES": "0"}))
 
@@ -240,15 +251,24 @@ def test_up_without_a_library_points_at_the_demo_and_bad_inputs_are_one_line(tmp
     )
     with pytest.raises(UserError, match="scoreid demo"):
         start_stack(cfg)
-    env = {"SCOREID__STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin",
-           "XDG_CACHE_HOME": str(tmp_path / "cache")}  # fmt: skip
+    env = {
+        "SCOREID__STATE_DIR": str(tmp_path / "state"),
+        "PATH": "/usr/bin:/bin",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
     shipped = (ROOT / "models" / "default" / "manifest.json").is_file()
     no_model = (
         "run `scoreid demo` once" if shipped else "model models/default not found"
     )  # no demo library yet
     for args, text in ((["up"], no_model), (["down"], "no stack is running")):
-        r = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=ROOT,
-                           env=env, timeout=120)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=120,
+        )
         assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr
 
 
@@ -258,9 +278,14 @@ def test_there_is_one_encoder_front_and_a_config_choosing_one_is_refused_at_star
 
     shipped = yaml.safe_load((DEPLOY / "scoreid.yaml").read_text())
     assert "server" not in DEFAULTS["encoder"] and "server" not in shipped["encoder"]
-    env = {"SCOREID__ENCODER__SERVER": "threads", "SCOREID__ENCODER__PORT": str(free_port()),
-           "SCOREID__ENCODER__METRICS_PORT": "0", "PATH": "/usr/bin:/bin"}  # fmt: skip
-    r = subprocess.run([sys.executable, "-m", "encoder_svc"], capture_output=True, text=True, cwd=ROOT, env=env,
-                       timeout=120)  # fmt: skip
+    env = {
+        "SCOREID__ENCODER__SERVER": "threads",
+        "SCOREID__ENCODER__PORT": str(free_port()),
+        "SCOREID__ENCODER__METRICS_PORT": "0",
+        "PATH": "/usr/bin:/bin",
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "encoder_svc"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
     assert r.returncode == 2 and "encoder.server" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr

@@ -39,8 +39,14 @@ def test_a_failing_service_tells_the_caller_nothing_of_its_files(redis_server, t
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = pbg.AggregatorStub(ch)
             with pytest.raises(grpc.RpcError) as e:  # the library cannot be opened: a status, redacted
-                stub.Vote(pb.VoteRequest(session_id="s", t_seconds=1.0, library="lib",
-                                         hits=pb.HitList(hits=[pb.Hit(piece="a", score=0.5)])))  # fmt: skip
+                stub.Vote(
+                    pb.VoteRequest(
+                        session_id="s",
+                        t_seconds=1.0,
+                        library="lib",
+                        hits=pb.HitList(hits=[pb.Hit(piece="a", score=0.5)]),
+                    )
+                )
             assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND)
             assert str(tmp_path) not in e.value.details() and "secret-place" not in e.value.details()
             with caplog.at_level("ERROR"), pytest.raises(grpc.RpcError) as e:
@@ -72,13 +78,22 @@ def test_the_server_shields_authenticates_and_stops_gracefully(tmp_path, caplog)
         return pb.CloseResponse(existed=True)
 
     def unary(fn, request, response):
-        return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=request.FromString,
-                                                   response_serializer=response.SerializeToString)  # fmt: skip
+        return grpc.unary_unary_rpc_method_handler(
+            fn, request_deserializer=request.FromString, response_serializer=response.SerializeToString
+        )
 
     def register_(server):
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("scoreid.v1.Aggregator", {
-            "Get": unary(get, pb.GetRequest, pb.VoteResponse),
-            "Close": unary(close, pb.CloseRequest, pb.CloseResponse)})])  # fmt: skip
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "scoreid.v1.Aggregator",
+                    {
+                        "Get": unary(get, pb.GetRequest, pb.VoteResponse),
+                        "Close": unary(close, pb.CloseRequest, pb.CloseResponse),
+                    },
+                )
+            ]
+        )
         return add_standard_services(server, ["scoreid.v1.Aggregator"])
 
     server, port = build_server(register_, "127.0.0.1:0", token="s3cret-token-0123", service="aggregator")

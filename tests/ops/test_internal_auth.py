@@ -27,8 +27,13 @@ RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
 
 
 def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def test_internal_services_and_redis_refuse_calls_without_the_stacks_credentials(tmp_path, lib, random_model):
@@ -51,8 +56,10 @@ def test_internal_services_and_redis_refuse_calls_without_the_stacks_credentials
         cfg = load_config(state / "config.yaml")
         token = (state / "secrets" / "internal.token").read_text().strip()
         assert token not in (state / "config.yaml").read_text()  # paths to secrets, not secrets
-        for svc, call in (("index", lambda ch: pbg.IndexStub(ch).Info(pb.InfoRequest(), timeout=5)),
-                          ("aggregator", lambda ch: pbg.AggregatorStub(ch).Get(pb.GetRequest(session_id="x"), timeout=5))):  # fmt: skip
+        for svc, call in (
+            ("index", lambda ch: pbg.IndexStub(ch).Info(pb.InfoRequest(), timeout=5)),
+            ("aggregator", lambda ch: pbg.AggregatorStub(ch).Get(pb.GetRequest(session_id="x"), timeout=5)),
+        ):
             address = cfg[svc]["address"]
             for bad in ("", "wrong"):
                 with internal_channel(address, bad) as ch, pytest.raises(grpc.RpcError) as e:

@@ -59,8 +59,12 @@ def dashboard_queries(dash: dict[str, Any]) -> list[tuple[str, str]]:
             yield p
             yield from panels(p.get("panels", []))
 
-    return [(p.get("title", "?"), t["expr"]) for p in panels(dash["panels"])
-            for t in p.get("targets", []) if t.get("expr")]  # fmt: skip
+    return [
+        (p.get("title", "?"), t["expr"])
+        for p in panels(dash["panels"])
+        for t in p.get("targets", [])
+        if t.get("expr")
+    ]
 
 
 def substitute_variables(expr: str, dash: dict[str, Any]) -> str:
@@ -112,15 +116,21 @@ def test_shipped_scrape_configs_load_in_debian_prometheus(name):
     """promtool (Debian's prometheus package) accepts the scrape configs a user runs as shipped."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: run ./setup.sh (Debian package prometheus)"
-    res = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" / name)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    res = subprocess.run(
+        [promtool, "check", "config", str(DEPLOY / "prometheus" / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_variable_substitution():
     dash = {"templating": {"list": [{"name": "instance"}, {"name": "datasource"}]}}
-    assert (substitute_variables('rate(x{instance="$instance",a="b"}[$__rate_interval])', dash)
-            == 'rate(x{instance=~".*",a="b"}[30s])')  # fmt: skip
+    assert (
+        substitute_variables('rate(x{instance="$instance",a="b"}[$__rate_interval])', dash)
+        == 'rate(x{instance=~".*",a="b"}[30s])'
+    )
     assert substitute_variables('x{instance!="${instance}"}[$__interval]', dash) == 'x{instance!~".*"}[15s]'
     with pytest.raises(AssertionError, match="does not know"):
         substitute_variables('x{a=~"$other"}', dash)
@@ -138,8 +148,13 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "prometheus.log"
-        cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-               f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]  # fmt: skip
+        cmd = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
 
     def tail(self) -> str:
@@ -180,8 +195,10 @@ class Prometheus:
             ):
                 return targets
             time.sleep(0.25)
-        pytest.fail(f"not every target was scraped after the load within {timeout:g} s: "
-                    f"{[(t['labels'], t['health'], t['lastScrape'], t['lastError']) for t in targets]}")  # fmt: skip
+        pytest.fail(
+            f"not every target was scraped after the load within {timeout:g} s: "
+            f"{[(t['labels'], t['health'], t['lastScrape'], t['lastError']) for t in targets]}"
+        )
 
     def stop(self) -> None:
         terminate(self.proc, 15)
@@ -242,14 +259,31 @@ def one_piece_lib(tmp_path_factory, sheets_dir, random_model) -> Path:
     sheets = tmp_path_factory.mktemp("one-piece")
     shutil.copytree(sheets_dir / "schoenberg-19-2", sheets / "schoenberg-19-2")
     out = tmp_path_factory.mktemp("lib") / "lib"
-    r = subprocess.run([sys.executable, "-m", "cli", "library", "build", str(sheets), "--out", str(out),
-                        "--model", str(random_model)], capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "library",
+            "build",
+            str(sheets),
+            "--out",
+            str(out),
+            "--model",
+            str(random_model),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr
     return out
 
 
-def test_prometheus_scrapes_a_loaded_stack_and_every_dashboard_query_returns_data(tmp_path, one_piece_lib,
-                                                                                  random_model):  # fmt: skip
+def test_prometheus_scrapes_a_loaded_stack_and_every_dashboard_query_returns_data(
+    tmp_path, one_piece_lib, random_model
+):
     if not Path(PROMETHEUS).is_file():
         pytest.fail(f"{PROMETHEUS} is missing: run ./setup.sh (it installs Debian's prometheus package)")
     dash = json.loads((DEPLOY / "grafana" / "scoreid-dashboard.json").read_text())

@@ -42,17 +42,27 @@ SOURCES = {
     "schoenberg-19-2": "schoenberg/opus19/movement2",
     "chopin-mazurka-6-2": "chopin/mazurka06-2",
     "joplin-maple-leaf": "joplin/maple_leaf_rag",
-}  # fmt: skip  (as the sheets_dir fixture)
+}
 
 
 def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def stack_config(tmp: Path, lib: Path, model: Path, **encoder: object) -> Path:
-    cfg = loopback_config(tmp / "state", model, {"test": lib}, aggregator={"session_ttl_s": 30},
-                          encoder={"max_wait_ms": 3.0, **encoder})  # fmt: skip
+    cfg = loopback_config(
+        tmp / "state",
+        model,
+        {"test": lib},
+        aggregator={"session_ttl_s": 30},
+        encoder={"max_wait_ms": 3.0, **encoder},
+    )
     path = tmp / "scoreid.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -119,8 +129,9 @@ def random_lib(tmp_path_factory, sheets_dir, random_model) -> Path:
     return out
 
 
-def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_path, random_lib, random_model,
-                                                                         sheets_dir):  # fmt: skip
+def test_random_model_up_three_clients_match_offline_ingest_metrics_down(
+    tmp_path, random_lib, random_model, sheets_dir
+):
     cfg = stack_config(tmp_path, random_lib, random_model)
     up = cli("up", "--config", cfg)
     assert up.returncode == 0, up.stderr
@@ -134,20 +145,46 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
         online = stream_concurrently(address, wavs, speed=4.0)
         assert_as_offline(online, random_lib, random_model)
         # the command-line client: one final line per file, same answer
-        r = subprocess.run([sys.executable, "-m", "cli.client", address, str(wavs[0]), "--speed", "0", "--final-only"],
-                           capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "cli.client", address, str(wavs[0]), "--speed", "0", "--final-only"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
         assert r.returncode == 0, r.stderr
         (line,) = r.stdout.splitlines()
         assert json.loads(line)["top"][0]["piece"] == online[wavs[0]][-1]["top"][0]["piece"]
         # the same through `scoreid identify --server` (JSON lines: every hop, then the final line)
-        r = subprocess.run([sys.executable, "-m", "cli", "identify", "--server", address, str(wavs[0]),
-                            "--speed", "0", "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "identify",
+                "--server",
+                address,
+                str(wavs[0]),
+                "--speed",
+                "0",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
         assert r.returncode == 0, r.stderr
         lines = [json.loads(x) for x in r.stdout.splitlines()]
         assert len(lines) > 2 and lines[-1]["final"] and not lines[0].get("final")
         assert lines[-1]["top"][0]["piece"] == online[wavs[0]][-1]["top"][0]["piece"]
-        r = subprocess.run([sys.executable, "-m", "cli", "identify", "--server", address, str(tmp_path / "nope.wav")],
-                           capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "cli", "identify", "--server", address, str(tmp_path / "nope.wav")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
         assert r.returncode == 2 and "nope.wav" in r.stderr and "Traceback" not in r.stderr
         # admin ingestion: a new piece from page images, searchable right away
         pages = sorted((sheets_dir / "joplin-maple-leaf").glob("*.png"))
@@ -155,8 +192,12 @@ def test_random_model_up_three_clients_match_offline_ingest_metrics_down(tmp_pat
         with internal_channel(f"127.0.0.1:{conf['index']['port']}", token) as ch:
             stub = pbg.IndexStub(ch)
             before = stub.Info(pb.InfoRequest()).libraries[0].vectors
-            r = stub.Ingest(pb.IngestRequest(piece="maple-again", title="Maple (again)",
-                                             pages=[p.read_bytes() for p in pages]), timeout=300)  # fmt: skip
+            r = stub.Ingest(
+                pb.IngestRequest(
+                    piece="maple-again", title="Maple (again)", pages=[p.read_bytes() for p in pages]
+                ),
+                timeout=300,
+            )
             assert r.vectors_added > 0
             info = stub.Info(pb.InfoRequest()).libraries[0]
             assert info.vectors == before + r.vectors_added and info.titles["maple-again"] == "Maple (again)"
@@ -203,16 +244,21 @@ def test_random_model_three_clients_bad_input_metrics_and_log_lines(tmp_path, ra
     finally:
         down = cli("down", "--config", cfg)
     assert down.returncode == 0, down.stderr
-    log = [json.loads(line) for line in (tmp_path / "state" / "logs" / "encoder.log").read_text().splitlines()
-           if line.startswith("{")]  # fmt: skip
+    log = [
+        json.loads(line)
+        for line in (tmp_path / "state" / "logs" / "encoder.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     events = [r["msg"] for r in log]
     assert events.count("session start") == 3 and events.count("session end") == 3
     assert next(r for r in log if r["msg"] == "listening")["service"] == "encoder"
     assert [r["code"] for r in log if r["msg"] == "stream error"] == ["INVALID_ARGUMENT"]
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").is_file(),
-                    reason="models/default is not shipped yet (needs a trained model)")  # fmt: skip
+@pytest.mark.skipif(
+    not (DEFAULT_MODEL / "manifest.json").is_file(),
+    reason="models/default is not shipped yet (needs a trained model)",
+)
 def test_trained_model_three_clients_right_piece_within_10_s_and_as_offline(tmp_path, sheets_dir):
     from synthesis.engrave import engrave
     from synthesis.perform import PerformOptions, perform

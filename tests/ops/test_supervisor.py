@@ -67,8 +67,17 @@ def test_a_crash_loop_is_left_down(tmp_path):
     crash = [sys.executable, "-c", "import sys, time; time.sleep(0.05); sys.exit(3)", "scoreid-test-crasher"]
     p = subprocess.Popen(crash)
     p.wait()
-    record = {"processes": [{"name": "crasher", "pid": p.pid, "marker": "scoreid-test-crasher", "cmd": crash,
-                             "log": str(tmp_path / "crasher.log")}]}  # fmt: skip
+    record = {
+        "processes": [
+            {
+                "name": "crasher",
+                "pid": p.pid,
+                "marker": "scoreid-test-crasher",
+                "cmd": crash,
+                "log": str(tmp_path / "crasher.log"),
+            }
+        ]
+    }
     (tmp_path / "stack.json").write_text(json.dumps(record))
     sup = Supervisor(tmp_path, interval_s=0.0, restart_delay_s=0.0, max_restarts=3, window_s=60.0)
     pids = set()

@@ -322,8 +322,15 @@ def test_int8_audio_model_exported_checked_and_selectable(tmp_path, model_dir):
     calib = np.abs(rng.normal(0, 0.5, (64, 1, 92, 84))).astype(np.float32)
     logs: list[str] = []
     # (a random network quantises worse than a trained one: mean cosine ~0.97 here)
-    m = export_model(_trained_like_net(), tmp_path, {"preset": "test"}, tensorrt=False, log=logs.append,
-                     int8_calibration=calib, int8_min_cos=0.95)  # fmt: skip
+    m = export_model(
+        _trained_like_net(),
+        tmp_path,
+        {"preset": "test"},
+        tensorrt=False,
+        log=logs.append,
+        int8_calibration=calib,
+        int8_min_cos=0.95,
+    )
     assert m["files"]["audio_onnx_int8"] == "audio.int8.onnx"
     assert m["training"]["parity_max_abs_diff"]["audio_onnx_int8_mean_cos"] >= 0.95
     assert any(line.startswith("int8 audio.int8.onnx vs torch: cosine mean") for line in logs)
@@ -358,8 +365,15 @@ def test_int8_audio_model_is_the_same_on_avx2_and_avx512_vnni_cpus(tmp_path):
     assert shutil.which(EMULATED_AVX2[0]), "qemu-x86_64 missing: run ./setup.sh (Debian package qemu-user)"
     rng = np.random.default_rng(2)
     calib = np.abs(rng.normal(0, 0.5, (64, 1, 92, 84))).astype(np.float32)
-    export_model(_trained_like_net(), tmp_path, {"preset": "test"}, tensorrt=False, log=lambda s: None,
-                 int8_calibration=calib, int8_min_cos=0.0)  # fmt: skip
+    export_model(
+        _trained_like_net(),
+        tmp_path,
+        {"preset": "test"},
+        tensorrt=False,
+        log=lambda s: None,
+        int8_calibration=calib,
+        int8_min_cos=0.0,
+    )
     x = np.abs(rng.normal(0, 0.5, (8, 1, 92, 84))).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     got, isa = {}, {}
@@ -388,8 +402,15 @@ def test_int8_audio_model_is_the_same_on_avx2_and_avx512_vnni_cpus(tmp_path):
 def test_inaccurate_int8_model_is_left_out_not_fatal(tmp_path):
     calib = np.abs(np.random.default_rng(3).normal(0, 0.5, (32, 1, 92, 84))).astype(np.float32)
     logs: list[str] = []
-    m = export_model(_trained_like_net(), tmp_path, {"preset": "test"}, tensorrt=False, log=logs.append,
-                     int8_calibration=calib, int8_min_cos=0.99999)  # fmt: skip
+    m = export_model(
+        _trained_like_net(),
+        tmp_path,
+        {"preset": "test"},
+        tensorrt=False,
+        log=logs.append,
+        int8_calibration=calib,
+        int8_min_cos=0.99999,
+    )
     assert "audio_onnx_int8" not in m["files"] and not (tmp_path / "audio.int8.onnx").exists()
     assert any("left out" in line for line in logs)
     assert load_model(tmp_path).embed_audio(calib[:2]).shape == (2, 32)

@@ -29,7 +29,7 @@ def eng(tmp_path_factory):
             dynamics=12,
             pedal=True,
             seed=3,
-        ),  # fmt: skip
+        ),
         PerformOptions(
             soundfont="csound", tempo_factor=1.4, tempo_curve=0.1, reverb_rt60=0.8, snr_db=20, seed=5
         ),
@@ -41,7 +41,7 @@ def eng(tmp_path_factory):
             articulation=0.35,
             pedal=True,
             seed=7,
-        ),  # fmt: skip
+        ),
     ],
     ids=["plain", "curve-pedal", "shifted", "touch"],
 )
@@ -71,8 +71,15 @@ def test_tempo_factor_and_curve(eng):
 
 
 def test_seeded_and_deterministic(eng):
-    o = PerformOptions(soundfont="fluidr3mono", tempo_curve=0.1, velocity_jitter=8, pedal=True, seed=1,
-                       reverb_rt60=0.5, snr_db=25)  # fmt: skip
+    o = PerformOptions(
+        soundfont="fluidr3mono",
+        tempo_curve=0.1,
+        velocity_jitter=8,
+        pedal=True,
+        seed=1,
+        reverb_rt60=0.5,
+        snr_db=25,
+    )
     a, b = perform(eng.midi_notes, o), perform(eng.midi_notes, o)
     assert a.midi == b.midi and a.audio.tobytes() == b.audio.tobytes()
     c = perform(eng.midi_notes, PerformOptions(**{**o.to_dict(), "seed": 2}))  # type: ignore[arg-type]
@@ -89,8 +96,14 @@ def test_time_map_rejects_non_monotonic():
 def test_touch_moves_notes_within_bounds_and_never_cuts_a_repeated_pitch():
     # two chords of three notes, then the same pitch repeated quickly (legato must not overlap it)
     # (the first onset is not at 0: an onset is never moved before the start)
-    notes = [MidiNote(60, 0.5, 1.0), MidiNote(64, 0.5, 1.0), MidiNote(72, 0.5, 1.0),
-             MidiNote(62, 1.0, 2.0), MidiNote(65, 1.0, 2.0), MidiNote(74, 1.0, 2.0)]  # fmt: skip
+    notes = [
+        MidiNote(60, 0.5, 1.0),
+        MidiNote(64, 0.5, 1.0),
+        MidiNote(72, 0.5, 1.0),
+        MidiNote(62, 1.0, 2.0),
+        MidiNote(65, 1.0, 2.0),
+        MidiNote(74, 1.0, 2.0),
+    ]
     notes += [MidiNote(67, 2.0 + 0.2 * i, 2.2 + 0.2 * i) for i in range(10)]
     onsets = np.array([n.onset_s for n in notes])
     offsets = np.array([n.offset_s for n in notes])

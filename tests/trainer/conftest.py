@@ -14,8 +14,21 @@ from trainer_runs import corpora, run_trainer
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "data"
     src = corpora() / "hummel-preludes"
-    run_trainer("corpus", "build", "--source", str(src), "--limit", "3", "--looks", "1",
-                "--performances", "1", "--out", str(out), "--no-progress")  # fmt: skip
+    run_trainer(
+        "corpus",
+        "build",
+        "--source",
+        str(src),
+        "--limit",
+        "3",
+        "--looks",
+        "1",
+        "--performances",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     splits = json.loads((out / "index.json").read_text())["splits"]
     assert splits["train"] and splits["valid"] and splits["test"]
     return out

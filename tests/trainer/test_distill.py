@@ -81,8 +81,23 @@ def test_student_trains_only_its_audio_pathway():
 @pytest.fixture(scope="module")
 def student_run(corpus, teacher, tmp_path_factory):
     out = tmp_path_factory.mktemp("distill") / "run"
-    code = trainer_main(["distill", "--preset", "smoke", "--data", str(corpus), "--teacher", str(teacher),
-                         "--out", str(out), "--filters", "12,24,48,48", "--stem", "stride2"])  # fmt: skip
+    code = trainer_main(
+        [
+            "distill",
+            "--preset",
+            "smoke",
+            "--data",
+            str(corpus),
+            "--teacher",
+            str(teacher),
+            "--out",
+            str(out),
+            "--filters",
+            "12,24,48,48",
+            "--stem",
+            "stride2",
+        ]
+    )
     assert code == 0
     return out
 
@@ -129,11 +144,31 @@ def test_distill_smoke_run_keeps_the_teachers_sheet_pathway(student_run, teacher
 
 
 def test_export_of_a_distilled_run(student_run, teacher, corpus, tmp_path, capfd):
-    code, out, _ = _main(capfd, "export", "--model", str(student_run), "--out", str(tmp_path / "student"),
-                         "--no-tensorrt", "--int8-calibration", "64")  # fmt: skip
+    code, out, _ = _main(
+        capfd,
+        "export",
+        "--model",
+        str(student_run),
+        "--out",
+        str(tmp_path / "student"),
+        "--no-tensorrt",
+        "--int8-calibration",
+        "64",
+    )
     assert code == 0 and "parity audio.onnx vs torch" in out
-    code, _, _ = _main(capfd, "export", "--model", str(teacher), "--data", str(corpus), "--out",
-                       str(tmp_path / "teacher"), "--no-tensorrt", "--int8-calibration", "0")  # fmt: skip
+    code, _, _ = _main(
+        capfd,
+        "export",
+        "--model",
+        str(teacher),
+        "--data",
+        str(corpus),
+        "--out",
+        str(tmp_path / "teacher"),
+        "--no-tensorrt",
+        "--int8-calibration",
+        "0",
+    )
     assert code == 0
     manifest = json.loads((tmp_path / "student" / "manifest.json").read_text())
     assert manifest["training"]["architecture"] == STUDENT
@@ -191,9 +226,22 @@ def test_resume_reproduces_the_uninterrupted_run(corpus, teacher, tmp_path):
 
 def test_finetune_warm_start_from_a_student_keeps_its_architecture(student_run, corpus, tmp_path, capfd):
     out = tmp_path / "ft"
-    code, _, _ = _main(capfd, "finetune", "--preset", "smoke", "--data", str(corpus), "--out", str(out),
-                       "--max-epochs", "1", "--refine-max-epochs", "1",
-                       "--init-model", str(student_run))  # fmt: skip
+    code, _, _ = _main(
+        capfd,
+        "finetune",
+        "--preset",
+        "smoke",
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--max-epochs",
+        "1",
+        "--refine-max-epochs",
+        "1",
+        "--init-model",
+        str(student_run),
+    )
     assert code == 0 and load_checkpoint(out / "model.pt").config == STUDENT
 
 

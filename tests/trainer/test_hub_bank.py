@@ -17,8 +17,9 @@ def test_hub_bank_embeds_training_windows_into_the_model_deterministically(rando
     model = tmp_path / "model"
     shutil.copytree(random_model, model)
     before = model_fingerprint(model)
-    out = run_trainer("hub-bank", "--model", str(model), "--data", str(corpus), "--n", "64", "--k", "5",
-                      "--weight", "0.4").stdout  # fmt: skip
+    out = run_trainer(
+        "hub-bank", "--model", str(model), "--data", str(corpus), "--n", "64", "--k", "5", "--weight", "0.4"
+    ).stdout
     assert "64 audio windows" in out
     bank = np.load(model / "hub-bank.npy")
     assert bank.shape == (64, 32) and bank.dtype == np.float32

@@ -24,8 +24,19 @@ def _main(capfd, *args: str) -> tuple[int, str, str]:
 def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     runs, model = tmp_path / "runs", tmp_path / "model"
     # the pipeline runs as a real process, as CI and users run it
-    proc = run_trainer("pipeline", "--preset", "smoke", "--data", str(corpus), "--pool", str(corpus),
-                       "--out", str(runs), "--export", str(model))  # fmt: skip
+    proc = run_trainer(
+        "pipeline",
+        "--preset",
+        "smoke",
+        "--data",
+        str(corpus),
+        "--pool",
+        str(corpus),
+        "--out",
+        str(runs),
+        "--export",
+        str(model),
+    )
     for stage in ("pretrain-audio", "pretrain-sheet", "finetune-both"):
         for f in ("metrics.csv", "metrics.json", "metrics.png", "state.pt", "summary.json"):
             assert (runs / stage / f).is_file(), f"{stage}/{f}"
@@ -56,8 +67,21 @@ def test_smoke_pipeline_end_to_end(corpus, tmp_path):
     enc = load_model(model)
     assert enc.embed_audio(np.zeros((2, 1, 92, 84), np.float32)).shape == (2, 32)
     assert (model / "eval-same.json").is_file() and (model / "eval-same.png").is_file()  # the plot it names
-    code = trainer_main(["eval", "--preset", "smoke", "--model", str(model), "--data", str(corpus),
-                         "--condition", "same", "--out", str(tmp_path / "again.json")])  # fmt: skip
+    code = trainer_main(
+        [
+            "eval",
+            "--preset",
+            "smoke",
+            "--model",
+            str(model),
+            "--data",
+            str(corpus),
+            "--condition",
+            "same",
+            "--out",
+            str(tmp_path / "again.json"),
+        ]
+    )
     assert code == 0
     a = json.loads((tmp_path / "again.json").read_text())
     b = json.loads((model / "eval-same.json").read_text())
@@ -109,8 +133,22 @@ def test_user_errors_are_one_line(corpus, tmp_path, capfd):
 
 def test_time_budget_ends_a_stage_after_the_step_that_crosses_it(corpus, tmp_path, capfd):
     out = tmp_path / "budget"
-    code, _, _ = _main(capfd, "pretrain", "--modality", "sheet", "--preset", "smoke", "--data", str(corpus),
-                       "--out", str(out), "--max-epochs", "5", "--time-budget", "0.01")  # fmt: skip
+    code, _, _ = _main(
+        capfd,
+        "pretrain",
+        "--modality",
+        "sheet",
+        "--preset",
+        "smoke",
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--max-epochs",
+        "5",
+        "--time-budget",
+        "0.01",
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "time budget" and summary["epochs"] == 1

@@ -55,8 +55,19 @@ def test_distillation_runs_on_each_presets_finetuning_schedule():
     for name in presets.PRESETS:
         p = presets.get(name)
         d, f = p.distill, p.finetune
-        keys = ("batch", "lr", "samples_per_epoch", "max_epochs", "early_stop", "val_size", "refine_rounds",
-                "time_budget_s", "refine_budget_s", "augment", "audio_frames")  # fmt: skip
+        keys = (
+            "batch",
+            "lr",
+            "samples_per_epoch",
+            "max_epochs",
+            "early_stop",
+            "val_size",
+            "refine_rounds",
+            "time_budget_s",
+            "refine_budget_s",
+            "augment",
+            "audio_frames",
+        )
         assert [getattr(d, k) for k in keys] == [getattr(f, k) for k in keys], name
         assert (d.filters, d.stem, d.cos_weight, d.nce_weight) == ((12, 24, 48, 48), "full", 1.0, 0.1)
         assert p.to_dict()["distill"]["filters"] == (12, 24, 48, 48)

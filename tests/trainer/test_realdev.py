@@ -54,8 +54,10 @@ def test_a_section_matches_the_whole_movement_either_way():
 
 
 def test_candidates_are_ranked_best_first_with_ties_by_piece_id():
-    files = [CorpusFile(pid, f"{pid}.krn", ScoreNotes(seq, "verovio"))
-             for pid, seq in (("b.other", OTHER), ("a.same", with_ornaments(MOVEMENT)), ("c.same", MOVEMENT))]  # fmt: skip
+    files = [
+        CorpusFile(pid, f"{pid}.krn", ScoreNotes(seq, "verovio"))
+        for pid, seq in (("b.other", OTHER), ("a.same", with_ornaments(MOVEMENT)), ("c.same", MOVEMENT))
+    ]
     ranked = rank_candidates(MOVEMENT, files)
     assert [f.pid for _, f in ranked] == ["c.same", "a.same", "b.other"]
     assert ranked[0][0] == 1.0 > ranked[1][0] > 0.8 > 0.1 > ranked[2][0]
@@ -63,8 +65,12 @@ def test_candidates_are_ranked_best_first_with_ties_by_piece_id():
 
 def test_folders_of_one_work_share_the_folder_without_no_repeat():
     works = [Work(f, Path(f), ()) for f in ("H/S/32-1", "H/S/32-1_no_repeat", "H/S/50-1_no_repeat")]
-    matches = {"works": {"H/S/32-1_no_repeat": {"same_work_as": [{"folder": "H/S/32-1", "score": 1.0}]},
-                         "H/S/32-1": {"same_work_as": [{"folder": "H/S/32-1_no_repeat", "score": 1.0}]}}}  # fmt: skip
+    matches = {
+        "works": {
+            "H/S/32-1_no_repeat": {"same_work_as": [{"folder": "H/S/32-1", "score": 1.0}]},
+            "H/S/32-1": {"same_work_as": [{"folder": "H/S/32-1_no_repeat", "score": 1.0}]},
+        }
+    }
     canon = canonical_folders(works, matches)
     assert canon == {
         "H/S/32-1": "H/S/32-1",
@@ -85,8 +91,14 @@ def test_excerpt_starts_are_seeded_bounded_and_independent_of_the_others():
     perfs = [("w", "p1", 200.0), ("w", "p2", 15.0), ("v", "p1", 100.0)]
     plan = plan_excerpts(perfs, [10, 20, 30], seed=0)
     assert [(e.folder, e.performer, e.length_s) for e in plan] == [
-        ("w", "p1", 10.0), ("w", "p1", 20.0), ("w", "p1", 30.0), ("w", "p2", 10.0),
-        ("v", "p1", 10.0), ("v", "p1", 20.0), ("v", "p1", 30.0)]  # fmt: skip
+        ("w", "p1", 10.0),
+        ("w", "p1", 20.0),
+        ("w", "p1", 30.0),
+        ("w", "p2", 10.0),
+        ("v", "p1", 10.0),
+        ("v", "p1", 20.0),
+        ("v", "p1", 30.0),
+    ]
     alone = plan_excerpts(perfs[2:], [30], seed=0)
     assert alone[0] == plan[-1]
     with pytest.raises(ValueError):

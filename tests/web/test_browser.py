@@ -53,8 +53,24 @@ def trained_lib(tmp_path_factory, sheets_dir) -> Path:
     shutil.copytree(sheets_dir, sheets)
     (sheets / PID / "piece.json").write_text(json.dumps({"title": MAZURKA, "composer": "Frédéric Chopin"}))
     out = root / "lib"
-    r = subprocess.run([sys.executable, "-m", "cli", "library", "build", str(sheets), "--out", str(out),
-                        "--model", str(DEFAULT_MODEL)], cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "library",
+            "build",
+            str(sheets),
+            "--out",
+            str(out),
+            "--model",
+            str(DEFAULT_MODEL),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     return out
 

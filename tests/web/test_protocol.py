@@ -124,13 +124,13 @@ BAD = {
         json.dumps({"type": "start", "sample_rate": 48000, "format": "f32le"}),
         L.CLOSE_BAD_DATA,
         "at 22050 Hz",
-    ),  # fmt: skip
+    ),
     "wrong format": (
         "text",
         json.dumps({"type": "start", "sample_rate": 22050, "format": "s16le"}),
         L.CLOSE_BAD_DATA,
         "f32le",
-    ),  # fmt: skip
+    ),
     "huge text": (
         "text",
         json.dumps({"type": "start", "pad": "x" * 5000}),
@@ -183,10 +183,21 @@ def test_the_limits_are_the_services_own():
 
     enc, lim = DEFAULTS["encoder"], L.Limits()
     assert L.MAX_SAMPLE == MAX_SAMPLE
-    assert (lim.max_message_bytes, lim.max_chunk_seconds, lim.idle_timeout_s, lim.options_timeout_s,
-            lim.max_session_s, lim.max_sessions_per_client) == (
-        enc["max_message_bytes"], enc["max_chunk_seconds"], enc["idle_timeout_s"], enc["options_timeout_s"],
-        enc["max_session_s"], enc["max_sessions_per_client"])  # fmt: skip
+    assert (
+        lim.max_message_bytes,
+        lim.max_chunk_seconds,
+        lim.idle_timeout_s,
+        lim.options_timeout_s,
+        lim.max_session_s,
+        lim.max_sessions_per_client,
+    ) == (
+        enc["max_message_bytes"],
+        enc["max_chunk_seconds"],
+        enc["idle_timeout_s"],
+        enc["options_timeout_s"],
+        enc["max_session_s"],
+        enc["max_sessions_per_client"],
+    )
     assert lim.max_chunk_samples * 4 <= lim.max_message_bytes  # a full chunk fits in a frame
 
 
@@ -308,8 +319,13 @@ def test_scoreid_web_serves_on_loopback_and_uvicorn_refuses_huge_frames(lib):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "web", str(lib), "--port", "0"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "web", str(lib), "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert "http://127.0.0.1:" in line, line
@@ -338,9 +354,19 @@ def test_scoreid_web_serves_on_loopback_and_uvicorn_refuses_huge_frames(lib):
 
 
 def test_scoreid_web_errors_are_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "cli", "web", str(tmp_path)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "web", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stderr.startswith("scoreid: error: ") and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "cli", "web", str(tmp_path), "--max-sessions", "0"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "web", str(tmp_path), "--max-sessions", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "max_sessions must be positive" in r.stderr

@@ -17,9 +17,14 @@ EXIT_SKIPPED = 3
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND")
     b = sub.add_parser("build", help="engrave, perform, align and store pieces")
-    b.add_argument("--source", action="append", required=True, metavar="DIR_OR_NAME",
-                   help="folder of .krn/.musicxml/.mxl/.mei files, a score file, or music21:GLOB "
-                        "(music21 corpus paths, e.g. music21:bach/bwv*); repeatable")  # fmt: skip
+    b.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="DIR_OR_NAME",
+        help="folder of .krn/.musicxml/.mxl/.mei files, a score file, or music21:GLOB "
+        "(music21 corpus paths, e.g. music21:bach/bwv*); repeatable",
+    )
     b.add_argument("--out", type=Path, required=True, metavar="DATA_DIR")
     b.add_argument("--workers", type=int, default=1, help="pieces built in parallel (subprocesses)")
     b.add_argument("--limit", type=int, help="build only K pieces (taken round-robin over the sources)")
@@ -39,8 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--test", type=float, default=0.15, help="fraction of works in test")
     b.add_argument("--no-balance", action="store_true", help="split without balancing composers")
     b.add_argument("--keep-audio", action="store_true", help="also keep each performance as FLAC")
-    b.add_argument("--touch", action="store_true",
-                   help="give train/pool performances a pianist's touch and a grand-piano program (TRAIN_TOUCH)")  # fmt: skip
+    b.add_argument(
+        "--touch",
+        action="store_true",
+        help="give train/pool performances a pianist's touch and a grand-piano program (TRAIN_TOUCH)",
+    )
     b.add_argument("--no-progress", action="store_true")
     s = sub.add_parser(
         "show", help="PNG: a page with aligned noteheads, spectrogram with onsets, strip window"
@@ -94,11 +102,23 @@ def _build(args: argparse.Namespace) -> int:
     )
     if cfg.looks < 1 or cfg.performances < 1:
         raise UserError("--looks and --performances must be >= 1")
-    res = build(args.source, args.out, workers=args.workers, limit=args.limit, unaligned=args.unaligned,
-                exclude=args.exclude, cfg=cfg, valid=args.valid, test=args.test,
-                balance=not args.no_balance, progress=not args.no_progress)  # fmt: skip
-    print(f"corpus {args.out}: {len(res.built)} built, {len(res.resumed)} already done, "
-          f"{len(res.skipped)} skipped, {len(res.excluded)} excluded, {res.seconds:.1f} s")  # fmt: skip
+    res = build(
+        args.source,
+        args.out,
+        workers=args.workers,
+        limit=args.limit,
+        unaligned=args.unaligned,
+        exclude=args.exclude,
+        cfg=cfg,
+        valid=args.valid,
+        test=args.test,
+        balance=not args.no_balance,
+        progress=not args.no_progress,
+    )
+    print(
+        f"corpus {args.out}: {len(res.built)} built, {len(res.resumed)} already done, "
+        f"{len(res.skipped)} skipped, {len(res.excluded)} excluded, {res.seconds:.1f} s"
+    )
     for pid, reason in sorted(res.skipped.items()):
         print(f"  skipped {pid}: {reason}")
     return EXIT_SKIPPED if res.skipped else 0

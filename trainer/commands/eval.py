@@ -25,10 +25,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--n-pairs", type=int, default=None, help="snippet retrieval pairs (default: the preset's, 2000)"
     )
-    p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"),
-                   help="backend for an exported model directory")  # fmt: skip
-    p.add_argument("--precision", default=None, choices=("fp32", "int8", "fp16"),
-                   help="onnx: fp32 (default) or int8 audio encoder; tensorrt: fp16 (default) or fp32")  # fmt: skip
+    p.add_argument(
+        "--backend",
+        default="onnx",
+        choices=("onnx", "torch", "tensorrt"),
+        help="backend for an exported model directory",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=("fp32", "int8", "fp16"),
+        help="onnx: fp32 (default) or int8 audio encoder; tensorrt: fp16 (default) or fp32",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

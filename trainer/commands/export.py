@@ -26,8 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--parity-n", type=int, default=32, help="real input pairs for the parity check")
     p.add_argument("--no-tensorrt", action="store_true", help="do not try to build TensorRT plans")
-    p.add_argument("--int8-calibration", type=int, default=512, metavar="N",
-                   help="also write audio.int8.onnx, calibrated on N training excerpts (0: no int8 model)")  # fmt: skip
+    p.add_argument(
+        "--int8-calibration",
+        type=int,
+        default=512,
+        metavar="N",
+        help="also write audio.int8.onnx, calibrated on N training excerpts (0: no int8 model)",
+    )
 
 
 def parity_inputs(data: str | None, frames: int, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -20,9 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (model.pt, best.pt, state.pt, metrics.*)")
     p.add_argument("--init-audio", default=None, help="pre-trained audio encoder (run dir or encoder.pt)")
     p.add_argument("--init-sheet", default=None, help="pre-trained sheet encoder (run dir or encoder.pt)")
-    p.add_argument("--init-model", default=None,
-                   help="warm start: all weights (both encoders, CCA layer) of a fine-tuned model (run dir or model.pt); "
-                        "the schedule starts afresh -- a run that continues a finished one")  # fmt: skip
+    p.add_argument(
+        "--init-model",
+        default=None,
+        help="warm start: all weights (both encoders, CCA layer) of a fine-tuned model (run dir or model.pt); "
+        "the schedule starts afresh -- a run that continues a finished one",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     add_finetune_overrides(p)
 
@@ -43,8 +46,12 @@ def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refine-max-epochs", type=int, default=None, help="override each refinement round's epoch limit"
     )
-    p.add_argument("--augment", default=None, choices=("paper", "world"),
-                   help="override the fine-tuning augmentation (world: also scans, rooms, microphones, noise)")  # fmt: skip
+    p.add_argument(
+        "--augment",
+        default=None,
+        choices=("paper", "world"),
+        help="override the fine-tuning augmentation (world: also scans, rooms, microphones, noise)",
+    )
 
 
 def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets.FinetuneConfig:
@@ -71,6 +78,16 @@ def run(args: argparse.Namespace) -> int:
     preset = presets.get(args.preset)
     set_threads(args, preset)
     cfg = finetune_config(preset, args)
-    finetune.run(cfg, args.data, args.out, init_audio=args.init_audio, init_sheet=args.init_sheet, seed=args.seed,
-                 init_model=args.init_model, resume=args.resume, device_name=args.device, preset=preset.name)  # fmt: skip
+    finetune.run(
+        cfg,
+        args.data,
+        args.out,
+        init_audio=args.init_audio,
+        init_sheet=args.init_sheet,
+        seed=args.seed,
+        init_model=args.init_model,
+        resume=args.resume,
+        device_name=args.device,
+        preset=preset.name,
+    )
     return 0

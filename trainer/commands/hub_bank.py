@@ -36,8 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--k", type=int, default=HUB_K, help=f"neighbours a window's hubness averages (default {HUB_K})"
     )
-    p.add_argument("--weight", type=float, default=HUB_WEIGHT,
-                   help=f"weight of the hubness in the search score (default {HUB_WEIGHT}; 0 turns it off)")  # fmt: skip
+    p.add_argument(
+        "--weight",
+        type=float,
+        default=HUB_WEIGHT,
+        help=f"weight of the hubness in the search score (default {HUB_WEIGHT}; 0 turns it off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,9 +62,17 @@ def run(args: argparse.Namespace) -> int:
     ]
     bank = np.ascontiguousarray(np.concatenate(parts), np.float32)
     np.save(model / BANK_FILE, bank)
-    manifest["hub"] = {"bank": BANK_FILE, "k": int(args.k), "weight": float(args.weight), "sha256": bank_sha(bank),
-                       "n": len(bank), "source": {"corpus": str(args.data), "split": "train", "condition": "same"}}  # fmt: skip
+    manifest["hub"] = {
+        "bank": BANK_FILE,
+        "k": int(args.k),
+        "weight": float(args.weight),
+        "sha256": bank_sha(bank),
+        "n": len(bank),
+        "source": {"corpus": str(args.data), "split": "train", "condition": "same"},
+    }
     (model / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"hub-bank: {len(bank)} audio windows from {len(set(pairs.piece_of(idx)))} training pieces -> "
-          f"{model / BANK_FILE} (k {args.k}, weight {args.weight})")  # fmt: skip
+    print(
+        f"hub-bank: {len(bank)} audio windows from {len(set(pairs.piece_of(idx)))} training pieces -> "
+        f"{model / BANK_FILE} (k {args.k}, weight {args.weight})"
+    )
     return 0

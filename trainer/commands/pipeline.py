@@ -40,8 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| pre-training | condition | N | a→s R@1 | a→s R@10 | a→s R@25 | a→s MRR | a→s MR | s→a R@1 | s→a MRR "
-            "| s→a MR | piece-ID top-1 | piece-ID MRR | recordings | piece-ID top-1, product votes |")  # fmt: skip
+    head = (
+        "| pre-training | condition | N | a→s R@1 | a→s R@10 | a→s R@25 | a→s MRR | a→s MR | s→a R@1 | s→a MRR "
+        "| s→a MR | piece-ID top-1 | piece-ID MRR | recordings | piece-ID top-1, product votes |"
+    )
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         sr, pi = r["snippet_retrieval"], r["piece_identification"]
@@ -81,8 +83,17 @@ def run(args: argparse.Namespace) -> int:
         if not (run_dir / "model.pt").is_file():
             init_a = out / "pretrain-audio" if v in ("audio", "both") else None
             init_s = out / "pretrain-sheet" if v in ("sheet", "both") else None
-            finetune.run(finetune_config(preset, args), args.data, run_dir, init_audio=init_a, init_sheet=init_s, seed=args.seed,
-                         resume=(run_dir / "state.pt").is_file(), device_name=args.device, preset=preset.name)  # fmt: skip
+            finetune.run(
+                finetune_config(preset, args),
+                args.data,
+                run_dir,
+                init_audio=init_a,
+                init_sheet=init_s,
+                seed=args.seed,
+                resume=(run_dir / "state.pt").is_file(),
+                device_name=args.device,
+                preset=preset.name,
+            )
         net = load_net(run_dir)
         for cond in conditions:
             res_path = run_dir / f"eval-{cond}.json"

@@ -72,10 +72,20 @@ def _exclusions(dirs: list[Path]) -> tuple[set[str], frozenset[str]]:
     return keys, frozenset(fps)
 
 
-def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None = None,
-          unaligned: bool = False, exclude: list[Path] | None = None, cfg: BuildConfig | None = None,
-          valid: float = 0.08, test: float = 0.15, balance: bool = True,
-          progress: bool = True) -> BuildResult:  # fmt: skip
+def build(
+    sources: list[str],
+    out: Path,
+    *,
+    workers: int = 1,
+    limit: int | None = None,
+    unaligned: bool = False,
+    exclude: list[Path] | None = None,
+    cfg: BuildConfig | None = None,
+    valid: float = 0.08,
+    test: float = 0.15,
+    balance: bool = True,
+    progress: bool = True,
+) -> BuildResult:
     """Build (or resume) a corpus in ``out``; see the module docstring."""
     cfg = cfg or BuildConfig()
     t0 = time.time()
@@ -99,8 +109,14 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
     if unaligned:
         split_of = {it.pid: "pool" for it in items}
     else:
-        split_of = assign_splits({it.pid: it.keys for it in items}, {it.pid: it.composer for it in items},
-                                 seed=cfg.seed, valid=valid, test=test, balance=balance)  # fmt: skip
+        split_of = assign_splits(
+            {it.pid: it.keys for it in items},
+            {it.pid: it.composer for it in items},
+            seed=cfg.seed,
+            valid=valid,
+            test=test,
+            balance=balance,
+        )
         # the works of the real-performance validation set never train: drawn into the train split,
         # they are left out (every other piece keeps its split; in valid/test they stay, untrained)
         realdev = realdev_corpus_pids()
@@ -123,25 +139,45 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
             except Exception:
                 pass  # unreadable partial file: rebuild it
         todo.append(it)
-    build_info = {"sources": sources, "unaligned": unaligned, "config": cfg.to_dict(), "limit": limit,
-                  "valid": valid, "test": test, "balance": balance,
-                  "exclude": [str(e) for e in exclude or []]}  # fmt: skip
+    build_info = {
+        "sources": sources,
+        "unaligned": unaligned,
+        "config": cfg.to_dict(),
+        "limit": limit,
+        "valid": valid,
+        "test": test,
+        "balance": balance,
+        "exclude": [str(e) for e in exclude or []],
+    }
 
     def write_index() -> None:
         splits: dict[str, list[str]] = {s: [] for s in SPLITS}
         for pid in sorted(entries):
             splits[entries[pid]["split"]].append(pid)
-        write_json(out / INDEX, {"version": 1, "pieces": {k: entries[k] for k in sorted(entries)},
-                                 "splits": splits, "skipped": dict(sorted(res.skipped.items())),
-                                 "build": build_info})  # fmt: skip
+        write_json(
+            out / INDEX,
+            {
+                "version": 1,
+                "pieces": {k: entries[k] for k in sorted(entries)},
+                "splits": splits,
+                "skipped": dict(sorted(res.skipped.items())),
+                "build": build_info,
+            },
+        )
 
     # build in round-robin order over the sources, so a partial corpus already covers every source
     todo = limit_round_robin(todo, len(todo))
     ctx = mp.get_context("fork")
     running: dict[str, tuple[Any, Any, float]] = {}
     queue = list(todo)
-    bar = tqdm(total=len(items), initial=len(res.resumed), desc="corpus", unit="piece",
-               disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=len(items),
+        initial=len(res.resumed),
+        desc="corpus",
+        unit="piece",
+        disable=not progress or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
     last_index = time.time()
     try:
         while queue or running:
@@ -152,8 +188,9 @@ def build(sources: list[str], out: Path, *, workers: int = 1, limit: int | None 
                 proc.start()
                 child.close()
                 running[it.pid] = (proc, parent, time.time())
-            ready = mp.connection.wait([r[1] for r in running.values()] + [r[0].sentinel for r in running.values()],
-                                       timeout=5.0)  # fmt: skip
+            ready = mp.connection.wait(
+                [r[1] for r in running.values()] + [r[0].sentinel for r in running.values()], timeout=5.0
+            )
             for pid in list(running):
                 proc, conn, started = running[pid]
                 msg: tuple[str, Any] | None = None

@@ -102,9 +102,12 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
     font0 = int(rng.integers(len(SAME_FONTS)))
     for i in range(cfg.looks):
         font = SAME_FONTS[(font0 + i) % len(SAME_FONTS)]
-        opts = EngraveOptions(font=font, page_width=int(rng.choice(PAGE_WIDTHS)),
-                              spacing_linear=float(rng.uniform(0.2, 0.3)),
-                              spacing_non_linear=float(rng.uniform(0.5, 0.7)))  # fmt: skip
+        opts = EngraveOptions(
+            font=font,
+            page_width=int(rng.choice(PAGE_WIDTHS)),
+            spacing_linear=float(rng.uniform(0.2, 0.3)),
+            spacing_non_linear=float(rng.uniform(0.5, 0.7)),
+        )
         plan.renders.append(RenderPlan(f"same{i}-{font.lower()}", "same", opts))
     sf0 = int(rng.integers(len(TRAIN_SOUNDFONTS)))
     touch_rng = (
@@ -114,10 +117,16 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
     )
     for j in range(cfg.performances):
         sf = TRAIN_SOUNDFONTS[(sf0 + j) % len(TRAIN_SOUNDFONTS)]
-        popts = PerformOptions(soundfont=sf, tempo_factor=round(float(rng.uniform(*TRAIN_TEMPO)), 3),
-                              tempo_curve=0.08, curve_period_s=float(rng.uniform(4, 10)),
-                              velocity_jitter=8.0, dynamics=12.0, pedal=bool(rng.random() < 0.5),
-                              seed=int(rng.integers(2**31)))  # fmt: skip
+        popts = PerformOptions(
+            soundfont=sf,
+            tempo_factor=round(float(rng.uniform(*TRAIN_TEMPO)), 3),
+            tempo_curve=0.08,
+            curve_period_s=float(rng.uniform(4, 10)),
+            velocity_jitter=8.0,
+            dynamics=12.0,
+            pedal=bool(rng.random() < 0.5),
+            seed=int(rng.integers(2**31)),
+        )
         if touch_rng is not None:
             touch = {k: round(float(touch_rng.uniform(lo, hi)), 3) for k, (lo, hi) in TRAIN_TOUCH.items()}
             program = int(TRAIN_PROGRAMS[int(touch_rng.integers(len(TRAIN_PROGRAMS)))])
@@ -131,12 +140,18 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
         for j in range(cfg.shifted_performances):
             sf = SHIFTED_SOUNDFONTS[j % len(SHIFTED_SOUNDFONTS)]
             lo, hi = SHIFTED_TEMPO[int(rng.integers(2))]
-            popts = PerformOptions(soundfont=sf, tempo_factor=round(float(rng.uniform(lo, hi)), 3),
-                                  tempo_curve=0.1, curve_period_s=float(rng.uniform(4, 10)),
-                                  velocity_jitter=10.0, dynamics=15.0, pedal=bool(rng.random() < 0.5),
-                                  reverb_rt60=round(float(rng.uniform(0.4, 1.2)), 3),
-                                  snr_db=round(float(rng.uniform(15, 30)), 1),
-                                  seed=int(rng.integers(2**31)))  # fmt: skip
+            popts = PerformOptions(
+                soundfont=sf,
+                tempo_factor=round(float(rng.uniform(lo, hi)), 3),
+                tempo_curve=0.1,
+                curve_period_s=float(rng.uniform(4, 10)),
+                velocity_jitter=10.0,
+                dynamics=15.0,
+                pedal=bool(rng.random() < 0.5),
+                reverb_rt60=round(float(rng.uniform(0.4, 1.2)), 3),
+                snr_db=round(float(rng.uniform(15, 30)), 1),
+                seed=int(rng.integers(2**31)),
+            )
             plan.performances.append(PerfPlan(f"shifted{j}-{sf}", "shifted", popts))
     return plan
 
@@ -162,8 +177,13 @@ def strip_of(eng: Engraving) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return strip, np.asarray(offsets, np.int32), boxes
 
 
-def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
-                exclude_fingerprints: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
+def build_piece(
+    item: SourceItem,
+    split: str,
+    cfg: BuildConfig,
+    out: Path,
+    exclude_fingerprints: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """Build one piece; returns its index entry. Raises EngraveError (etc.) to skip it."""
     plan = plan_piece(item.pid, split, cfg)
     engravings = engrave_looks(item.path, [rp.options for rp in plan.renders])
@@ -205,15 +225,31 @@ def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
             pp = page_path(out, item.pid, rp.name, pi)
             atomic_write_bytes(pp, png_bytes(img))
             pages.append(str(pp.relative_to(out)))
-        arrays.update({f"r{i}.strip": strip, f"r{i}.note_x": nx, f"r{i}.note_y": ny,
-                       f"r{i}.note_system": nsys, f"r{i}.note_page": npage, f"r{i}.note_page_xy": pxy,
-                       f"r{i}.system_offsets": offsets, f"r{i}.system_boxes": boxes})  # fmt: skip
-        renders_meta.append({
-            "name": rp.name, "font": rp.options.font, "condition": rp.condition,
-            "options": asdict(rp.options), "pages": pages, "n_systems": len(eng.systems),
-            "strip_width": int(strip.shape[1]), "aligned": int(np.isfinite(nx).sum()),
-            "dropped": eng.dropped,
-        })  # fmt: skip
+        arrays.update(
+            {
+                f"r{i}.strip": strip,
+                f"r{i}.note_x": nx,
+                f"r{i}.note_y": ny,
+                f"r{i}.note_system": nsys,
+                f"r{i}.note_page": npage,
+                f"r{i}.note_page_xy": pxy,
+                f"r{i}.system_offsets": offsets,
+                f"r{i}.system_boxes": boxes,
+            }
+        )
+        renders_meta.append(
+            {
+                "name": rp.name,
+                "font": rp.options.font,
+                "condition": rp.condition,
+                "options": asdict(rp.options),
+                "pages": pages,
+                "n_systems": len(eng.systems),
+                "strip_width": int(strip.shape[1]),
+                "aligned": int(np.isfinite(nx).sum()),
+                "dropped": eng.dropped,
+            }
+        )
     perfs_meta: list[dict[str, Any]] = []
     for j, pp_ in enumerate(plan.performances):
         perf = perform(base.midi_notes, pp_.options)
@@ -222,26 +258,48 @@ def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
         spec = spectrogram(perf.audio)
         frame = (perf.time_map.to_perf(onset.astype(np.float64)) * C.FPS).astype(np.float32)
         frame[~(frame < len(spec))] = np.nan
-        arrays.update({f"p{j}.spec": spec.astype(np.float16), f"p{j}.note_frame": frame,
-                       f"p{j}.time_map": perf.time_map.as_array()})  # fmt: skip
-        perfs_meta.append({
-            "name": pp_.name, "soundfont": pp_.options.soundfont, "condition": pp_.condition,
-            "tempo_factor": pp_.options.tempo_factor, "options": pp_.options.to_dict(),
-            "seconds": round(perf.seconds, 3), "frames": int(len(spec)),
-        })  # fmt: skip
+        arrays.update(
+            {
+                f"p{j}.spec": spec.astype(np.float16),
+                f"p{j}.note_frame": frame,
+                f"p{j}.time_map": perf.time_map.as_array(),
+            }
+        )
+        perfs_meta.append(
+            {
+                "name": pp_.name,
+                "soundfont": pp_.options.soundfont,
+                "condition": pp_.condition,
+                "tempo_factor": pp_.options.tempo_factor,
+                "options": pp_.options.to_dict(),
+                "seconds": round(perf.seconds, 3),
+                "frames": int(len(spec)),
+            }
+        )
     x0_ok = np.isfinite(arrays["r0.note_x"])
     n_pairs = int(
         sum((x0_ok & np.isfinite(arrays[f"p{j}.note_frame"])).sum() for j in range(len(perfs_meta)))
     )
     meta = {
-        "id": item.pid, "title": base.title, "composer": base.composer or item.composer,
-        "source": str(item.path), "source_tag": item.source, "licence": item.licence, "split": split,
-        "keys": item.keys, "fingerprint": fp, "n_notes": n, "note_ids": ids,
-        "seconds": round(base.duration_s, 3), "n_pairs": n_pairs,
+        "id": item.pid,
+        "title": base.title,
+        "composer": base.composer or item.composer,
+        "source": str(item.path),
+        "source_tag": item.source,
+        "licence": item.licence,
+        "split": split,
+        "keys": item.keys,
+        "fingerprint": fp,
+        "n_notes": n,
+        "note_ids": ids,
+        "seconds": round(base.duration_s, 3),
+        "n_pairs": n_pairs,
         "n_pages": sum(len(r["pages"]) for r in renders_meta),
         "perf_seconds": round(sum(p["seconds"] for p in perfs_meta), 3),
-        "renders": renders_meta, "performances": perfs_meta, "build": cfg.to_dict(),
-    }  # fmt: skip
+        "renders": renders_meta,
+        "performances": perfs_meta,
+        "build": cfg.to_dict(),
+    }
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     atomic_write_bytes(piece_path(out, item.pid), npz_bytes(arrays))
     return index_entry(meta)
@@ -249,8 +307,21 @@ def build_piece(item: SourceItem, split: str, cfg: BuildConfig, out: Path,
 
 def index_entry(meta: dict[str, Any]) -> dict[str, Any]:
     """The piece's summary in index.json (everything but the per-note and per-render details)."""
-    keep = ("title", "composer", "source", "source_tag", "licence", "split", "keys", "fingerprint",
-            "n_notes", "seconds", "n_pairs", "n_pages", "perf_seconds")  # fmt: skip
+    keep = (
+        "title",
+        "composer",
+        "source",
+        "source_tag",
+        "licence",
+        "split",
+        "keys",
+        "fingerprint",
+        "n_notes",
+        "seconds",
+        "n_pairs",
+        "n_pages",
+        "perf_seconds",
+    )
     entry = {k: meta[k] for k in keep}
     entry["renders"] = [r["name"] for r in meta["renders"]]
     entry["performances"] = [p["name"] for p in meta["performances"]]

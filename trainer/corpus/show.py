@@ -18,8 +18,9 @@ from scoreid.errors import UserError
 from trainer.corpus.store import Corpus
 
 
-def show_piece(data_dir: Path, pid: str, out: Path, render_idx: int = 0, perf_idx: int = 0,
-               note: int | None = None) -> Path:  # fmt: skip
+def show_piece(
+    data_dir: Path, pid: str, out: Path, render_idx: int = 0, perf_idx: int = 0, note: int | None = None
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,8 +57,16 @@ def show_piece(data_dir: Path, pid: str, out: Path, render_idx: int = 0, perf_id
     for page, top, bottom, left, right in r.system_boxes:
         if int(page) == pg:
             cy = (top + bottom) / 2
-            ax.add_patch(Rectangle((left, cy - C.SHEET_WINDOW_H / 2), right - left, C.SHEET_WINDOW_H,
-                                   fill=False, ec="green", lw=0.8))  # fmt: skip
+            ax.add_patch(
+                Rectangle(
+                    (left, cy - C.SHEET_WINDOW_H / 2),
+                    right - left,
+                    C.SHEET_WINDOW_H,
+                    fill=False,
+                    ec="green",
+                    lw=0.8,
+                )
+            )
     x, y = r.note_page_xy[k]
     ax.scatter([x], [y], s=220, facecolors="none", edgecolors="orange", linewidths=2, label=f"note {k}")
     ax.set_title(f"{pid}: {piece.meta.get('title', '')} — render {r.name}, page {pg + 1}")
@@ -67,8 +76,13 @@ def show_piece(data_dir: Path, pid: str, out: Path, render_idx: int = 0, perf_id
     ax = fig.add_subplot(gs[1])
     f = float(p.note_frame[k])
     lo, hi = max(0, int(f) - 100), min(len(p.spec), int(f) + 100)
-    ax.imshow(p.spec[lo:hi].astype(np.float32).T, origin="lower", aspect="auto", cmap="magma",
-              extent=(lo, hi, 0, p.spec.shape[1]))  # fmt: skip
+    ax.imshow(
+        p.spec[lo:hi].astype(np.float32).T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(lo, hi, 0, p.spec.shape[1]),
+    )
     frames = p.note_frame[np.isfinite(p.note_frame)]
     frames = frames[(frames >= lo) & (frames < hi)]
     ax.vlines(frames, p.spec.shape[1] - 8, p.spec.shape[1], colors="cyan", lw=0.8)
@@ -84,8 +98,16 @@ def show_piece(data_dir: Path, pid: str, out: Path, render_idx: int = 0, perf_id
     ax.imshow(r.strip[:, s0:s1], cmap="gray", vmin=0, vmax=255, extent=(s0, s1, C.SHEET_WINDOW_H, 0))
     vis = np.flatnonzero(np.isfinite(r.note_x) & (r.note_x >= s0) & (r.note_x < s1))
     ax.scatter(r.note_x[vis], r.note_y[vis], s=5, c="red")
-    ax.add_patch(Rectangle((sx - C.SHEET_WINDOW_W / 2, 0), C.SHEET_WINDOW_W, C.SHEET_WINDOW_H - 1,
-                           fill=False, ec="orange", lw=2))  # fmt: skip
+    ax.add_patch(
+        Rectangle(
+            (sx - C.SHEET_WINDOW_W / 2, 0),
+            C.SHEET_WINDOW_W,
+            C.SHEET_WINDOW_H - 1,
+            fill=False,
+            ec="orange",
+            lw=2,
+        )
+    )
     ax.set_title(
         f"unrolled strip (x {s0}-{s1}): the {C.SHEET_WINDOW_H}x{C.SHEET_WINDOW_W} sheet window of note {k}"
     )

@@ -74,8 +74,14 @@ def _licence_for(folder: Path) -> str:
 
 
 def folder_items(folder: Path) -> list[SourceItem]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "LICENSE.txt"
-                   and not p.name.startswith(".") and p.suffix.lower() not in (".md", ".txt"))  # fmt: skip
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.name != "LICENSE.txt"
+        and not p.name.startswith(".")
+        and p.suffix.lower() not in (".md", ".txt")
+    )
     tag = _safe(folder.name)
     licence = _licence_for(folder)
     default_composer = folder.name.split("-")[0]
@@ -84,8 +90,16 @@ def folder_items(folder: Path) -> list[SourceItem]:
         rel = f.relative_to(folder).with_suffix("")
         title, composer = krn_title(f) if f.suffix.lower() == ".krn" else ("", "")
         composer = composer or default_composer
-        out.append(SourceItem(f"{tag}.{_safe(str(rel).replace('/', '.'))}", f, tag, composer, licence,
-                              work_keys(composer, f.stem, title)))  # fmt: skip
+        out.append(
+            SourceItem(
+                f"{tag}.{_safe(str(rel).replace('/', '.'))}",
+                f,
+                tag,
+                composer,
+                licence,
+                work_keys(composer, f.stem, title),
+            )
+        )
     return out
 
 
@@ -103,8 +117,16 @@ def music21_items(pattern: str) -> list[SourceItem]:
         composer = rel.split("/")[0]
         title, com = krn_title(path) if path.suffix.lower() == ".krn" else ("", "")
         stem = rel.rsplit(".", 1)[0]
-        out.append(SourceItem(f"m21.{_safe(stem.replace('/', '.'))}", path, f"music21-{composer}", com or composer,
-                              MUSIC21_LICENCE, work_keys(com or composer, path.stem, title)))  # fmt: skip
+        out.append(
+            SourceItem(
+                f"m21.{_safe(stem.replace('/', '.'))}",
+                path,
+                f"music21-{composer}",
+                com or composer,
+                MUSIC21_LICENCE,
+                work_keys(com or composer, path.stem, title),
+            )
+        )
     return out
 
 
@@ -121,8 +143,16 @@ def collect(sources: list[str]) -> list[SourceItem]:
             elif p.is_file():
                 title, composer = krn_title(p) if p.suffix.lower() == ".krn" else ("", "")
                 composer = composer or p.parent.name.split("-")[0]
-                found = [SourceItem(f"{_safe(p.parent.name)}.{_safe(p.stem)}", p, _safe(p.parent.name),
-                                    composer, _licence_for(p.parent), work_keys(composer, p.stem, title))]  # fmt: skip
+                found = [
+                    SourceItem(
+                        f"{_safe(p.parent.name)}.{_safe(p.stem)}",
+                        p,
+                        _safe(p.parent.name),
+                        composer,
+                        _licence_for(p.parent),
+                        work_keys(composer, p.stem, title),
+                    )
+                ]
             else:
                 raise UserError(f"source {s!r}: no such folder or file (music21 corpus: music21:GLOB)")
         if not found:

@@ -42,8 +42,14 @@ def _seed_for(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little")
 
 
-def assign_splits(keys: dict[str, list[str]], composers: dict[str, str], seed: int = 0,
-                  valid: float = 0.08, test: float = 0.15, balance: bool = True) -> dict[str, str]:  # fmt: skip
+def assign_splits(
+    keys: dict[str, list[str]],
+    composers: dict[str, str],
+    seed: int = 0,
+    valid: float = 0.08,
+    test: float = 0.15,
+    balance: bool = True,
+) -> dict[str, str]:
     """piece id -> "train" | "valid" | "test". At least one valid and one test group if >= 3 groups."""
     groups = group_by_keys(keys)
     strata: dict[str, list[list[str]]] = {}

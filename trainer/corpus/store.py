@@ -226,7 +226,7 @@ class Corpus:
                     system_boxes=a[f"r{i}.system_boxes"],
                     page_paths=[self.root / p for p in rm["pages"]],
                     meta=rm,
-                )  # fmt: skip
+                )
             )
         perfs = []
         for j, pm in enumerate(meta["performances"]):
@@ -240,6 +240,6 @@ class Corpus:
                     note_frame=a[f"p{j}.note_frame"],
                     time_map=a[f"p{j}.time_map"],
                     meta=pm,
-                )  # fmt: skip
+                )
             )
         return Piece(pid, meta, a["note_onset_s"], a["note_pitch"], renders, perfs)

@@ -133,8 +133,9 @@ def synthesise(midi: bytes, room: Room, rng: np.random.Generator) -> np.ndarray:
     return add_room_and_noise(dry, PerformOptions(reverb_rt60=room.rt60, snr_db=room.snr_db), rng)
 
 
-def build_performance(work: Work, perf: PerformanceFile, canonical: str, out: Path, realdev: Path,
-                      seed: int) -> dict[str, Any]:  # fmt: skip
+def build_performance(
+    work: Work, perf: PerformanceFile, canonical: str, out: Path, realdev: Path, seed: int
+) -> dict[str, Any]:
     """Synthesise one performance into ``out`` (FLAC + sidecar); returns the sidecar."""
     folder = out / "audio" / work.id
     rng = item_rng(seed, f"audio:{work.id}:{perf.performer}")
@@ -177,8 +178,9 @@ def log_line(enabled: bool, msg: str) -> None:
         print(f"realdev: {msg}", file=sys.stderr, flush=True)
 
 
-def build_all_sheets(works: list[Work], canon: dict[str, str], out: Path, seed: int,
-                     show: bool) -> dict[str, dict[str, Any]]:  # fmt: skip
+def build_all_sheets(
+    works: list[Work], canon: dict[str, str], out: Path, seed: int, show: bool
+) -> dict[str, dict[str, Any]]:
     targets = [w for w in works if canon[w.folder] == w.folder]
     built: dict[str, dict[str, Any]] = {}
     for i, w in progress(targets, "sheets", show):
@@ -199,8 +201,9 @@ def build_all_sheets(works: list[Work], canon: dict[str, str], out: Path, seed: 
     return built
 
 
-def build_all_audio(works: list[Work], canon: dict[str, str], out: Path, realdev: Path, seed: int,
-                    show: bool) -> list[dict[str, Any]]:  # fmt: skip
+def build_all_audio(
+    works: list[Work], canon: dict[str, str], out: Path, realdev: Path, seed: int, show: bool
+) -> list[dict[str, Any]]:
     todo = [(w, p) for w in works for p in w.performances]
     done: list[dict[str, Any]] = []
     for i, (w, perf) in progress(todo, "audio", show):
@@ -218,8 +221,9 @@ def build_all_audio(works: list[Work], canon: dict[str, str], out: Path, realdev
     return done
 
 
-def build_set(realdev: Path, out: Path, seed: int = 0, matches_path: Path = DEFAULT_MATCHES,
-              show: bool = True) -> dict[str, Any]:  # fmt: skip
+def build_set(
+    realdev: Path, out: Path, seed: int = 0, matches_path: Path = DEFAULT_MATCHES, show: bool = True
+) -> dict[str, Any]:
     """Build (or resume) the whole set; returns (and writes) ``set.json``."""
     works = find_works(realdev)
     canon = canonical_folders(works, load_matches(matches_path))
@@ -230,23 +234,37 @@ def build_set(realdev: Path, out: Path, seed: int = 0, matches_path: Path = DEFA
         "version": 1,
         "realdev": str(realdev),
         "seed": seed,
-        "sheets": {"engraver": "verovio", "font": FONT, "upscale": UPSCALE, "rotation_deg": ROTATION_DEG,
-                   "blur_radius": BLUR_RADIUS, "paper": [PAPER_GAIN, PAPER_OFFSET], "grain_std": GRAIN_STD},
-        "audio": {"synth": "fluidsynth", "soundfont": SOUNDFONT, "sample_rate": C.SAMPLE_RATE,
-                  "rt60_range": list(RT60_RANGE), "snr_db_range": list(SNR_DB_RANGE)},
+        "sheets": {
+            "engraver": "verovio",
+            "font": FONT,
+            "upscale": UPSCALE,
+            "rotation_deg": ROTATION_DEG,
+            "blur_radius": BLUR_RADIUS,
+            "paper": [PAPER_GAIN, PAPER_OFFSET],
+            "grain_std": GRAIN_STD,
+        },
+        "audio": {
+            "synth": "fluidsynth",
+            "soundfont": SOUNDFONT,
+            "sample_rate": C.SAMPLE_RATE,
+            "rt60_range": list(RT60_RANGE),
+            "snr_db_range": list(SNR_DB_RANGE),
+        },
         "work_folders": len(works),
         "pieces": pieces,
         "performances": perfs,
-    }  # fmt: skip
+    }
     write_json(out / "set.json", doc)
     return doc
 
 
 def summary_lines(doc: dict[str, Any]) -> Iterable[str]:
     hours = sum(p["seconds"] for p in doc["performances"]) / 3600
-    yield (f"{doc['work_folders']} work folders -> {len(doc['pieces'])} works with pages "
-           f"({sum(p['pages'] for p in doc['pieces'].values())} pages, {FONT}), "
-           f"{len(doc['performances'])} performances ({hours:.1f} h, {SOUNDFONT} soundfont)")  # fmt: skip
+    yield (
+        f"{doc['work_folders']} work folders -> {len(doc['pieces'])} works with pages "
+        f"({sum(p['pages'] for p in doc['pieces'].values())} pages, {FONT}), "
+        f"{len(doc['performances'])} performances ({hours:.1f} h, {SOUNDFONT} soundfont)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,10 +65,28 @@ from trainer.realdev.works import DEFAULT_REALDEV, find_works, item_rng
 DEFAULT_DATA = Path("/work/data/realdev-distractors")
 #: music21 corpus patterns: keyboard works, chorales, quartets, madrigals, early polyphony
 DEFAULT_MUSIC21 = (
-    "bach/*", "beethoven/*", "mozart/*", "haydn/*", "schumann*/*", "chopin/*", "joplin/*", "cpebach/*",
-    "schoenberg/*", "handel/*", "corelli/*", "schubert/*", "weber/*", "verdi/*", "beach/*", "monteverdi/*",
-    "josquin/*", "luca/*", "ciconia/*", "lusitano/*", "trecento/*",
-)  # fmt: skip
+    "bach/*",
+    "beethoven/*",
+    "mozart/*",
+    "haydn/*",
+    "schumann*/*",
+    "chopin/*",
+    "joplin/*",
+    "cpebach/*",
+    "schoenberg/*",
+    "handel/*",
+    "corelli/*",
+    "schubert/*",
+    "weber/*",
+    "verdi/*",
+    "beach/*",
+    "monteverdi/*",
+    "josquin/*",
+    "luca/*",
+    "ciconia/*",
+    "lusitano/*",
+    "trecento/*",
+)
 PALESTRINA = "palestrina/*"
 MAX_PARTS_AS_IS = 2  #: scores with more parts are reduced to a grand staff
 
@@ -133,8 +151,9 @@ class Built:
     best_match: tuple[str, float]  #: the most similar real-dev work folder and its similarity
 
 
-def build_piece(item: SourceItem, folder: Path, seed: int, works: dict[str, list[int]],
-                threshold: float) -> Built:  # fmt: skip
+def build_piece(
+    item: SourceItem, folder: Path, seed: int, works: dict[str, list[int]], threshold: float
+) -> Built:
     """Engrave one score in the real-dev look into ``folder`` (unless it is a real-dev work)."""
     from synthesis.engrave import EngraveOptions, engrave
 
@@ -153,14 +172,30 @@ def build_piece(item: SourceItem, folder: Path, seed: int, works: dict[str, list
         atomic_write_bytes(folder / f"p{i + 1}.png", png_bytes(scanned(page, rng)))
     title = eng.title or item.path.stem
     composer = item.composer or eng.composer
-    write_json(folder / "piece.json", {"title": title, "composer": composer,
-                                       "source": f"{item.source}:{item.path.name}", "distractor": True})  # fmt: skip
+    write_json(
+        folder / "piece.json",
+        {
+            "title": title,
+            "composer": composer,
+            "source": f"{item.source}:{item.path.name}",
+            "distractor": True,
+        },
+    )
     return Built(len(eng.pages), title, composer, match)
 
 
 # ------------------------------------------------------------------------------ the set
-def build_distractors(out: Path, corpora: Path, realdev: Path, music21: Sequence[str], palestrina: int,
-                      seed: int, workers: int, limit: int | None, show: bool) -> dict[str, Any]:  # fmt: skip
+def build_distractors(
+    out: Path,
+    corpora: Path,
+    realdev: Path,
+    music21: Sequence[str],
+    palestrina: int,
+    seed: int,
+    workers: int,
+    limit: int | None,
+    show: bool,
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     works = realdev_notes(realdev, out / "realdev-notes.json")
     known_matches = matched_corpus_pids(load_matches())
@@ -177,15 +212,24 @@ def build_distractors(out: Path, corpora: Path, realdev: Path, music21: Sequence
         folder = out / "pieces" / it.pid
         if (folder / "piece.json").is_file():
             meta = json.loads((folder / "piece.json").read_text())
-            entry = status.get(it.pid) or {"built": True, "pages": len(list(folder.glob("p*.png"))),
-                                           "title": meta["title"], "composer": meta["composer"]}  # fmt: skip
+            entry = status.get(it.pid) or {
+                "built": True,
+                "pages": len(list(folder.glob("p*.png"))),
+                "title": meta["title"],
+                "composer": meta["composer"],
+            }
         elif it.pid in status and not status[it.pid].get("built"):
             entry = status[it.pid]  # left out or failed before: the same inputs give the same answer
         else:
             try:
                 b = run_isolated(build_piece, it, folder, seed, works, THRESHOLD, timeout=ENGRAVE_TIMEOUT_S)
-                entry = {"built": b.pages > 0, "pages": b.pages, "title": b.title, "composer": b.composer,
-                         "best_realdev": list(b.best_match)}  # fmt: skip
+                entry = {
+                    "built": b.pages > 0,
+                    "pages": b.pages,
+                    "title": b.title,
+                    "composer": b.composer,
+                    "best_realdev": list(b.best_match),
+                }
                 if not b.pages:
                     entry["why"] = f"the notes of real-dev {b.best_match[0]} ({b.best_match[1]:.2f})"
             except IsolatedError as e:
@@ -194,8 +238,11 @@ def build_distractors(out: Path, corpora: Path, realdev: Path, music21: Sequence
         done[0] += 1
         if show:
             what = f"{entry['pages']} pages" if entry.get("built") else f"left out: {entry.get('why')}"
-            print(f"distractors: {done[0]}/{len(todo)} {it.pid}: {what} ({time.time() - t0:.0f} s)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"distractors: {done[0]}/{len(todo)} {it.pid}: {what} ({time.time() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         return it.pid, entry
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -233,11 +280,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
     t0 = time.time()
-    doc = build_distractors(args.out, args.corpora.resolve(), args.realdev.resolve(),
-                            args.music21 or list(DEFAULT_MUSIC21), args.palestrina, args.seed, args.workers,
-                            args.limit, args.progress)  # fmt: skip
-    print(f"distractors: {len(doc['built'])} pieces ({doc['pages']} pages) of {doc['candidates']} candidates, "
-          f"{len(doc['left_out'])} left out; {time.time() - t0:.0f} s; wrote {args.out / 'distractors.json'}")  # fmt: skip
+    doc = build_distractors(
+        args.out,
+        args.corpora.resolve(),
+        args.realdev.resolve(),
+        args.music21 or list(DEFAULT_MUSIC21),
+        args.palestrina,
+        args.seed,
+        args.workers,
+        args.limit,
+        args.progress,
+    )
+    print(
+        f"distractors: {len(doc['built'])} pieces ({doc['pages']} pages) of {doc['candidates']} candidates, "
+        f"{len(doc['left_out'])} left out; {time.time() - t0:.0f} s; wrote {args.out / 'distractors.json'}"
+    )
     return 0
 
 

@@ -34,8 +34,9 @@ def excerpt_start(seed: int, folder: str, performer: str, length_s: float, secon
     return round(float(rng.uniform(0.0, room)), 2)
 
 
-def plan_excerpts(performances: Sequence[tuple[str, str, float]], lengths: Sequence[float],
-                  seed: int) -> list[Excerpt]:  # fmt: skip
+def plan_excerpts(
+    performances: Sequence[tuple[str, str, float]], lengths: Sequence[float], seed: int
+) -> list[Excerpt]:
     """Excerpts of ``(folder, performer, seconds)`` performances, in the given order, lengths inner."""
     out = []
     for folder, performer, seconds in performances:

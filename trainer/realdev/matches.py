@@ -105,8 +105,9 @@ def read_notes(path: Path) -> ScoreNotes:
     try:
         return ScoreNotes(tuple(run_isolated(verovio_pitches, path, timeout=READ_TIMEOUT_S)), "verovio")
     except IsolatedError as e:
-        return ScoreNotes(tuple(run_isolated(music21_pitches, path, timeout=READ_TIMEOUT_S)),
-                          f"music21 (verovio: {e})")  # fmt: skip
+        return ScoreNotes(
+            tuple(run_isolated(music21_pitches, path, timeout=READ_TIMEOUT_S)), f"music21 (verovio: {e})"
+        )
 
 
 # ------------------------------------------------------------------------------ matching
@@ -134,8 +135,13 @@ def rank_candidates(work: Pitches, files: Sequence[CorpusFile]) -> list[tuple[fl
     return sorted(scored, key=lambda sf: (-sf[0], sf[1].pid))
 
 
-def work_entry(work: Work, notes: ScoreNotes, ranked: list[tuple[float, CorpusFile]],
-               same_work: list[tuple[float, str]], threshold: float) -> dict[str, Any]:  # fmt: skip
+def work_entry(
+    work: Work,
+    notes: ScoreNotes,
+    ranked: list[tuple[float, CorpusFile]],
+    same_work: list[tuple[float, str]],
+    threshold: float,
+) -> dict[str, Any]:
     def row(score: float, f: CorpusFile) -> dict[str, Any]:
         return {"pid": f.pid, "file": f.file, "score": score}
 
@@ -150,8 +156,12 @@ def work_entry(work: Work, notes: ScoreNotes, ranked: list[tuple[float, CorpusFi
     }
 
 
-def match_all(works: list[Work], files: list[CorpusFile], threshold: float = THRESHOLD,
-              log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+def match_all(
+    works: list[Work],
+    files: list[CorpusFile],
+    threshold: float = THRESHOLD,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """The whole matches document for ``works`` against ``files``."""
     notes = {}
     for w in works:
@@ -159,11 +169,15 @@ def match_all(works: list[Work], files: list[CorpusFile], threshold: float = THR
         log(f"read {w.folder}: {len(notes[w.folder].pitches)} notes ({notes[w.folder].reader})")
     entries = {}
     for w in works:
-        same = [(round(similarity(notes[w.folder].pitches, notes[o.folder].pitches), 4), o.folder)
-                for o in works if o.folder != w.folder]  # fmt: skip
+        same = [
+            (round(similarity(notes[w.folder].pitches, notes[o.folder].pitches), 4), o.folder)
+            for o in works
+            if o.folder != w.folder
+        ]
         same_work = sorted((s, f) for s, f in same if s >= threshold)
-        entries[w.folder] = work_entry(w, notes[w.folder], rank_candidates(notes[w.folder].pitches, files),
-                                       same_work, threshold)  # fmt: skip
+        entries[w.folder] = work_entry(
+            w, notes[w.folder], rank_candidates(notes[w.folder].pitches, files), same_work, threshold
+        )
     matched = [f for f, e in entries.items() if e["matches"]]
     return {
         "method": {
@@ -173,7 +187,7 @@ def match_all(works: list[Work], files: list[CorpusFile], threshold: float = THR
             "notes": "Verovio MIDI pitches by onset then pitch; music21 where Verovio fails",
             "similarity": "max of both ways: share of the n-grams of one score's first head_notes "
             "notes found anywhere in the other",
-        },  # fmt: skip
+        },
         "corpus_files": len(files),
         "works": entries,
         "summary": {
@@ -210,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--realdev", type=Path, default=DEFAULT_REALDEV)
     p.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
-    p.add_argument("--source", action="append", default=None,
-                   help=f"corpus folder under --corpora (repeatable; default {', '.join(DEFAULT_SOURCES)})")  # fmt: skip
+    p.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        help=f"corpus folder under --corpora (repeatable; default {', '.join(DEFAULT_SOURCES)})",
+    )
     p.add_argument("--threshold", type=float, default=THRESHOLD)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)

@@ -98,8 +98,12 @@ def test_a_track_whose_piece_changed_is_rebuilt_not_misread(library, tmp_path):
     for t, emb, hits in hops(library, "piece-0", 20):
         step(eng, t, emb, hits)
     rng = np.random.default_rng(5)  # the same ids, piece-0 re-added with another number of windows
-    other = Library.open(write_core_library(tmp_path / "lib2", {"piece-0": unit_rows(rng, 50),
-                                                               "piece-1": library.vectors[slice(*library.rows["piece-1"])]}))  # fmt: skip
+    other = Library.open(
+        write_core_library(
+            tmp_path / "lib2",
+            {"piece-0": unit_rows(rng, 50), "piece-1": library.vectors[slice(*library.rows["piece-1"])]},
+        )
+    )
     restored = SessionEngine.from_bytes(other, eng.to_bytes())
     assert "piece-0" not in restored.follower.tracks
 

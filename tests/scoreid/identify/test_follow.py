@@ -149,7 +149,10 @@ def test_a_track_restored_from_its_state_goes_on_exactly():
         if b is not None:
             b.update(t, sims, 1.0)
             assert (b.position_x(), b.coherence(), b.evidence_library) == (
-                a.position_x(), a.coherence(), a.evidence_library)  # fmt: skip
+                a.position_x(),
+                a.coherence(),
+                a.evidence_library,
+            )
     assert b is not None and list(b.path) == list(a.path) and np.array_equal(b.alpha, a.alpha)
     with pytest.raises(ValueError, match="windows"):
         PieceTrack.from_state(a.state(), a.strip_x[:-1], STRIDE, HOP)
@@ -244,8 +247,9 @@ def test_a_guard_track_restored_while_it_holds_off_a_rival_goes_on_exactly():
         if b is None and a.rival is not None and a.rival[2] >= 2:
             st = a.state()
             alpha = st.pop("alpha")
-            b = PieceTrack.from_state({**json.loads(json.dumps(st)), "alpha": alpha}, a.strip_x, STRIDE, HOP,
-                                      "guard")  # fmt: skip
+            b = PieceTrack.from_state(
+                {**json.loads(json.dumps(st)), "alpha": alpha}, a.strip_x, STRIDE, HOP, "guard"
+            )
             assert b.rival == a.rival
         a.update(t, sims)
         if b is not None:

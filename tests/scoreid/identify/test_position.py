@@ -8,8 +8,18 @@ from dataclasses import fields
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from scoreid.identify.position import Position
 
-POS = Position(piece="chopin-op28-4", page=1, system=2, x=812.4, y0=912.0, y1=1338.5, strip_x=5123.7,
-               file="score.pdf", file_page=1, show_page=2)  # fmt: skip
+POS = Position(
+    piece="chopin-op28-4",
+    page=1,
+    system=2,
+    x=812.4,
+    y0=912.0,
+    y1=1338.5,
+    strip_x=5123.7,
+    file="score.pdf",
+    file_page=1,
+    show_page=2,
+)
 
 
 def test_every_field_is_a_field_of_the_grpc_message_and_comes_back():

@@ -17,8 +17,9 @@ from scoreid.library import Library
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_build_open_incremental_add_remove_show(tmp_path, sheets_dir, random_model):
@@ -190,8 +191,9 @@ def test_a_piece_built_from_files_in_memory_is_the_folder_build(tmp_path, sheets
         stored = load_piece(tmp_path, pid)
         files = [(f.name, f.read_bytes()) for f in page_files(folder)]
         title, composer = prep.entry["title"], prep.entry["composer"]
-        piece = piece_from_files(pid, files, enc, DEFAULT_STRIDE, index["model"]["sha256"], title, composer,
-                                 lambda m: None)  # fmt: skip
+        piece = piece_from_files(
+            pid, files, enc, DEFAULT_STRIDE, index["model"]["sha256"], title, composer, lambda m: None
+        )
         assert np.array_equal(piece.rows.vectors, stored.vectors)
         assert all(np.array_equal(piece.rows.meta[k], stored.meta[k]) for k in stored.meta)
         assert piece.entry["source"] == f"ingest:{pid}"

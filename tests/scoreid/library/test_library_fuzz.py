@@ -44,8 +44,12 @@ def test_corrupt_pdfs_and_images_are_rejected_and_the_rest_builds(tmp_path, shee
             (d / f"page.{kind}").write_bytes(blob)
             bad.append(d.name)
     lib = tmp_path / "lib"
-    res = subprocess.run([sys.executable, "-m", "cli", "library", "build", src, "--out", lib,
-                          "--model", random_model], capture_output=True, text=True, timeout=600)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "cli", "library", "build", src, "--out", lib, "--model", random_model],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     built = Library.open(lib).piece_ids

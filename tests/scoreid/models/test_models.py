@@ -162,9 +162,11 @@ def test_student_checkpoint_roundtrip(tmp_path):
         ref_a, ref_s = net.embed_audio(audio[:5]), net.embed_sheet(sheet[:5])
     save_checkpoint(net, tmp_path / "student.pt")
     loaded = load_checkpoint(tmp_path / "student.pt")
-    assert loaded.config == net.config == {
-        "audio_frames": 84, "dim": 32, "audio_filters": [12, 24, 48, 48], "audio_stem": "stride2"
-    }  # fmt: skip
+    assert (
+        loaded.config
+        == net.config
+        == {"audio_frames": 84, "dim": 32, "audio_filters": [12, 24, 48, 48], "audio_stem": "stride2"}
+    )
     with torch.no_grad():
         assert torch.equal(loaded.embed_audio(audio[:5]), ref_a)
         assert torch.equal(loaded.embed_sheet(sheet[:5]), ref_s)
@@ -196,7 +198,9 @@ def test_unknown_architectures_are_refused(tmp_path):
     with pytest.raises(ValueError, match="too small"):
         audio_encoder(42, (8,) * 7)
     net = CrossModalNet()
-    torch.save({"format": TORCH_FORMAT, "config": {**net.config, "audio_stem": "x"}, "state_dict": net.state_dict()},
-               tmp_path / "bad.pt")  # fmt: skip
+    torch.save(
+        {"format": TORCH_FORMAT, "config": {**net.config, "audio_stem": "x"}, "state_dict": net.state_dict()},
+        tmp_path / "bad.pt",
+    )
     with pytest.raises(ValueError, match="unknown stem"):
         load_checkpoint(tmp_path / "bad.pt")

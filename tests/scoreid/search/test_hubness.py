@@ -81,8 +81,23 @@ def with_bank(model: Path, out: Path, weight: float = 0.5, n: int = 256) -> Path
 
 
 def build(sheets: Path, lib: Path, model: Path) -> None:
-    res = subprocess.run([sys.executable, "-m", "cli", "library", "build", str(sheets), "--out", str(lib),
-                          "--model", str(model)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "library",
+            "build",
+            str(sheets),
+            "--out",
+            str(lib),
+            "--model",
+            str(model),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -135,9 +150,11 @@ def test_an_old_library_is_rescored_from_its_vectors_and_a_stale_piece_counts_as
 def test_a_malformed_hub_entry_is_refused_with_its_reason(random_model, tmp_path):
     model = with_bank(random_model, tmp_path / "model")
     manifest = json.loads((model / "manifest.json").read_text())
-    for bad, why in (({**manifest["hub"], "sha256": "f" * 64}, "does not match"),
-                     ({**manifest["hub"], "bank": "../x.npy"}, "missing"),
-                     ({**manifest["hub"], "k": 0}, "k must be")):  # fmt: skip
+    for bad, why in (
+        ({**manifest["hub"], "sha256": "f" * 64}, "does not match"),
+        ({**manifest["hub"], "bank": "../x.npy"}, "missing"),
+        ({**manifest["hub"], "k": 0}, "k must be"),
+    ):
         (model / "manifest.json").write_text(json.dumps({**manifest, "hub": bad}))
         with pytest.raises(UserError, match=why):
             _ = load_model(model).hub

@@ -69,8 +69,11 @@ def test_verovio_pages_degraded_at_two_resolutions(verovio_pages, width, deg, bl
     wrong_count = 0
     for k, p in enumerate(verovio_pages):
         f = width / p.image.shape[1]
-        img = np.asarray(Image.fromarray(p.image).resize((width, int(round(p.image.shape[0] * f))),
-                                                         Image.Resampling.LANCZOS))  # fmt: skip
+        img = np.asarray(
+            Image.fromarray(p.image).resize(
+                (width, int(round(p.image.shape[0] * f))), Image.Resampling.LANCZOS
+            )
+        )
         noisy = degrade(img, deg if k % 2 == 0 else -deg / 2, seed=k, blur=blur * f, noise=noise, jpeg=jpeg)
         layout = Y.detect_systems(noisy)
         assert abs(layout.angle_deg - (deg if k % 2 == 0 else -deg / 2)) < 0.15

@@ -86,7 +86,9 @@ def test_aligned_noteheads_lie_on_ink_of_page_and_strip(built):
             for k in np.flatnonzero(np.isfinite(r.note_x)):
                 x, y = r.note_page_xy[k]
                 page = pages[int(r.note_page[k])]
-                on_page += (page[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 3 : int(round(x)) + 4] < 128).mean() >= 0.4  # fmt: skip
+                on_page += (
+                    page[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 3 : int(round(x)) + 4] < 128
+                ).mean() >= 0.4
                 sx, sy = r.note_x[k], r.note_y[k]
                 win = window_at(r.strip, sx)  # the sheet window the trainer cuts for this note
                 c = sx - int(round(sx - C.SHEET_WINDOW_W / 2.0))  # the note's column in the window
@@ -110,8 +112,26 @@ def test_stored_onset_frames_agree_with_stored_spectrogram(built):
 def test_cli_skips_bad_files_with_reasons_and_exit_code(tmp_path, capsys):
     src = make_sources(tmp_path)
     add_bad_files(src)
-    rc = run.main(["corpus", "build", "--source", str(src), "--out", str(tmp_path / "d"), "--workers", "2",
-                   "--looks", "1", "--performances", "1", "--limit", "6", "--keep-audio", "--no-progress"])  # fmt: skip
+    rc = run.main(
+        [
+            "corpus",
+            "build",
+            "--source",
+            str(src),
+            "--out",
+            str(tmp_path / "d"),
+            "--workers",
+            "2",
+            "--looks",
+            "1",
+            "--performances",
+            "1",
+            "--limit",
+            "6",
+            "--keep-audio",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 3
     assert "3 built" in out and "3 skipped" in out
@@ -185,8 +205,15 @@ def test_pool_excludes_works_of_the_aligned_corpus(built, tmp_path):
     write_piece(other / "renamed.krn", title="Renamed", tempo=120)
     write_piece(other / "fresh.krn", title="Fresh", tempo=90, variant=2)
     shutil.copy(src / "gamma.krn", other / "gamma.krn")  # same name and title -> excluded by key
-    res = build([str(other)], tmp_path / "pool", workers=1, unaligned=True, exclude=[root / "data"],
-                cfg=CFG, progress=False)  # fmt: skip
+    res = build(
+        [str(other)],
+        tmp_path / "pool",
+        workers=1,
+        unaligned=True,
+        exclude=[root / "data"],
+        cfg=CFG,
+        progress=False,
+    )
     assert res.excluded == ["pool-src.gamma"]
     assert res.built == ["pool-src.fresh"]
     assert "same work" in res.skipped["pool-src.renamed"]
@@ -239,7 +266,9 @@ def test_training_performances_get_a_touch_and_the_held_out_plans_do_not_change(
             o = p.options
             assert (o.chord_spread_ms, o.melody_lead_ms, o.articulation, o.program) == (0, 0, 0, 0)
     # the draws of everything else are the train plan's, so the held-out plans are the old ones
-    train_same = [replace(p.options, chord_spread_ms=0.0, melody_lead_ms=0.0, articulation=0.0, program=0)
-                  for p in plan_piece("a.x", "train", cfg).performances]  # fmt: skip
+    train_same = [
+        replace(p.options, chord_spread_ms=0.0, melody_lead_ms=0.0, articulation=0.0, program=0)
+        for p in plan_piece("a.x", "train", cfg).performances
+    ]
     valid_same = [p.options for p in plan_piece("a.x", "valid", cfg).performances if p.condition == "same"]
     assert train_same == valid_same
