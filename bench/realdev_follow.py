@@ -65,6 +65,7 @@ from bench.follow import CachedEncoder
 from bench.realdev import composer_of, excerpt_library, parse_sizes, read_excerpt, select_performances
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
+from scoreid.identify import follow
 from scoreid.identify.stream import DEFAULT_HOP_S, Identifier
 from scoreid.inference import load_model
 from scoreid.library.store import Library, system_layout
@@ -1088,6 +1089,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dump", type=Path, default=None, help="write every hop (compact JSON) here")
     p.add_argument("--follower", default="guard", help="the follower kind (scoreid.identify.follow.KINDS)")
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a follower constant for this run (scoreid.identify.follow, e.g. START_PRIOR=0)",
+    )
+    p.add_argument(
         "--embed-cache",
         type=Path,
         default=None,
@@ -1123,8 +1131,23 @@ def piece_map(lib: Library, work: str, score: Path, cache: Path) -> tuple[list[M
     return got if isinstance(got, str) else (measures, got)
 
 
+def follower_overrides(items: list[str]) -> dict[str, float]:
+    """``--set NAME=VALUE``: set the follower's numeric constant NAME (a module-level number of
+    :mod:`scoreid.identify.follow`) for this run; the values set."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        current = getattr(follow, name, None)
+        if not sep or not name.isupper() or isinstance(current, bool) or not isinstance(current, int | float):
+            raise SystemExit(f"bench/realdev_follow: --set {item!r}: not NAME=VALUE of a follower constant")
+        out[name] = type(current)(float(value))
+        setattr(follow, name, out[name])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    overrides = follower_overrides(args.set)
     t_start = time.perf_counter()
     set_doc = json.loads((args.data / "set.json").read_text())
     lib = Library.open(args.library)
@@ -1294,6 +1317,7 @@ def main(argv: list[str] | None = None) -> int:
         "library": str(args.library),
         "model": str(args.model),
         "follower": args.follower,
+        "follower_overrides": overrides,
         "constants": {
             "grid_s": GRID_S,
             "back_jump_measures": BACK_JUMP_MEASURES,

@@ -64,8 +64,9 @@ MAX_CANDIDATES = 50
 #: where the piece null (w = 0.05) slows it to 5.5 s by favouring long pieces
 SEQUENCE_WEIGHT = 0.1
 EVIDENCE = "library"
-#: the format of :meth:`SessionEngine.to_bytes` (4: a track keeps its rival region, ``guard``)
-MAGIC = b"scoreid-engine/4\n"
+#: the format of :meth:`SessionEngine.to_bytes` (4: a track keeps its rival region, ``guard``; 5: the
+#: follower counts the windows it has seen, for the start prior)
+MAGIC = b"scoreid-engine/5\n"
 
 
 class EngineStateError(ValueError):

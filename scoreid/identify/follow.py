@@ -35,7 +35,10 @@ apart) and ``sim_i`` the cosine similarity of the audio window to window ``i``::
   sounding: several nats a hop).
 
 A piece that becomes a candidate is caught up on the recent audio windows (a ring buffer of
-embeddings), so its position is known at once.
+embeddings), so its position is known at once. When those windows still hold the stream's first,
+the ``tempo``/``guard`` filter starts from :func:`start_prior` (most performances start at the
+opening: half the prior on the opening windows), which settles a tie between the opening and a
+written-out reprise of it for the opening; music heard elsewhere outweighs it within a hop or two.
 
 Sequence evidence (how well a candidate's stream moves through it in order) is kept two ways, each a
 decayed sum of per-hop log-likelihood ratios whose numerator is the track's predictive likelihood
@@ -93,8 +96,14 @@ BROAD_FALLS = 2.0
 TEMPO_SD_WINDOWS = 0.35
 #: ... plus this much per window of expected advance
 TEMPO_SD_PER_WINDOW = 0.25
-#: a fitted speed is clipped to [0, this x MAX_SPEED_PX_S]
+#: a fitted speed is clipped to [MIN_FIT_SPEED_PX_S, this x MAX_SPEED_PX_S]
 MAX_FIT_SPEEDS = 3.0
+#: the slowest speed a track fits (strip px per second of audio): a repetitive passage (a drone, an
+#: ostinato) matches one window for seconds, and a track that fitted a standstill would stay there
+MIN_FIT_SPEED_PX_S = 0.0
+#: the speed fit is a least-squares slope shrunk towards DEFAULT_SPEED_PX_S as if this many s^2 of
+#: path had moved at it (0: the plain fit)
+SPEED_PRIOR_S2 = 0.0
 #: the position is the posterior mean over the best state and this many windows on each side of it
 POSTERIOR_WINDOWS = 2
 #: a backward move of less than this many windows is held (the reported position does not jitter back)
@@ -110,6 +119,14 @@ GUARD_JUMP_PROB = 0.002
 SWITCH_NATS = 8.0
 #: ... and for at least this many hops (moving on at the track's tempo)
 SWITCH_HOPS = 2
+#: a track whose first window is the stream's first puts this share of its prior on the piece's
+#: opening (most performances start there): it settles a tie between look-alike passages (the
+#: opening theme and its reprise) for the opening, and is outweighed within a hop or two when the
+#: music heard is elsewhere (0: a uniform prior)
+START_PRIOR = 0.5
+#: the opening: the windows within this many seconds of music at the fastest reading speed of the
+#: first window's centre (:data:`MAX_SPEED_PX_S`; its own lag plus this)
+START_SLACK_S = 1.0
 
 
 def _logsumexp(a: np.ndarray) -> float:
@@ -119,6 +136,17 @@ def _logsumexp(a: np.ndarray) -> float:
 
 def _logmeanexp(a: np.ndarray) -> float:
     return _logsumexp(a) - math.log(len(a))
+
+
+def start_prior(strip_x: np.ndarray, lag_s: float, share: float | None = None) -> np.ndarray:
+    """log prior over a piece's windows for a stream's first window: ``share`` (default
+    :data:`START_PRIOR`) spread over the opening (the windows the first window's centre can reach
+    at the fastest reading speed), the rest over every window."""
+    share = START_PRIOR if share is None else share
+    x = np.asarray(strip_x, np.float64)
+    opening = x <= x[0] + MAX_SPEED_PX_S * (lag_s + START_SLACK_S)
+    p = (1.0 - share) / len(x) + share * opening / max(1, int(opening.sum()))
+    return np.log(p)
 
 
 def broad_kernel(max_step: int) -> np.ndarray:
@@ -164,12 +192,15 @@ class PieceTrack:
         self.max_step = max(1, int(math.ceil(speed_max * self.hop_s / self.stride)) + 1)
         self.broad = broad_kernel(self.max_step)
 
-    def update(self, t: float, sims: np.ndarray, null: float | None = None) -> None:
+    def update(self, t: float, sims: np.ndarray, null: float | None = None, first: bool = False) -> None:
         """One audio window: its similarities to the piece's windows, and ``null`` =
-        ``log mean e^{sim/T}`` over the window's search hits (None: unknown, the piece null is used)."""
+        ``log mean e^{sim/T}`` over the window's search hits (None: unknown, the piece null is used);
+        ``first``: it is the stream's first window (the filter starts from :func:`start_prior`)."""
         e = np.asarray(sims, np.float64) / TEMPERATURE
         self._emission = e
         a = e
+        if self.kind in ("tempo", "guard") and self.alpha is None and first:
+            a = e + start_prior(self.strip_x, self.lag_s)
         if self.kind != "best" and self.alpha is not None:
             kernel = self.broad
             if self.kind in ("tempo", "guard") and self._speed_known():
@@ -310,8 +341,10 @@ class PieceTrack:
         if len(pts) < MIN_FIT_HOPS:
             return
         dt, dx = pts[:, 0] - pts[:, 0].mean(), pts[:, 1] - pts[:, 1].mean()
-        slope = float(np.dot(dt, dx) / max(float(np.dot(dt, dt)), 1e-12))  # least squares
-        self.speed = float(np.clip(slope, 0.0, MAX_FIT_SPEEDS * MAX_SPEED_PX_S))
+        sxy, sxx = float(np.dot(dt, dx)), float(np.dot(dt, dt))
+        # least squares, shrunk towards the default speed
+        slope = (sxy + SPEED_PRIOR_S2 * DEFAULT_SPEED_PX_S) / max(sxx + SPEED_PRIOR_S2, 1e-12)
+        self.speed = float(np.clip(slope, MIN_FIT_SPEED_PX_S, MAX_FIT_SPEEDS * MAX_SPEED_PX_S))
 
     def coherence(self) -> float:
         """Share of the recent hops whose match lay where the track's tempo predicted, while the
@@ -400,6 +433,8 @@ class CandidateFollower:
         self.lag_s = float(lag_s)
         self.tracks: dict[str, PieceTrack] = {}
         self.history: deque = deque(maxlen=HISTORY_HOPS)  # (t, embedding)
+        #: windows followed since the stream began (the history holds its first while <= maxlen)
+        self.seen = 0
 
     def update(
         self,
@@ -414,6 +449,7 @@ class CandidateFollower:
         the window's library null (:func:`library_null` of its search hits)."""
         emb = np.asarray(emb, np.float32).reshape(-1)
         self.history.append((t, emb, null))
+        self.seen += 1
         keep = [p for p in candidates[: self.max_candidates] if p in self.rows]
         for pid in list(self.tracks):
             if pid not in keep:
@@ -424,8 +460,9 @@ class CandidateFollower:
                 s, e = self.rows[pid]
                 track = PieceTrack(self.strip_x[s:e], self.stride, self.hop_s, self.kind, self.lag_s)
                 sims = sims_of(pid, np.stack([h[1] for h in self.history]))
-                for (tt, _emb, nl), row in zip(self.history, sims):
-                    track.update(tt, row, nl)
+                from_start = self.seen == len(self.history)  # the stream's first window is among them
+                for i, ((tt, _emb, nl), row) in enumerate(zip(self.history, sims)):
+                    track.update(tt, row, nl, first=from_start and i == 0)
                 self.tracks[pid] = track
             else:
                 track.update(t, sims_of(pid, emb[None])[0], null)
@@ -437,6 +474,7 @@ class CandidateFollower:
         embs = np.stack([h[1] for h in hist]).astype("<f4") if hist else np.zeros((0, 0), "<f4")
         return {
             "history": {"t": [h[0] for h in hist], "null": [h[2] for h in hist], "embeddings": embs},
+            "seen": self.seen,
             "tracks": {pid: track.state() for pid, track in self.tracks.items()},
         }
 
@@ -448,10 +486,14 @@ class CandidateFollower:
         ts, nulls, embs = list(h["t"]), list(h["null"]), np.asarray(h["embeddings"], np.float32)
         if not len(ts) == len(nulls) == len(embs) <= HISTORY_HOPS or (len(embs) and embs.ndim != 2):
             raise ValueError("follower state: recent windows of the wrong shape")
+        seen = state["seen"]
+        if not isinstance(seen, int) or isinstance(seen, bool) or seen < len(ts):
+            raise ValueError("follower state: fewer windows seen than it holds")
         self.history.clear()
         self.history.extend(
             (float(t), e, None if nl is None else float(nl)) for t, e, nl in zip(ts, embs, nulls)
         )
+        self.seen = seen
         self.tracks = {}
         for pid, track in state["tracks"].items():
             rows = self.rows.get(pid)
