@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from scoreid.library.store import Library
     from web.app import create_app
     from web.limits import Limits
+    from web.offline_session import OfflineBackend
 
     if args.hop <= 0:
         raise UserError("--hop must be positive")
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     lib = Library.open(args.lib)
     model_dir = args.model or Path(lib.index["model"]["dir"])
     enc = load_model(model_dir, args.backend, expected=lib.contract)
-    app = create_app(lib, enc, EngineSettings(hop_s=args.hop), limits)
+    app = create_app(lib, OfflineBackend(lib, enc, EngineSettings(hop_s=args.hop)), limits)
     if len(lib.piece_ids) == 0:
         print(
             f"scoreid: warning: {args.lib}: the library has no pieces; the page will say so", file=sys.stderr
