@@ -79,8 +79,11 @@ class Stack:
 def stack(tmp_path_factory, sheets_dir) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack-web")
     lib = trained_library(sheets_dir, root)
+    token = root / "client.token"  # the stack requires a client token: the page's sessions send it
+    token.write_text("web-test-token-0123456789\n")
+    token.chmod(0o600)
     cfg = loopback_config(root / "state", DEFAULT_MODEL, {"test": lib}, aggregator={"session_ttl_s": 30},
-                          encoder={"max_wait_ms": 3.0, "idle_timeout_s": STACK_IDLE_S,
+                          encoder={"max_wait_ms": 3.0, "idle_timeout_s": STACK_IDLE_S, "token_file": str(token),
                                    "max_sessions_per_client": STACK_PER_CLIENT})  # fmt: skip
     path = root / "scoreid.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -214,15 +217,37 @@ def test_a_bad_frame_closes_only_its_own_session_and_sessions_are_isolated(stack
     assert got_b == want_b and len(got_b) > 10
 
 
-def test_a_stack_that_is_down_is_said_so(library, stack):
-    """Nothing listens at the address: the session closes with 4003 before it starts."""
+def test_a_stack_that_is_down_or_refuses_the_server_is_said_so(library, stack):
+    """Nothing listens at the address: the session closes with 4003 before it starts; a wrong
+    token: 1011, saying so."""
     (port,) = free_ports(1)
-    target = StackTarget(f"127.0.0.1:{port}", "test", stack.library, 0.5)
-    with TestClient(create_app(library, StackBackend(target))).websocket_connect("/ws") as ws:
-        ws.receive_json()
-        ws.send_text(START)
-        code, reason = closed(ws)
-    assert code == L.CLOSE_UNREACHABLE and "stack is unreachable" in reason and "scoreid up" in reason
+    for target, want, why in (
+        (StackTarget(f"127.0.0.1:{port}", "test", stack.library, 0.5), L.CLOSE_UNREACHABLE, "stack is unreachable"),
+        (StackTarget(stack.address, "test", stack.library, 0.5, token="wrong-token-0123456789"), L.CLOSE_ERROR,
+         "the stack refused this server's token"),
+    ):  # fmt: skip
+        with TestClient(create_app(library, StackBackend(target))).websocket_connect("/ws") as ws:
+            ws.receive_json()
+            ws.send_text(START)
+            code, reason = closed(ws)
+        assert code == want and why in reason, reason
+
+
+def test_the_target_takes_the_stacks_credentials_and_library(stack, tmp_path):
+    """What ``scoreid web --stack`` reads: the running stack's configuration (found by its
+    state_dir), its client token (a named ``web`` client first), its TLS certificate as the CA."""
+    cfg = running_config(stack.address, stack.config)
+    target = stack_target(stack.address, cfg)
+    assert (target.library, target.library_dir, target.hop_s) == ("test", stack.library, 0.5)
+    assert target.token == "web-test-token-0123456789" and target.tls_ca is None
+    clients = tmp_path / "clients.yaml"
+    clients.write_text("page: page-token-0123456789\nweb: web-client-token-0123456\n")
+    clients.chmod(0o600)
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    enc = {**cfg["encoder"], "clients_file": str(clients), "tls_cert": str(cert)}
+    named = stack_target(stack.address, {**cfg, "encoder": enc})
+    assert named.token == "web-client-token-0123456" and named.tls_ca == cert.read_bytes()
 
 
 def test_the_stacks_session_cap_and_timeout_are_said_so(stack, library, recording):
