@@ -12,7 +12,7 @@ The protocol of ``/ws`` (the page's script, ``static/app.js``, speaks it):
   whether the hop was silent, how many hops voted so far and how many samples the server had
   received when it was made (the page times its chunks by it);
 - ``{"type": "end"}`` ends the stream: the last hops, then ``{"type": "final", <the answer>,
-  "confident"}``.
+  "confident"}`` (bridged to a stack, the stack's last hop is the final answer itself).
 
 A frame the protocol does not have, or a wrong payload, raises :class:`ProtocolError` with the
 close code (:mod:`web.limits`) and a reason the page shows.
