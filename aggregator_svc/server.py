@@ -57,9 +57,10 @@ class VoteError(Exception):
         self.code, self.message = code, message
 
 
-def update_to_pb(u: Update | None, t_last: float | None, top_k: int) -> pb.VoteResponse:
-    """The engine's answer as a VoteResponse (``None``: a session with no vote yet)."""
-    resp = pb.VoteResponse()
+def update_to_pb(u: Update | None, t_last: float | None, top_k: int, voting: int = 0) -> pb.VoteResponse:
+    """The engine's answer as a VoteResponse (``None``: a session with no vote yet); ``voting``:
+    the session's windows that voted so far (:attr:`SessionEngine.n_voting`)."""
+    resp = pb.VoteResponse(voting=voting)
     if t_last is not None:
         resp.t_seconds = t_last
     if u is None:
@@ -195,7 +196,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
             try:
                 u = eng.silent(v.t_seconds)
                 self._keep(sid, stored.version, eng)  # unchanged
-                return Step(update_to_pb(u, eng.t_last, top_k))
+                return Step(update_to_pb(u, eng.t_last, top_k, eng.n_voting))
             except ValueError as e:
                 raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"session {sid}: {e}") from None
         if eng is None:
@@ -210,7 +211,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
             u = eng.vote(v.t_seconds, emb, hits)
         except ValueError as e:
             raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"session {sid}: {e}") from None
-        return Step(update_to_pb(u, eng.t_last, top_k), eng.to_bytes(), library, eng)
+        return Step(update_to_pb(u, eng.t_last, top_k, eng.n_voting), eng.to_bytes(), library, eng)
 
     def _library_name(self, requested: str, stored: Stored) -> str:
         try:
@@ -336,7 +337,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
             eng = None if not st.exists else self._engine(request.session_id, st, self._library(st.library))
             if eng is None or eng.t_last is None:
                 return update_to_pb(None, None, top_k)
-            return update_to_pb(eng.snapshot(eng.t_last), eng.t_last, top_k)
+            return update_to_pb(eng.snapshot(eng.t_last), eng.t_last, top_k, eng.n_voting)
 
         try:
             return self._timed("Get", context, get)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ what it showed are in ``window.scoreidStats`` (``web/static/app.js``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,38 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "default"
+MAZURKA = "Mazurka in C-sharp Minor, Op. 6, No. 2"
+PID = "chopin-mazurka-6-2"
+
+
+def trained_library(sheets_dir: Path, root: Path) -> Path:
+    """The test sheets (three engraved pieces) with the Mazurka's title and composer, built into
+    ``root/lib`` with the shipped model."""
+    sheets = root / "sheets"
+    shutil.copytree(sheets_dir, sheets)
+    (sheets / PID / "piece.json").write_text(json.dumps({"title": MAZURKA, "composer": "Frédéric Chopin"}))
+    out = root / "lib"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "library",
+            "build",
+            str(sheets),
+            "--out",
+            str(out),
+            "--model",
+            str(DEFAULT_MODEL),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    return out
 
 
 def chromium() -> str | None:

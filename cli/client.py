@@ -21,7 +21,7 @@ import numpy as np
 from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from scoreid.errors import UserError
-from scoreid.identify.position import Position
+from scoreid.identify.engine import Update
 
 CHUNK_S = 0.1
 
@@ -99,26 +99,14 @@ def stream_audio(
 
 
 def identification_to_dict(msg: pb.Identification, details: bool = False) -> dict[str, Any]:
-    """The offline ``scoreid identify`` line (:meth:`scoreid.identify.engine.Update.to_json`):
-    {"t", "identity", "confidence", "top": [{piece, score, votes[, the position's keys
-    (:meth:`scoreid.identify.position.Position.to_json`)]}][, "final"]}. ``details`` adds session, seq, title and stage latencies."""
-    top = []
-    for t in msg.top:
-        entry: dict[str, Any] = {"piece": t.piece, "score": round(t.score, 4), "votes": round(t.votes, 3)}
-        if t.HasField("position"):
-            entry.update(Position.from_message(t.position).to_json())
-        if details:
-            entry["title"] = t.title
-        top.append(entry)
-    out: dict[str, Any] = {
-        "t": round(msg.t_seconds, 3),
-        "identity": msg.identity or None,
-        "confidence": round(msg.confidence, 4),
-        "top": top,
-    }
-    if msg.final:
-        out["final"] = True
+    """The offline ``scoreid identify`` line (:meth:`scoreid.identify.engine.Update.to_json` of
+    :meth:`~scoreid.identify.engine.Update.from_message`): {"t", "identity", "confidence", "top":
+    [{piece, score, votes[, the position's keys (:meth:`scoreid.identify.position.Position.to_json`)]}][,
+    "final"]}. ``details`` adds session, seq, title and stage latencies."""
+    out = Update.from_message(msg).to_json(k=None, final=msg.final)
     if details:
+        for entry, t in zip(out["top"], msg.top):
+            entry["title"] = t.title
         out.update(
             {
                 "session": msg.session_id,

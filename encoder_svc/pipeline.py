@@ -129,10 +129,18 @@ def vote_request(job: WindowJob, hits: Any, emb: np.ndarray | None) -> pb.VoteRe
 
 
 def identification(
-    sid: str, seq: int, seconds: float, t: float, final: bool, vote: pb.VoteResponse, titles: dict[str, str]
+    sid: str,
+    seq: int,
+    seconds: float,
+    t: float,
+    final: bool,
+    vote: pb.VoteResponse,
+    titles: dict[str, str],
+    silent: bool = False,
 ) -> pb.Identification:
-    """The client's message from the engine's answer (top-k with positions, identity, confidence)
-    for the window at audio time ``t``, after ``seconds`` of the session's audio."""
+    """The client's message from the engine's answer (top-k with positions, identity, confidence,
+    the session's voting windows) for the window at audio time ``t`` (``silent``: it cast no vote),
+    after ``seconds`` of the session's audio."""
     msg = pb.Identification(
         session_id=sid,
         seq=seq,
@@ -141,6 +149,8 @@ def identification(
         final=final,
         identity=vote.identity,
         confidence=vote.confidence,
+        silent=silent,
+        voting=vote.voting,
     )
     for e in vote.top:
         ps = msg.top.add(piece=e.piece, title=titles.get(e.piece, ""), score=e.score, votes=e.votes)

@@ -297,7 +297,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
         if any(t.piece not in titles for t in vote.top):  # a piece ingested since: refresh once
             self._titles.pop(opts.library, None)
             titles = await self.titles(opts.library)
-        msg = identification(sid, seq, stream.session_seconds, w.t, final, vote, titles)
+        msg = identification(sid, seq, stream.session_seconds, w.t, final, vote, titles, w.silent)
         for name, ms in stamps.items():
             msg.latency_ms[name] = ms
         UPDATES.labels(SERVICE).inc()

@@ -219,6 +219,16 @@ def client_tokens(enc: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def client_token(enc: dict[str, Any], name: str = "web") -> str:
+    """The bearer token a client of the stack's ``encoder`` section sends: the named client
+    ``name``'s (``encoder.clients_file``) when there is one, else the shared ``encoder.token``
+    ("" = none required)."""
+    for token, client in client_tokens(enc).items():
+        if client == name:
+            return token
+    return secret(enc, "token")
+
+
 def internal_token(cfg: dict[str, Any]) -> str:
     """The service-to-service bearer token ("" = internal calls are not authenticated)."""
     return secret(cfg["internal"], "token")

@@ -5,9 +5,11 @@
 encoder services as detached processes (``python -m <svc> --config state_dir/config.yaml``, logs
 in ``state_dir/logs/``), waits until each answers its gRPC health check, starts the supervisor
 (:mod:`ops.supervisor`: restarts any of them that dies) and records the pids and command
-lines in ``state_dir/stack.json``. ``stop_stack(state_dir)`` stops the supervisor, then the rest
-in reverse order (SIGTERM, then SIGKILL after a timeout), checking each pid is still the process
-it started.
+lines in ``state_dir/stack.json``. With ``web=(host, port)`` it also serves the page-turner beside
+the stack (``scoreid web --stack ADDRESS --config state_dir/config.yaml``, log ``logs/web.log``),
+a process of the stack like the others: supervised, and stopped by ``scoreid down``.
+``stop_stack(state_dir)`` stops the supervisor, then the rest in reverse order (SIGTERM, then
+SIGKILL after a timeout), checking each pid is still the process it started.
 """
 
 from __future__ import annotations
@@ -109,6 +111,15 @@ def demo_library(model: Path) -> Path:
     return lib
 
 
+def served_libraries(cfg: dict[str, Any]) -> dict[str, Path]:
+    """The libraries a stack of ``cfg`` serves, by name, their directories resolved: the index's
+    ``libraries``, or without any the demo library of the encoder's model (UserError: not built)."""
+    libraries = cfg["index"]["libraries"]
+    if not libraries:
+        return {"demo": demo_library(_resolve(str(cfg["encoder"]["model"])))}
+    return {name: _resolve(str(lib)) for name, lib in libraries.items()}
+
+
 def loopback_config(
     state_dir: str | Path,
     model: str | Path,
@@ -132,8 +143,11 @@ def loopback_config(
     return cfg
 
 
-def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
-    """Start everything; returns the stack record (``address`` is the client-facing host:port)."""
+def start_stack(
+    cfg: dict[str, Any], timeout: float = 120.0, web: tuple[str, int] | None = None
+) -> dict[str, Any]:
+    """Start everything; returns the stack record (``address`` is the client-facing host:port;
+    with ``web`` = (host, port; 0: a free one), ``web`` is the page's URL)."""
     from ops.grpc_server import wait_healthy
 
     state = Path(cfg["state_dir"]).expanduser().resolve()
@@ -147,17 +161,16 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         raise UserError(
             f"model {cfg['encoder']['model']} not found (no manifest.json); export one with trainer/run.py export"
         )
-    if not cfg["index"]["libraries"]:
-        cfg = json.loads(json.dumps(cfg))
-        cfg["index"]["libraries"] = {"demo": str(demo_library(model))}
-    for name, lib in cfg["index"]["libraries"].items():
-        if not (_resolve(str(lib)) / "library.json").is_file():
-            raise UserError(
-                f"library {name!r}: {lib} is not a library directory (build one with `scoreid library build`)"
-            )
     cfg = json.loads(json.dumps(cfg))  # a copy with resolved paths for the children
     cfg["encoder"]["model"] = str(model)
-    cfg["index"]["libraries"] = {n: str(_resolve(str(p))) for n, p in cfg["index"]["libraries"].items()}
+    libraries = served_libraries(cfg)
+    for name, lib in libraries.items():
+        if not (lib / "library.json").is_file():
+            shown = cfg["index"]["libraries"].get(name, lib)
+            raise UserError(
+                f"library {name!r}: {shown} is not a library directory (build one with `scoreid library build`)"
+            )
+    cfg["index"]["libraries"] = {n: str(p) for n, p in libraries.items()}
     cfg["state_dir"] = str(state)
     state.mkdir(parents=True, exist_ok=True)
     logs = private_dir(state / "logs")  # logs name sessions: readable by the stack's user only
@@ -247,6 +260,43 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
                     raise fail(
                         f"{name} service not healthy within {timeout:g} s: {_last_line(log)}"
                     ) from None
+    address = f"{host}:{cfg['encoder']['port']}"
+    url = ""
+    if web is not None:  # the page-turner, bridged to this stack (web.stack_session)
+        whost, wport = web[0], web[1] or free_ports(1)[0]  # a fixed port: a restart serves the same URL
+        log = logs / "web.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "cli",
+            "web",
+            "--stack",
+            address,
+            "--config",
+            str(config_path),
+            "--host",
+            whost,
+            "--port",
+            str(wport),
+        ]
+        p = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=str(REPO),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        procs.append(
+            {"name": "web", "pid": p.pid, "marker": "cli web", "log": str(log), "cmd": cmd, "port": wport}
+        )
+        deadline = time.monotonic() + timeout
+        while not _tcp_ready("::1" if whost == "::" else whost, wport, 0.5):
+            if p.poll() is not None:
+                raise fail(f"the page-turner exited with code {p.returncode}: {_last_line(log)}")
+            if time.monotonic() > deadline:
+                raise fail(f"the page-turner did not listen within {timeout:g} s: {_last_line(log)}")
+        url = f"http://{f'[{whost}]' if ':' in whost else whost}:{wport}/"
     sv = cfg.get("supervisor", {})
     if sv.get("enabled", True):  # restarts a crashed process (ops.supervisor)
         log = logs / "supervisor.log"
@@ -275,9 +325,10 @@ def start_stack(cfg: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         )
         procs.append({"name": "supervisor", "pid": p.pid, "marker": "ops.supervisor", "log": str(log)})
     record = {
-        "address": f"{host}:{cfg['encoder']['port']}",
+        "address": address,
         "state_dir": str(state),
         "config": str(config_path),
+        "web": url,
         "redis": cfg["redis"]["url"],
         "processes": procs,
         "metrics": {n: f"http://{host}:{cfg[n]['metrics_port']}/metrics" for n, _ in SERVICES},

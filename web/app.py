@@ -10,8 +10,12 @@ Routes:
   :class:`web.limits.Limits`: at most ``max_sessions`` at once and ``max_sessions_per_client`` from
   one address (1013 beyond), a start message within the options timeout (1008), a frame at least
   every idle timeout (4000), at most ``max_session_s`` long (4001); a browser page of another
-  origin may not open it (1008). The engine runs in a worker thread, so one session's hop never
-  holds up another's frames.
+  origin may not open it (1008).
+
+The application is made with its :class:`web.session.Backend`, what answers every session: the
+engine in this process (:class:`web.offline_session.OfflineBackend`) or a running stack's
+``Identify.Stream`` (:class:`web.stack_session.StackBackend`); the WebSocket loop is the same
+for both. The library (pieces, page images) is read from its directory either way.
 """
 
 from __future__ import annotations
@@ -33,12 +37,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from scoreid import contract as C
-from scoreid.identify.engine import EngineSettings
-from scoreid.identify.stream import AudioEncoder
 from scoreid.library.store import Library
 from web import limits as L
 from web.pages import PageCache, PageNotFound
-from web.session import ProtocolError, Session, close_reason
+from web.session import Backend, ProtocolError, Session, close_reason
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("scoreid.web")
@@ -70,7 +72,7 @@ class Admission:
             del self.by_client[client]
 
 
-def library_json(lib: Library, settings: EngineSettings) -> dict[str, Any]:
+def library_json(lib: Library, hop_s: float) -> dict[str, Any]:
     pieces = []
     for pid in lib.piece_ids:
         e = lib.pieces[pid]
@@ -78,7 +80,7 @@ def library_json(lib: Library, settings: EngineSettings) -> dict[str, Any]:
         pieces.append(
             {"id": pid, "title": lib.title(pid), "composer": e.get("composer") or "", "pages": pages}
         )
-    return {"pieces": pieces, "sample_rate": C.SAMPLE_RATE, "hop_s": settings.hop_s}
+    return {"pieces": pieces, "sample_rate": C.SAMPLE_RATE, "hop_s": hop_s}
 
 
 def same_origin(ws: WebSocket) -> bool:
@@ -87,18 +89,12 @@ def same_origin(ws: WebSocket) -> bool:
     return origin is None or urlsplit(origin).netloc == ws.headers.get("host")
 
 
-def create_app(
-    library: Library,
-    encoder: AudioEncoder,
-    settings: EngineSettings | None = None,
-    limits: L.Limits | None = None,
-) -> Starlette:
-    """The application serving ``library`` with ``encoder`` (one model for all sessions)."""
-    settings = settings or EngineSettings()
+def create_app(library: Library, backend: Backend, limits: L.Limits | None = None) -> Starlette:
+    """The application serving ``library``'s pieces and pages, its sessions answered by ``backend``."""
     limits = limits or L.Limits()
     admission = Admission(limits)
     pages = PageCache(library)
-    lib_json = library_json(library, settings)
+    lib_json = library_json(library, backend.hop_s)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -129,8 +125,19 @@ def create_app(
         if why:
             await ws.close(L.CLOSE_BUSY, close_reason(why))
             return
+        lock = asyncio.Lock()
+
+        async def emit(msgs: list[dict[str, Any]]) -> None:  # the session's replies, one at a time
+            async with lock:
+                for m in msgs:
+                    await ws.send_text(json.dumps(m))
+
+        session = backend.session(len(library.piece_ids), limits, emit)
         try:
-            await serve(ws, Session(library, encoder, settings, limits))
+            try:
+                await serve(ws, session)
+            finally:
+                await session.close()
         except ProtocolError as e:
             log.info("session of %s closed: %s", client, e.reason)
             await _close(ws, e.code, e.reason)
@@ -145,7 +152,7 @@ def create_app(
     async def serve(ws: WebSocket, session: Session) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + limits.max_session_s
-        await ws.send_text(json.dumps(session.hello()))
+        await session.emit([session.hello()])
         ever_started = False
         while True:
             wait = limits.idle_timeout_s if ever_started else limits.options_timeout_s
@@ -155,7 +162,7 @@ def create_app(
                     L.CLOSE_TOO_LONG, f"the session reached its limit of {limits.max_session_s:g} s"
                 )
             try:
-                msg = await asyncio.wait_for(ws.receive(), min(wait, left))
+                msg = await session.wait(ws.receive(), min(wait, left))
             except TimeoutError:
                 if loop.time() >= end:
                     raise ProtocolError(
@@ -169,14 +176,10 @@ def create_app(
             if msg["type"] == "websocket.disconnect":
                 return
             if msg.get("bytes") is not None:
-                out = await run_in_threadpool(session.audio, msg["bytes"])
+                await session.audio(msg["bytes"])
             elif msg.get("text") is not None:
-                out = await run_in_threadpool(session.control, msg["text"])
+                await session.control(msg["text"])
                 ever_started = ever_started or session.started
-            else:
-                continue
-            for m in out:
-                await ws.send_text(json.dumps(m))
 
     routes = [
         Route("/", index),

@@ -2,13 +2,14 @@
 
 The limits of a WebSocket session are those of a stream of the gRPC services (``ops.config``'s
 ``encoder`` section: message size, chunk length, idle and options timeouts, session length, the
-per-client cap); only the total number of sessions is the page's own, because here every session's
-encoder runs in this one process. :data:`MAX_SAMPLE` is the services' bound on a float32 sample
-(:func:`scoreid.audio.io.check_float32_samples`).
+per-client cap; a page bridged to a stack takes that stack's, :meth:`Limits.from_config`); only the
+total number of sessions is the page's own. :data:`MAX_SAMPLE` is the services' bound on a float32
+sample (:func:`scoreid.audio.io.check_float32_samples`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,8 @@ MAX_SAMPLE = io.MAX_SAMPLE
 #: a control (text) frame is a small JSON object
 MAX_TEXT_BYTES = 4096
 #: sessions of one server at once: each runs its own engine and the shared audio encoder in this
-#: one process (the services' ``max_sessions`` is for a stack that scales its encoders out)
+#: one process, or holds one stream of a stack (whose ``max_sessions_per_client`` counts this
+#: server as one client; the services' ``max_sessions`` is for a stack that scales its encoders out)
 DEFAULT_MAX_SESSIONS = 8
 
 # WebSocket close codes (RFC 6455 section 7.4; 4000-4999 are the application's own)
@@ -37,6 +39,17 @@ CLOSE_BUSY = 1013  #: the server, or this client, is at its session limit: try a
 CLOSE_IDLE = 4000  #: no message for the idle timeout
 CLOSE_TOO_LONG = 4001  #: the session ran past its maximum length
 CLOSE_EMPTY_LIBRARY = 4002  #: the library has no pieces: nothing to identify
+CLOSE_UNREACHABLE = 4003  #: the stack the page bridges to is unreachable (or a service of it is down)
+
+#: the ``encoder`` keys of a service configuration that are a session's limits here too
+CONFIG_KEYS = (
+    "max_message_bytes",
+    "max_chunk_seconds",
+    "idle_timeout_s",
+    "options_timeout_s",
+    "max_session_s",
+    "max_sessions_per_client",
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,13 @@ class Limits:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_config(cls, encoder: Mapping[str, Any], **changes: Any) -> Limits:
+        """The limits of a stack's ``encoder`` section (:data:`CONFIG_KEYS`), ``changes`` (fields by
+        name; None: not changed) over them."""
+        given = {k: type(getattr(cls, k))(encoder[k]) for k in CONFIG_KEYS if k in encoder}
+        return cls(**{**given, **{k: v for k, v in changes.items() if v is not None}})
 
     @property
     def max_chunk_samples(self) -> int:

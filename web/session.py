@@ -12,27 +12,39 @@ The protocol of ``/ws`` (the page's script, ``static/app.js``, speaks it):
   whether the hop was silent, how many hops voted so far and how many samples the server had
   received when it was made (the page times its chunks by it);
 - ``{"type": "end"}`` ends the stream: the last hops, then ``{"type": "final", <the answer>,
-  "confident"}``.
+  "confident"}`` (bridged to a stack, the stack's last hop is the final answer itself).
 
 A frame the protocol does not have, or a wrong payload, raises :class:`ProtocolError` with the
-close code (:mod:`web.limits`) and a reason the page shows. The engine is
-:class:`scoreid.identify.stream.Identifier`, one per session: nothing is shared between sessions
-but the read-only library and model.
+close code (:mod:`web.limits`) and a reason the page shows.
+
+:class:`Session` is that protocol for one connection, whichever engine answers: it checks every
+frame (the same reasons either way) and hands the stream to its backend —
+:class:`web.offline_session.OfflineSession` (a :class:`scoreid.identify.stream.Identifier` in this
+process) or :class:`web.stack_session.StackSession` (one ``Identify.Stream`` call to a running
+stack). A backend sends its answers through ``emit`` as they come, each rendered by
+:func:`update_message` / :func:`final_message` from the engine's
+:class:`~scoreid.identify.engine.Update`; a :class:`Backend` makes a server's sessions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from scoreid import contract as C
 from scoreid.audio.io import check_float32_samples
-from scoreid.identify.engine import EngineSettings, Update
-from scoreid.identify.stream import AudioEncoder, Identifier
-from scoreid.library.store import Library
+from scoreid.identify.engine import Update
 from web import limits as L
+
+#: sends messages to the browser, in order (the application's one sender of the connection)
+Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
+T = TypeVar("T")
 
 FORMAT = "f32le"  #: the one audio format: float32 little-endian, mono, at the contract rate
 
@@ -92,38 +104,42 @@ def parse_control(text: str) -> dict[str, Any]:
     return msg
 
 
-def update_message(u: Update, ident: Identifier, samples: int, kind: str = "update") -> dict[str, Any]:
+def update_message(u: Update, voting: int, samples: int, kind: str = "update") -> dict[str, Any]:
+    """An ``update`` message: the engine's answer after ``voting`` voting hops and ``samples`` samples."""
     out: dict[str, Any] = {"type": kind, **u.to_json(k=5, final=False)}
-    out.update(silent=u.silent, voting=ident.n_voting, samples=samples)
+    out.update(silent=u.silent, voting=voting, samples=samples)
     return out
 
 
-class Session:
-    """One WebSocket session's stream (see the module docstring); not thread-safe: one frame at a time."""
+def final_message(u: Update, voting: int, samples: int) -> dict[str, Any]:
+    """The ``final`` message: the answer as the stream ended (no hop of its own: never silent)."""
+    out = update_message(replace(u, silent=False), voting, samples, "final")
+    out["confident"] = u.identity is not None
+    return out
 
-    def __init__(self, library: Library, encoder: AudioEncoder, settings: EngineSettings, limits: L.Limits):
-        self.library = library
-        self.encoder = encoder
-        self.settings = settings
+
+class Session(ABC):
+    """One WebSocket session's stream (see the module docstring); one frame at a time."""
+
+    def __init__(self, pieces: int, hop_s: float, limits: L.Limits, emit: Emit):
+        self.pieces = pieces
+        self.hop_s = hop_s
         self.limits = limits
-        self.ident: Identifier | None = None
-        self.samples = 0
+        self.emit = emit
+        self.started = False  #: a stream is open (between ``start`` and ``end``)
+        self.samples = 0  #: samples received in the open stream
 
     def hello(self) -> dict[str, Any]:
         return {
             "type": "hello",
             "sample_rate": C.SAMPLE_RATE,
             "format": FORMAT,
-            "hop_s": self.settings.hop_s,
-            "pieces": len(self.library.piece_ids),
+            "hop_s": self.hop_s,
+            "pieces": self.pieces,
             "limits": self.limits.to_json(),
         }
 
-    @property
-    def started(self) -> bool:
-        return self.ident is not None
-
-    def control(self, text: str) -> list[dict[str, Any]]:
+    async def control(self, text: str) -> None:
         """A text frame: ``start`` (a new stream) or ``end`` (the answer of this one)."""
         msg = parse_control(text)
         if msg["type"] == "start":
@@ -133,25 +149,54 @@ class Session:
                     f"start: audio must be {FORMAT} at {C.SAMPLE_RATE} Hz, got "
                     f"{msg.get('format')!r} at {msg.get('sample_rate')!r}",
                 )
-            self.ident = Identifier(self.library, self.encoder, self.settings)
-            self.samples = 0
-            return [{"type": "started", "sample_rate": C.SAMPLE_RATE, "hop_s": self.settings.hop_s}]
-        ident = self._ident()
-        out = [update_message(u, ident, self.samples) for u in ident.finish()]
-        final = ident.snapshot(self.samples / C.SAMPLE_RATE)
-        msg_final = update_message(final, ident, self.samples, "final")
-        msg_final["confident"] = final.identity is not None
-        self.ident = None
-        return [*out, msg_final]
+            await self._start()
+            self.started, self.samples = True, 0
+            await self.emit([{"type": "started", "sample_rate": C.SAMPLE_RATE, "hop_s": self.hop_s}])
+            return
+        self._require_start()
+        await self._end()
+        self.started = False
 
-    def audio(self, data: bytes) -> list[dict[str, Any]]:
-        """A binary frame: its samples through the engine; one update per completed hop."""
+    async def audio(self, data: bytes) -> None:
+        """A binary frame: its samples to the engine (one update per completed hop comes back)."""
         x = decode_chunk(data, self.limits)
-        ident = self._ident()
+        self._require_start()
         self.samples += len(x)
-        return [update_message(u, ident, self.samples) for u in ident.push(x)]
+        await self._push(x)
 
-    def _ident(self) -> Identifier:
-        if self.ident is None:
+    async def wait(self, aw: Awaitable[T], timeout: float) -> T:
+        """``aw`` (the next frame) within ``timeout`` s (TimeoutError); a backend that can fail
+        meanwhile raises its :class:`ProtocolError` instead."""
+        return await asyncio.wait_for(aw, timeout)
+
+    async def close(self) -> None:  # noqa: B027 - a backend with nothing to free keeps it
+        """The connection is over: free what the session holds."""
+
+    def _require_start(self) -> None:
+        if not self.started:
             raise ProtocolError(L.CLOSE_UNSUPPORTED, 'audio or "end" before {"type": "start"}')
-        return self.ident
+
+    @abstractmethod
+    async def _start(self) -> None:
+        """Open a new stream (dropping the one open, if any)."""
+
+    @abstractmethod
+    async def _push(self, x: np.ndarray) -> None:
+        """Feed samples; emit an update per completed hop (``self.samples`` counts ``x`` already)."""
+
+    @abstractmethod
+    async def _end(self) -> None:
+        """End the stream: emit the last hops' updates and the final message."""
+
+
+class Backend(Protocol):
+    """What answers a server's sessions, chosen when the application is made."""
+
+    @property
+    def hop_s(self) -> float:
+        """Seconds of audio between updates."""
+        ...
+
+    def session(self, pieces: int, limits: L.Limits, emit: Emit) -> Session:
+        """A new connection's session (``pieces``: the library's, for the hello)."""
+        ...

@@ -103,6 +103,24 @@ class Update:
             out["final"] = True
         return out
 
+    @classmethod
+    def from_message(cls, msg: Any) -> Update:
+        """Read back from a message with the fields of ``scoreid.v1.Identification`` (``t_seconds``,
+        ``top`` of ``piece``/``score``/``votes``/``position``, ``identity``, ``confidence``,
+        ``silent``): the answer a stack sent, so that :meth:`to_json` prints the line the offline
+        engine prints (positions through :meth:`Position.from_message`). The ranking is the top the
+        message carries."""
+        ranking = [(t.piece, t.score, t.votes) for t in msg.top]
+        positions = {t.piece: Position.from_message(t.position) for t in msg.top if t.HasField("position")}
+        return cls(
+            t=msg.t_seconds,
+            ranking=ranking,
+            positions=positions,
+            silent=bool(msg.silent),
+            identity=msg.identity or None,
+            confidence=msg.confidence,
+        )
+
 
 def sequence_order(cands: Sequence[tuple[str, float, float]], w: float) -> list[tuple[str, float, float]]:
     """``(piece, tally, sequence evidence)`` in the engine's order of its followed candidates:

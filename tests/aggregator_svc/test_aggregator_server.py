@@ -93,7 +93,7 @@ def test_two_replicas_give_the_offline_engines_answer_at_every_hop(redis_server,
     settings = EngineSettings(hop_s=0.5, half_life=4.0)
     eng = SessionEngine(lib, settings)
     for i, (t, emb, hl) in enumerate(windows(lib, "b", 40)):
-        want = update_to_pb(reference(lib, settings, t, emb, hl, eng), eng.t_last, 3)
+        want = update_to_pb(reference(lib, settings, t, emb, hl, eng), eng.t_last, 3, eng.n_voting)
         got = stubs[i % 2].Vote(vote("shared", t, emb, hl))
         assert got == want, f"hop {i}"
     assert got.top[0].piece == "b" and got.top[0].HasField("position") and got.identity in ("", "b")
@@ -223,7 +223,7 @@ def test_kill_9_mid_stream_is_unavailable_and_a_restart_continues_exactly(redis_
         proc = start_aggregator_process(redis_server.url, port, lib_dir)
         for t, emb, hl in stream[12:]:
             got = stub.Vote(vote("live", t, emb, hl), wait_for_ready=True, timeout=10)
-            assert got == update_to_pb(reference(lib, settings, t, emb, hl, eng), eng.t_last, 5)
+            assert got == update_to_pb(reference(lib, settings, t, emb, hl, eng), eng.t_last, 5, eng.n_voting)
     finally:
         channel.close()
         terminate(proc)
@@ -287,7 +287,9 @@ def test_vote_temperature_is_the_servers_setting(redis_server, grpc_server, lib_
         )
         answers[temp] = stub.Vote(vote(f"s-{temp}", t, emb, hl))
         eng = SessionEngine(lib, EngineSettings(vote_temperature=temp))
-        assert answers[temp] == update_to_pb(eng.vote(t, emb, [(h.piece, h.score) for h in hl.hits]), t, 5)
+        assert answers[temp] == update_to_pb(
+            eng.vote(t, emb, [(h.piece, h.score) for h in hl.hits]), t, 5, eng.n_voting
+        )
     assert answers[float("inf")].top != answers[0.02].top
     with pytest.raises(ValueError, match="temperature"):
         servicer(redis_server, lib_dir, vote_temperature=0.0)
@@ -320,7 +322,7 @@ def test_sequence_evidence_settings_are_the_servers(redis_server, grpc_server, l
         )
         eng = SessionEngine(lib, EngineSettings(**kw))  # type: ignore[arg-type]
         for i, (t, emb, hl) in enumerate(windows(lib, "b", 12)):
-            want = update_to_pb(reference(lib, eng.settings, t, emb, hl, eng), eng.t_last, 5)
+            want = update_to_pb(reference(lib, eng.settings, t, emb, hl, eng), eng.t_last, 5, eng.n_voting)
             assert stub.Vote(vote(f"s-{evidence}", t, emb, hl)) == want, f"{evidence} hop {i}"
         stored = EngineStates(redis_server.client()).get(f"s-{evidence}")
         assert (
@@ -342,7 +344,7 @@ def test_a_cached_copy_gone_between_the_reads_is_read_from_redis(redis_server, l
         if i >= 4:  # the copy is "held" when the version is read, gone when the engine is restored
             svc._holds = lambda sid, version: True  # type: ignore[method-assign]
             svc._cache.clear()
-        want = update_to_pb(reference(lib, eng.settings, t, emb, hl, eng), eng.t_last, 3)
+        want = update_to_pb(reference(lib, eng.settings, t, emb, hl, eng), eng.t_last, 3, eng.n_voting)
         (got,) = svc._votes([vote("gone", t, emb, hl)])
         assert got == want, f"hop {i}"
     read = svc.states.get

@@ -51,6 +51,8 @@ def test_random_model_three_concurrent_streams_each_get_every_hop_and_the_right_
         assert all(m.top[0].piece == PIECES[i] for m in msgs if m.seconds >= 3.0)
         for key in ("resample", "spectrogram", "queue_wait", "encode", "search", "vote", "total"):
             assert key in msgs[0].latency_ms
+        voting = [m.voting for m in msgs]  # the engine's count of voting windows, silent ones excluded
+        assert voting == sorted(voting) and voting[-1] == sum(not m.silent for m in msgs[:n_windows]) > 0
         d = identification_to_dict(msgs[-1])
         assert d["final"] and d["top"][0]["piece"] == PIECES[i]
     # a finished session leaves nothing in Redis

@@ -19,22 +19,26 @@ end, silence, a denied microphone, a server that went away, and a phone-sized sc
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.pagedriver import chromium, fake_mic_page, stats, web_server, write_wav
+from bench.pagedriver import (
+    DEFAULT_MODEL,
+    MAZURKA,
+    PID,
+    chromium,
+    fake_mic_page,
+    stats,
+    trained_library,
+    web_server,
+    write_wav,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = ROOT / "models" / "default"
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
-MAZURKA = "Mazurka in C-sharp Minor, Op. 6, No. 2"
-PID = "chopin-mazurka-6-2"
 
 pytestmark = [
     pytest.mark.skipif(
@@ -46,33 +50,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def trained_lib(tmp_path_factory, sheets_dir) -> Path:
-    """The test sheets (three engraved pieces) with the Mazurka's title and composer, built with
-    the shipped model."""
-    root = tmp_path_factory.mktemp("web")
-    sheets = root / "sheets"
-    shutil.copytree(sheets_dir, sheets)
-    (sheets / PID / "piece.json").write_text(json.dumps({"title": MAZURKA, "composer": "Frédéric Chopin"}))
-    out = root / "lib"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "library",
-            "build",
-            str(sheets),
-            "--out",
-            str(out),
-            "--model",
-            str(DEFAULT_MODEL),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr
-    return out
+    """The test sheets with the Mazurka's title and composer, built with the shipped model."""
+    return trained_library(sheets_dir, tmp_path_factory.mktemp("web"))
 
 
 @pytest.fixture(scope="module")

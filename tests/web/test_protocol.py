@@ -32,6 +32,7 @@ from scoreid.inference import load_model
 from scoreid.library.store import Library
 from web import limits as L
 from web.app import create_app
+from web.offline_session import OfflineBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
@@ -57,7 +58,9 @@ def recording() -> np.ndarray:
 
 
 def client(library, encoder, **limits) -> TestClient:
-    return TestClient(create_app(library, encoder, EngineSettings(), L.Limits(**limits)))
+    return TestClient(
+        create_app(library, OfflineBackend(library, encoder, EngineSettings()), L.Limits(**limits))
+    )
 
 
 def start(ws) -> dict:
@@ -272,7 +275,7 @@ def test_sessions_are_isolated(library, encoder, recording):
 
 
 def test_an_empty_library_is_said_so(library, encoder):
-    with TestClient(create_app(library.subset([]), encoder)) as c:
+    with TestClient(create_app(library.subset([]), OfflineBackend(library, encoder))) as c:
         assert c.get("/api/library").json()["pieces"] == []
         with c.websocket_connect("/ws") as ws:
             code, reason = closed(ws)

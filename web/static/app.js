@@ -53,7 +53,10 @@ const CLOSE_TEXT = {
   4000: "The stream was idle and closed.",
   4001: "The session reached its time limit.",
   4002: "The library is empty: add pieces with `scoreid library add`, then reload.",
+  4003: "The scoreid stack is unreachable: is `scoreid up` running?",
 };
+// close codes -> the status line's words (others: "refused" before the stream, "disconnected" after)
+const CLOSE_STATUS = { 1013: "server busy", 4002: "library empty", 4003: "server unreachable" };
 
 // ------------------------------------------------------------------ library
 async function loadLibrary() {
@@ -119,7 +122,7 @@ function connect() {
       }
       const idle = ev.code === 4000;
       banner(idle ? "info" : "error", ev.reason || CLOSE_TEXT[ev.code] || `The connection closed (code ${ev.code}).`);
-      setStatus(idle ? "idle" : "error", idle ? "not listening" : "disconnected");
+      setStatus(idle ? "idle" : "error", idle ? "not listening" : CLOSE_STATUS[ev.code] || "disconnected");
     };
   });
 }
@@ -143,7 +146,7 @@ async function startAudio(kind, makeSource) {
     sock = await connect();
   } catch (e) {
     if (e.opened) {
-      setStatus("error", e.code === 4002 ? "library empty" : e.code === 1013 ? "server busy" : "refused");
+      setStatus("error", CLOSE_STATUS[e.code] || "refused");
       banner("error", e.message);
     } else {
       setStatus("error", "server unreachable");

@@ -91,7 +91,7 @@ class Position(_message.Message):
     def __init__(self, piece: _Optional[str] = ..., page: _Optional[int] = ..., system: _Optional[int] = ..., x: _Optional[float] = ..., y0: _Optional[float] = ..., y1: _Optional[float] = ..., similarity: _Optional[float] = ..., file: _Optional[str] = ..., file_page: _Optional[int] = ..., show_page: _Optional[int] = ..., strip_x: _Optional[float] = ...) -> None: ...
 
 class Identification(_message.Message):
-    __slots__ = ("session_id", "seq", "seconds", "top", "position", "latency_ms", "final", "identity", "confidence", "t_seconds", "resume_token")
+    __slots__ = ("session_id", "seq", "seconds", "top", "position", "latency_ms", "final", "identity", "confidence", "t_seconds", "resume_token", "silent", "voting")
     class LatencyMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,8 @@ class Identification(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     T_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SILENT_FIELD_NUMBER: _ClassVar[int]
+    VOTING_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     seconds: float
@@ -121,7 +123,9 @@ class Identification(_message.Message):
     confidence: float
     t_seconds: float
     resume_token: str
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., seconds: _Optional[float] = ..., top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., final: _Optional[bool] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ..., t_seconds: _Optional[float] = ..., resume_token: _Optional[str] = ...) -> None: ...
+    silent: bool
+    voting: int
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., seconds: _Optional[float] = ..., top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., latency_ms: _Optional[_Mapping[str, float]] = ..., final: _Optional[bool] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ..., t_seconds: _Optional[float] = ..., resume_token: _Optional[str] = ..., silent: _Optional[bool] = ..., voting: _Optional[int] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "data")
@@ -269,20 +273,22 @@ class VoteRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., t_seconds: _Optional[float] = ..., half_life: _Optional[float] = ..., hits: _Optional[_Union[HitList, _Mapping]] = ..., top_k: _Optional[int] = ..., embedding: _Optional[_Union[Tensor, _Mapping]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ...) -> None: ...
 
 class VoteResponse(_message.Message):
-    __slots__ = ("top", "position", "t_seconds", "total", "identity", "confidence")
+    __slots__ = ("top", "position", "t_seconds", "total", "identity", "confidence", "voting")
     TOP_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     T_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    VOTING_FIELD_NUMBER: _ClassVar[int]
     top: _containers.RepeatedCompositeFieldContainer[PieceScore]
     position: Position
     t_seconds: float
     total: float
     identity: str
     confidence: float
-    def __init__(self, top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., t_seconds: _Optional[float] = ..., total: _Optional[float] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+    voting: int
+    def __init__(self, top: _Optional[_Iterable[_Union[PieceScore, _Mapping]]] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., t_seconds: _Optional[float] = ..., total: _Optional[float] = ..., identity: _Optional[str] = ..., confidence: _Optional[float] = ..., voting: _Optional[int] = ...) -> None: ...
 
 class VoteBatchRequest(_message.Message):
     __slots__ = ("votes",)
