@@ -7,11 +7,12 @@
 #   3. a second fine-tuning run warm-started from its weights (40 + 6 more epochs, seed 1), as
 #      `RUNS/finetune-world2` -- the validation MRR was still rising when the first budget ended,
 #   4. a third, warm-started from the second (40 + 6 more epochs, seed 2), as `RUNS/finetune-world3`,
-#   5. a fourth, warm-started from the third (40 + 6 more epochs, seed 3), as `RUNS/finetune-none`
-#      (validation MRR 0.557 -> 0.686 -> 0.726 -> 0.753 over the four),
-#   6. the `cpu` preset pipeline on it: evaluate on the test split (`same` and `shifted`) and export
+#   5. a fourth, warm-started from the third (40 + 6 more epochs, seed 3), as `RUNS/finetune-world4`,
+#   6. a fifth, warm-started from the fourth (40 + 6 more epochs, seed 4), as `RUNS/finetune-none`
+#      (validation MRR 0.557 -> 0.686 -> 0.726 -> 0.753 -> 0.769 over the five),
+#   7. the `cpu` preset pipeline on it: evaluate on the test split (`same` and `shifted`) and export
 #      ONNX + manifest + eval JSONs to models/default,
-#   7. the hub bank (8192 training audio windows embedded by the exported model; the hub correction of
+#   8. the hub bank (8192 training audio windows embedded by the exported model; the hub correction of
 #      library search, scoreid/search/hubness.py) into models/default.
 # Every step is resumable: run it again after an interruption and it continues where it stopped
 # (the corpus builder skips finished pieces; a fine-tuning run resumes from its state.pt; the
@@ -23,8 +24,8 @@
 #
 # Time on an idle 2-core machine: corpus ~25 min, each fine-tuning run ~55-65 min, evaluation and export ~25 min.
 # (A runs directory of an earlier recipe holds its last stage as finetune-none: move it to
-# finetune-world2 (two-stage recipe, before 2026-12-04) or finetune-world3 (three-stage recipe,
-# 2026-12-04) before running this.)
+# finetune-world2 (two-stage recipe, before 2026-12-04), finetune-world3 (three-stage recipe,
+# 2026-12-04) or finetune-world4 (four-stage recipe, 2026-12-05) before running this.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-data}
@@ -46,28 +47,30 @@ finetune() {  # OUT [extra args]: a fine-tuning run, resumed if interrupted, ski
   "$PY" trainer/run.py finetune "${BUDGET[@]}" --data "$DATA/corpus" --out "$out" "$@" "${resume[@]}"
 }
 
-echo "reproduce: 1/7 aligned corpus -> $DATA/corpus"
+echo "reproduce: 1/8 aligned corpus -> $DATA/corpus"
 sources=(); for d in "$CORPORA"/*/; do sources+=(--source "${d%/}"); done
 ok_or_skipped "$PY" trainer/run.py corpus build "${sources[@]}" \
   --out "$DATA/corpus" --workers 2 --looks 2 --performances 2 --seed 0
 
-echo "reproduce: 2/7 fine-tuning -> $RUNS/finetune-world"
+echo "reproduce: 2/8 fine-tuning -> $RUNS/finetune-world"
 finetune "$RUNS/finetune-world" --seed 0
 
-echo "reproduce: 3/7 fine-tuning, continued -> $RUNS/finetune-world2"
+echo "reproduce: 3/8 fine-tuning, continued -> $RUNS/finetune-world2"
 finetune "$RUNS/finetune-world2" --seed 1 --init-model "$RUNS/finetune-world"
 
-echo "reproduce: 4/7 fine-tuning, continued again -> $RUNS/finetune-world3"
+echo "reproduce: 4/8 fine-tuning, continued again -> $RUNS/finetune-world3"
 finetune "$RUNS/finetune-world3" --seed 2 --init-model "$RUNS/finetune-world2"
 
-echo "reproduce: 5/7 fine-tuning, continued a third time -> $RUNS/finetune-none"
-finetune "$RUNS/finetune-none" --seed 3 --init-model "$RUNS/finetune-world3"
+echo "reproduce: 5/8 fine-tuning, continued a third time -> $RUNS/finetune-world4"
+finetune "$RUNS/finetune-world4" --seed 3 --init-model "$RUNS/finetune-world3"
+echo "reproduce: 6/8 fine-tuning, continued a fourth time -> $RUNS/finetune-none"
+finetune "$RUNS/finetune-none" --seed 4 --init-model "$RUNS/finetune-world4"
 
-echo "reproduce: 6/7 evaluate (test split) and export -> models/default"
+echo "reproduce: 7/8 evaluate (test split) and export -> models/default"
 "$PY" trainer/run.py pipeline "${BUDGET[@]}" --variants none --data "$DATA/corpus" --out "$RUNS" --export models/default
 cp "$RUNS/finetune-none/metrics.csv" models/default/finetune-metrics.csv
 cp "$RUNS/finetune-none/metrics.png" models/default/finetune-metrics.png
 
-echo "reproduce: 7/7 hub bank -> models/default/hub-bank.npy"
+echo "reproduce: 8/8 hub bank -> models/default/hub-bank.npy"
 "$PY" trainer/run.py hub-bank --model models/default --data "$DATA/corpus"
 echo "reproduce: done; models/default holds the model, its manifest and eval-same/eval-shifted JSONs"
