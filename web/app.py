@@ -6,6 +6,8 @@ Routes:
 - ``GET /api/library`` — the pieces: id, title, composer and each page's size and system boxes
   (what the page needs to place the highlight and the cursor), the audio rate and hop;
 - ``GET /api/pieces/{piece}/pages/{k}`` — page ``k`` of a piece as PNG (:mod:`web.pages`);
+- ``GET /healthz`` — ``ok`` while the server answers (a container's health check: it reads nothing
+  and does not call the stack, whose own health the encoder's checks report);
 - ``WS /ws`` — one stream per connection (:mod:`web.session`), within the limits of
   :class:`web.limits.Limits`: at most ``max_sessions`` at once and ``max_sessions_per_client`` from
   one address (1013 beyond), a start message within the options timeout (1008), a frame at least
@@ -31,7 +33,7 @@ from urllib.parse import urlsplit
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -101,6 +103,9 @@ def create_app(library: Library, backend: Backend, limits: L.Limits | None = Non
 
     async def api_library(request: Request) -> Response:
         return JSONResponse(lib_json, headers={"Cache-Control": "no-cache"})
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
     async def api_page(request: Request) -> Response:
         pid, k = request.path_params["piece"], request.path_params["k"]
@@ -185,6 +190,7 @@ def create_app(library: Library, backend: Backend, limits: L.Limits | None = Non
         Route("/", index),
         Route("/api/library", api_library),
         Route("/api/pieces/{piece}/pages/{k:int}", api_page),
+        Route("/healthz", healthz),
         WebSocketRoute("/ws", ws_endpoint),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -313,6 +314,8 @@ def test_the_page_its_library_and_its_page_images(library, encoder):
     assert c.get("/api/pieces/nope/pages/0").status_code == 404
     assert c.get("/api/pieces/chopin-mazurka-6-2/pages/9").status_code == 404
     assert c.get("/api/pieces/..%2F..%2Fetc/pages/0").status_code == 404
+    health = c.get("/healthz")  # the deploy files' health checks (deploy/compose.yaml, deploy/k8s)
+    assert health.status_code == 200 and health.text == "ok" and health.headers["cache-control"] == "no-store"
 
 
 # ------------------------------------------------------------------ the real server
@@ -335,6 +338,8 @@ def test_scoreid_web_serves_on_loopback_and_uvicorn_refuses_huge_frames(lib):
         port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
+        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)  # as deploy/ checks it
+        assert health.status == 200 and health.read() == b"ok"
         with connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
             assert json.loads(ws.recv())["type"] == "hello"
             ws.send(START)
