@@ -116,7 +116,7 @@ def test_shipped_configs_load():
     assert {d["kind"] for d in docs} >= {"Deployment", "Service", "StatefulSet", "HorizontalPodAutoscaler"}
     assert re.search(r"^appendonly yes$", (DEPLOY / "redis" / "redis.conf").read_text(), re.M)
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    assert {"redis", "index", "aggregator", "encoder"} <= set(compose["services"])
+    assert {"redis", "index", "aggregator", "encoder", "web"} <= set(compose["services"])
     assert yaml.safe_load((DEPLOY / "k8s" / "milvus.yaml").read_text())["kind"] == "Milvus"
 
 
@@ -145,7 +145,7 @@ def test_deploy_files_carry_the_security_of_the_stack():
     public = [
         p for name, svc in services.items() for p in svc.get("ports", []) if not p.startswith("127.0.0.1:")
     ]
-    assert public == ["50051:50051"]  # the encoder's port only; metrics and dashboards on loopback
+    assert public == ["50051:50051"]  # the encoder's port only; the page, metrics, dashboards on loopback
     for name, svc in services.items():
         env = svc.get("environment", {})
         assert not [k for k in env if re.search(r"TOKEN$|PASSWORD$|KEY$", k) and not k.endswith("TLS_KEY")], (
@@ -195,6 +195,163 @@ def test_deploy_files_carry_the_security_of_the_stack():
     from ops.grpc_server import check_transport
 
     check_transport("encoder", inner["host"], True, bool(inner["encoder"]["tls_cert"]), False)
+
+
+def _web_args(command: list[str]):
+    """The deploy files' page-turner command parsed by the real ``scoreid`` parser (``python -m cli``
+    is ``scoreid``): it must be ``scoreid web`` bridged to a stack, with nothing the bridge refuses."""
+    from cli.dispatch import build_parser
+    from cli.main import COMMAND_MODULES
+
+    assert command[:4] == ["python", "-m", "cli", "web"], command
+    args = build_parser("scoreid", "", COMMAND_MODULES).parse_args(command[3:])
+    assert args.command == "web" and args._run.__module__ == "cli.commands.web"
+    # what stack_app_parts refuses beside --stack, and a CA given on the command line
+    assert args.lib is None and args.model is None and args.backend is None and args.tls_ca is None
+    return args
+
+
+def _secret_files(tmp_path: Path) -> dict[str, Path]:
+    """Stand-ins of the secret files a deploy file mounts, by their name in it."""
+    web_token = "web-client-token-0123456789"
+    files = {
+        "clients": "alice: alice-client-token-0123456789\nweb: web-client-token-0123456789\n",
+        "web-client": f"web: {web_token}\n",  # the page-turner's entry of clients.yaml only
+        "tls-cert": "-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n",
+    }
+    out = {}
+    for name, text in files.items():
+        out[name] = tmp_path / name
+        out[name].write_text(text)
+        out[name].chmod(0o600)
+    return out
+
+
+def _library_stand_in(tmp_path: Path) -> Path:
+    lib = tmp_path / "library"
+    lib.mkdir()
+    (lib / "library.json").write_text("{}")  # all stack_target looks at
+    return lib
+
+
+def test_compose_serves_the_page_turner_bridged_to_the_encoder(tmp_path):
+    """deploy/compose.yaml's ``web``: ``scoreid web --stack encoder:50051`` (its command parses with
+    the real parser), on the public network only, published on the host's loopback only, a
+    read-only container with the library read-only, its credentials file secrets — the `web`
+    client's token and the encoder's certificate as the CA, never an env value or an argument —
+    which its configuration resolves to the token and CA the bridge sends (:func:`stack_target`)."""
+    from ops.config import client_token
+    from web.stack_target import stack_target
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    web, enc = compose["services"]["web"], compose["services"]["encoder"]
+    args = _web_args(web["command"])
+    assert args.stack == "encoder:50051" and "50051:50051" in enc["ports"] and "encoder" in web["depends_on"]
+    assert args.host == "0.0.0.0" and args.port == 8000
+    assert web["ports"] == ["127.0.0.1:8000:8000"]  # the host's loopback: a TLS proxy serves browsers
+    assert web["networks"] == ["public"] and "public" in enc["networks"]  # no backend: the encoder only
+    assert " ".join(web["healthcheck"]["test"]).count("http://127.0.0.1:8000/healthz") == 1
+    assert web["read_only"] is True and web["image"] == enc["image"]
+    mounts = {v.split(":")[1]: v for v in web["volumes"]}
+    assert mounts[args.config].endswith(":ro") and "./libraries:/app/libraries:ro" in web["volumes"]
+    assert all(v.endswith(":ro") for v in web["volumes"]), web["volumes"]
+    secrets = {s["source"]: s for s in web["secrets"]}
+    assert set(secrets) == {"web_client", "tls_cert"}  # no internal token, no key, not every client's token
+    assert all(s["mode"] == 0o400 for s in secrets.values())
+    env = web["environment"]
+    assert set(env) == {"SCOREID__ENCODER__CLIENTS_FILE", "SCOREID__ENCODER__TLS_CERT"}
+    assert {v.removeprefix("/run/secrets/") for v in env.values()} == set(secrets)
+    assert env["SCOREID__ENCODER__TLS_CERT"] == enc["environment"]["SCOREID__ENCODER__TLS_CERT"]
+    assert compose["secrets"]["web_client"] != compose["secrets"]["clients"]
+
+    # the web's configuration: the shipped file, its environment with the secrets at stand-in paths
+    files = _secret_files(tmp_path)
+    where = {"/run/secrets/web_client": files["web-client"], "/run/secrets/tls_cert": files["tls-cert"]}
+    environ = {k: str(where[v]) for k, v in env.items()}
+    environ["SCOREID__INDEX__LIBRARIES"] = f"{{default: {_library_stand_in(tmp_path)}}}"
+    cfg = load_config(DEPLOY / "scoreid.yaml", environ=environ)
+    assert client_token(cfg["encoder"]) == "web-client-token-0123456789"
+    target = stack_target(args.stack, cfg, args.library, args.hop, args.tls_ca)
+    assert target.address == "encoder:50051" and target.tls_ca == files["tls-cert"].read_bytes()
+    assert target.metadata == (("authorization", "Bearer web-client-token-0123456789"),)
+    # the same entry in the encoder's clients file: the encoder knows the page's server as `web`
+    enc_cfg = load_config(None, environ={"SCOREID__ENCODER__CLIENTS_FILE": str(files["clients"])})
+    assert client_token(enc_cfg["encoder"]) == target.token
+
+
+def test_kubernetes_serves_the_page_turner_behind_the_ingress(tmp_path):
+    """deploy/k8s/scoreid.yaml's ``web`` Deployment, Service and NetworkPolicy: the same command,
+    health probes on /healthz, a read-only root file system, no credential in the environment, the
+    ConfigMap's clients_file and tls_cert mounted from secrets (the `web` client's entry only, the
+    certificate without its key), the data volume read-only; a ClusterIP Service reached only from
+    the ingress controller; it calls only the encoder's public port."""
+    from web.stack_target import stack_target
+
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "scoreid.yaml").read_text()))
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    pod = by[("Deployment", "web")]["spec"]["template"]
+    assert by[("Deployment", "web")]["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
+    (c,) = pod["spec"]["containers"]
+    args = _web_args(c["command"])
+    assert args.stack == "encoder:50051" and args.host == "0.0.0.0" and args.port == 8000
+    assert by[("Service", "encoder")]["spec"]["ports"][0]["port"] == 50051
+    assert c["ports"] == [{"containerPort": 8000, "name": "http"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": 8000}, probe
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert not c.get("env") and not c.get("envFrom")  # credentials are mounted files
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert all(v["secret"]["defaultMode"] == 0o400 for v in vols.values() if "secret" in v)
+    assert {
+        vols[m["name"]]["secret"]["secretName"] for m in mounts.values() if "secret" in vols[m["name"]]
+    } == {
+        "scoreid-web-client",
+        "scoreid-tls",
+    }
+    assert vols["tls"]["secret"]["items"] == [{"key": "tls.crt", "path": "tls.crt"}]  # not the key
+    assert mounts["/data"]["readOnly"] and vols["data"]["persistentVolumeClaim"]["readOnly"]
+    assert vols[mounts["/tmp"]["name"]]["emptyDir"]
+    assert vols[mounts[str(Path(args.config).parent)]["name"]]["configMap"]["name"] == "scoreid-config"
+
+    # the ConfigMap's paths the bridge reads lie in the web container's mounts (secrets read-only)
+    inner = yaml.safe_load(by[("ConfigMap", "scoreid-config")]["data"]["scoreid.yaml"])
+    enc = inner["encoder"]
+    for path, volume in (
+        (enc["clients_file"], "web-client"),
+        (enc["tls_cert"], "tls"),
+        (inner["index"]["libraries"]["default"], "data"),
+    ):
+        mount = next(m for p, m in mounts.items() if path.startswith(p + "/"))
+        assert mount["name"] == volume and mount["readOnly"], path
+    assert Path(enc["clients_file"]).name == "clients.yaml" and Path(enc["tls_cert"]).name == "tls.crt"
+    files = _secret_files(tmp_path)
+    (tmp_path / "tls.crt").write_bytes(files["tls-cert"].read_bytes())
+    cfg = load_config(
+        None,
+        overrides=inner,
+        environ={
+            "SCOREID__ENCODER__CLIENTS_FILE": str(files["web-client"]),
+            "SCOREID__ENCODER__TLS_CERT": str(tmp_path / "tls.crt"),
+            "SCOREID__INDEX__LIBRARIES": f"{{default: {_library_stand_in(tmp_path)}}}",
+        },
+    )
+    target = stack_target(args.stack, cfg)
+    assert target.token == "web-client-token-0123456789" and target.tls_ca == files["tls-cert"].read_bytes()
+
+    svc = by[("Service", "web")]["spec"]
+    assert svc["selector"] == {"app": "web"} and svc["ports"][0]["targetPort"] == 8000
+    assert svc.get("type", "ClusterIP") == "ClusterIP"  # reached through the ingress, never directly
+    policies = {n: d["spec"] for (k, n), d in by.items() if k == "NetworkPolicy"}
+    web_in = [p for p in policies.values() if p["podSelector"] == {"matchLabels": {"app": "web"}}]
+    assert len(web_in) == 1 and all(
+        r.get("from") and r["ports"] == [{"port": 8000}] for r in web_in[0]["ingress"]
+    )  # from the ingress controller only
+    assert policies["encoder-public"]["ingress"] == [{"ports": [{"port": 50051}]}]  # the web reaches it
+    for name in ("internals-from-encoder", "redis-from-aggregator"):
+        assert "web" not in json.dumps(policies[name]), name  # not the internals
 
 
 def test_dashboard_queries_only_metrics_that_exist():
