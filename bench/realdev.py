@@ -75,6 +75,8 @@ from trainer.realdev.matches import load_matches, matched_corpus_pids
 from trainer.realdev.works import item_rng, work_id
 
 ROOT = Path(__file__).resolve().parents[1]
+#: where the staged sheets and the built libraries are kept between runs (``--work``)
+DEFAULT_WORK = Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev"
 
 Log = Callable[[str], None]
 
@@ -276,6 +278,12 @@ def with_hub_weight(lib: Library, weight: float) -> Library:
     if not weight:
         index.pop("hub", None)
     return Library(lib.dir, index, lib.vectors, lib.meta, lib.piece_ids, lib.hub)
+
+
+def library_tag(look: str, model: Path, distractors: bool = True) -> str:
+    """The folder (under ``--work``) of the library this benchmark builds for ``model``'s sheet
+    space in ``look`` (``-d``: with distractors); ``bench.realdev_follow`` follows on it."""
+    return f"library-{look}-{model_fingerprint(model)[:12]}" + ("-d" if distractors else "")
 
 
 def excerpt_library(lib: Library, truth: str, size: int, key: str, seed: int, in_library: bool) -> Library:
@@ -512,7 +520,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--prepare-only", action="store_true", help="build (or bring up to date) the library and stop"
     )
     p.add_argument(
-        "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-realdev"
+        "--work",
+        type=Path,
+        default=DEFAULT_WORK,
+        help="staged sheets and built libraries (kept between runs)",
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realdev.json")
     return p.parse_args(argv)
@@ -630,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     taken = {f.name for f in realdev_folders + corpus_folders}
     extra = [f for f in extra if f.name not in taken]  # a corpus test piece is staged once, in its --look
     t0 = time.perf_counter()
-    tag = f"library-{args.look}-{fp}" + ("-d" if extra else "")
+    tag = library_tag(args.look, args.model, bool(extra))
     lib = build_library(realdev_folders + corpus_folders + extra, args.model, args.work / tag, log)
     t_lib = time.perf_counter() - t0
     log(f"library: {len(lib.piece_ids)} pieces, {len(lib)} windows ({t_lib:.0f} s)")

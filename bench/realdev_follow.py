@@ -1,7 +1,7 @@
 """Benchmark: score following on real human performances (real-dev, ASAP) — issue 29.
 
     python -m bench.realdev_follow [--model models/default] [--data /work/data/realdev]
-        [--realdev ../shared/real-dev] [--library /work/runs/bench-realdev/library-shifted-cbab04cc3d1e-d]
+        [--realdev ../shared/real-dev] [--library DIR (default: bench.realdev's library for the model)]
         [--sizes 40] [--length 60] [--whole] [--per-composer N] [--limit N] [--seed 0] [--hop 0.5]
         [--plots 4] [--draw-truth N] [--work DIR] [--out bench/results/realdev-follow.json] [--dump FILE]
 
@@ -62,7 +62,15 @@ from typing import Any
 import numpy as np
 
 from bench.follow import CachedEncoder
-from bench.realdev import composer_of, excerpt_library, parse_sizes, read_excerpt, select_performances
+from bench.realdev import (
+    DEFAULT_WORK,
+    composer_of,
+    excerpt_library,
+    library_tag,
+    parse_sizes,
+    read_excerpt,
+    select_performances,
+)
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
 from scoreid.identify import follow
@@ -77,7 +85,6 @@ from trainer.realdev.works import DEFAULT_REALDEV, work_id
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DEFAULT_LIBRARY = Path("/work/runs/bench-realdev/library-shifted-cbab04cc3d1e-d")
 GRID_S = 0.05  #: the truth is tabulated every this many seconds of the performance
 BACK_JUMP_MEASURES = 1.0  #: a backward move by more than this many written measures is a jump
 JUMP_GRACE_S = 3.0  #: a reported jump back within this long after the performer's own is not spurious
@@ -1068,7 +1075,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--realdev", type=Path, default=DEFAULT_REALDEV)
     p.add_argument(
-        "--library", type=Path, default=DEFAULT_LIBRARY, help="a built library (bench/realdev.py's)"
+        "--library",
+        type=Path,
+        default=None,
+        help="a built library (default: python -m bench.realdev's for --model in its default --work)",
     )
     p.add_argument("--sizes", default="40", help="library sizes, e.g. 40,200,all")
     p.add_argument("--length", type=float, default=60.0, help="excerpt seconds")
@@ -1150,6 +1160,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = follower_overrides(args.set)
     t_start = time.perf_counter()
     set_doc = json.loads((args.data / "set.json").read_text())
+    if args.library is None:
+        args.library = DEFAULT_WORK / library_tag("shifted", args.model)
     lib = Library.open(args.library)
     built_with = (lib.index.get("model") or {}).get("sha256")
     if built_with and built_with != model_fingerprint(args.model):
