@@ -148,11 +148,11 @@ def prepared(
     from concurrent.futures import ProcessPoolExecutor
 
     def view(folder: Path) -> dict[str, Any]:  # what prepare_folder reads of the index
-        old = index["pieces"].get(piece_id_for(folder))
+        old = index["pieces"].get(piece_id_for(folder))  # its fingerprint; its pages, to copy their files
         return {
             "stride": index["stride"],
             "model": {"sha256": index["model"]["sha256"]},
-            "pieces": {piece_id_for(folder): {"fingerprint": old.get("fingerprint")}} if old else {},
+            "pieces": {piece_id_for(folder): old} if old else {},
         }
 
     with ProcessPoolExecutor(
@@ -209,7 +209,7 @@ def show(lib: Path, pid: str, out: Path) -> int:
     for i, pg in enumerate(pages):
         ax = axes.flat[i]
         try:
-            img = library_page(pg, cache)
+            img = library_page(pg, cache, lib_dir=lib, source=index["pieces"][pid].get("source"))
         except PageError as e:
             raise UserError(f"{pid}: the source pages are needed to draw them ({e})") from None
         ax.imshow(img, cmap="gray", vmin=0, vmax=255)
