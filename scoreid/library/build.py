@@ -364,13 +364,15 @@ def prepare_folder(
     encoder: SheetEncoder,
     force: bool = False,
     replace: bool = True,
+    keep_pages: bool = True,
 ) -> Prepared:
     """The heavy part of :func:`add_folder` — pages, systems, windows, embeddings — saving the
     piece's own files (``pieces/<id>.npz``, ``.png``, the copies of its page files under
     ``pages/<id>/``) but not the index, so folders can be prepared in parallel processes and
     committed by one (:func:`commit_prepared`). An unchanged piece is not embedded again; when its
     entry names no copy of its page files (a library built before it kept them) the copies are made
-    and the entry returned with them."""
+    and the entry returned with them. ``keep_pages=False``: no copies are made (the pages are drawn
+    from the folder; a piece built again drops the copies it had)."""
     msgs: list[str] = []
     pid = piece_id_for(folder)
     if not PIECE_ID.match(pid):
@@ -387,7 +389,7 @@ def prepare_folder(
     old = index["pieces"].get(pid)
     sources: dict[str, Path] = {f.name: f for f in files}
     if old and old.get("fingerprint") == fp and piece_file(lib_dir, pid).exists() and not force:
-        if pages_stored(lib_dir, old):
+        if not keep_pages or pages_stored(lib_dir, old):
             return Prepared(pid, "unchanged", msgs)
         pages = save_page_files(lib_dir, pid, old.get("pages") or [], sources, msgs.append)
         if pages == old.get("pages"):
@@ -402,7 +404,8 @@ def prepare_folder(
         return Prepared(pid, "skipped", msgs)
     entry = {"title": title, "composer": composer, "source": str(folder.resolve()), "fingerprint": fp}
     piece = build_piece(pid, cut, encoder, index["stride"], entry)
-    piece.entry["pages"] = save_page_files(lib_dir, pid, piece.entry["pages"], sources, msgs.append)
+    if keep_pages:
+        piece.entry["pages"] = save_page_files(lib_dir, pid, piece.entry["pages"], sources, msgs.append)
     save_piece(lib_dir, pid, piece.rows, piece.strip)
     msgs.append(
         f"{pid}: {len(cut.pages)} pages, {len(cut.offsets)} systems, {piece.entry['n_windows']} windows"
@@ -431,11 +434,13 @@ def add_folder(
     log: Log,
     force: bool = False,
     replace: bool = True,
+    keep_pages: bool = True,
 ) -> str:
     """Embed one piece folder into the library (skipped when unchanged). Returns a status word;
-    ``replace=False``: a piece already in the library is never touched (status ``exists``)."""
+    ``replace=False``: a piece already in the library is never touched (status ``exists``);
+    ``keep_pages``: as :func:`prepare_folder`."""
     return commit_prepared(
-        index, lib_dir, prepare_folder(index, lib_dir, folder, encoder, force, replace), log
+        index, lib_dir, prepare_folder(index, lib_dir, folder, encoder, force, replace, keep_pages), log
     )
 
 

@@ -172,3 +172,17 @@ def test_a_failed_copy_leaves_the_library_as_it_was(tmp_path, sheets_dir, random
         assert "stored" not in piece.entry["pages"][0]
     store.store_new_piece(lib, piece)
     assert Library.open(lib).piece_ids == ["p"] and len(list((lib / "pages" / "p").iterdir())) == 2
+
+
+def test_no_page_copies_keeps_none_and_drops_a_rebuilt_pieces(tmp_path, sheets_dir, random_model):
+    src, lib = build(tmp_path, sheets_dir, random_model)
+    images = drawn(lib)
+    (src / "joplin-maple-leaf" / "page2.png").touch()  # changed: built again, without copies
+    res = cli("library", "build", src, "--out", lib, "--no-page-copies", "--workers", 2)
+    assert res.returncode == 0 and "1 unchanged, 1 updated" in res.stdout, res.stdout + res.stderr
+    index = json.loads((lib / "library.json").read_text())
+    assert all("stored" not in pg for pg in index["pieces"]["joplin-maple-leaf"]["pages"])
+    assert all("stored" in pg for pg in index["pieces"]["chopin-mazurka-6-2"]["pages"])
+    assert sorted(p.name for p in (lib / "pages").iterdir()) == ["chopin-mazurka-6-2"]
+    again = drawn(lib)  # from the sheet files
+    assert all(np.array_equal(again[k], images[k]) for k in images)
