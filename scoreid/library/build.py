@@ -6,7 +6,10 @@ contract scale -> one unrolled strip (:func:`scoreid.sheet.strip.unroll`) -> win
 ``stride`` px (:func:`~scoreid.sheet.strip.window_centres`) -> sheet embeddings. Pieces are
 stored separately (:mod:`scoreid.library.store`), so ``build`` again on the same folder only
 re-embeds pieces whose files changed, ``add`` embeds only the new pieces, and ``remove`` deletes
-one without touching the others.
+one without touching the others. Each piece's page files are copied into the library
+(``pages/<id>/``, :func:`scoreid.library.store.save_page_files`) so its pages can be drawn wherever
+the library goes; ``build`` or ``add`` on a library built before it kept them copies an unchanged
+piece's files without embedding it again.
 
 Problems with single pages (blank, not music, unreadable) are reported as warnings naming the
 file and page; a piece with no usable page is skipped with a message; only when nothing at all
