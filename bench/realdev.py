@@ -137,7 +137,8 @@ def build_library(folders: Sequence[Path], model: Path, lib_dir: Path, logf: Log
     enc = load_model(model)
     index = open_or_create(lib_dir, enc, model, None)
     for folder in folders:
-        add_folder(index, lib_dir, folder, enc, lambda m: logf(f"library: {m}"))
+        # no copies of the page files: the bench draws no page, and they would double its disk use
+        add_folder(index, lib_dir, folder, enc, lambda m: logf(f"library: {m}"), keep_pages=False)
     write_index(lib_dir, index)
     return Library.open(lib_dir)
 

@@ -4,8 +4,9 @@ The request is checked (id, text, page count and pixels, from the headers) befor
 decoded. The uploaded files are then decoded in memory and the piece built by the core library
 builder (:func:`scoreid.library.build.piece_from_files`: pages -> systems -> strip -> windows ->
 embeddings, with the library's own model), as ``scoreid library add`` builds a folder; the piece is
-stored in the library directory (whole or not at all) and appended to the served library and its
-search backend (:meth:`index_svc.library.ServedLibrary.add`).
+stored in the library directory (whole or not at all), with a copy of the files sent, from which the
+page-turner draws its pages (``LIB_DIR/pages/<piece>/``), and appended to the served library and
+its search backend (:meth:`index_svc.library.ServedLibrary.add`).
 """
 
 from __future__ import annotations

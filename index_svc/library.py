@@ -134,8 +134,8 @@ class ServedLibrary:
             return self.search_index.search(self.library.search_queries(queries), k)
 
     def add(self, piece: Piece) -> None:
-        """Store a built piece in the library directory (the whole piece or nothing:
-        :func:`~scoreid.library.store.store_new_piece`), then serve it."""
+        """Store a built piece in the library directory (the whole piece, with the copies of its page
+        files, or nothing: :func:`~scoreid.library.store.store_new_piece`), then serve it."""
         if self.library.dir is None:
             raise ValueError(f"library {self.name!r} was not loaded from a directory")
         if piece.pid in self.library.rows:

@@ -3,10 +3,10 @@
 A position (:class:`scoreid.identify.position.Position`) and a page's system boxes
 (``library.json``: ``pages[k].systems``) are in px of the *deskewed* page at the resolution it was
 read at (a PDF at :data:`scoreid.sheet.pages.PDF_DPI`): :func:`render_page` reads the page from the
-file the library names and deskews it as the library build did
-(:func:`scoreid.sheet.pages.library_page`) and sends it as PNG, shrunk to at most :data:`MAX_WIDTH` px wide (the
-page scales coordinates by the page's ``size``, which the library stores). Rendered pages are
-kept (:data:`CACHED` of them).
+library's copy of its file (``LIB_DIR/pages/``; for a library built before it kept copies, the file
+where it was) and deskews it as the library build did (:func:`scoreid.sheet.pages.library_page`),
+and sends it as PNG, shrunk to at most :data:`MAX_WIDTH` px wide (the page scales coordinates by the
+page's ``size``, which the library stores). Rendered pages are kept (:data:`CACHED` of them).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def page_entry(lib: Library, pid: str, k: int) -> dict[str, Any]:
 def render_page(lib: Library, pid: str, k: int) -> bytes:
     """Page ``k`` of piece ``pid`` (over the piece's pages) as PNG bytes (see the module docstring)."""
     try:
-        grey = library_page(page_entry(lib, pid, k))
+        source = (lib.pieces.get(pid) or {}).get("source")
+        grey = library_page(page_entry(lib, pid, k), lib_dir=lib.dir, source=source)
     except PageError as e:
         raise PageNotFound(f"piece {pid!r} page {k}: {e}") from None
     im = Image.fromarray(grey)

@@ -46,6 +46,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="onnx", choices=("onnx", "torch", "tensorrt"))
     p.add_argument("--force", action="store_true", help="re-embed pieces even when unchanged")
     p.add_argument(
+        "--no-page-copies",
+        dest="keep_pages",
+        action="store_false",
+        help="keep no copy of the sheet files in the library (its pages are then drawn from the "
+        "sheet folders only: the library is not whole without them)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -120,10 +127,10 @@ def _init_worker(model_dir: str, backend: str) -> None:
     _worker["enc"] = load_model(model_dir, backend, threads=1)  # one core per worker process
 
 
-def _prepare_in_worker(index: dict[str, Any], lib: Path, folder: Path, force: bool) -> Any:
+def _prepare_in_worker(index: dict[str, Any], lib: Path, folder: Path, force: bool, keep_pages: bool) -> Any:
     from scoreid.library.build import prepare_folder
 
-    return prepare_folder(index, lib, folder, _worker["enc"], force)
+    return prepare_folder(index, lib, folder, _worker["enc"], force, keep_pages=keep_pages)
 
 
 def prepared(
@@ -142,17 +149,17 @@ def prepared(
 
     if workers <= 1:
         for folder in folders:
-            yield prepare_folder(index, lib, folder, enc, args.force)
+            yield prepare_folder(index, lib, folder, enc, args.force, keep_pages=args.keep_pages)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     def view(folder: Path) -> dict[str, Any]:  # what prepare_folder reads of the index
-        old = index["pieces"].get(piece_id_for(folder))
+        old = index["pieces"].get(piece_id_for(folder))  # its fingerprint; its pages, to copy their files
         return {
             "stride": index["stride"],
             "model": {"sha256": index["model"]["sha256"]},
-            "pieces": {piece_id_for(folder): {"fingerprint": old.get("fingerprint")}} if old else {},
+            "pieces": {piece_id_for(folder): old} if old else {},
         }
 
     with ProcessPoolExecutor(
@@ -161,7 +168,9 @@ def prepared(
         initializer=_init_worker,
         initargs=(str(model_dir), args.backend),
     ) as pool:
-        futures = [pool.submit(_prepare_in_worker, view(f), lib, f, args.force) for f in folders]
+        futures = [
+            pool.submit(_prepare_in_worker, view(f), lib, f, args.force, args.keep_pages) for f in folders
+        ]
         for fut in futures:
             yield fut.result()
 
@@ -209,7 +218,7 @@ def show(lib: Path, pid: str, out: Path) -> int:
     for i, pg in enumerate(pages):
         ax = axes.flat[i]
         try:
-            img = library_page(pg, cache)
+            img = library_page(pg, cache, lib_dir=lib, source=index["pieces"][pid].get("source"))
         except PageError as e:
             raise UserError(f"{pid}: the source pages are needed to draw them ({e})") from None
         ax.imshow(img, cmap="gray", vmin=0, vmax=255)

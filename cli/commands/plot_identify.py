@@ -192,16 +192,18 @@ def _fmt_runs(runs: list[tuple[float, float]], most: int = 3) -> str:
     return ", ".join(parts) + (", …" if len(runs) > most else "")
 
 
-def _page_images(pages: Sequence[Mapping[str, Any]], ks: Sequence[int]) -> dict[int, np.ndarray | None]:
-    """The deskewed source pages ``ks`` (None for one that cannot be read any more); each source
-    file is read once."""
+def _page_images(lib: Any, pid: str, ks: Sequence[int]) -> dict[int, np.ndarray | None]:
+    """The deskewed pages ``ks`` of piece ``pid`` of ``lib`` (None for one that cannot be read any
+    more); each page file is read once."""
     from scoreid.sheet.pages import Page, PageError, library_page
 
+    piece = lib.pieces[pid]
+    pages: Sequence[Mapping[str, Any]] = piece["pages"]
     files: dict[str, list[Page]] = {}
     out: dict[int, np.ndarray | None] = {}
     for k in ks:
         try:
-            out[k] = library_page(pages[k], files)
+            out[k] = library_page(pages[k], files, lib_dir=lib.dir, source=piece.get("source"))
         except (PageError, OSError, IndexError, KeyError, ValueError):
             out[k] = None
     return out
@@ -278,7 +280,7 @@ def plot_history(history: list, lib: Any, out: Path, title: str = "") -> None:
         lay.add("colorbar", left + 0.5, min(6.0, row_w - 1.0), 0.16, gap_after=1.25)
         pages = visited_pages(rows)
         ncols = min(len(pages), 4)
-        images = _page_images(piece["pages"], pages)
+        images = _page_images(lib, top, pages)
         aspect = max((im.shape[0] / im.shape[1] if im is not None else 1.414) for im in images.values())
         gap = 0.35
         page_w = min((full_w - gap * (ncols - 1)) / ncols, 7.2 / aspect)
@@ -484,7 +486,7 @@ def draw_page_path(
     pages = lib.pieces[pid]["pages"]
     pg = pages[k]
     if image is None:
-        image = _page_images(pages, [k])[k]
+        image = _page_images(lib, pid, [k])[k]
     if image is not None:
         page_h, page_w = image.shape[:2]
         ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")

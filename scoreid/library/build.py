@@ -6,7 +6,10 @@ contract scale -> one unrolled strip (:func:`scoreid.sheet.strip.unroll`) -> win
 ``stride`` px (:func:`~scoreid.sheet.strip.window_centres`) -> sheet embeddings. Pieces are
 stored separately (:mod:`scoreid.library.store`), so ``build`` again on the same folder only
 re-embeds pieces whose files changed, ``add`` embeds only the new pieces, and ``remove`` deletes
-one without touching the others.
+one without touching the others. Each piece's page files are copied into the library
+(``pages/<id>/``, :func:`scoreid.library.store.save_page_files`) so its pages can be drawn wherever
+the library goes; ``build`` or ``add`` on a library built before it kept them copies an unchanged
+piece's files without embedding it again.
 
 Problems with single pages (blank, not music, unreadable) are reported as warnings naming the
 file and page; a piece with no usable page is skipped with a message; only when nothing at all
@@ -47,8 +50,11 @@ from scoreid.library.store import (
     Piece,
     PieceVectors,
     load_piece,
+    pages_stored,
     piece_file,
+    prune_page_files,
     read_index,
+    save_page_files,
     save_piece,
     write_index,
 )
@@ -257,7 +263,9 @@ def piece_from_files(
     """One piece built in memory from its files' (name, contents), in page order: pages decoded
     from the contents, cut, windowed and embedded as a folder's would be; raises
     :class:`~scoreid.sheet.systems.NoSystemsError` when no page has music. The entry's ``source``
-    and pages' ``path`` say ``ingest:<pid>``: there is no file to draw the pages from later."""
+    and pages' ``path`` say ``ingest:<pid>`` (there is no file where they came from); the piece holds
+    the files' contents (``files``), and storing it keeps a copy of them in the library to draw the
+    pages from (:func:`scoreid.library.store.store_new_piece`)."""
     sources = [
         PageSource(name, f"ingest:{pid}/{name}", name, partial(pages_from_bytes, data, name))
         for name, data in files
@@ -269,7 +277,9 @@ def piece_from_files(
         "source": f"ingest:{pid}",
         "fingerprint": contents_fingerprint(files, stride, model_sha),
     }
-    return build_piece(pid, cut, encoder, stride, entry)
+    piece = build_piece(pid, cut, encoder, stride, entry)
+    piece.files = dict(files)
+    return piece
 
 
 def piece_folders(sheets_dir: Path) -> list[Path]:
@@ -357,10 +367,15 @@ def prepare_folder(
     encoder: SheetEncoder,
     force: bool = False,
     replace: bool = True,
+    keep_pages: bool = True,
 ) -> Prepared:
     """The heavy part of :func:`add_folder` — pages, systems, windows, embeddings — saving the
-    piece's own files (``pieces/<id>.npz``, ``.png``) but not the index, so folders can be prepared
-    in parallel processes and committed by one (:func:`commit_prepared`)."""
+    piece's own files (``pieces/<id>.npz``, ``.png``, the copies of its page files under
+    ``pages/<id>/``) but not the index, so folders can be prepared in parallel processes and
+    committed by one (:func:`commit_prepared`). An unchanged piece is not embedded again; when its
+    entry names no copy of its page files (a library built before it kept them) the copies are made
+    and the entry returned with them. ``keep_pages=False``: no copies are made (the pages are drawn
+    from the folder; a piece built again drops the copies it had)."""
     msgs: list[str] = []
     pid = piece_id_for(folder)
     if not PIECE_ID.match(pid):
@@ -375,8 +390,15 @@ def prepare_folder(
         return Prepared(pid, "skipped", [f"warning: {folder}: no page images or PDFs; skipped"])
     fp = folder_fingerprint(files, index["stride"], index["model"]["sha256"])
     old = index["pieces"].get(pid)
+    sources: dict[str, Path] = {f.name: f for f in files}
     if old and old.get("fingerprint") == fp and piece_file(lib_dir, pid).exists() and not force:
-        return Prepared(pid, "unchanged", msgs)
+        if not keep_pages or pages_stored(lib_dir, old):
+            return Prepared(pid, "unchanged", msgs)
+        pages = save_page_files(lib_dir, pid, old.get("pages") or [], sources, msgs.append)
+        if pages == old.get("pages"):
+            return Prepared(pid, "unchanged", msgs)
+        msgs.append(f"{pid}: unchanged; its page files are now kept in the library")
+        return Prepared(pid, "unchanged", msgs, {**old, "pages": pages})
     title, composer = piece_metadata(folder)
     try:
         cut = cut_piece(folder, files, msgs.append)
@@ -385,6 +407,8 @@ def prepare_folder(
         return Prepared(pid, "skipped", msgs)
     entry = {"title": title, "composer": composer, "source": str(folder.resolve()), "fingerprint": fp}
     piece = build_piece(pid, cut, encoder, index["stride"], entry)
+    if keep_pages:
+        piece.entry["pages"] = save_page_files(lib_dir, pid, piece.entry["pages"], sources, msgs.append)
     save_piece(lib_dir, pid, piece.rows, piece.strip)
     msgs.append(
         f"{pid}: {len(cut.pages)} pages, {len(cut.offsets)} systems, {piece.entry['n_windows']} windows"
@@ -393,13 +417,15 @@ def prepare_folder(
 
 
 def commit_prepared(index: dict[str, Any], lib_dir: Path, prep: Prepared, log: Log) -> str:
-    """Print a prepared folder's messages and, when it was embedded, enter it in the index (written
-    atomically, so the library on disk is always whole). Returns the status word."""
+    """Print a prepared folder's messages and, when it was embedded (or its page files copied),
+    enter it in the index (written atomically, so the library on disk is always whole), then drop
+    the copies of page files its entry no longer names. Returns the status word."""
     for m in prep.messages:
         log(m)
     if prep.entry is not None:
         index["pieces"][prep.pid] = prep.entry
         write_index(lib_dir, index)
+        prune_page_files(lib_dir, prep.pid, prep.entry)
     return prep.status
 
 
@@ -411,15 +437,18 @@ def add_folder(
     log: Log,
     force: bool = False,
     replace: bool = True,
+    keep_pages: bool = True,
 ) -> str:
     """Embed one piece folder into the library (skipped when unchanged). Returns a status word;
-    ``replace=False``: a piece already in the library is never touched (status ``exists``)."""
+    ``replace=False``: a piece already in the library is never touched (status ``exists``);
+    ``keep_pages``: as :func:`prepare_folder`."""
     return commit_prepared(
-        index, lib_dir, prepare_folder(index, lib_dir, folder, encoder, force, replace), log
+        index, lib_dir, prepare_folder(index, lib_dir, folder, encoder, force, replace, keep_pages), log
     )
 
 
 def remove_piece(lib_dir: Path, pid: str) -> None:
+    """Remove a piece from the index (written atomically), then its own files and page copies."""
     index = read_index(lib_dir)
     if pid not in index["pieces"]:
         raise LibraryError(
@@ -429,3 +458,4 @@ def remove_piece(lib_dir: Path, pid: str) -> None:
     write_index(lib_dir, index)
     for suffix in (".npz", ".png"):
         piece_file(lib_dir, pid, suffix).unlink(missing_ok=True)
+    prune_page_files(lib_dir, pid, None)  # the copies of its page files

@@ -3,10 +3,10 @@
 Layout (format ``scoreid-library/1``)::
 
     LIB_DIR/library.json          {"format", "contract" (the model's), "model" {dir, sha256,
-                                   training}, "stride", "pieces": {pid: {title, composer, sources,
-                                   fingerprint, pages: [{file, page, angle_deg, staff_space,
-                                   systems: [[top, bottom, left, right], ...]}], n_windows,
-                                   system_offsets, warnings}}}
+                                   training}, "stride", "pieces": {pid: {title, composer, source,
+                                   fingerprint, pages: [{file, path, page, angle_deg, staff_space,
+                                   size, stored, systems: [[top, bottom, left, right], ...]}],
+                                   n_windows, system_offsets, warnings}}}
     LIB_DIR/pieces/<pid>.npz      vectors float32 [n, 32] (L2-normalised sheet embeddings) and,
                                    per row, page int16, system int16, x float32 (window centre on
                                    the deskewed page, page px), y0 / y1 float32 (the window's rows
@@ -15,10 +15,19 @@ Layout (format ``scoreid-library/1``)::
                                    hub float32 [n] (each row's hubness, :mod:`scoreid.search.
                                    hubness`) and hub_bank (the bank's sha256 it was scored against)
     LIB_DIR/pieces/<pid>.png      the piece's unrolled strip (contract scale), for plots
+    LIB_DIR/pages/<pid>/<sha256><suffix>
+                                  a copy of each file the piece's pages come from (its PDFs or page
+                                  images, byte for byte; named by the sha256 of the contents), which
+                                  ``pages[k].stored`` {path, bytes} names: the page images are drawn
+                                  from these (:func:`scoreid.sheet.pages.library_page`), so the
+                                  folder is whole wherever it is copied; a library built before it
+                                  kept them draws them from ``pages[k].path`` (the file where it was)
 
 Each piece is stored on its own, so adding or removing one rewrites only ``library.json``;
 :func:`store_new_piece` writes a built :class:`Piece` (its files, then the index, so a failed write
-never leaves a half-changed library).
+never leaves a half-changed library). The copies of the page files are named by their contents, so
+a piece built again writes its new copies beside the ones the index names, and the ones no entry
+names any more go once the index is written (:func:`prune_page_files`).
 
 :class:`Library` is the library in memory, the one model the offline identifier and the services
 share: ``vectors`` (the pieces' rows, in sorted id order when opened, pieces appended later after
@@ -36,11 +45,13 @@ asked with ``search_queries`` (:mod:`scoreid.search.hubness`).
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +61,28 @@ from scoreid.contract import Contract, ContractError
 from scoreid.errors import UserError
 from scoreid.identify.tally import CHANCE_EXPONENT, chance_weights
 from scoreid.search.hubness import search_queries, search_rows
+from scoreid.sheet.pages import (
+    MAX_STORED_BYTES,
+    PAGE_SUFFIXES,
+    STORED_DIR,
+    STORED_RE,
+    PageError,
+    stored_bytes,
+)
 
 FORMAT = "scoreid-library/1"
 INDEX = "library.json"
 META_FIELDS = ("page", "system", "x", "y0", "y1", "strip_x")
 PIECE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  #: what a piece id may be
 DEFAULT_STRIDE = 50.0  #: px on the strip between database windows (REFERENCE: every 50 px)
+
+Log = Callable[[str], None]
+#: A page file given to :func:`save_page_files`: its path, or its contents.
+PageFile = Path | bytes
+
+
+def _quiet(msg: str) -> None:
+    pass
 
 
 class LibraryError(UserError):
@@ -75,13 +102,15 @@ class PieceVectors:
 @dataclass
 class Piece:
     """One built piece, ready to join a library: its id, its ``library.json`` entry (title,
-    composer, pages, ``n_windows``, systems...), its rows and its unrolled strip (stored beside the
-    rows for plots; None: not stored)."""
+    composer, pages, ``n_windows``, systems...), its rows, its unrolled strip (stored beside the
+    rows for plots; None: not stored) and the files its pages come from (each page ``file``'s path
+    or contents: the library keeps a copy of each, :func:`save_page_files`)."""
 
     pid: str
     entry: dict[str, Any]
     rows: PieceVectors
     strip: np.ndarray | None = None
+    files: Mapping[str, PageFile] = field(default_factory=dict)
 
 
 def piece_file(lib_dir: Path, pid: str, suffix: str = ".npz") -> Path:
@@ -134,22 +163,147 @@ def save_piece(lib_dir: Path, pid: str, pv: PieceVectors, strip: np.ndarray | No
         tmp.unlink(missing_ok=True)
 
 
-def store_new_piece(lib_dir: Path, piece: Piece) -> None:
-    """Add a built piece that is not in the library at ``lib_dir`` yet: its own files, then the index
-    (read afresh, so pieces another process added meanwhile are kept) with its entry, written
-    atomically. Either the whole piece is in the library afterwards or nothing changed: when a
-    write fails, the piece's files written so far are removed again."""
+def store_new_piece(lib_dir: Path, piece: Piece, log: Log = _quiet) -> None:
+    """Add a built piece that is not in the library at ``lib_dir`` yet: its own files and the copies
+    of its page files (``piece.files``; its ``entry`` then names them), then the index (read afresh,
+    so pieces another process added meanwhile are kept) with its entry, written atomically. Either
+    the whole piece is in the library afterwards or nothing changed: when a write fails, the piece's
+    files written so far are removed again."""
     index = read_index(lib_dir)
     if piece.pid in index["pieces"]:
         raise LibraryError(f"piece {piece.pid} is already in the library; not replaced")
+    entry = piece.entry
     try:
+        if piece.files:
+            pages = save_page_files(lib_dir, piece.pid, entry.get("pages") or [], piece.files, log)
+            entry = {**entry, "pages": pages}
         save_piece(lib_dir, piece.pid, piece.rows, piece.strip)
-        index["pieces"][piece.pid] = piece.entry
+        index["pieces"][piece.pid] = entry
         write_index(lib_dir, index)
     except BaseException:
         for suffix in (".npz", ".png"):
             piece_file(lib_dir, piece.pid, suffix).unlink(missing_ok=True)
+        prune_page_files(lib_dir, piece.pid, None)
         raise
+    piece.entry = entry
+
+
+# ------------------------------------------------------------------ the pages' files
+def pages_dir(lib_dir: Path, pid: str) -> Path:
+    """Where a library keeps its copies of a piece's page files (:data:`scoreid.sheet.pages.STORED_RE`)."""
+    return lib_dir / STORED_DIR / pid
+
+
+def save_page_files(
+    lib_dir: Path, pid: str, pages: Sequence[Mapping[str, Any]], files: Mapping[str, PageFile], log: Log
+) -> list[dict[str, Any]]:
+    """Keep a copy of each file a piece's pages come from in the library (``pages/<pid>/<sha256 of
+    the contents><suffix>``, written to a temp file and renamed; a copy already there is kept), and
+    return the pages (``library.json``'s ``pages``) with each one's ``stored`` {path, bytes}.
+    ``files``: each page ``file``'s path or contents. A page whose file is not given, cannot be read
+    (any more) or is larger than :data:`~scoreid.sheet.pages.MAX_STORED_BYTES` keeps no copy (``log``
+    says so); a copy that cannot be written raises. The index is not touched. The names only depend
+    on the contents, so the copies a library holds are the same bytes whoever builds it, and a
+    piece's new copies never replace the ones its entry in the index names until that entry is
+    replaced (:func:`prune_page_files` then drops the old ones)."""
+    out: list[dict[str, Any]] = []
+    done: dict[str, dict[str, Any] | None] = {}
+    for pg in pages:
+        name = str(pg.get("file") or "")
+        if name not in done:
+            src = files.get(name)
+            done[name] = None
+            if src is not None:
+                try:
+                    data = _page_file_contents(name, src)
+                except (OSError, ValueError) as e:
+                    where = f"drawn from {src}" if isinstance(src, Path) else "not drawn"
+                    log(f"warning: {pid}: {name}: no copy kept in the library ({e}); its pages are {where}")
+                else:
+                    done[name] = _keep_copy(lib_dir, pid, Path(name).suffix.lower(), data)
+        stored = done[name]
+        out.append({**pg, "stored": stored} if stored is not None else dict(pg))
+    return out
+
+
+def _page_file_contents(name: str, src: PageFile) -> bytes:
+    """A page file's contents to keep a copy of (ValueError: not a page file, empty or too large)."""
+    if Path(name).suffix.lower() not in PAGE_SUFFIXES:
+        raise ValueError(f"not a page file type ({Path(name).suffix or 'no suffix'})")
+    if isinstance(src, Path):
+        size = src.stat().st_size
+        if size > MAX_STORED_BYTES:
+            raise ValueError(f"{size} bytes; a library keeps copies of at most {MAX_STORED_BYTES}")
+        src = src.read_bytes()
+    if len(src) > MAX_STORED_BYTES:
+        raise ValueError(f"{len(src)} bytes; a library keeps copies of at most {MAX_STORED_BYTES}")
+    if not src:
+        raise ValueError("an empty file")
+    return src
+
+
+def _keep_copy(lib_dir: Path, pid: str, suffix: str, data: bytes) -> dict[str, Any]:
+    """Write one copy (unless that very file is there) and return its ``stored`` record."""
+    rel = f"{STORED_DIR}/{pid}/{hashlib.sha256(data).hexdigest()}{suffix}"
+    stored: dict[str, Any] = {"path": rel, "bytes": len(data)}
+    try:
+        stored_bytes(lib_dir, stored)
+        return stored  # kept already
+    except PageError:
+        pass
+    path = lib_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return stored
+
+
+def stored_paths(entry: Mapping[str, Any]) -> set[str]:
+    """The library's copies of page files a piece's entry names (paths relative to the library)."""
+    out = set()
+    for pg in entry.get("pages") or []:
+        stored = pg.get("stored")
+        if isinstance(stored, Mapping) and isinstance(stored.get("path"), str):
+            out.add(stored["path"])
+    return out
+
+
+def pages_stored(lib_dir: Path, entry: Mapping[str, Any]) -> bool:
+    """Whether every page of a piece's entry has its copy in the library (at the recorded size)."""
+    for pg in entry.get("pages") or []:
+        stored = pg.get("stored")
+        if not isinstance(stored, Mapping) or not STORED_RE.match(str(stored.get("path"))):
+            return False
+        try:
+            if (lib_dir / stored["path"]).stat().st_size != stored.get("bytes"):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def prune_page_files(lib_dir: Path, pid: str, entry: Mapping[str, Any] | None) -> None:
+    """Remove the files in ``pages/<pid>/`` that the piece's ``entry`` (None: the piece is gone)
+    does not name — copies a replaced build kept, or a failed write left — and the folder once empty."""
+    folder = pages_dir(lib_dir, pid)
+    if not folder.is_dir():
+        return
+    keep = {Path(p).name for p in stored_paths(entry)} if entry is not None else set()
+    for f in folder.iterdir():
+        if f.name not in keep:
+            if f.is_dir() and not f.is_symlink():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
+    if not keep:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def load_piece(lib_dir: Path, pid: str) -> PieceVectors:

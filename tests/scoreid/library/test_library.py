@@ -162,6 +162,12 @@ def test_a_build_on_several_cores_is_the_same_library(tmp_path, sheets_dir, rand
         res = cli("library", "build", sheets_dir, "--out", libs[n], "--model", random_model, "--workers", n)
         assert res.returncode == 0, res.stderr
     assert (libs[1] / "library.json").read_text() == (libs[2] / "library.json").read_text()
+    copies = sorted(p.relative_to(libs[1]) for p in (libs[1] / "pages").rglob("*") if p.is_file())
+    index = json.loads((libs[1] / "library.json").read_text())
+    named = {pg["stored"]["path"] for e in index["pieces"].values() for pg in e["pages"]}
+    assert [str(c) for c in copies] == sorted(named) and len(named) >= 4  # one copy per page file
+    assert copies == sorted(p.relative_to(libs[2]) for p in (libs[2] / "pages").rglob("*") if p.is_file())
+    assert all((libs[1] / c).read_bytes() == (libs[2] / c).read_bytes() for c in copies)
     for f in sorted((libs[1] / "pieces").iterdir()):
         if f.suffix == ".npz":
             a, b = np.load(f), np.load(libs[2] / "pieces" / f.name)
@@ -176,14 +182,17 @@ def test_a_build_on_several_cores_is_the_same_library(tmp_path, sheets_dir, rand
 
 def test_a_piece_built_from_files_in_memory_is_the_folder_build(tmp_path, sheets_dir, random_model):
     """``piece_from_files`` (an upload: contents in memory, nothing written) gives the rows and entry
-    that building the same files from a folder gives; only where the sources are differs."""
+    that building the same files from a folder gives; only where the sources are differs. Stored,
+    it keeps the same copies of its page files."""
     from scoreid.inference import load_model
     from scoreid.library.build import DEFAULT_STRIDE, new_index, piece_from_files, prepare_folder
-    from scoreid.library.store import load_piece
+    from scoreid.library.store import load_piece, store_new_piece, write_index
     from scoreid.sheet.pages import page_files
 
     enc = load_model(random_model, "onnx")
     index = new_index(enc, random_model, DEFAULT_STRIDE)
+    uploads = tmp_path / "uploads"
+    write_index(uploads, index)
     for pid in ("joplin-maple-leaf", "chopin-mazurka-6-2"):  # page images; a PDF
         folder = sheets_dir / pid
         prep = prepare_folder(index, tmp_path, folder, enc)
@@ -200,7 +209,16 @@ def test_a_piece_built_from_files_in_memory_is_the_folder_build(tmp_path, sheets
         assert [pg["path"] for pg in piece.entry["pages"]] == [
             f"ingest:{pid}/{pg['file']}" for pg in prep.entry["pages"]
         ]
-        assert without_sources(piece.entry) == without_sources(prep.entry)
+        assert "stored" not in piece.entry["pages"][0] and set(piece.files) == {f for f, _ in files}
+        store_new_piece(uploads, piece)
+        assert without_sources(piece.entry) == without_sources(prep.entry)  # the same copies, too
+        for pg in piece.entry["pages"]:
+            path = pg["stored"]["path"]
+            assert (
+                (uploads / path).read_bytes()
+                == (tmp_path / path).read_bytes()
+                == (folder / pg["file"]).read_bytes()
+            )
 
 
 def without_sources(entry: dict) -> dict:
