@@ -53,7 +53,11 @@ CLOSES = {
 
 def stack_error(e: grpc.aio.AioRpcError) -> ProtocolError:
     """The close of a browser session whose stream the stack ended with status ``e``."""
-    code, details = e.code(), e.details() or ""
+    return stack_close(e.code(), e.details() or "")
+
+
+def stack_close(code: grpc.StatusCode, details: str) -> ProtocolError:
+    """The close of a browser session whose stream ended with ``code`` and ``details``."""
     if code == grpc.StatusCode.UNAVAILABLE:
         return ProtocolError(L.CLOSE_UNREACHABLE, UNREACHABLE)
     close, why = CLOSES.get(code, (L.CLOSE_ERROR, f"the stack failed ({code.name}): "))
@@ -133,7 +137,7 @@ class StackSession(Session):
         try:
             await self.call.write(req)
         except grpc.aio.AioRpcError as e:
-            raise self._fail(stack_error(e)) from None
+            raise self._fail(await self._write_error(e)) from None
         except asyncio.InvalidStateError:  # the call is over: its reader says how
             if self.reader is not None:
                 await asyncio.wait({self.reader}, timeout=5.0)
@@ -141,6 +145,19 @@ class StackSession(Session):
             raise self._fail(
                 ProtocolError(L.CLOSE_ERROR, "the stack ended the stream; start again")
             ) from None
+
+    async def _write_error(self, e: grpc.aio.AioRpcError) -> ProtocolError:
+        """Why a write failed. A write that races the stack's end of the call (its token refused,
+        its cap reached) can fail with INTERNAL instead of the call's status (grpc/grpc#36066):
+        then the call's own status, once it has one, says why."""
+        if e.code() == grpc.StatusCode.INTERNAL and self.call is not None:
+            try:
+                code = await asyncio.wait_for(self.call.code(), timeout=5.0)
+                if code != grpc.StatusCode.OK:
+                    return stack_close(code, await self.call.details() or "")
+            except (TimeoutError, grpc.aio.AioRpcError):
+                pass
+        return stack_error(e)
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
         """The call's answers to the page, as they come; its error as the session's failure."""
