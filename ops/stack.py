@@ -64,6 +64,14 @@ def _last_line(log: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
+def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A stack process: ``cmd`` from the repository root in its own session (``scoreid down`` stops
+    it by its group), its output appended to ``log``."""
+    return subprocess.Popen(
+        cmd, env=env, cwd=str(REPO), stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
 def _tcp_ready(host: str, port: int, timeout: float) -> bool:
     import socket
 
@@ -229,14 +237,7 @@ def start_stack(
     for name, module in SERVICES:
         log = logs / f"{name}.log"
         cmd = [sys.executable, "-m", module, "--config", str(config_path)]
-        p = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=str(REPO),
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        p = _spawn(cmd, log, env)
         procs.append(
             {
                 "name": name,
@@ -279,14 +280,7 @@ def start_stack(
             "--port",
             str(wport),
         ]
-        p = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=str(REPO),
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        p = _spawn(cmd, log, env)
         procs.append(
             {"name": "web", "pid": p.pid, "marker": "cli web", "log": str(log), "cmd": cmd, "port": wport}
         )
@@ -315,14 +309,7 @@ def start_stack(
             "--window",
             str(sv.get("window_s", 60.0)),
         ]
-        p = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=str(REPO),
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        p = _spawn(cmd, log, env)
         procs.append({"name": "supervisor", "pid": p.pid, "marker": "ops.supervisor", "log": str(log)})
     record = {
         "address": address,

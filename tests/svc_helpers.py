@@ -4,6 +4,7 @@ name (``from conftest import ...`` is ambiguous once several test folders have a
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,3 +24,16 @@ start_redis = _root.start_redis
 stop_redis = _root.stop_redis
 terminate = _root.terminate
 wait_for = _root.wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``scoreid ARGS`` (``python -m cli``) run from the repository root; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )

@@ -5,8 +5,6 @@ checks stay open, and clients of the front door are served as before."""
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -14,6 +12,7 @@ import pytest
 import redis
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from svc_helpers import cli
 
 from cli.client import identify_files
 from ops.config import load_config
@@ -24,16 +23,6 @@ from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
-
-
-def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def test_internal_services_and_redis_refuse_calls_without_the_stacks_credentials(tmp_path, lib, random_model):

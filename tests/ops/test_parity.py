@@ -9,30 +9,19 @@ exactly: ``tests/aggregator_svc/test_aggregator_server.py``).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from svc_helpers import cli
 
 from ops.stack import loopback_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "default"
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
-
-
-def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import pytest
 import soundfile as sf
 import yaml
 from scorefixtures import tones
+from svc_helpers import cli
 
 from cli.client import identify_files
 from ops.grpc_server import internal_channel
@@ -43,16 +44,6 @@ SOURCES = {
     "chopin-mazurka-6-2": "chopin/mazurka06-2",
     "joplin-maple-leaf": "joplin/maple_leaf_rag",
 }
-
-
-def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def stack_config(tmp: Path, lib: Path, model: Path, **encoder: object) -> Path:

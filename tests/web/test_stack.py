@@ -34,6 +34,7 @@ import pytest
 import soundfile as sf
 import yaml
 from starlette.testclient import TestClient
+from svc_helpers import cli
 
 from bench.pagedriver import (
     DEFAULT_MODEL,
@@ -68,16 +69,6 @@ STACK_PER_CLIENT = 3
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_MODEL / "manifest.json").is_file(), reason="needs the shipped model"
 )
-
-
-def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 @dataclass
