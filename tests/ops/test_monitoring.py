@@ -19,7 +19,6 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -32,7 +31,7 @@ import grpc
 import numpy as np
 import pytest
 import yaml
-from svc_helpers import free_port, terminate
+from svc_helpers import cli, free_port, terminate
 
 from cli.client import stream_audio
 from ops.config import load_config
@@ -259,24 +258,7 @@ def one_piece_lib(tmp_path_factory, sheets_dir, random_model) -> Path:
     sheets = tmp_path_factory.mktemp("one-piece")
     shutil.copytree(sheets_dir / "schoenberg-19-2", sheets / "schoenberg-19-2")
     out = tmp_path_factory.mktemp("lib") / "lib"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "library",
-            "build",
-            str(sheets),
-            "--out",
-            str(out),
-            "--model",
-            str(random_model),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    r = cli("library", "build", sheets, "--out", out, "--model", random_model, timeout=300)
     assert r.returncode == 0, r.stderr
     return out
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from pageprotocol import CHUNK, START, closed, stream
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -37,8 +38,6 @@ from web.offline_session import OfflineBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
-START = json.dumps({"type": "start", "sample_rate": C.SAMPLE_RATE, "format": "f32le"})
-CHUNK = 2205  # 0.1 s, as the page sends
 
 
 @pytest.fixture(scope="module")
@@ -70,27 +69,6 @@ def start(ws) -> dict:
     ws.send_text(START)
     assert ws.receive_json()["type"] == "started"
     return hello
-
-
-def closed(ws) -> tuple[int, str]:
-    """The close code and reason the server sent (messages before it are skipped)."""
-    while True:
-        m = ws.receive()
-        if m["type"] == "websocket.close":
-            return m["code"], m.get("reason", "")
-
-
-def stream(ws, audio: np.ndarray) -> list[dict]:
-    """Send ``audio`` in page-sized chunks, then end; the updates and the final message."""
-    for s in range(0, len(audio), CHUNK):
-        ws.send_bytes(audio[s : s + CHUNK].astype("<f4").tobytes())
-    ws.send_text(json.dumps({"type": "end"}))
-    out = []
-    while True:
-        m = ws.receive_json()
-        out.append(m)
-        if m["type"] == "final":
-            return out
 
 
 def offline(library, encoder, audio: np.ndarray) -> list[dict]:

@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from pageprotocol import CHUNK, END, START, closed, stream, until_final
 from starlette.testclient import TestClient
 from svc_helpers import cli
 
@@ -58,9 +59,6 @@ from web.stack_target import StackTarget, running_config, stack_target
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "data" / "chopin-mazurka06-2-20s.flac"
-START = json.dumps({"type": "start", "sample_rate": C.SAMPLE_RATE, "format": "f32le"})
-END = json.dumps({"type": "end"})
-CHUNK = 2205  # 0.1 s, as the page sends
 STACK_IDLE_S = 5.0  #: the stack's idle timeout (the page's own is longer in the TestClient tests)
 #: the stack's sessions per client: every session of this machine is one client (a restart holds
 #: two streams for a moment: the cancelled one until the stack has seen it go)
@@ -154,30 +152,6 @@ def start(ws) -> dict:
     ws.send_text(START)
     assert ws.receive_json()["type"] == "started"
     return hello
-
-
-def closed(ws) -> tuple[int, str]:
-    """The close code and reason the server sent (messages before it are skipped)."""
-    while True:
-        m = ws.receive()
-        if m["type"] == "websocket.close":
-            return m["code"], m.get("reason", "")
-
-
-def until_final(ws) -> list[dict]:
-    out = []
-    while True:
-        out.append(ws.receive_json())
-        if out[-1]["type"] == "final":
-            return out
-
-
-def stream(ws, audio: np.ndarray) -> list[dict]:
-    """Send ``audio`` in page-sized chunks, then end; the updates and the final message."""
-    for s in range(0, len(audio), CHUNK):
-        ws.send_bytes(audio[s : s + CHUNK].astype("<f4").tobytes())
-    ws.send_text(END)
-    return until_final(ws)
 
 
 def test_the_stack_names_the_mazurka_with_the_answers_of_the_engine_in_one_process(

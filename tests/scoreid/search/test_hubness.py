@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from svc_helpers import cli
 
 from scoreid.errors import UserError
 from scoreid.inference import load_model
@@ -81,23 +80,7 @@ def with_bank(model: Path, out: Path, weight: float = 0.5, n: int = 256) -> Path
 
 
 def build(sheets: Path, lib: Path, model: Path) -> None:
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "library",
-            "build",
-            str(sheets),
-            "--out",
-            str(lib),
-            "--model",
-            str(model),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = cli("library", "build", sheets, "--out", lib, "--model", model)
     assert res.returncode == 0, res.stderr
 
 
