@@ -281,10 +281,11 @@ def with_hub_weight(lib: Library, weight: float) -> Library:
     return Library(lib.dir, index, lib.vectors, lib.meta, lib.piece_ids, lib.hub)
 
 
-def library_tag(look: str, model: Path, distractors: bool = True) -> str:
-    """The folder (under ``--work``) of the library this benchmark builds for ``model``'s sheet
-    space in ``look`` (``-d``: with distractors); ``bench.realdev_follow`` follows on it."""
-    return f"library-{look}-{model_fingerprint(model)[:12]}" + ("-d" if distractors else "")
+def library_tag(look: str, fingerprint: str, distractors: bool = True) -> str:
+    """The folder (under ``--work``) of the library this benchmark builds for the sheet space of the
+    model whose :func:`~scoreid.tensors.model_fingerprint` is ``fingerprint``, in ``look`` (``-d``:
+    with distractors); ``bench.realdev_follow`` follows on it."""
+    return f"library-{look}-{fingerprint[:12]}" + ("-d" if distractors else "")
 
 
 def excerpt_library(lib: Library, truth: str, size: int, key: str, seed: int, in_library: bool) -> Library:
@@ -642,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     taken = {f.name for f in realdev_folders + corpus_folders}
     extra = [f for f in extra if f.name not in taken]  # a corpus test piece is staged once, in its --look
     t0 = time.perf_counter()
-    tag = library_tag(args.look, args.model, bool(extra))
+    tag = library_tag(args.look, fp, bool(extra))
     lib = build_library(realdev_folders + corpus_folders + extra, args.model, args.work / tag, log)
     t_lib = time.perf_counter() - t0
     log(f"library: {len(lib.piece_ids)} pieces, {len(lib)} windows ({t_lib:.0f} s)")

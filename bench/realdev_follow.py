@@ -1160,11 +1160,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = follower_overrides(args.set)
     t_start = time.perf_counter()
     set_doc = json.loads((args.data / "set.json").read_text())
+    fingerprint = model_fingerprint(args.model)
     if args.library is None:
-        args.library = DEFAULT_WORK / library_tag("shifted", args.model)
+        args.library = DEFAULT_WORK / library_tag("shifted", fingerprint)
     lib = Library.open(args.library)
     built_with = (lib.index.get("model") or {}).get("sha256")
-    if built_with and built_with != model_fingerprint(args.model):
+    if built_with and built_with != fingerprint:
         raise SystemExit(
             f"bench/realdev_follow: {args.library} was built with another model than {args.model}"
         )
