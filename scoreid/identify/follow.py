@@ -96,14 +96,8 @@ BROAD_FALLS = 2.0
 TEMPO_SD_WINDOWS = 0.35
 #: ... plus this much per window of expected advance
 TEMPO_SD_PER_WINDOW = 0.25
-#: a fitted speed is clipped to [MIN_FIT_SPEED_PX_S, this x MAX_SPEED_PX_S]
+#: a fitted speed is clipped to [0, this x MAX_SPEED_PX_S]
 MAX_FIT_SPEEDS = 3.0
-#: the slowest speed a track fits (strip px per second of audio): a repetitive passage (a drone, an
-#: ostinato) matches one window for seconds, and a track that fitted a standstill would stay there
-MIN_FIT_SPEED_PX_S = 0.0
-#: the speed fit is a least-squares slope shrunk towards DEFAULT_SPEED_PX_S as if this many s^2 of
-#: path had moved at it (0: the plain fit)
-SPEED_PRIOR_S2 = 0.0
 #: the position is the posterior mean over the best state and this many windows on each side of it
 POSTERIOR_WINDOWS = 2
 #: a backward move of less than this many windows is held (the reported position does not jitter back)
@@ -341,10 +335,8 @@ class PieceTrack:
         if len(pts) < MIN_FIT_HOPS:
             return
         dt, dx = pts[:, 0] - pts[:, 0].mean(), pts[:, 1] - pts[:, 1].mean()
-        sxy, sxx = float(np.dot(dt, dx)), float(np.dot(dt, dt))
-        # least squares, shrunk towards the default speed
-        slope = (sxy + SPEED_PRIOR_S2 * DEFAULT_SPEED_PX_S) / max(sxx + SPEED_PRIOR_S2, 1e-12)
-        self.speed = float(np.clip(slope, MIN_FIT_SPEED_PX_S, MAX_FIT_SPEEDS * MAX_SPEED_PX_S))
+        slope = float(np.dot(dt, dx) / max(float(np.dot(dt, dt)), 1e-12))  # least squares
+        self.speed = float(np.clip(slope, 0.0, MAX_FIT_SPEEDS * MAX_SPEED_PX_S))
 
     def coherence(self) -> float:
         """Share of the recent hops whose match lay where the track's tempo predicted, while the
