@@ -124,7 +124,7 @@ class StackSession(Session):
         try:
             await call.done_writing()
         except grpc.aio.AioRpcError as e:
-            raise self._fail(stack_error(e)) from None
+            raise self._fail(await self._write_error(e)) from None
         done, _ = await asyncio.wait({reader}, timeout=self.limits.idle_timeout_s)  # the final answer
         if not done:
             raise self._fail(ProtocolError(L.CLOSE_ERROR, "the stack sent no final answer; start again"))
