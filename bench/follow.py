@@ -309,7 +309,17 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-follow"
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "follow.json")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a follower constant for this run (scoreid.identify.follow, e.g. GUARD_JUMP_PROB=0.0002)",
+    )
     args = p.parse_args(argv)
+    from bench.realdev_follow import follower_overrides
+
+    overrides = follower_overrides(args.set)
     kinds = [k for k in args.kinds.split(",") if k]
     stream_kinds = [k for k in args.streams.split(",") if k]
     corpus = Corpus(args.data)
@@ -387,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "hop_s": args.hop,
         "max_seconds": args.max_seconds,
+        "follower_overrides": overrides,
         "library_pieces": len(lib.piece_ids),
         "library_windows": len(lib),
         "model": str(args.model),

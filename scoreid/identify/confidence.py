@@ -11,7 +11,8 @@ set (``python -m bench.realdev --sizes 40,200,all --open-set --dump D.json``, th
 - how the votes fall between the top piece and its runner-up (the log ratio of their tallies; not
   the top piece's share of all votes, which shrinks as the library grows);
 - whether the top piece is really being played: the coherence of its score-following track (the
-  share of recent hops whose best match lay where the track's tempo predicted it —
+  share of recent hops whose best match lay where the track's tempo predicted it, on the track's
+  path or on a look-alike passage moving on beside it, with the audio matching there —
   :meth:`scoreid.identify.follow.PieceTrack.coherence`); chance matches scatter over the piece;
 - how much better the stream moves in order through the top piece than through any other followed
   candidate: the margin of its sequence evidence against the library null

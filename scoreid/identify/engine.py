@@ -65,8 +65,9 @@ MAX_CANDIDATES = 50
 SEQUENCE_WEIGHT = 0.1
 EVIDENCE = "library"
 #: the format of :meth:`SessionEngine.to_bytes` (4: a track keeps its rival region, ``guard``; 5: the
-#: follower counts the windows it has seen, for the start prior)
-MAGIC = b"scoreid-engine/5\n"
+#: follower counts the windows it has seen, for the start prior; 6: a track keeps its filter's best
+#: state of the previous hop, for its coherence)
+MAGIC = b"scoreid-engine/6\n"
 
 
 class EngineStateError(ValueError):

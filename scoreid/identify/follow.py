@@ -83,6 +83,10 @@ JUMP_WINDOWS = 4.0  #: a move this many windows away from the prediction is a ju
 HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
 PATH_HOPS = 64  #: matched positions a track keeps (the speed is fitted to the last SPEED_FIT_S of them)
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
+#: a hop is in step (``PieceTrack.coherence``) only where the audio window matches some window near
+#: the filter's best state within this many nats (similarity / TEMPERATURE) of its best match anywhere
+#: in the piece
+STEP_SUPPORT_NATS = 2.0
 MIN_MOVING_PX_S = 15.0  #: a track slower than this is not music being played (noise, a held sound)
 KINDS = ("best", "hmm", "tempo", "guard")
 CANDIDATES = 10  #: pieces of the tally followed by default (RESULTS.md "Sequence evidence": 5 -> 10)
@@ -177,6 +181,9 @@ class PieceTrack:
     evidence_library: float = 0.0  #: the same against the library null (module docstring)
     #: ``guard``: the rival region the filter prefers: (t, x, hops in a row, nats it matched better)
     rival: tuple[float, float, int, float] | None = None
+    #: the filter's best state at the previous hop, (t, matched x): a look-alike passage the filter
+    #: prefers while the guard holds the track's path still moves on in step (``coherence``)
+    mode: tuple[float, float] | None = None
     _emission: np.ndarray | None = None  #: the latest hop's sims / T (within ``update`` only)
 
     def __post_init__(self) -> None:
@@ -244,9 +251,8 @@ class PieceTrack:
     def _observe(self, t: float) -> None:
         x = self.matched_x()
         if self.path:  # the music of a piece that is playing moves on at its tempo
-            t0, x0 = self.path[-1]
-            near = abs(x - (x0 + self.speed * (t - t0))) <= JUMP_WINDOWS * self.stride
-            self.steady.append(near and self._speed_known() and self.speed >= MIN_MOVING_PX_S)
+            self.steady.append(self._in_step(t, x) and self._speed_known() and self.speed >= MIN_MOVING_PX_S)
+        self.mode = (t, x)
         if self.kind not in ("tempo", "guard"):
             self.reported = x
             self.path.append((t, x))
@@ -283,6 +289,23 @@ class PieceTrack:
         now = x + self.speed * self.lag_s
         held = now > self.reported - HOLD_BACK_WINDOWS * self.stride
         self.reported = max(now, self.reported) if held else now
+
+    def _in_step(self, t: float, x: float) -> bool:
+        """Whether the filter's best state ``x`` lies where the track's tempo predicts — from the
+        track's path, or from the filter's own best state a hop ago (the filter prefers a look-alike
+        passage the guard keeps the track off, and that passage moves on in step: the piece's music
+        is still matched in order) — and the audio itself puts it there: the window matches some
+        window near ``x`` within ``STEP_SUPPORT_NATS`` of its best match anywhere in the piece (the
+        filter's prediction alone carries a best state on in step through noise)."""
+        assert self._emission is not None
+        reach = JUMP_WINDOWS * self.stride
+        anchors = [self.path[-1]] + ([self.mode] if self.mode is not None else [])
+        if not any(abs(x - (x0 + self.speed * (t - t0))) <= reach for t0, x0 in anchors):
+            return False
+        lo = int(np.searchsorted(self.strip_x, x - reach))
+        hi = int(np.searchsorted(self.strip_x, x + reach, side="right"))
+        e = self._emission
+        return hi > lo and float(e[lo:hi].max()) >= float(e.max()) - STEP_SUPPORT_NATS
 
     def _guarded(self, t: float, x: float) -> tuple[float, bool]:
         """``guard``: the matched x, or, while the filter's best state ``x`` lies off the track's
@@ -339,10 +362,12 @@ class PieceTrack:
         self.speed = float(np.clip(slope, 0.0, MAX_FIT_SPEEDS * MAX_SPEED_PX_S))
 
     def coherence(self) -> float:
-        """Share of the recent hops whose match lay where the track's tempo predicted, while the
-        track moves on (0 before any): high while the piece is really playing, low for chance
-        matches that scatter over the piece and for a match that stands still (noise, a held
-        sound)."""
+        """Share of the recent hops in step (:meth:`_in_step`: the filter's best state where the
+        track's tempo predicted — from the track's path or from the best state a hop before — and
+        the audio matching there), while the track moves on (0 before any): high while the piece is
+        really playing, also while the filter prefers a look-alike passage moving on in step beside
+        the track's path; low for chance matches that scatter over the piece and for a match that
+        stands still (noise, a held sound)."""
         return float(np.mean(self.steady)) if self.steady else 0.0
 
     def position_x(self) -> float | None:
@@ -364,6 +389,7 @@ class PieceTrack:
             "evidence": self.evidence,
             "evidence_library": self.evidence_library,
             "rival": None if self.rival is None else list(self.rival),
+            "mode": None if self.mode is None else list(self.mode),
         }
 
     @classmethod
@@ -398,6 +424,8 @@ class PieceTrack:
         track.rival = (
             None if rival is None else (float(rival[0]), float(rival[1]), int(rival[2]), float(rival[3]))
         )
+        mode = state["mode"]
+        track.mode = None if mode is None else (float(mode[0]), float(mode[1]))
         return track
 
 
