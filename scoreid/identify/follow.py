@@ -83,6 +83,9 @@ JUMP_WINDOWS = 4.0  #: a move this many windows away from the prediction is a ju
 HISTORY_HOPS = 24  #: audio windows kept to catch up a new candidate
 PATH_HOPS = 64  #: matched positions a track keeps (the speed is fitted to the last SPEED_FIT_S of them)
 COHERENCE_HOPS = 20  #: hops over which a track's coherence (share of hops matched where predicted) is taken
+#: hops with a known tempo a track needs before its coherence is more than 0 (hops before its tempo is
+#: known are not counted: they are neither in step nor out of it)
+MIN_COHERENCE_HOPS = 6
 #: a hop is in step (``PieceTrack.coherence``) only where the audio window matches some window near
 #: the filter's best state within this many nats (similarity / TEMPERATURE) of its best match anywhere
 #: in the piece
@@ -250,8 +253,8 @@ class PieceTrack:
 
     def _observe(self, t: float) -> None:
         x = self.matched_x()
-        if self.path:  # the music of a piece that is playing moves on at its tempo
-            self.steady.append(self._in_step(t, x) and self._speed_known() and self.speed >= MIN_MOVING_PX_S)
+        if self.path and self._speed_known():  # the music of a piece that is playing moves on at its tempo
+            self.steady.append(self._in_step(t, x) and self.speed >= MIN_MOVING_PX_S)
         self.mode = (t, x)
         if self.kind not in ("tempo", "guard"):
             self.reported = x
@@ -368,7 +371,7 @@ class PieceTrack:
         really playing, also while the filter prefers a look-alike passage moving on in step beside
         the track's path; low for chance matches that scatter over the piece and for a match that
         stands still (noise, a held sound)."""
-        return float(np.mean(self.steady)) if self.steady else 0.0
+        return float(np.mean(self.steady)) if len(self.steady) >= MIN_COHERENCE_HOPS else 0.0
 
     def position_x(self) -> float | None:
         """Reported strip x (where the music is now), clipped to the strip."""

@@ -239,6 +239,26 @@ def test_a_guard_track_holding_off_a_lookalike_stays_coherent_and_noise_does_not
         assert noise.coherence() < 0.5, seed
 
 
+def test_hops_before_a_track_has_a_tempo_do_not_count_against_its_coherence():
+    """A track needs MIN_FIT_HOPS of path before it has a tempo; those hops are neither in step nor
+    out of it (they counted as out of step before, so a piece played in order from its first window
+    reached a coherence of 0.55 at 6 s and 0.74 at 10 s: the identity waited on the lock-on). It
+    is 0 until MIN_COHERENCE_HOPS hops with a tempo have been judged, then what they say."""
+    from scoreid.identify import follow as F
+
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        n = 200
+        track = PieceTrack(np.arange(n) * STRIDE, STRIDE, HOP, "guard")
+        coh = []
+        for k in range(20):
+            track.update((k + 1) * HOP, sims_at(n, (30 + k) * STRIDE, rng))
+            coh.append(track.coherence())
+        judged = F.MIN_FIT_HOPS + F.MIN_COHERENCE_HOPS  # hops until the coherence says something
+        assert max(coh[: judged - 1]) == 0.0, seed
+        assert min(coh[judged - 1 :]) >= 0.9, seed
+
+
 def test_guard_track_takes_a_real_repeat():
     r = []
     rng = np.random.default_rng(5)
