@@ -4,13 +4,13 @@ model) serving a library built from engraved pages, with a fake microphone that 
 in real time.
 
 ``tests/data/chopin-mazurka06-2-20s.flac``: on this 20-s clip the engine (``scoreid identify``
-gives the same) follows the Mazurka from about 6 s on but keeps its identity *unknown* (the
-calibrated probability stays under the threshold), so the page must name the Mazurka as its best
-guess — never as an identity it was not given — and show the page the position says
+gives the same) follows the Mazurka from about 6 s on and names it from about 13 s on (it ended
+*unknown* before 2026-12-06), so the page must name the Mazurka — as its best guess while the
+engine has no identity, never as an identity it was not given — and show the page the position says
 (``show_page``) with the cursor moving forward on the followed system (which page, and whether it
 turns within 20 s, depends on the follower: the ``guard`` follower locks on to the written-out
 reprise on page 2, the one before it went between the two). ``scoreid demo``'s 32-s held-out performance
-of the same piece: the engine names it from about 22 s on — the page shows its title and composer
+of the same piece: the engine names it from about 15.5 s on — the page shows its title and composer
 — and turns to page 2 ahead of the music (the position's ``show_page``, while the music is still on
 page 1's last system), then runs the cursor along page 2. Also: a chosen recording streamed to its
 end, silence, a denied microphone, a server that went away, and a phone-sized screen.
@@ -81,7 +81,7 @@ def test_the_page_names_the_mazurka_and_follows_it(server, tmp_path):
         cursor, system = page.locator("#cursor").bounding_box(), page.locator("#system").bounding_box()
         page.screenshot(path=str(tmp_path / "page.png"))
     # named: the ranking's first piece and the score shown are the Mazurka, and no other piece was
-    # ever given as the identity (the engine leaves this clip unknown: the page says "best guess")
+    # ever given as the identity (without an identity the page says "best guess")
     assert top == MAZURKA
     assert set(s["identities"]) <= {PID}
     if not s["identities"]:
@@ -115,7 +115,7 @@ def test_the_page_names_the_mazurka_and_follows_it(server, tmp_path):
 def performance(tmp_path_factory) -> Path:
     """32 s of ``scoreid demo``'s held-out performance of the Mazurka (csound soundfont, 1.25x with
     a tempo curve, room, noise; seed 7) as WAV: long enough for the engine to name it (from about
-    22 s on) and to turn the page ahead of the music (27 s)."""
+    15.5 s on) and to turn the page ahead of the music (27 s)."""
     from synthesis.demo_data import engrave_piece, piece_id, shifted_performance
 
     root = tmp_path_factory.mktemp("performance")
