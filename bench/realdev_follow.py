@@ -1149,7 +1149,9 @@ def follower_overrides(items: list[str]) -> dict[str, float]:
         name, sep, value = item.partition("=")
         current = getattr(follow, name, None)
         if not sep or not name.isupper() or isinstance(current, bool) or not isinstance(current, int | float):
-            raise SystemExit(f"--set {item!r}: not NAME=VALUE of a numeric constant of scoreid.identify.follow")
+            raise SystemExit(
+                f"--set {item!r}: not NAME=VALUE of a numeric constant of scoreid.identify.follow"
+            )
         out[name] = type(current)(float(value))
         setattr(follow, name, out[name])
     return out
