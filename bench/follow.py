@@ -43,6 +43,7 @@ import numpy as np
 from bench.identify import build_library
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
+from scoreid.identify import follow
 from scoreid.identify.engine import DEFAULT_HOP_S
 from scoreid.identify.stream import AudioEncoder, Identifier
 from scoreid.inference import load_model
@@ -292,6 +293,33 @@ def turn_summary(turns: list[dict]) -> dict:  # type: ignore[type-arg]
     }
 
 
+def add_set_argument(p: argparse.ArgumentParser) -> None:
+    """``--set NAME=VALUE`` (repeatable): :func:`follower_overrides` reads it."""
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a follower constant for this run (scoreid.identify.follow, e.g. START_PRIOR=0)",
+    )
+
+
+def follower_overrides(items: list[str]) -> dict[str, float]:
+    """``--set NAME=VALUE``: set the follower's numeric constant NAME (a module-level number of
+    :mod:`scoreid.identify.follow`) for this run; the values set."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        current = getattr(follow, name, None)
+        if not sep or not name.isupper() or isinstance(current, bool) or not isinstance(current, int | float):
+            raise SystemExit(
+                f"--set {item!r}: not NAME=VALUE of a numeric constant of scoreid.identify.follow"
+            )
+        out[name] = type(current)(float(value))
+        setattr(follow, name, out[name])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "models" / "default")
@@ -309,16 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scoreid-bench-follow"
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "follow.json")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a follower constant for this run (scoreid.identify.follow, e.g. GUARD_JUMP_PROB=0.0002)",
-    )
+    add_set_argument(p)
     args = p.parse_args(argv)
-    from bench.realdev_follow import follower_overrides
-
     overrides = follower_overrides(args.set)
     kinds = [k for k in args.kinds.split(",") if k]
     stream_kinds = [k for k in args.streams.split(",") if k]

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.follow import CachedEncoder
+from bench.follow import CachedEncoder, add_set_argument, follower_overrides
 from bench.realdev import (
     DEFAULT_WORK,
     composer_of,
@@ -73,7 +73,6 @@ from bench.realdev import (
 )
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
-from scoreid.identify import follow
 from scoreid.identify.stream import DEFAULT_HOP_S, Identifier
 from scoreid.inference import load_model
 from scoreid.library.store import Library, system_layout
@@ -1098,13 +1097,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realdev-follow.json")
     p.add_argument("--dump", type=Path, default=None, help="write every hop (compact JSON) here")
     p.add_argument("--follower", default="guard", help="the follower kind (scoreid.identify.follow.KINDS)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a follower constant for this run (scoreid.identify.follow, e.g. START_PRIOR=0)",
-    )
+    add_set_argument(p)
     p.add_argument(
         "--embed-cache",
         type=Path,
@@ -1139,22 +1132,6 @@ def piece_map(lib: Library, work: str, score: Path, cache: Path) -> tuple[list[M
         return f"the engraving has {len(layout.measures)} measures, the MusicXML {len(measures)}"
     got = map_to_library(lib, work, layout)
     return got if isinstance(got, str) else (measures, got)
-
-
-def follower_overrides(items: list[str]) -> dict[str, float]:
-    """``--set NAME=VALUE``: set the follower's numeric constant NAME (a module-level number of
-    :mod:`scoreid.identify.follow`) for this run; the values set."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        current = getattr(follow, name, None)
-        if not sep or not name.isupper() or isinstance(current, bool) or not isinstance(current, int | float):
-            raise SystemExit(
-                f"--set {item!r}: not NAME=VALUE of a numeric constant of scoreid.identify.follow"
-            )
-        out[name] = type(current)(float(value))
-        setattr(follow, name, out[name])
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
