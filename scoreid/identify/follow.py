@@ -367,7 +367,8 @@ class PieceTrack:
     def coherence(self) -> float:
         """Share of the recent hops in step (:meth:`_in_step`: the filter's best state where the
         track's tempo predicted — from the track's path or from the best state a hop before — and
-        the audio matching there), while the track moves on (0 before any): high while the piece is
+        the audio matching there), while the track moves on; only hops judged since the track had a
+        tempo count, and it is 0 until ``MIN_COHERENCE_HOPS`` of them: high while the piece is
         really playing, also while the filter prefers a look-alike passage moving on in step beside
         the track's path; low for chance matches that scatter over the piece and for a match that
         stands still (noise, a held sound)."""
