@@ -165,3 +165,20 @@ def test_note_agreement_checks_the_truth() -> None:
     perf = [(float(i), p) for i, (_k, _q, p) in enumerate(notes)]
     assert F.note_agreement(perf, truth, ms, notes, 0.0, 16.0) == pytest.approx(1.0)
     assert F.note_agreement(perf, truth, ms, notes, 0.0, 16.0, shift=1.0) < 0.5
+
+
+def test_set_overrides_a_follower_constant_and_refuses_anything_else(monkeypatch) -> None:
+    """``--set NAME=VALUE`` (bench.follow, bench.realdev_follow): a numeric constant of
+    scoreid.identify.follow takes its type; a name that is not one, a bool, or no '=' is a clear
+    error, never a traceback."""
+    from bench.follow import follower_overrides
+    from scoreid.identify import follow
+
+    monkeypatch.setattr(follow, "GUARD_JUMP_PROB", follow.GUARD_JUMP_PROB)  # restored after the test
+    monkeypatch.setattr(follow, "CANDIDATES", follow.CANDIDATES)
+    got = follower_overrides(["GUARD_JUMP_PROB=0.0002", "CANDIDATES=5"])
+    assert got == {"GUARD_JUMP_PROB": 0.0002, "CANDIDATES": 5}
+    assert follow.GUARD_JUMP_PROB == 0.0002 and follow.CANDIDATES == 5 and isinstance(follow.CANDIDATES, int)
+    for bad in ("NOPE=1", "GUARD_JUMP_PROB", "KINDS=1", "np=1"):
+        with pytest.raises(SystemExit, match="not NAME=VALUE of a numeric constant"):
+            follower_overrides([bad])
