@@ -61,7 +61,7 @@ from scoreid.library.store import (
 from scoreid.search.hubness import hub_scores
 from scoreid.sheet import strip as S
 from scoreid.sheet.pages import Page, PageError, load_pages, page_files, pages_from_bytes
-from scoreid.sheet.systems import NoSystemsError, detect_systems, extract_systems
+from scoreid.sheet.systems import BAND_VERSION, NoSystemsError, detect_systems, extract_systems
 from scoreid.tensors import model_fingerprint, sheet_to_network
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def scored(vectors: np.ndarray, meta: dict[str, np.ndarray], hub: HubBank | None
 
 
 def folder_fingerprint(files: list[Path], stride: float, model_sha: str) -> str:
-    h = hashlib.sha256(f"{stride}|{model_sha}|{C.STAFF_SPACE_PX}".encode())
+    h = hashlib.sha256(f"{stride}|{model_sha}|{C.STAFF_SPACE_PX}|{BAND_VERSION}".encode())
     for f in files:
         st = f.stat()
         h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -102,7 +102,7 @@ def folder_fingerprint(files: list[Path], stride: float, model_sha: str) -> str:
 
 def contents_fingerprint(files: Sequence[tuple[str, bytes]], stride: float, model_sha: str) -> str:
     """As :func:`folder_fingerprint`, for files held in memory: their names and contents."""
-    h = hashlib.sha256(f"{stride}|{model_sha}|{C.STAFF_SPACE_PX}".encode())
+    h = hashlib.sha256(f"{stride}|{model_sha}|{C.STAFF_SPACE_PX}|{BAND_VERSION}".encode())
     for name, data in files:
         h.update(f"{name}|{len(data)}|{hashlib.sha256(data).hexdigest()}".encode())
     return h.hexdigest()

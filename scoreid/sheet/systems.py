@@ -22,7 +22,11 @@ Steps (``detect_systems``):
 
 ``extract_systems`` then rescales the deskewed page so its staff spacing equals the contract's
 ``STAFF_SPACE_PX`` and cuts each system with :func:`scoreid.sheet.strip.cut_system` — the same
-geometry the corpus builder uses for its engraved renders.
+geometry the corpus builder uses for its engraved renders. The band is centred on the system, or,
+on a system of more than two staves (an empty or ossia staff above a piano's grand staff, Ravel's
+and Liszt's three- and four-staff systems), on the adjacent pair of staves with the most note ink
+(:func:`band_span`): the 160-row band holds a grand staff, and centred on three staves it would
+show the middle one with halves of the others.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ MAX_INK_FRACTION = 0.35  #: engraved or scanned music pages are mostly paper
 MIN_STAFF_WIDTH = 0.15  #: a staff spans at least this fraction of the page width
 BARLINE_MIN_COVER = 0.98  #: a barline joining two staves is ink on this much of the gap between them
 SPLIT_GAP_RATIO = 1.25  #: see split_merged
+BAND_STAVES = 2  #: the staves a band shows (a piano's grand staff); see band_span
+STAFF_INK_MARGIN = 2.0  #: staff spaces above and below a staff whose ink counts as its notes
+#: The version of the cut from a detected system to its band: part of a library piece's
+#: fingerprint, so a library built by an older cut embeds its pieces again.
+BAND_VERSION = 2
 
 
 class NoSystemsError(ValueError):
@@ -478,6 +487,37 @@ def detect_systems(grey: np.ndarray, max_skew_deg: float = MAX_SKEW_DEG) -> Page
     return PageLayout(angle, space, thick, systems, grey)
 
 
+def staff_ink(ink: np.ndarray, staff: Staff, space: float, thick: float) -> float:
+    """The note ink of one staff: the fraction of dark pixels from ``STAFF_INK_MARGIN`` spaces above
+    it to as far below, between its left and right ends, with the rows of its five lines left out
+    (every staff has those)."""
+    h, w = ink.shape
+    y0 = max(0, int(np.floor(staff.top - STAFF_INK_MARGIN * space)))
+    y1 = min(h, int(np.ceil(staff.bottom + STAFF_INK_MARGIN * space)) + 1)
+    x0, x1 = max(0, int(round(staff.left))), min(w, int(round(staff.right)))
+    if y1 <= y0 or x1 <= x0:
+        return 0.0
+    rows = np.arange(y0, y1, dtype=np.float64)
+    on_line = (np.abs(rows[:, None] - np.asarray(staff.lines, np.float64)[None, :]) <= thick / 2 + 1).any(
+        axis=1
+    )
+    region = ink[y0:y1, x0:x1][~on_line]
+    return float(region.mean()) if region.size else 0.0
+
+
+def band_span(system: System, ink: np.ndarray, space: float, thick: float) -> tuple[float, float, int]:
+    """(top, bottom, first staff) the system's band is centred on: the whole system when it has at
+    most ``BAND_STAVES`` staves, else the ``BAND_STAVES`` adjacent staves with the most note ink
+    (:func:`staff_ink`; of equals, the lowest — a piano part sits below a voice or an ossia)."""
+    st = system.staves
+    if len(st) <= BAND_STAVES:
+        return system.top, system.bottom, 0
+    inks = [staff_ink(ink, s, space, thick) for s in st]
+    n = len(st) - BAND_STAVES + 1
+    best = max(range(n), key=lambda i: (round(sum(inks[i : i + BAND_STAVES]), 9), i))
+    return st[best].top, st[best + BAND_STAVES - 1].bottom, best
+
+
 @dataclass
 class SystemCut:
     """One system cut at the contract scale: ``band`` uint8 (160, w); box in deskewed page px."""
@@ -486,14 +526,19 @@ class SystemCut:
     index: int  #: system index on the page
     box: tuple[float, float, float, float]  #: (top, bottom, left, right), deskewed page px
     scale: float  #: page px -> contract px
+    first_staff: int = 0  #: the band is centred on the staves from this one (:func:`band_span`)
 
 
 def extract_systems(layout: PageLayout) -> list[SystemCut]:
-    """Rescale the deskewed page to the contract staff spacing and cut every system band."""
+    """Rescale the deskewed page to the contract staff spacing and cut every system's band
+    (:func:`band_span`)."""
     f = S.scale_for_staff_space(layout.staff_space)
     page = S.rescale_page(layout.deskewed, f)
+    many = any(len(s.staves) > BAND_STAVES for s in layout.systems)
+    ink = binarise(layout.deskewed) if many else np.zeros((0, 0), bool)
     cuts = []
     for i, s in enumerate(layout.systems):
-        band = S.cut_system(page, s.top * f, s.bottom * f, s.left * f, s.right * f, C.SHEET_WINDOW_H)
-        cuts.append(SystemCut(band, i, (s.top, s.bottom, s.left, s.right), f))
+        top, bottom, first = band_span(s, ink, layout.staff_space, layout.line_thickness)
+        band = S.cut_system(page, top * f, bottom * f, s.left * f, s.right * f, C.SHEET_WINDOW_H)
+        cuts.append(SystemCut(band, i, (s.top, s.bottom, s.left, s.right), f, first))
     return cuts

@@ -179,3 +179,77 @@ def test_blank_and_non_music_pages_raise():
         d.text((40, 40 + 45 * k), "Lorem ipsum dolor sit amet, consectetur adipiscing", fill=0, font_size=30)
     with pytest.raises(Y.NoSystemsError, match="no staff"):
         Y.detect_systems(np.asarray(photo))
+
+
+def many_staff_page(
+    n_staves: int, playing: tuple[int, int], space: float = 12.0, thick: int = 2
+) -> np.ndarray:
+    """Three systems of ``n_staves`` staves joined by barlines, notes (chords, stems, beams) only on
+    the staves ``playing`` and one whole rest per bar on the others: an empty staff above or below a
+    piano's grand staff, as Ravel's and Liszt's scores (and their MusicXML) have them."""
+    rng = np.random.default_rng(n_staves)
+    w, h = 1700, int(300 + 3 * (n_staves * 12 + 10) * space)
+    im = Image.new("L", (w, h), 255)
+    d = ImageDraw.Draw(im)
+    y = 150.0
+    for _ in range(3):
+        tops = [y + i * 12 * space for i in range(n_staves)]
+        for k, y0 in enumerate(tops):
+            for i in range(5):
+                yy = round(y0 + i * space - thick / 2)
+                d.rectangle([150, yy, 1550, yy + thick - 1], fill=0)
+            for x0 in (150, 500, 850, 1200):
+                if k not in playing:  # a whole rest in the middle of the bar
+                    d.rectangle(
+                        [x0 + 160, round(y0 + space), x0 + 160 + space, round(y0 + 1.5 * space)], fill=0
+                    )
+                    continue
+                for x in range(x0 + 40, x0 + 330, int(2.2 * space)):
+                    for _n in range(3):  # a chord
+                        yy = y0 + rng.integers(-4, 12) * space / 2
+                        d.ellipse([x, yy - space / 2, x + 1.3 * space, yy + space / 2], fill=0)
+                    d.line(
+                        [x + 1.3 * space, y0 - 2 * space, x + 1.3 * space, y0 + 4 * space],
+                        fill=0,
+                        width=thick,
+                    )
+                d.rectangle(
+                    [x0 + 40, round(y0 - 2 * space), x0 + 330, round(y0 - 1.5 * space)], fill=0
+                )  # a beam
+        for x in (150, 500, 850, 1200, 1549):  # the system's barlines join all its staves
+            d.rectangle([x, tops[0], x + thick, tops[-1] + 4 * space], fill=0)
+        y = tops[-1] + 4 * space + 10 * space
+    return np.asarray(im, np.uint8)
+
+
+@pytest.mark.parametrize(
+    "n_staves, playing", [(3, (0, 1)), (3, (1, 2)), (4, (2, 3))], ids=["3-top", "3-low", "4-low"]
+)
+def test_band_of_a_system_of_more_staves_is_its_playing_grand_staff(n_staves, playing):
+    """The band of a three- or four-staff system holds the two staves that carry the notes, whole
+    (centred on the system it showed the middle staff and halves of its neighbours)."""
+    layout = Y.detect_systems(
+        degrade(many_staff_page(n_staves, playing), 0.4, seed=2, blur=0.4, noise=5, jpeg=85)
+    )
+    assert [len(s.staves) for s in layout.systems] == [n_staves] * 3
+    for cut in Y.extract_systems(layout):
+        assert cut.first_staff == playing[0]
+        page = np.full((400, cut.band.shape[1] + 100), 255, np.uint8)
+        page[120:280, 50:-50] = cut.band
+        again = Y.detect_systems(page)
+        assert [len(s.staves) for s in again.systems] == [2], "two whole staves in the band"
+        # centred on the pair: as far from the band's top to the upper staff as from the lower to its bottom
+        s = again.systems[0]
+        assert abs((s.top - 120) - (280 - s.bottom)) <= 2
+
+
+def test_band_of_a_grand_staff_is_unchanged_by_the_choice(verovio_pages):
+    """Two-staff systems are cut around the whole system, as the corpus builder cuts them."""
+    layout = Y.detect_systems(verovio_pages[0].image)
+    for s, cut in zip(layout.systems, Y.extract_systems(layout)):
+        assert len(s.staves) <= 2 and cut.first_staff == 0
+        assert Y.band_span(s, np.zeros((1, 1), bool), layout.staff_space, layout.line_thickness) == (
+            s.top,
+            s.bottom,
+            0,
+        )
