@@ -13,10 +13,16 @@ again if Redis lost it), so a vote batch is one small read and one write round t
 refreshes the TTL, so an idle session disappears after it; ``Close`` deletes it. Because nothing of
 a session lives in the aggregator process, any replica can serve any vote and a restarted
 aggregator continues every session where it was.
+
+Each write carries a random id (field ``write``): when a reply is lost on a loaded machine (the
+socket timeout) redis-py sends the pipeline again (its default ``Retry``), and the compare-and-set
+then recognises its own write — the version it read plus one, under its id — instead of reporting
+another writer.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -114,10 +120,13 @@ class EngineStates:
         unchanged; per write whether it was written (False: a conflict, nothing written)."""
         if not writes:
             return []
+        ids = [os.urandom(8).hex() for _ in writes]  # a retried pipeline finds its own writes
         for attempt in (0, 1):
             pipe = self.r.pipeline(transaction=False)
-            for sid, version, state, library in writes:  # by SHA: no SCRIPT EXISTS round trip per batch
-                pipe.evalsha(self._cas.sha, 1, key(sid), version, state, self.ttl_s, library)
+            for (sid, version, state, library), wid in zip(
+                writes, ids, strict=True
+            ):  # by SHA: no SCRIPT EXISTS per batch
+                pipe.evalsha(self._cas.sha, 1, key(sid), version, state, self.ttl_s, library, wid)
             t0 = time.perf_counter()
             try:
                 replies = pipe.execute()

@@ -79,3 +79,33 @@ def test_compare_and_set_survives_redis_losing_its_scripts(redis_server):
     r.script_flush()  # as after a restart without persistence of the script cache
     assert store.put_many([("s", 1, b"two", ""), ("s", 1, b"late", "")]) == [True, False]
     assert (store.get("s").state, store.get("s").version) == (b"two", 2)
+
+
+def test_a_write_whose_reply_was_lost_is_not_a_conflict_when_the_client_retries(redis_server, monkeypatch):
+    """The reply of a compare-and-set times out after Redis applied it (a loaded machine: the
+    socket timeout); redis-py then sends the whole pipeline again (its default Retry). The second
+    try must see its own write, not "another writer" — the cause of an ABORTED vote seen once in CI."""
+    import redis
+
+    r = redis_server.client()
+    store = EngineStates(r, ttl_s=60)
+    store.put("s", 0, b"one", "lib")
+    real = redis.connection.Connection.read_response
+    lost = {"n": 0}
+
+    def read_response(self, *a, **kw):  # the first reply of the next pipeline is lost in transit
+        reply = real(self, *a, **kw)
+        if lost["n"] == 0:
+            lost["n"] += 1
+            self.disconnect()
+            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+        return reply
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", read_response)
+    assert store.put_many([("s", 1, b"two", "lib")]) == [True]
+    monkeypatch.undo()
+    assert lost["n"] == 1
+    st = store.get("s")
+    assert (st.state, st.version) == (b"two", 2)
+    with pytest.raises(Conflict):  # a stale writer is still refused
+        store.put("s", 1, b"late", "lib")
