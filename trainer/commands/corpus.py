@@ -49,6 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give train/pool performances a pianist's touch and a grand-piano program (TRAIN_TOUCH)",
     )
+    b.add_argument(
+        "--train-only",
+        action="append",
+        default=[],
+        metavar="DIR_OR_NAME",
+        help="a --source whose pieces all go to train, outside the seeded split (generated material); repeatable",
+    )
     b.add_argument("--no-progress", action="store_true")
     s = sub.add_parser(
         "show", help="PNG: a page with aligned noteheads, spectrogram with onsets, strip window"
@@ -114,6 +121,7 @@ def _build(args: argparse.Namespace) -> int:
         test=args.test,
         balance=not args.no_balance,
         progress=not args.no_progress,
+        train_only=args.train_only,
     )
     print(
         f"corpus {args.out}: {len(res.built)} built, {len(res.resumed)} already done, "

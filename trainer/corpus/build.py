@@ -9,6 +9,10 @@ exists; an interrupted build started again with the same arguments skips finishe
 A work of the real-performance validation set (``../shared/real-dev``, matched to corpus files by
 their notes in ``trainer/realdev/corpus_matches.json``) that the seeded split puts in ``train`` is
 left out (listed as excluded); every other piece keeps the split it had.
+
+``train_only`` sources (generated material, :mod:`synthesis.textures`) put every piece in ``train``
+and take no part in the seeded split, so adding one moves no other piece between splits and leaves
+the validation and test sets as they were.
 """
 
 from __future__ import annotations
@@ -85,11 +89,17 @@ def build(
     test: float = 0.15,
     balance: bool = True,
     progress: bool = True,
+    train_only: list[str] | None = None,
 ) -> BuildResult:
-    """Build (or resume) a corpus in ``out``; see the module docstring."""
+    """Build (or resume) a corpus in ``out``; see the module docstring. ``train_only``: sources
+    (also listed in ``sources``) whose pieces all train."""
     cfg = cfg or BuildConfig()
     t0 = time.time()
+    missing = sorted(set(train_only or []) - set(sources))
+    if missing:
+        raise UserError(f"--train-only {missing[0]} is not one of the --source arguments")
     items = collect(sources)
+    only_train = {it.pid for it in collect(list(train_only))} if train_only else set()
     res = BuildResult()
     if exclude:
         ex_keys, ex_fps = _exclusions(exclude)
@@ -110,13 +120,14 @@ def build(
         split_of = {it.pid: "pool" for it in items}
     else:
         split_of = assign_splits(
-            {it.pid: it.keys for it in items},
-            {it.pid: it.composer for it in items},
+            {it.pid: it.keys for it in items if it.pid not in only_train},
+            {it.pid: it.composer for it in items if it.pid not in only_train},
             seed=cfg.seed,
             valid=valid,
             test=test,
             balance=balance,
         )
+        split_of.update({pid: "train" for pid in only_train if pid in {it.pid for it in items}})
         # the works of the real-performance validation set never train: drawn into the train split,
         # they are left out (every other piece keeps its split; in valid/test they stay, untrained)
         realdev = realdev_corpus_pids()
@@ -148,6 +159,7 @@ def build(
         "test": test,
         "balance": balance,
         "exclude": [str(e) for e in exclude or []],
+        "train_only": list(train_only or []),
     }
 
     def write_index() -> None:

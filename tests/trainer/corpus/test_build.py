@@ -12,6 +12,7 @@ import pytest
 from scorefixtures import isolated_onsets, onset_agreement, write_piece
 
 from scoreid import contract as C
+from scoreid.errors import UserError
 from scoreid.sheet.strip import window_at
 from trainer import run
 from trainer.corpus import build as build_mod
@@ -272,3 +273,27 @@ def test_training_performances_get_a_touch_and_the_held_out_plans_do_not_change(
     ]
     valid_same = [p.options for p in plan_piece("a.x", "valid", cfg).performances if p.condition == "same"]
     assert train_same == valid_same
+
+
+def test_a_train_only_source_trains_and_moves_no_other_piece(built, tmp_path):
+    """Generated textures added with --train-only: all in train, built like any piece; every piece
+    of the other sources keeps its split (valid and test as they were)."""
+    from synthesis import textures
+
+    root, src, _ = built
+    before = Corpus(root / "data")
+    gen = tmp_path / "textures"
+    for seed in (3, 4):
+        textures.write(seed, gen, bars=6)
+    res = build(
+        [str(src), str(gen)], tmp_path / "d", workers=2, cfg=CFG, progress=False, train_only=[str(gen)]
+    )
+    after = Corpus(tmp_path / "d")
+    assert not res.skipped, res.skipped
+    gen_ids = sorted(p for p in after.ids() if p.startswith("textures."))
+    assert gen_ids == ["textures.texture-0003", "textures.texture-0004"]
+    assert all(p in after.ids("train") for p in gen_ids)
+    for split in ("train", "valid", "test"):
+        assert [p for p in after.ids(split) if p not in gen_ids] == before.ids(split)
+    with pytest.raises(UserError, match="not one of the --source"):
+        build([str(src)], tmp_path / "e", cfg=CFG, progress=False, train_only=[str(gen)])
