@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from bench.follow import CachedEncoder
+from bench.follow import CachedEncoder, add_set_argument, follower_overrides
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
 from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT
@@ -518,6 +518,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--candidates", type=int, default=CANDIDATES, help="pieces of the tally followed (and reordered)"
     )
     p.add_argument("--threads", type=int, default=1, help="encoder threads while streaming")
+    add_set_argument(p)
     p.add_argument(
         "--prepare-only", action="store_true", help="build (or bring up to date) the library and stop"
     )
@@ -625,6 +626,7 @@ def run_excerpts(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    overrides = follower_overrides(args.set)
     t_start = time.perf_counter()
     if not (args.model / "manifest.json").is_file():
         raise SystemExit(f"bench/realdev: no model at {args.model} (manifest.json)")
@@ -731,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         "hub": lib.index.get("hub"),
         "sequence_weight": args.sequence_weight,
         "candidates": args.candidates,
+        "follower_overrides": overrides,
         "library": {
             "pieces": len(lib.piece_ids),
             "windows": len(lib),

@@ -140,3 +140,15 @@ def test_the_hub_weight_is_chosen_without_scoring_again(lib):
     assert scored.hub_weight == 0.5  # the library it came from is unchanged
     with pytest.raises(SystemExit):
         R.with_hub_weight(lib, 1.0)  # no hub scores to weigh
+
+
+def test_set_reaches_the_follower_of_the_realdev_bench(monkeypatch):
+    """``bench.realdev --set NAME=VALUE`` parses like bench.follow's (a follower change is checked
+    on the identity benchmark too)."""
+    from bench import realdev
+    from bench.follow import follower_overrides
+    from scoreid.identify import follow
+
+    monkeypatch.setattr(follow, "TEMPERATURE", follow.TEMPERATURE)
+    args = realdev.parse_args(["--set", "TEMPERATURE=0.2"])
+    assert follower_overrides(args.set) == {"TEMPERATURE": 0.2} and follow.TEMPERATURE == 0.2
