@@ -56,3 +56,19 @@ def test_a_generated_piece_engraves_with_its_noteheads_aligned(tmp_path):
     e = engrave(path)
     assert len(e.notes) >= 0.97 * len(e.midi_notes) > 100
     assert {s.page for s in e.systems} and all(s.bottom > s.top for s in e.systems)
+
+
+def test_the_cli_refuses_a_count_below_one_and_leaves_no_temp_files(tmp_path, capsys, monkeypatch):
+    import pytest
+    from music21 import environment
+
+    scratch = tmp_path / "m21-scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(
+        environment._EnvironmentCore, "getRootTempDir", lambda self: scratch
+    )  # music21 writes there
+    with pytest.raises(SystemExit) as e:
+        textures.main(["--out", str(tmp_path / "x"), "--count", "0"])
+    assert e.value.code == 2 and "--count must be at least 1" in capsys.readouterr().err
+    assert textures.main(["--out", str(tmp_path / "y"), "--count", "1", "--seed", "5"]) == 0
+    assert (tmp_path / "y" / "texture-0005.musicxml").is_file() and not list(scratch.iterdir())
