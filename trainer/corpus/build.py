@@ -99,7 +99,9 @@ def build(
     if missing:
         raise UserError(f"--train-only {missing[0]} is not one of the --source arguments")
     items = collect(sources)
-    only_train = {it.pid for it in collect(list(train_only))} if train_only else set()
+    # by file too: a train-only piece whose id an earlier source already took is that source's
+    trains = {(it.pid, it.path) for it in collect(list(train_only))} if train_only else set()
+    only_train = {it.pid for it in items if (it.pid, it.path) in trains}
     res = BuildResult()
     if exclude:
         ex_keys, ex_fps = _exclusions(exclude)
@@ -127,7 +129,7 @@ def build(
             test=test,
             balance=balance,
         )
-        split_of.update({pid: "train" for pid in only_train if pid in {it.pid for it in items}})
+        split_of.update({it.pid: "train" for it in items if it.pid in only_train})
         # the works of the real-performance validation set never train: drawn into the train split,
         # they are left out (every other piece keeps its split; in valid/test they stay, untrained)
         realdev = realdev_corpus_pids()
