@@ -123,9 +123,8 @@ class EngineStates:
         ids = [os.urandom(8).hex() for _ in writes]  # a retried pipeline finds its own writes
         for attempt in (0, 1):
             pipe = self.r.pipeline(transaction=False)
-            for (sid, version, state, library), wid in zip(
-                writes, ids, strict=True
-            ):  # by SHA: no SCRIPT EXISTS per batch
+            # by SHA: no SCRIPT EXISTS round trip per batch
+            for (sid, version, state, library), wid in zip(writes, ids, strict=True):
                 pipe.evalsha(self._cas.sha, 1, key(sid), version, state, self.ttl_s, library, wid)
             t0 = time.perf_counter()
             try:
