@@ -18,6 +18,13 @@ the timemap (repeats are not expanded: the score is performed and aligned straig
 each notehead has exactly one onset and no notehead is ever aligned with a wrong one). Grace notes
 are kept when Verovio gives them a note-on of their own, otherwise dropped.
 
+``LoadedScore(source, options, transpose=n)`` transposes the score by ``n`` semitones before
+anything is engraved or performed (Verovio's ``transpose`` option), spelled in a key of at most
+seven accidentals: the target tonic is the original key's tonic moved ``n`` semitones, named from
+:data:`TONIC_NAMES` (each pitch class once, spelled so that both its major and its minor key
+signature exist), and Verovio moves every staff, key signature and accidental with it. A score
+without a key signature moves by the plain interval.
+
 Note ids are deterministic (Verovio ``xmlIdSeed``). Verovio can crash the whole process on some
 files: callers that must survive that (the corpus builder) call it in a worker subprocess.
 """
@@ -48,6 +55,10 @@ MUSIC21_SUFFIXES = (".abc", ".mid", ".midi", ".rntxt", ".capx", ".md")
 FONTS = ("Leipzig", "Bravura", "Gootville", "Leland", "Petaluma")
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
+#: tonic names by pitch class (0 = C): the spelling whose major and minor keys both have <= 7 accidentals
+TONIC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_PITCH_CLASS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_ACCID = {"s": 1, "f": -1, "n": 0, "ss": 2, "x": 2, "ff": -2}
 ONSET_TOLERANCE_MS = 5.0
 
 
@@ -205,6 +216,33 @@ def _load(tk: object, path: Path) -> None:
         raise EngraveError(f"{path}: Verovio could not read it as music")
 
 
+def tonic_pitch_class(mei: str) -> int | None:
+    """Pitch class (0 = C) of the first key signature's tonic in an MEI text, or None without one."""
+    for tag in re.findall(r"<(?:keySig|scoreDef|staffDef)\b[^>]*>", mei):
+        attrs = dict(re.findall(r'([\w.:]+)="([^"]*)"', tag))
+        pname = attrs.get("pname") or attrs.get("key.pname")
+        if pname and pname.lower() in _PITCH_CLASS:
+            accid = attrs.get("accid") or attrs.get("key.accid") or "n"
+            return (_PITCH_CLASS[pname.lower()] + _ACCID.get(accid, 0)) % 12
+        sig = re.fullmatch(r"(\d)([sf])|0", attrs.get("sig") or attrs.get("key.sig") or "")
+        if sig:  # no tonic written: the signature's major (or relative minor) tonic
+            fifths = 0 if sig.group(0) == "0" else int(sig.group(1)) * (1 if sig.group(2) == "s" else -1)
+            minor = (attrs.get("mode") or attrs.get("key.mode")) == "minor"
+            return (7 * fifths + (9 if minor else 0)) % 12
+    return None
+
+
+def transpose_option(mei: str, semitones: int) -> str:
+    """Verovio's ``transpose`` value that moves a score (its MEI) by ``semitones``: the target tonic
+    (see the module docstring), or the plain interval (``"+3"``) for a score without a key."""
+    if not -6 <= semitones <= 6:
+        raise EngraveError(f"transpose by {semitones} semitones: at most 6 either way")
+    pc = tonic_pitch_class(mei)
+    if pc is None:
+        return f"{semitones:+d}"
+    return TONIC_NAMES[(pc + semitones) % 12]
+
+
 def _metadata(path: Path, mei: str) -> tuple[str, str]:
     title = composer = ""
     if path.suffix.lower() == ".krn":
@@ -347,7 +385,7 @@ class LoadedScore:
     MIDI do not depend on the look.
     """
 
-    def __init__(self, source: str | Path, options: EngraveOptions | None = None):
+    def __init__(self, source: str | Path, options: EngraveOptions | None = None, transpose: int = 0):
         import verovio
 
         self.path = resolve_source(source)
@@ -356,6 +394,12 @@ class LoadedScore:
         self.tk = verovio.toolkit()
         self.tk.setOptions((options or EngraveOptions()).verovio())
         _load(self.tk, self.path)
+        self.transpose = transpose
+        if transpose:  # read the key untransposed, then load again moved to the target tonic
+            target = transpose_option(self.tk.getMEI(), transpose)
+            self.tk = verovio.toolkit()
+            self.tk.setOptions({**(options or EngraveOptions()).verovio(), "transpose": target})
+            _load(self.tk, self.path)
         self._loaded_options = options or EngraveOptions()
         mei = self.tk.getMEI()
         self.title, self.composer = _metadata(self.path, mei)
@@ -460,16 +504,16 @@ class LoadedScore:
         )
 
 
-def engrave(source: str | Path, options: EngraveOptions | None = None) -> Engraving:
+def engrave(source: str | Path, options: EngraveOptions | None = None, transpose: int = 0) -> Engraving:
     """Engrave one score with one look (see the module docstring)."""
-    return LoadedScore(source, options).render(options)
+    return LoadedScore(source, options, transpose).render(options)
 
 
-def engrave_looks(source: str | Path, looks: list[EngraveOptions]) -> list[Engraving]:
-    """Engrave one score with several looks, loading it once."""
+def engrave_looks(source: str | Path, looks: list[EngraveOptions], transpose: int = 0) -> list[Engraving]:
+    """Engrave one score with several looks, loading it once (``transpose``: semitones)."""
     if not looks:
         raise ValueError("no looks to engrave")
-    score = LoadedScore(source, looks[0])
+    score = LoadedScore(source, looks[0], transpose)
     return [score.render(o) for o in looks]
 
 

@@ -119,3 +119,33 @@ def test_music21_names_and_conversion(tmp_path):
     eng = engrave(abc)
     assert [n.pitch for n in eng.notes] == [60, 64, 67, 72, 67, 64, 60]
     assert noteheads_on_ink(eng) >= 0.98
+
+
+@pytest.mark.parametrize("semitones", [3, -5, 6])
+def test_a_transposed_score_sounds_moved_and_its_noteheads_stay_on_ink(piece, semitones):
+    """``transpose=n``: every MIDI note and every notehead's pitch moves exactly n semitones, the
+    key signature moves with it (C -> Eb, G, F#), and the engraving is aligned as before."""
+    from synthesis.engrave import LoadedScore
+
+    base = engrave(piece)
+    moved = LoadedScore(piece, transpose=semitones)
+    eng = moved.render()
+    assert [m.pitch + semitones for m in base.midi_notes] == [m.pitch for m in eng.midi_notes]
+    assert [m.onset_s for m in base.midi_notes] == [m.onset_s for m in eng.midi_notes]
+    assert len(eng.notes) == len(base.notes) and noteheads_on_ink(eng) >= 0.98
+    assert [n.pitch + semitones for n in base.notes] == [n.pitch for n in eng.notes]
+    sig = {3: 'sig="3f"', -5: 'sig="1s"', 6: 'sig="6s"'}[semitones]
+    assert sig in moved.tk.getMEI()
+
+
+def test_transpose_option_names_the_target_tonic_in_a_key_that_exists():
+    from synthesis.engrave import tonic_pitch_class, transpose_option
+
+    a_minor = '<keySig xml:id="k" mode="minor" sig="0" pname="a" />'
+    assert tonic_pitch_class(a_minor) == 9
+    assert transpose_option(a_minor, -1) == "Ab"  # A-flat minor (7 flats), not G-sharp minor
+    assert transpose_option('<keySig sig="1f" mode="major" pname="f" />', 1) == "F#"
+    assert tonic_pitch_class('<keySig sig="3f" mode="minor"/>') == 0  # c minor, from the signature
+    assert transpose_option("<measure/>", 3) == "+3"  # no key: the plain interval
+    with pytest.raises(EngraveError, match="at most 6"):
+        transpose_option(a_minor, 7)

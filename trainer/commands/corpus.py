@@ -56,6 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR_OR_NAME",
         help="a --source whose pieces all go to train, outside the seeded split (generated material); repeatable",
     )
+    b.add_argument(
+        "--transpose",
+        type=int,
+        default=0,
+        metavar="N",
+        help="give every train piece N transposed copies (distinct seeded shifts of -5..+6 semitones; train only)",
+    )
     b.add_argument("--no-progress", action="store_true")
     s = sub.add_parser(
         "show", help="PNG: a page with aligned noteheads, spectrogram with onsets, strip window"
@@ -122,6 +129,7 @@ def _build(args: argparse.Namespace) -> int:
         balance=not args.no_balance,
         progress=not args.no_progress,
         train_only=args.train_only,
+        transpositions=args.transpose,
     )
     print(
         f"corpus {args.out}: {len(res.built)} built, {len(res.resumed)} already done, "

@@ -13,6 +13,11 @@ left out (listed as excluded); every other piece keeps the split it had.
 ``train_only`` sources (generated material, :mod:`synthesis.textures`) put every piece in ``train``
 and take no part in the seeded split, so adding one moves no other piece between splits and leaves
 the validation and test sets as they were.
+
+``transpositions = n`` gives every ``train`` piece of the seeded split ``n`` transposed copies
+(``<pid>.up3``, ``<pid>.down5``: moved by a distinct, seeded number of semitones in -5 … +6, so each
+copy sits in another key; :func:`transposed_copies`), built like any piece and all in ``train``:
+the keys, key signatures and registers the corpus lacks, at no cost to the validation and test sets.
 """
 
 from __future__ import annotations
@@ -23,14 +28,15 @@ import multiprocessing as mp
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from tqdm import tqdm
 
 from scoreid.errors import UserError
-from trainer.corpus.piece import BuildConfig, build_piece, index_entry
+from trainer.corpus.piece import BuildConfig, build_piece, index_entry, piece_seed
 from trainer.corpus.sources import SourceItem, collect, limit_round_robin
 from trainer.corpus.splits import assign_splits
 from trainer.corpus.store import INDEX, SPLITS, Corpus, piece_path, read_meta, write_json
@@ -47,6 +53,19 @@ class BuildResult:
     skipped: dict[str, str] = field(default_factory=dict)
     excluded: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+#: semitone shifts a transposed copy draws from (each pitch class but the original's, once)
+SHIFTS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)
+
+
+def transposed_copies(item: SourceItem, n: int, seed: int) -> list[SourceItem]:
+    """``n`` transposed copies of a piece, each by a distinct seeded shift from :data:`SHIFTS`."""
+    if not 0 <= n <= len(SHIFTS):
+        raise UserError(f"--transpose {n}: between 0 and {len(SHIFTS)} copies")
+    rng = np.random.default_rng(piece_seed(seed, f"{item.pid}:transpose"))
+    shifts = sorted(int(x) for x in rng.choice(SHIFTS, size=n, replace=False))
+    return [replace(item, pid=f"{item.pid}.{'up' if k > 0 else 'down'}{abs(k)}", transpose=k) for k in shifts]
 
 
 def _child(conn: Any, item: SourceItem, split: str, cfg: BuildConfig, out: Path, fps: frozenset[str]) -> None:
@@ -90,6 +109,7 @@ def build(
     balance: bool = True,
     progress: bool = True,
     train_only: list[str] | None = None,
+    transpositions: int = 0,
 ) -> BuildResult:
     """Build (or resume) a corpus in ``out``; see the module docstring. ``train_only``: sources
     (also listed in ``sources``) whose pieces all train."""
@@ -137,6 +157,15 @@ def build(
             res.excluded.append(it.pid)
             items.remove(it)
             del split_of[it.pid]
+        if transpositions:
+            copies = [
+                c
+                for it in items
+                if split_of[it.pid] == "train" and it.pid not in only_train
+                for c in transposed_copies(it, transpositions, cfg.seed)
+            ]
+            items += copies
+            split_of.update({c.pid: "train" for c in copies})
     out.mkdir(parents=True, exist_ok=True)
     entries: dict[str, dict[str, Any]] = {}
     todo: list[SourceItem] = []
@@ -163,6 +192,8 @@ def build(
         "exclude": [str(e) for e in exclude or []],
         "train_only": list(train_only or []),
     }
+    if transpositions:
+        build_info["transpositions"] = transpositions
 
     def write_index() -> None:
         splits: dict[str, list[str]] = {s: [] for s in SPLITS}

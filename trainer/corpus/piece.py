@@ -186,7 +186,7 @@ def build_piece(
 ) -> dict[str, Any]:
     """Build one piece; returns its index entry. Raises EngraveError (etc.) to skip it."""
     plan = plan_piece(item.pid, split, cfg)
-    engravings = engrave_looks(item.path, [rp.options for rp in plan.renders])
+    engravings = engrave_looks(item.path, [rp.options for rp in plan.renders], item.transpose)
     base = engravings[0]
     fp = fingerprint(base)
     if fp in exclude_fingerprints:
@@ -300,6 +300,8 @@ def build_piece(
         "performances": perfs_meta,
         "build": cfg.to_dict(),
     }
+    if item.transpose:
+        meta["transpose"] = item.transpose
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     atomic_write_bytes(piece_path(out, item.pid), npz_bytes(arrays))
     return index_entry(meta)
@@ -323,6 +325,8 @@ def index_entry(meta: dict[str, Any]) -> dict[str, Any]:
         "perf_seconds",
     )
     entry = {k: meta[k] for k in keep}
+    if meta.get("transpose"):
+        entry["transpose"] = meta["transpose"]
     entry["renders"] = [r["name"] for r in meta["renders"]]
     entry["performances"] = [p["name"] for p in meta["performances"]]
     return entry

@@ -30,6 +30,7 @@ class SourceItem:
     composer: str
     licence: str
     keys: list[str] = field(default_factory=list)
+    transpose: int = 0  #: semitones the score is moved before it is built (a transposed copy)
 
 
 def _norm(s: str) -> str:

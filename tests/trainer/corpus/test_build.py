@@ -297,3 +297,31 @@ def test_a_train_only_source_trains_and_moves_no_other_piece(built, tmp_path):
         assert [p for p in after.ids(split) if p not in gen_ids] == before.ids(split)
     with pytest.raises(UserError, match="not one of the --source"):
         build([str(src)], tmp_path / "e", cfg=CFG, progress=False, train_only=[str(gen)])
+
+
+def test_transposed_copies_train_in_other_keys_and_move_no_other_piece(built, tmp_path):
+    """--transpose 2: the train piece gets two copies (distinct seeded shifts), each built like any
+    piece, its notes moved by its shift, all in train; valid and test are what they were."""
+    root, src, _ = built
+    before = Corpus(root / "data")
+    res = build([str(src)], tmp_path / "d", workers=2, cfg=CFG, progress=False, transpositions=2)
+    after = Corpus(tmp_path / "d")
+    assert not res.skipped, res.skipped
+    (orig,) = before.ids("train")
+    copies = sorted(p for p in after.ids() if p not in before.ids())
+    assert len(copies) == 2 and all(p.startswith(orig + ".") for p in copies)
+    assert sorted(after.ids("train")) == sorted([orig, *copies])
+    for split in ("valid", "test"):
+        assert after.ids(split) == before.ids(split)
+    pitches = before.load(orig).note_pitch.astype(int)
+    shifts = []
+    for pid in copies:
+        k = after.pieces[pid]["transpose"]
+        assert pid.endswith(("up" if k > 0 else "down") + str(abs(k))) and k in build_mod.SHIFTS
+        np.testing.assert_array_equal(after.load(pid).note_pitch.astype(int), pitches + k)
+        shifts.append(k)
+    assert len(set(shifts)) == 2
+    item = build_mod.collect([str(src)])[0]
+    assert build_mod.transposed_copies(item, 3, 0) == build_mod.transposed_copies(item, 3, 0)  # seeded
+    with pytest.raises(UserError, match="between 0 and"):
+        build_mod.transposed_copies(item, 12, 0)
