@@ -5,7 +5,11 @@ A vote is one hop of the core engine (:class:`scoreid.identify.engine.SessionEng
 window's hits vote into the tally, the candidates' score followers advance on the window's
 embedding, the new state is written back by compare-and-set, and the answer — top-k with
 positions, identity, confidence — is returned. ``VoteBatch`` does many sessions with one Redis
-read and one write round trip. Errors map to gRPC statuses: bad arguments (time backwards, a bad
+read and one write round trip. A vote with ``search_k`` carries only the window's embedding: the
+aggregator searches the session's library for its neighbours itself (:class:`Searches`: exact
+search on the library's hub-corrected vectors, the same :class:`~scoreid.search.exact.ExactIndex`
+``scoreid identify`` runs, one search per library for a whole batch), so a window costs the encoder
+one call instead of Index.Search and then Vote. Errors map to gRPC statuses: bad arguments (time backwards, a bad
 embedding, a piece the library does not have) -> INVALID_ARGUMENT, an unknown library -> NOT_FOUND,
 a concurrent writer -> ABORTED, a state that cannot be restored -> DATA_LOSS, Redis down ->
 UNAVAILABLE; in a batch each vote gets its own.
@@ -36,7 +40,8 @@ from proto.scoreid.v1 import scoreid_pb2 as pb
 from proto.scoreid.v1 import scoreid_pb2_grpc as pbg
 from proto.tensor import from_tensor
 from scoreid.identify.engine import EngineSettings, EngineStateError, SessionEngine, Update
-from scoreid.library.store import LibraryError
+from scoreid.library.store import Library, LibraryError
+from scoreid.search.exact import ExactIndex
 
 SERVICE = "aggregator"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Aggregator"].full_name
@@ -91,6 +96,12 @@ def check_vote(v: pb.VoteRequest) -> None:
     """Bounds of one vote's inputs (the engine checks the embedding and the pieces)."""
     if not (math.isfinite(v.t_seconds) and 0.0 <= v.t_seconds <= MAX_T_S):
         raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"t_seconds must be within 0..{MAX_T_S:g}")
+    if v.search_k > MAX_HITS:
+        raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"search_k must be <= {MAX_HITS}")
+    if v.search_k and (v.hits.hits or not v.HasField("embedding")):
+        raise VoteError(
+            grpc.StatusCode.INVALID_ARGUMENT, "a vote with search_k carries the embedding and no hits"
+        )
     if len(v.hits.hits) > MAX_HITS:
         raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_HITS} hits per vote")
     if any(not (-1.01 <= h.score <= 1.01) for h in v.hits.hits):  # also false for NaN
@@ -101,6 +112,33 @@ def check_vote(v: pb.VoteRequest) -> None:
         math.isfinite(v.hop_seconds) and v.hop_seconds >= 0
     ):
         raise VoteError(grpc.StatusCode.INVALID_ARGUMENT, "half_life and hop_seconds must be finite and >= 0")
+
+
+class Searches:
+    """The exact search of each open library, made once per library copy (a reopened library gets a
+    new one); thread-safe."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[Library, ExactIndex]] = {}
+        self._lock = threading.Lock()
+
+    def index(self, name: str, lib: Library) -> ExactIndex:
+        with self._lock:
+            have = self._by_name.get(name)
+            if have is not None and have[0] is lib:
+                return have[1]
+        index = ExactIndex(lib.search_vectors)  # outside the lock: a large library takes a while
+        with self._lock:
+            self._by_name[name] = (lib, index)
+        return index
+
+    def search(
+        self, name: str, lib: Library, embeddings: np.ndarray, k: int
+    ) -> list[list[tuple[str, float]]]:
+        """Each embedding's ``k`` nearest sheet windows as (piece id, similarity), best first."""
+        sims, rows = self.index(name, lib).search(lib.search_queries(embeddings), k)
+        pieces = lib.meta["piece"]
+        return [[(str(pieces[r]), float(x)) for r, x in zip(rr, ss)] for rr, ss in zip(rows, sims)]
 
 
 @dataclass
@@ -129,6 +167,7 @@ class AggregatorServicer(pbg.AggregatorServicer):
         self.top_k = int(top_k)
         self._cache: OrderedDict[str, tuple[int, SessionEngine]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self.searches = Searches()
 
     def _cached(self, sid: str, version: int, lib: Any) -> SessionEngine | None:
         with self._cache_lock:
@@ -179,12 +218,55 @@ class AggregatorServicer(pbg.AggregatorServicer):
         except EngineStateError as e:
             raise VoteError(grpc.StatusCode.DATA_LOSS, f"session {sid}: {e}") from None
 
-    def _step(self, v: pb.VoteRequest, stored: Stored) -> Step:
+    def _search(self, votes: Sequence[pb.VoteRequest], stored: Sequence[Stored]) -> dict[int, Any]:
+        """The neighbours of every vote with ``search_k`` (by its index; a VoteError for a vote that
+        cannot be searched): one search per library and k for the whole batch."""
+        out: dict[int, Any] = {}
+        groups: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
+        for i, (v, st) in enumerate(zip(votes, stored)):
+            if not v.search_k:
+                continue
+            try:
+                check_vote(v)
+                name = self._library_name(v.library, st)
+                emb = from_tensor(v.embedding)
+                if emb.size == 0 or emb.ndim > 2 or (emb.ndim == 2 and emb.shape[0] != 1):
+                    raise VoteError(
+                        grpc.StatusCode.INVALID_ARGUMENT, "the embedding must be one vector (1, D)"
+                    )
+                groups.setdefault((name, int(v.search_k)), []).append((i, emb.reshape(1, -1)))
+            except VoteError as e:
+                out[i] = e
+            except ValueError as e:  # a malformed tensor
+                out[i] = VoteError(grpc.StatusCode.INVALID_ARGUMENT, f"embedding: {e}")
+        for (name, k), members in groups.items():
+            try:
+                lib = self._library(name)
+            except VoteError as e:
+                out.update({i: e for i, _ in members})
+                continue
+            dim = lib.vectors.shape[1]
+            good = [(i, q) for i, q in members if q.shape[1] == dim and np.isfinite(q).all()]
+            for i, q in members:
+                if q.shape[1] != dim or not np.isfinite(q).all():
+                    out[i] = VoteError(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"the embedding must be {dim} finite numbers"
+                    )
+            if good:
+                hits = self.searches.search(
+                    name, lib, np.concatenate([q for _, q in good]).astype(np.float32), k
+                )
+                out.update({i: h for (i, _), h in zip(good, hits)})
+        return out
+
+    def _step(self, v: pb.VoteRequest, stored: Stored, searched: Any = None) -> Step:
         sid = v.session_id
         check_vote(v)
         top_k = self._top_k(v.top_k)
         library = self._library_name(v.library, stored)
-        hits = [(h.piece, float(h.score)) for h in v.hits.hits]
+        if isinstance(searched, VoteError):
+            raise searched
+        hits = searched if v.search_k else [(h.piece, float(h.score)) for h in v.hits.hits]
         if not hits and not stored.exists:  # silence before any vote: nothing to say yet
             return Step(update_to_pb(None, None, top_k))
         lib = self._library(library)
@@ -243,9 +325,10 @@ class AggregatorServicer(pbg.AggregatorServicer):
         out: list[pb.VoteResponse | VoteError] = []
         stored = self.states.get_many([v.session_id for v in votes], have=self._holds)
         steps: list[Step | VoteError] = []
-        for v, st in zip(votes, stored):
+        searched = self._search(votes, stored)
+        for i, (v, st) in enumerate(zip(votes, stored)):
             try:
-                steps.append(self._step(v, st))
+                steps.append(self._step(v, st, searched.get(i)))
             except VoteError as e:
                 steps.append(e)
         writes = [(i, s) for i, s in enumerate(steps) if isinstance(s, Step) and s.state is not None]

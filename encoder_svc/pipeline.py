@@ -1,6 +1,7 @@
 """The batch function of the encoder's :class:`~encoder_svc.batcher.DynamicBatcher`: one call
-encodes the windows of many sessions, searches each library once and casts every vote in one
-Aggregator.VoteBatch. It runs in the batcher's threads with blocking stubs; a stream awaits its
+encodes the windows of many sessions and casts every vote in one Aggregator.VoteBatch, which finds
+the windows' neighbours itself (``search_in_aggregator``: one RPC per batch) — or searches each
+library once with Index.Search first (an index backend other than exact). It runs in the batcher's threads with blocking stubs; a stream awaits its
 window's future on the event loop (``encoder_svc.server``)."""
 
 from __future__ import annotations
@@ -49,22 +50,30 @@ class WindowJob:
 
 
 class Pipeline:
-    """The batch function: encode windows, search each library once, then one VoteBatch for all.
+    """The batch function: encode windows, then one VoteBatch for all (the aggregator searches), or
+    search each library once first (``search_in_aggregator=False``).
 
     One aggregator call per batch instead of one per window: the aggregator runs the batch's
     votes in one Redis pipeline (BENCHMARKS.md "Streaming capacity").
     """
 
     def __init__(
-        self, encoder: ServedEncoder, index: pbg.IndexStub, aggregator: pbg.AggregatorStub, timeout_s: float
+        self,
+        encoder: ServedEncoder,
+        index: pbg.IndexStub,
+        aggregator: pbg.AggregatorStub,
+        timeout_s: float,
+        search_in_aggregator: bool = True,
     ):
         self.encoder = encoder
         self.index = index
         self.aggregator = aggregator
         self.timeout_s = timeout_s
+        self.search_in_aggregator = search_in_aggregator
 
     def __call__(self, items: Sequence[WindowJob]) -> list[tuple[Any, Any, dict[str, float]]]:
-        """Per item: (HitList or the index's grpc.RpcError, VoteResult or the aggregator's grpc.RpcError, stamps)."""
+        """Per item: (HitList, None when the aggregator searched, or the index's grpc.RpcError or a
+        BadWindow; VoteResult or the aggregator's grpc.RpcError; stamps)."""
         t0, c0 = time.perf_counter(), time.thread_time()
         emb = self.encoder.embed_audio(audio_to_network(np.stack([it.excerpt for it in items])))
         finite = np.isfinite(emb).all(axis=1)  # a bad window ends only its own session
@@ -79,23 +88,18 @@ class Pipeline:
                 hits[i] = BadWindow("the audio gave non-finite features; the session is ended")
                 continue
             groups.setdefault((it.library, it.k), []).append(i)
-        for (lib, k), idx in groups.items():
-            try:
-                resp = self.index.Search(
-                    pb.SearchRequest(library=lib, queries=to_tensor(emb[idx]), k=k), timeout=self.timeout_s
-                )
-            except grpc.RpcError as e:  # only the sessions of this library see the error
-                for i in idx:
-                    hits[i] = e
-                continue
-            for i, hl in zip(idx, resp.results):
-                hits[i] = hl
+        if not self.search_in_aggregator:
+            self._search(groups, emb, hits)
         t2 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "search").observe(t2 - t1)
         votes: list[Any] = [None] * len(items)
         todo = [i for i, hl in enumerate(hits) if not isinstance(hl, grpc.RpcError | BadWindow)]
         if todo:
-            req = pb.VoteBatchRequest(votes=[vote_request(items[i], hits[i], emb[i : i + 1]) for i in todo])
+            req = pb.VoteBatchRequest(
+                votes=[
+                    vote_request(items[i], hits[i], emb[i : i + 1], self.search_in_aggregator) for i in todo
+                ]
+            )
             try:
                 results: Sequence[Any] = self.aggregator.VoteBatch(req, timeout=self.timeout_s).results
             except grpc.RpcError as e:
@@ -112,9 +116,24 @@ class Pipeline:
         }
         return [(hl, v, stamps) for hl, v in zip(hits, votes)]
 
+    def _search(self, groups: dict[tuple[str, int], list[int]], emb: np.ndarray, hits: list[Any]) -> None:
+        """Index.Search once per library and k; each window's HitList (or the call's error) in ``hits``."""
+        for (lib, k), idx in groups.items():
+            try:
+                resp = self.index.Search(
+                    pb.SearchRequest(library=lib, queries=to_tensor(emb[idx]), k=k), timeout=self.timeout_s
+                )
+            except grpc.RpcError as e:  # only the sessions of this library see the error
+                for i in idx:
+                    hits[i] = e
+                continue
+            for i, hl in zip(idx, resp.results):
+                hits[i] = hl
 
-def vote_request(job: WindowJob, hits: Any, emb: np.ndarray | None) -> pb.VoteRequest:
-    """One hop of the session's engine: the window's neighbours and embedding (none: silence)."""
+
+def vote_request(job: WindowJob, hits: Any, emb: np.ndarray | None, search: bool = False) -> pb.VoteRequest:
+    """One hop of the session's engine: the window's neighbours and embedding (none: silence), or
+    with ``search`` the embedding alone, the aggregator finding its ``job.k`` neighbours."""
     req = pb.VoteRequest(
         session_id=job.session_id,
         t_seconds=job.t,
@@ -122,6 +141,7 @@ def vote_request(job: WindowJob, hits: Any, emb: np.ndarray | None) -> pb.VoteRe
         library=job.library,
         hop_seconds=job.hop_s,
         hits=hits if hits is not None else pb.HitList(),
+        search_k=job.k if search and emb is not None else 0,
     )
     if emb is not None:
         req.embedding.CopyFrom(to_tensor(np.ascontiguousarray(emb, np.float32)))

@@ -89,6 +89,7 @@ class EncoderSettings:
     options_timeout_s: float = 5.0  #: the first message must arrive within this
     idle_timeout_s: float = 30.0  #: then a message at least this often
     rpc_timeout_s: float = 5.0
+    search: str = "aggregator"  #: where windows are searched: aggregator (in VoteBatch) | index (ops.config.search_place)
     session_key: bytes = b""  #: HMAC key of resume tokens (empty: random, this process only)
     clients: dict[str, str] | None = None  #: bearer token -> client name (the per-client cap's key)
 
@@ -96,7 +97,11 @@ class EncoderSettings:
     def from_config(cls, enc: dict[str, Any]) -> EncoderSettings:
         from ops.config import client_tokens, secret
 
-        kw = {k: enc[k] for k in cls.__dataclass_fields__ if k in enc and k not in ("session_key", "clients")}
+        kw = {
+            k: enc[k]
+            for k in cls.__dataclass_fields__
+            if k in enc and k not in ("session_key", "clients", "search")
+        }
         return cls(**kw, session_key=secret(enc, "session_key").encode(), clients=client_tokens(enc))
 
 
@@ -177,6 +182,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
             pbg.IndexStub(self._channels[0]),
             pbg.AggregatorStub(self._channels[1]),
             self.s.rpc_timeout_s,
+            search_in_aggregator=self.s.search == "aggregator",
         )
         self.batcher = DynamicBatcher(
             pipeline, self.s.max_batch, self.s.max_wait_ms / 1000.0, SERVICE, self.s.batch_workers

@@ -85,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_workers": 2,  # batches in flight at once (encode one while the last one searches/votes)
         "hop_s": engine.DEFAULT_HOP_S,  # seconds of audio between updates (a session may ask for its own)
         "k": engine.TOP_K,  # neighbours per window (votes)
+        "search": "auto",  # who finds a window's neighbours: aggregator | index | auto (aggregator with an exact index)
         "workers": 64,
         "tls_cert": "",
         "tls_key": "",
@@ -168,7 +169,28 @@ def load_config(
     if not cfg["redis"]["url"]:  # `scoreid up` starts (and `scoreid down` stops) this redis-server
         cfg["redis"]["url"] = f"redis://{cfg['host']}:{cfg['redis']['port']}/0"
         cfg["redis"]["managed"] = True
+    search_place(cfg)  # a bad encoder.search is refused with the configuration, not at the encoder's start
     return cfg
+
+
+SEARCH_PLACES = ("auto", "aggregator", "index")
+
+
+def search_place(cfg: dict[str, Any]) -> str:
+    """Where the encoder's windows are searched: ``"aggregator"`` (in the vote call: one RPC per
+    batch; exact search, so only for an ``exact`` index, whose answers it reproduces) or ``"index"``
+    (Index.Search, then the vote). ``encoder.search: auto`` is the aggregator when the index
+    backend is exact, the index otherwise."""
+    place, backend = cfg["encoder"].get("search", "auto"), cfg["index"]["backend"]
+    if place not in SEARCH_PLACES:
+        raise UserError(f"encoder.search must be one of {', '.join(SEARCH_PLACES)}, got {place!r}")
+    if place == "aggregator" and backend != "exact":
+        raise UserError(
+            f"encoder.search: aggregator searches exactly; the index serves {backend!r} (use index or auto)"
+        )
+    if place == "auto":
+        return "aggregator" if backend == "exact" else "index"
+    return str(place)
 
 
 def secret(section: dict[str, Any], key: str) -> str:

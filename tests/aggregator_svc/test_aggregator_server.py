@@ -261,6 +261,72 @@ def test_vote_batch_equals_single_votes_and_isolates_bad_votes(redis_server, grp
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most" in e.value.details()
 
 
+def test_a_vote_the_aggregator_searches_equals_one_with_the_indexs_hits(redis_server, grpc_server, lib_dir):
+    """``search_k``: the vote carries only the embedding and the aggregator finds its neighbours (one
+    search for the batch) — the same answer at every hop as a vote with the hits of an exact search
+    on the library's search vectors; a vote that cannot be searched fails alone."""
+    stub = pbg.AggregatorStub(
+        grpc.insecure_channel(grpc_server(register(servicer(redis_server, lib_dir))).address)
+    )
+    lib = Library.open(lib_dir)
+    index = ExactIndex(lib.search_vectors)
+    streams = [list(windows(lib, p, 12, seed=5 + i)) for i, p in enumerate(("b", "c"))]
+    for step in range(12):
+        batch, singles = [], []
+        for i, stream in enumerate(streams):
+            t, emb, hl = stream[step]
+            if hl.hits:  # sounding: searched by the aggregator / by the index's exact search
+                sims, rows = index.search(lib.search_queries(emb[None]), 25)
+                hl = pb.HitList(
+                    hits=[
+                        pb.Hit(piece=str(lib.meta["piece"][r]), score=float(x))
+                        for r, x in zip(rows[0], sims[0])
+                    ]
+                )
+                req = pb.VoteRequest(session_id=f"searched-{i}", t_seconds=t, top_k=3, search_k=25)
+                req.embedding.CopyFrom(to_tensor(emb[None]))
+            else:
+                req = pb.VoteRequest(session_id=f"searched-{i}", t_seconds=t, top_k=3)
+            batch.append(req)
+            singles.append(vote(f"given-{i}", t, emb, hl, top_k=3))
+        got = stub.VoteBatch(pb.VoteBatchRequest(votes=batch)).results
+        for r, single in zip(got, singles):
+            assert r.code == 0, r.error
+            assert r.response == stub.Vote(single), f"hop {step}"
+    assert [r.response.top[0].piece for r in got] == ["b", "c"]
+    t, emb, hl = streams[0][0]
+
+    def searched(sid: str, e: np.ndarray | None, **kw) -> pb.VoteRequest:
+        req = pb.VoteRequest(session_id=sid, t_seconds=20.0, search_k=25, **kw)
+        if e is not None:
+            req.embedding.CopyFrom(to_tensor(e))
+        return req
+
+    bad = [
+        searched("x-0", emb[None], hits=hl),  # hits and search_k
+        searched("x-1", None),  # nothing to search with
+        searched("x-2", np.ones((1, 16), np.float32)),  # not the library's dimension
+        searched("x-3", np.full((1, 32), np.nan, np.float32)),
+        searched("x-4", np.ones((2, 32), np.float32)),  # two windows in one vote
+        searched("searched-0", emb[None]),  # fine
+        searched("x-5", emb[None], library="nope"),
+    ]
+    bad[0].search_k = 25
+    res = stub.VoteBatch(pb.VoteBatchRequest(votes=bad)).results
+    invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert [r.code for r in res] == [invalid] * 5 + [0, grpc.StatusCode.NOT_FOUND.value[0]], [
+        r.error for r in res
+    ]
+    assert "no hits" in res[0].error and "no hits" in res[1].error and "32 finite" in res[2].error
+    assert "32 finite" in res[3].error and "one vector" in res[4].error
+    assert res[5].response.top[0].piece == "b"
+    with pytest.raises(grpc.RpcError) as e:  # bounded: at most MAX_HITS neighbours
+        stub.Vote(pb.VoteRequest(session_id="x-6", t_seconds=1.0, search_k=5000))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "search_k" in e.value.details()
+    for sid in ("x-0", "x-2", "x-3", "x-4"):  # a refused vote started no session
+        assert not stub.Close(pb.CloseRequest(session_id=sid)).existed
+
+
 def test_a_piece_added_to_the_library_is_voted_for_at_once(redis_server, grpc_server, tmp_path):
     rng = np.random.default_rng(3)
     vecs = {p: unit_rows(rng, n) for p, n in PIECES.items()}

@@ -90,3 +90,24 @@ def test_embed_batch_rpc_and_health(make_stack, channel_to, random_encoder):
     for svc in ("", "scoreid.v1.Identify", "scoreid.v1.Embedder"):
         st = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=svc)).status
         assert st == health_pb2.HealthCheckResponse.SERVING
+
+
+def _index_searches() -> float:
+    """Index.Search calls served so far in this process (the test's index runs in it)."""
+    from prometheus_client import REGISTRY
+
+    n = REGISTRY.get_sample_value("scoreid_rpc_seconds_count", {"service": "index", "method": "Search"})
+    return n or 0.0
+
+
+@pytest.mark.parametrize("search", ["aggregator", "index"])
+def test_a_window_is_searched_where_the_setting_says_with_the_same_answers(make_stack, search):
+    """``encoder.search``: in the aggregator's vote call (no Index.Search at all: one RPC per batch)
+    or by the index first; the stream's answers are the same either way (the parity test checks
+    them hop by hop against ``scoreid identify`` with the trained model)."""
+    stack = make_stack(search=search)
+    before = _index_searches()
+    msgs = list(stream_audio(stack.address, piece_audio(1, 4.0), C.SAMPLE_RATE, speed=0, chunk_s=0.5))
+    searched = _index_searches() - before
+    assert msgs[-1].top[0].piece == PIECES[1]
+    assert (searched == 0) if search == "aggregator" else (searched >= sum(not m.silent for m in msgs) - 1)

@@ -429,6 +429,19 @@ def test_up_without_a_library_points_at_the_demo_and_bad_inputs_are_one_line(tmp
         assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr
 
 
+def test_where_windows_are_searched_follows_the_index_backend_and_a_bad_choice_is_one_line():
+    from ops.config import search_place
+
+    assert search_place(load_config(environ={})) == "aggregator"  # the default: exact index, auto
+    faiss = {"index": {"backend": "faiss"}}
+    assert search_place(load_config(environ={}, overrides=faiss)) == "index"
+    assert search_place(load_config(environ={}, overrides={"encoder": {"search": "index"}})) == "index"
+    with pytest.raises(UserError, match="searches exactly"):  # refused with the configuration
+        load_config(environ={}, overrides={**faiss, "encoder": {"search": "aggregator"}})
+    with pytest.raises(UserError, match="encoder.search must be one of"):
+        load_config(environ={"SCOREID__ENCODER__SEARCH": "redis"})
+
+
 def test_there_is_one_encoder_front_and_a_config_choosing_one_is_refused_at_start(tmp_path):
     import subprocess
     import sys

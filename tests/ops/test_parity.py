@@ -37,14 +37,19 @@ def lines(stdout: str) -> list[dict]:
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").is_file(), reason="needs the shipped model")
-def test_identify_and_a_real_stack_give_the_same_answer_at_every_hop(tmp_path, trained_lib):
+@pytest.mark.parametrize("search", ["aggregator", "index"])
+def test_identify_and_a_real_stack_give_the_same_answer_at_every_hop(tmp_path, trained_lib, search):
+    """Both places a window is searched (``encoder.search``): in the aggregator's vote call (the
+    default with an exact index) and by Index.Search before it."""
     wav = tmp_path / "rec.wav"  # the committed recording, and 3 s of silence before it
     x, sr = sf.read(RECORDING, dtype="float32")
     sf.write(wav, np.concatenate([np.zeros((3 * sr, *x.shape[1:]), np.float32), x]), sr)
     r = cli("identify", trained_lib, wav, "--json", "--model", DEFAULT_MODEL)
     assert r.returncode == 0, r.stderr
     offline = lines(r.stdout)
-    cfg = loopback_config(tmp_path / "state", DEFAULT_MODEL, {"test": trained_lib})
+    cfg = loopback_config(
+        tmp_path / "state", DEFAULT_MODEL, {"test": trained_lib}, encoder={"search": search}
+    )
     (tmp_path / "scoreid.yaml").write_text(yaml.safe_dump(cfg))
     up = cli("up", "--config", tmp_path / "scoreid.yaml")
     assert up.returncode == 0, up.stderr

@@ -253,7 +253,7 @@ class IngestResponse(_message.Message):
     def __init__(self, piece: _Optional[str] = ..., vectors_added: _Optional[int] = ...) -> None: ...
 
 class VoteRequest(_message.Message):
-    __slots__ = ("session_id", "t_seconds", "half_life", "hits", "top_k", "embedding", "library", "hop_seconds")
+    __slots__ = ("session_id", "t_seconds", "half_life", "hits", "top_k", "embedding", "library", "hop_seconds", "search_k")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     T_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HALF_LIFE_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +262,7 @@ class VoteRequest(_message.Message):
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     LIBRARY_FIELD_NUMBER: _ClassVar[int]
     HOP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_K_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     t_seconds: float
     half_life: float
@@ -270,7 +271,8 @@ class VoteRequest(_message.Message):
     embedding: Tensor
     library: str
     hop_seconds: float
-    def __init__(self, session_id: _Optional[str] = ..., t_seconds: _Optional[float] = ..., half_life: _Optional[float] = ..., hits: _Optional[_Union[HitList, _Mapping]] = ..., top_k: _Optional[int] = ..., embedding: _Optional[_Union[Tensor, _Mapping]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ...) -> None: ...
+    search_k: int
+    def __init__(self, session_id: _Optional[str] = ..., t_seconds: _Optional[float] = ..., half_life: _Optional[float] = ..., hits: _Optional[_Union[HitList, _Mapping]] = ..., top_k: _Optional[int] = ..., embedding: _Optional[_Union[Tensor, _Mapping]] = ..., library: _Optional[str] = ..., hop_seconds: _Optional[float] = ..., search_k: _Optional[int] = ...) -> None: ...
 
 class VoteResponse(_message.Message):
     __slots__ = ("top", "position", "t_seconds", "total", "identity", "confidence", "voting")
