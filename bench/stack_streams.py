@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         "--loadgen-procs", type=int, default=1, help="load-generator processes (bench/loadgen.py --procs)"
     )
     ap.add_argument("--max-sessions", type=int, default=1000, help="encoder.max_sessions of the stack")
+    ap.add_argument(
+        "--search",
+        default="auto",
+        choices=("auto", "aggregator", "index"),
+        help="encoder.search: where windows are searched (aggregator: in the vote call; index: Index.Search first)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     ap.add_argument(
         "--prepare-only",
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         max_sessions=max(args.max_sessions, max(args.streams)),
         device=args.device,
+        search=args.search,
     )
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -201,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device or "default",
         "loadgen_procs": args.loadgen_procs,
         "chunk_s": args.chunk,
+        "search": args.search,
     }
     res["encoder_stages"] = stages  # summed over all steps of this run
     print(
