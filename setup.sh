@@ -6,6 +6,7 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES=(redis-server fluidsynth fluid-soundfont-gm fluidr3mono-gm-soundfont timgm6mb-soundfont
               csound-soundfont librsvg2-bin libsndfile1 prometheus qemu-user
+              lilypond  # the second engraver (synthesis/lilypond.py)
               chromium)  # chromium: the page-turner's real-browser test (tests/web), driven by Playwright
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
