@@ -169,3 +169,25 @@ def test_a_distractor_is_engraved_as_a_grand_staff_and_a_real_dev_work_is_left_o
     left = run_isolated(build_piece, item, tmp_path / "e", 0, itself, 0.5, timeout=300)
     assert left.pages == 0 and left.best_match[0] == "Bach/Chorale" and left.best_match[1] >= 0.5
     assert not (tmp_path / "e").exists()
+
+
+def test_pages_in_a_second_engravers_hand_are_scanned_like_the_sets(tmp_path):
+    """``--engraver lilypond``: the work's MusicXML engraved by LilyPond, degraded like every page of
+    the set, written with its piece.json; the same work in Verovio's hand gives other pages."""
+    from PIL import Image
+    from scorefixtures import write_piece
+
+    from synthesis.engrave import _to_musicxml
+    from trainer.realdev.build import build_sheets
+
+    krn = write_piece(tmp_path / "w.krn")
+    score = tmp_path / "Composer" / "Work"
+    score.mkdir(parents=True)
+    (score / "xml_score.musicxml").write_text(_to_musicxml(krn))  # as ASAP gives a work: MusicXML
+    work = Work("Composer/Work", score, ())
+    n = {e: build_sheets(work, tmp_path / e, 0, e) for e in ("lilypond", "verovio")}
+    assert n["lilypond"] >= 1 and json.loads((tmp_path / "lilypond" / "piece.json").read_text())
+    a = np.asarray(Image.open(tmp_path / "lilypond" / "p1.png"))
+    b = np.asarray(Image.open(tmp_path / "verovio" / "p1.png"))
+    assert a.dtype == np.uint8 and np.median(a) < 252 and np.percentile(a, 0.5) < 128  # grey paper, ink
+    assert a.shape != b.shape or not np.array_equal(a, b)

@@ -1,7 +1,8 @@
 """Building the real-performance validation set: scanned-looking pages and synthesised real performances.
 
     python -m trainer.realdev.build [--realdev ../shared/real-dev] [--out /work/data/realdev]
-        [--seed 0] [--matches trainer/realdev/corpus_matches.json] [--no-progress]
+        [--seed 0] [--matches trainer/realdev/corpus_matches.json] [--engraver verovio|lilypond]
+        [--no-progress]
 
 Layout written under ``--out``::
 
@@ -14,7 +15,10 @@ Sheets: each work's ``xml_score.musicxml`` is engraved with Verovio (``synthesis
 **Leland** font (training uses Leipzig / Bravura / Gootville, the ``shifted`` test Petaluma),
 upscaled 2x (a 150-200 dpi scan rather than the contract's render scale), and degraded like a scan
 (the recipe of ``docs/make_example_sheets.py``): a small rotation (±1.5°), a blur, grey paper and
-grain. A library is then built from these pixels as from a user's pages.
+grain. A library is then built from these pixels as from a user's pages. ``--engraver lilypond``
+engraves them with LilyPond instead (``synthesis.lilypond``, staff size ``LILY_STAFF_SIZE``, the same
+scan degradation): the same works in a second engraver's hand, to measure what a library from
+another engraver costs (the model trains on Verovio's only).
 
 Audio: each real performance (``<performer>.mid``: a pianist's timing, dynamics and pedal) is
 synthesised with FluidSynth and the **csound** GM soundfont (``synthesis.synth``; not a training
@@ -54,6 +58,9 @@ from trainer.realdev.matches import load_matches
 from trainer.realdev.works import DEFAULT_REALDEV, PerformanceFile, Work, find_works, item_rng, work_id
 
 FONT = "Leland"
+ENGRAVERS = ("verovio", "lilypond")
+#: the LilyPond look of ``--engraver lilypond`` pages (staff size between LilyPond's 20 and a denser 18)
+LILY_STAFF_SIZE = 18.0
 SOUNDFONT = "csound"
 UPSCALE = 2
 ROTATION_DEG = 1.5  #: rotation drawn in ±this
@@ -94,16 +101,21 @@ def scanned(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def engrave_pages(score: Path) -> list[np.ndarray]:
-    """The pages of a score engraved in ``FONT`` (clean grey images at the contract scale)."""
+def engrave_pages(score: Path, engraver: str = "verovio") -> list[np.ndarray]:
+    """The pages of a score engraved in ``FONT`` (clean grey images at the contract scale), or with
+    LilyPond (``engraver="lilypond"``: its own font, staff size :data:`LILY_STAFF_SIZE`)."""
+    if engraver == "lilypond":
+        from synthesis.lilypond import LilyLook, engrave_lilypond
+
+        return engrave_lilypond(score, [LilyLook(staff_size=LILY_STAFF_SIZE)])[0].pages
     from synthesis.engrave import EngraveOptions, engrave
 
     return engrave(score, EngraveOptions(font=FONT)).pages
 
 
-def build_sheets(work: Work, folder: Path, seed: int) -> int:
+def build_sheets(work: Work, folder: Path, seed: int, engraver: str = "verovio") -> int:
     """Engrave, degrade and write one work's pages and ``piece.json``; returns the page count."""
-    pages = run_isolated(engrave_pages, work.score, timeout=ENGRAVE_TIMEOUT_S)
+    pages = run_isolated(engrave_pages, work.score, engraver, timeout=ENGRAVE_TIMEOUT_S)
     rng = item_rng(seed, f"pages:{work.id}")
     for old in folder.glob("p*.png"):
         old.unlink()
@@ -179,7 +191,7 @@ def log_line(enabled: bool, msg: str) -> None:
 
 
 def build_all_sheets(
-    works: list[Work], canon: dict[str, str], out: Path, seed: int, show: bool
+    works: list[Work], canon: dict[str, str], out: Path, seed: int, show: bool, engraver: str = "verovio"
 ) -> dict[str, dict[str, Any]]:
     targets = [w for w in works if canon[w.folder] == w.folder]
     built: dict[str, dict[str, Any]] = {}
@@ -190,7 +202,7 @@ def build_all_sheets(
             status = "done before"
         else:
             try:
-                build_sheets(w, folder, seed)
+                build_sheets(w, folder, seed, engraver)
                 status = f"engraved in {time.time() - t0:.0f} s"
             except IsolatedError as e:
                 log_line(True, f"sheets {i + 1}/{len(targets)} {w.id}: FAILED ({e})")
@@ -222,12 +234,19 @@ def build_all_audio(
 
 
 def build_set(
-    realdev: Path, out: Path, seed: int = 0, matches_path: Path = DEFAULT_MATCHES, show: bool = True
+    realdev: Path,
+    out: Path,
+    seed: int = 0,
+    matches_path: Path = DEFAULT_MATCHES,
+    show: bool = True,
+    engraver: str = "verovio",
 ) -> dict[str, Any]:
     """Build (or resume) the whole set; returns (and writes) ``set.json``."""
+    if engraver not in ENGRAVERS:
+        raise ValueError(f"engraver must be one of {ENGRAVERS}, got {engraver!r}")
     works = find_works(realdev)
     canon = canonical_folders(works, load_matches(matches_path))
-    pieces = build_all_sheets(works, canon, out, seed, show)
+    pieces = build_all_sheets(works, canon, out, seed, show, engraver)
     perfs = build_all_audio(works, canon, out, realdev, seed, show)
     perfs = [p for p in perfs if p["work"] in pieces]
     doc = {
@@ -235,8 +254,9 @@ def build_set(
         "realdev": str(realdev),
         "seed": seed,
         "sheets": {
-            "engraver": "verovio",
-            "font": FONT,
+            "engraver": engraver,
+            "font": FONT if engraver == "verovio" else "Emmentaler",
+            **({"staff_size": LILY_STAFF_SIZE} if engraver == "lilypond" else {}),
             "upscale": UPSCALE,
             "rotation_deg": ROTATION_DEG,
             "blur_radius": BLUR_RADIUS,
@@ -262,7 +282,8 @@ def summary_lines(doc: dict[str, Any]) -> Iterable[str]:
     hours = sum(p["seconds"] for p in doc["performances"]) / 3600
     yield (
         f"{doc['work_folders']} work folders -> {len(doc['pieces'])} works with pages "
-        f"({sum(p['pages'] for p in doc['pieces'].values())} pages, {FONT}), "
+        f"({sum(p['pages'] for p in doc['pieces'].values())} pages, {doc['sheets']['engraver']} "
+        f"{doc['sheets']['font']}), "
         f"{len(doc['performances'])} performances ({hours:.1f} h, {SOUNDFONT} soundfont)"
     )
 
@@ -273,10 +294,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_DATA)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--matches", type=Path, default=DEFAULT_MATCHES)
+    p.add_argument(
+        "--engraver",
+        choices=ENGRAVERS,
+        default="verovio",
+        help="who engraves the pages: Verovio in Leland (the set), or LilyPond (a second engraver's hand; "
+        "give it its own --out and link that --out's audio/ to the set's to reuse the performances)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
     t0 = time.time()
-    doc = build_set(args.realdev.resolve(), args.out, args.seed, args.matches, args.progress)
+    doc = build_set(args.realdev.resolve(), args.out, args.seed, args.matches, args.progress, args.engraver)
     for line in summary_lines(doc):
         print(f"realdev: {line}; {time.time() - t0:.0f} s; wrote {args.out / 'set.json'}")
     return 0
