@@ -104,29 +104,39 @@ def lilypond_available() -> bool:
     return shutil.which("lilypond") is not None and shutil.which("musicxml2ly") is not None
 
 
-def to_lilypond(source: str | Path, workdir: Path) -> str:
-    """The score as LilyPond text (``musicxml2ly`` of its MusicXML)."""
-    path = resolve_source(source)
-    if not lilypond_available():
-        raise EngraveError("LilyPond is not installed (Debian packages lilypond; ./setup.sh installs it)")
-    if path.suffix.lower() in (".musicxml", ".xml"):
-        xml = path
-    else:
-        xml = workdir / "score.musicxml"
-        xml.write_text(_to_musicxml(path), encoding="utf-8")
-    out = workdir / "score.ly"
+def _musicxml2ly(xml: Path, out: Path) -> str:
+    """``musicxml2ly`` on one file (the source's own line and page breaks dropped); '' when it fails."""
     try:
         r = subprocess.run(
-            ["musicxml2ly", "--no-beaming", "-o", str(out), str(xml)],
+            ["musicxml2ly", "--no-beaming", "--npl", "-o", str(out), str(xml)],
             capture_output=True,
             text=True,
             timeout=LILYPOND_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        raise EngraveError(f"{path}: musicxml2ly took over {LILYPOND_TIMEOUT_S:.0f} s") from None
+        return ""
     if r.returncode != 0 or not out.is_file():
-        raise EngraveError(f"{path}: musicxml2ly failed: {(r.stderr or r.stdout).strip()[-200:]}")
+        return ""
     return out.read_text(encoding="utf-8")
+
+
+def to_lilypond(source: str | Path, workdir: Path) -> str:
+    """The score as LilyPond text: ``musicxml2ly`` of its MusicXML, or of music21's rewriting of it
+    when musicxml2ly fails on the file as it is (it crashes on some tuplets and text layouts)."""
+    path = resolve_source(source)
+    if not lilypond_available():
+        raise EngraveError("LilyPond is not installed (Debian package lilypond; ./setup.sh installs it)")
+    out = workdir / "score.ly"
+    if path.suffix.lower() in (".musicxml", ".xml"):
+        ly = _musicxml2ly(path, out)
+        if ly:
+            return ly
+    xml = workdir / "score.musicxml"
+    xml.write_text(_to_musicxml(path), encoding="utf-8")
+    ly = _musicxml2ly(xml, out)
+    if not ly:
+        raise EngraveError(f"{path}: musicxml2ly could not convert it")
+    return ly
 
 
 def _prepare(ly: str, look: LilyLook, table: Path) -> str:
