@@ -191,3 +191,17 @@ def test_pages_in_a_second_engravers_hand_are_scanned_like_the_sets(tmp_path):
     b = np.asarray(Image.open(tmp_path / "verovio" / "p1.png"))
     assert a.dtype == np.uint8 and np.median(a) < 252 and np.percentile(a, 0.5) < 128  # grey paper, ink
     assert a.shape != b.shape or not np.array_equal(a, b)
+
+
+def test_a_second_set_shares_the_performances_of_the_first_and_never_replaces_its_own(tmp_path):
+    from trainer.realdev.build import link_audio
+
+    (tmp_path / "set" / "audio" / "w").mkdir(parents=True)
+    link_audio(tmp_path / "lily", tmp_path / "set")
+    assert (tmp_path / "lily" / "audio").resolve() == (tmp_path / "set" / "audio").resolve()
+    link_audio(tmp_path / "lily", tmp_path / "set")  # again: the link is renewed
+    (tmp_path / "own" / "audio").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="already holds"):
+        link_audio(tmp_path / "own", tmp_path / "set")
+    with pytest.raises(SystemExit, match="not a built set"):
+        link_audio(tmp_path / "x", tmp_path / "nothing")

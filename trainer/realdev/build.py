@@ -2,7 +2,7 @@
 
     python -m trainer.realdev.build [--realdev ../shared/real-dev] [--out /work/data/realdev]
         [--seed 0] [--matches trainer/realdev/corpus_matches.json] [--engraver verovio|lilypond]
-        [--no-progress]
+        [--audio-from SET_DIR] [--no-progress]
 
 Layout written under ``--out``::
 
@@ -278,6 +278,21 @@ def build_set(
     return doc
 
 
+def link_audio(out: Path, source: Path) -> None:
+    """``out/audio`` -> ``source/audio`` (the performances of a set already built), unless ``out``
+    has performances of its own."""
+    src = (source / "audio").resolve()
+    if not src.is_dir():
+        raise SystemExit(f"realdev: {src} is not a built set's audio folder")
+    link = out / "audio"
+    out.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        raise SystemExit(f"realdev: {link} already holds performances; not replaced")
+    link.symlink_to(src, target_is_directory=True)
+
+
 def summary_lines(doc: dict[str, Any]) -> Iterable[str]:
     hours = sum(p["seconds"] for p in doc["performances"]) / 3600
     yield (
@@ -299,11 +314,19 @@ def main(argv: list[str] | None = None) -> int:
         choices=ENGRAVERS,
         default="verovio",
         help="who engraves the pages: Verovio in Leland (the set), or LilyPond (a second engraver's hand; "
-        "give it its own --out and link that --out's audio/ to the set's to reuse the performances)",
+        "give it its own --out, and --audio-from the set to share its performances)",
+    )
+    p.add_argument(
+        "--audio-from",
+        type=Path,
+        metavar="SET_DIR",
+        help="share this built set's performances (--out/audio becomes a link to SET_DIR/audio)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
     t0 = time.time()
+    if args.audio_from is not None:
+        link_audio(args.out, args.audio_from)
     doc = build_set(args.realdev.resolve(), args.out, args.seed, args.matches, args.progress, args.engraver)
     for line in summary_lines(doc):
         print(f"realdev: {line}; {time.time() - t0:.0f} s; wrote {args.out / 'set.json'}")
