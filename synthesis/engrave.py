@@ -121,6 +121,7 @@ class Notehead:
     h: float
     onset_s: float  #: score time
     pitch: int
+    quarters: float = float("nan")  #: musical position (quarter notes from the start; repeats not unfolded)
 
 
 @dataclass
@@ -406,10 +407,12 @@ class LoadedScore:
         timemap = self.tk.renderToTimemap()
         self.counts = Counter(i for ev in timemap for i in ev.get("on", []))
         self.onset_ms: dict[str, float] = {}
+        self.quarters: dict[str, float] = {}
         for ev in timemap:
             for nid in ev.get("on", []):
                 if self.counts[nid] == 1:
                     self.onset_ms[nid] = float(ev["tstamp"])
+                    self.quarters[nid] = float(ev.get("qstamp", float("nan")))
         self.midi_notes = parse_midi(base64.b64decode(self.tk.renderToMIDI()))
         if not self.midi_notes:
             raise EngraveError(f"{self.path}: the score has no sounding notes")
@@ -486,6 +489,7 @@ class LoadedScore:
                         h * px_per_unit,
                         self.onset_ms[nid] / 1000.0,
                         self.pitch_of(nid),
+                        self.quarters[nid],
                     )
                 )
         if not notes:

@@ -481,6 +481,7 @@ def _engraving(path: Path, ly: str, look: LilyLook, tmp: Path, title: str, compo
                     h * px_per_unit,
                     ons[1][k].onset_s,
                     pitch,
+                    float((moment + grace) * 4),
                 )
             )
     if not notes:

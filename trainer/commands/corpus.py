@@ -57,6 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a --source whose pieces all go to train, outside the seeded split (generated material); repeatable",
     )
     b.add_argument(
+        "--lily-looks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train (and pool) pieces also get N LilyPond renders (a second engraver; synthesis/lilypond.py)",
+    )
+    b.add_argument(
         "--transpose",
         type=int,
         default=0,
@@ -113,9 +120,12 @@ def _build(args: argparse.Namespace) -> int:
         seed=args.seed,
         keep_audio=args.keep_audio,
         touch=args.touch,
+        lily_looks=args.lily_looks,
     )
     if cfg.looks < 1 or cfg.performances < 1:
         raise UserError("--looks and --performances must be >= 1")
+    if not 0 <= cfg.lily_looks <= 4:
+        raise UserError("--lily-looks must be within 0..4")
     res = build(
         args.source,
         args.out,

@@ -28,6 +28,7 @@ from scoreid import contract as C
 from scoreid.audio.spectrogram import spectrogram
 from scoreid.sheet.strip import cut_system, unroll
 from synthesis.engrave import EngraveError, EngraveOptions, Engraving, engrave_looks
+from synthesis.lilypond import LilyLook, engrave_lilypond
 from synthesis.perform import PerformOptions, perform
 from synthesis.synth import SHIFTED_SOUNDFONTS, TRAIN_SOUNDFONTS
 from trainer.corpus.sources import SourceItem
@@ -51,6 +52,9 @@ SHIFTED_TEMPO = ((0.6, 0.72), (1.35, 1.5))
 #: General MIDI grand-piano programs drawn from (0 acoustic, 1 bright)
 TRAIN_TOUCH = {"chord_spread_ms": (0.0, 20.0), "melody_lead_ms": (0.0, 25.0), "articulation": (0.0, 0.35)}
 TRAIN_PROGRAMS = (0, 1)
+#: LilyPond looks of train and pool pieces (``BuildConfig.lily_looks``): staff size (pt) and paper width (mm)
+LILY_STAFF_SIZES = (16.0, 21.0)
+LILY_PAPER_WIDTHS = (190.0, 210.0, 230.0, 250.0)
 
 
 @dataclass
@@ -61,6 +65,7 @@ class BuildConfig:
     shifted_performances: int = 1
     seed: int = 0
     touch: bool = False  #: train/pool performances get a touch and a piano program (``TRAIN_TOUCH``)
+    lily_looks: int = 0  #: train/pool pieces also get this many LilyPond renders (``LILY_STAFF_SIZES``)
     keep_audio: bool = False  #: also write each performance as FLAC (audio/<pid>/<perf>.flac)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +74,8 @@ class BuildConfig:
         d.pop("keep_audio")
         if not d["touch"]:  # a corpus without touch is byte for byte what it was before the option
             d.pop("touch")
+        if not d["lily_looks"]:  # nor one without LilyPond looks
+            d.pop("lily_looks")
         return d
 
 
@@ -76,7 +83,7 @@ class BuildConfig:
 class RenderPlan:
     name: str
     condition: str
-    options: EngraveOptions
+    options: EngraveOptions | LilyLook  #: a Verovio look, or a LilyPond one
 
 
 @dataclass
@@ -109,6 +116,14 @@ def plan_piece(pid: str, split: str, cfg: BuildConfig) -> PiecePlan:
             spacing_non_linear=float(rng.uniform(0.5, 0.7)),
         )
         plan.renders.append(RenderPlan(f"same{i}-{font.lower()}", "same", opts))
+    if cfg.lily_looks and split in ("train", "pool"):  # their own generator: every other draw as before
+        lily_rng = np.random.default_rng(piece_seed(cfg.seed, f"{pid}:lilypond"))
+        for i in range(cfg.lily_looks):
+            look = LilyLook(
+                staff_size=round(float(lily_rng.uniform(*LILY_STAFF_SIZES)), 1),
+                paper_width_mm=float(lily_rng.choice(LILY_PAPER_WIDTHS)),
+            )
+            plan.renders.append(RenderPlan(f"same-lily{i}", "same", look))
     sf0 = int(rng.integers(len(TRAIN_SOUNDFONTS)))
     touch_rng = (
         np.random.default_rng(piece_seed(cfg.seed, f"{pid}:touch"))
@@ -186,13 +201,30 @@ def build_piece(
 ) -> dict[str, Any]:
     """Build one piece; returns its index entry. Raises EngraveError (etc.) to skip it."""
     plan = plan_piece(item.pid, split, cfg)
-    engravings = engrave_looks(item.path, [rp.options for rp in plan.renders], item.transpose)
+    verovio = [rp for rp in plan.renders if isinstance(rp.options, EngraveOptions)]
+    engravings = engrave_looks(
+        item.path, [rp.options for rp in verovio if isinstance(rp.options, EngraveOptions)], item.transpose
+    )
     base = engravings[0]
+    lily = [rp for rp in plan.renders if isinstance(rp.options, LilyLook)]
+    if lily and not item.transpose:
+        try:  # LilyPond's looks are extra: a score it cannot set keeps its Verovio ones
+            engravings += engrave_lilypond(
+                item.path, [rp.options for rp in lily if isinstance(rp.options, LilyLook)]
+            )
+            verovio += lily
+        except EngraveError:
+            pass
+    plan.renders = verovio
     fp = fingerprint(base)
     if fp in exclude_fingerprints:
         raise EngraveError(f"{item.path}: same work as a piece of the excluded corpus (fingerprint {fp})")
     ids = [n.id for n in base.notes]
     index_of = {nid: k for k, nid in enumerate(ids)}
+    # another engraver's note heads are the base's by musical position and pitch (their ids differ)
+    by_place: dict[tuple[float, int], list[int]] = {}
+    for b, bn in enumerate(base.notes):
+        by_place.setdefault((round(bn.quarters, 4), bn.pitch), []).append(b)
     n = len(ids)
     onset = np.array([x.onset_s for x in base.notes], np.float32)
     arrays: dict[str, np.ndarray] = {
@@ -207,8 +239,16 @@ def build_piece(
         nsys = np.full(n, -1, np.int16)
         npage = np.full(n, -1, np.int16)
         pxy = np.full((n, 2), np.nan, np.float32)
+        taken: dict[tuple[float, int], int] = {}
         for note in eng.notes:
-            k = index_of.get(note.id)
+            if isinstance(rp.options, EngraveOptions):
+                k = index_of.get(note.id)
+            else:
+                place = (round(note.quarters, 4), note.pitch)
+                same = by_place.get(place, [])
+                j = taken.get(place, 0)
+                k = same[j] if j < len(same) else None
+                taken[place] = j + 1
             if k is None:
                 continue
             s = eng.systems[note.system]
@@ -240,7 +280,8 @@ def build_piece(
         renders_meta.append(
             {
                 "name": rp.name,
-                "font": rp.options.font,
+                "font": rp.options.font if isinstance(rp.options, EngraveOptions) else "Emmentaler",
+                **({"engraver": "lilypond"} if isinstance(rp.options, LilyLook) else {}),
                 "condition": rp.condition,
                 "options": asdict(rp.options),
                 "pages": pages,

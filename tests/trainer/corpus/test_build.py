@@ -325,3 +325,30 @@ def test_transposed_copies_train_in_other_keys_and_move_no_other_piece(built, tm
     assert build_mod.transposed_copies(item, 3, 0) == build_mod.transposed_copies(item, 3, 0)  # seeded
     with pytest.raises(UserError, match="between 0 and"):
         build_mod.transposed_copies(item, 12, 0)
+
+
+def test_lilypond_looks_align_the_same_notes_in_another_engravers_hand(built, tmp_path):
+    """--lily-looks 1: the train piece gets a LilyPond render besides its Verovio ones, its note
+    heads matched to the piece's notes by musical position and pitch (the ids differ); valid and
+    test pieces are built as before."""
+    root, src, _ = built
+    before = Corpus(root / "data")
+    cfg = replace(CFG, lily_looks=1)
+    res = build([str(src)], tmp_path / "d", workers=2, cfg=cfg, progress=False)
+    assert not res.skipped, res.skipped
+    after = Corpus(tmp_path / "d")
+    (train,) = after.ids("train")
+    piece = after.load(train)
+    assert [r.name for r in piece.renders][-1] == "same-lily0" and len(piece.renders) == CFG.looks + 1
+    ver, lily = piece.renders[0], piece.renders[-1]
+    ok = np.isfinite(lily.note_x)
+    assert ok.mean() >= 0.9 * np.isfinite(ver.note_x).mean()  # nearly every note found in LilyPond's pages
+    assert lily.strip.shape[0] == C.SHEET_WINDOW_H and not np.array_equal(
+        lily.strip[:, :500], ver.strip[:, :500]
+    )
+    xs = lily.note_x[ok]
+    assert np.all(np.diff(xs[np.argsort(piece.note_onset_s[ok], kind="stable")]) > -400)  # left to right
+    for split in ("valid", "test"):
+        for pid in after.ids(split):
+            assert [r.name for r in after.load(pid).renders] == [r.name for r in before.load(pid).renders]
+    assert "lily_looks" not in CFG.to_dict() and cfg.to_dict()["lily_looks"] == 1
