@@ -335,6 +335,16 @@ def parse_page_svg(svg: str) -> _PageSvg:
     return _PageSvg(vb[2], vb[3], origin, systems, spaces, notes)
 
 
+def render_scale(spaces: list[list[float]], path: Path) -> tuple[float, float]:
+    """(staff space in SVG units, page px per unit) from every page's staff-line gaps: the median
+    gap is drawn ``contract.STAFF_SPACE_PX`` px high."""
+    gaps = [s for page in spaces for s in page if s > 0]
+    if not gaps:
+        raise EngraveError(f"{path}: engraving has no staves")
+    units = float(np.median(gaps))
+    return units, C.STAFF_SPACE_PX / units
+
+
 # --------------------------------------------------------------------------- rasterising
 def rasterise_svg(svg: str, zoom: float) -> np.ndarray:
     """SVG text -> grey uint8 image with ``rsvg-convert`` (white background)."""
@@ -445,11 +455,7 @@ class LoadedScore:
         dropped: Counter[str] = Counter(repeated=sum(1 for c in self.counts.values() if c > 1))
         svgs = [tk.renderToSVG(p) for p in range(1, tk.getPageCount() + 1)]
         parsed = [parse_page_svg(s) for s in svgs]
-        all_spaces = [s for pg in parsed for s in pg.staff_spaces if s > 0]
-        if not all_spaces:
-            raise EngraveError(f"{path}: engraving has no staves")
-        space_units = float(np.median(all_spaces))
-        px_per_unit = C.STAFF_SPACE_PX / space_units
+        space_units, px_per_unit = render_scale([pg.staff_spaces for pg in parsed], path)
         for pi, (svg, pg) in enumerate(zip(svgs, parsed, strict=True)):
             pages.append(rasterise_svg(svg, zoom=px_per_unit * pg.width_units / _outer_width_px(svg)))
             ox, oy = pg.origin

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from scoreid import contract as C
 from synthesis.engrave import (
     SVG_NS,
     EngraveError,
@@ -50,6 +49,7 @@ from synthesis.engrave import (
     SystemBox,
     _to_musicxml,
     rasterise_svg,
+    render_scale,
     resolve_source,
 )
 
@@ -436,11 +436,7 @@ def _engraving(path: Path, ly: str, look: LilyLook, tmp: Path, title: str, compo
     by_pitch = {p: (np.array([n.tick for n in ns]), ns) for p, (_, ns) in by_pitch.items()}
     shift = midi_shift(table, by_pitch, tpq)
     parsed = [parse_lily_svg(s) for s in svgs]
-    all_spaces = [s for pg in parsed for s in pg.spaces if s > 0]
-    if not all_spaces:
-        raise EngraveError(f"{path}: engraving has no staves")
-    space_units = float(np.median(all_spaces))
-    px_per_unit = C.STAFF_SPACE_PX / space_units
+    space_units, px_per_unit = render_scale([pg.spaces for pg in parsed], path)
     pages: list[np.ndarray] = []
     systems: list[SystemBox] = []
     notes: list[Notehead] = []

@@ -92,3 +92,16 @@ def tones(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
         m = (t >= k / 4) & (t < k / 4 + 0.4)
         x[m] += 0.2 * np.sin(2 * np.pi * f * t[m]) * np.exp(-3 * (t[m] - k / 4))
     return x.astype(np.float32)
+
+
+def ink_fraction(page: np.ndarray, x: float, y: float, w: float, h: float) -> float:
+    """Fraction of dark pixels (< 128) inside a notehead box."""
+    x0, x1 = int(round(x - w / 2)), int(round(x + w / 2))
+    y0, y1 = int(round(y - h / 2)), int(round(y + h / 2))
+    return float((page[max(0, y0) : y1, max(0, x0) : x1] < 128).mean())
+
+
+def noteheads_on_ink(eng, dx: float = 0.0, dy: float = 0.0) -> float:
+    """Share of an engraving's note heads whose box (moved by dx, dy box sizes) is at least 45 % ink."""
+    fr = [ink_fraction(eng.pages[n.page], n.x + dx * n.w, n.y + dy * n.h, n.w, n.h) for n in eng.notes]
+    return float(np.mean(np.array(fr) >= 0.45))

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scorefixtures import N_SOUNDING_MIN, write_piece
+from scorefixtures import N_SOUNDING_MIN, noteheads_on_ink, write_piece
 
 from scoreid import contract as C
 from synthesis.engrave import EngraveError, EngraveOptions, engrave, engrave_looks, parse_midi
-
-
-def ink_fraction(page: np.ndarray, x: float, y: float, w: float, h: float) -> float:
-    """Fraction of dark pixels (< 128) inside a notehead box."""
-    x0, x1 = int(round(x - w / 2)), int(round(x + w / 2))
-    y0, y1 = int(round(y - h / 2)), int(round(y + h / 2))
-    return float((page[max(0, y0) : y1, max(0, x0) : x1] < 128).mean())
-
-
-def noteheads_on_ink(eng, dx: float = 0.0, dy: float = 0.0) -> float:
-    fr = [ink_fraction(eng.pages[n.page], n.x + dx * n.w, n.y + dy * n.h, n.w, n.h) for n in eng.notes]
-    return float(np.mean(np.array(fr) >= 0.45))
 
 
 @pytest.fixture(scope="module")

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scorefixtures import N_SOUNDING_MIN, write_piece
+from scorefixtures import N_SOUNDING_MIN, noteheads_on_ink, write_piece
 
 from scoreid import contract as C
 from synthesis.engrave import EngraveError, engrave
 from synthesis.lilypond import LilyLook, _drop_token, _prepare, engrave_lilypond, path_bbox
-
-
-def ink_fraction(page: np.ndarray, x: float, y: float, w: float, h: float) -> float:
-    x0, x1 = int(round(x - w / 2)), int(round(x + w / 2))
-    y0, y1 = int(round(y - h / 2)), int(round(y + h / 2))
-    return float((page[max(0, y0) : y1, max(0, x0) : x1] < 128).mean())
-
-
-def on_ink(eng, dx: float = 0.0, dy: float = 0.0) -> float:
-    fr = [ink_fraction(eng.pages[n.page], n.x + dx * n.w, n.y + dy * n.h, n.w, n.h) for n in eng.notes]
-    return float(np.mean(np.array(fr) >= 0.45))
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +23,8 @@ def looks(piece):
 
 def test_noteheads_lie_on_ink_at_the_contract_scale(looks):
     eng = looks[0]
-    assert len(eng.notes) >= N_SOUNDING_MIN and on_ink(eng) >= 0.98
-    assert on_ink(eng, dx=2.0, dy=-1.5) < 0.9  # the check can fail: moved boxes land on paper
+    assert len(eng.notes) >= N_SOUNDING_MIN and noteheads_on_ink(eng) >= 0.98
+    assert noteheads_on_ink(eng, dx=2.0, dy=-1.5) < 0.9  # the check can fail: moved boxes land on paper
     assert eng.staff_space_units == pytest.approx(1.0, abs=0.05)  # LilyPond's SVG unit is the staff space
     s = eng.systems[0]
     assert 12 <= (s.bottom - s.top) / C.STAFF_SPACE_PX <= 20  # a grand staff at 7 px per staff space
