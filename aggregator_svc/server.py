@@ -136,9 +136,7 @@ class Searches:
         self, name: str, lib: Library, embeddings: np.ndarray, k: int
     ) -> list[list[tuple[str, float]]]:
         """Each embedding's ``k`` nearest sheet windows as (piece id, similarity), best first."""
-        sims, rows = self.index(name, lib).search(lib.search_queries(embeddings), k)
-        pieces = lib.meta["piece"]
-        return [[(str(pieces[r]), float(x)) for r, x in zip(rr, ss)] for rr, ss in zip(rows, sims)]
+        return lib.nearest(self.index(name, lib), embeddings, k)
 
 
 @dataclass
@@ -246,9 +244,11 @@ class AggregatorServicer(pbg.AggregatorServicer):
                 out.update({i: e for i, _ in members})
                 continue
             dim = lib.vectors.shape[1]
-            good = [(i, q) for i, q in members if q.shape[1] == dim and np.isfinite(q).all()]
+            good = []
             for i, q in members:
-                if q.shape[1] != dim or not np.isfinite(q).all():
+                if q.shape[1] == dim and np.isfinite(q).all():
+                    good.append((i, q))
+                else:
                     out[i] = VoteError(
                         grpc.StatusCode.INVALID_ARGUMENT, f"the embedding must be {dim} finite numbers"
                     )

@@ -48,8 +48,7 @@ def measure(pieces: int, windows: int, hops: int, seed: int = 0, candidates: int
     for k in range(hops):
         v = lib.vectors[s + k % (e - s)] + rng.normal(scale=0.1, size=32).astype(np.float32)
         v = (v / np.linalg.norm(v)).astype(np.float32)
-        sims, rows = index.search(lib.search_queries(v), TOP_K)
-        hits = [(str(lib.meta["piece"][r]), float(x)) for r, x in zip(rows[0], sims[0])]
+        (hits,) = lib.nearest(index, v, TOP_K)
         t0 = time.perf_counter()
         eng = SessionEngine.from_bytes(lib, blob)
         t1 = time.perf_counter()

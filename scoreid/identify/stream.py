@@ -104,8 +104,7 @@ class Identifier:
         if w.silent:
             return self.engine.silent(w.t)
         emb = self.encoder.embed_audio(audio_to_network(w.excerpt))
-        sims, rows = self.index.search(self.library.search_queries(emb), self.k)
-        hits = [(str(self.library.meta["piece"][r]), float(sv)) for r, sv in zip(rows[0], sims[0])]
+        (hits,) = self.library.nearest(self.index, emb, self.k)
         return self.engine.vote(w.t, emb[0], hits)
 
     def snapshot(self, t: float, silent: bool = False) -> Update:

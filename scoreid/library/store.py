@@ -536,6 +536,13 @@ class Library:
         """Audio embeddings as queries of an index on :attr:`search_vectors`."""
         return search_queries(queries, self.search_vectors.shape[1] != self.vectors.shape[1])
 
+    def nearest(self, index: Any, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Each audio embedding's ``k`` nearest sheet windows in ``index`` (a search index on
+        :attr:`search_vectors`) as (piece id, similarity), best first: the hits a window votes with."""
+        sims, rows = index.search(self.search_queries(embeddings), k)
+        pieces = self.meta["piece"]
+        return [[(str(pieces[r]), float(x)) for r, x in zip(rr, ss)] for rr, ss in zip(rows, sims)]
+
     def search_rows_of(self, piece: Piece) -> np.ndarray:
         """A built piece's rows as :attr:`search_vectors` holds them (for an index extended in place)."""
         return search_rows(
