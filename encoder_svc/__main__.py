@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 from encoder_svc.backend import load_served_model
 from encoder_svc.server import EmbedderServicer, EncoderSettings, IdentifyServicer, register
-from ops.config import internal_token, search_place, secret
+from ops.config import internal_token, secret
 from ops.grpc_server import build_server, check_transport, keepalive_options
 from ops.service_main import Started, run_service
 from scoreid.audio.io import AudioError
@@ -16,7 +15,7 @@ from scoreid.contract import ContractError
 
 def build(cfg: dict) -> Started:
     e = cfg["encoder"]
-    settings = replace(EncoderSettings.from_config(e), search=search_place(cfg))
+    settings = EncoderSettings.from_config(e)
     tokens = [t for t in (secret(e, "token"), *(settings.clients or {})) if t]
     check_transport("encoder", cfg["host"], bool(tokens), bool(e["tls_cert"]), cfg["allow_insecure"])
     encoder = load_served_model(e["model"], e["backend"], e["threads"], e["precision"], e["device"])

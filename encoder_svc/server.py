@@ -89,7 +89,7 @@ class EncoderSettings:
     options_timeout_s: float = 5.0  #: the first message must arrive within this
     idle_timeout_s: float = 30.0  #: then a message at least this often
     rpc_timeout_s: float = 5.0
-    search: str = "aggregator"  #: where windows are searched: aggregator (in VoteBatch) | index (ops.config.search_place)
+    search: str = "aggregator"  #: where windows are searched: aggregator (in VoteBatch) | index (as load_config resolves it)
     session_key: bytes = b""  #: HMAC key of resume tokens (empty: random, this process only)
     clients: dict[str, str] | None = None  #: bearer token -> client name (the per-client cap's key)
 
@@ -97,11 +97,7 @@ class EncoderSettings:
     def from_config(cls, enc: dict[str, Any]) -> EncoderSettings:
         from ops.config import client_tokens, secret
 
-        kw = {
-            k: enc[k]
-            for k in cls.__dataclass_fields__
-            if k in enc and k not in ("session_key", "clients", "search")
-        }
+        kw = {k: enc[k] for k in cls.__dataclass_fields__ if k in enc and k not in ("session_key", "clients")}
         return cls(**kw, session_key=secret(enc, "session_key").encode(), clients=client_tokens(enc))
 
 

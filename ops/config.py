@@ -169,7 +169,8 @@ def load_config(
     if not cfg["redis"]["url"]:  # `scoreid up` starts (and `scoreid down` stops) this redis-server
         cfg["redis"]["url"] = f"redis://{cfg['host']}:{cfg['redis']['port']}/0"
         cfg["redis"]["managed"] = True
-    search_place(cfg)  # a bad encoder.search is refused with the configuration, not at the encoder's start
+    # resolved (auto -> where) and checked with the configuration, not at the encoder's start
+    cfg["encoder"]["search"] = search_place(cfg)
     return cfg
 
 

@@ -433,6 +433,7 @@ def test_where_windows_are_searched_follows_the_index_backend_and_a_bad_choice_i
     from ops.config import search_place
 
     assert search_place(load_config(environ={})) == "aggregator"  # the default: exact index, auto
+    assert load_config(environ={}, overrides={"index": {"backend": "faiss"}})["encoder"]["search"] == "index"
     faiss = {"index": {"backend": "faiss"}}
     assert search_place(load_config(environ={}, overrides=faiss)) == "index"
     assert search_place(load_config(environ={}, overrides={"encoder": {"search": "index"}})) == "index"
