@@ -184,6 +184,20 @@ def fingerprint(eng: Engraving, n: int = 40) -> str:
     return hashlib.sha1(json.dumps(seq).encode()).hexdigest()[:16]
 
 
+def matched_by_place(base: Engraving, other: Engraving) -> dict[str, int]:
+    """Another engraver's note heads -> indices of ``base``'s notes, by musical position and pitch
+    (the engravers' ids differ); notes sharing both are paired in order."""
+    by_place: dict[tuple[float, int], list[int]] = {}
+    for k, note in enumerate(base.notes):
+        by_place.setdefault((round(note.quarters, 4), note.pitch), []).append(k)
+    out: dict[str, int] = {}
+    for note in other.notes:
+        same = by_place.get((round(note.quarters, 4), note.pitch))
+        if same:
+            out[note.id] = same.pop(0)
+    return out
+
+
 def strip_of(eng: Engraving) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(strip, system x offsets, system boxes [S, 5]) of an engraving, cut with the core's code."""
     bands = [cut_system(eng.pages[s.page], s.top, s.bottom, s.left, s.right) for s in eng.systems]
@@ -201,30 +215,23 @@ def build_piece(
 ) -> dict[str, Any]:
     """Build one piece; returns its index entry. Raises EngraveError (etc.) to skip it."""
     plan = plan_piece(item.pid, split, cfg)
-    verovio = [rp for rp in plan.renders if isinstance(rp.options, EngraveOptions)]
-    engravings = engrave_looks(
-        item.path, [rp.options for rp in verovio if isinstance(rp.options, EngraveOptions)], item.transpose
-    )
+    verovio = [rp.options for rp in plan.renders if isinstance(rp.options, EngraveOptions)]
+    lily = [rp.options for rp in plan.renders if isinstance(rp.options, LilyLook)]
+    engravings = engrave_looks(item.path, verovio, item.transpose)
     base = engravings[0]
-    lily = [rp for rp in plan.renders if isinstance(rp.options, LilyLook)]
     if lily and not item.transpose:
         try:  # LilyPond's looks are extra: a score it cannot set keeps its Verovio ones
-            engravings += engrave_lilypond(
-                item.path, [rp.options for rp in lily if isinstance(rp.options, LilyLook)]
-            )
-            verovio += lily
+            engravings += engrave_lilypond(item.path, lily)
         except EngraveError:
             pass
-    plan.renders = verovio
+    # the renders in the engravings' order (Verovio's, then LilyPond's when it set the score)
+    by_engraver = sorted(plan.renders, key=lambda rp: isinstance(rp.options, LilyLook))
+    plan.renders = by_engraver[: len(engravings)]
     fp = fingerprint(base)
     if fp in exclude_fingerprints:
         raise EngraveError(f"{item.path}: same work as a piece of the excluded corpus (fingerprint {fp})")
     ids = [n.id for n in base.notes]
     index_of = {nid: k for k, nid in enumerate(ids)}
-    # another engraver's note heads are the base's by musical position and pitch (their ids differ)
-    by_place: dict[tuple[float, int], list[int]] = {}
-    for b, bn in enumerate(base.notes):
-        by_place.setdefault((round(bn.quarters, 4), bn.pitch), []).append(b)
     n = len(ids)
     onset = np.array([x.onset_s for x in base.notes], np.float32)
     arrays: dict[str, np.ndarray] = {
@@ -239,16 +246,9 @@ def build_piece(
         nsys = np.full(n, -1, np.int16)
         npage = np.full(n, -1, np.int16)
         pxy = np.full((n, 2), np.nan, np.float32)
-        taken: dict[tuple[float, int], int] = {}
+        match = index_of if isinstance(rp.options, EngraveOptions) else matched_by_place(base, eng)
         for note in eng.notes:
-            if isinstance(rp.options, EngraveOptions):
-                k = index_of.get(note.id)
-            else:
-                place = (round(note.quarters, 4), note.pitch)
-                same = by_place.get(place, [])
-                j = taken.get(place, 0)
-                k = same[j] if j < len(same) else None
-                taken[place] = j + 1
+            k = match.get(note.id)
             if k is None:
                 continue
             s = eng.systems[note.system]
