@@ -54,7 +54,7 @@ from synthesis.engrave import (
 )
 
 LILYPOND_TIMEOUT_S = 300.0
-#: LilyPond's MIDI resolution (ticks per quarter note)
+#: a note head's note-on may sit this many MIDI ticks from its moment (rounding of tuplets)
 TICK_TOLERANCE = 1
 
 #: The Scheme that tags note heads and staff symbols; ``NH_TABLE`` is replaced by the table's path.
@@ -430,10 +430,10 @@ def _engraving(path: Path, ly: str, look: LilyLook, tmp: Path, title: str, compo
     midi_ons, tpq = read_midi_ticks(midi)
     if not midi_ons:
         raise EngraveError(f"{path}: the score has no sounding notes")
-    by_pitch: dict[int, tuple[np.ndarray, list[_MidiOn]]] = {}
+    notes_of: dict[int, list[_MidiOn]] = {}
     for n in midi_ons:
-        by_pitch.setdefault(n.pitch, (np.zeros(0), []))[1].append(n)
-    by_pitch = {p: (np.array([n.tick for n in ns]), ns) for p, (_, ns) in by_pitch.items()}
+        notes_of.setdefault(n.pitch, []).append(n)
+    by_pitch = {p: (np.array([n.tick for n in ns]), ns) for p, ns in notes_of.items()}
     shift = midi_shift(table, by_pitch, tpq)
     parsed = [parse_lily_svg(s) for s in svgs]
     space_units, px_per_unit = render_scale([pg.spaces for pg in parsed], path)
