@@ -147,6 +147,13 @@ def _prepare(ly: str, look: LilyLook, table: Path) -> str:
     ly = re.sub(r"-?\\[\[\]]", "", ly)
     # dynamics musicxml2ly defines under names LilyPond cannot read ("[", "cresc.", "con bravura")
     ly = re.sub(r"(?m)^(?![A-Za-z]+ = )[^\n]* = #\(make-dynamic-script [^\n]*$", "", ly)
+    # a dynamic of words ("crescendo"): the dynamics font has only p f m r s z n, and the SVG backend
+    # dies on a missing glyph, so words are set in italic text like a printed "cresc."
+    ly = re.sub(
+        r'make-dynamic-script "([^"]*[^pfmrszn"][^"]*)"',
+        lambda m: f'make-dynamic-script (markup #:normal-text #:italic "{m.group(1)}")',
+        ly,
+    )
     # no "Piano" / "Pno" before the systems: a printed piano score names no instrument
     ly = re.sub(
         r"\\set\s+(?:Piano)?Staff\.(?:short)?[iI]nstrumentName\s*=\s*(?:\"[^\"]*\"|#?\\markup\s*\{[^}]*\})",
@@ -154,6 +161,10 @@ def _prepare(ly: str, look: LilyLook, table: Path) -> str:
         ly,
     )
     ly = re.sub(r"#\(set-global-staff-size [\d.]+\)", "", ly)
+    # a fractional metronome mark (musicxml2ly writes the MusicXML tempo as it is): LilyPond reads integers only
+    ly = re.sub(
+        r"(\\tempo\s+\d+\.*\s*=\s*)(\d+\.\d+)", lambda m: f"{m.group(1)}{round(float(m.group(2)))}", ly
+    )
     head = (
         f"#(set-global-staff-size {look.staff_size:g})\n"
         f"#(set-default-paper-size '(cons (* {look.paper_width_mm:g} mm) (* {look.paper_height_mm:g} mm)))\n"

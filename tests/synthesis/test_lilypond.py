@@ -8,7 +8,7 @@ from scorefixtures import N_SOUNDING_MIN, noteheads_on_ink, write_piece
 
 from scoreid import contract as C
 from synthesis.engrave import EngraveError, engrave
-from synthesis.lilypond import LilyLook, _drop_token, _prepare, engrave_lilypond, path_bbox
+from synthesis.lilypond import LilyLook, _drop_token, _prepare, _run_lilypond, engrave_lilypond, path_bbox
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,18 @@ def test_a_syntax_error_of_the_converter_is_mended_without_unbalancing_the_music
     )
     assert 'make-dynamic-script "["' not in ly and "bravura" not in ly and "ok = #(make-dynamic-script" in ly
     assert "instrumentName" not in ly and "set-global-staff-size 20" in ly
+
+
+def test_word_dynamics_and_fractional_tempi_of_the_converter_engrave(tmp_path):
+    """musicxml2ly writes a dynamic of words ("crescendo", which the dynamics font cannot set: the SVG
+    backend died on the missing glyphs) and a MusicXML tempo as it is (LilyPond reads integer
+    metronome marks only): both failed real-dev Beethoven sonatas."""
+    ly = (
+        '\\version "2.24.1"\ncrescendo = #(make-dynamic-script "crescendo")\n'
+        "\\score { { c'4 _\\crescendo d'4 e'4 f'4 } \\layout {} \\midi { \\tempo 4 = 97.9998 } }\n"
+    )
+    pages, midi, table = _run_lilypond(ly, LilyLook(), tmp_path)
+    assert len(pages) == 1 and midi[:4] == b"MThd" and len(table) == 4
 
 
 def test_path_bbox_follows_relative_commands():
