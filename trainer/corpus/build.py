@@ -174,7 +174,9 @@ def build(
         if p.is_file():
             try:
                 meta = read_meta(p)
-                if meta.get("split") == split_of[it.pid] and meta.get("build") == cfg.to_dict():
+                if meta.get("split") == split_of[it.pid] and meta.get("build") == cfg.to_dict(
+                    split_of[it.pid]
+                ):
                     entries[it.pid] = index_entry(meta)
                     res.resumed.append(it.pid)
                     continue

@@ -68,13 +68,16 @@ class BuildConfig:
     lily_looks: int = 0  #: train/pool pieces also get this many LilyPond renders (``LILY_STAFF_SIZES``)
     keep_audio: bool = False  #: also write each performance as FLAC (audio/<pid>/<perf>.flac)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The options that decide a piece's content (keep_audio only adds files beside it)."""
+    def to_dict(self, split: str | None = None) -> dict[str, Any]:
+        """The options that decide a piece's content (keep_audio only adds files beside it); with
+        ``split``, only those that decide a piece of that split (touch and LilyPond looks are for
+        train and pool pieces only), so a valid/test piece is resumed across builds that differ in them."""
         d = asdict(self)
         d.pop("keep_audio")
-        if not d["touch"]:  # a corpus without touch is byte for byte what it was before the option
+        train_side = split is None or split in ("train", "pool")
+        if not d["touch"] or not train_side:  # a corpus without touch is byte for byte what it was before
             d.pop("touch")
-        if not d["lily_looks"]:  # nor one without LilyPond looks
+        if not d["lily_looks"] or not train_side:  # nor one without LilyPond looks
             d.pop("lily_looks")
         return d
 
@@ -339,7 +342,7 @@ def build_piece(
         "perf_seconds": round(sum(p["seconds"] for p in perfs_meta), 3),
         "renders": renders_meta,
         "performances": perfs_meta,
-        "build": cfg.to_dict(),
+        "build": cfg.to_dict(split),
     }
     if item.transpose:
         meta["transpose"] = item.transpose

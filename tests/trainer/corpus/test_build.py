@@ -18,7 +18,7 @@ from trainer import run
 from trainer.corpus import build as build_mod
 from trainer.corpus.build import build
 from trainer.corpus.piece import TRAIN_PROGRAMS, TRAIN_TOUCH, BuildConfig, plan_piece
-from trainer.corpus.store import Corpus
+from trainer.corpus.store import Corpus, piece_path
 
 CFG = BuildConfig(looks=1, performances=1, seed=0)
 
@@ -330,12 +330,17 @@ def test_transposed_copies_train_in_other_keys_and_move_no_other_piece(built, tm
 def test_lilypond_looks_align_the_same_notes_in_another_engravers_hand(built, tmp_path):
     """--lily-looks 1: the train piece gets a LilyPond render besides its Verovio ones, its note
     heads matched to the piece's notes by musical position and pitch (the ids differ); valid and
-    test pieces are built as before."""
+    test pieces are as before, so the ones already built without the looks are resumed, not rebuilt."""
     root, src, _ = built
     before = Corpus(root / "data")
     cfg = replace(CFG, lily_looks=1)
+    held_out = before.ids("valid") + before.ids("test")
+    (tmp_path / "d" / "pieces").mkdir(parents=True)
+    for pid in held_out:
+        shutil.copy(piece_path(root / "data", pid), piece_path(tmp_path / "d", pid))
     res = build([str(src)], tmp_path / "d", workers=2, cfg=cfg, progress=False)
     assert not res.skipped, res.skipped
+    assert sorted(res.resumed) == sorted(held_out) and res.built == before.ids("train")
     after = Corpus(tmp_path / "d")
     (train,) = after.ids("train")
     piece = after.load(train)
@@ -352,3 +357,4 @@ def test_lilypond_looks_align_the_same_notes_in_another_engravers_hand(built, tm
         for pid in after.ids(split):
             assert [r.name for r in after.load(pid).renders] == [r.name for r in before.load(pid).renders]
     assert "lily_looks" not in CFG.to_dict() and cfg.to_dict()["lily_looks"] == 1
+    assert cfg.to_dict("train")["lily_looks"] == 1 and cfg.to_dict("valid") == CFG.to_dict("valid")
