@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "aggregator", "index"),
         help="encoder.search: where windows are searched (aggregator: in the vote call; index: Index.Search first)",
     )
+    ap.add_argument(
+        "--no-incremental",
+        action="store_true",
+        help="encoder.incremental: false (every window embedded whole; the default is the incremental encoder)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     ap.add_argument(
         "--prepare-only",
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         max_sessions=max(args.max_sessions, max(args.streams)),
         device=args.device,
         search=args.search,
+        incremental=not args.no_incremental,
     )
     cfg_path = args.work / "scoreid.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -209,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadgen_procs": args.loadgen_procs,
         "chunk_s": args.chunk,
         "search": args.search,
+        "incremental": not args.no_incremental,
     }
     res["encoder_stages"] = stages  # summed over all steps of this run
     print(

@@ -18,7 +18,9 @@ def build(cfg: dict) -> Started:
     settings = EncoderSettings.from_config(e)
     tokens = [t for t in (secret(e, "token"), *(settings.clients or {})) if t]
     check_transport("encoder", cfg["host"], bool(tokens), bool(e["tls_cert"]), cfg["allow_insecure"])
-    encoder = load_served_model(e["model"], e["backend"], e["threads"], e["precision"], e["device"])
+    encoder = load_served_model(
+        e["model"], e["backend"], e["threads"], e["precision"], e["device"], incremental=e["incremental"]
+    )
     identify = IdentifyServicer(
         encoder, cfg["index"]["address"], cfg["aggregator"]["address"], settings, internal_token(cfg)
     )

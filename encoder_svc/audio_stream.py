@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,9 @@ class AudioStream:
         self.windows = HopWindows(opts.hop_frames, frames, t_offset)
         self.samples_in = 0
         self.stamps: dict[str, float] = {}
+        #: the audio encoder's state of this stream (:class:`scoreid.incremental.AudioState`: at most
+        #: 36 stem columns, ~318 KB), set by the server when its encoder is incremental; dropped with the stream
+        self.encoder_state: Any = None
 
     @property
     def seconds(self) -> float:

@@ -31,6 +31,8 @@ class ServedEncoder(Protocol):
 
     def embed_audio(self, x: Any) -> np.ndarray: ...
 
+    def embed_stream(self, x: Any, ends: Any, states: Any) -> np.ndarray: ...
+
 
 class BadWindow(ValueError):
     """A window of one session that cannot be searched (non-finite features)."""
@@ -47,6 +49,8 @@ class WindowJob:
     t: float  # audio time of the window (session time)
     top_k: int  # pieces to return
     hop_s: float  # the session's hop (the engine's follower needs it)
+    end: int = 0  # the stream frame after the window (the incremental encoder's position)
+    state: Any = None  # the stream's incremental encoder state (None: the window is embedded whole)
 
 
 class Pipeline:
@@ -75,7 +79,11 @@ class Pipeline:
         """Per item: (HitList, None when the aggregator searched, or the index's grpc.RpcError or a
         BadWindow; VoteResult or the aggregator's grpc.RpcError; stamps)."""
         t0, c0 = time.perf_counter(), time.thread_time()
-        emb = self.encoder.embed_audio(audio_to_network(np.stack([it.excerpt for it in items])))
+        x = audio_to_network(np.stack([it.excerpt for it in items]))
+        if any(it.state is not None for it in items):  # the incremental encoder (a session's windows in order)
+            emb = self.encoder.embed_stream(x, [it.end for it in items], [it.state for it in items])
+        else:
+            emb = self.encoder.embed_audio(x)
         finite = np.isfinite(emb).all(axis=1)  # a bad window ends only its own session
         t1 = time.perf_counter()
         STAGE_SECONDS.labels(SERVICE, "encode").observe(t1 - t0)

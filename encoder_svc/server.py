@@ -290,7 +290,9 @@ class IdentifyServicer(pbg.IdentifyServicer):
             raise StreamAbort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the audio gave non-finite features; the session is ended"
             )
-        job = WindowJob(w.excerpt, opts.library, self.s.k, sid, w.t, opts.top_k, opts.hop_s)
+        job = WindowJob(
+            w.excerpt, opts.library, self.s.k, sid, w.t, opts.top_k, opts.hop_s, w.end, stream.encoder_state
+        )
         vote = await self.vote(job, w.silent, stamps)
         STAGE_SECONDS.labels(SERVICE, "vote").observe(stamps["vote"] / 1000)
         stamps["total"] = (time.perf_counter() - t_chunk) * 1000
@@ -433,6 +435,8 @@ class IdentifyServicer(pbg.IdentifyServicer):
         watch: Watched,
     ) -> None:
         stream = AudioStream(opts, self.frames, t_offset, self.s.max_chunk_seconds)
+        new_stream = getattr(self.encoder, "new_stream", None)
+        stream.encoder_state = new_stream() if new_stream is not None else None
         seq = 0
         log_event(
             log, "session start", session=sid, rate=opts.sample_rate, hop_s=opts.hop_s, library=opts.library

@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "backend": "onnx",  # onnx | tensorrt | torch
         "precision": "",  # empty: the backend's default (onnx fp32, tensorrt fp16, torch fp32); onnx int8 = audio.int8.onnx
         "device": "",  # empty: the backend's default (onnx/torch cpu, tensorrt cuda); "cuda" or "cuda:N" for torch on a GPU
+        "incremental": True,  # the incremental audio encoder when the model has it (scoreid.incremental); false: whole windows
         "threads": 1,  # intra-op CPU threads of the onnx backend (0: one per core); see BENCHMARKS.md "Encoder"
         "max_batch": 64,
         "max_wait_ms": 5.0,

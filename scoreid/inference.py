@@ -19,6 +19,11 @@ Inputs: audio float32 (B, 1, 92, F) with F = the contract's audio window (84 by 
 sheet float32 (B, 1, 80, 100) in [0, 1], ink = 1 (see :mod:`scoreid.sheet.strip`). Outputs:
 float32 (B, 32), L2-normalised. A wrongly shaped input raises ``ContractError``.
 
+With ``incremental=True`` (the default) and a model that has them (``audio.{stem,edge,head}.onnx``,
+int8 variants for ``precision="int8"``; :mod:`trainer.export_incremental`), the onnx backend also
+runs the incremental audio encoder (:mod:`scoreid.incremental`): ``Encoders.embed_stream`` embeds
+the windows of streams, computing the CNN's first layers once per stream position.
+
 A model may carry a hub bank (``manifest["hub"]``: audio embeddings of training windows; see
 :mod:`scoreid.search.hubness`): ``Encoders.hub`` reads it, and libraries built with the model score
 their windows' hubness against it.
@@ -39,6 +44,7 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.contract import Contract, ContractError
 from scoreid.errors import UserError
+from scoreid.incremental import COLUMNS_INPUT, INCREMENTAL_FILES, AudioState, IncrementalAudio
 from scoreid.tensorrt_backend import BackendUnavailable
 from scoreid.tensors import audio_input_shape, sheet_input_shape
 
@@ -126,6 +132,7 @@ class Encoders:
         backend: str,
         audio: Runner,
         sheet: Runner,
+        incremental: IncrementalAudio | None = None,
     ):
         self.model_dir = model_dir
         self.manifest = manifest
@@ -136,6 +143,7 @@ class Encoders:
         self.audio_shape = audio_input_shape(contract.audio_window_frames)
         self.sheet_shape = sheet_input_shape()
         self.dim = contract.embed_dim
+        self.incremental = incremental
 
     @property
     def audio_frames(self) -> int:
@@ -150,6 +158,19 @@ class Encoders:
     def embed_audio(self, x: Any) -> np.ndarray:
         """float32 (B, 1, 92, F) spectrogram excerpts -> (B, 32) L2-normalised embeddings."""
         return self._run(self._audio, _check_batch(x, self.audio_shape, "audio"))
+
+    def embed_stream(self, x: Any, ends: Any, states: Any) -> np.ndarray:
+        """Windows of streams: ``x`` as :meth:`embed_audio`, ``ends[i]`` the stream frame after window
+        ``i``, ``states[i]`` its stream's :class:`~scoreid.incremental.AudioState` (from
+        :meth:`new_stream`). The incremental encoder when the model has it, else :meth:`embed_audio`."""
+        arr = _check_batch(x, self.audio_shape, "audio")
+        if self.incremental is None or arr.shape[0] == 0:
+            return self._run(self._audio, arr)
+        return self.incremental.embed(arr, list(ends), list(states)).reshape(arr.shape[0], self.dim)
+
+    def new_stream(self) -> AudioState | None:
+        """A stream's state for :meth:`embed_stream` (None when the encoder is not incremental)."""
+        return AudioState() if self.incremental is not None else None
 
     def embed_sheet(self, x: Any) -> np.ndarray:
         """float32 (B, 1, 80, 100) sheet windows (ink = 1) -> (B, 32) L2-normalised embeddings."""
@@ -254,7 +275,8 @@ def _onnx_runners(
     device: str,
     threads: int | None = None,
     precision: str = "fp32",
-) -> tuple[Runner, Runner]:
+    incremental: bool = True,
+) -> tuple[Runner, Runner, IncrementalAudio | None]:
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -277,7 +299,16 @@ def _onnx_runners(
             f"{model_dir}: no int8 audio model (export it with trainer/run.py export --int8-calibration N)"
         )
     audio_key = "audio_onnx_int8" if precision == "int8" else "audio_onnx"
-    return runner(audio_key, AUDIO_INPUT), runner("sheet_onnx", SHEET_INPUT)
+    audio = runner(audio_key, AUDIO_INPUT)
+    suffix = "_int8" if precision == "int8" else ""
+    parts = {p: f"audio_{p}_onnx{suffix}" for p in INCREMENTAL_FILES}
+    inc = None
+    if incremental and all(manifest["files"].get(k) for k in parts.values()):
+        stem, edge, head = (
+            runner(parts[p], COLUMNS_INPUT if p == "head" else AUDIO_INPUT) for p in ("stem", "edge", "head")
+        )
+        inc = IncrementalAudio(stem, edge, head, audio, int(manifest["contract"]["audio_window_frames"]))
+    return audio, runner("sheet_onnx", SHEET_INPUT), inc
 
 
 def _torch_runners(
@@ -329,6 +360,7 @@ def load_model(
     precision: str | None = None,
     expected: Contract | None = None,
     threads: int | None = None,
+    incremental: bool = True,
 ) -> Encoders:
     """Open an exported model directory on ``backend`` ("onnx", "torch" or "tensorrt").
 
@@ -337,7 +369,9 @@ def load_model(
     to "cpu" for onnx/torch and "cuda" for tensorrt; ``precision`` picks the TensorRT plan
     ("fp16", the default, or "fp32"), the ONNX audio encoder ("fp32", the default, or "int8") or
     the torch weights' type ("fp32", the default, or "fp16" on a CUDA device).
-    ``threads``: intra-op CPU threads of the onnx backend (None: one per core).
+    ``threads``: intra-op CPU threads of the onnx backend (None: one per core). ``incremental``:
+    also load the incremental audio encoder when the model has it (onnx backend; see the module
+    docstring).
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -348,10 +382,13 @@ def load_model(
     except (TypeError, ValueError) as e:
         raise ContractError(f"{mdir}: manifest contract is malformed ({e})") from None
     (expected or C.DEFAULT).check_compatible(contract, what=f"model {mdir}")
+    inc = None
     if backend == "onnx":
-        audio, sheet = _onnx_runners(mdir, manifest, device or "cpu", threads, precision or "fp32")
+        audio, sheet, inc = _onnx_runners(
+            mdir, manifest, device or "cpu", threads, precision or "fp32", incremental
+        )
     elif backend == "torch":
         audio, sheet = _torch_runners(mdir, manifest, device or "cpu", precision or "fp32")
     else:
         audio, sheet = _tensorrt_runners(mdir, manifest, device or "cuda", precision or "fp16")
-    return Encoders(mdir, manifest, contract, backend, audio, sheet)
+    return Encoders(mdir, manifest, contract, backend, audio, sheet, inc)

@@ -3,7 +3,7 @@
 Writes into ``out_dir``:
 
 - ``model.pt``: the torch checkpoint (:func:`scoreid.models.save_checkpoint`);
-- ``audio.onnx`` / ``sheet.onnx``: each encoder pathway, eval mode, opset ``OPSET`` (>= 17),
+- ``audio.onnx`` / ``sheet.onnx``: each encoder pathway, eval mode, opset ``trainer.onnx_export.OPSET`` (>= 17),
   dynamic batch axis, input ``spec`` / ``image``, output ``embedding``;
 - with TensorRT importable: ``audio.fp16.onnx`` / ``sheet.fp16.onnx`` (the same graphs in half
   precision with float32 inputs/outputs, because TensorRT 11 builds strongly typed networks) and
@@ -21,6 +21,8 @@ Writes into ``out_dir``:
   its embeddings are compared with torch's by cosine similarity and it is kept only when the mean
   is >= ``int8_min_cos`` (default ``INT8_MIN_COS``; otherwise left out with a message);
   the retrieval cost of the quantisation is measured by ``trainer/run.py eval --precision int8``;
+- ``audio.{stem,edge,head}.onnx`` (and their int8 variants with ``int8_calibration``): the
+  incremental audio encoder (:mod:`trainer.export_incremental`, :mod:`scoreid.incremental`);
 - ``manifest.json``: format, feature contract, files, inputs/output, training info (with
   ``architecture``, the network's config: audio frames, dimension, audio filters and stem).
 
@@ -33,13 +35,11 @@ from __future__ import annotations
 
 import copy
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -48,24 +48,20 @@ from scoreid import contract as C
 from scoreid.inference import (
     AUDIO_INPUT,
     MANIFEST,
-    OUTPUT,
     SHEET_INPUT,
     make_manifest,
 )
 from scoreid.models import AudioEmbedder, CrossModalNet, SheetEmbedder, save_checkpoint
 from scoreid.tensorrt_backend import BackendUnavailable, TrtEncoder, build_plan, import_tensorrt
 from scoreid.tensors import audio_input_shape, sheet_input_shape
+from trainer.export_incremental import export_incremental
+from trainer.onnx_export import ParityError, export_onnx, quantize_int8
 
-OPSET = 17
 PARITY_TOL = 1e-4
 TRT_TOL = {"fp32": 1e-3, "fp16": 2e-2}
 TRT_MAX_BATCH = 256
 TRT_OPT_BATCH = 64
 INT8_MIN_COS = 0.98  #: mean cosine similarity of int8 vs torch embeddings on the calibration check
-
-
-class ParityError(RuntimeError):
-    """An exported engine disagrees with torch beyond the tolerance."""
 
 
 class _Half(nn.Module):
@@ -79,25 +75,6 @@ class _Half(nn.Module):
         return self.module(x.half()).float()
 
 
-def export_onnx(module: nn.Module, sample: torch.Tensor, path: Path, input_name: str) -> Path:
-    """Export ``module`` (eval) to ONNX with a dynamic batch axis; validates the file."""
-    module.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (sample,),
-            str(path),
-            input_names=[input_name],
-            output_names=[OUTPUT],
-            dynamic_axes={input_name: {0: "batch"}, OUTPUT: {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    onnx.checker.check_model(onnx.load(str(path)))
-    return path
-
-
 def onnx_max_diff(path: Path, input_name: str, module: nn.Module, x: np.ndarray) -> float:
     """Max abs difference between onnxruntime and torch outputs on ``x``."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -105,40 +82,6 @@ def onnx_max_diff(path: Path, input_name: str, module: nn.Module, x: np.ndarray)
     with torch.inference_mode():
         ref = module(torch.from_numpy(x)).numpy()
     return float(np.abs(got - ref).max())
-
-
-def quantize_int8(src: Path, dst: Path, input_name: str, calibration: np.ndarray, batch: int = 32) -> Path:
-    """Static int8 quantisation of an ONNX encoder with ONNX Runtime's tooling (QDQ format,
-    per-channel 7-bit int8 weights (``reduce_range``: exact on AVX2 and VNNI kernels alike),
-    uint8 activations, min/max calibration on ``calibration``)."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            x = np.ascontiguousarray(calibration, np.float32)
-            self.batches = iter([{input_name: x[i : i + batch]} for i in range(0, len(x), batch)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(src), str(pre))
-        quantize_static(
-            str(pre),
-            str(dst),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
-    onnx.checker.check_model(onnx.load(str(dst)))
-    return dst
 
 
 def mean_cosine(path: Path, input_name: str, module: nn.Module, x: np.ndarray) -> tuple[float, float]:
@@ -170,9 +113,11 @@ def export_model(
     trt_device: str = "cuda",
     int8_calibration: np.ndarray | None = None,
     int8_min_cos: float = INT8_MIN_COS,
+    incremental: bool = True,
 ) -> dict[str, Any]:
     """Write the model directory; returns the manifest (raises :class:`ParityError` on mismatch).
 
+    ``incremental``: also write the incremental audio encoder's graphs (:mod:`trainer.export_incremental`).
     ``trt_device`` is where the TensorRT parity check runs ("cuda"; tests that mock the GPU pass
     "cpu" with a fake ``tensorrt`` module).
     """
@@ -222,6 +167,13 @@ def export_model(
         else:  # the fp32 model is what matters: an inaccurate int8 one is left out, not fatal
             q.unlink()
             log(f"int8 {q.name} left out: mean cosine {mean:.4f} < {int8_min_cos}")
+
+    if incremental:  # the incremental audio encoder's graphs (scoreid.incremental)
+        inc_files, inc_parity = export_incremental(
+            net, out, parity_audio, int8_calibration, log, PARITY_TOL, int8_min_cos
+        )
+        files.update(inc_files)
+        parity.update(inc_parity)
 
     if tensorrt:
         try:

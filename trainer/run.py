@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainer.commands.distill",
     "trainer.commands.eval",
     "trainer.commands.export",
+    "trainer.commands.export_incremental",
     "trainer.commands.hub_bank",
     "trainer.commands.pipeline",
 )

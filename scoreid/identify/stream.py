@@ -69,6 +69,9 @@ class Identifier:
         self.k = k
         self.front = OnlineSpectrogram()
         self.windows = HopWindows(self.settings.hop_frames, library.contract.audio_window_frames)
+        # the incremental audio encoder's state of this stream (scoreid.incremental), as the encoder service keeps one per session
+        new_stream = getattr(encoder, "new_stream", None)
+        self.audio_state = new_stream() if new_stream is not None else None
         self.n_windows = 0
 
     @property
@@ -103,7 +106,11 @@ class Identifier:
         self.n_windows += 1
         if w.silent:
             return self.engine.silent(w.t)
-        emb = self.encoder.embed_audio(audio_to_network(w.excerpt))
+        x = audio_to_network(w.excerpt)
+        if self.audio_state is not None:
+            emb = self.encoder.embed_stream(x, [w.end], [self.audio_state])  # type: ignore[attr-defined]
+        else:
+            emb = self.encoder.embed_audio(x)
         (hits,) = self.library.nearest(self.index, emb, self.k)
         return self.engine.vote(w.t, emb[0], hits)
 

@@ -67,7 +67,12 @@ def test_backends_embed_like_the_network(model_dir, backend):
 def test_manifest_follows_the_shared_layout(model_dir):
     m = json.loads((model_dir / "manifest.json").read_text())
     assert m["contract"] == C.DEFAULT.to_dict()
-    assert m["files"] == {"torch": "model.pt", "audio_onnx": "audio.onnx", "sheet_onnx": "sheet.onnx"}
+    assert m["files"] == {
+        "torch": "model.pt",
+        "audio_onnx": "audio.onnx",
+        "sheet_onnx": "sheet.onnx",
+        **{f"audio_{p}_onnx": f"audio.{p}.onnx" for p in ("stem", "edge", "head")},  # the incremental encoder
+    }
     assert m["inputs"]["audio"] == {"name": "spec", "shape": ["batch", 1, 92, 84]}
     assert m["inputs"]["sheet"] == {"name": "image", "shape": ["batch", 1, 80, 100]}
     assert m["output"] == {"name": "embedding", "dim": 32}
