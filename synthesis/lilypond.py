@@ -120,9 +120,18 @@ def _musicxml2ly(xml: Path, out: Path) -> str:
     return out.read_text(encoding="utf-8")
 
 
+def _without_tuplet_marks(xml: str) -> str:
+    """MusicXML without its ``<tuplet>`` notations (brackets and numbers): the notes keep their
+    ``<time-modification>``, so musicxml2ly writes scaled durations (``c8*2/3``) instead of grouping
+    tuplets — the step it crashes in on a tuplet whose start or stop is missing."""
+    xml = re.sub(r"<tuplet\b[^>]*/>", "", xml)
+    return re.sub(r"<tuplet\b[^>]*>.*?</tuplet>", "", xml, flags=re.S)
+
+
 def to_lilypond(source: str | Path, workdir: Path) -> str:
     """The score as LilyPond text: ``musicxml2ly`` of its MusicXML, or of music21's rewriting of it
-    when musicxml2ly fails on the file as it is (it crashes on some tuplets and text layouts)."""
+    when musicxml2ly fails on the file as it is (it crashes on some tuplets and text layouts), or of
+    that without tuplet marks (a tuplet without its start or stop crashes it in both)."""
     path = resolve_source(source)
     if not lilypond_available():
         raise EngraveError("LilyPond is not installed (Debian package lilypond; ./setup.sh installs it)")
@@ -134,6 +143,9 @@ def to_lilypond(source: str | Path, workdir: Path) -> str:
     xml = workdir / "score.musicxml"
     xml.write_text(_to_musicxml(path), encoding="utf-8")
     ly = _musicxml2ly(xml, out)
+    if not ly:
+        xml.write_text(_without_tuplet_marks(xml.read_text(encoding="utf-8")), encoding="utf-8")
+        ly = _musicxml2ly(xml, out)
     if not ly:
         raise EngraveError(f"{path}: musicxml2ly could not convert it")
     return ly

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scorefixtures import N_SOUNDING_MIN, noteheads_on_ink, write_piece
@@ -93,6 +95,25 @@ def test_word_dynamics_and_fractional_tempi_of_the_converter_engrave(tmp_path):
     )
     pages, midi, table = _run_lilypond(ly, LilyLook(), tmp_path)
     assert len(pages) == 1 and midi[:4] == b"MThd" and len(table) == 4
+
+
+def test_a_tuplet_without_its_stop_engraves_without_tuplet_marks(tmp_path):
+    """musicxml2ly crashes on a tuplet whose stop is missing (real-dev Beethoven sonatas 3-2 and 7-4),
+    and music21's rewrite keeps the marks: the marks are dropped, the durations kept."""
+    import music21 as m21
+
+    m = m21.stream.Measure()
+    m.timeSignature = m21.meter.TimeSignature("2/4")
+    for name in ("C4", "D4", "E4"):
+        m.append(m21.note.Note(name, quarterLength=1 / 3))
+    m.append(m21.note.Note("F4", quarterLength=1))
+    part = m21.stream.Part([m])
+    score = m21.stream.Score([part])
+    xml = tmp_path / "tuplet.musicxml"
+    score.write("musicxml", xml)
+    xml.write_text(re.sub(r'<tuplet [^>]*type="stop"[^>]*/>', "", xml.read_text()))
+    (eng,) = engrave_lilypond(xml, [LilyLook()])
+    assert [round(n.quarters * 3) for n in eng.notes] == [0, 1, 2, 3]  # triplet eighths, then the quarter
 
 
 def test_path_bbox_follows_relative_commands():
