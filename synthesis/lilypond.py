@@ -131,21 +131,32 @@ def _without_tuplet_marks(xml: str) -> str:
 def to_lilypond(source: str | Path, workdir: Path) -> str:
     """The score as LilyPond text: ``musicxml2ly`` of its MusicXML, or of music21's rewriting of it
     when musicxml2ly fails on the file as it is (it crashes on some tuplets and text layouts), or of
-    that without tuplet marks (a tuplet without its start or stop crashes it in both)."""
+    that — or of the original, when music21 cannot read it — without tuplet marks (a tuplet without
+    its start or stop crashes musicxml2ly either way)."""
     path = resolve_source(source)
     if not lilypond_available():
         raise EngraveError("LilyPond is not installed (Debian package lilypond; ./setup.sh installs it)")
     out = workdir / "score.ly"
+    xml = workdir / "score.musicxml"
+    original = ""
     if path.suffix.lower() in (".musicxml", ".xml"):
         ly = _musicxml2ly(path, out)
         if ly:
             return ly
-    xml = workdir / "score.musicxml"
-    xml.write_text(_to_musicxml(path), encoding="utf-8")
-    ly = _musicxml2ly(xml, out)
-    if not ly:
-        xml.write_text(_without_tuplet_marks(xml.read_text(encoding="utf-8")), encoding="utf-8")
+        original = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        rewritten = _to_musicxml(path)
+    except EngraveError:
+        if not original:  # nothing else to convert
+            raise
+        rewritten = ""  # music21 cannot read it either: the original, without tuplet marks
+    if rewritten:
+        xml.write_text(rewritten, encoding="utf-8")
         ly = _musicxml2ly(xml, out)
+        if ly:
+            return ly
+    xml.write_text(_without_tuplet_marks(rewritten or original), encoding="utf-8")
+    ly = _musicxml2ly(xml, out)
     if not ly:
         raise EngraveError(f"{path}: musicxml2ly could not convert it")
     return ly
