@@ -373,6 +373,10 @@ def read_table(path: Path) -> dict[str, tuple[Fraction, Fraction, int]]:
 # --------------------------------------------------------------------------- engraving
 #: rounds of mending syntax errors (every reported offending token dropped) before a file is given up
 MAX_REPAIRS = 4
+#: more note heads than this fraction beyond the page's left or right edge: the engraving is refused
+#: (musicxml2ly put the staves out of step — overfull measures of one staff — so LilyPond found no
+#: common bar line to break at and set the music in lines running off the page: real-dev's Mazeppa)
+OFF_PAGE_MAX = 0.01
 _ERROR_AT = re.compile(r"look\.ly:(\d+):(\d+): error: (?!errors found)")
 
 
@@ -516,6 +520,12 @@ def _engraving(path: Path, ly: str, look: LilyLook, tmp: Path, title: str, compo
             )
     if not notes:
         raise EngraveError(f"{path}: no notehead could be aligned with an onset")
+    off = sum(1 for n in notes if not 0.0 <= n.x <= pages[n.page].shape[1])
+    if off > OFF_PAGE_MAX * len(notes):
+        raise EngraveError(
+            f"{path}: LilyPond set {off} of {len(notes)} note heads past the page's edge (staves out of "
+            "step: no bar line common to all staves to break the lines at)"
+        )
     notes.sort(key=lambda n: (n.onset_s, n.pitch, n.id))
     midi_notes = [MidiNote(n.pitch, n.onset_s, n.offset_s, n.velocity) for n in midi_ons]
     return Engraving(

@@ -10,7 +10,15 @@ from scorefixtures import N_SOUNDING_MIN, noteheads_on_ink, write_piece
 
 from scoreid import contract as C
 from synthesis.engrave import EngraveError, engrave
-from synthesis.lilypond import LilyLook, _drop_token, _prepare, _run_lilypond, engrave_lilypond, path_bbox
+from synthesis.lilypond import (
+    LilyLook,
+    _drop_token,
+    _engraving,
+    _prepare,
+    _run_lilypond,
+    engrave_lilypond,
+    path_bbox,
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +122,17 @@ def test_a_tuplet_without_its_stop_engraves_without_tuplet_marks(tmp_path):
     xml.write_text(re.sub(r'<tuplet [^>]*type="stop"[^>]*/>', "", xml.read_text()))
     (eng,) = engrave_lilypond(xml, [LilyLook()])
     assert [round(n.quarters * 3) for n in eng.notes] == [0, 1, 2, 3]  # triplet eighths, then the quarter
+
+
+def test_music_set_past_the_page_edge_is_refused(tmp_path):
+    """Music LilyPond cannot break into lines (real-dev's Mazeppa: staves out of step after
+    musicxml2ly) runs off the page: refused, not kept as a page whose notes are not on it."""
+    ly = (
+        "\\version \"2.24.1\"\n\\score { { \\repeat unfold 300 { c'4 e'4 } } \\layout { \\context { \\Score "
+        "\\override NonMusicalPaperColumn.line-break-permission = ##f } } \\midi { } }\n"
+    )
+    with pytest.raises(EngraveError, match="past the page's edge"):
+        _engraving(tmp_path / "x.ly", ly, LilyLook(), tmp_path, "title", "composer")
 
 
 def test_path_bbox_follows_relative_commands():
