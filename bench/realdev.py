@@ -3,7 +3,8 @@
     python -m bench.realdev [--model models/default] [--data /work/data/realdev]
         [--corpus /work/data/corpus] [--distractors /work/data/realdev-distractors] [--look shifted]
         [--sizes 40,200,all] [--open-set] [--lengths 10,20,30] [--per-composer N] [--limit N] [--seed 0]
-        [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--dump FILE] [--work DIR] [--out bench/results/realdev.json]
+        [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--dump FILE] [--work DIR] [--works-of SET_DIR]
+        [--out bench/results/realdev.json]
 
 The set is built by ``python -m trainer.realdev.build`` (real performances of ASAP works by twelve
 composers, synthesised with the held-out csound soundfont in a room with noise; their scores
@@ -487,6 +488,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--look", default="shifted", choices=("same", "shifted"), help="corpus pages' look")
     p.add_argument("--matches", type=Path, default=DEFAULT_MATCHES)
+    p.add_argument(
+        "--works-of",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="SET_DIR",
+        help="only the works that also have pages in this real-dev set (repeatable): two sets engraved "
+        "differently compared on the same works and performances",
+    )
     p.add_argument("--sizes", default="all", help="library sizes, e.g. 40,200,all")
     p.add_argument(
         "--open-set", action="store_true", help="also stream the longest excerpts out of the library"
@@ -624,13 +634,32 @@ def run_excerpts(
     return results
 
 
+def restrict_works(set_doc: dict[str, Any], data: Path, others: Sequence[Path]) -> dict[str, Any]:
+    """``set_doc`` with only the works that have pages here and in every set of ``others``, and only
+    their performances (their order kept: the same performances are drawn in every such set)."""
+    if not others:
+        return set_doc
+
+    def paged(root: Path, doc: dict[str, Any]) -> set[str]:
+        return {w for w in doc["pieces"] if (root / "pieces" / w / "piece.json").is_file()}
+
+    works = paged(data, set_doc)
+    for other in others:
+        works &= paged(other, json.loads((other / "set.json").read_text()))
+    return {
+        **set_doc,
+        "pieces": {w: v for w, v in set_doc["pieces"].items() if w in works},
+        "performances": [p for p in set_doc["performances"] if p["work"] in works],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = follower_overrides(args.set)
     t_start = time.perf_counter()
     if not (args.model / "manifest.json").is_file():
         raise SystemExit(f"bench/realdev: no model at {args.model} (manifest.json)")
-    set_doc = json.loads((args.data / "set.json").read_text())
+    set_doc = restrict_works(json.loads((args.data / "set.json").read_text()), args.data, args.works_of)
     matches = load_matches(args.matches)
     lengths = [float(x) for x in args.lengths.split(",") if x.strip()]
     fp = model_fingerprint(args.model)[:12]

@@ -152,3 +152,31 @@ def test_set_reaches_the_follower_of_the_realdev_bench(monkeypatch):
     monkeypatch.setattr(follow, "TEMPERATURE", follow.TEMPERATURE)
     args = realdev.parse_args(["--set", "TEMPERATURE=0.2"])
     assert follower_overrides(args.set) == {"TEMPERATURE": 0.2} and follow.TEMPERATURE == 0.2
+
+
+def test_works_of_another_set_keep_the_works_paged_in_both_and_their_performances(tmp_path):
+    """--works-of: two real-dev sets engraved differently are compared on the same works and the
+    same performances, in the same order (a work one engraver failed on is left out of both)."""
+    import json
+
+    def make(root, paged):
+        for w in paged:
+            (root / "pieces" / w).mkdir(parents=True)
+            (root / "pieces" / w / "piece.json").write_text("{}")
+        perfs = [{"work": w, "performer": f"P{k}"} for w in ("a", "b", "c") for k in range(2)]
+        doc = {"pieces": {w: {} for w in ("a", "b", "c")}, "performances": perfs}
+        (root / "set.json").write_text(json.dumps(doc))
+        return doc
+
+    one, other = tmp_path / "one", tmp_path / "other"
+    doc = make(one, ["a", "b", "c"])
+    make(other, ["a", "c"])
+    got = R.restrict_works(doc, one, [other])
+    assert sorted(got["pieces"]) == ["a", "c"]
+    assert [(p["work"], p["performer"]) for p in got["performances"]] == [
+        ("a", "P0"),
+        ("a", "P1"),
+        ("c", "P0"),
+        ("c", "P1"),
+    ]
+    assert R.restrict_works(doc, one, []) is doc
