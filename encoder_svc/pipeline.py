@@ -80,7 +80,8 @@ class Pipeline:
         BadWindow; VoteResult or the aggregator's grpc.RpcError; stamps)."""
         t0, c0 = time.perf_counter(), time.thread_time()
         x = audio_to_network(np.stack([it.excerpt for it in items]))
-        if any(it.state is not None for it in items):  # the incremental encoder (a session's windows in order)
+        # the incremental encoder when the sessions have its state (a session's windows come in order)
+        if any(it.state is not None for it in items):
             emb = self.encoder.embed_stream(x, [it.end for it in items], [it.state for it in items])
         else:
             emb = self.encoder.embed_audio(x)
