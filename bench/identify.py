@@ -98,12 +98,26 @@ def stream_parts(spec: np.ndarray, starts: Sequence[float], seconds: float) -> l
     return parts
 
 
+def candidates(ident: Identifier) -> list[list[Any]]:
+    """The followed candidates now: [piece, tally, sequence evidence (piece null), coherence,
+    sequence evidence (library null)] of the tally's top ``EngineSettings.candidates`` (``--candidates``)."""
+    f = ident.engine.follower
+    return [
+        [
+            p,
+            round(v, 6),
+            round(f.evidence(p), 4),
+            round(f.coherence(p), 3),
+            round(f.evidence(p, "library"), 4),
+        ]
+        for p, v in ident.engine.tally.top(f.max_candidates)
+    ]
+
+
 def stream_times(
     lib: Library, enc, spec: np.ndarray, truth: str, hop_s: float, hops: list | None = None, **votes: Any
 ) -> tuple[list[float], list[bool]]:  # type: ignore[no-untyped-def]
     """(hop times, top-1 right at each); ``hops`` gets each hop's followed candidates (``--dump``)."""
-    from bench.realdev import candidates
-
     ident = Identifier(lib, enc, hop_s=hop_s, **votes)
     step = max(1, int(round(hop_s * C.FPS)))
     ts, right = [], []

@@ -60,6 +60,7 @@ import numpy as np
 import soundfile as sf
 
 from bench.follow import CachedEncoder, add_set_argument, follower_overrides
+from bench.identify import candidates
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
 from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT
@@ -170,22 +171,6 @@ class ExcerptResult:
 
 def rank_of(ranking: Sequence[tuple[str, float, float]], truth: str) -> int | None:
     return next((i + 1 for i, (pid, _s, _v) in enumerate(ranking) if pid == truth), None)
-
-
-def candidates(ident: Identifier) -> list[list[Any]]:
-    """The followed candidates now: [piece, tally, sequence evidence (piece null), coherence,
-    sequence evidence (library null)] of the tally's top ``EngineSettings.candidates`` (``--candidates``)."""
-    f = ident.engine.follower
-    return [
-        [
-            p,
-            round(v, 6),
-            round(f.evidence(p), 4),
-            round(f.coherence(p), 3),
-            round(f.evidence(p, "library"), 4),
-        ]
-        for p, v in ident.engine.tally.top(f.max_candidates)
-    ]
 
 
 @dataclass
