@@ -108,10 +108,11 @@ def cost(enc: Any, batch: int, hops: int, rounds: int) -> dict[str, float]:
 def multiply_adds(model_dir: Path) -> dict[str, int]:
     import torch
 
+    from scoreid.incremental import EDGE_FRAMES
     from scoreid.models import load_checkpoint
     from scoreid.models.crossmodal import AudioEmbedder
     from scoreid.models.encoders import multiply_adds as count
-    from scoreid.models.split import EDGE_FRAMES, AudioHead, AudioStem
+    from scoreid.models.split import AudioHead, AudioStem
 
     net = load_checkpoint(model_dir / "model.pt")
     with torch.inference_mode():

@@ -43,13 +43,18 @@ INCREMENTAL_FILES = {
     "edge": ("audio.edge.onnx", "audio.edge.int8.onnx"),
     "head": ("audio.head.onnx", "audio.head.int8.onnx"),
 }
-# the cut's geometry (scoreid.models.split; kept here too so that the runtime needs no torch)
+# the cut's geometry (scoreid.models.split imports it: the runtime needs no torch)
 EDGE_FRAMES = 12
 EDGE_COLUMNS = 3
 CONTEXT_LEFT, CONTEXT_RIGHT = 6, 7
 STRIDE = 2
 
 Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def manifest_key(part: str, int8: bool = False) -> str:
+    """The manifest ``files`` key of one graph (``part`` in :data:`INCREMENTAL_FILES`)."""
+    return f"audio_{part}_onnx" + ("_int8" if int8 else "")
 
 
 def assemble_columns(left: np.ndarray, interior: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -76,12 +81,10 @@ class AudioState:
     def nbytes(self) -> int:
         return 0 if self.cols is None else int(self.cols.nbytes)
 
-    def reset(self) -> None:
-        self.lo, self.cols = 0, None
-
 
 @dataclass
 class _Plan:
+    start: int  # the window's first stream frame
     first: int  # the window's first interior position
     last: int  # its last interior position (inclusive)
     new_from: int  # first position to compute (> last: none)
@@ -130,7 +133,7 @@ class IncrementalAudio:
             lo, hi = reach.get(id(st), (st.lo, st.hi))
             reset = not (lo <= first <= hi) or hi == lo
             new_from = first if reset else max(first, hi)
-            plans.append(_Plan(first, last, new_from, reset))
+            plans.append(_Plan(start, first, last, new_from, reset))
             reach[id(st)] = (first, last + 1)  # what the state holds after this window
         return plans
 
@@ -148,10 +151,8 @@ class IncrementalAudio:
         for t, js in groups.items():
             batch = []
             for j in js:
-                i, p = inc[j], plans[j]
-                start = int(ends[i]) - self.frames
-                f0 = STRIDE * p.new_from - CONTEXT_LEFT - start
-                batch.append(x[i, ..., f0 : f0 + t])
+                f0 = STRIDE * plans[j].new_from - CONTEXT_LEFT - plans[j].start
+                batch.append(x[inc[j], ..., f0 : f0 + t])
             cols = np.asarray(self.stem(np.ascontiguousarray(np.stack(batch))), np.float32)
             for k, j in enumerate(js):
                 new[j] = cols[k]

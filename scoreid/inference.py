@@ -44,7 +44,7 @@ import numpy as np
 from scoreid import contract as C
 from scoreid.contract import Contract, ContractError
 from scoreid.errors import UserError
-from scoreid.incremental import COLUMNS_INPUT, INCREMENTAL_FILES, AudioState, IncrementalAudio
+from scoreid.incremental import COLUMNS_INPUT, INCREMENTAL_FILES, AudioState, IncrementalAudio, manifest_key
 from scoreid.tensorrt_backend import BackendUnavailable
 from scoreid.tensors import audio_input_shape, sheet_input_shape
 
@@ -300,8 +300,7 @@ def _onnx_runners(
         )
     audio_key = "audio_onnx_int8" if precision == "int8" else "audio_onnx"
     audio = runner(audio_key, AUDIO_INPUT)
-    suffix = "_int8" if precision == "int8" else ""
-    parts = {p: f"audio_{p}_onnx{suffix}" for p in INCREMENTAL_FILES}
+    parts = {p: manifest_key(p, precision == "int8") for p in INCREMENTAL_FILES}
     inc = None
     if incremental and all(manifest["files"].get(k) for k in parts.values()):
         stem, edge, head = (

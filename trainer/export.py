@@ -55,13 +55,18 @@ from scoreid.models import AudioEmbedder, CrossModalNet, SheetEmbedder, save_che
 from scoreid.tensorrt_backend import BackendUnavailable, TrtEncoder, build_plan, import_tensorrt
 from scoreid.tensors import audio_input_shape, sheet_input_shape
 from trainer.export_incremental import export_incremental
-from trainer.onnx_export import ParityError, export_onnx, quantize_int8
+from trainer.onnx_export import (
+    INT8_MIN_COS,
+    PARITY_TOL,
+    ParityError,
+    cosine_stats,
+    export_onnx,
+    quantize_int8,
+)
 
-PARITY_TOL = 1e-4
 TRT_TOL = {"fp32": 1e-3, "fp16": 2e-2}
 TRT_MAX_BATCH = 256
 TRT_OPT_BATCH = 64
-INT8_MIN_COS = 0.98  #: mean cosine similarity of int8 vs torch embeddings on the calibration check
 
 
 class _Half(nn.Module):
@@ -90,8 +95,7 @@ def mean_cosine(path: Path, input_name: str, module: nn.Module, x: np.ndarray) -
     got = sess.run(None, {input_name: x})[0]
     with torch.inference_mode():
         ref = module(torch.from_numpy(x)).numpy()
-    cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
-    return float(cos.mean()), float(cos.min())
+    return cosine_stats(got, ref)
 
 
 def random_inputs(frames: int, n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +174,7 @@ def export_model(
 
     if incremental:  # the incremental audio encoder's graphs (scoreid.incremental)
         inc_files, inc_parity = export_incremental(
-            net, out, parity_audio, int8_calibration, log, PARITY_TOL, int8_min_cos
+            net, out, parity_audio, int8_calibration, log, int8_min_cos
         )
         files.update(inc_files)
         parity.update(inc_parity)

@@ -11,8 +11,8 @@ that runs per window; :mod:`scoreid.incremental` runs them. This writes, into a 
   ``audio.int8.onnx`` (:func:`trainer.onnx_export.quantize_int8`): the stems on the calibration
   excerpts, the head on their stem columns.
 
-Parity is checked on whole windows assembled the incremental way (:func:`scoreid.models.split.
-window_columns` in ONNX Runtime) against torch's ``embed_audio``: fp32 max abs difference
+Parity is checked on whole windows assembled the incremental way (edges + valid interior, in ONNX
+Runtime) against torch's ``embed_audio``: fp32 max abs difference
 <= ``PARITY_TOL``, int8 mean cosine >= ``INT8_MIN_COS`` (else the int8 graphs are left out, like
 ``audio.int8.onnx``). ``add_incremental`` adds them to an already exported model directory
 (``trainer/run.py export-incremental``) and records them in its manifest.
@@ -29,24 +29,42 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from scoreid.incremental import COLUMNS_INPUT, INCREMENTAL_FILES, assemble_columns
+from scoreid.incremental import COLUMNS_INPUT, EDGE_FRAMES, INCREMENTAL_FILES, assemble_columns, manifest_key
 from scoreid.inference import AUDIO_INPUT, MANIFEST, read_manifest
 from scoreid.models import AudioEmbedder, CrossModalNet, load_checkpoint
-from scoreid.models.split import EDGE_FRAMES, AudioHead, AudioStem, splittable, stem_columns
-from trainer.onnx_export import ParityError, export_onnx, quantize_int8
+from scoreid.models.split import AudioHead, AudioStem, splittable
+from trainer.onnx_export import (
+    INT8_MIN_COS,
+    PARITY_TOL,
+    ParityError,
+    cosine_stats,
+    export_onnx,
+    quantize_int8,
+)
+
+Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def _session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _session(path: Path) -> Runner:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
 
 
+def _columns(stem: Runner, edge: Runner, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """The head's input for whole windows ``x``: edges from the padded stem, the valid interior."""
+    return np.concatenate(
+        [
+            assemble_columns(edge(w[..., :EDGE_FRAMES]), stem(w), edge(w[..., -EDGE_FRAMES:]))
+            for w in (x[i : i + batch] for i in range(0, len(x), batch))
+        ]
+    )
+
+
 def _windows_incremental(files: dict[str, Path], x: np.ndarray) -> np.ndarray:
     """Embeddings of whole windows ``x`` through the three graphs (edges + valid interior + head)."""
     stem, edge, head = (_session(files[k]) for k in ("stem", "edge", "head"))
-    cols = assemble_columns(edge(x[..., :EDGE_FRAMES]), stem(x), edge(x[..., -EDGE_FRAMES:]))
-    return np.asarray(head(cols), np.float32)
+    return np.asarray(head(_columns(stem, edge, x)), np.float32)
 
 
 def export_incremental(
@@ -55,8 +73,7 @@ def export_incremental(
     parity_audio: np.ndarray,
     int8_calibration: np.ndarray | None = None,
     log: Callable[[str], None] = print,
-    parity_tol: float = 1e-4,
-    int8_min_cos: float = 0.98,
+    int8_min_cos: float = INT8_MIN_COS,
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Write the graphs into ``out``; returns (manifest ``files`` entries, parity numbers).
     Nothing is written for a network :func:`~scoreid.models.split.splittable` rejects."""
@@ -84,31 +101,20 @@ def export_incremental(
         paths[part] = export_onnx(
             module, samples[part], out / INCREMENTAL_FILES[part][0], name, part != "head"
         )
-    files = {f"audio_{part}_onnx": p.name for part, p in paths.items()}
+    files = {manifest_key(part): p.name for part, p in paths.items()}
     with torch.inference_mode():
         ref = AudioEmbedder(net).eval()(torch.from_numpy(x)).numpy()
     diff = float(np.abs(_windows_incremental(paths, x) - ref).max())
     parity = {"audio_incremental_onnx": diff}
     log(
-        f"parity incremental audio (stem + edges + head) vs torch: max abs diff {diff:.3g} (tolerance {parity_tol:g})"
+        f"parity incremental audio (stem + edges + head) vs torch: max abs diff {diff:.3g} (tolerance {PARITY_TOL:g})"
     )
-    if not diff <= parity_tol:
-        raise ParityError(f"the incremental audio graphs differ from torch by {diff:.3g} > {parity_tol:g}")
-    assert cols.shape[-1] == stem_columns(frames)
+    if not diff <= PARITY_TOL:
+        raise ParityError(f"the incremental audio graphs differ from torch by {diff:.3g} > {PARITY_TOL:g}")
 
     if int8_calibration is not None and len(int8_calibration):
         calib = np.ascontiguousarray(int8_calibration, np.float32)
-        stem_f, edge_f = _session(paths["stem"]), _session(paths["edge"])
-        head_calib = np.concatenate(
-            [
-                assemble_columns(
-                    edge_f(calib[i : i + 32, ..., :EDGE_FRAMES]),
-                    stem_f(calib[i : i + 32]),
-                    edge_f(calib[i : i + 32, ..., -EDGE_FRAMES:]),
-                )
-                for i in range(0, len(calib), 32)
-            ]
-        )
+        head_calib = _columns(_session(paths["stem"]), _session(paths["edge"]), calib)
         edge_calib = np.concatenate([calib[..., :EDGE_FRAMES], calib[..., -EDGE_FRAMES:]])
         inputs = {
             "stem": (AUDIO_INPUT, calib),
@@ -120,15 +126,14 @@ def export_incremental(
             for part, (name, data) in inputs.items()
         }
         got = _windows_incremental(q, x)
-        cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
-        mean, low = float(cos.mean()), float(cos.min())
+        mean, low = cosine_stats(got, ref)
         parity["audio_incremental_int8_mean_cos"] = mean
         parity["audio_incremental_int8_min_cos"] = low
         log(
             f"int8 incremental audio vs torch: cosine mean {mean:.4f}, min {low:.4f} (kept when the mean is >= {int8_min_cos})"
         )
         if mean >= int8_min_cos:
-            files.update({f"audio_{part}_onnx_int8": p.name for part, p in q.items()})
+            files.update({manifest_key(part, int8=True): p.name for part, p in q.items()})
         else:
             for p in q.values():
                 p.unlink()
@@ -147,9 +152,9 @@ def add_incremental(
     manifest = read_manifest(model_dir)
     net = load_checkpoint(model_dir / manifest["files"]["torch"])
     files, parity = export_incremental(net, model_dir, parity_audio, int8_calibration, log)
-    stale = [k for k in manifest["files"] if k.startswith(("audio_stem", "audio_edge", "audio_head"))]
-    for k in stale:
-        del manifest["files"][k]
+    for part in INCREMENTAL_FILES:  # an earlier export's entries (its int8 ones may be left out now)
+        for int8 in (False, True):
+            manifest["files"].pop(manifest_key(part, int8), None)
     manifest["files"].update(files)
     manifest.setdefault("training", {}).setdefault("parity_max_abs_diff", {}).update(parity)
     (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -14,6 +14,8 @@ from torch import nn
 from scoreid.inference import OUTPUT
 
 OPSET = 17
+PARITY_TOL = 1e-4  #: max abs difference of an fp32 ONNX graph's embeddings from torch's
+INT8_MIN_COS = 0.98  #: mean cosine similarity of int8 vs torch embeddings on the calibration check
 
 
 class ParityError(RuntimeError):
@@ -78,3 +80,9 @@ def quantize_int8(src: Path, dst: Path, input_name: str, calibration: np.ndarray
         )
     onnx.checker.check_model(onnx.load(str(dst)))
     return dst
+
+
+def cosine_stats(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """Mean and min cosine similarity between two batches of embeddings, row by row."""
+    cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
+    return float(cos.mean()), float(cos.min())

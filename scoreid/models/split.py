@@ -13,7 +13,7 @@ padding. The cut:
   ``2P - 6 … 2P + 7``). A window's interior columns ``3 … 38`` (84 frames: 42 columns) are such
   columns, so each is computed once per stream and reused by the next windows.
 - the same stem with the trained padding (``valid=False``) on the window's first or last
-  :data:`EDGE_FRAMES` frames gives its three edge columns on each side (those that see the padding).
+  :data:`scoreid.incremental.EDGE_FRAMES` frames gives its three edge columns on each side (those that see the padding).
 - :class:`AudioHead`: block 2's max-pool, the blocks after it, the 1x1 bottleneck, the linear head,
   the CCA projection and L2 normalisation: the window's 42 stem columns in, its embedding out.
 
@@ -32,18 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scoreid.incremental import STRIDE
 from scoreid.models.crossmodal import CrossModalNet
 
 #: stem blocks (block 2 without its max-pool: the pool would put the time stride at 4, and a 10-frame hop is not a multiple of 4)
 STEM_BLOCKS = 2
-#: frames of a window's edge input: its first three (or last three) stem columns are exact from these
-EDGE_FRAMES = 12
-#: stem columns on each side of a window that see its padding (computed from the edge inputs)
-EDGE_COLUMNS = 3
-#: frames the valid stem reads beyond its columns: column P reads frames 2P - 6 … 2P + 7
-CONTEXT_LEFT, CONTEXT_RIGHT = 6, 7
-#: the stem's time stride (block 1's max-pool)
-STRIDE = 2
 
 
 def splittable(net: CrossModalNet) -> bool:
@@ -55,16 +48,6 @@ def splittable(net: CrossModalNet) -> bool:
 def _blocks(net: CrossModalNet) -> list[nn.Sequential]:
     """The audio encoder's layers: its VGG blocks, then the bottleneck conv, BatchNorm and flatten."""
     return [cast(nn.Sequential, b) for b in net.audio_encoder.net.children()]
-
-
-def stem_columns(frames: int) -> int:
-    """Stem columns of a ``frames``-frame window (the width of the head's input)."""
-    return frames // STRIDE
-
-
-def valid_columns(frames: int) -> int:
-    """Columns the valid stem gives for ``frames`` input frames (even)."""
-    return (frames - CONTEXT_LEFT - CONTEXT_RIGHT + 1) // STRIDE
 
 
 class AudioStem(nn.Module):
@@ -84,7 +67,6 @@ class AudioStem(nn.Module):
             for m in self.net.modules():
                 if isinstance(m, nn.Conv2d):
                     m.padding = (int(m.padding[0]), 0)
-        self.valid = valid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -106,13 +88,3 @@ class AudioHead(nn.Module):
 
     def forward(self, columns: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.cca.project_a(self.head(self.rest(columns))), dim=1)
-
-
-def window_columns(stem_valid: AudioStem, stem_padded: AudioStem, x: torch.Tensor) -> torch.Tensor:
-    """A batch of whole windows (B, 1, bins, F) -> their (B, C, bins / 2, F / 2) stem columns the
-    incremental way (edges from the padded stem, the interior from the valid one): what the
-    runtime assembles, in torch, for tests and calibration."""
-    e = EDGE_COLUMNS
-    left = stem_padded(x[..., :EDGE_FRAMES])[..., :e]
-    right = stem_padded(x[..., -EDGE_FRAMES:])[..., -e:]
-    return torch.cat([left, stem_valid(x), right], dim=-1)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from scoreid.errors import UserError
+from scoreid.incremental import INCREMENTAL_FILES, manifest_key
 from scoreid.inference import read_manifest
 from scoreid.models import load_checkpoint
 from trainer.commands.export import calibration_inputs, parity_inputs
@@ -47,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.int8_calibration > 0 and calib is None:
         print("int8 graphs skipped: no training excerpts to calibrate on (give --data)")
     manifest = add_incremental(args.model, audio, calib)
-    added = sorted(
-        v for k, v in manifest["files"].items() if k.startswith(("audio_stem", "audio_edge", "audio_head"))
-    )
+    keys = {manifest_key(part, int8) for part in INCREMENTAL_FILES for int8 in (False, True)}
+    added = sorted(v for k, v in manifest["files"].items() if k in keys)
     print(f"{args.model}: {', '.join(added) or 'nothing added'}")
     return 0
