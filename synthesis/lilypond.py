@@ -162,8 +162,23 @@ def to_lilypond(source: str | Path, workdir: Path) -> str:
     return ly
 
 
-def _prepare(ly: str, look: LilyLook, table: Path) -> str:
-    """The converted file with the logger, the look's staff size and paper, no tagline, and MIDI."""
+#: line breaks LilyPond is let take when an engraving runs off the page (``_prepare``'s ``breaks``):
+#: "bars" — at every bar line, also where a note of one staff sounds across it (musicxml2ly put the
+#: staves out of step: an overfull measure, a tuplet across a bar line); "anywhere" — also between
+#: bar lines (a cadenza of many notes in one measure)
+BREAKS = ("", "bars", "anywhere")
+_FREE_BREAKS = {
+    "": "",
+    "bars": r"\layout { \context { \Voice \remove Forbid_line_break_engraver } }" "\n",
+    "anywhere": r"\layout { \context { \Voice \remove Forbid_line_break_engraver }"
+    r" \context { \Score forbidBreakBetweenBarLines = ##f } }"
+    "\n",
+}
+
+
+def _prepare(ly: str, look: LilyLook, table: Path, breaks: str = "") -> str:
+    """The converted file with the logger, the look's staff size and paper, no tagline, and MIDI;
+    ``breaks`` (one of :data:`BREAKS`) lets LilyPond break lines where it would not."""
     look.check()
     ly = ly.replace("\\pointAndClickOff", "")
     # ligature brackets (musicxml2ly's reading of MusicXML <bracket>): a syntax error after a chord
@@ -191,7 +206,7 @@ def _prepare(ly: str, look: LilyLook, table: Path) -> str:
     head = (
         f"#(set-global-staff-size {look.staff_size:g})\n"
         f"#(set-default-paper-size '(cons (* {look.paper_width_mm:g} mm) (* {look.paper_height_mm:g} mm)))\n"
-        "\\header { tagline = ##f }\n" + LOGGER.replace("NH_TABLE", str(table))
+        "\\header { tagline = ##f }\n" + LOGGER.replace("NH_TABLE", str(table)) + _FREE_BREAKS[breaks]
     )
     m = re.search(r"\\version \"[^\"]*\"\n", ly)
     at = m.end() if m else 0
@@ -373,11 +388,16 @@ def read_table(path: Path) -> dict[str, tuple[Fraction, Fraction, int]]:
 # --------------------------------------------------------------------------- engraving
 #: rounds of mending syntax errors (every reported offending token dropped) before a file is given up
 MAX_REPAIRS = 4
-#: more note heads than this fraction beyond the page's left or right edge: the engraving is refused
-#: (musicxml2ly put the staves out of step — overfull measures of one staff — so LilyPond found no
-#: common bar line to break at and set the music in lines running off the page: real-dev's Mazeppa)
+#: more note heads than this fraction beyond the page's left or right edge: the engraving is set
+#: again with freer line breaks (:data:`BREAKS`), and refused when it still runs off (musicxml2ly put
+#: the staves out of step — overfull measures of one staff — so every bar line had a note sounding
+#: across it, where LilyPond does not break, and lines ran off the page: real-dev's Mazeppa)
 OFF_PAGE_MAX = 0.01
 _ERROR_AT = re.compile(r"look\.ly:(\d+):(\d+): error: (?!errors found)")
+
+
+class OffPageError(EngraveError):
+    """An engraving with more than :data:`OFF_PAGE_MAX` of its note heads past the page's edge."""
 
 
 def _drop_token(text: str, line: int, col: int) -> str | None:
@@ -398,14 +418,14 @@ def _drop_token(text: str, line: int, col: int) -> str | None:
 
 
 def _run_lilypond(
-    ly: str, look: LilyLook, tmp: Path
+    ly: str, look: LilyLook, tmp: Path, breaks: str = ""
 ) -> tuple[list[str], bytes, dict[str, tuple[Fraction, Fraction, int]]]:
     """LilyPond on the prepared file; a syntax error musicxml2ly wrote (a stray articulation, a
     dynamic LilyPond does not know) is mended by dropping the tokens LilyPond reports, for at most
     MAX_REPAIRS rounds."""
     table = tmp / "noteheads.tsv"
     src = tmp / "look.ly"
-    text = _prepare(ly, look, table)
+    text = _prepare(ly, look, table, breaks)
     for _ in range(MAX_REPAIRS + 1):
         src.write_text(text, encoding="utf-8")
         try:
@@ -458,13 +478,30 @@ def engrave_lilypond(
         if not composer:
             m = re.search(r'composer\s*=\s*"([^"]*)"', ly)
             composer = m.group(1) if m else ""
+        breaks = ""  # the line breaks the last look needed
         for look in looks:
-            out.append(_engraving(path, ly, look, tmp, title, composer))
+            eng, breaks = _engraving_on_page(path, ly, look, tmp, title, composer, breaks)
+            out.append(eng)
     return out
 
 
-def _engraving(path: Path, ly: str, look: LilyLook, tmp: Path, title: str, composer: str) -> Engraving:
-    svgs, midi, table = _run_lilypond(ly, look, tmp)
+def _engraving_on_page(
+    path: Path, ly: str, look: LilyLook, tmp: Path, title: str, composer: str, breaks: str = ""
+) -> tuple[Engraving, str]:
+    """:func:`_engraving` with line breaks ``breaks`` or, while its music runs off the page, with
+    the next freer ones of :data:`BREAKS`; returns the engraving and the breaks it took."""
+    for free in BREAKS[BREAKS.index(breaks) : -1]:
+        try:
+            return _engraving(path, ly, look, tmp, title, composer, free), free
+        except OffPageError:
+            pass  # set again, with more places to break the lines at
+    return _engraving(path, ly, look, tmp, title, composer, BREAKS[-1]), BREAKS[-1]
+
+
+def _engraving(
+    path: Path, ly: str, look: LilyLook, tmp: Path, title: str, composer: str, breaks: str = ""
+) -> Engraving:
+    svgs, midi, table = _run_lilypond(ly, look, tmp, breaks)
     midi_ons, tpq = read_midi_ticks(midi)
     if not midi_ons:
         raise EngraveError(f"{path}: the score has no sounding notes")
@@ -522,9 +559,9 @@ def _engraving(path: Path, ly: str, look: LilyLook, tmp: Path, title: str, compo
         raise EngraveError(f"{path}: no notehead could be aligned with an onset")
     off = sum(1 for n in notes if not 0.0 <= n.x <= pages[n.page].shape[1])
     if off > OFF_PAGE_MAX * len(notes):
-        raise EngraveError(
-            f"{path}: LilyPond set {off} of {len(notes)} note heads past the page's edge (staves out of "
-            "step: no bar line common to all staves to break the lines at)"
+        raise OffPageError(
+            f"{path}: LilyPond set {off} of {len(notes)} note heads past the page's edge (lines it "
+            f"could not break{f', breaks {breaks!r}' if breaks else ''})"
         )
     notes.sort(key=lambda n: (n.onset_s, n.pitch, n.id))
     midi_notes = [MidiNote(n.pitch, n.onset_s, n.offset_s, n.velocity) for n in midi_ons]

@@ -12,8 +12,10 @@ from scoreid import contract as C
 from synthesis.engrave import EngraveError, engrave
 from synthesis.lilypond import (
     LilyLook,
+    OffPageError,
     _drop_token,
     _engraving,
+    _engraving_on_page,
     _prepare,
     _run_lilypond,
     engrave_lilypond,
@@ -139,3 +141,36 @@ def test_path_bbox_follows_relative_commands():
     head = "M218 136c66 0 108 -36 108 -89c0 -89 -113 -183 -218 -183z"  # a LilyPond note head, half of it
     assert path_bbox(head) == (108.0, -136.0, 326.0, 136.0)
     assert path_bbox("M0 0h10v5H2z") == (0.0, 0.0, 10.0, 5.0)
+
+
+def test_staves_out_of_step_are_set_again_with_breaks_at_every_bar_line(tmp_path):
+    """musicxml2ly puts the staves of some scores out of step (an overfull measure, a tuplet across a
+    bar line): a note of one staff then sounds across every bar line, LilyPond breaks no line and the
+    music runs off the page (real-dev Beethoven 17-2, Haydn 39-1). Set again with breaks allowed at
+    every bar line, it fits the page."""
+    ly = (
+        "\\version \"2.24.1\"\n\\score { \\new PianoStaff << \\new Staff { \\repeat unfold 160 { c''4 e''4 } }"
+        " \\new Staff { \\clef bass r8 \\repeat unfold 159 { c4 e4 } c4 e8 } >> \\layout { } \\midi { } }\n"
+    )
+    with pytest.raises(OffPageError):
+        _engraving(tmp_path / "x.ly", ly, LilyLook(), tmp_path, "title", "composer")
+    eng, breaks = _engraving_on_page(tmp_path / "x.ly", ly, LilyLook(), tmp_path, "title", "composer")
+    assert breaks == "bars" and len(eng.systems) > 4
+    assert all(0 <= n.x <= eng.pages[n.page].shape[1] for n in eng.notes)
+    assert sorted(round(n.quarters * 2) for n in eng.notes if n.pitch < 60)[:3] == [
+        1,
+        3,
+        5,
+    ]  # the eighth late
+
+
+def test_a_cadenza_of_one_long_measure_is_set_again_with_breaks_anywhere(tmp_path):
+    """A cadenza converted as one measure of many notes has no bar line to break at: set again with
+    breaks allowed between bar lines."""
+    ly = (
+        "\\version \"2.24.1\"\n\\score { { \\cadenzaOn \\repeat unfold 240 { c''8 e''8 } \\cadenzaOff "
+        '\\bar "|." } \\layout { } \\midi { } }\n'
+    )
+    eng, breaks = _engraving_on_page(tmp_path / "x.ly", ly, LilyLook(), tmp_path, "title", "composer")
+    assert breaks == "anywhere" and len(eng.systems) > 4
+    assert all(0 <= n.x <= eng.pages[n.page].shape[1] for n in eng.notes)
