@@ -513,6 +513,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--candidates", type=int, default=CANDIDATES, help="pieces of the tally followed (and reordered)"
     )
     p.add_argument("--threads", type=int, default=1, help="encoder threads while streaming")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "int8"),
+        help="the audio encoder streaming (int8: audio.int8.onnx and its incremental graphs)",
+    )
+    p.add_argument(
+        "--no-incremental",
+        action="store_true",
+        help="embed every audio window whole (the incremental encoder's graphs not loaded)",
+    )
     add_set_argument(p)
     p.add_argument(
         "--prepare-only", action="store_true", help="build (or bring up to date) the library and stop"
@@ -678,7 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         f"streaming {len(plan)} excerpts of {len(perfs)} performances in hops of {args.hop} s "
         f"at library sizes {sizes}{' and out of the library' if args.open_set else ''}"
     )
-    enc = load_model(args.model, threads=args.threads)
+    enc = load_model(
+        args.model, threads=args.threads, precision=args.precision, incremental=not args.no_incremental
+    )
     t1 = time.perf_counter()
     dump: list[Any] | None = [] if args.dump else None
     results = run_excerpts(
@@ -764,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
         "sheets": set_doc["sheets"],
         "audio": set_doc["audio"],
         "model": str(args.model),
+        "precision": args.precision,
+        "incremental": enc.incremental is not None,
         "model_sha256_12": fp,
         "corpus": str(args.corpus),
         "library_build_s": round(t_lib, 1),
