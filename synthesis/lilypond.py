@@ -164,15 +164,13 @@ def to_lilypond(source: str | Path, workdir: Path) -> str:
 
 #: line breaks LilyPond is let take when an engraving runs off the page (``_prepare``'s ``breaks``):
 #: "bars" — at every bar line, also where a note of one staff sounds across it (musicxml2ly put the
-#: staves out of step: an overfull measure, a tuplet across a bar line); "anywhere" — also between
-#: bar lines (a cadenza of many notes in one measure)
-BREAKS = ("", "bars", "anywhere")
+#: staves out of step: an overfull measure, a tuplet across a bar line). Breaks between bar lines
+#: too (``forbidBreakBetweenBarLines = ##f``) were tried on the real-dev scores still off the page
+#: after "bars": LilyPond's line breaker then ran past its 300-s limit on every one of them.
+BREAKS = ("", "bars")
 _FREE_BREAKS = {
     "": "",
     "bars": r"\layout { \context { \Voice \remove Forbid_line_break_engraver } }" "\n",
-    "anywhere": r"\layout { \context { \Voice \remove Forbid_line_break_engraver }"
-    r" \context { \Score forbidBreakBetweenBarLines = ##f } }"
-    "\n",
 }
 
 
