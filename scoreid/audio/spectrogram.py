@@ -190,11 +190,12 @@ class LogFilterbank:
         # the bands' few non-zero weights (978 of 1024 x 92), band by band: each band's sum runs over
         # its own bins only (a fraction of the dense product's time on a stream's 10 frames a hop)
         bands = np.asarray(self.matrix, np.float64).T
-        if not all(np.any(b) for b in bands):
+        counts = np.count_nonzero(bands, axis=1)
+        if not counts.all():
             raise ValueError("a filterbank band without a bin: more bands than the FFT resolves")
-        self._bins = np.concatenate([np.flatnonzero(b) for b in bands])
-        self._weights = np.concatenate([b[b != 0] for b in bands])
-        self._starts = np.cumsum([0] + [np.count_nonzero(b) for b in bands[:-1]])
+        rows, self._bins = np.nonzero(bands)  # row-major: band by band, each band's bins ascending
+        self._weights = bands[rows, self._bins]
+        self._starts = np.cumsum(counts) - counts
 
     @property
     def n_bands(self) -> int:
