@@ -73,6 +73,7 @@ from bench.realdev import (
 )
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
+from scoreid.identify.follow import lag_of, library_null
 from scoreid.identify.stream import DEFAULT_HOP_S, Identifier
 from scoreid.inference import load_model
 from scoreid.library.store import Library, system_layout
@@ -782,11 +783,23 @@ def follow_excerpt(
     pmap: PieceMap,
     hop_s: float,
     follower: str = "tempo",
+    record: list[tuple[float, np.ndarray, float | None]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Stream ``audio`` (the engine's ``follower`` kind); per hop: heard s, top-1 right, true /
     reported written position, time error, true / reported page and system, the page shown, true /
-    reported strip x."""
+    reported strip x. ``record``: appended, per voting hop, (heard s, the audio window's cosine
+    similarities to the true piece's windows, its library null) — what ``bench.follow_replay``
+    replays a follower on."""
     ident = Identifier(lib, enc, hop_s=hop_s, follower=follower)
+    if record is not None:
+        engine, vote = ident.engine, ident.engine.vote
+
+        def recording_vote(t: float, emb: np.ndarray, hits: Any) -> Any:
+            sims = engine._sims(pid, np.asarray(emb, np.float32)[None])[0]
+            record.append((float(t), sims, library_null([float(sim) for _p, sim in hits])))
+            return vote(t, emb, hits)
+
+        engine.vote = recording_vote  # type: ignore[method-assign,assignment]
     chunk = max(1, int(round(hop_s * C.SAMPLE_RATE)))
     rows = []
     ups = []
@@ -853,6 +866,60 @@ def follow_excerpt(
     out = {k: a[:, i] for i, k in enumerate(keys)}
     out["right"] = out["right"].astype(bool)
     return out
+
+
+TABLE_STEP_PX = 2.0  #: the strip x -> written position / page / system table of a dumped track
+
+
+def dump_track(
+    out: Path,
+    lib: Library,
+    pid: str,
+    pmap: PieceMap,
+    truth: Truth,
+    perf: dict[str, Any],
+    start_s: float,
+    hop_s: float,
+    record: list[tuple[float, np.ndarray, float | None]],
+    hops: dict[str, np.ndarray],
+) -> None:
+    """One excerpt for ``bench.follow_replay``: the true piece's windows, the recorded hops, the
+    truth (performance time -> written position, page, system) and the table strip x -> written
+    position / page / system (every TABLE_STEP_PX), and the engine's own hops (top-1 right)."""
+    s, e = lib.rows[pid]
+    sx = lib.meta["strip_x"][s:e].astype(np.float64)
+    xs = np.arange(float(sx[0]), float(sx[-1]) + TABLE_STEP_PX, TABLE_STEP_PX)
+    at = [lib.at_strip_x(pid, float(x)) for x in xs]
+    name = f"{work_id(perf['folder'])}--{perf['performer']}--{start_s:.1f}"
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out / f"{name}.npz",
+        composer=composer_of(perf["folder"]),
+        work=pid,
+        performer=perf["performer"],
+        start_s=start_s,
+        hop_s=hop_s,
+        stride=lib.stride,
+        lag_s=lag_of(lib.contract.audio_window_frames),
+        strip_x=sx,
+        t=np.array([r[0] for r in record], np.float64),
+        sims=np.stack([r[1] for r in record]).astype(np.float32)
+        if record
+        else np.zeros((0, len(sx)), np.float32),
+        null=np.array([np.nan if r[2] is None else r[2] for r in record], np.float64),
+        grid_t=truth.t,
+        grid_w=truth.wpos,
+        grid_strip=truth.strip,
+        grid_page=truth.page,
+        grid_sys=truth.system,
+        table_x=xs,
+        table_w=np.array([pmap.written_at(float(x)) for x in xs], np.float64),
+        table_page=np.array([a["page"] for a in at], np.int32),
+        table_sys=np.array([a["system"] for a in at], np.int32),
+        engine_heard=hops["heard"],
+        engine_right=hops["right"],
+        engine_err=hops["err"],
+    )
 
 
 def page_turns(r: dict[str, np.ndarray], pmap: PieceMap) -> list[dict[str, float]]:
@@ -1096,6 +1163,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realdev-follow.json")
     p.add_argument("--dump", type=Path, default=None, help="write every hop (compact JSON) here")
+    p.add_argument(
+        "--dump-tracks",
+        type=Path,
+        default=None,
+        help="write per excerpt (first size) the true piece's similarities per hop and the truth, "
+        "for python -m bench.follow_replay",
+    )
     p.add_argument("--follower", default="guard", help="the follower kind (scoreid.identify.follow.KINDS)")
     add_set_argument(p)
     p.add_argument(
@@ -1206,7 +1280,12 @@ def main(argv: list[str] | None = None) -> int:
         said = []
         for size in sizes:
             sub = excerpt_library(lib, work, size, key, args.seed, True)
-            hops = follow_excerpt(sub, memo, audio, work, start, truth, pmap, args.hop, args.follower)
+            record: list[tuple[float, np.ndarray, float | None]] | None = None
+            if args.dump_tracks is not None and size == sizes[0]:
+                record = []
+            hops = follow_excerpt(sub, memo, audio, work, start, truth, pmap, args.hop, args.follower, record)
+            if record is not None:
+                dump_track(args.dump_tracks, lib, work, pmap, truth, p, start, args.hop, record, hops)
             r = {
                 "work": work,
                 "folder": p["folder"],

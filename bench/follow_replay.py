@@ -1,0 +1,183 @@
+"""Replay a score follower alone on dumped real-dev excerpts: the follower's accuracy given the piece.
+
+    python -m bench.realdev_follow --per-composer 12 --dump-tracks /work/runs/follow-tracks   # once
+    python -m bench.follow_replay /work/runs/follow-tracks [--kinds guard,tempo] [--set NAME=VALUE]
+        [--out FILE.json]
+
+``bench.realdev_follow --dump-tracks DIR`` writes, per excerpt, what the engine gave the true piece's
+track at every voting hop (the audio window's cosine similarities to the piece's sheet windows and
+its library null) with the excerpt's truth. This replays one :class:`scoreid.identify.follow.PieceTrack`
+of each ``--kinds`` over those hops — from the excerpt's first window, as the track of a piece that
+is a candidate from the start — and scores the reported position as ``bench.realdev_follow`` does
+(time error to the nearest instant the performer was there; right system / page; spurious back
+jumps per minute), over every hop with a true position: the follower given the right piece,
+without identification (which moves the engine's own numbers: those are ``bench.realdev_follow``'s).
+
+A run over a hundred excerpts takes seconds instead of the benchmark's minutes, so follower designs
+and constants (``--set``, as in ``bench.realdev_follow``) can be compared quickly; a change is then
+confirmed on the full benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.follow import add_set_argument, follower_overrides
+from bench.realdev_follow import GRID_S, HEARD_BINS, TOLERANCES_S, spurious_back_jumps, time_error
+from bench.report import cpu_name, write_result
+from scoreid.identify.follow import KINDS, PieceTrack
+
+
+def load_tracks(folder: Path) -> list[dict[str, Any]]:
+    """The dumped excerpts of ``folder`` (sorted by name)."""
+    out = []
+    for f in sorted(folder.glob("*.npz")):
+        with np.load(f) as z:
+            d = {k: z[k] for k in z.files}
+        for k in ("composer", "work", "performer"):
+            d[k] = str(d[k])
+        for k in ("start_s", "hop_s", "stride", "lag_s"):
+            d[k] = float(d[k])
+        d["name"] = f.stem
+        out.append(d)
+    return out
+
+
+def replay(d: dict[str, Any], kind: str) -> dict[str, np.ndarray]:
+    """One excerpt through a fresh track of ``kind``: per voting hop heard s, the true and reported
+    written position, the time error, true / reported page and system."""
+    track = PieceTrack(d["strip_x"], d["stride"], d["hop_s"], kind, d["lag_s"])
+    tx, step = d["table_x"], float(d["table_x"][1] - d["table_x"][0]) if len(d["table_x"]) > 1 else 1.0
+    rows = []
+    for k, (t, sims, null) in enumerate(zip(d["t"], d["sims"], d["null"])):
+        track.update(float(t), sims, None if not np.isfinite(null) else float(null), first=k == 0)
+        x = track.position_x()
+        abs_t = d["start_s"] + float(t)
+        g = int(np.clip(round((abs_t - d["grid_t"][0]) / GRID_S), 0, len(d["grid_t"]) - 1))
+        wt = d["grid_w"][g] if abs(d["grid_t"][g] - abs_t) <= GRID_S else np.nan
+        if x is None:
+            rows.append((t, wt, np.nan, np.nan, d["grid_page"][g], d["grid_sys"][g], np.nan, np.nan))
+            continue
+        i = int(np.clip(round((x - tx[0]) / step), 0, len(tx) - 1))
+        wr = float(d["table_w"][i])
+        err = time_error(d["grid_w"], d["grid_t"], abs_t, wr) if np.isfinite(wt) else np.nan
+        rows.append(
+            (t, wt, wr, err, d["grid_page"][g], d["grid_sys"][g], d["table_page"][i], d["table_sys"][i])
+        )
+    a = np.array(rows, np.float64).reshape(-1, 8)
+    keys = ("heard", "w_true", "w_rep", "err", "page_true", "sys_true", "page_rep", "sys_rep")
+    return {k: a[:, i] for i, k in enumerate(keys)}
+
+
+def score(
+    runs: list[tuple[dict[str, Any], dict[str, np.ndarray]]], lo: float = 0.0, hi: float = np.inf
+) -> dict[str, Any]:
+    """Accuracy over the hops heard in [lo, hi) s that have a true position."""
+    err, sys_ok, page_ok, minutes, spur = [], [], [], 0.0, 0
+    for d, h in runs:
+        ok = (h["heard"] >= lo) & (h["heard"] < hi) & np.isfinite(h["w_true"]) & np.isfinite(h["err"])
+        err.append(h["err"][ok])
+        sys_ok.append(((h["page_rep"] == h["page_true"]) & (h["sys_rep"] == h["sys_true"]))[ok])
+        page_ok.append((h["page_rep"] == h["page_true"])[ok])
+        minutes += ok.sum() * d["hop_s"] / 60.0
+        idx = np.flatnonzero(ok)
+        if len(idx) > 1:
+            grid_heard = d["grid_t"] - d["start_s"]
+            spur += spurious_back_jumps(h["heard"][idx], h["w_rep"][idx], grid_heard, d["grid_w"])
+    e = np.concatenate(err) if err else np.zeros(0)
+    nan = float("nan")
+    out: dict[str, Any] = {"excerpts": len(runs), "hops": int(len(e))}
+    for tol in TOLERANCES_S:
+        out[f"within_{tol:g}s".replace(".", "_")] = float(np.mean(np.abs(e) <= tol)) if len(e) else nan
+    so = np.concatenate(sys_ok) if sys_ok else np.zeros(0, bool)
+    po = np.concatenate(page_ok) if page_ok else np.zeros(0, bool)
+    out.update(
+        {
+            "right_system": float(np.mean(so)) if len(so) else nan,
+            "right_page": float(np.mean(po)) if len(po) else nan,
+            "median_abs_error_s": float(np.median(np.abs(e))) if len(e) else nan,
+            "lag_s": float(np.median(e)) if len(e) else nan,
+            "spurious_back_per_min": spur / minutes if minutes else nan,
+        }
+    )
+    return out
+
+
+def row(name: str, m: dict[str, Any]) -> str:
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f} %" if np.isfinite(v) else "–"
+
+    return (
+        f"| {name} | {m['hops']} | {pct(m['within_0_5s'])} | {pct(m['within_1s'])} | {pct(m['within_2s'])} "
+        f"| {pct(m['within_5s'])} | {pct(m['right_system'])} | {pct(m['right_page'])} "
+        f"| {m['median_abs_error_s']:.2f} | {m['lag_s']:+.2f} | {m['spurious_back_per_min']:.2f} |"
+    )
+
+
+HEADER = (
+    "| {} | hops | within 0.5 s | within 1 s | within 2 s | within 5 s | right system | right page "
+    "| median \\|err\\| s | lag s | spurious back jumps / min |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("tracks", type=Path, help="a folder of bench.realdev_follow --dump-tracks")
+    p.add_argument("--kinds", default="guard", help=f"follower kinds to replay ({', '.join(KINDS)})")
+    p.add_argument("--by-composer", action="store_true", help="also a table by composer (first kind)")
+    p.add_argument("--out", type=Path, default=None, help="write the numbers here (JSON)")
+    add_set_argument(p)
+    args = p.parse_args(argv)
+    overrides = follower_overrides(args.set)
+    kinds = [k for k in args.kinds.split(",") if k]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise SystemExit(f"bench/follow_replay: unknown kinds {bad} (of {KINDS})")
+    t0 = time.perf_counter()
+    tracks = load_tracks(args.tracks)
+    if not tracks:
+        raise SystemExit(f"bench/follow_replay: no dumped excerpts in {args.tracks}")
+    result: dict[str, Any] = {"tracks": str(args.tracks), "overrides": overrides, "kinds": {}}
+    print(
+        f"the follower given the right piece: {len(tracks)} excerpts"
+        + (f"; set {overrides}" if overrides else "")
+        + "\n"
+    )
+    print(HEADER.format("follower"))
+    runs_of = {}
+    for kind in kinds:
+        runs = [(d, replay(d, kind)) for d in tracks]
+        runs_of[kind] = runs
+        m = score(runs)
+        m["by_heard"] = {f"{lo:g}-{hi:g}": score(runs, lo, hi) for lo, hi in HEARD_BINS}
+        m["by_composer"] = {
+            c: score([r for r in runs if r[0]["composer"] == c])
+            for c in sorted({d["composer"] for d in tracks})
+        }
+        result["kinds"][kind] = m
+        print(row(kind, m))
+    if args.by_composer:
+        first = result["kinds"][kinds[0]]
+        print(f"\nby composer ({kinds[0]}):\n")
+        print(HEADER.format("composer"))
+        for c, m in first["by_composer"].items():
+            print(row(c, m))
+        print(f"\nby seconds heard ({kinds[0]}):\n")
+        print(HEADER.format("heard s"))
+        for c, m in first["by_heard"].items():
+            if m["hops"]:
+                print(row(c, m))
+    print(f"\nwall {time.perf_counter() - t0:.1f} s; {cpu_name()}")
+    if args.out is not None:
+        write_result(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
