@@ -16,6 +16,12 @@ without identification (which moves the engine's own numbers: those are ``bench.
 A run over a hundred excerpts takes seconds instead of the benchmark's minutes, so follower designs
 and constants (``--set``, as in ``bench.realdev_follow``) can be compared quickly; a change is then
 confirmed on the full benchmark.
+
+``--decompose`` splits the follower's error in two (:func:`decompose`): where its audio windows are
+matched (the music at the window's centre, ``lag_s`` before now: the best single sheet window, and
+the filter's matched position) and the step from there to "now" (the matched position moved on at the
+track's fitted speed for ``lag_s``; scored from the *true* position at ``t - lag_s``, so only the
+extrapolation errs).
 """
 
 from __future__ import annotations
@@ -49,22 +55,37 @@ def load_tracks(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+def grid_index(d: dict[str, Any], t: float) -> int:
+    """The truth's grid point nearest performance time ``t`` (clipped)."""
+    return int(np.clip(round((t - d["grid_t"][0]) / GRID_S), 0, len(d["grid_t"]) - 1))
+
+
+def written_at(d: dict[str, Any], x: float) -> float:
+    """The written position (measure + fraction) at strip x, from the dumped table."""
+    return float(d["table_w"][table_index(d, x)])
+
+
+def table_index(d: dict[str, Any], x: float) -> int:
+    tx = d["table_x"]
+    step = float(tx[1] - tx[0]) if len(tx) > 1 else 1.0
+    return int(np.clip(round((x - tx[0]) / step), 0, len(tx) - 1))
+
+
 def replay(d: dict[str, Any], kind: str) -> dict[str, np.ndarray]:
     """One excerpt through a fresh track of ``kind``: per voting hop heard s, the true and reported
     written position, the time error, true / reported page and system."""
     track = PieceTrack(d["strip_x"], d["stride"], d["hop_s"], kind, d["lag_s"])
-    tx, step = d["table_x"], float(d["table_x"][1] - d["table_x"][0]) if len(d["table_x"]) > 1 else 1.0
     rows = []
     for k, (t, sims, null) in enumerate(zip(d["t"], d["sims"], d["null"])):
         track.update(float(t), sims, None if not np.isfinite(null) else float(null), first=k == 0)
         x = track.position_x()
         abs_t = d["start_s"] + float(t)
-        g = int(np.clip(round((abs_t - d["grid_t"][0]) / GRID_S), 0, len(d["grid_t"]) - 1))
+        g = grid_index(d, abs_t)
         wt = d["grid_w"][g] if abs(d["grid_t"][g] - abs_t) <= GRID_S else np.nan
         if x is None:
             rows.append((t, wt, np.nan, np.nan, d["grid_page"][g], d["grid_sys"][g], np.nan, np.nan))
             continue
-        i = int(np.clip(round((x - tx[0]) / step), 0, len(tx) - 1))
+        i = table_index(d, x)
         wr = float(d["table_w"][i])
         err = time_error(d["grid_w"], d["grid_t"], abs_t, wr) if np.isfinite(wt) else np.nan
         rows.append(
@@ -73,6 +94,46 @@ def replay(d: dict[str, Any], kind: str) -> dict[str, np.ndarray]:
     a = np.array(rows, np.float64).reshape(-1, 8)
     keys = ("heard", "w_true", "w_rep", "err", "page_true", "sys_true", "page_rep", "sys_rep")
     return {k: a[:, i] for i, k in enumerate(keys)}
+
+
+def decompose(tracks: list[dict[str, Any]], kind: str) -> dict[str, dict[str, float]]:
+    """Shares of hops within each tolerance of: ``window`` the best-matching single sheet window and
+    ``matched`` the filter's matched position, both against the music at ``t - lag_s`` (the audio
+    window's matched point); ``now`` the reported position against ``t``; ``extrapolation`` the
+    true position at ``t - lag_s`` moved on at the track's fitted speed for ``lag_s``, against ``t``
+    (hops once the track has fitted a speed)."""
+    errs: dict[str, list[float]] = {"window": [], "matched": [], "now": [], "extrapolation": []}
+    for d in tracks:
+        track = PieceTrack(d["strip_x"], d["stride"], d["hop_s"], kind, d["lag_s"])
+        gt, lag = d["grid_t"], d["lag_s"]
+
+        for k, (t, sims, null) in enumerate(zip(d["t"], d["sims"], d["null"])):
+            track.update(float(t), sims, None if not np.isfinite(null) else float(null), first=k == 0)
+            now = d["start_s"] + float(t)
+            if not np.isfinite(d["grid_w"][grid_index(d, now)]):
+                continue
+            x_now, x_mode = track.position_x(), track.mode
+            if x_now is None or x_mode is None:
+                continue
+            errs["window"].append(
+                time_error(d["grid_w"], gt, now - lag, written_at(d, float(d["strip_x"][np.argmax(sims)])))
+            )
+            errs["matched"].append(time_error(d["grid_w"], gt, now - lag, written_at(d, x_mode[1])))
+            errs["now"].append(time_error(d["grid_w"], gt, now, written_at(d, x_now)))
+            centre = d["grid_strip"][grid_index(d, now - lag)]
+            if track._speed_known() and np.isfinite(centre):
+                errs["extrapolation"].append(
+                    time_error(d["grid_w"], gt, now, written_at(d, centre + track.speed * lag))
+                )
+    out = {}
+    for name, e in errs.items():
+        a = np.abs(np.asarray(e, np.float64))
+        a = a[np.isfinite(a)]
+        out[name] = {"hops": int(len(a))} | {
+            f"within_{tol:g}s".replace(".", "_"): float(np.mean(a <= tol)) if len(a) else float("nan")
+            for tol in TOLERANCES_S
+        }
+    return out
 
 
 def score(
@@ -131,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("tracks", type=Path, help="a folder of bench.realdev_follow --dump-tracks")
     p.add_argument("--kinds", default="guard", help=f"follower kinds to replay ({', '.join(KINDS)})")
     p.add_argument("--by-composer", action="store_true", help="also a table by composer (first kind)")
+    p.add_argument(
+        "--decompose",
+        action="store_true",
+        help="also split the error into matching and extrapolation to now (first kind)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the numbers here (JSON)")
     add_set_argument(p)
     args = p.parse_args(argv)
@@ -173,6 +239,27 @@ def main(argv: list[str] | None = None) -> int:
         for c, m in first["by_heard"].items():
             if m["hops"]:
                 print(row(c, m))
+    if args.decompose:
+        parts = decompose(tracks, kinds[0])
+        result["decompose"] = parts
+        lag = sorted({round(d["lag_s"], 3) for d in tracks})
+        print(f"\nwhere the error arises ({kinds[0]}; lag {', '.join(f'{x:g}' for x in lag)} s):\n")
+        print("| position | against | hops | within 0.5 s | within 1 s | within 2 s | within 5 s |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        against = {
+            "window": "t - lag",
+            "matched": "t - lag",
+            "now": "t",
+            "extrapolation": "t",
+        }
+        for name, m in parts.items():
+            print(
+                f"| {name} | {against[name]} | {m['hops']} | "
+                + " | ".join(
+                    f"{100 * m[k]:.1f} %" for k in ("within_0_5s", "within_1s", "within_2s", "within_5s")
+                )
+                + " |"
+            )
     print(f"\nwall {time.perf_counter() - t0:.1f} s; {cpu_name()}")
     if args.out is not None:
         write_result(args.out, result)

@@ -900,7 +900,7 @@ def dump_track(
         start_s=start_s,
         hop_s=hop_s,
         stride=lib.stride,
-        lag_s=lag_of(lib.contract.audio_window_frames),
+        lag_s=lag_of(lib.contract.audio_window_frames, lib.contract.audio_lead_frames),
         strip_x=sx,
         t=np.array([r[0] for r in record], np.float64),
         sims=np.stack([r[1] for r in record]).astype(np.float32)

@@ -34,6 +34,6 @@ def load_served_model(
         device=device or None,
         incremental=incremental,
     )
-    expected = C.with_audio_window(enc.contract.audio_window_frames)
+    expected = C.with_audio_window(enc.contract.audio_window_frames, enc.contract.audio_lead_frames)
     expected.check_compatible(enc.contract, what=f"model {model_dir}")
     return enc

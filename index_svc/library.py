@@ -98,9 +98,9 @@ class ServedLibrary:
     def open(cls, path: str | Path, name: str, backend: str = "exact", **options: Any) -> ServedLibrary:
         """Open a library directory (:meth:`scoreid.library.Library.open`) and serve it."""
         lib = Library.open(Path(path))
-        C.with_audio_window(lib.contract.audio_window_frames).check_compatible(
-            lib.contract, what=f"library {path}"
-        )
+        C.with_audio_window(
+            lib.contract.audio_window_frames, lib.contract.audio_lead_frames
+        ).check_compatible(lib.contract, what=f"library {path}")
         return cls.serve(name, lib, backend, **options)
 
     # the core library's parts the service reads

@@ -77,6 +77,9 @@ class Contract:
     level_floor: float = LEVEL_FLOOR
     level_ref: float = LEVEL_REF
     audio_window_frames: int = AUDIO_WINDOW_FRAMES
+    #: frames from the audio window's centre to the music its embedding matches (the model was trained
+    #: so; 0: the centre, the paper's); the score follower's lag is half the window less this
+    audio_lead_frames: int = 0
     sheet_window: tuple[int, int] = (SHEET_WINDOW_H, SHEET_WINDOW_W)
     sheet_downscale: int = SHEET_DOWNSCALE
     staff_space_px: float = STAFF_SPACE_PX
@@ -84,8 +87,12 @@ class Contract:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON fields (``audio_lead_frames`` only where not 0: the contract of a model without a
+        lead is written as it always was)."""
         d = dataclasses.asdict(self)
         d["sheet_window"] = list(self.sheet_window)
+        if not self.audio_lead_frames:
+            del d["audio_lead_frames"]
         return d
 
     @classmethod
@@ -124,8 +131,11 @@ class ContractError(ValueError):
 DEFAULT = Contract()
 
 
-def with_audio_window(frames: int) -> Contract:
-    """The default contract with another audio excerpt length (42, 84 or 168 frames)."""
+def with_audio_window(frames: int, lead: int = 0) -> Contract:
+    """The default contract with another audio excerpt length (42, 84 or 168 frames) and ``lead``
+    (:attr:`Contract.audio_lead_frames`, 0 to half the window)."""
     if frames not in AUDIO_WINDOW_CHOICES:
         raise ContractError(f"audio window must be one of {AUDIO_WINDOW_CHOICES}, got {frames}")
-    return dataclasses.replace(DEFAULT, audio_window_frames=frames)
+    if not 0 <= lead < frames // 2:
+        raise ContractError(f"audio lead must be in [0, {frames // 2}) frames, got {lead}")
+    return dataclasses.replace(DEFAULT, audio_window_frames=frames, audio_lead_frames=lead)

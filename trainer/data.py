@@ -4,7 +4,9 @@
   renders and performances of one condition ("same" or "shifted"). Each row is (strip id, x on the
   strip, spectrogram id, onset frame, piece number). Pairs of one (render, performance) that share
   an onset frame (chord notes) are kept once (``dedupe``), so a retrieval query has one right answer.
-  ``sheet_batch`` / ``audio_batch`` cut the network inputs with :mod:`scoreid.sheet.strip`.
+  ``sheet_batch`` / ``audio_batch`` cut the network inputs with :mod:`scoreid.sheet.strip`; the audio
+  excerpt is centred ``audio_lead`` frames *before* the onset (0: on it), so a model trained on it
+  matches the music that lies that much after its window's centre, nearer the window's end.
 - :class:`SnippetSource`: unlabeled windows for self-supervised pre-training: sheet windows at
   uniform random x on the strips, audio context excerpts at uniform random frames of the
   spectrograms (alignment not needed, so the unlabeled pool can be used).
@@ -48,6 +50,8 @@ class PairSet:
     strip_piece: list[int] = field(default_factory=list)
     spec_piece: list[int] = field(default_factory=list)
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
+    #: frames from the audio excerpt's centre to the paired onset (the onset lies after the centre)
+    audio_lead: int = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -133,10 +137,11 @@ class PairSet:
         return sheet_to_network(out)
 
     def audio_batch(self, idx: np.ndarray, frames: int) -> np.ndarray:
-        """Network audio excerpts (B, 1, 92, frames) centred on the pairs' onset frames."""
+        """Network audio excerpts (B, 1, 92, frames) centred ``audio_lead`` frames before the pairs'
+        onset frames."""
         out = np.empty((len(idx), frames, C.N_BINS), np.float32)
         for k, r in enumerate(self.rows[idx]):
-            out[k] = audio_window(self.specs[int(r[2])], r[3], frames)
+            out[k] = audio_window(self.specs[int(r[2])], r[3] - self.audio_lead, frames)
         return audio_to_network(out)
 
     def piece_of(self, idx: np.ndarray) -> np.ndarray:

@@ -129,7 +129,7 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(net).cpu().eval()
     frames = net.audio_frames
-    contract = C.with_audio_window(frames)
+    contract = C.with_audio_window(frames, net.audio_lead)
     real = parity_audio is not None and parity_sheet is not None
     if parity_audio is None or parity_sheet is None:
         parity_audio, parity_sheet = random_inputs(frames)

@@ -106,6 +106,7 @@ class PairData:
         corpus = open_corpus(corpus_dir)
         train = PairSet.from_corpus(corpus, "train", "same").require("the train split")
         valid = PairSet.from_corpus(corpus, "valid", "same").require("the valid split")
+        train.audio_lead = valid.audio_lead = int(getattr(cfg, "audio_lead_frames", 0))
         val_idx = valid.evenly(cfg.val_size)
         log(
             f"{title}: {len(train)} training pairs ({len(train.piece_ids)} pieces), "
@@ -263,7 +264,7 @@ def run(
     data = PairData.load(cfg, corpus_dir, "finetune", log)
     train, valid, val_idx = data.train, data.valid, data.val_idx
 
-    net = CrossModalNet(audio_frames=cfg.audio_frames).to(device)
+    net = CrossModalNet(audio_frames=cfg.audio_frames, audio_lead=cfg.audio_lead_frames).to(device)
     net = channels_last_net(net)  # see trainer.common.channels_last
     if init_audio:
         net.audio_encoder.load_state_dict(load_encoder(init_audio, "audio", cfg.audio_frames))
@@ -271,8 +272,12 @@ def run(
         net.sheet_encoder.load_state_dict(load_encoder(init_sheet, "sheet", cfg.audio_frames))
     if init_model:
         warm = load_finetuned(init_model, cfg.audio_frames)
-        if warm.config != net.config:  # another audio architecture (a distilled student): train that one
-            net = channels_last_net(CrossModalNet.from_config(warm.config).to(device))
+        # another audio architecture (a distilled student): train that one, with this run's lead
+        arch = {k: v for k, v in warm.config.items() if k != "audio_lead"}
+        if arch != {k: v for k, v in net.config.items() if k != "audio_lead"}:
+            net = channels_last_net(
+                CrossModalNet.from_config(arch | {"audio_lead": net.audio_lead}).to(device)
+            )
         net.load_state_dict(warm.state_dict())
     config = {
         "title": "finetune",

@@ -88,6 +88,9 @@ class FinetuneConfig(PairSchedule):
     sheet_jitter_px: float = 5.0  #: horizontal system shift of the sheet window
     audio_frames: int = C.AUDIO_WINDOW_FRAMES
     context_factor: float = 1.25  #: audio context for tempo 0.9-1.1 and +-1 frame shift
+    #: frames from the audio window's centre to the music the sheet window shows (0: the centre; more:
+    #: nearer the window's end, so the follower extrapolates less to "now"; the model records it)
+    audio_lead_frames: int = 0
     time_budget_s: float | None = None
     refine_budget_s: float | None = None  #: per refinement round
     augment: str = "paper"  #: "paper" (REFERENCE's fine-tuning augmentation) or "world" (also scans,

@@ -197,7 +197,8 @@ class SessionEngine:
         self.settings = s = settings or EngineSettings()
         self.chance = library.chance_weights(s.chance_exponent)
         self.tally = VoteTally(s.half_life)
-        lag = lag_of(library.contract.audio_window_frames)  # the library's model's window
+        # the library's model's window and lead
+        lag = lag_of(library.contract.audio_window_frames, library.contract.audio_lead_frames)
         self.follower = CandidateFollower(
             library.rows,
             library.meta["strip_x"],

@@ -69,9 +69,10 @@ MAX_SPEED_PX_S = 300.0
 LAG_S = C.AUDIO_WINDOW_FRAMES / 2.0 / C.FPS
 
 
-def lag_of(window_frames: int) -> float:
-    """Seconds from the centre of an audio window of ``window_frames`` frames to its end."""
-    return window_frames / 2.0 / C.FPS
+def lag_of(window_frames: int, lead_frames: int = 0) -> float:
+    """Seconds from the music an audio window of ``window_frames`` frames is matched to (its centre,
+    or ``lead_frames`` after it: :attr:`scoreid.contract.Contract.audio_lead_frames`) to its end."""
+    return (window_frames / 2.0 - lead_frames) / C.FPS
 
 
 DEFAULT_SPEED_PX_S = 80.0  #: speed assumed before a track has a path to fit one

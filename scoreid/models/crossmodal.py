@@ -45,11 +45,16 @@ class CrossModalNet(nn.Module):
         dim: int = C.EMBED_DIM,
         audio_filters: tuple[int, ...] = FILTERS,
         audio_stem: str = STEM,
+        audio_lead: int = 0,
     ):
         super().__init__()
         if audio_frames not in C.AUDIO_WINDOW_CHOICES:
             raise ValueError(f"audio window must be one of {C.AUDIO_WINDOW_CHOICES}, got {audio_frames}")
+        if not 0 <= audio_lead < audio_frames // 2:
+            raise ValueError(f"audio lead must be in [0, {audio_frames // 2}) frames, got {audio_lead}")
         self.audio_frames = audio_frames
+        #: frames from the audio window's centre to the music its embedding matches (trained so)
+        self.audio_lead = audio_lead
         self.audio_encoder = audio_encoder(audio_frames, audio_filters, audio_stem)
         self.sheet_encoder = sheet_encoder()
         self.audio_head = EmbeddingHead(self.audio_encoder.out_dim, dim)
@@ -58,12 +63,17 @@ class CrossModalNet(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {
+        """What :meth:`from_config` rebuilds the network from (``audio_lead`` only where not 0, so a
+        model trained without one has the config it always had)."""
+        cfg: dict[str, Any] = {
             "audio_frames": self.audio_frames,
             "dim": self.cca.dim,
             "audio_filters": list(self.audio_encoder.filters),
             "audio_stem": self.audio_encoder.stem,
         }
+        if self.audio_lead:
+            cfg["audio_lead"] = self.audio_lead
+        return cfg
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> CrossModalNet:
@@ -73,6 +83,7 @@ class CrossModalNet(nn.Module):
             dim=int(cfg["dim"]),
             audio_filters=tuple(int(f) for f in cfg.get("audio_filters", FILTERS)),
             audio_stem=str(cfg.get("audio_stem", STEM)),
+            audio_lead=int(cfg.get("audio_lead", 0)),
         )
 
     def forward(self, audio: torch.Tensor, sheet: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -82,3 +82,18 @@ def test_unknown_kind_is_refused(tmp_path):
     dumped(tmp_path)
     with pytest.raises(SystemExit):
         R.main([str(tmp_path), "--kinds", "nope"])
+
+
+def test_decompose_parts_the_matching_from_the_extrapolation(tmp_path):
+    """At a steady tempo the step from the matched music to now is right; similarities that put the
+    music 120 px (2 s) ahead leave it right but the matching 2 s off."""
+    for sub, offset in (("a", 0.0), ("b", 120.0)):
+        (tmp_path / sub).mkdir()
+        (d,) = R.load_tracks(dumped(tmp_path / sub, offset_px=offset))
+        parts = R.decompose([d], "guard")
+        assert parts["extrapolation"]["within_1s"] > 0.95
+        if offset:
+            assert parts["matched"]["within_1s"] < 0.2 and parts["window"]["within_1s"] < 0.2
+            assert parts["matched"]["within_5s"] > 0.8
+        else:
+            assert parts["matched"]["within_1s"] > 0.8

@@ -27,3 +27,23 @@ def test_unknown_fields_and_bad_windows_are_rejected():
     with pytest.raises(C.ContractError, match="one of"):
         C.with_audio_window(50)
     assert C.with_audio_window(168).audio_window_frames == 168
+
+
+def test_an_audio_lead_is_recorded_and_read_back():
+    """A model trained to match the music ``lead`` frames after its window's centre says so in its
+    contract; a contract without a lead is written as before (no new field)."""
+    assert "audio_lead_frames" not in C.DEFAULT.to_dict()
+    led = C.with_audio_window(84, 20)
+    assert led.audio_lead_frames == 20
+    assert C.Contract.from_dict(led.to_dict()) == led
+    assert led.differences(C.DEFAULT) == ["audio_lead_frames: 20 != 0"]
+    for bad in (-1, 42, 100):
+        with pytest.raises(C.ContractError):
+            C.with_audio_window(84, bad)
+
+
+def test_the_followers_lag_is_half_the_window_less_the_lead():
+    from scoreid.identify.follow import lag_of
+
+    assert lag_of(84) == pytest.approx(2.1)
+    assert lag_of(84, 20) == pytest.approx(1.1)

@@ -28,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     add_finetune_overrides(p)
+    p.add_argument(
+        "--audio-lead-frames",
+        type=int,
+        default=None,
+        help="train the audio window centred this many frames before the paired onset (the model "
+        "then matches music nearer its window's end: less lag for the score follower)",
+    )
 
 
 def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
@@ -56,7 +63,9 @@ def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
 
 def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets.FinetuneConfig:
     """The preset's fine-tuning config with the command line's overrides applied."""
-    return apply_overrides(preset.finetune, args)
+    cfg = apply_overrides(preset.finetune, args)
+    lead = getattr(args, "audio_lead_frames", None)
+    return cfg if lead is None else dataclasses.replace(cfg, audio_lead_frames=lead)
 
 
 def apply_overrides(cfg: Config, args: argparse.Namespace) -> Config:

@@ -1,0 +1,33 @@
+"""Training with an audio lead: the audio excerpt of a pair is centred ``lead`` frames before its
+onset, and the network records the lead (its config, hence the exported contract)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scoreid.models.crossmodal import CrossModalNet
+from scoreid.tensors import audio_to_network, audio_window
+from trainer.data import PairSet
+
+
+def test_pairs_cut_the_audio_lead_frames_before_the_onset():
+    rng = np.random.default_rng(0)
+    spec = rng.random((400, 92), dtype=np.float32)
+    ps = PairSet(piece_ids=["p"], specs=[spec], rows=np.array([[0, 100.0, 0, 200.0, 0]]))
+    centred = ps.audio_batch(np.array([0]), 84)
+    np.testing.assert_array_equal(centred, audio_to_network(audio_window(spec, 200.0, 84)[None]))
+    ps.audio_lead = 20
+    led = ps.audio_batch(np.array([0]), 84)
+    np.testing.assert_array_equal(led, audio_to_network(audio_window(spec, 180.0, 84)[None]))
+    # the onset's frame now lies 20 frames after the excerpt's centre
+    assert not np.array_equal(centred, led)
+
+
+def test_the_network_records_its_lead():
+    net = CrossModalNet(audio_lead=20)
+    assert net.config["audio_lead"] == 20
+    assert CrossModalNet.from_config(net.config).audio_lead == 20
+    assert "audio_lead" not in CrossModalNet().config  # a model without one keeps its old config
+    with pytest.raises(ValueError):
+        CrossModalNet(audio_lead=42)
