@@ -62,6 +62,15 @@ def _chunks(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray
     )
 
 
+def audio_lead_of(enc: Any) -> int:
+    """The frames from an encoder's audio window centre to the music it matches: a torch network's
+    ``audio_lead``, an exported model's contract's ``audio_lead_frames`` (0 when it has neither)."""
+    lead = getattr(enc, "audio_lead", None)
+    if lead is None:
+        lead = getattr(getattr(enc, "contract", None), "audio_lead_frames", 0)
+    return int(lead or 0)
+
+
 def snippet_retrieval(enc: Embedder, pairs: PairSet, n: int, frames: int) -> dict[str, Any]:
     idx = pairs.evenly(n)
     a = np.concatenate(
@@ -218,6 +227,7 @@ def evaluate(
     if not pids:
         raise UserError(f"the {split!r} split of {corpus.root} has no pieces")
     pairs = PairSet.from_corpus(corpus, split, condition).require(f"split {split!r}, condition {condition!r}")
+    pairs.audio_lead = audio_lead_of(enc)
     results: dict[str, Any] = {
         "model": model_name,
         "corpus": str(corpus.root),

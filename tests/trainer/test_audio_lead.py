@@ -31,3 +31,14 @@ def test_the_network_records_its_lead():
     assert "audio_lead" not in CrossModalNet().config  # a model without one keeps its old config
     with pytest.raises(ValueError):
         CrossModalNet(audio_lead=42)
+
+
+def test_evaluation_cuts_the_pairs_with_the_models_lead():
+    from types import SimpleNamespace
+
+    from scoreid import contract as C
+    from trainer.evaluate import audio_lead_of
+
+    assert audio_lead_of(CrossModalNet(audio_lead=20)) == 20
+    assert audio_lead_of(SimpleNamespace(contract=C.with_audio_window(84, 12))) == 12
+    assert audio_lead_of(SimpleNamespace()) == 0
