@@ -363,8 +363,9 @@ def load_model(
 ) -> Encoders:
     """Open an exported model directory on ``backend`` ("onnx", "torch" or "tensorrt").
 
-    ``expected`` is the contract this code serves (default :data:`scoreid.contract.DEFAULT`);
-    pass ``contract.with_audio_window(n)`` to serve a 42- or 168-frame model. ``device`` defaults
+    ``expected`` is the contract this code serves (default :data:`scoreid.contract.DEFAULT` with the
+    model's own audio lead, any lead the contract allows); pass ``contract.with_audio_window(n)`` to
+    serve a 42- or 168-frame model. ``device`` defaults
     to "cpu" for onnx/torch and "cuda" for tensorrt; ``precision`` picks the TensorRT plan
     ("fp16", the default, or "fp32"), the ONNX audio encoder ("fp32", the default, or "int8") or
     the torch weights' type ("fp32", the default, or "fp16" on a CUDA device).
@@ -380,7 +381,9 @@ def load_model(
         contract = Contract.from_dict(manifest["contract"])
     except (TypeError, ValueError) as e:
         raise ContractError(f"{mdir}: manifest contract is malformed ({e})") from None
-    (expected or C.DEFAULT).check_compatible(contract, what=f"model {mdir}")
+    if expected is None:  # any audio lead is served (the follower reads it from the contract)
+        expected = C.with_audio_window(C.AUDIO_WINDOW_FRAMES, contract.audio_lead_frames)
+    expected.check_compatible(contract, what=f"model {mdir}")
     inc = None
     if backend == "onnx":
         audio, sheet, inc = _onnx_runners(

@@ -47,3 +47,26 @@ def test_the_followers_lag_is_half_the_window_less_the_lead():
 
     assert lag_of(84) == pytest.approx(2.1)
     assert lag_of(84, 20) == pytest.approx(1.1)
+
+
+def test_a_model_with_an_audio_lead_loads_and_one_with_a_bad_lead_does_not(tmp_path):
+    """load_model serves any lead the contract allows (the follower reads it); an out-of-range
+    lead in a manifest is a contract error, not a crash later."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from scoreid.inference import load_model
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "default"
+    for lead, ok in ((20, True), (60, False)):
+        mdir = tmp_path / f"lead{lead}"
+        shutil.copytree(shipped, mdir)
+        manifest = json.loads((mdir / "manifest.json").read_text())
+        manifest["contract"]["audio_lead_frames"] = lead
+        (mdir / "manifest.json").write_text(json.dumps(manifest))
+        if ok:
+            assert load_model(mdir, incremental=False).contract.audio_lead_frames == lead
+        else:
+            with pytest.raises(C.ContractError):
+                load_model(mdir, incremental=False)
