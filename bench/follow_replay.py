@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from bench.follow import add_set_argument, follower_overrides
-from bench.realdev_follow import GRID_S, HEARD_BINS, TOLERANCES_S, spurious_back_jumps, time_error
+from bench.realdev_follow import (
+    GRID_S,
+    HEARD_BINS,
+    TOLERANCES_S,
+    accuracy,
+    spurious_back_jumps,
+    time_error,
+)
 from bench.report import cpu_name, write_result
 from scoreid.identify.follow import KINDS, PieceTrack
 
@@ -151,23 +158,7 @@ def score(
         if len(idx) > 1:
             grid_heard = d["grid_t"] - d["start_s"]
             spur += spurious_back_jumps(h["heard"][idx], h["w_rep"][idx], grid_heard, d["grid_w"])
-    e = np.concatenate(err) if err else np.zeros(0)
-    nan = float("nan")
-    out: dict[str, Any] = {"excerpts": len(runs), "hops": int(len(e))}
-    for tol in TOLERANCES_S:
-        out[f"within_{tol:g}s".replace(".", "_")] = float(np.mean(np.abs(e) <= tol)) if len(e) else nan
-    so = np.concatenate(sys_ok) if sys_ok else np.zeros(0, bool)
-    po = np.concatenate(page_ok) if page_ok else np.zeros(0, bool)
-    out.update(
-        {
-            "right_system": float(np.mean(so)) if len(so) else nan,
-            "right_page": float(np.mean(po)) if len(po) else nan,
-            "median_abs_error_s": float(np.median(np.abs(e))) if len(e) else nan,
-            "lag_s": float(np.median(e)) if len(e) else nan,
-            "spurious_back_per_min": spur / minutes if minutes else nan,
-        }
-    )
-    return out
+    return {"excerpts": len(runs)} | accuracy(err, sys_ok, page_ok, spur, minutes)
 
 
 def row(name: str, m: dict[str, Any]) -> str:

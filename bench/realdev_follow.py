@@ -950,6 +950,32 @@ def page_turns(r: dict[str, np.ndarray], pmap: PieceMap) -> list[dict[str, float
 
 
 # ------------------------------------------------------------------------------ metrics
+def accuracy(
+    err: list[np.ndarray], sys_ok: list[np.ndarray], page_ok: list[np.ndarray], spurious: int, minutes: float
+) -> dict[str, Any]:
+    """The accuracy columns over the hops of some excerpts: ``err`` their time errors, ``sys_ok`` /
+    ``page_ok`` whether the reported system / page was right (per excerpt), ``spurious`` back jumps
+    over ``minutes`` followed: hops, within each tolerance, right system / page, median |error|, lag
+    (median signed error), spurious back jumps per minute."""
+    e = np.concatenate(err) if err else np.zeros(0)
+    so = np.concatenate(sys_ok) if sys_ok else np.zeros(0, bool)
+    po = np.concatenate(page_ok) if page_ok else np.zeros(0, bool)
+    nan = float("nan")
+    out: dict[str, Any] = {"hops": int(len(e))}
+    for tol in TOLERANCES_S:
+        out[f"within_{tol:g}s".replace(".", "_")] = float(np.mean(np.abs(e) <= tol)) if len(e) else nan
+    out.update(
+        {
+            "right_system": float(np.mean(so)) if len(so) else nan,
+            "right_page": float(np.mean(po)) if len(po) else nan,
+            "median_abs_error_s": float(np.median(np.abs(e))) if len(e) else nan,
+            "lag_s": float(np.median(e)) if len(e) else nan,
+            "spurious_back_per_min": spurious / minutes if minutes else nan,
+        }
+    )
+    return out
+
+
 def metrics(
     rs: list[dict[str, Any]], hop_s: float, lo: float = 0.0, hi: float = float("inf")
 ) -> dict[str, Any]:
@@ -974,21 +1000,12 @@ def metrics(
         own_min += len(gw) * GRID_S / 60.0
         if lo == 0.0 and hi == float("inf"):
             turns += r["turns"]
-    e = np.concatenate(err) if err else np.zeros(0)
-    so = np.concatenate(sys_ok) if sys_ok else np.zeros(0, bool)
-    po = np.concatenate(page_ok) if page_ok else np.zeros(0, bool)
     ee = np.concatenate(e2e) if e2e else np.zeros(0, bool)
     nan = float("nan")
-    out: dict[str, Any] = {"excerpts": len(rs), "hops": int(len(e)), "all_hops": int(len(ee))}
-    for tol in TOLERANCES_S:
-        out[f"within_{tol:g}s".replace(".", "_")] = float(np.mean(np.abs(e) <= tol)) if len(e) else nan
+    out: dict[str, Any] = {"excerpts": len(rs), "all_hops": int(len(ee))}
+    out.update(accuracy(err, sys_ok, page_ok, spur, minutes))
     out.update(
         {
-            "right_system": float(np.mean(so)) if len(so) else nan,
-            "right_page": float(np.mean(po)) if len(po) else nan,
-            "median_abs_error_s": float(np.median(np.abs(e))) if len(e) else nan,
-            "lag_s": float(np.median(e)) if len(e) else nan,
-            "spurious_back_per_min": spur / minutes if minutes else nan,
             "performer_back_per_min": own / own_min if own_min else nan,
             "end_to_end": float(np.mean(ee)) if len(ee) else nan,
             "top1": float(np.mean([np.mean(r["hops"]["right"]) for r in rs])) if rs else nan,
