@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="train the audio window centred this many frames before the paired onset (the model "
-        "then matches music nearer its window's end: less lag for the score follower)",
+        "then matches music nearer its window's end: less lag for the score follower); a warm start "
+        "(--init-model) does not take its model's lead: give it again (default 0)",
     )
 
 
