@@ -38,10 +38,10 @@ from bench.follow import add_set_argument, follower_overrides
 from bench.realdev_follow import (
     GRID_S,
     HEARD_BINS,
-    TOLERANCES_S,
     accuracy,
     spurious_back_jumps,
     time_error,
+    within_shares,
 )
 from bench.report import cpu_name, write_result
 from scoreid.identify.follow import KINDS, PieceTrack
@@ -136,10 +136,7 @@ def decompose(tracks: list[dict[str, Any]], kind: str) -> dict[str, dict[str, fl
     for name, e in errs.items():
         a = np.abs(np.asarray(e, np.float64))
         a = a[np.isfinite(a)]
-        out[name] = {"hops": int(len(a))} | {
-            f"within_{tol:g}s".replace(".", "_"): float(np.mean(a <= tol)) if len(a) else float("nan")
-            for tol in TOLERANCES_S
-        }
+        out[name] = {"hops": int(len(a))} | within_shares(a)
     return out
 
 

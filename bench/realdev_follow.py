@@ -950,6 +950,14 @@ def page_turns(r: dict[str, np.ndarray], pmap: PieceMap) -> list[dict[str, float
 
 
 # ------------------------------------------------------------------------------ metrics
+def within_shares(e: np.ndarray) -> dict[str, float]:
+    """``within_<tol>s``: the share of time errors ``e`` within each of TOLERANCES_S (NaN: none)."""
+    return {
+        f"within_{tol:g}s".replace(".", "_"): float(np.mean(np.abs(e) <= tol)) if len(e) else float("nan")
+        for tol in TOLERANCES_S
+    }
+
+
 def accuracy(
     err: list[np.ndarray], sys_ok: list[np.ndarray], page_ok: list[np.ndarray], spurious: int, minutes: float
 ) -> dict[str, Any]:
@@ -961,9 +969,7 @@ def accuracy(
     so = np.concatenate(sys_ok) if sys_ok else np.zeros(0, bool)
     po = np.concatenate(page_ok) if page_ok else np.zeros(0, bool)
     nan = float("nan")
-    out: dict[str, Any] = {"hops": int(len(e))}
-    for tol in TOLERANCES_S:
-        out[f"within_{tol:g}s".replace(".", "_")] = float(np.mean(np.abs(e) <= tol)) if len(e) else nan
+    out: dict[str, Any] = {"hops": int(len(e))} | within_shares(e)
     out.update(
         {
             "right_system": float(np.mean(so)) if len(so) else nan,
