@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from bench.realdev_follow import (
     GRID_S,
     HEARD_BINS,
     accuracy,
+    grid_points,
     spurious_back_jumps,
     time_error,
     within_shares,
@@ -64,7 +66,7 @@ def load_tracks(folder: Path) -> list[dict[str, Any]]:
 
 def grid_index(d: dict[str, Any], t: float) -> int:
     """The truth's grid point nearest performance time ``t`` (clipped)."""
-    return int(np.clip(round((t - d["grid_t"][0]) / GRID_S), 0, len(d["grid_t"]) - 1))
+    return int(grid_points(d["grid_t"], t))
 
 
 def written_at(d: dict[str, Any], x: float) -> float:
@@ -78,15 +80,21 @@ def table_index(d: dict[str, Any], x: float) -> int:
     return int(np.clip(round((x - tx[0]) / step), 0, len(tx) - 1))
 
 
+def followed(d: dict[str, Any], kind: str) -> Iterator[tuple[float, float, np.ndarray, PieceTrack]]:
+    """One excerpt's voting hops through a fresh track of ``kind``, from its first window: per hop
+    the seconds heard, the performance time, the hop's similarities and the track just updated."""
+    track = PieceTrack(d["strip_x"], d["stride"], d["hop_s"], kind, d["lag_s"])
+    for k, (t, sims, null) in enumerate(zip(d["t"], d["sims"], d["null"])):
+        track.update(float(t), sims, None if not np.isfinite(null) else float(null), first=k == 0)
+        yield float(t), d["start_s"] + float(t), sims, track
+
+
 def replay(d: dict[str, Any], kind: str) -> dict[str, np.ndarray]:
     """One excerpt through a fresh track of ``kind``: per voting hop heard s, the true and reported
     written position, the time error, true / reported page and system."""
-    track = PieceTrack(d["strip_x"], d["stride"], d["hop_s"], kind, d["lag_s"])
     rows = []
-    for k, (t, sims, null) in enumerate(zip(d["t"], d["sims"], d["null"])):
-        track.update(float(t), sims, None if not np.isfinite(null) else float(null), first=k == 0)
+    for t, abs_t, _, track in followed(d, kind):
         x = track.position_x()
-        abs_t = d["start_s"] + float(t)
         g = grid_index(d, abs_t)
         wt = d["grid_w"][g] if abs(d["grid_t"][g] - abs_t) <= GRID_S else np.nan
         if x is None:
@@ -111,12 +119,8 @@ def decompose(tracks: list[dict[str, Any]], kind: str) -> dict[str, dict[str, fl
     (hops once the track has fitted a speed)."""
     errs: dict[str, list[float]] = {"window": [], "matched": [], "now": [], "extrapolation": []}
     for d in tracks:
-        track = PieceTrack(d["strip_x"], d["stride"], d["hop_s"], kind, d["lag_s"])
         gt, lag = d["grid_t"], d["lag_s"]
-
-        for k, (t, sims, null) in enumerate(zip(d["t"], d["sims"], d["null"])):
-            track.update(float(t), sims, None if not np.isfinite(null) else float(null), first=k == 0)
-            now = d["start_s"] + float(t)
+        for _, now, sims, track in followed(d, kind):
             if not np.isfinite(d["grid_w"][grid_index(d, now)]):
                 continue
             x_now, x_mode = track.position_x(), track.mode

@@ -691,11 +691,16 @@ class Truth:
 
     def at(self, t: np.ndarray) -> np.ndarray:
         """Index of the grid point of each time (clipped)."""
-        return np.clip(np.round((np.asarray(t) - self.t[0]) / GRID_S).astype(int), 0, len(self.t) - 1)
+        return grid_points(self.t, t)
 
     def back_jumps(self) -> int:
         d = np.diff(self.wpos)
         return int(np.sum(d < -BACK_JUMP_MEASURES))
+
+
+def grid_points(t_grid: np.ndarray, t: Any) -> np.ndarray:
+    """Index of the point of a GRID_S-spaced time grid nearest each time ``t`` (clipped)."""
+    return np.clip(np.round((np.asarray(t) - t_grid[0]) / GRID_S).astype(int), 0, len(t_grid) - 1)
 
 
 def time_error(wpos_true: np.ndarray, t_grid: np.ndarray, t: float, w_rep: float) -> float:
