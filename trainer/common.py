@@ -76,6 +76,8 @@ class TorchEmbedder:
     def __init__(self, net: CrossModalNet, device: str | None = None):
         self.net = net.eval().to(device or "cpu")
         self.device = torch.device(device or "cpu")
+        #: frames from the audio window's centre to the music it matches (the evaluation pairs by it)
+        self.audio_lead = int(net.audio_lead)
 
     @torch.inference_mode()
     def embed_audio(self, x: np.ndarray) -> np.ndarray:

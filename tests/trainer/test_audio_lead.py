@@ -37,8 +37,12 @@ def test_evaluation_cuts_the_pairs_with_the_models_lead():
     from types import SimpleNamespace
 
     from scoreid import contract as C
+    from trainer.common import TorchEmbedder
     from trainer.evaluate import audio_lead_of
 
     assert audio_lead_of(CrossModalNet(audio_lead=20)) == 20
+    # what `trainer/run.py eval RUN` and the pipeline give the evaluation: the run's network, wrapped
+    assert audio_lead_of(TorchEmbedder(CrossModalNet(audio_lead=20))) == 20
+    assert audio_lead_of(TorchEmbedder(CrossModalNet())) == 0
     assert audio_lead_of(SimpleNamespace(contract=C.with_audio_window(84, 12))) == 12
     assert audio_lead_of(SimpleNamespace()) == 0
