@@ -13,7 +13,7 @@
 #   7. a sixth, warm-started from the fifth with an audio lead of 20 frames (40 + 6 more epochs,
 #      seed 5, 2 threads), as `RUNS/finetune-lead`: each notehead is paired with the audio window
 #      centred 1 s before its onset, so the model matches the music 1.1 s before "now" instead of
-#      2.1 s and the score follower extrapolates half as far (RESULTS.md "An audio lead"),
+#      2.1 s and the score follower extrapolates half as far (RESULTS.md "The audio lead, shipped"),
 #   8. evaluate it on the test split (`same` and `shifted`) and export ONNX + manifest + eval JSONs
 #      to models/default,
 #   9. the hub bank (8192 training audio windows embedded by the exported model; the hub correction of
