@@ -3,7 +3,8 @@
     python -m bench.realdev [--model models/default] [--data /work/data/realdev]
         [--corpus /work/data/corpus] [--distractors /work/data/realdev-distractors] [--look shifted]
         [--sizes 40,200,all] [--open-set] [--lengths 10,20,30] [--per-composer N] [--limit N] [--seed 0]
-        [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--dump FILE] [--work DIR] [--works-of SET_DIR]
+        [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--stretch F] [--dump FILE] [--work DIR]
+        [--works-of SET_DIR]
         [--out bench/results/realdev.json]
 
 The set is built by ``python -m trainer.realdev.build`` (real performances of ASAP works by twelve
@@ -38,6 +39,10 @@ engraved in Leland and degraded like scans). Validation only: never trained on.
    against seconds heard (every hop of the longest excerpts: more audio must not make it worse);
    out-of-library streams named (``--open-set``).
 
+``--stretch F`` (a test-time lever, measured in RESULTS.md): each excerpt's spectrogram is stretched
+in time by F before it is windowed (F > 1: as if played F times slower), all at once instead of
+hop by hop (the final ranking is the same; the hops' times are the stretched stream's).
+
 Prints the tables and writes JSON (``null`` time to identify = never identified). ``--dump`` writes
 every hop's followed candidates and identity evidence (for fitting the identity).
 """
@@ -63,6 +68,7 @@ from bench.follow import CachedEncoder, add_set_argument, follower_overrides
 from bench.identify import candidates
 from bench.report import cpu_name, write_result
 from scoreid import contract as C
+from scoreid.audio.spectrogram import spectrogram
 from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT
 from scoreid.identify.stream import DEFAULT_HOP_S, Identifier, time_to_identify
 from scoreid.inference import load_model
@@ -193,10 +199,12 @@ def stream(
     sequence_weight: float = 0.0,
     dump: list[Any] | None = None,
     followed: int = CANDIDATES,
+    stretch: float = 1.0,
 ) -> Streamed:
     """Stream ``audio`` as ``scoreid identify`` does and say how it went for the true piece
     ``truth`` (which need not be in ``lib``). ``dump``: gets each hop's (t, candidates, identity
-    evidence, identity, probability) and the final candidates (for fitting offline, ``--dump``)."""
+    evidence, identity, probability) and the final candidates (for fitting offline, ``--dump``).
+    ``stretch`` != 1: the spectrogram stretched in time (:func:`stretch_frames`) is streamed."""
     ident = Identifier(lib, enc, hop_s=hop_s, sequence_weight=sequence_weight, candidates=followed)
     chunk = max(1, int(round(hop_s * C.SAMPLE_RATE)))
     ts: list[float] = []
@@ -229,10 +237,16 @@ def stream(
                     ]
                 )
 
-    for s in range(0, len(audio), chunk):
-        run(ident.push(audio[s : s + chunk]))
+    if stretch == 1.0:
+        for s in range(0, len(audio), chunk):
+            run(ident.push(audio[s : s + chunk]))
+        seconds = len(audio) / C.SAMPLE_RATE
+    else:
+        frames = stretch_frames(spectrogram(audio), stretch)
+        run(ident.push_frames(frames))
+        seconds = len(frames) / C.FPS
     run(ident.finish())
-    end = ident.snapshot(len(audio) / C.SAMPLE_RATE)
+    end = ident.snapshot(seconds)
     final = end.ranking
     if dump is not None:
         by_tally = [(p, 0.0, v) for p, v in ident.engine.tally.top(len(lib.piece_ids))]
@@ -255,6 +269,22 @@ def stream(
         first_wrong[0] if first_wrong else None,
         right,
     )
+
+
+def stretch_frames(frames: np.ndarray, factor: float) -> np.ndarray:
+    """Spectrogram ``frames`` (T, bins) stretched in time by ``factor`` (> 1: longer, as if played
+    ``factor`` times slower): round(T x factor) frames, each interpolated linearly between its two
+    nearest source frames; the first and last frames are kept."""
+    if factor <= 0:
+        raise ValueError(f"stretch must be positive, got {factor}")
+    x = np.asarray(frames, np.float32)
+    n = max(1, int(round(len(x) * factor)))
+    if len(x) < 2:
+        return np.repeat(x, n, axis=0)
+    src = np.linspace(0.0, len(x) - 1.0, n)
+    i0 = np.minimum(np.floor(src).astype(int), len(x) - 2)
+    w = (src - i0)[:, None].astype(np.float32)
+    return (x[i0] * (1 - w) + x[i0 + 1] * w).astype(np.float32)
 
 
 def with_hub_weight(lib: Library, weight: float) -> Library:
@@ -504,6 +534,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="order the followed candidates by log(tally) + W x sequence evidence (default: the engine's; 0: tally only)",
     )
     p.add_argument(
+        "--stretch",
+        type=float,
+        default=1.0,
+        help="stretch each excerpt's spectrogram in time by F (> 1: as if played slower; a test-time lever)",
+    )
+    p.add_argument(
         "--dump",
         type=Path,
         default=None,
@@ -568,6 +604,7 @@ def run_excerpts(
     sequence_weight: float = 0.0,
     dump: list[Any] | None = None,
     followed: int = CANDIDATES,
+    stretch: float = 1.0,
 ) -> list[ExcerptResult]:
     by_key = {(work_id(p["folder"]), p["performer"]): p for p in perfs}
     longest = max(e.length_s for e in plan) if plan else 0.0
@@ -584,7 +621,7 @@ def run_excerpts(
         said = []
         for size, inside in runs:
             sub = excerpt_library(lib, p["work"], size, key, seed, inside)
-            st = stream(sub, memo, audio, p["work"], hop, sequence_weight, dump, followed)
+            st = stream(sub, memo, audio, p["work"], hop, sequence_weight, dump, followed, stretch)
             if dump is not None:
                 dump[-1].update(
                     {
@@ -707,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         args.sequence_weight,
         dump,
         args.candidates,
+        args.stretch,
     )
     if args.dump:
         args.dump.parent.mkdir(parents=True, exist_ok=True)
@@ -760,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         "hub": lib.index.get("hub"),
         "sequence_weight": args.sequence_weight,
         "candidates": args.candidates,
+        "stretch": args.stretch,
         "follower_overrides": overrides,
         "library": {
             "pieces": len(lib.piece_ids),

@@ -65,6 +65,24 @@ def test_stream_reports_identity_right_wrong_and_the_top1_of_every_hop(lib):
     assert (st.identity == "p01") <= (st.first_identity_s is not None)
 
 
+def test_a_stretched_stream_is_the_spectrogram_longer_in_time(lib):
+    x = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    y = R.stretch_frames(x, 1.5)
+    assert y.shape == (30, 3) and y[0, 0] == 0 and y[-1, 0] == 19
+    assert np.all(np.diff(y[:, 0]) > 0) and np.allclose(np.diff(y[:, 0]), 19 / 29, atol=1e-5)
+    np.testing.assert_array_equal(R.stretch_frames(x, 1.0), x)
+    assert R.stretch_frames(x, 0.5).shape == (10, 3)
+    with pytest.raises(ValueError):
+        R.stretch_frames(x, 0.0)
+    audio = np.random.default_rng(0).normal(0, 0.1, 22050 * 6).astype(np.float32)
+    st = R.stream(lib, ProjectingEncoder(2), audio, "p01", 0.5, stretch=1.5)
+    assert len(st.right) in (18, 19)  # 9 s of frames: a hop per 0.5 s of them
+    # stretch 1 through the frames path is the audio path: the same hops, the same answers
+    plain = R.stream(lib, ProjectingEncoder(2), audio, "p01", 0.5)
+    same = R.stream(lib, ProjectingEncoder(2), audio, "p01", 0.5, stretch=1.0 + 1e-12)
+    assert plain.right == same.right and plain.rank == same.rank
+
+
 def mk(
     work: str, identity: str | None, rank: int | None, right: str, inside: bool = True, **kw
 ) -> R.ExcerptResult:
