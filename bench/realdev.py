@@ -3,7 +3,7 @@
     python -m bench.realdev [--model models/default] [--data /work/data/realdev]
         [--corpus /work/data/corpus] [--distractors /work/data/realdev-distractors] [--look shifted]
         [--sizes 40,200,all] [--open-set] [--lengths 10,20,30] [--per-composer N] [--limit N] [--seed 0]
-        [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--stretch F] [--dump FILE] [--work DIR]
+        [--hop 0.5] [--hub-weight W] [--sequence-weight W] [--stretch F] [--tempo-votes F,F] [--dump FILE] [--work DIR]
         [--works-of SET_DIR]
         [--out bench/results/realdev.json]
 
@@ -39,9 +39,10 @@ engraved in Leland and degraded like scans). Validation only: never trained on.
    against seconds heard (every hop of the longest excerpts: more audio must not make it worse);
    out-of-library streams named (``--open-set``).
 
-``--stretch F`` (a test-time lever, measured in RESULTS.md): each excerpt's spectrogram is stretched
-in time by F before it is windowed (F > 1: as if played F times slower), all at once instead of
-hop by hop (the final ranking is the same; the hops' times are the stretched stream's).
+``--stretch F`` and ``--tempo-votes F,F,...`` (test-time tempo levers, :mod:`bench.tempo_lever`,
+measured in RESULTS.md): each excerpt's spectrogram stretched in time by F before it is windowed
+(F > 1: as if played F times slower; streamed all at once, so the hops' times are the stretched
+stream's), or every window voting at several tempo factors.
 
 Prints the tables and writes JSON (``null`` time to identify = never identified). ``--dump`` writes
 every hop's followed candidates and identity evidence (for fitting the identity).
@@ -67,6 +68,7 @@ import soundfile as sf
 from bench.follow import CachedEncoder, add_set_argument, follower_overrides
 from bench.identify import candidates
 from bench.report import cpu_name, write_result
+from bench.tempo_lever import TempoVotes, stretch_frames
 from scoreid import contract as C
 from scoreid.audio.spectrogram import spectrogram
 from scoreid.identify.engine import CANDIDATES, SEQUENCE_WEIGHT
@@ -200,12 +202,15 @@ def stream(
     dump: list[Any] | None = None,
     followed: int = CANDIDATES,
     stretch: float = 1.0,
+    tempo_votes: Sequence[float] = (),
 ) -> Streamed:
     """Stream ``audio`` as ``scoreid identify`` does and say how it went for the true piece
     ``truth`` (which need not be in ``lib``). ``dump``: gets each hop's (t, candidates, identity
     evidence, identity, probability) and the final candidates (for fitting offline, ``--dump``).
-    ``stretch`` != 1: the spectrogram stretched in time (:func:`stretch_frames`) is streamed."""
-    ident = Identifier(lib, enc, hop_s=hop_s, sequence_weight=sequence_weight, candidates=followed)
+    ``stretch`` != 1: the spectrogram stretched in time is streamed; ``tempo_votes``: every window
+    votes at those tempo factors (:mod:`bench.tempo_lever`)."""
+    changes: dict[str, Any] = {"hop_s": hop_s, "sequence_weight": sequence_weight, "candidates": followed}
+    ident = TempoVotes(lib, enc, tempo_votes, **changes) if tempo_votes else Identifier(lib, enc, **changes)
     chunk = max(1, int(round(hop_s * C.SAMPLE_RATE)))
     ts: list[float] = []
     right: list[bool] = []
@@ -269,22 +274,6 @@ def stream(
         first_wrong[0] if first_wrong else None,
         right,
     )
-
-
-def stretch_frames(frames: np.ndarray, factor: float) -> np.ndarray:
-    """Spectrogram ``frames`` (T, bins) stretched in time by ``factor`` (> 1: longer, as if played
-    ``factor`` times slower): round(T x factor) frames, each interpolated linearly between its two
-    nearest source frames; the first and last frames are kept."""
-    if factor <= 0:
-        raise ValueError(f"stretch must be positive, got {factor}")
-    x = np.asarray(frames, np.float32)
-    n = max(1, int(round(len(x) * factor)))
-    if len(x) < 2:
-        return np.repeat(x, n, axis=0)
-    src = np.linspace(0.0, len(x) - 1.0, n)
-    i0 = np.minimum(np.floor(src).astype(int), len(x) - 2)
-    w = (src - i0)[:, None].astype(np.float32)
-    return (x[i0] * (1 - w) + x[i0 + 1] * w).astype(np.float32)
 
 
 def with_hub_weight(lib: Library, weight: float) -> Library:
@@ -540,6 +529,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stretch each excerpt's spectrogram in time by F (> 1: as if played slower; a test-time lever)",
     )
     p.add_argument(
+        "--tempo-votes",
+        default="",
+        metavar="F,F,...",
+        help="every window votes at these tempo factors, 1 among them (bench.tempo_lever; a test-time lever)",
+    )
+    p.add_argument(
         "--dump",
         type=Path,
         default=None,
@@ -605,6 +600,7 @@ def run_excerpts(
     dump: list[Any] | None = None,
     followed: int = CANDIDATES,
     stretch: float = 1.0,
+    tempo_votes: Sequence[float] = (),
 ) -> list[ExcerptResult]:
     by_key = {(work_id(p["folder"]), p["performer"]): p for p in perfs}
     longest = max(e.length_s for e in plan) if plan else 0.0
@@ -621,7 +617,9 @@ def run_excerpts(
         said = []
         for size, inside in runs:
             sub = excerpt_library(lib, p["work"], size, key, seed, inside)
-            st = stream(sub, memo, audio, p["work"], hop, sequence_weight, dump, followed, stretch)
+            st = stream(
+                sub, memo, audio, p["work"], hop, sequence_weight, dump, followed, stretch, tempo_votes
+            )
             if dump is not None:
                 dump[-1].update(
                     {
@@ -688,6 +686,7 @@ def restrict_works(set_doc: dict[str, Any], data: Path, others: Sequence[Path]) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    tempo_votes = [float(f) for f in args.tempo_votes.split(",") if f.strip()]
     overrides = follower_overrides(args.set)
     t_start = time.perf_counter()
     if not (args.model / "manifest.json").is_file():
@@ -745,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         dump,
         args.candidates,
         args.stretch,
+        tempo_votes,
     )
     if args.dump:
         args.dump.parent.mkdir(parents=True, exist_ok=True)
@@ -799,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
         "sequence_weight": args.sequence_weight,
         "candidates": args.candidates,
         "stretch": args.stretch,
+        "tempo_votes": tempo_votes,
         "follower_overrides": overrides,
         "library": {
             "pieces": len(lib.piece_ids),

@@ -11,6 +11,7 @@ from test_engine_sweep import ProjectingEncoder, frames_of
 
 from bench import realdev as R
 from bench.libwriter import unit_rows, write_core_library
+from bench.tempo_lever import TempoVotes, resample_frames, stretch_frames
 from scoreid.identify.stream import Identifier
 from scoreid.library.store import Library
 
@@ -67,13 +68,13 @@ def test_stream_reports_identity_right_wrong_and_the_top1_of_every_hop(lib):
 
 def test_a_stretched_stream_is_the_spectrogram_longer_in_time(lib):
     x = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
-    y = R.stretch_frames(x, 1.5)
+    y = stretch_frames(x, 1.5)
     assert y.shape == (30, 3) and y[0, 0] == 0 and y[-1, 0] == 19
     assert np.all(np.diff(y[:, 0]) > 0) and np.allclose(np.diff(y[:, 0]), 19 / 29, atol=1e-5)
-    np.testing.assert_array_equal(R.stretch_frames(x, 1.0), x)
-    assert R.stretch_frames(x, 0.5).shape == (10, 3)
+    np.testing.assert_array_equal(stretch_frames(x, 1.0), x)
+    assert stretch_frames(x, 0.5).shape == (10, 3)
     with pytest.raises(ValueError):
-        R.stretch_frames(x, 0.0)
+        stretch_frames(x, 0.0)
     audio = np.random.default_rng(0).normal(0, 0.1, 22050 * 6).astype(np.float32)
     st = R.stream(lib, ProjectingEncoder(2), audio, "p01", 0.5, stretch=1.5)
     assert len(st.right) in (18, 19)  # 9 s of frames: a hop per 0.5 s of them
@@ -81,6 +82,24 @@ def test_a_stretched_stream_is_the_spectrogram_longer_in_time(lib):
     plain = R.stream(lib, ProjectingEncoder(2), audio, "p01", 0.5)
     same = R.stream(lib, ProjectingEncoder(2), audio, "p01", 0.5, stretch=1.0 + 1e-12)
     assert plain.right == same.right and plain.rank == same.rank
+
+
+def test_tempo_votes_embed_each_window_at_every_factor_and_all_vote(lib):
+    x = np.random.default_rng(1).random((40, 3)).astype(np.float32)
+    np.testing.assert_array_equal(resample_frames(x, 40), x)
+    assert resample_frames(x[-32:], 40).shape == (40, 3)
+    frames = frames_of(5, 12.0)
+    plain = Identifier(lib, ProjectingEncoder(1))
+    voted = TempoVotes(lib, ProjectingEncoder(1), [1.0])
+    a = [u.ranking for u in plain.push_frames(frames)]
+    assert a == [u.ranking for u in voted.push_frames(frames)]  # factor 1 alone: the plain stream
+    three = TempoVotes(lib, ProjectingEncoder(1), [0.8, 1.0, 1.25])
+    ups = three.push_frames(frames)
+    assert len(ups) == len(a) and three.windows.frames >= plain.windows.frames / 0.8
+    assert sum(v for _p, _s, v in ups[-1].ranking) > sum(v for _p, _s, v in a[-1])  # three windows' votes
+    for bad in ([0.8, 1.25], [0.0, 1.0]):
+        with pytest.raises(ValueError):
+            TempoVotes(lib, ProjectingEncoder(1), bad)
 
 
 def mk(
