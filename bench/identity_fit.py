@@ -1,7 +1,7 @@
 """Fitting the calibrated identity on real performances at several library sizes, and checking it.
 
     python -m bench.identity_fit DUMP.json [DUMP.json ...] [--features NAME] [--folds 2]
-        [--max-wrong 0.01] [--out bench/results/identity-fit.json]
+        [--max-wrong 0.01] [--shipped] [--out bench/results/identity-fit.json]
 
 ``DUMP.json`` is written by ``python -m bench.realdev --sizes 40,200,all --open-set --dump DUMP.json``:
 every hop of every stream (in-library streams at each size and out-of-library ones, whose work was
@@ -18,7 +18,8 @@ probability at which, over all sizes, at most ``--max-wrong`` of the in-library 
 wrong identity and at most ``--max-wrong`` x 2 of the out-of-library streams end named. Prints per
 size and length: identity right / wrong at the end, ever wrong, median time to identity, and
 out-of-library streams named; the coefficients fitted on every work (what goes into
-``confidence.py``). Writes JSON.
+``confidence.py``). Writes JSON. ``--shipped``: no fit — the shipped ``COEF`` and ``THRESHOLD`` of
+:mod:`scoreid.identify.confidence` replayed on the streams (what the engine names with them).
 """
 
 from __future__ import annotations
@@ -171,21 +172,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", default=K.FEATURES, choices=sorted(K.FEATURE_SETS))
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--max-wrong", type=float, default=0.01)
+    p.add_argument(
+        "--shipped", action="store_true", help="replay the shipped COEF and THRESHOLD instead of fitting"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "identity-fit.json")
     args = p.parse_args(argv)
     streams = read_streams(args.dumps)
     probs: list[np.ndarray] = [np.zeros(0)] * len(streams)
-    for f in range(args.folds):
+    if args.shipped:
+        args.features = K.FEATURES
+        probs = [probabilities(s, np.array(K.COEF), K.FEATURES) for s in streams]
+    for f in range(0 if args.shipped else args.folds):
         train = [s for s in streams if fold_of(s.work, args.folds) != f]
         coef = fit_logistic(*design(train, args.features))
         for i, s in enumerate(streams):
             if fold_of(s.work, args.folds) == f:
                 probs[i] = probabilities(s, coef, args.features)
-    th = choose_threshold(streams, probs, args.max_wrong)
+    th = K.THRESHOLD if args.shipped else choose_threshold(streams, probs, args.max_wrong)
     rows = table(streams, probs, th)
     coef_all = fit_logistic(*design(streams, args.features))
     print(
-        f"identity ({args.features}: {', '.join(K.FEATURE_SETS[args.features])}), {args.folds}-fold by work, "
+        f"identity ({args.features}: {', '.join(K.FEATURE_SETS[args.features])}), "
+        f"{'the shipped COEF' if args.shipped else f'{args.folds}-fold by work'}, "
         f"threshold {th:.2f} (max wrong {args.max_wrong:.0%}); {len(streams)} streams"
     )
     print(
@@ -207,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             "folds": args.folds,
             "max_wrong": args.max_wrong,
             "threshold": th,
+            "shipped": args.shipped,
+            "coef": [round(float(c), 4) for c in K.COEF] if args.shipped else None,
             "rows": rows,
             "coef_all_works": [round(float(c), 4) for c in coef_all],
             "dumps": [str(d) for d in args.dumps],

@@ -44,13 +44,15 @@ MIN_VOTING_WINDOWS = 8  #: 4 s of sound at the default hop before anything is id
 #: is no longer an input: it shrinks as the library grows (the model before, fitted on a 10-piece
 #: synthetic library, named the right piece in 1.4 % of 30-s excerpts against 887 pieces).
 COEF = (-7.771, 0.775, 1.081, 4.875, 2.218)
-#: probability from which the top piece is reported as identified: the lowest (in steps of 0.05) at
-#: which no library size ends more than 1 % of the in-library real-dev streams on a wrong identity or
-#: names more than 2 % of the out-of-library ones — 0.9 when ``COEF`` was fitted (each work judged by a
-#: model fitted on the other works, 2 folds); 0.95 since the coherence counts only hops with a known
-#: tempo (2026-12-06, session 23: the same streams, ``COEF`` kept; a refit on them was no better;
-#: RESULTS.md "The identity's coherence and look-alike passages")
-THRESHOLD = 0.95
+#: probability from which the top piece is reported as identified: the lowest at which no library
+#: size ends more than 1 % of the in-library real-dev streams on a wrong identity or names more than
+#: 2 % of the out-of-library ones — 0.9 when ``COEF`` was fitted (each work judged by a model fitted
+#: on the other works, 2 folds); 0.95 since the coherence counts only hops with a known tempo
+#: (2026-12-06, session 23; RESULTS.md "The identity's coherence and look-alike passages"); 0.97
+#: since the audio-lead model (2026-12-07, session 30: at 0.95 it named 3.6 % of the out-of-library
+#: streams against 40 pieces, 1.4 % at 0.97; a refit on its streams named fewer right pieces;
+#: RESULTS.md "The audio-lead model at 1 161 pieces")
+THRESHOLD = 0.97
 MAX_LOG_RATIO = 5.0
 #: on the valid pieces the right top piece's coherence has median 0.95 (10th percentile 0.45),
 #: a wrong or out-of-library one 0.15 (90th: 0.5), noise and tones 0.11 (90th: 0.44)

@@ -63,3 +63,15 @@ def test_fit_check_and_threshold_on_a_synthetic_dump(tmp_path):
     assert all(r["wrong"] <= 0.01 for r in inside) and all(r["wrong"] <= 0.02 for r in outside)
     assert all(r["right"] >= 0.7 for r in inside)  # 3 in 4 streams are right, and found at both sizes
     assert len(res["coef_all_works"]) == len(K.FEATURE_SETS["margin"])
+
+
+def test_shipped_replays_the_engines_coefficients_and_threshold(tmp_path):
+    synthetic_dump(tmp_path / "d.json")
+    out = tmp_path / "shipped.json"
+    assert F.main([str(tmp_path / "d.json"), "--shipped", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["shipped"] and res["threshold"] == K.THRESHOLD and res["features"] == K.FEATURES
+    assert res["coef"] == [round(c, 4) for c in K.COEF]
+    streams = F.read_streams([tmp_path / "d.json"])
+    probs = [F.probabilities(s, np.array(K.COEF), K.FEATURES) for s in streams]
+    assert res["rows"] == F.table(streams, probs, K.THRESHOLD)
