@@ -178,17 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "identity-fit.json")
     args = p.parse_args(argv)
     streams = read_streams(args.dumps)
-    probs: list[np.ndarray] = [np.zeros(0)] * len(streams)
     if args.shipped:
         args.features = K.FEATURES
         probs = [probabilities(s, np.array(K.COEF), K.FEATURES) for s in streams]
-    for f in range(0 if args.shipped else args.folds):
-        train = [s for s in streams if fold_of(s.work, args.folds) != f]
-        coef = fit_logistic(*design(train, args.features))
-        for i, s in enumerate(streams):
-            if fold_of(s.work, args.folds) == f:
-                probs[i] = probabilities(s, coef, args.features)
-    th = K.THRESHOLD if args.shipped else choose_threshold(streams, probs, args.max_wrong)
+        th = K.THRESHOLD
+    else:
+        probs = [np.zeros(0)] * len(streams)
+        for f in range(args.folds):
+            train = [s for s in streams if fold_of(s.work, args.folds) != f]
+            coef = fit_logistic(*design(train, args.features))
+            for i, s in enumerate(streams):
+                if fold_of(s.work, args.folds) == f:
+                    probs[i] = probabilities(s, coef, args.features)
+        th = choose_threshold(streams, probs, args.max_wrong)
     rows = table(streams, probs, th)
     coef_all = fit_logistic(*design(streams, args.features))
     print(
