@@ -143,6 +143,17 @@ class ClientStream:
         """The next message, or ``None`` once the client half-closed."""
         return await anext(self, None)
 
+    async def admitted(self) -> None:
+        """Tell the client its session is admitted (options valid, library known, a slot free):
+        the call's initial metadata, sent before any answer. A client that waits for it before
+        its audio never writes into a call the server is refusing (see ``proto/``)."""
+        try:
+            await self.context.send_initial_metadata(())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the call is over: the client cannot be reached
+            raise StreamGone() from None
+
     async def write(self, msg: pb.Identification) -> None:
         if self.unparsed:  # the stream is over for the client: nothing more is sent
             return
@@ -361,6 +372,7 @@ class IdentifyServicer(pbg.IdentifyServicer):
                         if first.options.resume_session
                         else (uuid.uuid4().hex, 0.0)
                     )
+                    await stream.admitted()
                     await self._session(stream, opts, sid, t_offset, started, watch)
                     clean_end = True
                 finally:

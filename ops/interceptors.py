@@ -7,6 +7,8 @@ pool (the index's and the aggregator's); both kinds are checked and shielded ali
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import inspect
 import logging
@@ -17,6 +19,7 @@ from typing import Any
 import grpc
 
 DENIED = "missing or wrong bearer token"
+DENY_READ_S = 1.0  #: how long a refused stream waits for the client's first message
 
 
 def bearer_of(metadata: Iterable[tuple[str, Any]] | None) -> str:
@@ -42,8 +45,16 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
 
+        async def deny_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            # The client's first message is taken (within DENY_READ_S) before the refusal: a
+            # grpc.aio client whose write races the end of the call can otherwise be told INTERNAL
+            # instead of UNAUTHENTICATED (grpc/grpc#36066).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(context.read(), DENY_READ_S)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
+
         self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
 
     def admits(self, handler_call_details: grpc.HandlerCallDetails) -> bool:
         """An open method (health, reflection), or a call with one of the tokens."""

@@ -2,7 +2,8 @@
 
 ``scoreid web --stack ADDRESS`` (and ``scoreid up --web``) serve these. A browser's ``start`` opens
 a call to the stack (:class:`web.stack_target.StackTarget`: address, credentials, library, hop)
-and sends its ``SessionOptions`` (float32 at the contract rate); each checked audio frame goes on
+and sends its ``SessionOptions`` (float32 at the contract rate), then waits for the stack to admit
+the session (the call's initial metadata) before any audio; each checked audio frame goes on
 as an ``AudioChunk``; ``end`` half-closes the call. A reader task turns every ``Identification``
 into the page's message as it arrives: :meth:`scoreid.identify.engine.Update.from_message` reads
 it back into the engine's answer (positions through the one ``Position`` adapter) and
@@ -113,6 +114,24 @@ class StackSession(Session):
             client_name="scoreid-web",
         )
         await self._write(pb.StreamRequest(options=options))
+        await self._admitted(call)
+
+    async def _admitted(self, call: grpc.aio.StreamStreamCall) -> None:
+        """Wait for the stack to admit the session (its initial metadata) before any audio: a
+        write into a call the stack is refusing can be told INTERNAL instead of why
+        (grpc/grpc#36066). A refusal ends the call without it: the reader then says why."""
+        try:
+            await asyncio.wait_for(call.initial_metadata(), timeout=self.limits.idle_timeout_s)
+        except TimeoutError:
+            raise self._fail(
+                ProtocolError(L.CLOSE_ERROR, "the stack did not admit the session; start again")
+            ) from None
+        except grpc.aio.AioRpcError as e:
+            raise self._fail(stack_error(e)) from None
+        if call.done():
+            code = await call.code()
+            if code != grpc.StatusCode.OK:
+                raise self._fail(stack_close(code, await call.details() or ""))
 
     async def _push(self, x: np.ndarray) -> None:
         await self._write(pb.StreamRequest(audio=pb.AudioChunk(data=x.astype("<f4").tobytes())))

@@ -4,6 +4,7 @@ leaves no session state after the TTL; session caps, bearer token and message si
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -247,3 +248,58 @@ def test_a_bad_window_in_a_shared_batch_ends_only_its_session(make_stack, random
             and msgs[-1].final
             and msgs[-1].top[0].piece == ("alpha", "beta", "gamma")[i % 3]
         )
+
+
+async def _refusal_seen_by_an_aio_client(
+    address: str, token: str, first: pb.StreamRequest
+) -> grpc.StatusCode:
+    """One ``grpc.aio`` stream on its own channel as the page's server opens it (web/stack_session):
+    ``first`` written at once, then the stack's admission (its initial metadata) awaited before any
+    audio; the call's status if it was refused (``OK`` if admitted)."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        call = pbg.IdentifyStub(ch).Stream(metadata=(("authorization", f"Bearer {token}"),))
+        try:
+            await call.write(first)
+            await asyncio.wait_for(call.initial_metadata(), timeout=10)
+            if not call.done():
+                call.cancel()
+                return grpc.StatusCode.OK
+            return await call.code()
+        except grpc.aio.AioRpcError as e:
+            return e.code()
+
+
+def test_an_aio_client_is_told_why_it_is_refused_never_internal(make_stack, random_encoder):
+    """grpc/grpc#36066: a ``grpc.aio`` write that races the server's end of the call was reported
+    as INTERNAL ("Internal error from Core") in place of the refusal — a few % of wrong-token
+    streams, on a fresh channel each. A refused token's stream is now ended after its first
+    message, and an admitted session gets initial metadata first, so a client that waits for it
+    is told UNAUTHENTICATED / NOT_FOUND every time, and an admitted one is admitted."""
+    stack = make_stack()
+    server, addr = serve_encoder(stack.identify, random_encoder, token="s3cret")
+
+    async def run() -> dict[tuple[str, str], int]:
+        seen: dict[tuple[str, str], int] = {}
+        for i in range(120):
+            case, token, first = (
+                ("wrong token", "wrong-token", opts())
+                if i % 3
+                else (
+                    ("unknown library", "s3cret", opts(library="nope"))
+                    if i % 2
+                    else ("good", "s3cret", opts())
+                )
+            )
+            code = await _refusal_seen_by_an_aio_client(addr, token, first)
+            seen[case, code.name] = seen.get((case, code.name), 0) + 1
+        return seen
+
+    try:
+        seen = asyncio.run(run())
+    finally:
+        server.stop(None)
+    assert seen == {
+        ("wrong token", "UNAUTHENTICATED"): 80,
+        ("unknown library", "NOT_FOUND"): 20,
+        ("good", "OK"): 20,
+    }, seen
