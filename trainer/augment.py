@@ -332,11 +332,19 @@ class AudioAugment(nn.Module):
         return to_log(m * keep)
 
 
-class AudioFinetuneAugment(nn.Module):
-    """Fine-tuning audio augmentation: tempo 0.9 - 1.1 (time stretch) and onset shift +-1 frame."""
+DEFAULT_TEMPO = (0.9, 1.1)  #: fine-tuning's time-stretch range (REFERENCE "Fine-tuning")
 
-    def __init__(self, frames: int, tempo: tuple[float, float] = (0.9, 1.1), max_shift_frames: float = 1.0):
+
+class AudioFinetuneAugment(nn.Module):
+    """Fine-tuning audio augmentation: tempo 0.9 - 1.1 (time stretch; ``tempo``: another range) and
+    onset shift +-1 frame."""
+
+    def __init__(
+        self, frames: int, tempo: tuple[float, float] = DEFAULT_TEMPO, max_shift_frames: float = 1.0
+    ):
         super().__init__()
+        if not 0 < tempo[0] <= tempo[1]:
+            raise ValueError(f"tempo range must be 0 < lo <= hi, got {tempo}")
         self.frames, self.tempo, self.max_shift = frames, tempo, max_shift_frames
 
     @torch.no_grad()

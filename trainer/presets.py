@@ -88,6 +88,9 @@ class FinetuneConfig(PairSchedule):
     sheet_jitter_px: float = 5.0  #: horizontal system shift of the sheet window
     audio_frames: int = C.AUDIO_WINDOW_FRAMES
     context_factor: float = 1.25  #: audio context for tempo 0.9-1.1 and +-1 frame shift
+    #: the time-stretch range of the audio excerpt (uniform; > 1 plays faster); the context widens
+    #: to ``hi + 0.05`` times the window where that is more than ``context_factor``
+    tempo_range: tuple[float, float] = (0.9, 1.1)
     #: frames from the audio window's centre to the music the sheet window shows (0: the centre; more:
     #: nearer the window's end, so the follower extrapolates less to "now"; the model records it)
     audio_lead_frames: int = 0

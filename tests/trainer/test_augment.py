@@ -159,3 +159,40 @@ def test_finetune_world_augmentation_is_a_preset_option():
         assert a.shape == (4, 1, 92, cfg.audio_frames) and s.shape == (4, 1, 80, 100)
     with pytest.raises(Exception, match="augmentation"):
         PairBatches(dataclasses.replace(get("cpu").finetune, augment="nope"), Pairs())  # type: ignore[arg-type]
+
+
+def test_a_wider_finetune_tempo_range_reads_the_context_it_is_given():
+    """``trainer/run.py finetune --tempo-range 0.6,1.6``: the excerpt's slope (frames of context read
+    per output frame) spans the range, the context widens to hold the fastest reading, and the
+    default keeps the paper's 0.9 - 1.1 on its 1.25x context."""
+    import argparse
+    import dataclasses
+
+    from trainer import presets
+    from trainer.commands.finetune import finetune_config, tempo_range
+    from trainer.data import PairSet
+    from trainer.finetune import PairBatches
+
+    torch.manual_seed(0)
+    w = 140
+    ramp = torch.linspace(0, 1, w).expand(256, 1, 92, w).contiguous() * 0.5
+    out = AudioFinetuneAugment(84, tempo=(0.6, 1.6))(ramp)
+    slopes = (out[..., 60] - out[..., 20]).mean(dim=(1, 2)) / (ramp[..., 1] - ramp[..., 0]).mean() / 40
+    assert 0.59 < float(slopes.min()) < 0.7 and 1.5 < float(slopes.max()) < 1.61
+    assert tempo_range("0.6,1.6") == (0.6, 1.6)
+    for bad in ("1.6,0.6", "0,1", "0.5", "a,b", "0.5,2.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            tempo_range(bad)
+    base = presets.get("cpu")
+    args = argparse.Namespace(
+        max_epochs=None, time_budget=None, refine_budget=None, refine_max_epochs=None, augment=None
+    )
+    assert finetune_config(base, args).tempo_range == (0.9, 1.1)
+    wide = finetune_config(base, argparse.Namespace(**vars(args), tempo_range=(0.6, 1.6)))
+    assert wide.tempo_range == (0.6, 1.6)
+    pairs = PairSet(piece_ids=["p"])
+    assert PairBatches(finetune_config(base, args), pairs).width == 106  # 84 x 1.25, as before
+    assert PairBatches(wide, pairs).width == 140  # 84 x 1.65: the fastest reading stays inside
+    with pytest.raises(ValueError):
+        AudioFinetuneAugment(84, tempo=(1.2, 1.1))
+    assert dataclasses.asdict(wide)["tempo_range"] == (0.6, 1.6)  # recorded in the run's config

@@ -36,6 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "then matches music nearer its window's end: less lag for the score follower); a warm start "
         "(--init-model) does not take its model's lead: give it again (default 0)",
     )
+    p.add_argument(
+        "--tempo-range",
+        type=tempo_range,
+        default=None,
+        metavar="LO,HI",
+        help="time-stretch range of the training audio excerpts (default 0.9,1.1, the paper's); "
+        "wider teaches the model music played much slower or faster than its score tempo",
+    )
 
 
 def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
@@ -62,10 +70,24 @@ def add_finetune_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+def tempo_range(text: str) -> tuple[float, float]:
+    """``LO,HI`` as the fine-tuning time-stretch range (0 < LO <= HI <= 2)."""
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0.6,1.6), got {text!r}") from None
+    if not 0 < lo <= hi <= 2:
+        raise argparse.ArgumentTypeError(f"tempo range must have 0 < LO <= HI <= 2, got {text!r}")
+    return lo, hi
+
+
 def finetune_config(preset: presets.Preset, args: argparse.Namespace) -> presets.FinetuneConfig:
     """The preset's fine-tuning config with the command line's overrides applied."""
     cfg = apply_overrides(preset.finetune, args)
     lead = getattr(args, "audio_lead_frames", None)
+    tempo = getattr(args, "tempo_range", None)
+    if tempo is not None:
+        cfg = dataclasses.replace(cfg, tempo_range=tempo)
     return cfg if lead is None else dataclasses.replace(cfg, audio_lead_frames=lead)
 
 
