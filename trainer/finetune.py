@@ -50,13 +50,7 @@ from scoreid.inference import git_commit
 from scoreid.models import CrossModalNet, load_checkpoint, save_checkpoint
 from scoreid.models.cca import CCALayer
 from trainer import distributed as D
-from trainer.augment import (
-    DEFAULT_TEMPO,
-    AudioFinetuneAugment,
-    AudioWorldAugment,
-    SheetFinetuneAugment,
-    SheetScanAugment,
-)
+from trainer.augment import AudioFinetuneAugment, AudioWorldAugment, SheetFinetuneAugment, SheetScanAugment
 from trainer.common import channels_last, channels_last_net, load_net
 from trainer.data import PairSet, context_frames, open_corpus
 from trainer.loop import Method, Schedule, Stage, fit, optimise, start
@@ -71,9 +65,9 @@ class PairBatches:
 
     def __init__(self, cfg: FinetuneConfig | DistillConfig, pairs: PairSet):
         self.cfg, self.pairs = cfg, pairs
-        lo, hi = getattr(cfg, "tempo_range", DEFAULT_TEMPO)
+        hi = cfg.tempo_range[1]
         self.width = context_frames(cfg.audio_frames, max(cfg.context_factor, hi + 0.05))
-        audio_aug: nn.Module = AudioFinetuneAugment(cfg.audio_frames, tempo=(lo, hi))
+        audio_aug: nn.Module = AudioFinetuneAugment(cfg.audio_frames, tempo=cfg.tempo_range)
         sheet_aug: nn.Module = SheetFinetuneAugment()
         if cfg.augment == "world":
             audio_aug = nn.Sequential(AudioWorldAugment(C.FPS), audio_aug)

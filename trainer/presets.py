@@ -38,6 +38,7 @@ from typing import Any
 
 from scoreid import contract as C
 from scoreid.errors import UserError
+from trainer.augment import DEFAULT_TEMPO
 from trainer.losses import COS_WEIGHT, MARGIN, NCE_WEIGHT, TAU_AUDIO, TAU_FINETUNE, TAU_SHEET
 
 
@@ -90,7 +91,7 @@ class FinetuneConfig(PairSchedule):
     context_factor: float = 1.25  #: audio context for tempo 0.9-1.1 and +-1 frame shift
     #: the time-stretch range of the audio excerpt (uniform; > 1 plays faster); the context widens
     #: to ``hi + 0.05`` times the window where that is more than ``context_factor``
-    tempo_range: tuple[float, float] = (0.9, 1.1)
+    tempo_range: tuple[float, float] = DEFAULT_TEMPO
     #: frames from the audio window's centre to the music the sheet window shows (0: the centre; more:
     #: nearer the window's end, so the follower extrapolates less to "now"; the model records it)
     audio_lead_frames: int = 0
@@ -115,6 +116,7 @@ class DistillConfig(PairSchedule):
     sheet_jitter_px: float = 5.0  #: horizontal system shift of the sheet window (as fine-tuning)
     audio_frames: int = C.AUDIO_WINDOW_FRAMES  #: replaced by the teacher's
     context_factor: float = 1.25  #: audio context for tempo 0.9-1.1 and +-1 frame shift
+    tempo_range: tuple[float, float] = DEFAULT_TEMPO  #: as fine-tuning (its teacher's, by ``following``)
     time_budget_s: float | None = None
     refine_budget_s: float | None = None  #: per refinement round
     augment: str = "paper"  #: as fine-tuning: "paper" or "world"
